@@ -1,0 +1,24 @@
+//===- LoraOps.h - lora operations ------------------------------*- C++ -*-===//
+#ifndef LORA_DIALECT_LORA_IR_LORAOPS_H
+#define LORA_DIALECT_LORA_IR_LORAOPS_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "lora/Dialect/Lora/IR/LoraAttrs.h"
+#include "lora/Dialect/Lora/IR/LoraDialect.h"
+#include "lora/Dialect/Lora/IR/LoraTypes.h"
+
+#define GET_OP_CLASSES
+#include "lora/Dialect/Lora/IR/LoraOps.h.inc"
+
+namespace mlir::lora {
+/// Names of the attributes the dialect attaches to the module.
+inline constexpr llvm::StringLiteral kModelConfigAttrName = "lora.model";
+inline constexpr llvm::StringLiteral kAdapterConfigAttrName = "lora.adapter_config";
+} // namespace mlir::lora
+
+#endif

@@ -1,0 +1,128 @@
+//===- LoraDialect.cpp - the lora dialect ---------------------------------===//
+#include "lora/Dialect/Lora/IR/LoraDialect.h"
+
+#include "lora/Dialect/Lora/IR/LoraOps.h"
+#include "mlir/IR/BuiltinOps.h"
+
+using namespace mlir;
+using namespace mlir::lora;
+
+#include "lora/Dialect/Lora/IR/LoraDialect.cpp.inc"
+
+void LoraDialect::initialize() {
+  addOperations<
+#define GET_OP_LIST
+#include "lora/Dialect/Lora/IR/LoraOps.cpp.inc"
+      >();
+  registerTypes();
+  registerAttributes();
+}
+
+namespace {
+/// Checks `dict[key]` against an expected kind; emits "attribute 'lora.model':
+/// key 'hidden_size' ..." on failure.
+LogicalResult checkKey(Operation *op, StringRef attrName, DictionaryAttr dict,
+                       StringRef key, bool required,
+                       function_ref<bool(Attribute)> ok, StringRef what) {
+  Attribute value = dict.get(key);
+  if (!value) {
+    if (!required)
+      return success();
+    return op->emitOpError() << "attribute '" << attrName
+                             << "' is missing key '" << key << "'";
+  }
+  if (!ok(value))
+    return op->emitOpError() << "attribute '" << attrName << "': key '" << key
+                             << "' must be " << what << ", got " << value;
+  return success();
+}
+
+bool isPositiveInt(Attribute a) {
+  auto i = dyn_cast<IntegerAttr>(a);
+  return i && i.getType().isInteger(64) && i.getInt() > 0;
+}
+bool isNonNegativeInt(Attribute a) {
+  auto i = dyn_cast<IntegerAttr>(a);
+  return i && i.getType().isInteger(64) && i.getInt() >= 0;
+}
+bool isPositiveFloat(Attribute a) {
+  auto f = dyn_cast<FloatAttr>(a);
+  return f && f.getValueAsDouble() > 0.0;
+}
+bool isUnitIntervalOpen(Attribute a) {
+  auto f = dyn_cast<FloatAttr>(a);
+  return f && f.getValueAsDouble() >= 0.0 && f.getValueAsDouble() < 1.0;
+}
+bool isBool(Attribute a) { return isa<BoolAttr>(a); }
+bool isString(Attribute a) { return isa<StringAttr>(a); }
+bool isStringArray(Attribute a) {
+  auto arr = dyn_cast<ArrayAttr>(a);
+  return arr && llvm::all_of(arr, [](Attribute e) { return isa<StringAttr>(e); });
+}
+} // namespace
+
+LogicalResult LoraDialect::verifyOperationAttribute(Operation *op,
+                                                    NamedAttribute attr) {
+  StringRef name = attr.getName().getValue();
+  if (name != kModelConfigAttrName && name != kAdapterConfigAttrName)
+    return op->emitOpError() << "unknown lora dialect attribute '" << name
+                             << "' (expected '" << kModelConfigAttrName
+                             << "' or '" << kAdapterConfigAttrName << "')";
+  if (!isa<ModuleOp>(op))
+    return op->emitOpError() << "attribute '" << name
+                             << "' is only valid on a module";
+  auto dict = dyn_cast<DictionaryAttr>(attr.getValue());
+  if (!dict)
+    return op->emitOpError() << "attribute '" << name
+                             << "' must be a dictionary";
+
+  if (name == kModelConfigAttrName) {
+    for (StringRef key :
+         {"hidden_size", "intermediate_size", "num_hidden_layers",
+          "num_attention_heads", "num_key_value_heads", "head_dim",
+          "vocab_size"})
+      if (failed(checkKey(op, name, dict, key, true, isPositiveInt,
+                          "a positive i64")))
+        return failure();
+    if (failed(checkKey(op, name, dict, "architecture", true, isString,
+                        "a string")) ||
+        failed(checkKey(op, name, dict, "rms_norm_eps", true, isPositiveFloat,
+                        "a positive float")) ||
+        failed(checkKey(op, name, dict, "rope_theta", true, isPositiveFloat,
+                        "a positive float")) ||
+        failed(checkKey(op, name, dict, "tie_word_embeddings", true, isBool,
+                        "a bool")) ||
+        failed(checkKey(op, name, dict, "attention_bias", true, isBool,
+                        "a bool")) ||
+        failed(checkKey(op, name, dict, "sliding_window", false,
+                        isPositiveInt, "a positive i64")) ||
+        failed(checkKey(op, name, dict, "max_position_embeddings", false,
+                        isPositiveInt, "a positive i64")) ||
+        failed(checkKey(op, name, dict, "bos_token_id", false,
+                        isNonNegativeInt, "a non-negative i64")) ||
+        failed(checkKey(op, name, dict, "eos_token_id", false,
+                        isNonNegativeInt, "a non-negative i64")))
+      return failure();
+    int64_t heads = cast<IntegerAttr>(dict.get("num_attention_heads")).getInt();
+    int64_t kvHeads =
+        cast<IntegerAttr>(dict.get("num_key_value_heads")).getInt();
+    if (heads % kvHeads != 0)
+      return op->emitOpError()
+             << "attribute '" << name << "': num_attention_heads (" << heads
+             << ") must be a multiple of num_key_value_heads (" << kvHeads
+             << ")";
+    return success();
+  }
+
+  // lora.adapter_config: the PEFT LoraConfig the adapters were attached with.
+  if (failed(checkKey(op, name, dict, "r", true, isPositiveInt,
+                      "a positive i64")) ||
+      failed(checkKey(op, name, dict, "lora_alpha", true, isPositiveFloat,
+                      "a positive float")) ||
+      failed(checkKey(op, name, dict, "lora_dropout", true, isUnitIntervalOpen,
+                      "a float in [0, 1)")) ||
+      failed(checkKey(op, name, dict, "target_modules", true, isStringArray,
+                      "an array of strings")))
+    return failure();
+  return success();
+}

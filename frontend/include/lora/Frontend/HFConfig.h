@@ -1,0 +1,75 @@
+//===- HFConfig.h - Hugging Face config.json and PEFT configs ---*- C++ -*-===//
+#ifndef LORA_FRONTEND_HFCONFIG_H
+#define LORA_FRONTEND_HFCONFIG_H
+
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlir::lora::frontend {
+
+/// Architectures the importer understands (all "RMSNorm + RoPE + GQA +
+/// SwiGLU" decoders).
+enum class Architecture { Llama, Mistral, Qwen2 };
+const char *architectureName(Architecture arch); // "LlamaForCausalLM", ...
+
+struct RopeScaling {
+  std::string type; // "linear" or "llama3"
+  double factor = 1.0;
+  double lowFreqFactor = 1.0;
+  double highFreqFactor = 4.0;
+  int64_t originalMaxPositionEmbeddings = 8192;
+};
+
+/// The fields of config.json the model graph depends on, with Hugging Face's
+/// defaults applied for the optional ones.
+struct ModelConfig {
+  std::string path; // the config.json it came from
+  Architecture architecture = Architecture::Llama;
+  int64_t hiddenSize = 0;
+  int64_t intermediateSize = 0;
+  int64_t numHiddenLayers = 0;
+  int64_t numAttentionHeads = 0;
+  int64_t numKeyValueHeads = 0;
+  int64_t headDim = 0;
+  int64_t vocabSize = 0;
+  double rmsNormEps = 1e-6;
+  double ropeTheta = 10000.0;
+  std::optional<RopeScaling> ropeScaling;
+  bool tieWordEmbeddings = false;
+  bool attentionBias = false; // bias on q/k/v (and o for Llama)
+  bool outputBias = false;    // bias on o_proj
+  bool mlpBias = false;
+  std::optional<int64_t> slidingWindow;
+  std::optional<int64_t> maxPositionEmbeddings;
+  std::optional<int64_t> bosTokenId, eosTokenId;
+  std::string torchDtype; // informational
+};
+
+/// Parses and validates a config.json. Errors are one line naming the file
+/// and the key: "cfg/config.json: key 'hidden_size' must be a positive
+/// integer, got \"x\"".
+llvm::Expected<ModelConfig> parseModelConfig(const std::string &path);
+
+/// LoRA options, from the command line or PEFT's adapter_config.json.
+struct LoraOptions {
+  int64_t rank = 16;
+  double alpha = 32.0;
+  double dropout = 0.05;
+  std::string targets = "all-linear"; // comma list or all-linear
+  std::string targetRegex;            // overrides targets when set
+  std::vector<int64_t> layers;        // layers_to_transform
+};
+
+/// Reads PEFT's adapter_config.json (r, lora_alpha, lora_dropout,
+/// target_modules as a list or a regex string, layers_to_transform) and
+/// rejects the options lorac does not implement (DoRA, rsLoRA, per-module
+/// rank/alpha patterns, modules_to_save, bias training) with one clear line.
+llvm::Expected<LoraOptions> parsePeftAdapterConfig(const std::string &path);
+
+} // namespace mlir::lora::frontend
+
+#endif
