@@ -137,13 +137,13 @@ struct AttachAdaptersPass
              << kAdapterConfigAttrName << "' is set)";
     if (rank <= 0)
       return module.emitError()
-             << "option 'rank' must be positive, got " << rank;
+             << "option 'rank' must be positive, got " << static_cast<int64_t>(rank);
     if (!(alpha > 0.0))
       return module.emitError()
-             << "option 'alpha' must be positive, got " << alpha;
+             << "option 'alpha' must be positive, got " << static_cast<double>(alpha);
     if (!(dropout >= 0.0 && dropout < 1.0))
       return module.emitError()
-             << "option 'dropout' must be in [0, 1), got " << dropout;
+             << "option 'dropout' must be in [0, 1), got " << static_cast<double>(dropout);
     for (int64_t l : layers)
       if (l < 0)
         return module.emitError()
