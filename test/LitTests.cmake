@@ -11,3 +11,8 @@ add_custom_target(check-lit
   COMMAND ${LORAC_LIT_PYTHON} ${LORAC_LIT_PY} -sv ${CMAKE_CURRENT_BINARY_DIR}/lit
   DEPENDS lorac lorac-opt
   USES_TERMINAL)
+
+# docs/dialect.md and docs/passes.md must match the ODS they are generated from.
+add_test(NAME docs_up_to_date
+  COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/gen-docs.sh ${PROJECT_BINARY_DIR} --check)
+set_tests_properties(docs_up_to_date PROPERTIES LABELS "compiler")

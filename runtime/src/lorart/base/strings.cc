@@ -1,0 +1,96 @@
+#include "lorart/base/strings.h"
+
+#include "lorart/base/status.h"
+
+namespace lorart {
+
+std::string EscapeForMessage(std::string_view s, size_t max_bytes) {
+  std::string out;
+  size_t n = s.size() < max_bytes ? s.size() : max_bytes;
+  out.reserve(n + 8);
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    switch (c) {
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\\': out += "\\\\"; break;
+      case '\'': out += "\\'"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += StrFormat("\\x%02x", c);
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  if (n < s.size()) out += "...";
+  return out;
+}
+
+std::string Quote(std::string_view s, size_t max_bytes) {
+  return "'" + EscapeForMessage(s, max_bytes) + "'";
+}
+
+std::string HumanBytes(uint64_t bytes) {
+  static const char* const kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) return StrFormat("%llu B", static_cast<unsigned long long>(bytes));
+  double v = static_cast<double>(bytes) / 1024.0;
+  size_t unit = 0;
+  while (v >= 1024.0 && unit + 1 < sizeof(kUnits) / sizeof(kUnits[0])) {
+    v /= 1024.0;
+    ++unit;
+  }
+  return StrFormat("%.2f %s", v, kUnits[unit]);
+}
+
+std::string HumanCount(uint64_t count) {
+  static const char* const kUnits[] = {"K", "M", "B", "T"};
+  if (count < 1000) return StrFormat("%llu", static_cast<unsigned long long>(count));
+  double v = static_cast<double>(count) / 1000.0;
+  size_t unit = 0;
+  while (v >= 1000.0 && unit + 1 < sizeof(kUnits) / sizeof(kUnits[0])) {
+    v /= 1000.0;
+    ++unit;
+  }
+  return StrFormat("%.2f%s", v, kUnits[unit]);
+}
+
+std::string JoinPath(std::string_view dir, std::string_view name) {
+  std::string out(dir);
+  if (!out.empty() && out.back() != '/') out += '/';
+  out += name;
+  return out;
+}
+
+bool NaturalLess(std::string_view a, std::string_view b) {
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (is_digit(a[i]) && is_digit(b[j])) {
+      size_t i0 = i, j0 = j;
+      while (i0 < a.size() && a[i0] == '0') ++i0;  // skip leading zeros
+      while (j0 < b.size() && b[j0] == '0') ++j0;
+      size_t i1 = i0, j1 = j0;
+      while (i1 < a.size() && is_digit(a[i1])) ++i1;
+      while (j1 < b.size() && is_digit(b[j1])) ++j1;
+      size_t la = i1 - i0, lb = j1 - j0;
+      if (la != lb) return la < lb;
+      int cmp = a.substr(i0, la).compare(b.substr(j0, lb));
+      if (cmp != 0) return cmp < 0;
+      // Equal values: fewer leading zeros first, then go on.
+      if ((i1 - i) != (j1 - j)) return (i1 - i) < (j1 - j);
+      i = i1;
+      j = j1;
+    } else {
+      if (a[i] != b[j]) {
+        return static_cast<unsigned char>(a[i]) < static_cast<unsigned char>(b[j]);
+      }
+      ++i;
+      ++j;
+    }
+  }
+  return (a.size() - i) < (b.size() - j);
+}
+
+}  // namespace lorart

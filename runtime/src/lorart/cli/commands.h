@@ -1,0 +1,33 @@
+// Subcommands of `lorart`, one file each. To add one: write
+// `Command AddFooCommand(CLI::App& root, std::ostream& out)` in foo.cc,
+// declare it here and list it in kCommands in main.cc.
+#ifndef LORART_CLI_COMMANDS_H_
+#define LORART_CLI_COMMANDS_H_
+
+#include <functional>
+#include <ostream>
+
+#include <CLI/CLI.hpp>
+
+#include "lorart/base/status.h"
+
+namespace lorart {
+namespace cli {
+
+// A registered subcommand: `app` is its CLI11 node; `run` executes it after
+// the command line parsed, with options already stored where it reads them.
+// Errors come back as a Status: main prints "lorart: error: <message>".
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<Status()> run;
+};
+
+using AddCommandFn = Command (*)(CLI::App& root, std::ostream& out);
+
+Command AddVersionCommand(CLI::App& root, std::ostream& out);
+Command AddInspectCommand(CLI::App& root, std::ostream& out);
+
+}  // namespace cli
+}  // namespace lorart
+
+#endif  // LORART_CLI_COMMANDS_H_

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what lorac needs on Debian 12, idempotently: only missing packages
+# are installed, so a second run does nothing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git python3
+  llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
+  libflatbuffers-dev flatbuffers-compiler
+  libsentencepiece-dev sentencepiece
+  libgtest-dev nlohmann-json3-dev libcli11-dev
+  zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
+
+if [ -e /usr/local/cuda/include/cuda.h ]; then
+  echo "setup: CUDA toolkit found at /usr/local/cuda (CUDA backend sources can be checked)"
+else
+  echo "setup: no CUDA toolkit at /usr/local/cuda: the CUDA backend is off at build time"
+fi
