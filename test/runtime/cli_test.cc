@@ -65,7 +65,7 @@ TEST(CliTest, HelpListsCommandsAndDefaults) {
 TEST(CliTest, UsageErrorsAreOneLine) {
   ExpectOneLineError(Lorart({}), "subcommand");
   ExpectOneLineError(Lorart({"frobnicate"}), "unknown command 'frobnicate'");
-  ExpectOneLineError(Lorart({"inspect"}), "path");
+  ExpectOneLineError(Lorart({"inspect"}), "PATH is required");
   ExpectOneLineError(Lorart({"inspect", "x", "--sort", "size"}), "size");
 }
 

@@ -165,11 +165,12 @@ Command AddInspectCommand(CLI::App& root, std::ostream& out) {
   auto options = std::make_shared<InspectOptions>();
   Command command;
   CLI::App* app = root.add_subcommand(
-      "inspect",
-      "List the tensors of a .safetensors file or of a model directory (model.safetensors or "
-      "model.safetensors.index.json + shards): name, dtype, shape, bytes, and the totals. Reads "
-      "only the headers, after validating them.");
-  app->add_option("path", options->path, "A .safetensors file or a model directory")
+      "inspect", "List the tensors of a .safetensors file or a model directory");
+  app->footer(
+      "PATH is a .safetensors file, or a directory with model.safetensors or with "
+      "model.safetensors.index.json and its shards. Only the headers are read, and they are "
+      "validated first: any error is reported on one line and the exit code is 1.");
+  app->add_option("PATH", options->path, "A .safetensors file or a model directory")
       ->required();
   app->add_flag("--json", options->json, "Print JSON instead of a table");
   app->add_option("--sort", options->sort,

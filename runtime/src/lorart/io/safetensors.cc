@@ -451,9 +451,9 @@ Status ReadSafetensorsHeader(const std::string& path, SafetensorsHeader* out) {
   char length[8];
   LORA_RETURN_IF_ERROR(PreadAll(fd, path, 0, sizeof(length), length));
   uint64_t n = ReadLE64(length);
-  // Read no more than the header can be; ParseSafetensorsHeader reports the
-  // exact error when the length is too large.
-  uint64_t to_read = std::min({n, file_size - 8, kMaxSafetensorsHeaderSize});
+  // A length past the file or the limit is reported by ParseSafetensorsHeader
+  // from the 8 length bytes alone: read nothing more.
+  uint64_t to_read = (n <= file_size - 8 && n <= kMaxSafetensorsHeaderSize) ? n : 0;
   std::string prefix(8 + static_cast<size_t>(to_read), '\0');
   std::memcpy(prefix.data(), length, 8);
   LORA_RETURN_IF_ERROR(PreadAll(fd, path, 8, static_cast<size_t>(to_read), prefix.data() + 8));
