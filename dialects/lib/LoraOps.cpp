@@ -1,5 +1,6 @@
 //===- LoraOps.cpp - lora operations and their verifiers ------------------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
+#include "VerifyUtils.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -13,92 +14,7 @@ using namespace mlir::lora;
 #define GET_OP_CLASSES
 #include "lora/Dialect/Lora/IR/LoraOps.cpp.inc"
 
-namespace {
-
-RankedTensorType tensorOf(Value v) {
-  return cast<RankedTensorType>(v.getType());
-}
-
-std::string dimStr(int64_t d) {
-  return ShapedType::isDynamic(d) ? std::string("?") : std::to_string(d);
-}
-
-/// Two dimensions agree when equal or when either is dynamic.
-bool compatible(int64_t a, int64_t b) {
-  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
-}
-
-/// `what` must have rank `rank`.
-LogicalResult expectRank(Operation *op, StringRef what, RankedTensorType t,
-                         int64_t rank) {
-  if (t.getRank() != rank)
-    return op->emitOpError() << what << " must have rank " << rank
-                             << ", got " << t;
-  return success();
-}
-
-/// Dimension `ia` of `a` must agree with dimension `ib` of `b`.
-LogicalResult expectSameDim(Operation *op, StringRef aName,
-                            RankedTensorType a, int64_t ia, StringRef bName,
-                            RankedTensorType b, int64_t ib) {
-  int64_t da = a.getDimSize(ia), db = b.getDimSize(ib);
-  if (!compatible(da, db))
-    return op->emitOpError()
-           << aName << " dimension " << ia << " (" << dimStr(da) << ") must "
-           << "equal " << bName << " dimension " << ib << " (" << dimStr(db)
-           << ")";
-  return success();
-}
-
-/// The first `n` dimensions of `a` and `b` must agree.
-LogicalResult expectSameLeading(Operation *op, StringRef aName,
-                                RankedTensorType a, StringRef bName,
-                                RankedTensorType b, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (failed(expectSameDim(op, aName, a, i, bName, b, i)))
-      return failure();
-  return success();
-}
-
-/// Static dimension `i` of `t` must equal `expected` (a dynamic one passes).
-LogicalResult expectDimValue(Operation *op, StringRef what,
-                             RankedTensorType t, int64_t i, int64_t expected,
-                             StringRef why) {
-  int64_t d = t.getDimSize(i);
-  if (!ShapedType::isDynamic(d) && d != expected)
-    return op->emitOpError() << what << " dimension " << i << " is " << d
-                             << " but must be " << expected << " (" << why
-                             << ")";
-  return success();
-}
-
-LogicalResult expectSameElementType(Operation *op, StringRef aName,
-                                    RankedTensorType a, StringRef bName,
-                                    RankedTensorType b) {
-  if (a.getElementType() != b.getElementType())
-    return op->emitOpError()
-           << aName << " element type " << a.getElementType()
-           << " must match " << bName << " element type "
-           << b.getElementType();
-  return success();
-}
-
-LogicalResult expectSameType(Operation *op, StringRef aName, Type a,
-                             StringRef bName, Type b) {
-  if (a != b)
-    return op->emitOpError() << aName << " type " << a << " must equal "
-                             << bName << " type " << b;
-  return success();
-}
-
-LogicalResult expectPositive(Operation *op, StringRef attr, int64_t v) {
-  if (v <= 0)
-    return op->emitOpError() << "attribute '" << attr
-                             << "' must be positive, got " << v;
-  return success();
-}
-
-} // namespace
+using namespace mlir::lora::detail;
 
 //===----------------------------------------------------------------------===//
 // ParamOp
@@ -267,44 +183,51 @@ double AttentionOp::getEffectiveScale() {
   return 1.0 / std::sqrt(static_cast<double>(getHeadDim()));
 }
 
-LogicalResult AttentionOp::verify() {
-  RankedTensorType q = tensorOf(getQ()), k = tensorOf(getK()),
-                   v = tensorOf(getV());
-  int64_t heads = getNumHeads(), kvHeads = getNumKvHeads(),
-          headDim = getHeadDim();
-  if (failed(expectPositive(*this, "num_heads", heads)) ||
-      failed(expectPositive(*this, "num_kv_heads", kvHeads)) ||
-      failed(expectPositive(*this, "head_dim", headDim)))
+LogicalResult mlir::lora::detail::verifyAttentionOperands(
+    Operation *op, Value qv, Value kv, Value vv, Value seg, int64_t heads,
+    int64_t kvHeads, int64_t headDim, std::optional<int64_t> window) {
+  RankedTensorType q = tensorOf(qv), k = tensorOf(kv), v = tensorOf(vv);
+  if (failed(expectPositive(op, "num_heads", heads)) ||
+      failed(expectPositive(op, "num_kv_heads", kvHeads)) ||
+      failed(expectPositive(op, "head_dim", headDim)))
     return failure();
   if (heads % kvHeads != 0)
-    return emitOpError() << "num_heads (" << heads
-                         << ") must be a multiple of num_kv_heads (" << kvHeads
-                         << ")";
-  if (failed(expectRank(*this, "q", q, 3)) ||
-      failed(expectRank(*this, "k", k, 3)) ||
-      failed(expectRank(*this, "v", v, 3)) ||
-      failed(expectSameLeading(*this, "k", k, "q", q, 2)) ||
-      failed(expectSameLeading(*this, "v", v, "q", q, 2)) ||
-      failed(expectDimValue(*this, "q", q, 2, heads * headDim,
+    return op->emitOpError() << "num_heads (" << heads
+                             << ") must be a multiple of num_kv_heads ("
+                             << kvHeads << ")";
+  if (failed(expectRank(op, "q", q, 3)) || failed(expectRank(op, "k", k, 3)) ||
+      failed(expectRank(op, "v", v, 3)) ||
+      failed(expectSameLeading(op, "k", k, "q", q, 2)) ||
+      failed(expectSameLeading(op, "v", v, "q", q, 2)) ||
+      failed(expectDimValue(op, "q", q, 2, heads * headDim,
                             "num_heads * head_dim")) ||
-      failed(expectDimValue(*this, "k", k, 2, kvHeads * headDim,
+      failed(expectDimValue(op, "k", k, 2, kvHeads * headDim,
                             "num_kv_heads * head_dim")) ||
-      failed(expectDimValue(*this, "v", v, 2, kvHeads * headDim,
+      failed(expectDimValue(op, "v", v, 2, kvHeads * headDim,
                             "num_kv_heads * head_dim")) ||
-      failed(expectSameElementType(*this, "k", k, "q", q)) ||
-      failed(expectSameElementType(*this, "v", v, "q", q)) ||
-      failed(expectSameType(*this, "result", getResult().getType(), "q", q)))
+      failed(expectSameElementType(op, "k", k, "q", q)) ||
+      failed(expectSameElementType(op, "v", v, "q", q)))
     return failure();
-  if (Value seg = getSegmentIds()) {
+  if (seg) {
     RankedTensorType s = tensorOf(seg);
-    if (failed(expectRank(*this, "segment_ids", s, 2)) ||
-        failed(expectSameLeading(*this, "segment_ids", s, "q", q, 2)))
+    if (failed(expectRank(op, "segment_ids", s, 2)) ||
+        failed(expectSameLeading(op, "segment_ids", s, "q", q, 2)))
       return failure();
   }
-  if (auto window = getSlidingWindow())
-    if (failed(expectPositive(*this, "sliding_window", *window)))
+  if (window)
+    if (failed(expectPositive(op, "sliding_window", *window)))
       return failure();
   return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  if (failed(verifyAttentionOperands(*this, getQ(), getK(), getV(),
+                                     getSegmentIds(), getNumHeads(),
+                                     getNumKvHeads(), getHeadDim(),
+                                     getSlidingWindow())))
+    return failure();
+  return expectSameType(*this, "result", getResult().getType(), "q",
+                        getQ().getType());
 }
 
 //===----------------------------------------------------------------------===//

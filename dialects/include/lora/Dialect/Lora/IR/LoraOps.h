@@ -10,6 +10,7 @@
 
 #include "lora/Dialect/Lora/IR/LoraAttrs.h"
 #include "lora/Dialect/Lora/IR/LoraDialect.h"
+#include "lora/Dialect/Lora/IR/LoraInterfaces.h"
 #include "lora/Dialect/Lora/IR/LoraTypes.h"
 
 #define GET_OP_CLASSES

@@ -5,6 +5,7 @@
 include "lora/Dialect/Lora/IR/LoraDialect.td"
 include "lora/Dialect/Lora/IR/LoraAttrs.td"
 include "lora/Dialect/Lora/IR/LoraTypes.td"
+include "lora/Dialect/Lora/IR/LoraInterfaces.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
 //===----------------------------------------------------------------------===//
@@ -58,7 +59,7 @@ def Lora_ParamOp : Lora_Op<"param", [Pure]> {
 // Transformer building blocks
 //===----------------------------------------------------------------------===//
 
-def Lora_EmbeddingOp : Lora_Op<"embedding", [Pure]> {
+def Lora_EmbeddingOp : Lora_Op<"embedding", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "gathers rows of an embedding table by token id";
   let description = [{
     `result[b, t, :] = table[ids[b, t], :]`. The table is `[vocab, hidden]`; the
@@ -75,7 +76,7 @@ def Lora_EmbeddingOp : Lora_Op<"embedding", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Lora_RMSNormOp : Lora_Op<"rms_norm", [Pure]> {
+def Lora_RMSNormOp : Lora_Op<"rms_norm", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "root-mean-square layer normalization with a learned scale";
   let description = [{
     `y = x / sqrt(mean(x², last axis) + eps) * weight`, computed in float32 and
@@ -93,7 +94,7 @@ def Lora_RMSNormOp : Lora_Op<"rms_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Lora_LinearOp : Lora_Op<"linear", [Pure]> {
+def Lora_LinearOp : Lora_Op<"linear", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "a linear layer `x·Wᵀ (+ bias)` with the weight in Hugging Face layout";
   let description = [{
     `x` is `[..., in]`, `weight` is `[out, in]` (as stored by PyTorch's
@@ -116,7 +117,7 @@ def Lora_LinearOp : Lora_Op<"linear", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Lora_AdapterOp : Lora_Op<"adapter", [Pure]> {
+def Lora_AdapterOp : Lora_Op<"adapter", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "the low-rank update of a LoRA adapter, `(alpha/r)·drop(x)·Aᵀ·Bᵀ`";
   let description = [{
     The contribution of one LoRA adapter (Hu et al. 2021) to the output of the
@@ -151,7 +152,7 @@ def Lora_AdapterOp : Lora_Op<"adapter", [Pure]> {
   }];
 }
 
-def Lora_RopeOp : Lora_Op<"rope", [Pure]> {
+def Lora_RopeOp : Lora_Op<"rope", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "rotary position embedding of every head at per-token positions";
   let description = [{
     Rotates each head of `x` (`[batch, seq, heads * head_dim]`) by the angle
@@ -173,7 +174,7 @@ def Lora_RopeOp : Lora_Op<"rope", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Lora_AttentionOp : Lora_Op<"attention", [Pure]> {
+def Lora_AttentionOp : Lora_Op<"attention", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "causal grouped-query attention, optionally block-diagonal over packed documents";
   let description = [{
     Scaled dot-product attention with a causal mask. `q` is
@@ -211,7 +212,7 @@ def Lora_AttentionOp : Lora_Op<"attention", [Pure]> {
   }];
 }
 
-def Lora_SwiGLUOp : Lora_Op<"swiglu", [Pure]> {
+def Lora_SwiGLUOp : Lora_Op<"swiglu", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "the SwiGLU gate `silu(gate) * up`";
   let description = [{
     Elementwise `gate * sigmoid(gate) * up` of two tensors of the same type,
@@ -228,7 +229,7 @@ def Lora_SwiGLUOp : Lora_Op<"swiglu", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Lora_AddOp : Lora_Op<"add", [Pure, Commutative]> {
+def Lora_AddOp : Lora_Op<"add", [Pure, Commutative, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "elementwise sum of two tensors of the same type (residual connections, adapter outputs)";
   let description = [{
     ```mlir
@@ -241,7 +242,7 @@ def Lora_AddOp : Lora_Op<"add", [Pure, Commutative]> {
   let hasVerifier = 1;
 }
 
-def Lora_LMHeadOp : Lora_Op<"lm_head", [Pure]> {
+def Lora_LMHeadOp : Lora_Op<"lm_head", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "the output projection to float32 vocabulary logits";
   let description = [{
     `logits = x·Wᵀ` with `x` `[..., hidden]` and `weight` `[vocab, hidden]`,
@@ -258,7 +259,7 @@ def Lora_LMHeadOp : Lora_Op<"lm_head", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Lora_CrossEntropyOp : Lora_Op<"cross_entropy", [Pure]> {
+def Lora_CrossEntropyOp : Lora_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "summed token cross-entropy over the unmasked positions, and their count";
   let description = [{
     For logits `[..., vocab]`, integer `targets` and an `i1` `mask` of the same
@@ -300,5 +301,7 @@ def Lora_DequantizeOp : Lora_Op<"dequantize", [Pure]> {
   let assemblyFormat = "$input attr-dict `:` qualified(type($input)) `->` type($result)";
   let hasVerifier = 1;
 }
+
+include "lora/Dialect/Lora/IR/LoraTrainingOps.td"
 
 #endif // LORA_OPS_TD

@@ -1,0 +1,232 @@
+//===- LoraTrainingOps.td - fused, gradient and optimizer ops -*- tablegen -*-===//
+//
+// Ops the training compiler introduces: fused forward ops (lora-fuse), the
+// gradient ops that the VJPs of forward ops build (lora-autodiff), and the
+// optimizer's ops (lora-optimizer). Included from LoraOps.td.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LORA_TRAINING_OPS_TD
+#define LORA_TRAINING_OPS_TD
+
+//===----------------------------------------------------------------------===//
+// Fused forward ops
+//===----------------------------------------------------------------------===//
+
+def Lora_FusedLinearOp : Lora_Op<"fused_linear", [Pure, AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
+  let summary = "dequantize → matmul → LoRA adapter in one kernel";
+  let description = [{
+    `y = x·deq(W)ᵀ (+ bias) + (alpha/r)·(drop(x)·Aᵀ)·Bᵀ`. The weight is a float
+    tensor or an `!lora.nf4` weight that the kernel dequantizes tile by tile:
+    the full dequantized matrix is never a buffer. The adapter (`adapter(A, B)`)
+    and the bias are optional. Built by `lora-fuse` from `lora.dequantize`,
+    `lora.linear`, `lora.adapter` and the `lora.add` that joins them.
+
+    ```mlir
+    %y = lora.fused_linear %x, %w adapter(%a, %b) {alpha = 32.0 : f64} : (tensor<4x128x4096xbf16>, !lora.nf4<4096x4096, block_size = 64, double_quant = 256>, tensor<16x4096xbf16>, tensor<4096x16xbf16>) -> tensor<4x128x4096xbf16>
+    ```
+  }];
+  let arguments = (ins Lora_FloatTensor:$x, Lora_WeightType:$weight,
+                       Optional<Lora_FloatTensor>:$bias,
+                       Optional<Lora_FloatTensor>:$a,
+                       Optional<Lora_FloatTensor>:$b,
+                       OptionalAttr<Lora_PositiveF64>:$alpha,
+                       DefaultValuedAttr<F64Attr, "0.0">:$dropout);
+  let results = (outs Lora_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $weight (`bias` $bias^)? (`adapter` `(` $a^ `,` $b `)`)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Lora_LMHeadCrossEntropyOp : Lora_Op<"lm_head_cross_entropy", [Pure,
+    DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
+  let summary = "LM head and cross-entropy, chunked over tokens";
+  let description = [{
+    `lora.lm_head` followed by `lora.cross_entropy` in one op whose kernel
+    walks the tokens `chunk_size` at a time: only `[chunk_size, vocab]`
+    float32 logits exist at once, never `[tokens, vocab]`. Returns the summed
+    loss over the masked tokens and their count.
+
+    ```mlir
+    %loss, %n = lora.lm_head_cross_entropy %h, %w, %t, %m {chunk_size = 1024 : i64} : (tensor<4x512x4096xbf16>, tensor<32000x4096xbf16>, tensor<4x512xi32>, tensor<4x512xi1>) -> (tensor<f32>, tensor<i64>)
+    ```
+  }];
+  let arguments = (ins Lora_FloatTensor:$x, Lora_FloatTensor:$weight,
+                       Lora_IndexTensor:$targets, Lora_MaskTensor:$mask,
+                       I64Attr:$chunk_size);
+  let results = (outs Lora_F32Scalar:$loss_sum, Lora_I64Scalar:$count);
+  let assemblyFormat = "$x `,` $weight `,` $targets `,` $mask attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Lora_ScalarOp : Lora_Op<"scalar", [Pure, ConstantLike]> {
+  let summary = "a float32 scalar constant";
+  let description = [{
+    ```mlir
+    %one = lora.scalar 1.0 : tensor<f32>
+    ```
+  }];
+  let arguments = (ins F64Attr:$value);
+  let results = (outs Lora_F32Scalar:$result);
+  let assemblyFormat = "$value attr-dict `:` type($result)";
+  let hasFolder = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Gradient ops
+//===----------------------------------------------------------------------===//
+
+class Lora_GradOp<string mnemonic, list<Trait> traits = []>
+    : Lora_Op<mnemonic, !listconcat([Pure], traits)> {
+  let hasVerifier = 1;
+}
+
+def Lora_LinearGradXOp : Lora_GradOp<"linear_grad_x"> {
+  let summary = "input gradient of a linear layer, `dx = dy·deq(W)`";
+  let description = [{
+    `dy` is `[..., out]` (any float type: float32 for the LM head), the weight
+    `[out, in]` is a float tensor or NF4 (dequantized in the kernel); `dx`
+    is `[..., in]`. This is the gradient that flows through a frozen weight.
+  }];
+  let arguments = (ins Lora_FloatTensor:$dy, Lora_WeightType:$weight);
+  let results = (outs Lora_FloatTensor:$dx);
+  let assemblyFormat = "$dy `,` $weight attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_LinearGradWOp : Lora_GradOp<"linear_grad_w"> {
+  let summary = "weight gradient of a linear layer, `dW = dyᵀ·x` summed over tokens";
+  let description = [{
+    Built only for trainable weights (full fine-tuning, `--train full`).
+  }];
+  let arguments = (ins Lora_FloatTensor:$dy, Lora_FloatTensor:$x);
+  let results = (outs Lora_FloatTensor:$dweight);
+  let assemblyFormat = "$dy `,` $x attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_BiasGradOp : Lora_GradOp<"bias_grad"> {
+  let summary = "bias gradient: `dy` summed over every axis but the last";
+  let arguments = (ins Lora_FloatTensor:$dy);
+  let results = (outs Lora_FloatTensor:$dbias);
+  let assemblyFormat = "$dy attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_AdapterGradOp : Lora_GradOp<"adapter_grad"> {
+  let summary = "gradients of a LoRA adapter: `dx`, `dA`, `dB`";
+  let description = [{
+    With `s = alpha/r`, `u = drop(x)·Aᵀ`: `dB = s·dyᵀ·u`, `dA = s·(dy·B)ᵀ·drop(x)`,
+    `dx = s·drop'((dy·B)·A)` (the same dropout mask as the forward).
+  }];
+  let arguments = (ins Lora_FloatTensor:$dy, Lora_FloatTensor:$x,
+                       Lora_FloatTensor:$a, Lora_FloatTensor:$b,
+                       Lora_PositiveF64:$alpha,
+                       DefaultValuedAttr<F64Attr, "0.0">:$dropout);
+  let results = (outs Lora_FloatTensor:$dx, Lora_FloatTensor:$da,
+                      Lora_FloatTensor:$db);
+  let assemblyFormat = "$dy `,` $x `,` $a `,` $b attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_FusedLinearGradOp : Lora_GradOp<"fused_linear_grad"> {
+  let summary = "backward of `lora.fused_linear`: `dX = dY·deq(W) + (α/r)·(dY·B)·A`, `dA`, `dB`";
+  let description = [{
+    One kernel for the input gradient through the (possibly NF4) frozen weight
+    and the adapter, and the adapter's weight gradients; the dequantized
+    weight is never a buffer.
+  }];
+  let arguments = (ins Lora_FloatTensor:$dy, Lora_FloatTensor:$x,
+                       Lora_WeightType:$weight, Lora_FloatTensor:$a,
+                       Lora_FloatTensor:$b, Lora_PositiveF64:$alpha,
+                       DefaultValuedAttr<F64Attr, "0.0">:$dropout);
+  let results = (outs Lora_FloatTensor:$dx, Lora_FloatTensor:$da,
+                      Lora_FloatTensor:$db);
+  let assemblyFormat = "$dy `,` $x `,` $weight `,` $a `,` $b attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_RMSNormGradOp : Lora_GradOp<"rms_norm_grad"> {
+  let summary = "gradients of RMSNorm with respect to its input and its scale";
+  let arguments = (ins Lora_FloatTensor:$dy, Lora_FloatTensor:$x,
+                       Lora_FloatTensor:$weight, Lora_PositiveF64:$eps);
+  let results = (outs Lora_FloatTensor:$dx, Lora_FloatTensor:$dweight);
+  let assemblyFormat = "$dy `,` $x `,` $weight attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_RopeGradOp : Lora_GradOp<"rope_grad"> {
+  let summary = "gradient of RoPE: the inverse rotation of the output gradient";
+  let arguments = (ins Lora_FloatTensor:$dy, Lora_IndexTensor:$positions,
+                       I64Attr:$head_dim, Lora_PositiveF64:$theta,
+                       OptionalAttr<Lora_RopeScalingAttr>:$scaling);
+  let results = (outs Lora_FloatTensor:$dx);
+  let assemblyFormat = "$dy `,` $positions attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_AttentionGradOp : Lora_GradOp<"attention_grad"> {
+  let summary = "gradients of causal grouped-query attention: `dq`, `dk`, `dv`";
+  let description = [{
+    Recomputes the attention probabilities from `q` and `k` block by block
+    (FlashAttention's backward): no `[seq, seq]` matrix is kept from the
+    forward. Key/value gradients of a GQA group are summed over its query
+    heads.
+  }];
+  let arguments = (ins Lora_FloatTensor:$dout, Lora_FloatTensor:$q,
+                       Lora_FloatTensor:$k, Lora_FloatTensor:$v,
+                       Optional<Lora_IndexTensor>:$segment_ids,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads,
+                       I64Attr:$head_dim,
+                       OptionalAttr<Lora_PositiveF64>:$scale,
+                       OptionalAttr<I64Attr>:$sliding_window);
+  let results = (outs Lora_FloatTensor:$dq, Lora_FloatTensor:$dk,
+                      Lora_FloatTensor:$dv);
+  let assemblyFormat = [{
+    $dout `,` $q `,` $k `,` $v (`segments` $segment_ids^)? attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def Lora_SwiGLUGradOp : Lora_GradOp<"swiglu_grad"> {
+  let summary = "gradients of `silu(gate) * up` with respect to both halves";
+  let arguments = (ins Lora_FloatTensor:$dy, Lora_FloatTensor:$gate,
+                       Lora_FloatTensor:$up);
+  let results = (outs Lora_FloatTensor:$dgate, Lora_FloatTensor:$dup);
+  let assemblyFormat = "$dy `,` $gate `,` $up attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_EmbeddingGradOp : Lora_GradOp<"embedding_grad"> {
+  let summary = "gradient of an embedding table: scatter-add of the rows' gradients";
+  let arguments = (ins Lora_FloatTensor:$dy, Lora_IndexTensor:$ids);
+  let results = (outs Lora_FloatTensor:$dtable);
+  let assemblyFormat = "$dy `,` $ids attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_CrossEntropyGradOp : Lora_GradOp<"cross_entropy_grad"> {
+  let summary = "gradient of the summed cross-entropy with respect to the logits";
+  let description = [{
+    `dlogits = dloss · mask · (softmax(logits) - onehot(target))`.
+  }];
+  let arguments = (ins Lora_FloatTensor:$logits, Lora_IndexTensor:$targets,
+                       Lora_MaskTensor:$mask, Lora_F32Scalar:$dloss);
+  let results = (outs Lora_FloatTensor:$dlogits);
+  let assemblyFormat = "$logits `,` $targets `,` $mask `,` $dloss attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_LMHeadCrossEntropyGradOp : Lora_GradOp<"lm_head_cross_entropy_grad"> {
+  let summary = "input gradient of the chunked LM head + cross-entropy";
+  let description = [{
+    Recomputes each chunk's logits, forms `dlogits` for the chunk and
+    multiplies by the weight: `[tokens, vocab]` logits never exist at once.
+  }];
+  let arguments = (ins Lora_FloatTensor:$x, Lora_FloatTensor:$weight,
+                       Lora_IndexTensor:$targets, Lora_MaskTensor:$mask,
+                       Lora_F32Scalar:$dloss, I64Attr:$chunk_size);
+  let results = (outs Lora_FloatTensor:$dx);
+  let assemblyFormat = "$x `,` $weight `,` $targets `,` $mask `,` $dloss attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_LMHeadCrossEntropyGradWOp : Lora_GradOp<"lm_head_cross_entropy_grad_w"> {
+  let summary = "weight gradient of the chunked LM head + cross-entropy (full fine-tuning)";
+  let arguments = (ins Lora_FloatTensor:$x, Lora_FloatTensor:$weight,
+                       Lora_IndexTensor:$targets, Lora_MaskTensor:$mask,
+                       Lora_F32Scalar:$dloss, I64Attr:$chunk_size);
+  let results = (outs Lora_FloatTensor:$dweight);
+  let assemblyFormat = "$x `,` $weight `,` $targets `,` $mask `,` $dloss attr-dict `:` functional-type(operands, results)";
+}
+
+#endif // LORA_TRAINING_OPS_TD

@@ -1,0 +1,316 @@
+//===- LoraTrainingOps.cpp - verifiers of fused and gradient ops ----------===//
+#include "lora/Dialect/Lora/IR/LoraOps.h"
+
+#include "VerifyUtils.h"
+
+using namespace mlir;
+using namespace mlir::lora;
+using namespace mlir::lora::detail;
+
+namespace {
+
+/// A weight operand as a ranked tensor type: NF4 weights are seen through
+/// their logical shape with no element type constraint.
+RankedTensorType weightTensor(Value w) {
+  if (auto nf4 = dyn_cast<NF4Type>(w.getType()))
+    return RankedTensorType::get(nf4.getShape(),
+                                 Float32Type::get(w.getContext()));
+  return cast<RankedTensorType>(w.getType());
+}
+
+bool isNF4(Value w) { return isa<NF4Type>(w.getType()); }
+
+/// `x [..., in]` through a `[out, in]` weight gives `y [..., out]`.
+LogicalResult verifyLinearShapes(Operation *op, StringRef xName, Value xv,
+                                 Value wv, StringRef yName, Value yv) {
+  RankedTensorType x = tensorOf(xv), y = tensorOf(yv), w = weightTensor(wv);
+  if (x.getRank() < 1)
+    return op->emitOpError() << xName << " must have rank >= 1, got " << x;
+  int64_t last = x.getRank() - 1;
+  if (failed(expectRank(op, "weight", w, 2)) ||
+      failed(expectSameDim(op, xName, x, last, "weight", w, 1)) ||
+      failed(expectRank(op, yName, y, x.getRank())) ||
+      failed(expectSameLeading(op, yName, y, xName, x, last)) ||
+      failed(expectSameDim(op, yName, y, last, "weight", w, 0)))
+    return failure();
+  return success();
+}
+
+/// A `[r, in]` and B `[out, r]` of an adapter on a `[out, in]` layer.
+LogicalResult verifyAdapterWeights(Operation *op, Value xv, Value av,
+                                   Value bv, Value yv, double dropout) {
+  RankedTensorType x = tensorOf(xv), a = tensorOf(av), b = tensorOf(bv),
+                   y = tensorOf(yv);
+  int64_t last = x.getRank() - 1;
+  if (failed(expectRank(op, "A", a, 2)) || failed(expectRank(op, "B", b, 2)) ||
+      failed(expectSameDim(op, "A", a, 0, "B", b, 1)) ||
+      failed(expectSameDim(op, "A", a, 1, "x", x, last)) ||
+      failed(expectSameDim(op, "B", b, 0, "y", y, y.getRank() - 1)) ||
+      failed(expectSameElementType(op, "A", a, "x", x)) ||
+      failed(expectSameElementType(op, "B", b, "x", x)))
+    return failure();
+  if (!(dropout >= 0.0 && dropout < 1.0))
+    return op->emitOpError() << "attribute 'dropout' must be in [0, 1), got "
+                             << dropout;
+  return success();
+}
+
+/// LM head + cross-entropy operands: x [..., D], w [V, D], targets and mask
+/// with the leading shape of x.
+LogicalResult verifyLMHeadLoss(Operation *op, Value xv, Value wv, Value tv,
+                               Value mv, int64_t chunk) {
+  RankedTensorType x = tensorOf(xv), w = tensorOf(wv), t = tensorOf(tv),
+                   m = tensorOf(mv);
+  if (x.getRank() < 2)
+    return op->emitOpError() << "x must have rank >= 2, got " << x;
+  int64_t lead = x.getRank() - 1;
+  if (failed(expectRank(op, "weight", w, 2)) ||
+      failed(expectSameDim(op, "x", x, lead, "weight", w, 1)) ||
+      failed(expectSameElementType(op, "weight", w, "x", x)) ||
+      failed(expectRank(op, "targets", t, lead)) ||
+      failed(expectRank(op, "mask", m, lead)) ||
+      failed(expectSameLeading(op, "targets", t, "x", x, lead)) ||
+      failed(expectSameLeading(op, "mask", m, "x", x, lead)) ||
+      failed(expectPositive(op, "chunk_size", chunk)))
+    return failure();
+  return success();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Fused forward ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult FusedLinearOp::verify() {
+  if (failed(verifyLinearShapes(*this, "x", getX(), getWeight(), "result",
+                                getResult())))
+    return failure();
+  RankedTensorType x = tensorOf(getX());
+  if (!isNF4(getWeight()) &&
+      failed(expectSameElementType(*this, "weight", tensorOf(getWeight()), "x",
+                                   x)))
+    return failure();
+  if (failed(expectSameElementType(*this, "result", tensorOf(getResult()),
+                                   "x", x)))
+    return failure();
+  if (Value bias = getBias()) {
+    RankedTensorType b = tensorOf(bias);
+    if (failed(expectRank(*this, "bias", b, 1)) ||
+        failed(expectSameDim(*this, "bias", b, 0, "weight",
+                             weightTensor(getWeight()), 0)) ||
+        failed(expectSameElementType(*this, "bias", b, "x", x)))
+      return failure();
+  }
+  if (static_cast<bool>(getA()) != static_cast<bool>(getB()))
+    return emitOpError() << "adapter needs both A and B";
+  if (getA()) {
+    if (!getAlpha())
+      return emitOpError() << "an adapter needs attribute 'alpha'";
+    return verifyAdapterWeights(*this, getX(), getA(), getB(), getResult(),
+                                getDropout().convertToDouble());
+  }
+  if (getAlpha())
+    return emitOpError() << "attribute 'alpha' needs an adapter";
+  return success();
+}
+
+LogicalResult LMHeadCrossEntropyOp::verify() {
+  return verifyLMHeadLoss(*this, getX(), getWeight(), getTargets(), getMask(),
+                          getChunkSize());
+}
+
+OpFoldResult ScalarOp::fold(FoldAdaptor) { return getValueAttr(); }
+
+//===----------------------------------------------------------------------===//
+// Gradient ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearGradXOp::verify() {
+  // dy [..., out] through W [out, in] gives dx [..., in]: the transpose of
+  // the forward, so check it as a linear layer from dx to dy.
+  RankedTensorType dy = tensorOf(getDy()), dx = tensorOf(getDx()),
+                   w = weightTensor(getWeight());
+  if (dy.getRank() < 1)
+    return emitOpError() << "dy must have rank >= 1, got " << dy;
+  int64_t last = dy.getRank() - 1;
+  if (failed(expectRank(*this, "weight", w, 2)) ||
+      failed(expectSameDim(*this, "dy", dy, last, "weight", w, 0)) ||
+      failed(expectRank(*this, "dx", dx, dy.getRank())) ||
+      failed(expectSameLeading(*this, "dx", dx, "dy", dy, last)) ||
+      failed(expectSameDim(*this, "dx", dx, last, "weight", w, 1)))
+    return failure();
+  if (!isNF4(getWeight()) &&
+      failed(expectSameElementType(*this, "dx", dx, "weight", w)))
+    return failure();
+  return success();
+}
+
+LogicalResult LinearGradWOp::verify() {
+  RankedTensorType dy = tensorOf(getDy()), x = tensorOf(getX()),
+                   dw = tensorOf(getDweight());
+  if (dy.getRank() < 1)
+    return emitOpError() << "dy must have rank >= 1, got " << dy;
+  int64_t last = dy.getRank() - 1;
+  if (failed(expectRank(*this, "x", x, dy.getRank())) ||
+      failed(expectSameLeading(*this, "x", x, "dy", dy, last)) ||
+      failed(expectRank(*this, "dweight", dw, 2)) ||
+      failed(expectSameDim(*this, "dweight", dw, 0, "dy", dy, last)) ||
+      failed(expectSameDim(*this, "dweight", dw, 1, "x", x, last)))
+    return failure();
+  return success();
+}
+
+LogicalResult BiasGradOp::verify() {
+  RankedTensorType dy = tensorOf(getDy()), db = tensorOf(getDbias());
+  if (dy.getRank() < 1)
+    return emitOpError() << "dy must have rank >= 1, got " << dy;
+  if (failed(expectRank(*this, "dbias", db, 1)) ||
+      failed(expectSameDim(*this, "dbias", db, 0, "dy", dy, dy.getRank() - 1)))
+    return failure();
+  return success();
+}
+
+LogicalResult AdapterGradOp::verify() {
+  if (failed(expectSameType(*this, "dx", getDx().getType(), "x",
+                            getX().getType())) ||
+      failed(expectSameType(*this, "da", getDa().getType(), "A",
+                            getA().getType())) ||
+      failed(expectSameType(*this, "db", getDb().getType(), "B",
+                            getB().getType())) ||
+      failed(expectSameElementType(*this, "dy", tensorOf(getDy()), "x",
+                                   tensorOf(getX()))))
+    return failure();
+  RankedTensorType dy = tensorOf(getDy()), x = tensorOf(getX());
+  if (x.getRank() < 1 || dy.getRank() != x.getRank())
+    return emitOpError() << "dy " << dy << " and x " << x
+                         << " must have the same rank >= 1";
+  if (failed(expectSameLeading(*this, "dy", dy, "x", x, x.getRank() - 1)))
+    return failure();
+  return verifyAdapterWeights(*this, getX(), getA(), getB(), getDy(),
+                              getDropout().convertToDouble());
+}
+
+LogicalResult FusedLinearGradOp::verify() {
+  if (failed(expectSameType(*this, "dx", getDx().getType(), "x",
+                            getX().getType())) ||
+      failed(expectSameType(*this, "da", getDa().getType(), "A",
+                            getA().getType())) ||
+      failed(expectSameType(*this, "db", getDb().getType(), "B",
+                            getB().getType())) ||
+      failed(verifyLinearShapes(*this, "x", getX(), getWeight(), "dy",
+                                getDy())))
+    return failure();
+  return verifyAdapterWeights(*this, getX(), getA(), getB(), getDy(),
+                              getDropout().convertToDouble());
+}
+
+LogicalResult RMSNormGradOp::verify() {
+  if (failed(expectSameType(*this, "dy", getDy().getType(), "x",
+                            getX().getType())) ||
+      failed(expectSameType(*this, "dx", getDx().getType(), "x",
+                            getX().getType())) ||
+      failed(expectSameType(*this, "dweight", getDweight().getType(),
+                            "weight", getWeight().getType())))
+    return failure();
+  RankedTensorType x = tensorOf(getX()), w = tensorOf(getWeight());
+  if (x.getRank() < 1)
+    return emitOpError() << "x must have rank >= 1, got " << x;
+  if (failed(expectRank(*this, "weight", w, 1)) ||
+      failed(expectSameDim(*this, "weight", w, 0, "x", x, x.getRank() - 1)))
+    return failure();
+  return success();
+}
+
+LogicalResult RopeGradOp::verify() {
+  RankedTensorType dy = tensorOf(getDy()), pos = tensorOf(getPositions());
+  if (failed(expectRank(*this, "dy", dy, 3)) ||
+      failed(expectRank(*this, "positions", pos, 2)) ||
+      failed(expectSameLeading(*this, "positions", pos, "dy", dy, 2)) ||
+      failed(expectPositive(*this, "head_dim", getHeadDim())) ||
+      failed(expectSameType(*this, "dx", getDx().getType(), "dy", dy)))
+    return failure();
+  if (getHeadDim() % 2 != 0)
+    return emitOpError() << "attribute 'head_dim' must be even, got "
+                         << getHeadDim();
+  if (!ShapedType::isDynamic(dy.getDimSize(2)) &&
+      dy.getDimSize(2) % getHeadDim() != 0)
+    return emitOpError() << "dy feature dimension (" << dy.getDimSize(2)
+                         << ") must be a multiple of head_dim ("
+                         << getHeadDim() << ")";
+  return success();
+}
+
+LogicalResult AttentionGradOp::verify() {
+  if (failed(verifyAttentionOperands(*this, getQ(), getK(), getV(),
+                                     getSegmentIds(), getNumHeads(),
+                                     getNumKvHeads(), getHeadDim(),
+                                     getSlidingWindow())) ||
+      failed(expectSameType(*this, "dout", getDout().getType(), "q",
+                            getQ().getType())) ||
+      failed(expectSameType(*this, "dq", getDq().getType(), "q",
+                            getQ().getType())) ||
+      failed(expectSameType(*this, "dk", getDk().getType(), "k",
+                            getK().getType())) ||
+      failed(expectSameType(*this, "dv", getDv().getType(), "v",
+                            getV().getType())))
+    return failure();
+  return success();
+}
+
+LogicalResult SwiGLUGradOp::verify() {
+  Type t = getGate().getType();
+  if (failed(expectSameType(*this, "up", getUp().getType(), "gate", t)) ||
+      failed(expectSameType(*this, "dy", getDy().getType(), "gate", t)) ||
+      failed(expectSameType(*this, "dgate", getDgate().getType(), "gate", t)) ||
+      failed(expectSameType(*this, "dup", getDup().getType(), "gate", t)))
+    return failure();
+  return success();
+}
+
+LogicalResult EmbeddingGradOp::verify() {
+  RankedTensorType dy = tensorOf(getDy()), ids = tensorOf(getIds()),
+                   dt = tensorOf(getDtable());
+  if (failed(expectRank(*this, "dtable", dt, 2)) ||
+      failed(expectRank(*this, "dy", dy, ids.getRank() + 1)) ||
+      failed(expectSameLeading(*this, "dy", dy, "ids", ids, ids.getRank())) ||
+      failed(expectSameDim(*this, "dy", dy, ids.getRank(), "dtable", dt, 1)) ||
+      failed(expectSameElementType(*this, "dtable", dt, "dy", dy)))
+    return failure();
+  return success();
+}
+
+LogicalResult CrossEntropyGradOp::verify() {
+  RankedTensorType logits = tensorOf(getLogits()),
+                   targets = tensorOf(getTargets()), mask = tensorOf(getMask());
+  if (logits.getRank() < 2)
+    return emitOpError() << "logits must have rank >= 2, got " << logits;
+  int64_t lead = logits.getRank() - 1;
+  if (failed(expectRank(*this, "targets", targets, lead)) ||
+      failed(expectRank(*this, "mask", mask, lead)) ||
+      failed(expectSameLeading(*this, "targets", targets, "logits", logits,
+                               lead)) ||
+      failed(expectSameLeading(*this, "mask", mask, "logits", logits, lead)) ||
+      failed(expectSameType(*this, "dlogits", getDlogits().getType(),
+                            "logits", logits)))
+    return failure();
+  return success();
+}
+
+LogicalResult LMHeadCrossEntropyGradOp::verify() {
+  if (failed(verifyLMHeadLoss(*this, getX(), getWeight(), getTargets(),
+                              getMask(), getChunkSize())) ||
+      failed(expectSameType(*this, "dx", getDx().getType(), "x",
+                            getX().getType())))
+    return failure();
+  return success();
+}
+
+LogicalResult LMHeadCrossEntropyGradWOp::verify() {
+  if (failed(verifyLMHeadLoss(*this, getX(), getWeight(), getTargets(),
+                              getMask(), getChunkSize())) ||
+      failed(expectSameType(*this, "dweight", getDweight().getType(),
+                            "weight", getWeight().getType())))
+    return failure();
+  return success();
+}

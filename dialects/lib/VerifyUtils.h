@@ -1,0 +1,106 @@
+//===- VerifyUtils.h - shared checks of the lora verifiers ------*- C++ -*-===//
+#ifndef LORA_DIALECT_LIB_VERIFYUTILS_H
+#define LORA_DIALECT_LIB_VERIFYUTILS_H
+
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Operation.h"
+
+#include <optional>
+#include <string>
+
+namespace mlir::lora::detail {
+using namespace mlir;
+
+
+inline RankedTensorType tensorOf(Value v) {
+  return cast<RankedTensorType>(v.getType());
+}
+
+inline std::string dimStr(int64_t d) {
+  return ShapedType::isDynamic(d) ? std::string("?") : std::to_string(d);
+}
+
+/// Two dimensions agree when equal or when either is dynamic.
+inline bool compatible(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+/// `what` must have rank `rank`.
+inline LogicalResult expectRank(Operation *op, StringRef what, RankedTensorType t,
+                         int64_t rank) {
+  if (t.getRank() != rank)
+    return op->emitOpError() << what << " must have rank " << rank
+                             << ", got " << t;
+  return success();
+}
+
+/// Dimension `ia` of `a` must agree with dimension `ib` of `b`.
+inline LogicalResult expectSameDim(Operation *op, StringRef aName,
+                            RankedTensorType a, int64_t ia, StringRef bName,
+                            RankedTensorType b, int64_t ib) {
+  int64_t da = a.getDimSize(ia), db = b.getDimSize(ib);
+  if (!compatible(da, db))
+    return op->emitOpError()
+           << aName << " dimension " << ia << " (" << dimStr(da) << ") must "
+           << "equal " << bName << " dimension " << ib << " (" << dimStr(db)
+           << ")";
+  return success();
+}
+
+/// The first `n` dimensions of `a` and `b` must agree.
+inline LogicalResult expectSameLeading(Operation *op, StringRef aName,
+                                RankedTensorType a, StringRef bName,
+                                RankedTensorType b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (failed(expectSameDim(op, aName, a, i, bName, b, i)))
+      return failure();
+  return success();
+}
+
+/// Static dimension `i` of `t` must equal `expected` (a dynamic one passes).
+inline LogicalResult expectDimValue(Operation *op, StringRef what,
+                             RankedTensorType t, int64_t i, int64_t expected,
+                             StringRef why) {
+  int64_t d = t.getDimSize(i);
+  if (!ShapedType::isDynamic(d) && d != expected)
+    return op->emitOpError() << what << " dimension " << i << " is " << d
+                             << " but must be " << expected << " (" << why
+                             << ")";
+  return success();
+}
+
+inline LogicalResult expectSameElementType(Operation *op, StringRef aName,
+                                    RankedTensorType a, StringRef bName,
+                                    RankedTensorType b) {
+  if (a.getElementType() != b.getElementType())
+    return op->emitOpError()
+           << aName << " element type " << a.getElementType()
+           << " must match " << bName << " element type "
+           << b.getElementType();
+  return success();
+}
+
+inline LogicalResult expectSameType(Operation *op, StringRef aName, Type a,
+                             StringRef bName, Type b) {
+  if (a != b)
+    return op->emitOpError() << aName << " type " << a << " must equal "
+                             << bName << " type " << b;
+  return success();
+}
+
+inline LogicalResult expectPositive(Operation *op, StringRef attr, int64_t v) {
+  if (v <= 0)
+    return op->emitOpError() << "attribute '" << attr
+                             << "' must be positive, got " << v;
+  return success();
+}
+
+/// The operand checks shared by lora.attention and lora.attention_grad.
+LogicalResult verifyAttentionOperands(Operation *op, Value q, Value k, Value v,
+                                      Value segmentIds, int64_t heads,
+                                      int64_t kvHeads, int64_t headDim,
+                                      std::optional<int64_t> window);
+
+} // namespace mlir::lora::detail
+
+#endif
