@@ -64,10 +64,27 @@ bool isStringArray(Attribute a) {
 LogicalResult LoraDialect::verifyOperationAttribute(Operation *op,
                                                     NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
+  if (name == kRecomputeAttrName) {
+    if (!isa<UnitAttr>(attr.getValue()))
+      return op->emitOpError() << "attribute '" << name
+                               << "' must be a unit attribute";
+    return success();
+  }
+  if (name == kObjectiveAttrName) {
+    auto s = dyn_cast<StringAttr>(attr.getValue());
+    if (!s || !llvm::is_contained({"sft", "pretrain", "dpo"}, s.getValue()))
+      return op->emitOpError() << "attribute '" << name
+                               << "' must be \"sft\", \"pretrain\" or "
+                                  "\"dpo\", got "
+                               << attr.getValue();
+    return success();
+  }
   if (name != kModelConfigAttrName && name != kAdapterConfigAttrName)
     return op->emitOpError() << "unknown lora dialect attribute '" << name
-                             << "' (expected '" << kModelConfigAttrName
-                             << "' or '" << kAdapterConfigAttrName << "')";
+                             << "' (expected one of '" << kModelConfigAttrName
+                             << "', '" << kAdapterConfigAttrName << "', '"
+                             << kObjectiveAttrName << "', '"
+                             << kRecomputeAttrName << "')";
   if (!isa<ModuleOp>(op))
     return op->emitOpError() << "attribute '" << name
                              << "' is only valid on a module";

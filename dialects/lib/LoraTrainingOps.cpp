@@ -120,6 +120,17 @@ LogicalResult LMHeadCrossEntropyOp::verify() {
                           getChunkSize());
 }
 
+LogicalResult SegmentBoundaryMaskOp::verify() {
+  RankedTensorType m = tensorOf(getMask()), s = tensorOf(getSegmentIds());
+  if (failed(expectRank(*this, "mask", m, 2)) ||
+      failed(expectRank(*this, "segment_ids", s, 2)) ||
+      failed(expectSameLeading(*this, "segment_ids", s, "mask", m, 2)) ||
+      failed(expectSameType(*this, "result", getResult().getType(), "mask",
+                            m)))
+    return failure();
+  return success();
+}
+
 OpFoldResult ScalarOp::fold(FoldAdaptor) { return getValueAttr(); }
 
 //===----------------------------------------------------------------------===//

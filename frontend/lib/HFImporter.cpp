@@ -55,6 +55,8 @@ public:
     auto logits = RankedTensorType::get({dyn, dyn, c.vocabSize}, b.getF32Type());
     auto fn = b.create<func::FuncOp>(fileLoc, "forward",
                                      b.getFunctionType({ids, ids}, {logits}));
+    fn.setArgAttr(0, kInputAttrName, b.getStringAttr("tokens"));
+    fn.setArgAttr(1, kInputAttrName, b.getStringAttr("positions"));
     Block *entry = fn.addEntryBlock();
     b.setInsertionPointToStart(entry);
     Value tokens = entry->getArgument(0), positions = entry->getArgument(1);

@@ -3,6 +3,7 @@
 #define LORA_TRANSFORMS_PASSES_H
 
 #include "lora/Dialect/Lora/IR/LoraDialect.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 

@@ -908,7 +908,7 @@ func.func private @f(!lora.nf4<3x32, block_size = 64, double_quant = none>)
 // -----
 
 // An unknown lora attribute.
-// expected-error @+1 {{unknown lora dialect attribute 'lora.foo'}}
+// expected-error @+1 {{unknown lora dialect attribute 'lora.foo' (expected one of}}
 module attributes {lora.foo = 1 : i64} {
 }
 

@@ -20,6 +20,14 @@ namespace mlir::lora {
 /// Names of the attributes the dialect attaches to the module.
 inline constexpr llvm::StringLiteral kModelConfigAttrName = "lora.model";
 inline constexpr llvm::StringLiteral kAdapterConfigAttrName = "lora.adapter_config";
+/// On a training function: the objective it computes.
+inline constexpr llvm::StringLiteral kObjectiveAttrName = "lora.objective";
+/// On an op: a clone made by rematerialization (gradient checkpointing).
+inline constexpr llvm::StringLiteral kRecomputeAttrName = "lora.recompute";
+/// On a function argument: what the runtime feeds it ("tokens", ...).
+inline constexpr llvm::StringLiteral kInputAttrName = "lora.input";
+/// On a function result: the trainable parameter it is the gradient of.
+inline constexpr llvm::StringLiteral kGradOfAttrName = "lora.grad_of";
 } // namespace mlir::lora
 
 #endif

@@ -73,6 +73,25 @@ def Lora_ScalarOp : Lora_Op<"scalar", [Pure, ConstantLike]> {
   let hasFolder = 1;
 }
 
+def Lora_SegmentBoundaryMaskOp : Lora_Op<"segment_boundary_mask", [Pure]> {
+  let summary = "clears the loss mask where the next token belongs to another packed document";
+  let description = [{
+    With sequence packing, the target of the last token of a document would
+    be the first token of the next one. `result[b, t] = mask[b, t] and
+    t + 1 < seq and segment_ids[b, t + 1] == segment_ids[b, t]`: the loss
+    never crosses a document boundary (nor the end of a row), whatever the
+    data pipeline wrote into the mask. Inserted by `lora-packing`.
+
+    ```mlir
+    %m2 = lora.segment_boundary_mask %mask, %seg : (tensor<4x512xi1>, tensor<4x512xi32>) -> tensor<4x512xi1>
+    ```
+  }];
+  let arguments = (ins Lora_MaskTensor:$mask, Lora_IndexTensor:$segment_ids);
+  let results = (outs Lora_MaskTensor:$result);
+  let assemblyFormat = "$mask `,` $segment_ids attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Gradient ops
 //===----------------------------------------------------------------------===//
