@@ -70,6 +70,31 @@ LogicalResult LoraDialect::verifyOperationAttribute(Operation *op,
                                << "' must be a unit attribute";
     return success();
   }
+  if (name == kKernelAttrName) {
+    auto d = dyn_cast<DictionaryAttr>(attr.getValue());
+    if (!d || !d.getAs<StringAttr>("kind"))
+      return op->emitOpError() << "attribute '" << name
+                               << "' must be a dictionary with a string "
+                                  "'kind'";
+    return success();
+  }
+  if (name == kOffsetsAttrName) {
+    auto a = dyn_cast<DenseI64ArrayAttr>(attr.getValue());
+    if (!a || a.size() != static_cast<int64_t>(op->getNumResults()))
+      return op->emitOpError() << "attribute '" << name
+                               << "' must be an i64 array with one offset "
+                                  "per result";
+    if (llvm::any_of(a.asArrayRef(), [](int64_t o) { return o < 0; }))
+      return op->emitOpError() << "attribute '" << name
+                               << "' must hold non-negative offsets";
+    return success();
+  }
+  if (name == kArenaSizeAttrName) {
+    if (!isNonNegativeInt(attr.getValue()))
+      return op->emitOpError() << "attribute '" << name
+                               << "' must be a non-negative i64";
+    return success();
+  }
   if (name == kObjectiveAttrName) {
     auto s = dyn_cast<StringAttr>(attr.getValue());
     if (!s || !llvm::is_contained({"sft", "pretrain", "dpo"}, s.getValue()))

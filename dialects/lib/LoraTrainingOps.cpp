@@ -325,3 +325,82 @@ LogicalResult LMHeadCrossEntropyGradWOp::verify() {
     return failure();
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// Optimizer ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult AccumulateOp::verify() {
+  RankedTensorType acc = tensorOf(getAcc()), v = tensorOf(getValue());
+  if (acc.getShape() != v.getShape())
+    return emitOpError() << "value shape " << v
+                         << " must equal the accumulator shape " << acc;
+  return expectSameType(*this, "result", getResult().getType(), "acc", acc);
+}
+
+LogicalResult AssignOp::verify() {
+  if (getName().empty())
+    return emitOpError() << "name must not be empty";
+  if (!tensorOf(getValue()).hasStaticShape())
+    return emitOpError() << "value must have a static shape, got "
+                         << getValue().getType();
+  return success();
+}
+
+LogicalResult ResetOp::verify() {
+  if (getName().empty())
+    return emitOpError() << "name must not be empty";
+  auto storage = dyn_cast<RankedTensorType>(getStorageType());
+  if (!storage || !storage.hasStaticShape())
+    return emitOpError() << "storage type must be a static tensor, got "
+                         << getStorageType();
+  return success();
+}
+
+LogicalResult GlobalNormOp::verify() {
+  if (getInputs().empty())
+    return emitOpError() << "needs at least one tensor";
+  return success();
+}
+
+LogicalResult ClipScaleOp::verify() {
+  if (getMaxNorm().convertToDouble() < 0.0)
+    return emitOpError() << "attribute 'max_norm' must be >= 0 (0: no "
+                            "clipping), got "
+                         << getMaxNorm().convertToDouble();
+  return success();
+}
+
+LogicalResult AdamWOp::verify() {
+  Type p = getParam().getType();
+  if (failed(expectSameType(*this, "grad", getGrad().getType(), "param", p)) ||
+      failed(expectSameType(*this, "m", getM().getType(), "param", p)) ||
+      failed(expectSameType(*this, "v", getV().getType(), "param", p)) ||
+      failed(expectSameType(*this, "new_param", getNewParam().getType(),
+                            "param", p)) ||
+      failed(expectSameType(*this, "new_m", getNewM().getType(), "param", p)) ||
+      failed(expectSameType(*this, "new_v", getNewV().getType(), "param", p)))
+    return failure();
+  auto in01 = [](double x) { return x >= 0.0 && x < 1.0; };
+  if (!in01(getBeta1().convertToDouble()))
+    return emitOpError() << "attribute 'beta1' must be in [0, 1), got "
+                         << getBeta1().convertToDouble();
+  if (!in01(getBeta2().convertToDouble()))
+    return emitOpError() << "attribute 'beta2' must be in [0, 1), got "
+                         << getBeta2().convertToDouble();
+  if (!(getEps().convertToDouble() > 0.0))
+    return emitOpError() << "attribute 'eps' must be positive, got "
+                         << getEps().convertToDouble();
+  if (getWeightDecay().convertToDouble() < 0.0)
+    return emitOpError() << "attribute 'weight_decay' must be >= 0, got "
+                         << getWeightDecay().convertToDouble();
+  return success();
+}
+
+LogicalResult CastOp::verify() {
+  RankedTensorType in = tensorOf(getInput()), out = tensorOf(getResult());
+  if (in.getShape() != out.getShape())
+    return emitOpError() << "result shape " << out
+                         << " must equal the input shape " << in;
+  return success();
+}

@@ -9,6 +9,10 @@
 
 namespace mlir::lora {
 
+/// Bytes of a static tensor value in the arena (an i1 mask takes a byte per
+/// element); 0 for anything else.
+uint64_t bufferBytes(Type type);
+
 #define GEN_PASS_DECL
 #include "lora/Transforms/Passes.h.inc"
 

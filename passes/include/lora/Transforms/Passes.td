@@ -202,4 +202,317 @@ def Autodiff : Pass<"lora-autodiff", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
 }
 
+//===----------------------------------------------------------------------===//
+// Fusion
+//===----------------------------------------------------------------------===//
+
+def Fuse : Pass<"lora-fuse", "::mlir::ModuleOp"> {
+  let summary = "Fuses NF4 dequantization, linear layers and their LoRA adapters, and the LM head with the cross-entropy";
+  let description = [{
+    Runs on the forward graph, before `lora-autodiff`, so that the VJPs of the
+    fused ops build the fused backward ops (`lora.fused_linear_grad`,
+    `lora.lm_head_cross_entropy_grad`). Every match is decided on the
+    original graph in program order (a direct walk, not a greedy driver), so
+    the result is deterministic.
+
+    * **Linear + adapter.** `%y = lora.linear %x, %w [, bias %c]`,
+      `%d = lora.adapter %x, %a, %b` (the same `%x`) and `%s = lora.add %y, %d`
+      (either operand order), where the add is the only user of `%y` and of
+      `%d`, become one `lora.fused_linear %x, %w [bias %c] adapter(%a, %b)`
+      carrying the adapter's `alpha` and `dropout`. When `%w` is
+      `lora.dequantize %q`, the fused op reads the NF4 weight `%q` directly.
+      A linear whose output has another user keeps its adapter apart.
+    * **NF4 linear without adapter.** `lora.linear %x, (lora.dequantize %q)`
+      becomes `lora.fused_linear %x, %q`: the dequantized matrix is never a
+      buffer. A `lora.dequantize` left without users is erased (one that
+      still has users stays).
+    * A float `lora.linear` without adapter is already one kernel and is left
+      as it is.
+    * **LM head + cross-entropy.** `%logits = lora.lm_head %h, %w` whose only
+      user is `lora.cross_entropy %logits, %t, %m` becomes
+      `lora.lm_head_cross_entropy %h, %w, %t, %m {chunk_size = C}`: only
+      `[C, vocab]` float32 logits exist at once. Logits with another user
+      stay unfused.
+    * RMSNorm (`lora.rms_norm`), RoPE (`lora.rope`) and SwiGLU
+      (`lora.swiglu`) are already single fused ops, forward and backward
+      (`lora.rms_norm_grad`, `lora.rope_grad`, `lora.swiglu_grad`), and
+      attention is one FlashAttention-style op: nothing to do for them.
+
+    Before:
+    ```mlir
+    %w = lora.dequantize %q : !lora.nf4<64x64, block_size = 64, double_quant = none> -> tensor<64x64xbf16>
+    %y = lora.linear %x, %w : (tensor<2x8x64xbf16>, tensor<64x64xbf16>) -> tensor<2x8x64xbf16>
+    %d = lora.adapter %x, %a, %b {alpha = 1.600000e+01 : f64, dropout = 5.000000e-02 : f64} : ...
+    %s = lora.add %y, %d : ...
+    %logits = lora.lm_head %h, %lm : (tensor<2x8x64xbf16>, tensor<100x64xbf16>) -> tensor<2x8x100xf32>
+    %loss, %n = lora.cross_entropy %logits, %t, %m : ...
+    ```
+    After `-lora-fuse="chunk-size=512"`:
+    ```mlir
+    %s = lora.fused_linear %x, %q adapter(%a, %b) {alpha = 1.600000e+01 : f64, dropout = 5.000000e-02 : f64} : (tensor<2x8x64xbf16>, !lora.nf4<64x64, block_size = 64, double_quant = none>, tensor<8x64xbf16>, tensor<64x8xbf16>) -> tensor<2x8x64xbf16>
+    %loss, %n = lora.lm_head_cross_entropy %h, %lm, %t, %m {chunk_size = 512 : i64} : ...
+    ```
+
+    Fails with a diagnostic when `chunk-size` is not positive.
+  }];
+  let options = [
+    Option<"chunkSize", "chunk-size", "int64_t", /*default=*/"1024",
+           "Tokens per chunk of the fused LM head + cross-entropy (> 0)">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// Rematerialization
+//===----------------------------------------------------------------------===//
+
+def Rematerialize : Pass<"lora-remat", "::mlir::ModuleOp"> {
+  let summary = "Gradient checkpointing: recomputes a decoder layer's activations in the backward pass";
+  let description = [{
+    Works on the training functions `lora-autodiff` builds: forward ops, the
+    gradient seed `lora.scalar 1.0`, then the backward ops (the ops that
+    depend on a seed). Functions without a seed (an evaluation function, the
+    forward graph) are left alone. A forward op belongs to decoder layer N
+    when the first `NameLoc` of its location (looking through fused and
+    call-site locations) names a module `model.layers.N....`.
+
+    For a rematerialized layer N, the only forward activations of the layer
+    kept for backward are its input (the residual stream entering it, which
+    layer N-1 or the embedding produced) and its outputs (the next layer's
+    input). Every other value of the layer that a backward op reads is
+    recomputed: the forward ops of layer N that produce it (closed over
+    their operands within the layer; parameters and values from outside
+    the layer are reused, never cloned) are cloned once per layer, in
+    program order, right before the first backward op that reads any of
+    them, each clone marked with the unit attribute `lora.recompute`, and
+    every backward use is redirected to the clones. The originals' values
+    then die at the end of the forward pass.
+
+    Clones keep the original ops' locations, so ops with dropout
+    (`lora.fused_linear`, `lora.adapter`) must draw their mask from the
+    step's seed and the op's location for the recomputation to reproduce
+    the forward's mask.
+
+    Policies (`policy`):
+    * `none` (default): the IR is unchanged.
+    * `layer`: every decoder layer is rematerialized.
+    * `auto`: the layers in `layers-to-remat` are rematerialized. `lorac
+      compile --remat auto` picks them under `memory-budget` with the memory
+      planner (the C++ API `rematerializeLayers` and
+      `analyzeRematerialization` in `lora/Transforms/Rematerialize.h`); here
+      the budget is only checked.
+
+    Before (layer 1 of a training function):
+    ```mlir
+    %x1 = lora.rms_norm %h1, %n1 {eps = 1.000000e-05 : f64} : ... loc("model.layers.1.post_attention_layernorm")
+    %g1 = lora.linear %x1, %wg1 : ... loc("model.layers.1.mlp.gate_proj")
+    %u1 = lora.linear %x1, %wu1 : ... loc("model.layers.1.mlp.up_proj")
+    %act1 = lora.swiglu %g1, %u1 : ... loc("model.layers.1.mlp.act_fn")
+    ...
+    %seed = lora.scalar 1.000000e+00 : tensor<f32>
+    ...
+    %dx, %da, %db = lora.fused_linear_grad %dy, %act1, %wd1, %a1, %b1 {alpha = 1.600000e+01 : f64} : ...
+    %dg, %du = lora.swiglu_grad %dx, %g1, %u1 : ...
+    ```
+    After `-lora-remat="policy=layer"`:
+    ```mlir
+    %seed = lora.scalar 1.000000e+00 : tensor<f32>
+    ...
+    %rx1 = lora.rms_norm %h1, %n1 {eps = 1.000000e-05 : f64, lora.recompute} : ...
+    %rg1 = lora.linear %rx1, %wg1 {lora.recompute} : ...
+    %ru1 = lora.linear %rx1, %wu1 {lora.recompute} : ...
+    %ract1 = lora.swiglu %rg1, %ru1 {lora.recompute} : ...
+    %dx, %da, %db = lora.fused_linear_grad %dy, %ract1, %wd1, %a1, %b1 {alpha = 1.600000e+01 : f64} : ...
+    %dg, %du = lora.swiglu_grad %dx, %rg1, %ru1 : ...
+    ```
+
+    Fails with a diagnostic when an option is invalid (unknown policy,
+    `auto` without `layers-to-remat`, `layers-to-remat` with another policy,
+    a `memory-budget` that is not a byte size), when no function of the
+    module has a gradient seed, or when a layer in `layers-to-remat` has no
+    forward ops.
+  }];
+  let options = [
+    Option<"policy", "policy", "std::string", /*default=*/"\"none\"",
+           "none, layer (every decoder layer) or auto (the layers in layers-to-remat)">,
+    Option<"memoryBudget", "memory-budget", "std::string", /*default=*/"\"\"",
+           "Device memory budget for policy=auto, e.g. 24GiB, 512MiB or bytes (checked only)">,
+    ListOption<"layersToRemat", "layers-to-remat", "int64_t",
+               "Decoder layers to recompute with policy=auto">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// Quantization
+//===----------------------------------------------------------------------===//
+
+def QuantizeBase : Pass<"lora-quantize-base", "::mlir::ModuleOp"> {
+  let summary = "Stores the frozen linear weights of the decoder as NF4 (QLoRA), read through lora.dequantize";
+  let description = [{
+    QLoRA's base-model storage. Every `lora.param` that is `frozen`, has a
+    float tensor type, and is used only as the weight operand of `lora.linear`
+    ops (the decoder's q/k/v/o/gate/up/down projections) gets the type
+    `!lora.nf4<shape, block_size = B, double_quant = D|none>`, and one
+    `lora.dequantize` back to the original tensor type, placed right after
+    the parameter, feeds all of its linear users. Never quantized: the LM
+    head (`lora.lm_head`), the embedding table (`lora.embedding`), norm
+    weights, biases, trainable parameters, and any frozen weight that
+    something other than a linear layer also reads (a tied embedding). A
+    parameter name that appears in several functions is quantized in all of
+    them or in none.
+
+    The types are the record: the runtime reads the named safetensors tensor
+    and quantizes it at load time into the layout the type describes
+    (bitsandbytes' NF4 and double quantization, see docs/runtime.md).
+    `lora-fuse` later folds each dequantize into the linear layer that reads
+    it, so the dequantized matrix is never a buffer. Run this pass on the
+    forward graph, before `lora-fuse` and `lora-autodiff`.
+
+    Before:
+    ```mlir
+    %w = lora.param "model.layers.0.self_attn.q_proj.weight" frozen : tensor<64x64xbf16>
+    %q = lora.linear %x, %w : (tensor<?x?x64xbf16>, tensor<64x64xbf16>) -> tensor<?x?x64xbf16>
+    %lm = lora.param "lm_head.weight" frozen : tensor<256x64xbf16>
+    %logits = lora.lm_head %h, %lm : (tensor<?x?x64xbf16>, tensor<256x64xbf16>) -> tensor<?x?x256xf32>
+    ```
+    After `-lora-quantize-base` (defaults `block-size=64 double-quant-block=256`):
+    ```mlir
+    %w = lora.param "model.layers.0.self_attn.q_proj.weight" frozen : !lora.nf4<64x64, block_size = 64, double_quant = 256>
+    %0 = lora.dequantize %w : !lora.nf4<64x64, block_size = 64, double_quant = 256> -> tensor<64x64xbf16>
+    %q = lora.linear %x, %0 : (tensor<?x?x64xbf16>, tensor<64x64xbf16>) -> tensor<?x?x64xbf16>
+    %lm = lora.param "lm_head.weight" frozen : tensor<256x64xbf16>
+    %logits = lora.lm_head %h, %lm : (tensor<?x?x64xbf16>, tensor<256x64xbf16>) -> tensor<?x?x256xf32>
+    ```
+
+    Fails with a diagnostic, leaving the module unchanged, when `format` is
+    not `nf4`, when `block-size` is not a power of two in [16, 4096] or
+    `double-quant-block` is neither 0 nor a power of two in [1, 4096], when
+    a weight's element count is not a multiple of the block size (naming the
+    parameter and its shape), when the module already has NF4 parameters,
+    or when no linear weight qualifies.
+  }];
+  let options = [
+    Option<"format", "format", "std::string", /*default=*/"\"nf4\"",
+           "Quantized storage format; nf4 (4-bit NormalFloat) is the only one">,
+    Option<"blockSize", "block-size", "int64_t", /*default=*/"64",
+           "Weights per absmax block, a power of two in [16, 4096]">,
+    Option<"doubleQuantBlock", "double-quant-block", "int64_t", /*default=*/"256",
+           "Absmax values per block of QLoRA's double quantization (8-bit); 0 keeps float32 absmax">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// Optimizer
+//===----------------------------------------------------------------------===//
+
+def Optimizer : Pass<"lora-optimizer", "::mlir::ModuleOp"> {
+  let summary = "AdamW on float32 master copies, global-norm clipping, gradient accumulation normalised by target tokens";
+  let description = [{
+    Runs after `lora-autodiff`. In `@train_step`, every gradient result
+    (`lora.grad_of`) is added into a float32 accumulator
+    `grad/<name>` (`lora.accumulate` + `lora.assign`) instead of being
+    returned: `@train_step` runs once per micro-batch and returns its summed
+    loss and target-token count. A new `@optimizer_step(learning_rate, step,
+    token_count)` runs once per optimizer step: it takes the global norm of
+    the summed gradients, `lora.clip_scale` turns it into the factor that
+    normalises by the number of target tokens of the whole accumulated batch
+    (`token_count`: the sum of the micro-batches' counts, not a mean of
+    per-micro-batch means) and clips, `lora.adamw` updates the float32 master
+    copy `master/<name>` and the moments `adam_m/<name>`, `adam_v/<name>`,
+    the master is cast back to the compute dtype into the parameter, and the
+    accumulator is reset. The learning rate is a per-step runtime input (the
+    schedule lives in the runtime's trainer). Returns the gradient norm and
+    the scale for logging.
+
+    After:
+    ```mlir
+    func.func @optimizer_step(%lr: tensor<f32> {lora.input = "learning_rate"}, %step: tensor<f32> {lora.input = "step"},
+                              %count: tensor<f32> {lora.input = "token_count"}) -> (tensor<f32>, tensor<f32>) {
+      %g = lora.param "grad/A" optimizer_state {of = "A"} : tensor<16x64xf32>
+      %norm = lora.global_norm %g : (tensor<16x64xf32>) -> tensor<f32>
+      %scale = lora.clip_scale %norm, %count {max_norm = 1.0 : f64} : ...
+      %p = lora.param "master/A" optimizer_state {of = "A"} : tensor<16x64xf32>
+      ...
+      %p2, %m2, %v2 = lora.adamw %p, %g, %m, %v, %lr, %step, %scale {...}
+      lora.assign "master/A", %p2 : tensor<16x64xf32>
+      ...
+      lora.reset "grad/A" : tensor<16x64xf32>
+      return %norm, %scale : tensor<f32>, tensor<f32>
+    }
+    ```
+  }];
+  let options = [
+    Option<"beta1", "beta1", "double", /*default=*/"0.9", "AdamW beta1, [0, 1)">,
+    Option<"beta2", "beta2", "double", /*default=*/"0.999", "AdamW beta2, [0, 1)">,
+    Option<"eps", "eps", "double", /*default=*/"1e-8", "AdamW epsilon (> 0)">,
+    Option<"weightDecay", "weight-decay", "double", /*default=*/"0.0",
+           "Decoupled weight decay (>= 0)">,
+    Option<"maxGradNorm", "max-grad-norm", "double", /*default=*/"1.0",
+           "Clip the global gradient norm to this (0: no clipping)">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// Lowering
+//===----------------------------------------------------------------------===//
+
+def LowerToKernels : Pass<"lora-lower-to-kernels", "::mlir::ModuleOp"> {
+  let summary = "Maps every op of the training graph to a kernel kind with its launch parameters";
+  let description = [{
+    Attaches to every op (except `lora.param` bindings and returns) a
+    `lora.kernel` dictionary: `kind` selects the kernel family the runtime
+    implements on each backend (`fused_linear_fwd`, `attention_bwd`,
+    `lm_head_ce_fwd`, `adamw`, ...), the other entries are its parameters:
+    problem sizes (`m`, `n`, `k`, `tokens`, ...), the weight's storage
+    (`weight_format = "nf4"` with `block_size` and `double_quant_block`, or
+    `"dense"`), LoRA rank, scaling and dropout, RoPE frequencies and scaling,
+    and algorithm choices (`block_q`/`block_k` of the FlashAttention-style
+    attention, `chunk_size` of the LM-head cross-entropy). The serializer
+    writes them into train.bin; the CUDA target will also attach generated
+    source (issue #5).
+
+    After:
+    ```mlir
+    %y = lora.fused_linear %x, %w adapter(%a, %b) {alpha = 32.0 : f64, lora.kernel = {kind = "fused_linear_fwd", m = 2048 : i64, n = 4096 : i64, k = 4096 : i64, weight_format = "nf4", block_size = 64 : i64, double_quant_block = 256 : i64, rank = 16 : i64, scaling = 2.0 : f64, ...}} : ...
+    ```
+  }];
+  let options = [
+    Option<"target", "target", "std::string", /*default=*/"\"cpu\"",
+           "cpu or cuda">,
+    Option<"attentionBlock", "attention-block", "int64_t", /*default=*/"64",
+           "Query/key block size of the attention kernels (> 0)">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
+}
+
+def PlanMemory : Pass<"lora-plan-memory", "::mlir::ModuleOp"> {
+  let summary = "Schedules each program, computes liveness and places every buffer in one arena (best fit)";
+  let description = [{
+    The schedule of a program is its op order (topological: one SSA block).
+    Every value that is not a persistent parameter (inputs, activations,
+    gradients, outputs) is a buffer live from its definition to its last
+    use; inputs are live from the start, returned values to the end.
+    Buffers are placed by best fit in decreasing size (MemoryPlanner.h): two
+    buffers whose lifetimes overlap never overlap in memory. Writes
+    `lora.offsets` (one per result) on ops, `lora.offset` on arguments and
+    `lora.arena_size` (the peak) on each function; the programs share one
+    arena of the largest size.
+
+    After:
+    ```mlir
+    func.func @train_step(%tokens: tensor<4x512xi32> {lora.input = "tokens", lora.offset = 0 : i64}, ...)
+        attributes {lora.arena_size = 123456 : i64} {
+      %0 = lora.embedding %e, %tokens {lora.offsets = array<i64: 8192>} : ...
+    ```
+  }];
+  let options = [
+    Option<"alignment", "alignment", "int64_t", /*default=*/"64",
+           "Byte alignment of every buffer (a power of two)">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
+}
+
 #endif // LORA_TRANSFORMS_PASSES_TD

@@ -24,6 +24,12 @@ inline constexpr llvm::StringLiteral kAdapterConfigAttrName = "lora.adapter_conf
 inline constexpr llvm::StringLiteral kObjectiveAttrName = "lora.objective";
 /// On an op: a clone made by rematerialization (gradient checkpointing).
 inline constexpr llvm::StringLiteral kRecomputeAttrName = "lora.recompute";
+/// On an op: the kernel that runs it (lora-lower-to-kernels).
+inline constexpr llvm::StringLiteral kKernelAttrName = "lora.kernel";
+/// On an op: the arena offset of each result (lora-plan-memory).
+inline constexpr llvm::StringLiteral kOffsetsAttrName = "lora.offsets";
+/// On a function: the arena size its values need (lora-plan-memory).
+inline constexpr llvm::StringLiteral kArenaSizeAttrName = "lora.arena_size";
 /// On a function argument: what the runtime feeds it ("tokens", ...).
 inline constexpr llvm::StringLiteral kInputAttrName = "lora.input";
 /// On a function result: the trainable parameter it is the gradient of.

@@ -248,4 +248,113 @@ def Lora_LMHeadCrossEntropyGradWOp : Lora_GradOp<"lm_head_cross_entropy_grad_w">
   let assemblyFormat = "$x `,` $weight `,` $targets `,` $mask `,` $dloss attr-dict `:` functional-type(operands, results)";
 }
 
+
+//===----------------------------------------------------------------------===//
+// Optimizer ops
+//===----------------------------------------------------------------------===//
+
+def Lora_AccumulateOp : Lora_Op<"accumulate", [Pure]> {
+  let summary = "adds a gradient (any float type) into a float32 accumulator";
+  let description = [{
+    `result = acc + f32(value)`: gradients of the micro-batches of one
+    optimizer step are summed in float32, whatever the compute dtype.
+
+    ```mlir
+    %g2 = lora.accumulate %acc, %g : (tensor<16x64xf32>, tensor<16x64xbf16>) -> tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32]>:$acc, Lora_FloatTensor:$value);
+  let results = (outs RankedTensorOf<[F32]>:$result);
+  let assemblyFormat = "$acc `,` $value attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Lora_AssignOp : Lora_Op<"assign"> {
+  let summary = "writes a value into the persistent storage of a named parameter or state";
+  let description = [{
+    The persistent tensors (parameters, optimizer state, gradient
+    accumulators) are read with `lora.param` and written with `lora.assign`.
+    A program reads every name before it assigns it, so the order of effects
+    is the order of the ops.
+
+    ```mlir
+    lora.assign "grad/base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", %g2 : tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name, Lora_FloatTensor:$value);
+  let assemblyFormat = "$name `,` $value attr-dict `:` type($value)";
+  let hasVerifier = 1;
+}
+
+def Lora_ResetOp : Lora_Op<"reset"> {
+  let summary = "sets the persistent storage of a named state to zero";
+  let description = [{
+    ```mlir
+    lora.reset "optimizer.token_count" : tensor<f32>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name, TypeAttr:$storage_type);
+  let assemblyFormat = "$name attr-dict `:` $storage_type";
+  let hasVerifier = 1;
+}
+
+def Lora_GlobalNormOp : Lora_Op<"global_norm", [Pure]> {
+  let summary = "the L2 norm of several tensors taken together";
+  let description = [{
+    `sqrt(Σ_i Σ g_i²)`, accumulated in float32: the global gradient norm used
+    for clipping.
+  }];
+  let arguments = (ins Variadic<Lora_FloatTensor>:$inputs);
+  let results = (outs Lora_F32Scalar:$norm);
+  let assemblyFormat = "$inputs attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Lora_ClipScaleOp : Lora_Op<"clip_scale", [Pure]> {
+  let summary = "the factor that normalises summed gradients by the token count and clips their norm";
+  let description = [{
+    Gradients are sums over the target tokens of the accumulated batch. With
+    `n = count` and `norm` the global norm of the sums:
+    `scale = min(1, max_norm / (norm / n + 1e-6)) / n` (no clipping when
+    `max_norm` is 0). Multiplying the summed gradients by `scale` gives the
+    gradient of the mean loss over all target tokens, clipped.
+  }];
+  let arguments = (ins Lora_F32Scalar:$norm, Lora_F32Scalar:$count,
+                       F64Attr:$max_norm);
+  let results = (outs Lora_F32Scalar:$scale);
+  let assemblyFormat = "$norm `,` $count attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Lora_AdamWOp : Lora_Op<"adamw", [Pure]> {
+  let summary = "one AdamW update of a float32 master weight and its moments";
+  let description = [{
+    With `g = scale · grad` and bias corrections at step `t` (1-based):
+    `m' = β1·m + (1-β1)·g`, `v' = β2·v + (1-β2)·g²`,
+    `p' = p − lr·(m'/(1-β1ᵗ) / (sqrt(v'/(1-β2ᵗ)) + eps) + weight_decay·p)`
+    (decoupled weight decay, Loshchilov & Hutter). All float32.
+  }];
+  let arguments = (ins RankedTensorOf<[F32]>:$param, RankedTensorOf<[F32]>:$grad,
+                       RankedTensorOf<[F32]>:$m, RankedTensorOf<[F32]>:$v,
+                       Lora_F32Scalar:$lr, Lora_F32Scalar:$step,
+                       Lora_F32Scalar:$scale,
+                       F64Attr:$beta1, F64Attr:$beta2, F64Attr:$eps,
+                       F64Attr:$weight_decay);
+  let results = (outs RankedTensorOf<[F32]>:$new_param,
+                      RankedTensorOf<[F32]>:$new_m,
+                      RankedTensorOf<[F32]>:$new_v);
+  let assemblyFormat = [{
+    $param `,` $grad `,` $m `,` $v `,` $lr `,` $step `,` $scale attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Lora_CastOp : Lora_Op<"cast", [Pure]> {
+  let summary = "converts a float tensor to another float element type (round to nearest even)";
+  let arguments = (ins Lora_FloatTensor:$input);
+  let results = (outs Lora_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 #endif // LORA_TRAINING_OPS_TD

@@ -1,0 +1,675 @@
+#include "lorart/plan/plan.h"
+
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "lorart/base/strings.h"
+
+namespace lorart {
+
+namespace fb = ::flatbuffers;
+using schema::DType;
+using schema::Role;
+using schema::Storage;
+
+namespace {
+
+constexpr size_t kHeaderBytes = 12;  // size prefix, root offset, identifier
+
+std::string_view View(const fb::String* s) {
+  return s ? std::string_view(s->c_str(), s->size()) : std::string_view();
+}
+bool Empty(const fb::String* s) { return s == nullptr || s->size() == 0; }
+
+uint32_t ReadU32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+         static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
+}
+
+template <typename T>
+uint32_t Size(const fb::Vector<T>* v) {
+  return v ? v->size() : 0;
+}
+
+template <typename E>
+bool InRange(E value) {
+  using U = std::underlying_type_t<E>;
+  return static_cast<U>(value) >= static_cast<U>(E::MIN) &&
+         static_cast<U>(value) <= static_cast<U>(E::MAX);
+}
+
+template <typename E>
+int AsInt(E value) {
+  return static_cast<int>(static_cast<std::underlying_type_t<E>>(value));
+}
+
+bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// Reads only the root table's format_version, with its own Verifier: used
+// when the full verification failed, so that a plan of another format
+// version whose layout this runtime cannot verify still gets the version
+// message rather than "corrupt".
+bool ProbeFormatVersion(const uint8_t* data, size_t size, uint32_t* version) {
+  fb::Verifier verifier(data, size, kPlanMaxDepth, kPlanMaxTables);
+  const fb::uoffset_t root = verifier.VerifyOffset(sizeof(fb::uoffset_t));
+  if (root == 0) return false;
+  const auto* table = reinterpret_cast<const fb::Table*>(data + sizeof(fb::uoffset_t) + root);
+  if (!table->VerifyTableStart(verifier) ||
+      !table->VerifyField<uint32_t>(verifier, schema::Plan::VT_FORMAT_VERSION, sizeof(uint32_t))) {
+    return false;
+  }
+  *version = table->GetField<uint32_t>(schema::Plan::VT_FORMAT_VERSION, 0);
+  return true;
+}
+
+// The semantic checks, once the buffer verified.
+class Validator {
+ public:
+  Validator(const std::string& path, const schema::Plan& plan) : path_(path), plan_(plan) {}
+
+  Status Run(std::vector<uint64_t>* tensor_bytes,
+             std::unordered_map<std::string_view, uint32_t>* parameters,
+             std::unordered_map<std::string_view, uint32_t>* programs);
+
+ private:
+  Status Error(StatusCode code, const std::string& message) const {
+    return Status(code, path_ + ": " + message);
+  }
+  Status Invalid(const std::string& message) const {
+    return Error(StatusCode::kInvalidArgument, message);
+  }
+  std::string TensorLabel(uint32_t id) const {
+    const schema::Tensor* t = plan_.tensors()->Get(id);
+    std::string label = StrFormat("tensor %u", id);
+    if (!Empty(t->name())) label += " " + Quote(View(t->name()));
+    return label;
+  }
+  std::string ProgramLabel(uint32_t index) const {
+    const schema::Program* p = plan_.programs()->Get(index);
+    if (Empty(p->name())) return StrFormat("program %u", index);
+    return "program " + Quote(View(p->name()));
+  }
+  std::string KernelLabel(uint32_t index) const {
+    const schema::Kernel* k = plan_.kernels()->Get(index);
+    std::string label = StrFormat("kernel %u", index);
+    if (!Empty(k->kind())) label += " " + Quote(View(k->kind()));
+    return label;
+  }
+
+  Status CheckModel() const;
+  Status CheckLora() const;
+  Status CheckDefaults() const;
+  Status CheckTensors(std::vector<uint64_t>* tensor_bytes,
+                      std::unordered_map<std::string_view, uint32_t>* parameters) const;
+  Status CheckKernels() const;
+  Status CheckPrograms(std::unordered_map<std::string_view, uint32_t>* programs) const;
+  Status CheckIds(const std::string& where, const char* field,
+                  const fb::Vector<uint32_t>* ids) const;
+
+  const std::string& path_;
+  const schema::Plan& plan_;
+  uint32_t num_tensors_ = 0;
+  uint32_t num_kernels_ = 0;
+};
+
+Status Validator::Run(std::vector<uint64_t>* tensor_bytes,
+                      std::unordered_map<std::string_view, uint32_t>* parameters,
+                      std::unordered_map<std::string_view, uint32_t>* programs) {
+  num_tensors_ = Size(plan_.tensors());
+  num_kernels_ = Size(plan_.kernels());
+  if (!plan_.model()) return Invalid("field 'model' is missing");
+  if (!plan_.arena()) return Invalid("field 'arena' is missing");
+  if (!plan_.defaults()) return Invalid("field 'defaults' is missing");
+  if (!plan_.provenance()) return Invalid("field 'provenance' is missing");
+  LORA_RETURN_IF_ERROR(CheckModel());
+  LORA_RETURN_IF_ERROR(CheckLora());
+  LORA_RETURN_IF_ERROR(CheckDefaults());
+  const schema::Arena& arena = *plan_.arena();
+  if (!IsPowerOfTwo(arena.alignment())) {
+    return Invalid(StrFormat("field 'arena.alignment' is %llu, not a power of two",
+                             static_cast<unsigned long long>(arena.alignment())));
+  }
+  LORA_RETURN_IF_ERROR(CheckTensors(tensor_bytes, parameters));
+  LORA_RETURN_IF_ERROR(CheckKernels());
+  LORA_RETURN_IF_ERROR(CheckPrograms(programs));
+  return OkStatus();
+}
+
+Status Validator::CheckModel() const {
+  const schema::ModelConfig& m = *plan_.model();
+  if (Empty(m.architecture())) return Invalid("field 'model.architecture' is missing");
+  const struct {
+    const char* name;
+    uint64_t value;
+  } dims[] = {
+      {"hidden_size", m.hidden_size()},
+      {"intermediate_size", m.intermediate_size()},
+      {"num_hidden_layers", m.num_hidden_layers()},
+      {"num_attention_heads", m.num_attention_heads()},
+      {"num_key_value_heads", m.num_key_value_heads()},
+      {"head_dim", m.head_dim()},
+      {"vocab_size", m.vocab_size()},
+  };
+  for (const auto& d : dims) {
+    if (d.value == 0) return Invalid(StrFormat("field 'model.%s' is 0 (or missing)", d.name));
+  }
+  if (m.num_attention_heads() % m.num_key_value_heads() != 0) {
+    return Invalid(StrFormat(
+        "field 'model.num_attention_heads' (%llu) is not a multiple of "
+        "'model.num_key_value_heads' (%llu)",
+        static_cast<unsigned long long>(m.num_attention_heads()),
+        static_cast<unsigned long long>(m.num_key_value_heads())));
+  }
+  if (!(m.rms_norm_eps() > 0) || !std::isfinite(m.rms_norm_eps())) {
+    return Invalid(StrFormat("field 'model.rms_norm_eps' is %g, not a positive number",
+                             m.rms_norm_eps()));
+  }
+  if (!(m.rope_theta() > 0) || !std::isfinite(m.rope_theta())) {
+    return Invalid(StrFormat("field 'model.rope_theta' is %g, not a positive number",
+                             m.rope_theta()));
+  }
+  if (const schema::RopeScaling* rs = m.rope_scaling()) {
+    if (!InRange(rs->kind())) {
+      return Invalid(StrFormat(
+          "field 'model.rope_scaling.kind' has the value %d, which this lorart does not know",
+          AsInt(rs->kind())));
+    }
+    if (rs->kind() != schema::RopeScalingKind::None &&
+        (!(rs->factor() > 0) || !std::isfinite(rs->factor()))) {
+      return Invalid(StrFormat("field 'model.rope_scaling.factor' is %g, not a positive number",
+                               rs->factor()));
+    }
+  }
+  return OkStatus();
+}
+
+Status Validator::CheckLora() const {
+  const schema::LoraConfig* l = plan_.lora();
+  if (!l) return OkStatus();
+  if (l->r() == 0) return Invalid("field 'lora.r' is 0 (or missing)");
+  if (!std::isfinite(l->alpha()) || !(l->alpha() > 0)) {
+    return Invalid(StrFormat("field 'lora.alpha' is %g, not a positive number", l->alpha()));
+  }
+  if (!(l->dropout() >= 0 && l->dropout() < 1)) {
+    return Invalid(StrFormat("field 'lora.dropout' is %g, not in [0, 1)", l->dropout()));
+  }
+  for (uint32_t i = 0; i < Size(l->target_modules()); ++i) {
+    if (Empty(l->target_modules()->Get(i))) {
+      return Invalid(StrFormat("field 'lora.target_modules'[%u] is empty", i));
+    }
+  }
+  for (uint32_t i = 0; i < Size(l->layers_to_transform()); ++i) {
+    if (l->layers_to_transform()->Get(i) < 0) {
+      return Invalid(StrFormat("field 'lora.layers_to_transform'[%u] is %d, a negative layer", i,
+                               l->layers_to_transform()->Get(i)));
+    }
+  }
+  return OkStatus();
+}
+
+Status Validator::CheckDefaults() const {
+  const schema::Hyperparameters& h = *plan_.defaults();
+  if (h.micro_batch() == 0) return Invalid("field 'defaults.micro_batch' is 0 (or missing)");
+  if (h.seq_len() == 0) return Invalid("field 'defaults.seq_len' is 0 (or missing)");
+  if (h.grad_accum() == 0) return Invalid("field 'defaults.grad_accum' is 0");
+  const struct {
+    const char* name;
+    double value;
+    double lo, hi;  // value must be in [lo, hi)
+  } ranges[] = {
+      {"lr", h.lr(), 0, INFINITY},
+      {"min_lr", h.min_lr(), 0, INFINITY},
+      {"adam_beta1", h.adam_beta1(), 0, 1},
+      {"adam_beta2", h.adam_beta2(), 0, 1},
+      {"weight_decay", h.weight_decay(), 0, INFINITY},
+      {"max_grad_norm", h.max_grad_norm(), 0, INFINITY},
+  };
+  for (const auto& r : ranges) {
+    if (!(r.value >= r.lo && r.value < r.hi)) {
+      return Invalid(StrFormat("field 'defaults.%s' is %g, not in [%g, %g)", r.name, r.value, r.lo,
+                               r.hi));
+    }
+  }
+  if (!(h.adam_eps() > 0) || !std::isfinite(h.adam_eps())) {
+    return Invalid(StrFormat("field 'defaults.adam_eps' is %g, not a positive number",
+                             h.adam_eps()));
+  }
+  return OkStatus();
+}
+
+Status Validator::CheckTensors(std::vector<uint64_t>* tensor_bytes,
+                               std::unordered_map<std::string_view, uint32_t>* parameters) const {
+  const schema::Arena& arena = *plan_.arena();
+  tensor_bytes->assign(num_tensors_, 0);
+  std::unordered_map<std::string_view, uint32_t> trainable;
+  for (uint32_t id = 0; id < num_tensors_; ++id) {
+    const schema::Tensor& t = *plan_.tensors()->Get(id);
+    if (!InRange(t.role())) {
+      return Invalid(TensorLabel(id) +
+                     StrFormat(": field 'role' has the value %d, which this lorart does not know",
+                               AsInt(t.role())));
+    }
+    if (!InRange(t.storage())) {
+      return Invalid(TensorLabel(id) +
+                     StrFormat(": field 'storage' has the value %d, which this lorart does not know",
+                               AsInt(t.storage())));
+    }
+    if (!InRange(t.init())) {
+      return Invalid(TensorLabel(id) +
+                     StrFormat(": field 'init' has the value %d, which this lorart does not know",
+                               AsInt(t.init())));
+    }
+    uint64_t bytes = 0;
+    LORA_RETURN_IF_ERROR(TensorByteSize(t, &bytes), "%s: %s", path_.c_str(),
+                         TensorLabel(id).c_str());
+    (*tensor_bytes)[id] = bytes;
+
+    const Role role = t.role();
+    const bool bound = role == Role::Frozen || role == Role::Trainable ||
+                       role == Role::OptimizerState;
+    if (bound) {
+      if (Empty(t.name())) {
+        return Invalid(TensorLabel(id) + ": field 'name' is missing (a " + RoleToString(role) +
+                       " tensor is bound by name)");
+      }
+      if (t.storage() != Storage::Persistent) {
+        return Invalid(TensorLabel(id) + ": a " + RoleToString(role) +
+                       " tensor must have storage Persistent, not Arena");
+      }
+      auto [it, inserted] = parameters->emplace(View(t.name()), id);
+      if (!inserted) {
+        return Invalid(StrFormat("tensors %u and %u are both named ", it->second, id) +
+                       Quote(View(t.name())) + " (names of bound tensors are unique)");
+      }
+      if (role == Role::Trainable) trainable.emplace(View(t.name()), id);
+    }
+    if (t.init() == schema::TensorInit::Checkpoint && Empty(t.name())) {
+      return Invalid(TensorLabel(id) +
+                     ": field 'name' is missing (init Checkpoint binds the tensor by name)");
+    }
+
+    if (t.storage() == Storage::Arena) {
+      const schema::Buffer* b = t.buffer();
+      if (!b) return Invalid(TensorLabel(id) + ": storage is Arena but field 'buffer' is missing");
+      const uint64_t offset = b->offset(), size = b->size();
+      if (size > arena.size() || offset > arena.size() - size) {
+        return Error(StatusCode::kOutOfRange,
+                     TensorLabel(id) +
+                         StrFormat(": field 'buffer' (offset %llu, size %llu) ends past the "
+                                   "arena (%llu bytes)",
+                                   static_cast<unsigned long long>(offset),
+                                   static_cast<unsigned long long>(size),
+                                   static_cast<unsigned long long>(arena.size())));
+      }
+      if (bytes > size) {
+        return Invalid(TensorLabel(id) +
+                       StrFormat(": dtype %s x shape %s needs %llu bytes but field 'buffer' "
+                                 "holds %llu",
+                                 DTypeToString(t.dtype()).c_str(),
+                                 PlanShapeToString(t.shape()).c_str(),
+                                 static_cast<unsigned long long>(bytes),
+                                 static_cast<unsigned long long>(size)));
+      }
+      const size_t align = ElementSize(t.dtype());
+      if (align > 1 && offset % align != 0) {
+        return Invalid(TensorLabel(id) +
+                       StrFormat(": field 'buffer.offset' %llu is not a multiple of %zu (the "
+                                 "size of %s)",
+                                 static_cast<unsigned long long>(offset), align,
+                                 DTypeToString(t.dtype()).c_str()));
+      }
+    } else if (t.buffer()) {
+      return Invalid(TensorLabel(id) + ": field 'buffer' is set but storage is Persistent");
+    }
+  }
+  // `of` needs every Trainable name: a second pass.
+  for (uint32_t id = 0; id < num_tensors_; ++id) {
+    const schema::Tensor& t = *plan_.tensors()->Get(id);
+    const bool owned = t.role() == Role::OptimizerState || t.role() == Role::Gradient;
+    if (owned) {
+      if (Empty(t.of())) {
+        return Invalid(TensorLabel(id) + ": field 'of' is missing (a " + RoleToString(t.role()) +
+                       " tensor names the Trainable tensor it belongs to)");
+      }
+      if (trainable.count(View(t.of())) == 0) {
+        return Invalid(TensorLabel(id) + ": field 'of' is " + Quote(View(t.of())) +
+                       ", which is not the name of a Trainable tensor");
+      }
+    } else if (!Empty(t.of())) {
+      return Invalid(TensorLabel(id) + ": field 'of' is set but role is " +
+                     RoleToString(t.role()));
+    }
+  }
+  return OkStatus();
+}
+
+Status Validator::CheckKernels() const {
+  for (uint32_t k = 0; k < num_kernels_; ++k) {
+    const schema::Kernel& kernel = *plan_.kernels()->Get(k);
+    if (Empty(kernel.kind())) return Invalid(KernelLabel(k) + ": field 'kind' is missing");
+    std::unordered_map<std::string_view, uint32_t> keys;
+    for (uint32_t i = 0; i < Size(kernel.params()); ++i) {
+      const schema::KernelParam& p = *kernel.params()->Get(i);
+      if (Empty(p.key())) {
+        return Invalid(KernelLabel(k) + StrFormat(": field 'params'[%u]: field 'key' is missing", i));
+      }
+      const std::string where = KernelLabel(k) + ": param " + Quote(View(p.key()));
+      auto [it, inserted] = keys.emplace(View(p.key()), i);
+      if (!inserted) {
+        return Invalid(KernelLabel(k) + StrFormat(": params %u and %u both have the key ",
+                                                  it->second, i) +
+                       Quote(View(p.key())));
+      }
+      if (!InRange(p.value_type())) {
+        return Invalid(where + StrFormat(": field 'value' has the type %d, which this lorart "
+                                         "does not know",
+                                         AsInt(p.value_type())));
+      }
+      if (p.value_type() == schema::ParamValue::NONE || p.value() == nullptr) {
+        return Invalid(where + ": field 'value' is missing");
+      }
+    }
+    if (!Empty(kernel.cuda_source())) {
+      if (Empty(kernel.entry())) {
+        return Invalid(KernelLabel(k) + ": field 'cuda_source' is set but field 'entry' is missing");
+      }
+      const struct {
+        const char* name;
+        const schema::Dim3* dim;
+      } dims[] = {{"grid", kernel.grid()}, {"block", kernel.block()}};
+      for (const auto& d : dims) {
+        if (!d.dim) {
+          return Invalid(KernelLabel(k) +
+                         StrFormat(": field 'cuda_source' is set but field '%s' is missing",
+                                   d.name));
+        }
+        if (d.dim->x() == 0 || d.dim->y() == 0 || d.dim->z() == 0) {
+          return Invalid(KernelLabel(k) + StrFormat(": field '%s' (%u, %u, %u) has a zero "
+                                                    "dimension",
+                                                    d.name, d.dim->x(), d.dim->y(), d.dim->z()));
+        }
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Status Validator::CheckIds(const std::string& where, const char* field,
+                           const fb::Vector<uint32_t>* ids) const {
+  for (uint32_t i = 0; i < Size(ids); ++i) {
+    if (ids->Get(i) >= num_tensors_) {
+      return Error(StatusCode::kOutOfRange,
+                   where + StrFormat(": field '%s'[%u] is %u, not a tensor id (the plan has %u "
+                                     "tensors)",
+                                     field, i, ids->Get(i), num_tensors_));
+    }
+  }
+  return OkStatus();
+}
+
+Status Validator::CheckPrograms(std::unordered_map<std::string_view, uint32_t>* programs) const {
+  for (uint32_t p = 0; p < Size(plan_.programs()); ++p) {
+    const schema::Program& program = *plan_.programs()->Get(p);
+    if (Empty(program.name())) return Invalid(ProgramLabel(p) + ": field 'name' is missing");
+    auto [it, inserted] = programs->emplace(View(program.name()), p);
+    if (!inserted) {
+      return Invalid(StrFormat("programs %u and %u are both named ", it->second, p) +
+                     Quote(View(program.name())));
+    }
+    const std::string label = ProgramLabel(p);
+    LORA_RETURN_IF_ERROR(CheckIds(label, "inputs", program.inputs()));
+    LORA_RETURN_IF_ERROR(CheckIds(label, "outputs", program.outputs()));
+    for (uint32_t l = 0; l < Size(program.launches()); ++l) {
+      const schema::Launch& launch = *program.launches()->Get(l);
+      const std::string where = label + StrFormat(": launch %u", l);
+      if (launch.kernel() >= num_kernels_) {
+        return Error(StatusCode::kOutOfRange,
+                     where + StrFormat(": field 'kernel' is %u, not a kernel index (the plan has "
+                                       "%u kernels)",
+                                       launch.kernel(), num_kernels_));
+      }
+      LORA_RETURN_IF_ERROR(CheckIds(where, "inputs", launch.inputs()));
+      LORA_RETURN_IF_ERROR(CheckIds(where, "outputs", launch.outputs()));
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+size_t ElementSize(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return 4;
+    case DType::F16: return 2;
+    case DType::BF16: return 2;
+    case DType::I32: return 4;
+    case DType::I64: return 8;
+    case DType::BOOL: return 1;
+    case DType::NF4: return 0;
+  }
+  return 0;
+}
+
+std::string DTypeToString(DType dtype) {
+  if (!InRange(dtype)) return StrFormat("DType(%d)", AsInt(dtype));
+  return schema::EnumNameDType(dtype);
+}
+
+std::string RoleToString(Role role) {
+  switch (role) {
+    case Role::Frozen: return "frozen";
+    case Role::Trainable: return "trainable";
+    case Role::OptimizerState: return "optimizer_state";
+    case Role::Gradient: return "gradient";
+    case Role::Activation: return "activation";
+    case Role::Input: return "input";
+    case Role::Output: return "output";
+    case Role::Scalar: return "scalar";
+  }
+  return StrFormat("Role(%d)", AsInt(role));
+}
+
+std::string PlanShapeToString(const fb::Vector<int64_t>* shape) {
+  constexpr uint32_t kMaxDims = 16;  // keeps messages about garbage short
+  std::string out = "[";
+  const uint32_t n = Size(shape);
+  for (uint32_t i = 0; i < n; ++i) {
+    if (i) out += ", ";
+    if (i == kMaxDims) {
+      out += StrFormat("... %u dimensions", n);
+      break;
+    }
+    out += std::to_string(shape->Get(i));
+  }
+  return out + "]";
+}
+
+Status TensorByteSize(const schema::Tensor& t, uint64_t* bytes) {
+  *bytes = 0;
+  if (!InRange(t.dtype())) {
+    return InvalidArgumentError(StrFormat(
+        "field 'dtype' has the value %d, which this lorart does not know", AsInt(t.dtype())));
+  }
+  uint64_t elements = 1;
+  for (uint32_t i = 0; i < Size(t.shape()); ++i) {
+    const int64_t d = t.shape()->Get(i);
+    if (d < 0) {
+      return InvalidArgumentError("field 'shape' " + PlanShapeToString(t.shape()) +
+                                  " has a negative dimension");
+    }
+    if (d != 0 && elements > static_cast<uint64_t>(INT64_MAX) / static_cast<uint64_t>(d)) {
+      return InvalidArgumentError("field 'shape' " + PlanShapeToString(t.shape()) +
+                                  " has more than 2^63 elements");
+    }
+    elements *= static_cast<uint64_t>(d);
+  }
+  const schema::QuantInfo* q = t.quant();
+  if (t.dtype() != DType::NF4) {
+    if (q) {
+      return InvalidArgumentError("field 'quant' is set but dtype is " + DTypeToString(t.dtype()));
+    }
+    const uint64_t size = ElementSize(t.dtype());
+    if (elements > UINT64_MAX / size) {
+      return InvalidArgumentError("field 'shape' " + PlanShapeToString(t.shape()) +
+                                  " needs more than 2^64 bytes");
+    }
+    *bytes = elements * size;
+    return OkStatus();
+  }
+  if (!q) return InvalidArgumentError("dtype NF4 needs field 'quant'");
+  if (!InRange(q->format())) {
+    return InvalidArgumentError(StrFormat(
+        "field 'quant.format' has the value %d, which this lorart does not know",
+        AsInt(q->format())));
+  }
+  if (q->block_size() == 0 || q->block_size() % 2 != 0) {
+    return InvalidArgumentError(
+        StrFormat("field 'quant.block_size' is %u, not a positive even number", q->block_size()));
+  }
+  const uint64_t codes = elements / 2 + elements % 2;
+  if (q->code_bytes() != codes) {
+    return InvalidArgumentError(StrFormat(
+        "field 'quant.code_bytes' is %llu, but %llu NF4 elements take %llu bytes of codes",
+        static_cast<unsigned long long>(q->code_bytes()),
+        static_cast<unsigned long long>(elements), static_cast<unsigned long long>(codes)));
+  }
+  if (elements > 0 && q->scale_bytes() == 0) {
+    return InvalidArgumentError("field 'quant.scale_bytes' is 0 (or missing)");
+  }
+  if (q->scale_bytes() > UINT64_MAX - codes) {
+    return InvalidArgumentError("field 'quant.scale_bytes' makes the tensor larger than 2^64 bytes");
+  }
+  *bytes = codes + q->scale_bytes();
+  return OkStatus();
+}
+
+Plan::Plan() = default;
+Plan::~Plan() = default;
+Plan::Plan(Plan&& other) noexcept { *this = std::move(other); }
+
+Plan& Plan::operator=(Plan&& other) noexcept {
+  if (this != &other) {
+    path_ = std::move(other.path_);
+    file_ = std::move(other.file_);
+    owned_ = std::move(other.owned_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    root_ = std::exchange(other.root_, nullptr);
+    tensor_bytes_ = std::move(other.tensor_bytes_);
+    parameters_ = std::move(other.parameters_);
+    programs_ = std::move(other.programs_);
+    other.path_.clear();
+    other.tensor_bytes_.clear();
+    other.parameters_.clear();
+    other.programs_.clear();
+  }
+  return *this;
+}
+
+uint32_t Plan::num_tensors() const { return Size(root_->tensors()); }
+const schema::Tensor& Plan::tensor(uint32_t id) const { return *root_->tensors()->Get(id); }
+uint32_t Plan::num_kernels() const { return Size(root_->kernels()); }
+const schema::Kernel& Plan::kernel(uint32_t index) const { return *root_->kernels()->Get(index); }
+uint32_t Plan::num_programs() const { return Size(root_->programs()); }
+const schema::Program& Plan::program(uint32_t index) const {
+  return *root_->programs()->Get(index);
+}
+
+const schema::Program* Plan::FindProgram(std::string_view name) const {
+  auto it = programs_.find(name);
+  return it == programs_.end() ? nullptr : root_->programs()->Get(it->second);
+}
+
+int64_t Plan::FindParameter(std::string_view name) const {
+  auto it = parameters_.find(name);
+  return it == parameters_.end() ? -1 : static_cast<int64_t>(it->second);
+}
+
+Status Plan::Init(std::string path) {
+  path_ = std::move(path);
+  const uint8_t* data = data_;
+  const size_t size = size_;
+  if (size < kHeaderBytes) {
+    return DataLossError(StrFormat(
+        "%s: not a train.bin: %zu bytes is too short (a train.bin starts with a size prefix, a "
+        "root offset and the file identifier 'LORA')",
+        path_.c_str(), size));
+  }
+  const std::string_view ident(reinterpret_cast<const char*>(data) + 8, 4);
+  if (ident != kPlanFileIdentifier) {
+    if (std::string_view(reinterpret_cast<const char*>(data) + 4, 4) == kPlanFileIdentifier) {
+      return InvalidArgumentError(
+          path_ + ": not a train.bin: the file identifier 'LORA' is at byte 4, not 8: the "
+                  "buffer was not written size-prefixed (FinishSizePrefixedPlanBuffer)");
+    }
+    return InvalidArgumentError(path_ + ": not a train.bin: file identifier is " + Quote(ident) +
+                                ", expected 'LORA'");
+  }
+  if (size >= kMaxPlanBytes) {
+    return InvalidArgumentError(StrFormat(
+        "%s: train.bin is %zu bytes, more than the FlatBuffers limit of 2 GiB", path_.c_str(),
+        size));
+  }
+  const uint64_t prefix = ReadU32(data);
+  if (prefix != size - 4) {
+    if (prefix > size - 4) {
+      return DataLossError(StrFormat(
+          "%s: truncated train.bin: the size prefix says %llu bytes follow it, the file has %zu "
+          "(is the file truncated?)",
+          path_.c_str(), static_cast<unsigned long long>(prefix), size - 4));
+    }
+    return DataLossError(StrFormat(
+        "%s: corrupt train.bin: the size prefix says %llu bytes follow it, the file has %zu",
+        path_.c_str(), static_cast<unsigned long long>(prefix), size - 4));
+  }
+  fb::Verifier verifier(data, size, kPlanMaxDepth, kPlanMaxTables);
+  if (!schema::VerifySizePrefixedPlanBuffer(verifier)) {
+    uint32_t version = 0;
+    if (ProbeFormatVersion(data, size, &version) && version != kPlanFormatVersion) {
+      return InvalidArgumentError(StrFormat(
+          "%s: train.bin format version %u, but this lorart reads format version %u (recompile "
+          "the plan with a lorac that writes version %u)",
+          path_.c_str(), version, kPlanFormatVersion, kPlanFormatVersion));
+    }
+    return DataLossError(path_ + ": corrupt train.bin: FlatBuffers verification failed");
+  }
+  const schema::Plan* root = schema::GetSizePrefixedPlan(data);
+  if (root->format_version() != kPlanFormatVersion) {
+    return InvalidArgumentError(StrFormat(
+        "%s: train.bin format version %u, but this lorart reads format version %u (recompile "
+        "the plan with a lorac that writes version %u)",
+        path_.c_str(), root->format_version(), kPlanFormatVersion, kPlanFormatVersion));
+  }
+  Validator validator(path_, *root);
+  LORA_RETURN_IF_ERROR(validator.Run(&tensor_bytes_, &parameters_, &programs_));
+  root_ = root;
+  return OkStatus();
+}
+
+Status LoadPlan(const std::string& path, Plan* out) {
+  *out = Plan();
+  Plan plan;
+  LORA_RETURN_IF_ERROR(plan.file_.Open(path));
+  plan.data_ = plan.file_.data();
+  plan.size_ = plan.file_.size();
+  LORA_RETURN_IF_ERROR(plan.Init(path));
+  *out = std::move(plan);
+  return OkStatus();
+}
+
+Status ParsePlan(std::string_view bytes, const std::string& name, Plan* out) {
+  *out = Plan();
+  Plan plan;
+  // FlatBuffers reads scalars in place: keep the copy 8-byte aligned.
+  const size_t words = (bytes.size() + 7) / 8;
+  plan.owned_.reset(new uint64_t[words > 0 ? words : 1]);
+  if (!bytes.empty()) std::memcpy(plan.owned_.get(), bytes.data(), bytes.size());
+  plan.data_ = reinterpret_cast<const uint8_t*>(plan.owned_.get());
+  plan.size_ = bytes.size();
+  LORA_RETURN_IF_ERROR(plan.Init(name));
+  *out = std::move(plan);
+  return OkStatus();
+}
+
+}  // namespace lorart
