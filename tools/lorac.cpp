@@ -8,16 +8,25 @@
 #include "lora/Frontend/HFImporter.h"
 #include "lora/Transforms/ModelSummary.h"
 #include "lora/Transforms/Passes.h"
+#include "lora/Transforms/Rematerialize.h"
+#include "lora/Transforms/Report.h"
+#include "lora/Transforms/SerializePlan.h"
+#include "lorart/plan/plan.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
 #include "mlir/Support/FileUtilities.h"
 #include "llvm/Config/llvm-config.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/SHA256.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
@@ -28,13 +37,19 @@ using namespace mlir;
 namespace {
 
 cl::OptionCategory loraCat("LoRA adapter options");
+cl::OptionCategory compileCat("Training plan options");
+cl::OptionCategory hyperCat("Optimizer and schedule defaults");
+
+cl::SubCommand importCmd(
+    "import", "Lower a Hugging Face model directory (config.json + "
+              "safetensors) or a bare config.json into the lora dialect");
+cl::SubCommand compileCmd(
+    "compile", "Build the training plan (train.bin) from a lora module, a "
+               "Hugging Face model directory or a bare config.json");
 
 //===--------------------------------------------------------------------===//
 // lorac import
 //===--------------------------------------------------------------------===//
-cl::SubCommand importCmd(
-    "import", "Lower a Hugging Face model directory (config.json + "
-              "safetensors) or a bare config.json into the lora dialect");
 cl::opt<std::string> importInput(cl::Positional, cl::Required,
                                  cl::desc("<HF model dir | config.json>"),
                                  cl::sub(importCmd));
@@ -43,41 +58,138 @@ cl::opt<std::string> importOutput("o", cl::desc("Output file (default: stdout)")
                                   cl::sub(importCmd));
 cl::opt<std::string> importDtype("dtype",
                                  cl::desc("Compute dtype: bf16, f16 or f32"),
-                                 cl::init("bf16"), cl::sub(importCmd));
+                                 cl::init("bf16"), cl::sub(importCmd),
+                                 cl::sub(compileCmd));
 cl::opt<bool> importSummary("summary",
                             cl::desc("Print the model summary to stderr"),
                             cl::init(false), cl::sub(importCmd));
 cl::opt<bool> noLora("no-lora",
                      cl::desc("Import without adapters (base model only)"),
-                     cl::init(false), cl::sub(importCmd), cl::cat(loraCat));
+                     cl::init(false), cl::sub(importCmd), cl::sub(compileCmd), cl::cat(loraCat));
 cl::opt<int64_t> loraR("lora-r", cl::desc("LoRA rank r"), cl::init(16),
-                       cl::sub(importCmd), cl::cat(loraCat));
+                       cl::sub(importCmd), cl::sub(compileCmd), cl::cat(loraCat));
 cl::opt<double> loraAlpha("lora-alpha",
                           cl::desc("LoRA alpha (update scaled by alpha/r)"),
-                          cl::init(32.0), cl::sub(importCmd), cl::cat(loraCat));
+                          cl::init(32.0), cl::sub(importCmd), cl::sub(compileCmd), cl::cat(loraCat));
 cl::opt<double> loraDropout("lora-dropout",
                             cl::desc("Dropout on the adapter input, [0, 1)"),
                             cl::init(0.05), cl::sub(importCmd),
-                            cl::cat(loraCat));
+                            cl::sub(compileCmd), cl::cat(loraCat));
 cl::opt<std::string> loraTargets(
     "lora-targets",
     cl::desc("Comma-separated target modules (q_proj,k_proj,v_proj,o_proj,"
              "gate_proj,up_proj,down_proj) or all-linear"),
-    cl::init("all-linear"), cl::sub(importCmd), cl::cat(loraCat));
+    cl::init("all-linear"), cl::sub(importCmd), cl::sub(compileCmd), cl::cat(loraCat));
 cl::opt<std::string> loraTargetRegex(
     "lora-target-regex",
     cl::desc("Regex matched against whole module names (overrides "
              "--lora-targets)"),
-    cl::init(""), cl::sub(importCmd), cl::cat(loraCat));
+    cl::init(""), cl::sub(importCmd), cl::sub(compileCmd), cl::cat(loraCat));
 cl::list<int64_t> loraLayers("lora-layers",
                              cl::desc("Only adapt these decoder layers"),
                              cl::CommaSeparated, cl::sub(importCmd),
-                             cl::cat(loraCat));
+                             cl::sub(compileCmd), cl::cat(loraCat));
 cl::opt<std::string> adapterConfig(
     "adapter-config",
     cl::desc("Take the LoRA options from PEFT's adapter_config.json"),
     cl::value_desc("adapter_config.json"), cl::init(""), cl::sub(importCmd),
-    cl::cat(loraCat));
+    cl::sub(compileCmd), cl::cat(loraCat));
+
+//===--------------------------------------------------------------------===//
+// lorac compile
+//===--------------------------------------------------------------------===//
+cl::opt<std::string> compileInput(
+    cl::Positional, cl::Required,
+    cl::desc("<model.mlir | HF model dir | config.json>"), cl::sub(compileCmd));
+cl::opt<std::string> compileOutput("o", cl::desc("Output plan"),
+                                   cl::value_desc("train.bin"), cl::init(""),
+                                   cl::sub(compileCmd));
+cl::opt<std::string> objective("objective",
+                               cl::desc("Training objective: sft or pretrain"),
+                               cl::init("sft"), cl::sub(compileCmd),
+                               cl::cat(compileCat));
+cl::opt<int64_t> microBatch("micro-batch", cl::desc("Sequences per micro-batch"),
+                            cl::init(4), cl::sub(compileCmd),
+                            cl::cat(compileCat));
+cl::opt<int64_t> seqLen("seq-len", cl::desc("Tokens per sequence"),
+                        cl::init(512), cl::sub(compileCmd),
+                        cl::cat(compileCat));
+cl::opt<int64_t> gradAccum("grad-accum",
+                           cl::desc("Micro-batches per optimizer step"),
+                           cl::init(1), cl::sub(compileCmd),
+                           cl::cat(compileCat));
+cl::opt<bool> packing("packing",
+                      cl::desc("Pack several documents per row (segment ids, "
+                               "restarting positions)"),
+                      cl::init(true), cl::sub(compileCmd),
+                      cl::cat(compileCat));
+cl::opt<std::string> quantizeBase("quantize-base",
+                                  cl::desc("Quantize the frozen base: none or "
+                                           "nf4 (QLoRA)"),
+                                  cl::init("none"), cl::sub(compileCmd),
+                                  cl::cat(compileCat));
+cl::opt<std::string> trainWhat("train",
+                               cl::desc("What to train: lora (adapters) or "
+                                        "full (every weight)"),
+                               cl::init("lora"), cl::sub(compileCmd),
+                               cl::cat(compileCat));
+cl::opt<std::string> remat("remat",
+                           cl::desc("Gradient checkpointing: none, layer or "
+                                    "auto (fit --memory-budget)"),
+                           cl::init("none"), cl::sub(compileCmd),
+                           cl::cat(compileCat));
+cl::opt<std::string> memoryBudget("memory-budget",
+                                  cl::desc("Memory budget for --remat auto "
+                                           "(e.g. 24GiB)"),
+                                  cl::init(""), cl::sub(compileCmd),
+                                  cl::cat(compileCat));
+cl::opt<int64_t> ceChunk("ce-chunk",
+                         cl::desc("Tokens per chunk of the LM-head "
+                                  "cross-entropy"),
+                         cl::init(1024), cl::sub(compileCmd),
+                         cl::cat(compileCat));
+cl::opt<std::string> target("target", cl::desc("Kernel target: cpu or cuda"),
+                            cl::init("cpu"), cl::sub(compileCmd),
+                            cl::cat(compileCat));
+cl::opt<bool> report("report",
+                     cl::desc("Print parameters, memory and FLOPs"),
+                     cl::init(false), cl::sub(compileCmd),
+                     cl::cat(compileCat));
+cl::opt<std::string> reportJson("report-json",
+                                cl::desc("Write the report as JSON ('-': "
+                                         "stdout)"),
+                                cl::value_desc("file"), cl::init(""),
+                                cl::sub(compileCmd), cl::cat(compileCat));
+cl::opt<std::string> emitMlir("emit-mlir",
+                              cl::desc("Also write the final lora module"),
+                              cl::value_desc("file"), cl::init(""),
+                              cl::sub(compileCmd), cl::cat(compileCat));
+cl::opt<double> lr("lr", cl::desc("Peak learning rate"), cl::init(2e-4),
+                   cl::sub(compileCmd), cl::cat(hyperCat));
+cl::opt<double> minLr("min-lr", cl::desc("Final learning rate of the decay"),
+                      cl::init(0.0), cl::sub(compileCmd), cl::cat(hyperCat));
+cl::opt<uint64_t> warmupSteps("warmup-steps",
+                              cl::desc("Linear warmup steps"), cl::init(0),
+                              cl::sub(compileCmd), cl::cat(hyperCat));
+cl::opt<std::string> schedule("schedule",
+                              cl::desc("cosine, linear or constant"),
+                              cl::init("cosine"), cl::sub(compileCmd),
+                              cl::cat(hyperCat));
+cl::opt<double> beta1("beta1", cl::desc("AdamW beta1"), cl::init(0.9),
+                      cl::sub(compileCmd), cl::cat(hyperCat));
+cl::opt<double> beta2("beta2", cl::desc("AdamW beta2"), cl::init(0.999),
+                      cl::sub(compileCmd), cl::cat(hyperCat));
+cl::opt<double> adamEps("adam-eps", cl::desc("AdamW epsilon"), cl::init(1e-8),
+                        cl::sub(compileCmd), cl::cat(hyperCat));
+cl::opt<double> weightDecay("weight-decay", cl::desc("Decoupled weight decay"),
+                            cl::init(0.0), cl::sub(compileCmd),
+                            cl::cat(hyperCat));
+cl::opt<double> maxGradNorm("max-grad-norm",
+                            cl::desc("Global gradient-norm clip (0: off)"),
+                            cl::init(1.0), cl::sub(compileCmd),
+                            cl::cat(hyperCat));
+cl::opt<uint64_t> seed("seed", cl::desc("Seed of adapter init and dropout"),
+                       cl::init(0), cl::sub(compileCmd), cl::cat(hyperCat));
 
 //===--------------------------------------------------------------------===//
 // lorac summary
@@ -99,13 +211,14 @@ void setupContext(MLIRContext &ctx) {
   registry.insert<lora::LoraDialect, func::FuncDialect>();
   ctx.appendDialectRegistry(registry);
   ctx.loadAllAvailableDialects();
+  // Diagnostics name the op and its location; the whole module is noise.
+  ctx.printOpOnDiagnostic(false);
 }
 
-int runImport() {
+/// The LoRA options of import and compile, from the flags; an error message
+/// when they conflict.
+std::optional<std::string> loraFromFlags(lora::frontend::ImportOptions &opts) {
   using namespace mlir::lora::frontend;
-  ImportOptions opts;
-  opts.input = importInput;
-  opts.dtype = importDtype;
   bool anyLoraFlag = loraR.getNumOccurrences() ||
                      loraAlpha.getNumOccurrences() ||
                      loraDropout.getNumOccurrences() ||
@@ -113,13 +226,14 @@ int runImport() {
                      loraTargetRegex.getNumOccurrences() ||
                      loraLayers.getNumOccurrences();
   if (noLora && (anyLoraFlag || !adapterConfig.empty()))
-    return error("--no-lora cannot be combined with LoRA options");
+    return std::string("--no-lora cannot be combined with LoRA options");
   if (!adapterConfig.empty() && anyLoraFlag)
-    return error("--adapter-config cannot be combined with --lora-* options");
+    return std::string(
+        "--adapter-config cannot be combined with --lora-* options");
   if (!adapterConfig.empty()) {
     Expected<LoraOptions> lo = parsePeftAdapterConfig(adapterConfig);
     if (!lo)
-      return error(toString(lo.takeError()));
+      return toString(lo.takeError());
     opts.lora = *lo;
   } else if (!noLora) {
     LoraOptions lo;
@@ -131,6 +245,36 @@ int runImport() {
     lo.layers.assign(loraLayers.begin(), loraLayers.end());
     opts.lora = lo;
   }
+  return std::nullopt;
+}
+
+/// Prints a module with its locations: the module names of the importer's
+/// ops (loc("model.layers.3.mlp.up_proj")) are what gradient checkpointing
+/// and diagnostics use.
+void printModule(ModuleOp module, raw_ostream &os) {
+  OpPrintingFlags flags;
+  flags.enableDebugInfo(/*enable=*/true, /*prettyForm=*/false);
+  module->print(os, flags);
+  os << "\n";
+}
+
+/// Writes through a temporary file and a rename: no partial file on failure.
+int writeFile(StringRef path, llvm::function_ref<void(raw_ostream &)> write) {
+  if (llvm::Error e = writeToOutput(path, [&](raw_ostream &os) {
+        write(os);
+        return Error::success();
+      }))
+    return error(path + ": " + toString(std::move(e)));
+  return 0;
+}
+
+int runImport() {
+  using namespace mlir::lora::frontend;
+  ImportOptions opts;
+  opts.input = importInput;
+  opts.dtype = importDtype;
+  if (std::optional<std::string> err = loraFromFlags(opts))
+    return error(*err);
 
   MLIRContext ctx;
   setupContext(ctx);
@@ -154,14 +298,363 @@ int runImport() {
            << "\n";
     lora::printSummary(*s, errs());
   }
+  return writeFile(importOutput,
+                   [&](raw_ostream &os) { printModule(**module, os); });
+}
 
-  // Written to a temporary file and renamed: no partial output on failure.
-  if (llvm::Error e = writeToOutput(importOutput, [&](raw_ostream &os) {
-        (*module)->print(os);
-        os << "\n";
-        return Error::success();
-      }))
-    return error(importOutput + ": " + toString(std::move(e)));
+/// The pass pipeline of `lorac compile` from its flags, up to and including
+/// autodiff, and the part after it (remat is chosen between the two).
+struct Pipeline {
+  std::string prefix, suffix;
+  std::string full(StringRef remat) const {
+    std::string mid = remat.empty() ? "" : (remat + ",").str();
+    return "builtin.module(" + prefix + "," + mid + suffix + ")";
+  }
+};
+
+/// A double printed so that it parses back to the same value.
+std::string num(double v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+Pipeline buildPipeline() {
+  Pipeline p;
+  p.prefix = formatv("lora-specialize-shapes{{micro-batch={0} seq-len={1}}",
+                     static_cast<int64_t>(microBatch),
+                     static_cast<int64_t>(seqLen))
+                 .str();
+  if (quantizeBase == "nf4")
+    p.prefix += ",lora-quantize-base{format=nf4}";
+  p.prefix += ",lora-objective{objective=" + objective + "}";
+  if (packing)
+    p.prefix += ",lora-packing";
+  p.prefix += formatv(",lora-fuse{{chunk-size={0}},lora-autodiff{{train={1}}",
+                      static_cast<int64_t>(ceChunk), trainWhat.getValue())
+                  .str();
+  p.suffix = formatv("lora-optimizer{{beta1={0} beta2={1} eps={2} "
+                     "weight-decay={3} max-grad-norm={4}},"
+                     "lora-lower-to-kernels{{target={5}},lora-plan-memory",
+                     num(beta1), num(beta2), num(adamEps), num(weightDecay),
+                     num(maxGradNorm), target.getValue())
+                 .str();
+  return p;
+}
+
+LogicalResult runPipeline(ModuleOp module, StringRef pipeline) {
+  PassManager pm(module->getContext());
+  std::string err;
+  llvm::raw_string_ostream es(err);
+  // The pass manager is anchored on the module: parse what is inside
+  // builtin.module(...).
+  StringRef inner = pipeline;
+  if (inner.consume_front("builtin.module("))
+    inner.consume_back(")");
+  if (failed(parsePassPipeline(inner, pm, es))) {
+    module.emitError() << "internal error: bad pipeline '" << pipeline
+                       << "': " << es.str();
+    return failure();
+  }
+  return pm.run(module);
+}
+
+/// Checks the flags of `lorac compile`; an error message or nothing.
+std::optional<std::string> checkCompileFlags() {
+  auto bad = [](const Twine &t) { return std::optional<std::string>(t.str()); };
+  if (objective != "sft" && objective != "pretrain") {
+    if (objective == "dpo")
+      return bad("--objective dpo is not implemented yet");
+    return bad("--objective must be sft or pretrain, got '" + objective + "'");
+  }
+  if (microBatch <= 0)
+    return bad("--micro-batch must be positive, got " +
+               Twine(static_cast<int64_t>(microBatch)));
+  if (seqLen <= 1)
+    return bad("--seq-len must be at least 2, got " +
+               Twine(static_cast<int64_t>(seqLen)));
+  if (gradAccum <= 0)
+    return bad("--grad-accum must be positive, got " +
+               Twine(static_cast<int64_t>(gradAccum)));
+  if (ceChunk <= 0)
+    return bad("--ce-chunk must be positive, got " +
+               Twine(static_cast<int64_t>(ceChunk)));
+  if (quantizeBase != "none" && quantizeBase != "nf4")
+    return bad("--quantize-base must be none or nf4, got '" + quantizeBase +
+               "'");
+  if (trainWhat != "lora" && trainWhat != "full")
+    return bad("--train must be lora or full, got '" + trainWhat + "'");
+  if (trainWhat == "full" && quantizeBase == "nf4")
+    return bad("--train full cannot update an NF4-quantized base: use "
+               "--train lora with --quantize-base nf4 (QLoRA)");
+  if (remat != "none" && remat != "layer" && remat != "auto")
+    return bad("--remat must be none, layer or auto, got '" + remat + "'");
+  if (remat == "auto" && memoryBudget.empty())
+    return bad("--remat auto needs --memory-budget (e.g. 24GiB)");
+  if (!memoryBudget.empty() && !lora::parseByteSize(memoryBudget))
+    return bad("--memory-budget: '" + memoryBudget +
+               "' is not a size (e.g. 24GiB, 512MiB, 1.5GB, 4096)");
+  if (target != "cpu" && target != "cuda")
+    return bad("--target must be cpu or cuda, got '" + target + "'");
+  if (!(lr > 0.0))
+    return bad("--lr must be positive, got " + std::to_string(lr));
+  if (minLr < 0.0 || minLr > lr)
+    return bad("--min-lr must be in [0, --lr], got " + std::to_string(minLr));
+  if (schedule != "cosine" && schedule != "linear" && schedule != "constant")
+    return bad("--schedule must be cosine, linear or constant, got '" +
+               schedule + "'");
+  if (!(beta1 >= 0.0 && beta1 < 1.0) || !(beta2 >= 0.0 && beta2 < 1.0))
+    return bad("--beta1 and --beta2 must be in [0, 1)");
+  if (!(adamEps > 0.0))
+    return bad("--adam-eps must be positive");
+  if (weightDecay < 0.0)
+    return bad("--weight-decay must be >= 0");
+  if (maxGradNorm < 0.0)
+    return bad("--max-grad-norm must be >= 0 (0: no clipping)");
+  if (compileOutput.empty() && !report && reportJson.empty())
+    return bad("nothing to do: give -o train.bin, --report or --report-json");
+  return std::nullopt;
+}
+
+/// Total planned bytes of a lowered module.
+FailureOr<int64_t> plannedBytes(ModuleOp module) {
+  FailureOr<lora::CompileReport> r =
+      lora::computeReport(module, microBatch, seqLen, gradAccum);
+  if (failed(r))
+    return failure();
+  return r->totalBytes();
+}
+
+/// --remat auto: the fewest decoder layers to recompute (those freeing the
+/// most memory per recomputed op first) so that the plan fits the budget.
+/// `module` has been through the pipeline prefix; on success it has been
+/// through the rest too and `chosen` holds the remat stage of the pipeline.
+LogicalResult chooseRemat(OwningOpRef<ModuleOp> &module,
+                          const Pipeline &pipeline, int64_t budget,
+                          std::string &chosen) {
+  auto train = (*module).lookupSymbol<func::FuncOp>("train_step");
+  FailureOr<SmallVector<lora::LayerRematInfo>> info =
+      lora::analyzeRematerialization(train);
+  if (failed(info))
+    return failure();
+  SmallVector<lora::LayerRematInfo> layers(*info);
+  llvm::stable_sort(layers, [](const auto &a, const auto &b) {
+    return a.savedBytes * std::max<int64_t>(b.recomputedOps, 1) >
+           b.savedBytes * std::max<int64_t>(a.recomputedOps, 1);
+  });
+  auto stage = [&](size_t k) -> std::string {
+    if (k == 0)
+      return "";
+    SmallVector<int64_t> ids;
+    for (size_t i = 0; i < k; ++i)
+      ids.push_back(layers[i].layer);
+    llvm::sort(ids);
+    std::string list;
+    for (int64_t id : ids)
+      list += (list.empty() ? "" : ",") + std::to_string(id);
+    return "lora-remat{policy=auto layers-to-remat=" + list + "}";
+  };
+  // Peak with the first k layers recomputed.
+  auto evaluate = [&](size_t k, OwningOpRef<ModuleOp> &out) -> FailureOr<int64_t> {
+    out = cast<ModuleOp>((*module)->clone());
+    std::string st = stage(k);
+    std::string pipe = "builtin.module(" + (st.empty() ? "" : st + ",") +
+                       pipeline.suffix + ")";
+    if (failed(runPipeline(*out, pipe)))
+      return failure();
+    return plannedBytes(*out);
+  };
+  OwningOpRef<ModuleOp> best;
+  FailureOr<int64_t> none = evaluate(0, best);
+  if (failed(none))
+    return failure();
+  if (*none <= budget) {
+    module = std::move(best);
+    chosen = "";
+    return success();
+  }
+  OwningOpRef<ModuleOp> all;
+  FailureOr<int64_t> smallest = evaluate(layers.size(), all);
+  if (failed(smallest))
+    return failure();
+  if (*smallest > budget)
+    return (*module).emitError()
+           << "--memory-budget " << lora::formatBytes(budget)
+           << " cannot be met: the smallest planned peak is "
+           << lora::formatBytes(*smallest) << " (every one of the "
+           << layers.size() << " decoder layers recomputed; without "
+           << "recomputation " << lora::formatBytes(*none)
+           << "); lower --micro-batch or --seq-len, or use --quantize-base nf4";
+  // The smallest k that fits (the peak falls as more layers are recomputed).
+  size_t lo = 1, hi = layers.size();
+  best = std::move(all);
+  size_t bestK = layers.size();
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    OwningOpRef<ModuleOp> candidate;
+    FailureOr<int64_t> bytes = evaluate(mid, candidate);
+    if (failed(bytes))
+      return failure();
+    if (*bytes <= budget) {
+      hi = mid;
+      best = std::move(candidate);
+      bestK = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  if (bestK != lo) {
+    OwningOpRef<ModuleOp> candidate;
+    if (failed(evaluate(lo, candidate)))
+      return failure();
+    best = std::move(candidate);
+    bestK = lo;
+  }
+  module = std::move(best);
+  chosen = stage(bestK);
+  return success();
+}
+
+int runCompile() {
+  if (std::optional<std::string> err = checkCompileFlags())
+    return error(*err);
+  MLIRContext ctx;
+  setupContext(ctx);
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler handler(sourceMgr, &ctx);
+
+  // The input: a lora module, or a model directory / config.json imported
+  // on the fly with the LoRA flags.
+  OwningOpRef<ModuleOp> module;
+  if (StringRef(compileInput).ends_with(".mlir")) {
+    std::string err;
+    auto file = openInputFile(compileInput, &err);
+    if (!file)
+      return error(compileInput + ": " + err);
+    sourceMgr.AddNewSourceBuffer(std::move(file), SMLoc());
+    module = parseSourceFile<ModuleOp>(sourceMgr, &ctx);
+    if (!module)
+      return 1;
+    if (loraR.getNumOccurrences() || !adapterConfig.empty() || noLora)
+      return error("LoRA options apply when compiling a model directory or "
+                   "config.json; " + compileInput +
+                   " already has its adapters (see lorac import)");
+  } else {
+    lora::frontend::ImportOptions opts;
+    opts.input = compileInput;
+    opts.dtype = importDtype;
+    if (std::optional<std::string> err = loraFromFlags(opts))
+      return error(*err);
+    lora::frontend::ImportInfo info;
+    Expected<OwningOpRef<ModuleOp>> imported =
+        lora::frontend::importModel(ctx, opts, &info);
+    if (!imported)
+      return error(toString(imported.takeError()));
+    module = std::move(*imported);
+  }
+  if (!(*module)->hasAttr(lora::kModelConfigAttrName))
+    return error(compileInput + ": not a lora model (no '" +
+                 lora::kModelConfigAttrName.str() +
+                 "'): produce it with lorac import");
+
+  // A hash of the input module, for provenance.
+  std::string printed;
+  {
+    llvm::raw_string_ostream os(printed);
+    OpPrintingFlags flags;
+    flags.printGenericOpForm();
+    (*module)->print(os, flags);
+  }
+  std::array<uint8_t, 32> digest = llvm::SHA256::hash(
+      ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(printed.data()),
+                        printed.size()));
+  std::string hash = toHex(digest, /*LowerCase=*/true);
+
+  Pipeline pipeline = buildPipeline();
+  std::string rematStage;
+  if (remat == "layer")
+    rematStage = "lora-remat{policy=layer}";
+  {
+    std::string prefix = "builtin.module(" + pipeline.prefix + ")";
+    if (failed(runPipeline(*module, prefix)))
+      return 1;
+  }
+  if (remat == "auto") {
+    int64_t budget = *lora::parseByteSize(memoryBudget);
+    if (failed(chooseRemat(module, pipeline, budget, rematStage)))
+      return 1;
+  } else {
+    std::string rest = "builtin.module(" +
+                       (rematStage.empty() ? "" : rematStage + ",") +
+                       pipeline.suffix + ")";
+    if (failed(runPipeline(*module, rest)))
+      return 1;
+  }
+  std::string fullPipeline = pipeline.full(rematStage);
+
+  FailureOr<lora::CompileReport> rep =
+      lora::computeReport(*module, microBatch, seqLen, gradAccum);
+  if (failed(rep))
+    return 1;
+  if (!memoryBudget.empty() && remat != "auto") {
+    int64_t budget = *lora::parseByteSize(memoryBudget);
+    if (rep->totalBytes() > budget)
+      return error(formatv("the plan needs {0}, over --memory-budget {1}: "
+                           "use --remat auto (or layer), a smaller "
+                           "--micro-batch/--seq-len, or --quantize-base nf4",
+                           lora::formatBytes(rep->totalBytes()),
+                           lora::formatBytes(budget)));
+  }
+
+  if (!compileOutput.empty()) {
+    lora::PlanOptions po;
+    po.objective = objective;
+    po.microBatch = microBatch;
+    po.seqLen = seqLen;
+    po.gradAccum = gradAccum;
+    po.packing = packing;
+    po.remat = remat;
+    po.memoryBudget =
+        memoryBudget.empty() ? 0 : *lora::parseByteSize(memoryBudget);
+    po.lr = lr;
+    po.minLr = minLr;
+    po.warmupSteps = warmupSteps;
+    po.schedule = schedule;
+    po.beta1 = beta1;
+    po.beta2 = beta2;
+    po.eps = adamEps;
+    po.weightDecay = weightDecay;
+    po.maxGradNorm = maxGradNorm;
+    po.seed = seed;
+    po.compilerVersion = "lorac 0.1.0";
+    po.pipeline = fullPipeline;
+    po.inputHash = "sha256:" + hash;
+    po.source = compileInput;
+    FailureOr<std::string> bytes = lora::serializePlan(*module, po);
+    if (failed(bytes))
+      return 1;
+    // The runtime's own loader checks what we wrote before it lands.
+    lorart::Plan check;
+    lorart::Status st = lorart::ParsePlan(*bytes, compileOutput, &check);
+    if (!st.ok())
+      return error("internal error: the plan does not load: " + st.message());
+    if (int rc = writeFile(compileOutput,
+                           [&](raw_ostream &os) { os << *bytes; }))
+      return rc;
+  }
+  if (!emitMlir.empty())
+    if (int rc = writeFile(emitMlir,
+                           [&](raw_ostream &os) { printModule(*module, os); }))
+      return rc;
+  if (report) {
+    outs() << "pipeline: " << fullPipeline << "\n";
+    lora::printReport(*rep, outs());
+  }
+  if (!reportJson.empty())
+    if (int rc = writeFile(reportJson, [&](raw_ostream &os) {
+          lora::printReportJson(*rep, os);
+        }))
+      return rc;
   return 0;
 }
 
@@ -189,18 +682,23 @@ int runSummary() {
 
 int main(int argc, char **argv) {
   InitLLVM y(argc, argv);
+  lora::registerLoraPasses();
   cl::SetVersionPrinter(
       [](raw_ostream &os) { os << "lorac 0.1.0 (MLIR " LLVM_VERSION_STRING ")\n"; });
-  cl::HideUnrelatedOptions({&loraCat, &cl::getGeneralCategory()});
+  cl::HideUnrelatedOptions(
+      {&loraCat, &compileCat, &hyperCat, &cl::getGeneralCategory()});
   cl::ParseCommandLineOptions(
       argc, argv,
       "lorac: the LoRA/QLoRA training compiler\n\n"
       "  lorac import HF_MODEL_DIR -o model.mlir   forward graph + adapters\n"
+      "  lorac compile model.mlir -o train.bin     the training plan\n"
       "  lorac summary model.mlir                  what a module contains\n");
   if (importCmd)
     return runImport();
   if (summaryCmd)
     return runSummary();
+  if (compileCmd)
+    return runCompile();
   errs() << "lorac: error: no command given (try lorac --help)\n";
   return 1;
 }

@@ -73,28 +73,56 @@ FailureOr<ModelSummary> mlir::lora::summarizeModule(ModuleOp module) {
   if (auto tied = cfg.getAs<BoolAttr>("tie_word_embeddings"))
     s.tiedEmbeddings = tied.getValue();
 
+  // Ops are counted in the forward graph only (@forward, or @eval_step once
+  // autodiff has run), parameters once per name across the module.
+  Operation *forward = module.lookupSymbol("forward");
+  if (!forward)
+    forward = module.lookupSymbol("eval_step");
+  if (forward)
+    forward->walk([&](Operation *op) {
+      if (op->getDialect() && op->getDialect()->getNamespace() == "lora")
+        ++s.opCounts[op->getName().getStringRef().str()];
+      if (isa<LinearOp>(op))
+        ++s.numLinear;
+      if (isa<AttentionOp>(op))
+        ++s.numAttention;
+      auto addAdapter = [&](Value a, Value b, double alpha, StringRef module) {
+        auto at = cast<RankedTensorType>(a.getType());
+        auto bt = cast<RankedTensorType>(b.getType());
+        AdaptedMatrix m;
+        m.module = module.str();
+        m.rank = at.getDimSize(0);
+        m.in = at.getDimSize(1);
+        m.out = bt.getDimSize(0);
+        m.alpha = alpha;
+        s.adapters.push_back(m);
+      };
+      if (auto fused = dyn_cast<FusedLinearOp>(op)) {
+        ++s.numLinear;
+        if (fused.getA()) {
+          std::string name;
+          if (ParamOp p = getWeightParam(fused.getWeight())) {
+            StringRef n = p.getName();
+            n.consume_back(".weight");
+            name = n.str();
+          }
+          addAdapter(fused.getA(), fused.getB(),
+                     fused.getAlpha()->convertToDouble(), name);
+        }
+      }
+      if (auto adapter = dyn_cast<AdapterOp>(op)) {
+        std::string name;
+        for (Operation *user : adapter->getUsers())
+          if (auto add = dyn_cast<AddOp>(user))
+            if (auto lin = add.getLhs().getDefiningOp<LinearOp>())
+              name = getLinearModuleName(lin).value_or("");
+        addAdapter(adapter.getA(), adapter.getB(),
+                   adapter.getAlpha().convertToDouble(), name);
+      }
+    });
+
   std::map<std::string, Type> seen;
   WalkResult result = module.walk([&](Operation *op) -> WalkResult {
-    if (op->getDialect() && op->getDialect()->getNamespace() == "lora")
-      ++s.opCounts[op->getName().getStringRef().str()];
-    if (isa<LinearOp>(op))
-      ++s.numLinear;
-    if (isa<AttentionOp>(op))
-      ++s.numAttention;
-    if (auto adapter = dyn_cast<AdapterOp>(op)) {
-      AdaptedMatrix m;
-      for (Operation *user : adapter->getUsers())
-        if (auto add = dyn_cast<AddOp>(user))
-          if (auto lin = add.getLhs().getDefiningOp<LinearOp>())
-            m.module = getLinearModuleName(lin).value_or("");
-      auto a = cast<RankedTensorType>(adapter.getA().getType());
-      auto b = cast<RankedTensorType>(adapter.getB().getType());
-      m.rank = a.getDimSize(0);
-      m.in = a.getDimSize(1);
-      m.out = b.getDimSize(0);
-      m.alpha = adapter.getAlpha().convertToDouble();
-      s.adapters.push_back(m);
-    }
     auto param = dyn_cast<ParamOp>(op);
     if (!param)
       return WalkResult::advance();

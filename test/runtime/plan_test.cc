@@ -716,6 +716,9 @@ const SemanticCase kSemanticCases[] = {
        T(p, kHidden).init = s::TensorInit::Checkpoint;
      },
      kInvalid, "tensor 7: field 'name' is missing (init Checkpoint binds the tensor by name)"},
+    {"CopyOfOwnerWithoutOf",
+     [](s::PlanT& p) { T(p, kHidden).init = s::TensorInit::CopyOfOwner; }, kInvalid,
+     "tensor 7 'hidden': field 'of' is missing (init CopyOfOwner copies the tensor it names)"},
     // Kernels.
     {"KernelWithoutKind", [](s::PlanT& p) { p.kernels[2]->kind.clear(); }, kInvalid,
      "kernel 2: field 'kind' is missing"},

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "lorart/base/strings.h"
@@ -287,6 +288,10 @@ Status Validator::CheckTensors(std::vector<uint64_t>* tensor_bytes,
     if (t.init() == schema::TensorInit::Checkpoint && Empty(t.name())) {
       return Invalid(TensorLabel(id) +
                      ": field 'name' is missing (init Checkpoint binds the tensor by name)");
+    }
+    if (t.init() == schema::TensorInit::CopyOfOwner && Empty(t.of())) {
+      return Invalid(TensorLabel(id) +
+                     ": field 'of' is missing (init CopyOfOwner copies the tensor it names)");
     }
 
     if (t.storage() == Storage::Arena) {

@@ -1,0 +1,53 @@
+//===- Report.h - what a compiled plan costs, before it runs ----*- C++ -*-===//
+#ifndef LORA_TRANSFORMS_REPORT_H
+#define LORA_TRANSFORMS_REPORT_H
+
+#include "lora/Transforms/ModelSummary.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/raw_ostream.h"
+
+namespace mlir::lora {
+
+/// The compile report: parameters, memory by category and FLOPs, computed
+/// from the lowered module (kernels and memory plan).
+struct CompileReport {
+  ModelSummary summary;
+  int64_t microBatch = 0, seqLen = 0, gradAccum = 1;
+  // Memory, bytes.
+  int64_t frozenBytes = 0;        // frozen weights as stored (NF4 packed)
+  int64_t frozenBf16Bytes = 0;    // the same weights in bf16, for comparison
+  int64_t frozenNF4Params = 0;    // how many frozen params are NF4
+  int64_t trainableBytes = 0;     // adapters (or weights) in compute dtype
+  int64_t gradientBytes = 0;      // float32 gradient accumulators
+  int64_t optimizerBytes = 0;     // master copies + AdamW moments (float32)
+  int64_t activationBytes = 0;    // the arena: peak of the programs
+  int64_t workspaceBytes = 0;     // kernel scratch outside the arena
+  int64_t totalBytes() const {
+    return frozenBytes + trainableBytes + gradientBytes + optimizerBytes +
+           activationBytes + workspaceBytes;
+  }
+  // FLOPs of one @train_step (one micro-batch), matrix products only.
+  double trainStepFlops = 0;
+  double forwardFlops = 0;
+  double recomputeFlops = 0;
+  int64_t recomputedOps = 0;
+  double flopsPerToken() const {
+    return trainStepFlops / static_cast<double>(microBatch * seqLen);
+  }
+};
+
+/// The FLOPs of one kernel launch from its `lora.kernel` parameters (matrix
+/// products and attention; elementwise work counts 0).
+double kernelFlops(DictionaryAttr kernel);
+
+FailureOr<CompileReport> computeReport(ModuleOp module, int64_t microBatch,
+                                       int64_t seqLen, int64_t gradAccum);
+void printReport(const CompileReport &r, llvm::raw_ostream &os);
+void printReportJson(const CompileReport &r, llvm::raw_ostream &os);
+
+/// "1.50 GiB", "312.0 MiB", "12.0 KiB", "17 B".
+std::string formatBytes(int64_t bytes);
+
+} // namespace mlir::lora
+
+#endif

@@ -1,0 +1,242 @@
+//===- Report.cpp - what a compiled plan costs, before it runs ------------===//
+#include "lora/Transforms/Report.h"
+
+#include "lora/Dialect/Lora/IR/LoraOps.h"
+#include "lora/Transforms/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/JSON.h"
+
+#include <set>
+
+using namespace mlir;
+using namespace mlir::lora;
+
+std::string mlir::lora::formatBytes(int64_t bytes) {
+  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) {
+    v /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0)
+    snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(bytes));
+  else
+    snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
+  return buf;
+}
+
+double mlir::lora::kernelFlops(DictionaryAttr k) {
+  auto i = [&](StringRef key) -> double {
+    auto a = k.getAs<IntegerAttr>(key);
+    return a ? static_cast<double>(a.getInt()) : 0.0;
+  };
+  StringRef kind = k.getAs<StringAttr>("kind").getValue();
+  double m = i("m"), n = i("n"), kk = i("k"), r = i("rank");
+  if (kind == "linear_fwd" || kind == "lm_head_fwd" ||
+      kind == "linear_bwd_x" || kind == "linear_bwd_w")
+    return 2 * m * n * kk;
+  if (kind == "fused_linear_fwd")
+    return 2 * m * n * kk + 2 * m * r * (kk + n);
+  if (kind == "lora_fwd")
+    return 2 * m * r * (kk + n);
+  // dX through W; dY·B and (dY·B)·A; u = x·Aᵀ recomputed; dA and dB.
+  if (kind == "fused_linear_bwd")
+    return 2 * m * n * kk + 4 * m * n * r + 6 * m * kk * r;
+  if (kind == "lora_bwd")
+    return 4 * m * n * r + 6 * m * kk * r;
+  // Causal attention does half of the T×T work: QKᵀ and PV forward, five
+  // T×T products backward (FlashAttention's recomputation included).
+  double attn = i("batch") * i("num_heads") * i("seq") * i("seq") *
+                i("head_dim");
+  if (kind == "attention_fwd")
+    return 2 * attn;
+  if (kind == "attention_bwd")
+    return 5 * attn;
+  double lm = 2 * i("tokens") * i("vocab") * i("hidden");
+  if (kind == "lm_head_ce_fwd")
+    return lm;
+  if (kind == "lm_head_ce_bwd_x" || kind == "lm_head_ce_bwd_w")
+    return 2 * lm; // logits recomputed per chunk, then the product
+  return 0;
+}
+
+FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
+                                                   int64_t microBatch,
+                                                   int64_t seqLen,
+                                                   int64_t gradAccum) {
+  CompileReport r;
+  FailureOr<ModelSummary> s = summarizeModule(module);
+  if (failed(s))
+    return failure();
+  r.summary = *s;
+  r.microBatch = microBatch;
+  r.seqLen = seqLen;
+  r.gradAccum = gradAccum;
+
+  std::set<std::string> seen;
+  module.walk([&](ParamOp p) {
+    if (!seen.insert(p.getName().str()).second)
+      return;
+    Type t = p.getType();
+    int64_t bytes = 0, elems = 0;
+    if (auto nf4 = dyn_cast<NF4Type>(t)) {
+      bytes = nf4.getStorageBytes();
+      elems = nf4.getNumElements();
+      r.frozenNF4Params += elems;
+    } else {
+      bytes = static_cast<int64_t>(bufferBytes(t));
+      elems = cast<RankedTensorType>(t).getNumElements();
+    }
+    StringRef name = p.getName();
+    switch (p.getRole()) {
+    case ParamRole::Frozen:
+      r.frozenBytes += bytes;
+      r.frozenBf16Bytes += 2 * elems;
+      break;
+    case ParamRole::Trainable:
+      r.trainableBytes += bytes;
+      break;
+    case ParamRole::OptimizerState:
+      if (name.starts_with("grad/"))
+        r.gradientBytes += bytes;
+      else
+        r.optimizerBytes += bytes;
+      break;
+    }
+  });
+
+  for (auto fn : module.getOps<func::FuncOp>()) {
+    if (auto a = fn->getAttrOfType<IntegerAttr>(kArenaSizeAttrName))
+      r.activationBytes = std::max(r.activationBytes, a.getInt());
+    bool train = fn.getName() == "train_step";
+    bool inBackward = false;
+    fn.walk([&](Operation *op) {
+      if (isa<ScalarOp>(op))
+        inBackward = true; // the gradient seed starts the backward pass
+      auto k = op->getAttrOfType<DictionaryAttr>(kKernelAttrName);
+      if (!k)
+        return;
+      StringRef kind = k.getAs<StringAttr>("kind").getValue();
+      if (kind == "lm_head_ce_fwd" || kind == "lm_head_ce_bwd_x" ||
+          kind == "lm_head_ce_bwd_w") {
+        // One chunk of float32 logits and their gradient.
+        int64_t chunk = std::min(k.getAs<IntegerAttr>("chunk_size").getInt(),
+                                 k.getAs<IntegerAttr>("tokens").getInt());
+        int64_t vocab = k.getAs<IntegerAttr>("vocab").getInt();
+        r.workspaceBytes = std::max(r.workspaceBytes, 2 * 4 * chunk * vocab);
+      }
+      if (!train)
+        return;
+      double f = kernelFlops(k);
+      r.trainStepFlops += f;
+      if (op->hasAttr(kRecomputeAttrName)) {
+        r.recomputeFlops += f;
+        ++r.recomputedOps;
+      } else if (!inBackward) {
+        r.forwardFlops += f;
+      }
+    });
+  }
+  return r;
+}
+
+static std::string flopsStr(double f) {
+  char buf[32];
+  if (f >= 1e12)
+    snprintf(buf, sizeof buf, "%.2f TFLOP", f / 1e12);
+  else if (f >= 1e9)
+    snprintf(buf, sizeof buf, "%.2f GFLOP", f / 1e9);
+  else
+    snprintf(buf, sizeof buf, "%.2f MFLOP", f / 1e6);
+  return buf;
+}
+
+void mlir::lora::printReport(const CompileReport &r, llvm::raw_ostream &os) {
+  printSummary(r.summary, os);
+  os << "token grid: micro_batch " << r.microBatch << " x seq_len "
+     << r.seqLen << " = " << r.microBatch * r.seqLen
+     << " tokens, gradient accumulation " << r.gradAccum << "\n";
+  os << "memory:\n";
+  auto line = [&](StringRef what, int64_t bytes, StringRef note = "") {
+    os << "  " << llvm::left_justify(what, 22) << llvm::right_justify(
+                                                      formatBytes(bytes), 12);
+    if (!note.empty())
+      os << "  " << note;
+    os << "\n";
+  };
+  std::string frozenNote;
+  if (r.frozenNF4Params > 0)
+    frozenNote = "NF4 for " + std::to_string(r.frozenNF4Params) +
+                 " params; " + formatBytes(r.frozenBf16Bytes) + " in bf16";
+  line("frozen weights", r.frozenBytes, frozenNote);
+  line("trainable", r.trainableBytes);
+  line("gradients (f32)", r.gradientBytes);
+  line("optimizer (f32)", r.optimizerBytes, "master copy + AdamW m, v");
+  line("activations (peak)", r.activationBytes, "the planned arena");
+  line("workspace", r.workspaceBytes, "LM-head cross-entropy chunk");
+  line("total", r.totalBytes());
+  os << "FLOPs per micro-step: " << flopsStr(r.trainStepFlops)
+     << " (forward " << flopsStr(r.forwardFlops) << ", recompute "
+     << flopsStr(r.recomputeFlops) << ", " << r.recomputedOps
+     << " ops recomputed); per token: "
+     << llvm::format("%.3f", r.flopsPerToken() / 1e9) << " GFLOP\n";
+  os << "FLOPs per optimizer step: "
+     << flopsStr(r.trainStepFlops * static_cast<double>(r.gradAccum)) << "\n";
+}
+
+void mlir::lora::printReportJson(const CompileReport &r,
+                                 llvm::raw_ostream &os) {
+  const ModelSummary &s = r.summary;
+  llvm::json::Array adapters;
+  for (const AdaptedMatrix &m : s.adapters)
+    adapters.push_back(llvm::json::Object{
+        {"module", m.module},
+        {"out", m.out},
+        {"in", m.in},
+        {"r", m.rank},
+        {"ratio", 2.0 * m.rank / static_cast<double>(m.in + m.out)}});
+  llvm::json::Object o{
+      {"model",
+       llvm::json::Object{{"architecture", s.architecture},
+                          {"num_hidden_layers", s.numLayers},
+                          {"hidden_size", s.hidden},
+                          {"num_attention_heads", s.heads},
+                          {"num_key_value_heads", s.kvHeads},
+                          {"vocab_size", s.vocab},
+                          {"tie_word_embeddings", s.tiedEmbeddings}}},
+      {"parameters",
+       llvm::json::Object{
+           {"total", s.totalParams},
+           {"trainable", s.trainableParams},
+           {"frozen", s.frozenParams},
+           {"trainable_ratio",
+            s.totalParams ? static_cast<double>(s.trainableParams) /
+                                static_cast<double>(s.totalParams)
+                          : 0.0},
+           {"adapters", std::move(adapters)}}},
+      {"grid", llvm::json::Object{{"micro_batch", r.microBatch},
+                                  {"seq_len", r.seqLen},
+                                  {"grad_accum", r.gradAccum}}},
+      {"memory_bytes",
+       llvm::json::Object{{"frozen_weights", r.frozenBytes},
+                          {"frozen_weights_bf16", r.frozenBf16Bytes},
+                          {"trainable", r.trainableBytes},
+                          {"gradients", r.gradientBytes},
+                          {"optimizer_states", r.optimizerBytes},
+                          {"activations_peak", r.activationBytes},
+                          {"workspace", r.workspaceBytes},
+                          {"total", r.totalBytes()}}},
+      {"flops",
+       llvm::json::Object{{"train_step", r.trainStepFlops},
+                          {"forward", r.forwardFlops},
+                          {"recompute", r.recomputeFlops},
+                          {"per_token", r.flopsPerToken()},
+                          {"optimizer_step",
+                           r.trainStepFlops *
+                               static_cast<double>(r.gradAccum)}}}};
+  os << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
+}
