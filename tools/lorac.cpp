@@ -411,8 +411,9 @@ std::optional<std::string> checkCompileFlags() {
     return bad("--weight-decay must be >= 0");
   if (maxGradNorm < 0.0)
     return bad("--max-grad-norm must be >= 0 (0: no clipping)");
-  if (compileOutput.empty() && !report && reportJson.empty())
-    return bad("nothing to do: give -o train.bin, --report or --report-json");
+  if (compileOutput.empty() && !report && reportJson.empty() && emitMlir.empty())
+    return bad("nothing to do: give -o train.bin, --report, --report-json or "
+               "--emit-mlir");
   return std::nullopt;
 }
 
