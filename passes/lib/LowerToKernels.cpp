@@ -61,6 +61,29 @@ private:
   SmallVector<NamedAttribute> attrs;
 };
 
+/// The dropout random stream of an op: a hash of its module name (its
+/// NameLoc), shared by the forward op, its gradient op and any recomputed
+/// clone, so that all of them draw the same mask for a given step seed.
+int64_t rngStream(Operation *op) {
+  Location loc = op->getLoc();
+  std::string name;
+  loc->walk([&](Location l) {
+    if (auto nl = dyn_cast<NameLoc>(l)) {
+      name = nl.getName().str();
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  if (name.empty())
+    return 0;
+  uint64_t h = 1469598103934665603ull; // FNV-1a
+  for (char c : name) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  return static_cast<int64_t>(h & 0x7fffffffffffffffull);
+}
+
 ArrayRef<int64_t> shapeOf(Value v) {
   if (auto nf4 = dyn_cast<NF4Type>(v.getType()))
     return nf4.getShape();
@@ -97,6 +120,14 @@ struct LowerToKernelsPass
       FailureOr<DictionaryAttr> k = kernelFor(op);
       if (failed(k))
         return WalkResult::interrupt();
+      // Dropout is a training-time regularizer: only @train_step draws
+      // masks; every other program runs the adapters deterministically.
+      auto fn = op->getParentOfType<func::FuncOp>();
+      if (k->get("dropout") && (!fn || fn.getName() != "train_step")) {
+        NamedAttrList attrs(*k);
+        attrs.set("dropout", FloatAttr::get(Float64Type::get(op->getContext()), 0.0));
+        k = attrs.getDictionary(op->getContext());
+      }
       op->setAttr(kKernelAttrName, *k);
       return WalkResult::advance();
     });
@@ -202,7 +233,8 @@ struct LowerToKernelsPass
                 int64_t r = shapeOf(o.getA())[0];
                 k.i("rank", r)
                     .f("scaling", o.getAlpha()->convertToDouble() / r)
-                    .f("dropout", o.getDropout().convertToDouble());
+                    .f("dropout", o.getDropout().convertToDouble())
+                    .i("rng_stream", rngStream(o));
               } else {
                 k.i("rank", 0);
               }
@@ -228,7 +260,8 @@ struct LowerToKernelsPass
               k.i("m", rows(o.getX())).i("n", shapeOf(o.getB())[0])
                   .i("k", shapeOf(o.getA())[1]).i("rank", r)
                   .f("scaling", o.getScaling())
-                  .f("dropout", o.getDropout().convertToDouble());
+                  .f("dropout", o.getDropout().convertToDouble())
+                  .i("rng_stream", rngStream(o));
               return k.get();
             })
             .Case([&](AdapterGradOp o) {
@@ -237,7 +270,8 @@ struct LowerToKernelsPass
               k.i("m", rows(o.getX())).i("n", shapeOf(o.getB())[0])
                   .i("k", shapeOf(o.getA())[1]).i("rank", r)
                   .f("scaling", o.getAlpha().convertToDouble() / r)
-                  .f("dropout", o.getDropout().convertToDouble());
+                  .f("dropout", o.getDropout().convertToDouble())
+                  .i("rng_stream", rngStream(o));
               return k.get();
             })
             .Case([&](FusedLinearGradOp o) {
@@ -245,7 +279,8 @@ struct LowerToKernelsPass
               int64_t r = shapeOf(o.getA())[0];
               k.i("rank", r)
                   .f("scaling", o.getAlpha().convertToDouble() / r)
-                  .f("dropout", o.getDropout().convertToDouble());
+                  .f("dropout", o.getDropout().convertToDouble())
+                  .i("rng_stream", rngStream(o));
               return k.get();
             })
             .Case([&](RopeOp o) {

@@ -14,7 +14,7 @@
 // CHECK-LABEL: func.func @forward
 // CHECK: lora.param "w" frozen : !lora.nf4<64x32, block_size = 64, double_quant = 256>
 // CHECK-NOT: lora.kernel
-// CHECK: lora.fused_linear {{.*}}lora.kernel = {bias = 0 : i64, block_size = 64 : i64, double_quant_block = 256 : i64, dropout = 0.000000e+00 : f64, k = 32 : i64, kind = "fused_linear_fwd", m = 16 : i64, n = 64 : i64, rank = 4 : i64, scaling = 2.000000e+00 : f64, weight_format = "nf4"}
+// CHECK: lora.fused_linear {{.*}}lora.kernel = {bias = 0 : i64, block_size = 64 : i64, double_quant_block = 256 : i64, dropout = 0.000000e+00 : f64, k = 32 : i64, kind = "fused_linear_fwd", m = 16 : i64, n = 64 : i64, rank = 4 : i64, rng_stream = 0 : i64, scaling = 2.000000e+00 : f64, weight_format = "nf4"}
 // CHECK: lora.attention {{.*}}lora.kernel = {batch = 2 : i64, block_k = 32 : i64, block_q = 32 : i64, causal = 1 : i64, head_dim = 16 : i64, kind = "attention_fwd", num_heads = 4 : i64, num_kv_heads = 4 : i64, scale = 2.500000e-01 : f64, segments = 1 : i64, seq = 8 : i64, sliding_window = 0 : i64}
 // CHECK: lora.lm_head_cross_entropy {{.*}}lora.kernel = {chunk_size = 8 : i64, hidden = 64 : i64, kind = "lm_head_ce_fwd", tokens = 16 : i64, vocab = 100 : i64}
 // CHECK: lora.scalar {{.*}}lora.kernel = {elements = 1 : i64, kind = "fill", value = 1.000000e+00 : f64}
