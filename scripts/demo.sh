@@ -2,7 +2,9 @@
 # The README's main job on an embedded default. Today it runs what exists of
 # the pipeline: import the bundled SmolLM2-135M configuration (published
 # values; no weights are downloaded) with LoRA adapters, verify the module
-# with lorac-opt and print the model summary.
+# with lorac-opt, compile the QLoRA training plan with its report and show
+# the plan as the runtime loads it. (The CPU trainer that runs the plan is
+# being built: issue #4.)
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,8 +25,13 @@ echo "   ok"
 echo "== lorac summary"
 "$bin/lorac" summary "$out/model.mlir"
 
-echo "== the first decoder layer's attention block"
-grep -m 12 -E 'layers\.0\.(self_attn\.q_proj|input_layernorm)|lora\.(rms_norm|rope|attention) ' "$out/model.mlir" | head -12 | cut -c1-160
+echo "== lorac compile (QLoRA: NF4 base, packing, per-layer checkpointing)"
+"$bin/lorac" compile "$out/model.mlir" -o "$out/train.bin" --quantize-base nf4 \
+  --micro-batch 4 --seq-len 512 --remat layer --report
+
+echo "== lorart inspect train.bin"
+"$bin/lorart" inspect "$out/train.bin" > "$out/inspect.txt"
+sed -n 1,30p "$out/inspect.txt"
 
 echo "== runtime"
 "$bin/lorart" version

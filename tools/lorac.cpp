@@ -145,8 +145,10 @@ cl::opt<std::string> memoryBudget("memory-budget",
                                   cl::cat(compileCat));
 cl::opt<int64_t> ceChunk("ce-chunk",
                          cl::desc("Tokens per chunk of the LM-head "
-                                  "cross-entropy"),
-                         cl::init(1024), cl::sub(compileCmd),
+                                  "cross-entropy (0: the largest multiple "
+                                  "of 64 whose f32 logits and gradient fit "
+                                  "in 64 MiB)"),
+                         cl::init(0), cl::sub(compileCmd),
                          cl::cat(compileCat));
 cl::opt<std::string> target("target", cl::desc("Kernel target: cpu or cuda"),
                             cl::init("cpu"), cl::sub(compileCmd),
@@ -319,7 +321,21 @@ std::string num(double v) {
   return buf;
 }
 
-Pipeline buildPipeline() {
+/// Tokens per chunk of the LM-head loss: the flag, or the largest multiple
+/// of 64 whose float32 logits and their gradient take at most 64 MiB.
+int64_t lmHeadChunk(ModuleOp module) {
+  if (ceChunk > 0)
+    return ceChunk;
+  int64_t vocab = 32000;
+  if (auto cfg = module->getAttrOfType<DictionaryAttr>(lora::kModelConfigAttrName))
+    if (auto v = cfg.getAs<IntegerAttr>("vocab_size"))
+      vocab = v.getInt();
+  int64_t chunk = (int64_t(64) << 20) / (8 * vocab);
+  chunk = std::max<int64_t>(64, chunk / 64 * 64);
+  return std::min<int64_t>(chunk, microBatch * seqLen);
+}
+
+Pipeline buildPipeline(ModuleOp module) {
   Pipeline p;
   p.prefix = formatv("lora-specialize-shapes{{micro-batch={0} seq-len={1}}",
                      static_cast<int64_t>(microBatch),
@@ -331,7 +347,7 @@ Pipeline buildPipeline() {
   if (packing)
     p.prefix += ",lora-packing";
   p.prefix += formatv(",lora-fuse{{chunk-size={0}},lora-autodiff{{train={1}}",
-                      static_cast<int64_t>(ceChunk), trainWhat.getValue())
+                      lmHeadChunk(module), trainWhat.getValue())
                   .str();
   p.suffix = formatv("lora-optimizer{{beta1={0} beta2={1} eps={2} "
                      "weight-decay={3} max-grad-norm={4}},"
@@ -376,8 +392,8 @@ std::optional<std::string> checkCompileFlags() {
   if (gradAccum <= 0)
     return bad("--grad-accum must be positive, got " +
                Twine(static_cast<int64_t>(gradAccum)));
-  if (ceChunk <= 0)
-    return bad("--ce-chunk must be positive, got " +
+  if (ceChunk < 0)
+    return bad("--ce-chunk must be >= 0 (0: automatic), got " +
                Twine(static_cast<int64_t>(ceChunk)));
   if (quantizeBase != "none" && quantizeBase != "nf4")
     return bad("--quantize-base must be none or nf4, got '" + quantizeBase +
@@ -571,7 +587,7 @@ int runCompile() {
                         printed.size()));
   std::string hash = toHex(digest, /*LowerCase=*/true);
 
-  Pipeline pipeline = buildPipeline();
+  Pipeline pipeline = buildPipeline(*module);
   std::string rematStage;
   if (remat == "layer")
     rematStage = "lora-remat{policy=layer}";

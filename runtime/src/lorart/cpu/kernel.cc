@@ -1,0 +1,212 @@
+// The kernel registry and the helpers of kernel.h.
+#include "lorart/cpu/kernel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+
+namespace lorart::cpu {
+
+namespace {
+std::map<std::string, KernelFn, std::less<>>& Registry() {
+  static std::map<std::string, KernelFn, std::less<>> registry;
+  return registry;
+}
+
+void EnsureRegistered() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    RegisterLinearKernels();
+    RegisterElementwiseKernels();
+    RegisterAttentionKernels();
+    RegisterOptimizerKernels();
+  });
+}
+}  // namespace
+
+void RegisterKernel(const char* kind, KernelFn fn) { Registry()[kind] = fn; }
+
+Status LookupKernel(std::string_view kind, KernelFn* out) {
+  EnsureRegistered();
+  auto it = Registry().find(kind);
+  if (it == Registry().end())
+    return NotFoundError(StrFormat("the CPU backend has no kernel '%.*s'",
+                                   static_cast<int>(kind.size()), kind.data()));
+  *out = it->second;
+  return OkStatus();
+}
+
+std::vector<std::string> RegisteredKernels() {
+  EnsureRegistered();
+  std::vector<std::string> kinds;
+  for (const auto& [k, fn] : Registry()) kinds.push_back(k);
+  return kinds;
+}
+
+Status KernelParams::Int(std::string_view key, int64_t* out) const {
+  auto it = values_.find(key);
+  if (it == values_.end() || !std::holds_alternative<int64_t>(it->second))
+    return InvalidArgumentError(StrFormat(
+        "kernel '%s': integer parameter '%.*s' is missing", kind_.c_str(),
+        static_cast<int>(key.size()), key.data()));
+  *out = std::get<int64_t>(it->second);
+  return OkStatus();
+}
+
+Status KernelParams::Float(std::string_view key, double* out) const {
+  auto it = values_.find(key);
+  if (it != values_.end()) {
+    if (std::holds_alternative<double>(it->second)) {
+      *out = std::get<double>(it->second);
+      return OkStatus();
+    }
+    if (std::holds_alternative<int64_t>(it->second)) {
+      *out = static_cast<double>(std::get<int64_t>(it->second));
+      return OkStatus();
+    }
+  }
+  return InvalidArgumentError(StrFormat(
+      "kernel '%s': float parameter '%.*s' is missing", kind_.c_str(),
+      static_cast<int>(key.size()), key.data()));
+}
+
+Status KernelParams::String(std::string_view key, std::string* out) const {
+  auto it = values_.find(key);
+  if (it == values_.end() || !std::holds_alternative<std::string>(it->second))
+    return InvalidArgumentError(StrFormat(
+        "kernel '%s': string parameter '%.*s' is missing", kind_.c_str(),
+        static_cast<int>(key.size()), key.data()));
+  *out = std::get<std::string>(it->second);
+  return OkStatus();
+}
+
+int64_t KernelParams::IntOr(std::string_view key, int64_t dflt) const {
+  int64_t v;
+  return Int(key, &v).ok() ? v : dflt;
+}
+double KernelParams::FloatOr(std::string_view key, double dflt) const {
+  double v;
+  return Float(key, &v).ok() ? v : dflt;
+}
+std::string KernelParams::StringOr(std::string_view key, std::string dflt) const {
+  std::string v;
+  return String(key, &v).ok() ? v : dflt;
+}
+
+float HalfToFloat(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  uint32_t u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {  // subnormal
+      int e = -1;
+      do {
+        ++e;
+        man <<= 1;
+      } while ((man & 0x400u) == 0);
+      u = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else {
+    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t FloatToHalf(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  uint32_t sign = (u >> 16) & 0x8000u;
+  int32_t exp = static_cast<int32_t>((u >> 23) & 0xff) - 127 + 15;
+  uint32_t man = u & 0x7fffffu;
+  if (((u >> 23) & 0xff) == 0xff)
+    return static_cast<uint16_t>(sign | 0x7c00u | (man ? 0x200u : 0));
+  if (exp >= 31) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (exp <= 0) {
+    if (exp < -10) return static_cast<uint16_t>(sign);
+    man |= 0x800000u;
+    uint32_t shift = static_cast<uint32_t>(14 - exp);
+    uint32_t half = man >> shift;
+    uint32_t rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) ++half;
+    return static_cast<uint16_t>(sign | half);
+  }
+  uint32_t half = sign | (static_cast<uint32_t>(exp) << 10) | (man >> 13);
+  uint32_t rem = man & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) ++half;
+  return static_cast<uint16_t>(half);
+}
+
+void ToFloat(const TensorView& t, int64_t offset, int64_t n, float* out) {
+  switch (t.dtype) {
+    case DType::F32:
+      std::memcpy(out, t.as<const float>() + offset, sizeof(float) * n);
+      break;
+    case DType::BF16: {
+      const uint16_t* p = t.as<const uint16_t>() + offset;
+      for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(p[i]);
+      break;
+    }
+    case DType::F16: {
+      const uint16_t* p = t.as<const uint16_t>() + offset;
+      for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(p[i]);
+      break;
+    }
+    default:
+      std::fill(out, out + n, 0.0f);
+  }
+}
+
+void FromFloat(const float* in, int64_t n, const TensorView& t, int64_t offset) {
+  switch (t.dtype) {
+    case DType::F32:
+      std::memcpy(t.as<float>() + offset, in, sizeof(float) * n);
+      break;
+    case DType::BF16: {
+      uint16_t* p = t.as<uint16_t>() + offset;
+      for (int64_t i = 0; i < n; ++i) p[i] = FloatToBf16(in[i]);
+      break;
+    }
+    case DType::F16: {
+      uint16_t* p = t.as<uint16_t>() + offset;
+      for (int64_t i = 0; i < n; ++i) p[i] = FloatToHalf(in[i]);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+Status ExpectArity(const KernelParams& p, const std::vector<TensorView>& in,
+                   size_t n_in, const std::vector<TensorView>& out, size_t n_out) {
+  if (in.size() != n_in || out.size() != n_out)
+    return InvalidArgumentError(StrFormat(
+        "kernel '%s' takes %zu inputs and %zu outputs, got %zu and %zu",
+        p.kind().c_str(), n_in, n_out, in.size(), out.size()));
+  return OkStatus();
+}
+
+Status ExpectFloat(const KernelParams& p, const TensorView& t, const char* what) {
+  if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16)
+    return InvalidArgumentError(StrFormat("kernel '%s': %s must be a float tensor",
+                                          p.kind().c_str(), what));
+  return OkStatus();
+}
+
+Status ExpectElements(const KernelParams& p, const TensorView& t, int64_t n,
+                      const char* what) {
+  if (t.numel() != n)
+    return InvalidArgumentError(StrFormat(
+        "kernel '%s': %s has %lld elements, the parameters imply %lld",
+        p.kind().c_str(), what, static_cast<long long>(t.numel()),
+        static_cast<long long>(n)));
+  return OkStatus();
+}
+
+}  // namespace lorart::cpu
