@@ -79,6 +79,8 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     fn.setType(FunctionType::get(&getContext(), fn.getArgumentTypes(),
                                  ce.getResultTypes()));
     fn->setAttr(kObjectiveAttrName, b.getStringAttr(objective));
+    fn.setResultAttr(0, kOutputAttrName, b.getStringAttr("loss_sum"));
+    fn.setResultAttr(1, kOutputAttrName, b.getStringAttr("count"));
   }
 };
 

@@ -98,8 +98,8 @@ struct OptimizerPass : public lora::impl::OptimizerBase<OptimizerPass> {
     const char *inputs[] = {"learning_rate", "step", "token_count"};
     for (unsigned i = 0; i < 3; ++i)
       fn.setArgAttr(i, kInputAttrName, mb.getStringAttr(inputs[i]));
-    fn.setResultAttr(0, "lora.output", mb.getStringAttr("grad_norm"));
-    fn.setResultAttr(1, "lora.output", mb.getStringAttr("grad_scale"));
+    fn.setResultAttr(0, kOutputAttrName, mb.getStringAttr("grad_norm"));
+    fn.setResultAttr(1, kOutputAttrName, mb.getStringAttr("grad_scale"));
     Block *entry = fn.addEntryBlock();
     b.setInsertionPointToStart(entry);
     Value lr = entry->getArgument(0), step = entry->getArgument(1),

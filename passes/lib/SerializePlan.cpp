@@ -198,14 +198,15 @@ private:
   }
 
   uint32_t arenaTensor(Value v, StringRef program, sc::Role role,
-                       uint64_t offset) {
+                       uint64_t offset, StringRef name = "") {
     Type type = v.getType();
     ArrayRef<int64_t> shape = shapeOf(type);
     std::vector<int64_t> dims(shape.begin(), shape.end());
     sc::Buffer buf(offset, bufferBytes(type));
     uint32_t id = static_cast<uint32_t>(tensors.size());
     tensors.push_back(sc::CreateTensorDirect(
-        b, debugName(v, program, id).c_str(), &dims, *dtypeOf(type), role, 0,
+        b, name.empty() ? debugName(v, program, id).c_str() : name.str().c_str(),
+        &dims, *dtypeOf(type), role, 0,
         nullptr, sc::Storage::Arena, &buf, sc::TensorInit::None));
     return id;
   }
@@ -269,13 +270,27 @@ private:
       if (!off)
         return fn.emitOpError() << "input #" << arg.getArgNumber()
                                 << " has no arena offset";
-      uint32_t id = arenaTensor(arg, name, sc::Role::Input, off.getInt());
+      // Inputs are named by what the runtime feeds them ("tokens", ...).
+      auto what = fn.getArgAttrOfType<StringAttr>(arg.getArgNumber(),
+                                                  kInputAttrName);
+      if (!what)
+        return fn.emitOpError() << "input #" << arg.getArgNumber()
+                                << " has no '" << kInputAttrName
+                                << "' naming what the runtime feeds it";
+      uint32_t id = arenaTensor(arg, name, sc::Role::Input, off.getInt(),
+                                what.getValue());
       ids[arg] = id;
       inputs.push_back(id);
     }
     Operation *ret = fn.getBody().front().getTerminator();
-    llvm::DenseSet<Value> returned(ret->getOperands().begin(),
-                                   ret->getOperands().end());
+    llvm::DenseMap<Value, std::string> returned;
+    for (auto [i, v] : llvm::enumerate(ret->getOperands())) {
+      auto what = fn.getResultAttrOfType<StringAttr>(i, kOutputAttrName);
+      if (!what)
+        return fn.emitOpError() << "result #" << i << " has no '"
+                                << kOutputAttrName << "' naming it";
+      returned[v] = what.str();
+    }
     std::vector<fb::Offset<sc::Launch>> launches;
     for (Operation &op : fn.getBody().front().without_terminator()) {
       if (auto p = dyn_cast<ParamOp>(op)) {
@@ -291,10 +306,11 @@ private:
           return op.emitOpError() << "has no arena offsets: run "
                                      "lora-plan-memory";
         for (auto [r, off] : llvm::zip(op.getResults(), offs.asArrayRef())) {
+          auto it = returned.find(r);
           uint32_t id = arenaTensor(
               r, name,
-              returned.contains(r) ? sc::Role::Output : sc::Role::Activation,
-              off);
+              it != returned.end() ? sc::Role::Output : sc::Role::Activation,
+              off, it != returned.end() ? StringRef(it->second) : "");
           ids[r] = id;
           out.push_back(id);
         }

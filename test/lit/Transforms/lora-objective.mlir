@@ -11,7 +11,7 @@
 // SFT: targets and the loss mask become inputs; the function returns the
 // summed loss and the number of target tokens.
 // CHECK-LABEL: func.func @forward
-// CHECK-SAME: %[[TGT:[a-z0-9]+]]: tensor<2x8xi32> {lora.input = "targets"}, %[[MASK:[a-z0-9]+]]: tensor<2x8xi1> {lora.input = "loss_mask"}) -> (tensor<f32>, tensor<i64>)
+// CHECK-SAME: %[[TGT:[a-z0-9]+]]: tensor<2x8xi32> {lora.input = "targets"}, %[[MASK:[a-z0-9]+]]: tensor<2x8xi1> {lora.input = "loss_mask"}) -> (tensor<f32> {lora.output = "loss_sum"}, tensor<i64> {lora.output = "count"})
 // CHECK-SAME: attributes {lora.objective = "sft"}
 // CHECK: %[[LOGITS:.*]] = lora.lm_head
 // CHECK: %[[L:.*]], %[[N:.*]] = lora.cross_entropy %[[LOGITS]], %[[TGT]], %[[MASK]] : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>) -> (tensor<f32>, tensor<i64>)

@@ -32,6 +32,8 @@ inline constexpr llvm::StringLiteral kOffsetsAttrName = "lora.offsets";
 inline constexpr llvm::StringLiteral kArenaSizeAttrName = "lora.arena_size";
 /// On a function argument: what the runtime feeds it ("tokens", ...).
 inline constexpr llvm::StringLiteral kInputAttrName = "lora.input";
+/// On a function result: what the runtime reads from it ("loss_sum", ...).
+inline constexpr llvm::StringLiteral kOutputAttrName = "lora.output";
 /// On a function result: the trainable parameter it is the gradient of.
 inline constexpr llvm::StringLiteral kGradOfAttrName = "lora.grad_of";
 } // namespace mlir::lora
