@@ -3,6 +3,7 @@
 
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
+#include "lorart/io/hf_layout.h"
 #include "lorart/io/safetensors.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -253,31 +254,21 @@ struct DiagnosticCollector {
 } // namespace
 
 std::vector<ExpectedTensor> expectedTensors(const ModelConfig &c) {
+  lorart::HfModelDims dims;
+  dims.hidden_size = c.hiddenSize;
+  dims.intermediate_size = c.intermediateSize;
+  dims.num_hidden_layers = c.numHiddenLayers;
+  dims.num_attention_heads = c.numAttentionHeads;
+  dims.num_key_value_heads = c.numKeyValueHeads;
+  dims.head_dim = c.headDim;
+  dims.vocab_size = c.vocabSize;
+  dims.tie_word_embeddings = c.tieWordEmbeddings;
+  dims.qkv_bias = c.attentionBias;
+  dims.output_bias = c.outputBias;
+  dims.mlp_bias = c.mlpBias;
   std::vector<ExpectedTensor> t;
-  const int64_t D = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize;
-  const int64_t qDim = c.numAttentionHeads * c.headDim;
-  const int64_t kvDim = c.numKeyValueHeads * c.headDim;
-  t.push_back({"model.embed_tokens.weight", {V, D}});
-  for (int64_t i = 0; i < c.numHiddenLayers; ++i) {
-    std::string p = "model.layers." + std::to_string(i) + ".";
-    auto lin = [&](const std::string &m, int64_t out, int64_t in, bool bias) {
-      t.push_back({p + m + ".weight", {out, in}});
-      if (bias)
-        t.push_back({p + m + ".bias", {out}});
-    };
-    t.push_back({p + "input_layernorm.weight", {D}});
-    lin("self_attn.q_proj", qDim, D, c.attentionBias);
-    lin("self_attn.k_proj", kvDim, D, c.attentionBias);
-    lin("self_attn.v_proj", kvDim, D, c.attentionBias);
-    lin("self_attn.o_proj", D, qDim, c.outputBias);
-    t.push_back({p + "post_attention_layernorm.weight", {D}});
-    lin("mlp.gate_proj", I, D, c.mlpBias);
-    lin("mlp.up_proj", I, D, c.mlpBias);
-    lin("mlp.down_proj", D, I, c.mlpBias);
-  }
-  t.push_back({"model.norm.weight", {D}});
-  if (!c.tieWordEmbeddings)
-    t.push_back({"lm_head.weight", {V, D}});
+  for (const lorart::HfTensorSpec &spec : lorart::LlamaFamilyTensors(dims))
+    t.push_back({spec.name, spec.shape});
   return t;
 }
 

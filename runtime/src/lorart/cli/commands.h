@@ -26,6 +26,10 @@ using AddCommandFn = Command (*)(CLI::App& root, std::ostream& out);
 
 Command AddVersionCommand(CLI::App& root, std::ostream& out);
 Command AddInspectCommand(CLI::App& root, std::ostream& out);
+Command AddInitModelCommand(CLI::App& root, std::ostream& out);
+Command AddRunCommand(CLI::App& root, std::ostream& out);
+Command AddEvalCommand(CLI::App& root, std::ostream& out);
+Command AddTrainTokenizerCommand(CLI::App& root, std::ostream& out);
 
 }  // namespace cli
 }  // namespace lorart

@@ -18,6 +18,10 @@ namespace {
 constexpr AddCommandFn kCommands[] = {
     AddVersionCommand,
     AddInspectCommand,
+    AddInitModelCommand,
+    AddRunCommand,
+    AddEvalCommand,
+    AddTrainTokenizerCommand,
 };
 
 // Messages are one line: any newline a library put in becomes "; ".

@@ -1,0 +1,208 @@
+// lorart run: trains with a compiled plan. lorart eval: loss and perplexity
+// of the base model or base + adapter on a data file.
+#include <unistd.h>
+
+#include <cmath>
+#include <iostream>
+#include <memory>
+
+#include "lorart/cli/commands.h"
+#include "lorart/data/dataset.h"
+#include "lorart/data/tokenizer.h"
+#include "lorart/exec/session.h"
+#include "lorart/train/trainer.h"
+
+namespace lorart {
+namespace cli {
+
+namespace {
+
+// The device: the CPU backend runs everything today.
+Status CheckDevice(const std::string& device, std::ostream& out) {
+  if (device == "cpu") return OkStatus();
+  if (device == "cuda")
+    return UnavailableError("--device cuda: the CUDA backend is not available in this build "
+                            "(use --device cpu or auto)");
+  if (device == "auto") {
+    out << "device: cpu (the CUDA backend is not available in this build)\n";
+    return OkStatus();
+  }
+  return InvalidArgumentError("--device must be cpu, cuda or auto, got '" + device + "'");
+}
+
+struct Loaded {
+  std::unique_ptr<Session> session;
+  std::unique_ptr<data::Tokenizer> tokenizer;
+};
+
+Status OpenAndBind(const std::string& plan, const std::string& base, int threads,
+                   uint64_t seed, const std::string& init_adapter, Loaded* out) {
+  SessionOptions so;
+  so.num_threads = threads;
+  LORA_RETURN_IF_ERROR(Session::Open(plan, so, &out->session));
+  LORA_RETURN_IF_ERROR(out->session->BindWeights(base), "while binding weights from %s",
+                       base.c_str());
+  LORA_RETURN_IF_ERROR(out->session->InitTrainable(seed));
+  if (!init_adapter.empty())
+    LORA_RETURN_IF_ERROR(out->session->LoadAdapter(init_adapter));
+  LORA_ASSIGN_OR_RETURN(out->tokenizer, data::Tokenizer::Load(base + "/tokenizer.model"));
+  return OkStatus();
+}
+
+StatusOr<data::DataOptions> DataOptionsFor(const Plan& plan, const std::string& chat_template,
+                                           uint64_t seed, bool shuffle) {
+  const schema::Hyperparameters& d = plan.defaults();
+  data::DataOptions o;
+  o.seq_len = d.seq_len();
+  o.micro_batch = d.micro_batch();
+  o.pack = d.packing();
+  o.shuffle = shuffle;
+  o.seed = seed;
+  LORA_ASSIGN_OR_RETURN(o.chat_template, data::ParseChatTemplate(chat_template));
+  LORA_ASSIGN_OR_RETURN(o.objective,
+                        data::ParseObjective(d.objective() ? d.objective()->str() : "sft"));
+  return o;
+}
+
+Status CheckVocabulary(const Plan& plan, const data::Tokenizer& tok, const data::Dataset& ds) {
+  int64_t vocab = static_cast<int64_t>(plan.model().vocab_size());
+  if (ds.stats().max_token_id >= vocab)
+    return InvalidArgumentError(StrFormat("%s: token id %d is outside the model's vocabulary "
+                                          "(%lld): the tokenizer does not belong to this model",
+                                          ds.stats().path.c_str(), ds.stats().max_token_id,
+                                          static_cast<long long>(vocab)));
+  (void)tok;
+  return OkStatus();
+}
+
+}  // namespace
+
+Command AddRunCommand(CLI::App& root, std::ostream& out) {
+  struct Options {
+    std::string plan, data, eval, base, output = "lora-out", resume, init_adapter;
+    std::string chat_template = "llama2", device = "auto", schedule;
+    int64_t steps = 0, grad_accum = 0, warmup = -1, eval_every = 0, patience = 0, save_every = 0;
+    int64_t max_skipped = 10;
+    double epochs = 1, lr = 0, min_lr = -1, spike = 5.0;
+    uint64_t seed = 0;
+    int threads = 0;
+    bool no_progress = false;
+  };
+  auto o = std::make_shared<Options>();
+  Command c;
+  c.app = root.add_subcommand("run", "Train with a compiled plan (train.bin) on a JSONL data file");
+  CLI::App* a = c.app;
+  a->add_option("plan", o->plan, "train.bin from lorac compile")->required();
+  a->add_option("--data", o->data, "Training JSONL (chat, Alpaca, prompt/completion or text)")
+      ->required();
+  a->add_option("--base", o->base, "Base model directory (safetensors, tokenizer.model)")
+      ->required();
+  a->add_option("--eval", o->eval, "Validation JSONL");
+  a->add_option("-o,--output", o->output, "Output directory: adapter, metrics, checkpoints");
+  a->add_option("--steps", o->steps, "Optimizer steps (0: from --epochs)");
+  a->add_option("--epochs", o->epochs, "Epochs when --steps is 0");
+  a->add_option("--grad-accum", o->grad_accum, "Micro-batches per optimizer step (0: the plan's)");
+  a->add_option("--lr", o->lr, "Peak learning rate (0: the plan's)");
+  a->add_option("--min-lr", o->min_lr, "Final learning rate (-1: the plan's)");
+  a->add_option("--warmup-steps", o->warmup, "Linear warmup steps (-1: the plan's)");
+  a->add_option("--schedule", o->schedule, "cosine, linear or constant (default: the plan's)");
+  a->add_option("--seed", o->seed, "Seed of adapter init, shuffling and dropout");
+  a->add_option("--eval-every", o->eval_every, "Evaluate every N steps (0: at the end)");
+  a->add_option("--patience", o->patience, "Stop after N evaluations without improvement");
+  a->add_option("--save-every", o->save_every, "Checkpoint every N steps (0: never)");
+  a->add_option("--resume", o->resume, "Continue from a checkpoint directory");
+  a->add_option("--init-adapter", o->init_adapter, "Start from a PEFT adapter directory");
+  a->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
+  a->add_option("--spike-factor", o->spike, "Skip a step whose loss exceeds this x the mean");
+  a->add_option("--max-skipped", o->max_skipped, "Stop after this many skipped steps");
+  a->add_option("--threads", o->threads, "CPU threads (0: all)");
+  a->add_option("--device", o->device, "cpu, cuda or auto");
+  a->add_flag("--no-progress", o->no_progress, "Plain log lines instead of a progress bar");
+  c.run = [o, &out]() -> Status {
+    LORA_RETURN_IF_ERROR(CheckDevice(o->device, out));
+    Loaded l;
+    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, o->threads, o->seed, o->init_adapter, &l));
+    const Plan& plan = l.session->plan();
+    LORA_ASSIGN_OR_RETURN(data::DataOptions train_opts,
+                          DataOptionsFor(plan, o->chat_template, o->seed, true));
+    LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> train,
+                          data::Dataset::Load(o->data, *l.tokenizer, train_opts));
+    LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *train));
+    out << train->stats().Summary(train_opts.seq_len) << "\n";
+    std::unique_ptr<data::Dataset> eval;
+    if (!o->eval.empty()) {
+      data::DataOptions eval_opts = train_opts;
+      eval_opts.shuffle = false;
+      LORA_ASSIGN_OR_RETURN(eval, data::Dataset::Load(o->eval, *l.tokenizer, eval_opts));
+      LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *eval));
+      out << eval->stats().Summary(eval_opts.seq_len) << "\n";
+    }
+    const schema::Hyperparameters& d = plan.defaults();
+    TrainOptions t;
+    t.steps = o->steps;
+    t.epochs = o->epochs;
+    t.grad_accum = o->grad_accum > 0 ? o->grad_accum : std::max<int64_t>(1, d.grad_accum());
+    t.lr = o->lr > 0 ? o->lr : d.lr();
+    t.min_lr = o->min_lr >= 0 ? o->min_lr : d.min_lr();
+    t.warmup_steps = o->warmup >= 0 ? o->warmup : static_cast<int64_t>(d.warmup_steps());
+    t.schedule = !o->schedule.empty() ? o->schedule : d.schedule() ? d.schedule()->str() : "cosine";
+    if (t.schedule != "cosine" && t.schedule != "linear" && t.schedule != "constant")
+      return InvalidArgumentError("--schedule must be cosine, linear or constant");
+    t.seed = o->seed;
+    t.eval_every = o->eval_every;
+    t.patience = o->patience;
+    t.save_every = o->save_every;
+    t.spike_factor = o->spike;
+    t.max_skipped = o->max_skipped;
+    t.output_dir = o->output;
+    t.resume_dir = o->resume;
+    t.base_model = o->base;
+    t.progress_bar = !o->no_progress && ::isatty(2);
+    Trainer trainer(l.session.get(), train.get(), eval.get(), t, &std::cerr);
+    TrainResult r;
+    LORA_RETURN_IF_ERROR(trainer.Run(&r));
+    out << "trained " << r.steps << " steps (" << r.skipped << " skipped), final train loss "
+        << r.final_train_loss;
+    if (!std::isnan(r.best_eval_loss)) out << ", best eval loss " << r.best_eval_loss;
+    out << "\nwrote " << o->output << "/adapter_model.safetensors, adapter_config.json, "
+        << "metrics.jsonl, loss.svg\n";
+    return OkStatus();
+  };
+  return c;
+}
+
+Command AddEvalCommand(CLI::App& root, std::ostream& out) {
+  struct Options {
+    std::string plan, data, base, adapter, chat_template = "llama2";
+    int threads = 0;
+  };
+  auto o = std::make_shared<Options>();
+  Command c;
+  c.app = root.add_subcommand("eval", "Loss and perplexity of the base model, or base + adapter, "
+                                      "on a JSONL data file");
+  c.app->add_option("plan", o->plan, "train.bin from lorac compile")->required();
+  c.app->add_option("--data", o->data, "JSONL data file")->required();
+  c.app->add_option("--base", o->base, "Base model directory")->required();
+  c.app->add_option("--adapter", o->adapter, "PEFT adapter directory (default: none)");
+  c.app->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
+  c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
+  c.run = [o, &out]() -> Status {
+    Loaded l;
+    // lora_B starts at zero: without --adapter the model is the base model.
+    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, o->threads, 0, o->adapter, &l));
+    LORA_ASSIGN_OR_RETURN(data::DataOptions opts,
+                          DataOptionsFor(l.session->plan(), o->chat_template, 0, false));
+    LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> ds,
+                          data::Dataset::Load(o->data, *l.tokenizer, opts));
+    LORA_RETURN_IF_ERROR(CheckVocabulary(l.session->plan(), *l.tokenizer, *ds));
+    LORA_ASSIGN_OR_RETURN(double loss, Trainer::Evaluate(l.session.get(), ds.get()));
+    out << "loss " << loss << ", perplexity " << std::exp(loss) << " ("
+        << ds->stats().target_tokens << " target tokens, "
+        << (o->adapter.empty() ? std::string("base model") : "adapter " + o->adapter) << ")\n";
+    return OkStatus();
+  };
+  return c;
+}
+
+}  // namespace cli
+}  // namespace lorart

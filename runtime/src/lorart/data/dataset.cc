@@ -1,0 +1,317 @@
+#include "lorart/data/dataset.h"
+
+#include <algorithm>
+#include <numeric>
+#include <utility>
+
+#include "lorart/base/strings.h"
+
+namespace lorart {
+namespace data {
+namespace {
+
+// "1,234,567".
+std::string WithCommas(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+class Fnv1a {
+ public:
+  void Add(const void* data, size_t n) {
+    const uint8_t* p = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < n; ++i) {
+      h_ ^= p[i];
+      h_ *= 0x100000001b3ull;
+    }
+  }
+  void Add(int64_t v) { Add(&v, sizeof(v)); }
+  uint64_t value() const { return h_; }
+
+ private:
+  uint64_t h_ = 0xcbf29ce484222325ull;
+};
+
+Status CheckOptions(const DataOptions& options) {
+  if (options.seq_len < 2) {
+    return InvalidArgumentError(StrFormat("seq_len %lld must be at least 2",
+                                          static_cast<long long>(options.seq_len)));
+  }
+  if (options.seq_len > (int64_t{1} << 30)) {
+    return InvalidArgumentError(StrFormat("seq_len %lld is too large",
+                                          static_cast<long long>(options.seq_len)));
+  }
+  if (options.micro_batch < 1) {
+    return InvalidArgumentError(StrFormat("micro_batch %lld must be at least 1",
+                                          static_cast<long long>(options.micro_batch)));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+std::string DataStats::Summary(int64_t seq_len) const {
+  std::string formats;
+  for (int f = 0; f < kNumRecordFormats; ++f) {
+    if (records_by_format[f] == 0) continue;
+    if (!formats.empty()) formats += ", ";
+    formats += StrFormat("%s %s", RecordFormatName(static_cast<RecordFormat>(f)),
+                         WithCommas(records_by_format[f]).c_str());
+  }
+  return StrFormat(
+      "%s: %s records%s%s%s, %s truncated to %lld tokens, %s dropped with no target; %s "
+      "examples, %s tokens, %s targets; %s rows, %s batches/epoch, %.1f%% real tokens",
+      path.c_str(), WithCommas(records).c_str(), formats.empty() ? "" : " (",
+      formats.c_str(), formats.empty() ? "" : ")", WithCommas(truncated).c_str(),
+      static_cast<long long>(seq_len), WithCommas(dropped_no_target).c_str(),
+      WithCommas(examples).c_str(), WithCommas(tokens).c_str(), WithCommas(target_tokens).c_str(),
+      WithCommas(rows).c_str(), WithCommas(batches_per_epoch).c_str(),
+      100.0 * real_token_fraction);
+}
+
+StatusOr<std::unique_ptr<Dataset>> Dataset::Load(const std::string& path,
+                                                 const Tokenizer& tokenizer,
+                                                 const DataOptions& options) {
+  LORA_RETURN_IF_ERROR(CheckOptions(options));
+  LORA_ASSIGN_OR_RETURN(std::vector<Record> records, ReadJsonl(path));
+  return FromRecords(records, path, tokenizer, options);
+}
+
+StatusOr<std::unique_ptr<Dataset>> Dataset::FromRecords(const std::vector<Record>& records,
+                                                        const std::string& path,
+                                                        const Tokenizer& tokenizer,
+                                                        const DataOptions& options) {
+  LORA_RETURN_IF_ERROR(CheckOptions(options));
+  if (records.empty()) {
+    return InvalidArgumentError(StrFormat("%s: no examples", path.c_str()));
+  }
+  DataStats stats;
+  stats.path = path;
+  stats.records = static_cast<int64_t>(records.size());
+  std::vector<Example> examples(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    ++stats.records_by_format[static_cast<int>(records[i].format)];
+    LORA_RETURN_IF_ERROR(RecordToExample(records[i], options.chat_template, options.objective,
+                                         tokenizer, &examples[i]),
+                         "%s:%lld", path.c_str(), static_cast<long long>(records[i].line));
+  }
+  return Build(std::move(examples), tokenizer.pad_id(), options, std::move(stats));
+}
+
+StatusOr<std::unique_ptr<Dataset>> Dataset::FromExamples(std::vector<Example> examples,
+                                                         int32_t pad_id,
+                                                         const DataOptions& options,
+                                                         const std::string& name) {
+  LORA_RETURN_IF_ERROR(CheckOptions(options));
+  DataStats stats;
+  stats.path = name;
+  stats.records = static_cast<int64_t>(examples.size());
+  for (size_t i = 0; i < examples.size(); ++i) {
+    if (examples[i].is_target.size() != examples[i].tokens.size()) {
+      return InvalidArgumentError(StrFormat(
+          "%s: example %zu has %zu tokens but %zu target flags", name.c_str(), i,
+          examples[i].tokens.size(), examples[i].is_target.size()));
+    }
+  }
+  return Build(std::move(examples), pad_id, options, std::move(stats));
+}
+
+StatusOr<std::unique_ptr<Dataset>> Dataset::Build(std::vector<Example> examples, int32_t pad_id,
+                                                  const DataOptions& options, DataStats stats) {
+  std::unique_ptr<Dataset> ds(new Dataset());
+  ds->options_ = options;
+  ds->pad_id_ = pad_id;
+  const int64_t seq_len = options.seq_len;
+  Fnv1a hash;
+  hash.Add(seq_len);
+  hash.Add(options.micro_batch);
+  hash.Add(static_cast<int64_t>(options.pack));
+  hash.Add(static_cast<int64_t>(options.shuffle));
+  hash.Add(static_cast<int64_t>(pad_id));
+  for (Example& ex : examples) {
+    int64_t n = static_cast<int64_t>(ex.tokens.size());
+    stats.longest = std::max(stats.longest, n);
+    if (n > seq_len) {
+      ++stats.truncated;
+      ex.tokens.resize(seq_len);
+      ex.is_target.resize(seq_len);
+      n = seq_len;
+    }
+    if (n > 0) ex.is_target[0] = 0;  // nothing predicts a document's first token
+    int64_t targets = 0;
+    for (uint8_t t : ex.is_target) targets += t ? 1 : 0;
+    if (targets == 0) {
+      ++stats.dropped_no_target;
+      continue;
+    }
+    stats.tokens += n;
+    stats.target_tokens += targets;
+    for (int32_t id : ex.tokens) stats.max_token_id = std::max(stats.max_token_id, id);
+    hash.Add(n);
+    hash.Add(ex.tokens.data(), ex.tokens.size() * sizeof(int32_t));
+    hash.Add(ex.is_target.data(), ex.is_target.size());
+    ds->lengths_.push_back(n);
+    ds->examples_.push_back(std::move(ex));
+  }
+  stats.examples = static_cast<int64_t>(ds->examples_.size());
+  if (stats.examples == 0) {
+    return InvalidArgumentError(StrFormat(
+        "%s: no examples left: all %lld have no target token%s", stats.path.c_str(),
+        static_cast<long long>(stats.records),
+        stats.truncated > 0 ? " after truncation to seq_len" : ""));
+  }
+  if (stats.examples > INT32_MAX) {
+    return InvalidArgumentError(StrFormat("%s: more than 2^31 examples", stats.path.c_str()));
+  }
+  ds->fingerprint_ = hash.value();
+  ds->stats_ = std::move(stats);
+  // Every epoch has the same number of rows: packing decisions depend only
+  // on the sorted lengths, which shuffling does not change.
+  std::vector<PackedRow> rows = ds->EpochRows(0);
+  DataStats& s = ds->stats_;
+  s.rows = static_cast<int64_t>(rows.size());
+  s.batches_per_epoch = (s.rows + options.micro_batch - 1) / options.micro_batch;
+  s.real_token_fraction =
+      static_cast<double>(s.tokens) / (static_cast<double>(s.rows) * static_cast<double>(seq_len));
+  s.grid_real_fraction = static_cast<double>(s.tokens) /
+                         (static_cast<double>(s.batches_per_epoch) *
+                          static_cast<double>(options.micro_batch) * static_cast<double>(seq_len));
+  ds->cached_epoch_ = options.shuffle ? 0 : -2;  // -2: the one layout of every epoch
+  ds->cached_rows_ = std::move(rows);
+  return ds;
+}
+
+std::vector<PackedRow> Dataset::EpochRows(int64_t epoch) const {
+  std::vector<int32_t> order(examples_.size());
+  std::iota(order.begin(), order.end(), 0);
+  if (options_.shuffle) {
+    Rng rng(MixSeed(options_.seed, static_cast<uint64_t>(epoch), 0));
+    rng.Shuffle(&order);
+  }
+  std::vector<PackedRow> rows = options_.pack
+                                    ? PackBestFitDecreasing(order, lengths_, options_.seq_len)
+                                    : PackOnePerRow(order, lengths_);
+  if (options_.shuffle && options_.pack) {
+    // Packing opens rows longest document first; mix them again.
+    Rng rng(MixSeed(options_.seed, static_cast<uint64_t>(epoch), 1));
+    rng.Shuffle(&rows);
+  }
+  return rows;
+}
+
+Status Dataset::GetBatch(int64_t epoch, int64_t index, Batch* out) {
+  if (epoch < 0 || index < 0 || index >= stats_.batches_per_epoch) {
+    return OutOfRangeError(StrFormat("%s: batch %lld of epoch %lld is outside the %lld batches "
+                                     "of an epoch",
+                                     stats_.path.c_str(), static_cast<long long>(index),
+                                     static_cast<long long>(epoch),
+                                     static_cast<long long>(stats_.batches_per_epoch)));
+  }
+  if (options_.shuffle && cached_epoch_ != epoch) {
+    cached_rows_ = EpochRows(epoch);
+    cached_epoch_ = epoch;
+  }
+  const int64_t mb = options_.micro_batch, seq_len = options_.seq_len;
+  const size_t n = static_cast<size_t>(mb * seq_len);
+  out->epoch = epoch;
+  out->index = index;
+  out->micro_batch = mb;
+  out->seq_len = seq_len;
+  out->tokens.resize(n);
+  out->positions.resize(n);
+  out->segment_ids.resize(n);
+  out->targets.resize(n);
+  out->loss_mask.resize(n);
+  out->rows = 0;
+  out->documents = 0;
+  out->real_tokens = 0;
+  out->target_tokens = 0;
+  static const PackedRow kEmptyRow;
+  for (int64_t r = 0; r < mb; ++r) {
+    int64_t row_index = index * mb + r;
+    const PackedRow& row =
+        row_index < static_cast<int64_t>(cached_rows_.size()) ? cached_rows_[row_index] : kEmptyRow;
+    size_t at = static_cast<size_t>(r * seq_len);
+    RowView view{out->tokens.data() + at, out->positions.data() + at,
+                 out->segment_ids.data() + at, out->targets.data() + at,
+                 out->loss_mask.data() + at};
+    out->target_tokens += FillRow(examples_, row, seq_len, pad_id_, view);
+    if (!row.docs.empty()) ++out->rows;
+    out->documents += static_cast<int64_t>(row.docs.size());
+    out->real_tokens += row.used;
+  }
+  return OkStatus();
+}
+
+Batcher::Batcher(Dataset* dataset, DataCursor start) : dataset_(dataset), cursor_(start) {}
+
+Status Batcher::Next(Batch* out) {
+  LORA_RETURN_IF_ERROR(dataset_->GetBatch(cursor_.epoch, cursor_.batch, out));
+  if (++cursor_.batch >= dataset_->batches_per_epoch()) {
+    cursor_.batch = 0;
+    ++cursor_.epoch;
+  }
+  return OkStatus();
+}
+
+Status Batcher::Seek(DataCursor cursor) {
+  if (cursor.epoch < 0 || cursor.batch < 0 || cursor.batch >= dataset_->batches_per_epoch()) {
+    return InvalidArgumentError(StrFormat(
+        "data position epoch %lld batch %lld is outside the %lld batches of an epoch",
+        static_cast<long long>(cursor.epoch), static_cast<long long>(cursor.batch),
+        static_cast<long long>(dataset_->batches_per_epoch())));
+  }
+  cursor_ = cursor;
+  return OkStatus();
+}
+
+Json Batcher::SaveState() const {
+  Json state = Json::object();
+  state["epoch"] = cursor_.epoch;
+  state["batch"] = cursor_.batch;
+  state["seed"] = dataset_->options().seed;
+  state["fingerprint"] =
+      StrFormat("%016llx", static_cast<unsigned long long>(dataset_->fingerprint()));
+  return state;
+}
+
+Status Batcher::RestoreState(const Json& state) {
+  if (!state.is_object()) {
+    return InvalidArgumentError(StrFormat("data state must be an object, not %s",
+                                          JsonTypeName(state)));
+  }
+  for (const char* key : {"epoch", "batch", "seed"}) {
+    if (!state.contains(key) || !state.at(key).is_number_integer()) {
+      return InvalidArgumentError(StrFormat("data state: field '%s' must be an integer", key));
+    }
+  }
+  if (!state.contains("fingerprint") || !state.at("fingerprint").is_string()) {
+    return InvalidArgumentError("data state: field 'fingerprint' must be a string");
+  }
+  uint64_t seed = state.at("seed").get<uint64_t>();
+  if (seed != dataset_->options().seed) {
+    return InvalidArgumentError(StrFormat(
+        "data state was saved with seed %llu, but this run uses seed %llu",
+        static_cast<unsigned long long>(seed),
+        static_cast<unsigned long long>(dataset_->options().seed)));
+  }
+  std::string expected =
+      StrFormat("%016llx", static_cast<unsigned long long>(dataset_->fingerprint()));
+  const std::string& saved = state.at("fingerprint").get_ref<const std::string&>();
+  if (saved != expected) {
+    return InvalidArgumentError(StrFormat(
+        "data state was saved for other data (fingerprint %s, this dataset %s): the file, "
+        "tokenizer, template, seq_len, micro_batch or packing differ",
+        Quote(saved, 40).c_str(), expected.c_str()));
+  }
+  DataCursor cursor{state.at("epoch").get<int64_t>(), state.at("batch").get<int64_t>()};
+  return Seek(cursor);
+}
+
+}  // namespace data
+}  // namespace lorart

@@ -1,0 +1,164 @@
+// Datasets and batches: a JSONL file tokenized once, then per epoch shuffled,
+// packed into rows of seq_len and cut into micro-batches of the compiled
+// step's [micro_batch, seq_len] inputs. Iteration state is two integers, so a
+// resumed run sees exactly the batches it would have seen. See docs/data.md.
+#ifndef LORART_DATA_DATASET_H_
+#define LORART_DATA_DATASET_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lorart/base/status.h"
+#include "lorart/data/jsonl.h"
+#include "lorart/data/packing.h"
+#include "lorart/data/template.h"
+#include "lorart/data/tokenizer.h"
+#include "lorart/io/json.h"
+
+namespace lorart {
+namespace data {
+
+struct DataOptions {
+  int64_t seq_len = 0;      // tokens per row, >= 2 (the compiled step's seq_len)
+  int64_t micro_batch = 1;  // rows per batch, >= 1
+  ChatTemplate chat_template = ChatTemplate::kLlama2;
+  Objective objective = Objective::kSft;
+  bool pack = true;     // false: one example per row
+  bool shuffle = true;  // false for validation: file order, the same every epoch
+  uint64_t seed = 0;
+};
+
+struct DataStats {
+  std::string path;
+  int64_t records = 0;
+  int64_t records_by_format[kNumRecordFormats] = {};  // indexed by RecordFormat
+  int64_t truncated = 0;          // longer than seq_len: cut to their first seq_len tokens
+  int64_t dropped_no_target = 0;  // no target token left (after truncation): not used
+  int64_t examples = 0;           // used
+  int64_t longest = 0;            // longest example before truncation, in tokens
+  int64_t tokens = 0;             // tokens of the used examples (after truncation)
+  int64_t target_tokens = 0;      // loss terms per epoch
+  int32_t max_token_id = -1;      // must be below the model's vocabulary size
+  int64_t rows = 0;               // rows per epoch (the same every epoch)
+  int64_t batches_per_epoch = 0;  // ceil(rows / micro_batch)
+  // Real (non-pad) tokens over rows * seq_len: how well packing fills rows.
+  double real_token_fraction = 0;
+  // Real tokens over batches_per_epoch * micro_batch * seq_len: the share of
+  // the step's grid that is real, counting the padding rows of a last batch.
+  double grid_real_fraction = 0;
+
+  // One line for logs: "train.jsonl: 5 records (chat 1, alpaca 1,
+  // prompt_completion 2, text 1), 2 truncated to 48 tokens, 1 dropped with no
+  // target; 4 examples, 150 tokens, 96 targets; 4 rows, 2 batches/epoch,
+  // 78.1% real tokens".
+  std::string Summary(int64_t seq_len) const;
+};
+
+// One micro-batch: the compiled step's inputs, row-major [micro_batch, seq_len].
+struct Batch {
+  int64_t epoch = 0;
+  int64_t index = 0;  // in the epoch
+  int64_t micro_batch = 0;
+  int64_t seq_len = 0;
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> positions;    // 0, 1, ... per document; 0 on padding
+  std::vector<int32_t> segment_ids;  // 0, 1, ... per document within a row; -1 on padding
+  std::vector<int32_t> targets;      // the next token of the same document, else the pad id
+  std::vector<uint8_t> loss_mask;    // 1 where targets[t] is trained on
+  int64_t rows = 0;               // rows holding documents; the rest are padding
+  int64_t documents = 0;
+  int64_t real_tokens = 0;        // non-pad tokens
+  int64_t target_tokens = 0;      // ones in loss_mask: the loss's denominator
+};
+
+class Dataset {
+ public:
+  // Reads a JSONL file, renders and tokenizes every record, truncates and
+  // drops as described in docs/data.md. Errors name "path:line".
+  static StatusOr<std::unique_ptr<Dataset>> Load(const std::string& path,
+                                                 const Tokenizer& tokenizer,
+                                                 const DataOptions& options);
+  // From records already read; `path` names them in messages and stats.
+  static StatusOr<std::unique_ptr<Dataset>> FromRecords(const std::vector<Record>& records,
+                                                        const std::string& path,
+                                                        const Tokenizer& tokenizer,
+                                                        const DataOptions& options);
+  // From tokenized examples (tests, other sources); truncates and drops the
+  // same way. `pad_id` fills padding and the targets of last tokens.
+  static StatusOr<std::unique_ptr<Dataset>> FromExamples(std::vector<Example> examples,
+                                                         int32_t pad_id,
+                                                         const DataOptions& options,
+                                                         const std::string& name = "examples");
+
+  const DataOptions& options() const { return options_; }
+  const DataStats& stats() const { return stats_; }
+  int64_t batches_per_epoch() const { return stats_.batches_per_epoch; }
+  const std::vector<Example>& examples() const { return examples_; }
+  int32_t pad_id() const { return pad_id_; }
+  // A hash of the examples and the layout options (seq_len, micro_batch,
+  // pack, shuffle): a saved iteration state is only valid for the same one.
+  uint64_t fingerprint() const { return fingerprint_; }
+
+  // The rows of `epoch`, in order. With shuffle: the examples are permuted
+  // by a generator seeded from (seed, epoch), packed (best-fit decreasing,
+  // equal lengths in permuted order), and the rows permuted by a second
+  // generator. Without: file order, rows in the order packing opened them.
+  std::vector<PackedRow> EpochRows(int64_t epoch) const;
+
+  // Batch `index` in [0, batches_per_epoch) of `epoch` >= 0: rows
+  // [index * micro_batch, ...) of EpochRows(epoch); a last batch with fewer
+  // rows is filled with padding rows (mask 0). Depends only on (epoch,
+  // index). Caches the rows of the last epoch asked for: not thread-safe.
+  Status GetBatch(int64_t epoch, int64_t index, Batch* out);
+
+ private:
+  Dataset() = default;
+  static StatusOr<std::unique_ptr<Dataset>> Build(std::vector<Example> examples, int32_t pad_id,
+                                                  const DataOptions& options, DataStats stats);
+
+  DataOptions options_;
+  DataStats stats_;
+  std::vector<Example> examples_;
+  std::vector<int64_t> lengths_;
+  int32_t pad_id_ = 0;
+  uint64_t fingerprint_ = 0;
+  int64_t cached_epoch_ = -1;
+  std::vector<PackedRow> cached_rows_;
+};
+
+// Where an iteration stands: the next batch to produce.
+struct DataCursor {
+  int64_t epoch = 0;
+  int64_t batch = 0;
+};
+
+// Iterates a dataset's batches epoch after epoch.
+class Batcher {
+ public:
+  explicit Batcher(Dataset* dataset, DataCursor start = {});
+
+  // The batch at the cursor; then the cursor moves to the next batch (batch
+  // 0 of the next epoch after the last one).
+  Status Next(Batch* out);
+  DataCursor cursor() const { return cursor_; }
+  // INVALID_ARGUMENT if the batch is outside [0, batches_per_epoch) or the
+  // epoch is negative.
+  Status Seek(DataCursor cursor);
+
+  // For checkpoints: {"epoch": E, "batch": B, "seed": S, "fingerprint":
+  // "16 hex digits"}. Restoring checks the seed and the fingerprint, so a
+  // run cannot silently resume over different data or a different layout.
+  Json SaveState() const;
+  Status RestoreState(const Json& state);
+
+ private:
+  Dataset* dataset_;
+  DataCursor cursor_;
+};
+
+}  // namespace data
+}  // namespace lorart
+
+#endif  // LORART_DATA_DATASET_H_

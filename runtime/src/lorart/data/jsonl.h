@@ -1,0 +1,66 @@
+// Training records from JSONL files: one JSON object per line, in one of four
+// formats detected per record by its keys (chat, Alpaca, prompt/completion,
+// raw text). Errors name "file:line" and the field. See docs/data.md.
+#ifndef LORART_DATA_JSONL_H_
+#define LORART_DATA_JSONL_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lorart/base/status.h"
+
+namespace lorart {
+namespace data {
+
+enum class Role { kSystem, kUser, kAssistant };
+const char* RoleName(Role role);  // "system", "user", "assistant"
+
+enum class RecordFormat {
+  kChat,              // {"messages": [{"role": ..., "content": ...}, ...]}
+  kAlpaca,            // {"instruction": ..., "input": ... (optional), "output": ...}
+  kPromptCompletion,  // {"prompt": ..., "completion": ...}
+  kText,              // {"text": ...}  (continued pretraining)
+};
+constexpr int kNumRecordFormats = 4;
+const char* RecordFormatName(RecordFormat format);  // "chat", "alpaca", "prompt_completion", "text"
+
+struct Message {
+  Role role;
+  std::string content;
+};
+
+// One training record. Alpaca and prompt/completion records are mapped to a
+// user message and an assistant message when parsed (Alpaca's user message is
+// `instruction + "\n\n" + input` when `input` is present and not empty); a
+// text record has no messages, only `text`.
+struct Record {
+  RecordFormat format = RecordFormat::kText;
+  std::vector<Message> messages;  // chat, Alpaca, prompt/completion
+  std::string text;               // text
+  int64_t line = 0;               // 1-based line in its file
+};
+
+// One line of help listing the accepted formats, used in error messages.
+extern const char kAcceptedFormats[];
+
+// Parses one non-empty JSONL line. `where` ("file:line") starts every error
+// message (INVALID_ARGUMENT): "train.jsonl:7: invalid JSON: ...",
+// "train.jsonl:7: messages[2].role 'user' must be 'assistant' ...".
+// Unknown keys beside a format's keys are ignored (datasets often carry an
+// "id" or "source"); keys of two formats in one record are an error.
+Status ParseRecord(std::string_view line, const std::string& where, Record* out);
+
+// Reads every record of a JSONL file. Lines holding only whitespace are
+// skipped; "\r\n" line ends are accepted. A file with no records is an error.
+// The first error stops the read.
+StatusOr<std::vector<Record>> ReadJsonl(const std::string& path);
+
+// The same over text already in memory; `path` only names it in messages.
+StatusOr<std::vector<Record>> ParseJsonl(std::string_view text, const std::string& path);
+
+}  // namespace data
+}  // namespace lorart
+
+#endif  // LORART_DATA_JSONL_H_

@@ -1,0 +1,448 @@
+#include "lorart/exec/session.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "lorart/io/mapped_file.h"
+#include "lorart/io/safetensors.h"
+#include "lorart/io/safetensors_write.h"
+#include "lorart/quant/nf4.h"
+
+namespace lorart {
+
+using cpu::TensorView;
+using schema::Role;
+
+namespace {
+
+std::vector<int64_t> ShapeOf(const schema::Tensor& t) {
+  std::vector<int64_t> shape;
+  if (t.shape())
+    for (int64_t d : *t.shape()) shape.push_back(d);
+  return shape;
+}
+
+int64_t NumElements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+// Converts `n` source elements of safetensors dtype `src` to float.
+Status SourceToFloat(lorart::DType src, const uint8_t* data, int64_t n,
+                     float* out, const std::string& what) {
+  switch (src) {
+    case lorart::DType::kF32:
+      std::memcpy(out, data, sizeof(float) * n);
+      return OkStatus();
+    case lorart::DType::kBF16: {
+      const uint16_t* p = reinterpret_cast<const uint16_t*>(data);
+      for (int64_t i = 0; i < n; ++i) out[i] = cpu::Bf16ToFloat(p[i]);
+      return OkStatus();
+    }
+    case lorart::DType::kF16: {
+      const uint16_t* p = reinterpret_cast<const uint16_t*>(data);
+      for (int64_t i = 0; i < n; ++i) out[i] = cpu::HalfToFloat(p[i]);
+      return OkStatus();
+    }
+    default:
+      return InvalidArgumentError(StrFormat("%s: dtype %s is not a float type (BF16, F16, F32)",
+                                            what.c_str(), DTypeName(src)));
+  }
+}
+
+// A stable 64-bit hash of a name (FNV-1a), to seed per-tensor initialization
+// independently of the order tensors are visited in.
+uint64_t HashName(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+Status MakeDirs(const std::string& dir) {
+  std::string path;
+  for (size_t i = 0; i <= dir.size(); ++i) {
+    if (i == dir.size() || dir[i] == '/') {
+      if (!path.empty() && ::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+        return UnavailableError(StrFormat("%s: cannot create directory: %s", path.c_str(),
+                                          std::strerror(errno)));
+    }
+    if (i < dir.size()) path.push_back(dir[i]);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Session::~Session() { std::free(arena_); }
+
+Status Session::Open(const std::string& plan_path, const SessionOptions& options,
+                     std::unique_ptr<Session>* out) {
+  std::unique_ptr<Session> s(new Session());
+  LORA_RETURN_IF_ERROR(LoadPlan(plan_path, &s->plan_));
+  LORA_RETURN_IF_ERROR(s->Prepare(options), "while preparing %s", plan_path.c_str());
+  *out = std::move(s);
+  return OkStatus();
+}
+
+Status Session::Prepare(const SessionOptions& options) {
+  ctx_.num_threads = options.num_threads > 0
+                         ? options.num_threads
+                         : std::max(1u, std::thread::hardware_concurrency());
+  uint64_t alignment = std::max<uint64_t>(64, plan_.arena().alignment());
+  uint64_t size = (plan_.arena().size() + alignment - 1) / alignment * alignment;
+  arena_ = static_cast<uint8_t*>(std::aligned_alloc(alignment, std::max<uint64_t>(size, alignment)));
+  if (!arena_)
+    return UnavailableError(StrFormat("cannot allocate the %llu-byte arena",
+                                      static_cast<unsigned long long>(size)));
+  std::memset(arena_, 0, size);
+
+  uint32_t n = plan_.num_tensors();
+  views_.resize(n);
+  persistent_.resize(n);
+  for (uint32_t id = 0; id < n; ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    TensorView& v = views_[id];
+    v.dtype = t.dtype();
+    v.shape = ShapeOf(t);
+    if (t.quant()) {
+      v.nf4.block_size = t.quant()->block_size();
+      v.nf4.double_quant_block = t.quant()->double_quant_block();
+    }
+    if (t.storage() == schema::Storage::Arena) {
+      v.data = arena_ + t.buffer()->offset();
+    } else {
+      persistent_[id].assign(plan_.tensor_bytes(id), 0);
+      v.data = persistent_[id].data();
+      if (t.name()) persistent_by_name_[t.name()->str()] = id;
+    }
+  }
+
+  kernels_.resize(plan_.num_kernels());
+  for (uint32_t k = 0; k < plan_.num_kernels(); ++k) {
+    const schema::Kernel& kernel = plan_.kernel(k);
+    std::string kind = kernel.kind()->str();
+    LORA_RETURN_IF_ERROR(cpu::LookupKernel(kind, &kernels_[k].fn), "kernel %u", k);
+    cpu::KernelParams& p = kernels_[k].params;
+    p.set_kind(kind);
+    if (kernel.params()) {
+      for (const schema::KernelParam* kp : *kernel.params()) {
+        std::string key = kp->key()->str();
+        switch (kp->value_type()) {
+          case schema::ParamValue::IntValue:
+            p.Set(key, static_cast<int64_t>(kp->value_as_IntValue()->value()));
+            break;
+          case schema::ParamValue::FloatValue:
+            p.Set(key, kp->value_as_FloatValue()->value());
+            break;
+          case schema::ParamValue::StringValue:
+            p.Set(key, kp->value_as_StringValue()->value()->str());
+            break;
+          default:
+            return UnimplementedError(StrFormat("kernel %u ('%s'): list parameter '%s' is not "
+                                                "supported by the CPU backend",
+                                                k, kind.c_str(), key.c_str()));
+        }
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Status Session::BindWeights(const std::string& model_dir) {
+  SafetensorsModel model;
+  LORA_RETURN_IF_ERROR(OpenSafetensorsModelHeaders(model_dir, &model));
+  std::vector<MappedFile> files(model.shards.size());
+  for (size_t i = 0; i < model.shards.size(); ++i)
+    LORA_RETURN_IF_ERROR(files[i].Open(model.shards[i].path));
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.init() != schema::TensorInit::Checkpoint) continue;
+    std::string name = t.name()->str();
+    const SafetensorsHeader* shard = nullptr;
+    const TensorInfo* info = model.Find(name, &shard);
+    if (!info)
+      return NotFoundError(StrFormat("%s: no tensor '%s' in the model's safetensors",
+                                     model_dir.c_str(), name.c_str()));
+    TensorView& v = views_[id];
+    if (info->shape != v.shape)
+      return InvalidArgumentError(StrFormat("%s: tensor '%s' has shape %s, the plan needs %s",
+                                            shard->path.c_str(), name.c_str(),
+                                            ShapeToString(info->shape).c_str(),
+                                            ShapeToString(v.shape).c_str()));
+    size_t s = static_cast<size_t>(shard - model.shards.data());
+    const uint8_t* src = files[s].data() + shard->DataOffset() + info->begin;
+    int64_t count = NumElements(v.shape);
+    std::vector<float> tmp(static_cast<size_t>(count));
+    std::string what = shard->path + ": tensor '" + name + "'";
+    LORA_RETURN_IF_ERROR(SourceToFloat(info->dtype, src, count, tmp.data(), what));
+    if (v.dtype == schema::DType::NF4) {
+      StatusOr<Nf4Layout> layout =
+          Nf4Layout::Make(count, v.nf4.block_size, v.nf4.double_quant_block);
+      if (!layout.ok()) return layout.status();
+      LORA_RETURN_IF_ERROR(QuantizeNf4(tmp.data(), count, *layout, persistent_[id].data(),
+                                       static_cast<int64_t>(persistent_[id].size())),
+                           "while quantizing %s to NF4", name.c_str());
+    } else {
+      cpu::FromFloat(tmp.data(), count, v, 0);
+    }
+  }
+  return OkStatus();
+}
+
+Status Session::InitTrainable(uint64_t seed) {
+  // Trainable tensors first, then the state copied from them.
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.storage() != schema::Storage::Persistent) continue;
+    TensorView& v = views_[id];
+    if (t.init() == schema::TensorInit::Zeros) {
+      std::memset(v.data, 0, persistent_[id].size());
+    } else if (t.init() == schema::TensorInit::KaimingUniform) {
+      // PEFT: kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+      int64_t fan_in = v.shape.empty() ? 1 : v.shape.back();
+      float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
+      std::mt19937_64 rng(seed ^ HashName(t.name()->str()));
+      std::uniform_real_distribution<float> dist(-bound, bound);
+      for (int64_t i = 0; i < v.numel(); ++i) cpu::StoreFloat(v, i, dist(rng));
+    }
+  }
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.init() != schema::TensorInit::CopyOfOwner) continue;
+    const TensorView* owner = FindPersistent(t.of()->str());
+    if (!owner)
+      return InternalError(StrFormat("tensor '%s' copies missing owner '%s'",
+                                     t.name()->c_str(), t.of()->c_str()));
+    cpu::ToFloat(*owner, 0, owner->numel(), views_[id].as<float>());
+  }
+  return OkStatus();
+}
+
+Status Session::LoadAdapter(const std::string& dir) {
+  std::string path = dir + "/adapter_model.safetensors";
+  SafetensorsHeader header;
+  LORA_RETURN_IF_ERROR(ReadSafetensorsHeader(path, &header));
+  MappedFile file;
+  LORA_RETURN_IF_ERROR(file.Open(path));
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.role() != Role::Trainable) continue;
+    std::string name = t.name()->str();
+    const TensorInfo* info = header.Find(name);
+    if (!info)
+      return NotFoundError(StrFormat("%s: no tensor '%s' (the adapter does not match this "
+                                     "plan's targets)",
+                                     path.c_str(), name.c_str()));
+    TensorView& v = views_[id];
+    if (info->shape != v.shape)
+      return InvalidArgumentError(StrFormat("%s: tensor '%s' has shape %s, the plan needs %s "
+                                            "(a different rank or model?)",
+                                            path.c_str(), name.c_str(),
+                                            ShapeToString(info->shape).c_str(),
+                                            ShapeToString(v.shape).c_str()));
+    std::vector<float> tmp(static_cast<size_t>(v.numel()));
+    LORA_RETURN_IF_ERROR(SourceToFloat(info->dtype,
+                                       file.data() + header.DataOffset() + info->begin,
+                                       v.numel(), tmp.data(), path + ": '" + name + "'"));
+    cpu::FromFloat(tmp.data(), v.numel(), v, 0);
+    auto master = persistent_by_name_.find("master/" + name);
+    if (master != persistent_by_name_.end())
+      std::memcpy(views_[master->second].data, tmp.data(), sizeof(float) * tmp.size());
+  }
+  return OkStatus();
+}
+
+Status Session::SaveAdapter(const std::string& dir, const std::string& base_model) const {
+  const schema::LoraConfig* lora = plan_.lora();
+  if (!lora)
+    return InvalidArgumentError("this plan trains no adapter (full fine-tuning): there is no "
+                                "adapter to save");
+  LORA_RETURN_IF_ERROR(MakeDirs(dir));
+  std::vector<TensorToWrite> tensors;
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.role() != Role::Trainable) continue;
+    std::string name = t.name()->str();
+    auto master = persistent_by_name_.find("master/" + name);
+    TensorToWrite w;
+    w.name = name;
+    w.shape = views_[id].shape;
+    if (master != persistent_by_name_.end()) {
+      w.dtype = lorart::DType::kF32;
+      w.data = views_[master->second].data;
+    } else {
+      w.dtype = views_[id].dtype == schema::DType::BF16   ? lorart::DType::kBF16
+                : views_[id].dtype == schema::DType::F16 ? lorart::DType::kF16
+                                                 : lorart::DType::kF32;
+      w.data = views_[id].data;
+    }
+    tensors.push_back(w);
+  }
+  LORA_RETURN_IF_ERROR(WriteSafetensors(dir + "/adapter_model.safetensors", tensors,
+                                        {{"format", "pt"}}));
+  nlohmann::ordered_json cfg;
+  cfg["alpha_pattern"] = nlohmann::json::object();
+  cfg["auto_mapping"] = nullptr;
+  cfg["base_model_name_or_path"] = base_model;
+  cfg["bias"] = "none";
+  cfg["fan_in_fan_out"] = false;
+  cfg["inference_mode"] = true;
+  cfg["init_lora_weights"] = true;
+  cfg["layers_pattern"] = nullptr;
+  if (lora->layers_to_transform() && lora->layers_to_transform()->size() > 0) {
+    std::vector<int> layers(lora->layers_to_transform()->begin(),
+                            lora->layers_to_transform()->end());
+    cfg["layers_to_transform"] = layers;
+    cfg["layers_pattern"] = "layers";
+  } else {
+    cfg["layers_to_transform"] = nullptr;
+  }
+  cfg["lora_alpha"] = lora->alpha();
+  cfg["lora_dropout"] = lora->dropout();
+  cfg["modules_to_save"] = nullptr;
+  cfg["peft_type"] = "LORA";
+  cfg["r"] = lora->r();
+  cfg["rank_pattern"] = nlohmann::json::object();
+  cfg["revision"] = nullptr;
+  if (lora->target_regex() && lora->target_regex()->size() > 0) {
+    cfg["target_modules"] = lora->target_regex()->str();
+  } else {
+    std::vector<std::string> targets;
+    if (lora->target_modules())
+      for (const flatbuffers::String* s : *lora->target_modules()) targets.push_back(s->str());
+    cfg["target_modules"] = targets;
+  }
+  cfg["task_type"] = "CAUSAL_LM";
+  cfg["use_dora"] = false;
+  cfg["use_rslora"] = false;
+  return WriteFileAtomically(dir + "/adapter_config.json", cfg.dump(2) + "\n");
+}
+
+Status Session::FindProgramTensor(const std::string& program, const std::string& name,
+                                  bool input, uint32_t* id) const {
+  const schema::Program* p = plan_.FindProgram(program);
+  if (!p) return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
+  const auto* ids = input ? p->inputs() : p->outputs();
+  if (ids)
+    for (uint32_t t : *ids)
+      if (plan_.tensor(t).name() && plan_.tensor(t).name()->str() == name) {
+        *id = t;
+        return OkStatus();
+      }
+  return NotFoundError(StrFormat("program '%s' has no %s '%s'", program.c_str(),
+                                 input ? "input" : "output", name.c_str()));
+}
+
+Status Session::SetInput(const std::string& program, const std::string& name, const void* data,
+                         size_t bytes) {
+  uint32_t id;
+  LORA_RETURN_IF_ERROR(FindProgramTensor(program, name, true, &id));
+  if (bytes != plan_.tensor_bytes(id))
+    return InvalidArgumentError(StrFormat("%s input '%s' takes %llu bytes, got %zu",
+                                          program.c_str(), name.c_str(),
+                                          static_cast<unsigned long long>(plan_.tensor_bytes(id)),
+                                          bytes));
+  std::memcpy(views_[id].data, data, bytes);
+  return OkStatus();
+}
+
+Status Session::GetOutput(const std::string& program, const std::string& name, void* data,
+                          size_t bytes) const {
+  uint32_t id;
+  LORA_RETURN_IF_ERROR(FindProgramTensor(program, name, false, &id));
+  if (bytes != plan_.tensor_bytes(id))
+    return InvalidArgumentError(StrFormat("%s output '%s' has %llu bytes, asked for %zu",
+                                          program.c_str(), name.c_str(),
+                                          static_cast<unsigned long long>(plan_.tensor_bytes(id)),
+                                          bytes));
+  std::memcpy(data, views_[id].data, bytes);
+  return OkStatus();
+}
+
+Status Session::SetScalar(const std::string& program, const std::string& name, float value) {
+  return SetInput(program, name, &value, sizeof value);
+}
+
+StatusOr<double> Session::GetScalar(const std::string& program, const std::string& name) const {
+  uint32_t id;
+  LORA_RETURN_IF_ERROR(FindProgramTensor(program, name, false, &id));
+  const TensorView& v = views_[id];
+  switch (v.dtype) {
+    case schema::DType::F32: return static_cast<double>(*v.as<const float>());
+    case schema::DType::I64: return static_cast<double>(*v.as<const int64_t>());
+    case schema::DType::I32: return static_cast<double>(*v.as<const int32_t>());
+    default:
+      return InvalidArgumentError(StrFormat("output '%s' is not a scalar", name.c_str()));
+  }
+}
+
+Status Session::Run(const std::string& program, uint64_t step_seed) {
+  const schema::Program* p = plan_.FindProgram(program);
+  if (!p) return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
+  cpu::KernelContext ctx = ctx_;
+  ctx.step_seed = step_seed;
+  std::vector<TensorView> in, out;
+  uint32_t index = 0;
+  if (p->launches()) {
+    for (const schema::Launch* l : *p->launches()) {
+      in.clear();
+      out.clear();
+      if (l->inputs())
+        for (uint32_t t : *l->inputs()) in.push_back(views_[t]);
+      if (l->outputs())
+        for (uint32_t t : *l->outputs()) out.push_back(views_[t]);
+      const Prepared& k = kernels_[l->kernel()];
+      LORA_RETURN_IF_ERROR(k.fn(ctx, k.params, in, out), "in %s, launch %u (%s)",
+                           program.c_str(), index, k.params.kind().c_str());
+      ++index;
+    }
+  }
+  return OkStatus();
+}
+
+void Session::ZeroGradients() {
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id)
+    if (plan_.tensor(id).role() == Role::Gradient)
+      std::memset(views_[id].data, 0, persistent_[id].size());
+}
+
+std::vector<Session::StateTensor> Session::State() const {
+  std::vector<StateTensor> out;
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.storage() != schema::Storage::Persistent || t.role() == Role::Frozen) continue;
+    out.push_back({t.name()->str(), t.dtype(), views_[id].shape,
+                   const_cast<uint8_t*>(persistent_[id].data()), persistent_[id].size()});
+  }
+  return out;
+}
+
+Status Session::SetState(const std::string& name, const void* data, uint64_t bytes) {
+  auto it = persistent_by_name_.find(name);
+  if (it == persistent_by_name_.end())
+    return NotFoundError(StrFormat("the plan has no state tensor '%s'", name.c_str()));
+  if (persistent_[it->second].size() != bytes)
+    return InvalidArgumentError(StrFormat("state tensor '%s' has %zu bytes, got %llu",
+                                          name.c_str(), persistent_[it->second].size(),
+                                          static_cast<unsigned long long>(bytes)));
+  std::memcpy(persistent_[it->second].data(), data, bytes);
+  return OkStatus();
+}
+
+const TensorView* Session::FindPersistent(const std::string& name) const {
+  auto it = persistent_by_name_.find(name);
+  return it == persistent_by_name_.end() ? nullptr : &views_[it->second];
+}
+
+}  // namespace lorart

@@ -1,0 +1,104 @@
+// A Session executes a train.bin plan: it owns the plan, the persistent
+// tensors (base weights bound by name from safetensors, quantized to NF4 at
+// load when the plan says so; adapters; optimizer state), one arena of the
+// planned size, and the kernels resolved for the CPU backend. It walks the
+// programs' launches in order; it decides nothing about the graph.
+#ifndef LORART_EXEC_SESSION_H_
+#define LORART_EXEC_SESSION_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lorart/base/status.h"
+#include "lorart/cpu/kernel.h"
+#include "lorart/plan/plan.h"
+
+namespace lorart {
+
+struct SessionOptions {
+  int num_threads = 0;  // 0: all hardware threads
+};
+
+class Session {
+ public:
+  // Loads and validates the plan, resolves every kernel on the CPU backend
+  // and allocates the arena and the persistent tensors.
+  static Status Open(const std::string& plan_path, const SessionOptions& options,
+                     std::unique_ptr<Session>* out);
+  ~Session();
+
+  const Plan& plan() const { return plan_; }
+
+  // Binds every tensor initialized from the checkpoint (frozen weights, and
+  // trainable ones in full fine-tuning) by name from a Hugging Face model
+  // directory's safetensors (one file or shards with an index), converting
+  // bf16/f16/f32 to the plan's dtype or quantizing to NF4. Errors name the
+  // directory and the tensor.
+  Status BindWeights(const std::string& model_dir);
+  // Initializes trainable tensors not bound from the checkpoint as PEFT does
+  // (lora_A Kaiming-uniform, lora_B zero) from `seed`, then the optimizer
+  // state (master copies from their owners, moments and gradients zero).
+  Status InitTrainable(uint64_t seed);
+  // Loads adapter weights from a PEFT adapter directory
+  // (adapter_model.safetensors); their master copies follow.
+  Status LoadAdapter(const std::string& dir);
+  // Writes the trainable tensors (their float32 master copies) in PEFT's
+  // layout: DIR/adapter_model.safetensors and DIR/adapter_config.json, each
+  // atomically.
+  Status SaveAdapter(const std::string& dir, const std::string& base_model) const;
+
+  // Program I/O by name ("tokens", "loss_sum", ...). Sizes must match.
+  Status SetInput(const std::string& program, const std::string& name, const void* data,
+                  size_t bytes);
+  Status GetOutput(const std::string& program, const std::string& name, void* data,
+                   size_t bytes) const;
+  Status SetScalar(const std::string& program, const std::string& name, float value);
+  StatusOr<double> GetScalar(const std::string& program, const std::string& name) const;
+
+  // Runs a program's launches in order; `step_seed` seeds dropout masks.
+  Status Run(const std::string& program, uint64_t step_seed);
+
+  // Sets every Gradient-role tensor to zero (a skipped step).
+  void ZeroGradients();
+
+  // Every non-frozen persistent tensor (trainable, optimizer state,
+  // gradients), for checkpoints: name -> (dtype, shape, bytes).
+  struct StateTensor {
+    std::string name;
+    schema::DType dtype;
+    std::vector<int64_t> shape;
+    uint8_t* data;
+    uint64_t bytes;
+  };
+  std::vector<StateTensor> State() const;
+  // Sets a state tensor by name (sizes must match).
+  Status SetState(const std::string& name, const void* data, uint64_t bytes);
+
+  // The view of a persistent tensor by name (null when absent).
+  const cpu::TensorView* FindPersistent(const std::string& name) const;
+
+ private:
+  Session() = default;
+  Status Prepare(const SessionOptions& options);
+  Status FindProgramTensor(const std::string& program, const std::string& name, bool input,
+                           uint32_t* id) const;
+
+  Plan plan_;
+  std::vector<cpu::TensorView> views_;            // per tensor id
+  std::vector<std::vector<uint8_t>> persistent_;  // per tensor id (empty for arena)
+  uint8_t* arena_ = nullptr;
+  struct Prepared {
+    cpu::KernelFn fn = nullptr;
+    cpu::KernelParams params;
+  };
+  std::vector<Prepared> kernels_;
+  cpu::KernelContext ctx_;
+  std::map<std::string, uint32_t> persistent_by_name_;
+};
+
+}  // namespace lorart
+
+#endif  // LORART_EXEC_SESSION_H_

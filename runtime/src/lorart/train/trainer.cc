@@ -1,0 +1,363 @@
+#include "lorart/train/trainer.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "lorart/io/json.h"
+#include "lorart/io/mapped_file.h"
+#include "lorart/io/safetensors.h"
+#include "lorart/io/safetensors_write.h"
+
+namespace lorart {
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+uint64_t StepSeed(uint64_t seed, int64_t step, int64_t micro) {
+  uint64_t z = seed ^ (static_cast<uint64_t>(step) * 0x9E3779B97F4A7C15ull) ^
+               (static_cast<uint64_t>(micro) * 0xD1B54A32D192ED03ull);
+  z ^= z >> 31;
+  z *= 0x7FB5D329728EA185ull;
+  z ^= z >> 27;
+  return z | 1;  // never 0
+}
+
+Status MakeDir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return UnavailableError(StrFormat("%s: cannot create directory: %s", dir.c_str(),
+                                      std::strerror(errno)));
+  return OkStatus();
+}
+
+Status RemoveTree(const std::string& dir) {
+  std::string cmd = "rm -rf '" + dir + "'";
+  if (std::system(cmd.c_str()) != 0)
+    return UnavailableError(StrFormat("%s: cannot remove", dir.c_str()));
+  return OkStatus();
+}
+
+lorart::DType ToFileDType(schema::DType d) {
+  switch (d) {
+    case schema::DType::F32: return lorart::DType::kF32;
+    case schema::DType::BF16: return lorart::DType::kBF16;
+    case schema::DType::F16: return lorart::DType::kF16;
+    case schema::DType::I32: return lorart::DType::kI32;
+    case schema::DType::I64: return lorart::DType::kI64;
+    default: return lorart::DType::kU8;
+  }
+}
+
+std::string FormatDuration(double seconds) {
+  char buf[32];
+  int s = static_cast<int>(seconds + 0.5);
+  if (s >= 3600)
+    snprintf(buf, sizeof buf, "%dh%02dm", s / 3600, (s % 3600) / 60);
+  else
+    snprintf(buf, sizeof buf, "%dm%02ds", s / 60, s % 60);
+  return buf;
+}
+
+}  // namespace
+
+double ScheduledLearningRate(const TrainOptions& o, int64_t step, int64_t total) {
+  if (o.warmup_steps > 0 && step < o.warmup_steps)
+    return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
+  if (o.schedule == "constant") return o.lr;
+  int64_t decay = std::max<int64_t>(1, total - o.warmup_steps);
+  double progress = std::min(1.0, static_cast<double>(step - o.warmup_steps) / decay);
+  if (o.schedule == "linear") return o.lr - (o.lr - o.min_lr) * progress;
+  return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + std::cos(kPi * progress));
+}
+
+Status FeedBatch(Session* s, const std::string& program, const data::Batch& b) {
+  LORA_RETURN_IF_ERROR(s->SetInput(program, "tokens", b.tokens.data(), b.tokens.size() * 4));
+  LORA_RETURN_IF_ERROR(
+      s->SetInput(program, "positions", b.positions.data(), b.positions.size() * 4));
+  Status seg = s->SetInput(program, "segment_ids", b.segment_ids.data(), b.segment_ids.size() * 4);
+  if (!seg.ok() && seg.code() != StatusCode::kNotFound) return seg;
+  LORA_RETURN_IF_ERROR(s->SetInput(program, "targets", b.targets.data(), b.targets.size() * 4));
+  return s->SetInput(program, "loss_mask", b.loss_mask.data(), b.loss_mask.size());
+}
+
+Trainer::Trainer(Session* session, data::Dataset* train, data::Dataset* eval,
+                 TrainOptions options, std::ostream* log)
+    : session_(session), train_(train), eval_(eval), o_(std::move(options)), log_(log),
+      batcher_(train) {}
+
+StatusOr<double> Trainer::Evaluate(Session* session, data::Dataset* dataset) {
+  double loss = 0;
+  double count = 0;
+  data::Batch batch;
+  for (int64_t i = 0; i < dataset->batches_per_epoch(); ++i) {
+    LORA_RETURN_IF_ERROR(dataset->GetBatch(0, i, &batch));
+    LORA_RETURN_IF_ERROR(FeedBatch(session, "eval_step", batch));
+    LORA_RETURN_IF_ERROR(session->Run("eval_step", 0));
+    LORA_ASSIGN_OR_RETURN(double l, session->GetScalar("eval_step", "loss_sum"));
+    LORA_ASSIGN_OR_RETURN(double n, session->GetScalar("eval_step", "count"));
+    loss += l;
+    count += n;
+  }
+  if (count <= 0) return InvalidArgumentError("the evaluation set has no target tokens");
+  return loss / count;
+}
+
+Status Trainer::WriteMetrics(const std::string& line) {
+  if (o_.output_dir.empty()) return OkStatus();
+  std::ofstream out(o_.output_dir + "/metrics.jsonl", std::ios::app);
+  out << line << "\n";
+  if (!out) return UnavailableError(o_.output_dir + "/metrics.jsonl: write failed");
+  return OkStatus();
+}
+
+Status Trainer::SaveCheckpoint(int64_t step, const std::string& dir) {
+  // Written into a temporary directory renamed into place: a checkpoint is
+  // either complete or absent.
+  std::string tmp = dir + ".tmp";
+  LORA_RETURN_IF_ERROR(RemoveTree(tmp));
+  LORA_RETURN_IF_ERROR(MakeDir(tmp));
+  std::vector<TensorToWrite> tensors;
+  for (const Session::StateTensor& t : session_->State())
+    tensors.push_back({t.name, ToFileDType(t.dtype), t.shape, t.data});
+  LORA_RETURN_IF_ERROR(WriteSafetensors(tmp + "/state.safetensors", tensors));
+  Json state = {{"step", step},
+                {"skipped", skipped_},
+                {"loss_mean", loss_mean_},
+                {"loss_count", loss_count_},
+                {"best_eval", best_eval_},
+                {"have_best", have_best_},
+                {"evals_without_improvement", evals_without_improvement_},
+                {"seed", o_.seed},
+                {"data", batcher_.SaveState()}};
+  LORA_RETURN_IF_ERROR(WriteFileAtomically(tmp + "/trainer.json", state.dump(2) + "\n"));
+  if (session_->plan().lora())
+    LORA_RETURN_IF_ERROR(session_->SaveAdapter(tmp, o_.base_model));
+  LORA_RETURN_IF_ERROR(RemoveTree(dir));
+  if (std::rename(tmp.c_str(), dir.c_str()) != 0)
+    return UnavailableError(StrFormat("%s: cannot rename to %s: %s", tmp.c_str(), dir.c_str(),
+                                      std::strerror(errno)));
+  return OkStatus();
+}
+
+Status Trainer::LoadCheckpoint(const std::string& dir) {
+  std::ifstream in(dir + "/trainer.json");
+  if (!in) return NotFoundError(dir + "/trainer.json: no such checkpoint");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Json state;
+  LORA_RETURN_IF_ERROR(ParseJson(ss.str(), dir + "/trainer.json", "checkpoint", &state));
+  if (state.value("seed", uint64_t{0}) != o_.seed)
+    return InvalidArgumentError(StrFormat("%s: the checkpoint was made with --seed %llu, this "
+                                          "run has --seed %llu",
+                                          dir.c_str(),
+                                          static_cast<unsigned long long>(state.value("seed", uint64_t{0})),
+                                          static_cast<unsigned long long>(o_.seed)));
+  std::string path = dir + "/state.safetensors";
+  SafetensorsHeader header;
+  LORA_RETURN_IF_ERROR(ReadSafetensorsHeader(path, &header));
+  MappedFile file;
+  LORA_RETURN_IF_ERROR(file.Open(path));
+  for (const Session::StateTensor& t : session_->State()) {
+    const TensorInfo* info = header.Find(t.name);
+    if (!info)
+      return NotFoundError(StrFormat("%s: no tensor '%s': the checkpoint belongs to another plan",
+                                     path.c_str(), t.name.c_str()));
+    if (info->end - info->begin != t.bytes)
+      return InvalidArgumentError(StrFormat("%s: tensor '%s' has %llu bytes, the plan needs %llu",
+                                            path.c_str(), t.name.c_str(),
+                                            static_cast<unsigned long long>(info->end - info->begin),
+                                            static_cast<unsigned long long>(t.bytes)));
+    LORA_RETURN_IF_ERROR(session_->SetState(t.name, file.data() + header.DataOffset() + info->begin,
+                                            t.bytes));
+  }
+  step_ = state.value("step", int64_t{0});
+  skipped_ = state.value("skipped", int64_t{0});
+  loss_mean_ = state.value("loss_mean", 0.0);
+  loss_count_ = state.value("loss_count", int64_t{0});
+  best_eval_ = state.value("best_eval", 0.0);
+  have_best_ = state.value("have_best", false);
+  evals_without_improvement_ = state.value("evals_without_improvement", int64_t{0});
+  if (!state.contains("data")) return InvalidArgumentError(dir + "/trainer.json: no data state");
+  return batcher_.RestoreState(state["data"]);
+}
+
+Status Trainer::Run(TrainResult* result) {
+  const int64_t per_epoch = train_->batches_per_epoch();
+  if (per_epoch <= 0) return InvalidArgumentError("the training set produced no batch");
+  int64_t total = o_.steps > 0 ? o_.steps
+                               : std::max<int64_t>(1, static_cast<int64_t>(std::ceil(
+                                                          o_.epochs * per_epoch / o_.grad_accum)));
+  if (!o_.output_dir.empty()) LORA_RETURN_IF_ERROR(MakeDir(o_.output_dir));
+  if (!o_.resume_dir.empty()) {
+    LORA_RETURN_IF_ERROR(LoadCheckpoint(o_.resume_dir), "while resuming from %s",
+                         o_.resume_dir.c_str());
+    *log_ << "resumed from " << o_.resume_dir << " at step " << step_ << "\n";
+  }
+  auto start = std::chrono::steady_clock::now();
+  int64_t tokens_seen = 0;
+  double last_loss = 0;
+  data::Batch batch;
+  result->stopped_early = false;
+
+  auto evaluate = [&](int64_t at) -> Status {
+    if (!eval_) return OkStatus();
+    LORA_ASSIGN_OR_RETURN(double loss, Evaluate(session_, eval_));
+    eval_curve_.push_back({at, loss});
+    char line[256];
+    snprintf(line, sizeof line, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.4f}",
+             static_cast<long long>(at), loss, std::exp(loss));
+    LORA_RETURN_IF_ERROR(WriteMetrics(line));
+    if (o_.progress_bar) *log_ << "\n";
+    *log_ << "step " << at << ": eval loss " << loss << " (ppl " << std::exp(loss) << ")\n";
+    if (!have_best_ || loss < best_eval_) {
+      best_eval_ = loss;
+      have_best_ = true;
+      evals_without_improvement_ = 0;
+    } else {
+      ++evals_without_improvement_;
+    }
+    return OkStatus();
+  };
+
+  while (step_ < total) {
+    double loss_sum = 0, count = 0;
+    int64_t real = 0;
+    for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
+      LORA_RETURN_IF_ERROR(batcher_.Next(&batch));
+      LORA_RETURN_IF_ERROR(FeedBatch(session_, "train_step", batch));
+      LORA_RETURN_IF_ERROR(session_->Run("train_step", StepSeed(o_.seed, step_, micro)),
+                           "at step %lld", static_cast<long long>(step_));
+      LORA_ASSIGN_OR_RETURN(double l, session_->GetScalar("train_step", "loss_sum"));
+      LORA_ASSIGN_OR_RETURN(double n, session_->GetScalar("train_step", "count"));
+      loss_sum += l;
+      count += n;
+      real += batch.real_tokens;
+    }
+    double loss = count > 0 ? loss_sum / count : 0.0;
+    bool spike = loss_count_ >= 10 && loss > o_.spike_factor * loss_mean_;
+    if (count <= 0 || !std::isfinite(loss) || spike) {
+      // Skipped: the accumulated gradients are dropped, nothing is updated.
+      session_->ZeroGradients();
+      ++skipped_;
+      char line[200];
+      snprintf(line, sizeof line, "{\"step\": %lld, \"skipped\": true, \"loss\": %s}",
+               static_cast<long long>(step_), std::isfinite(loss) ? std::to_string(loss).c_str() : "null");
+      LORA_RETURN_IF_ERROR(WriteMetrics(line));
+      *log_ << "step " << step_ << ": skipped (loss " << loss
+            << (spike ? ", a spike above the running mean" : "") << ")\n";
+      if (skipped_ > o_.max_skipped)
+        return InvalidArgumentError(StrFormat(
+            "stopped: %lld steps skipped for non-finite or spiking loss (max %lld); lower --lr",
+            static_cast<long long>(skipped_), static_cast<long long>(o_.max_skipped)));
+      ++step_;
+      continue;
+    }
+    double lr = ScheduledLearningRate(o_, step_, total);
+    LORA_RETURN_IF_ERROR(session_->SetScalar("optimizer_step", "learning_rate", static_cast<float>(lr)));
+    LORA_RETURN_IF_ERROR(session_->SetScalar("optimizer_step", "step", static_cast<float>(step_ + 1)));
+    LORA_RETURN_IF_ERROR(session_->SetScalar("optimizer_step", "token_count", static_cast<float>(count)));
+    LORA_RETURN_IF_ERROR(session_->Run("optimizer_step", 0));
+    LORA_ASSIGN_OR_RETURN(double grad_norm, session_->GetScalar("optimizer_step", "grad_norm"));
+    ++step_;
+    loss_mean_ += (loss - loss_mean_) / static_cast<double>(++loss_count_);
+    last_loss = loss;
+    tokens_seen += real;
+    train_curve_.push_back({step_, loss});
+    double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double tps = elapsed > 0 ? tokens_seen / elapsed : 0;
+    char line[320];
+    snprintf(line, sizeof line,
+             "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %lld, "
+             "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f}",
+             static_cast<long long>(step_), loss, lr, grad_norm / std::max(count, 1.0),
+             static_cast<long long>(tokens_seen), tps, elapsed);
+    LORA_RETURN_IF_ERROR(WriteMetrics(line));
+    if (o_.progress_bar) {
+      double eta = step_ > 0 ? elapsed / step_ * (total - step_) : 0;
+      int width = 24, filled = static_cast<int>(width * step_ / total);
+      *log_ << "\r[" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
+            << step_ << "/" << total << " loss " << loss << " lr " << lr << " " << (int)tps
+            << " tok/s ETA " << FormatDuration(eta) << "   " << std::flush;
+    } else if (o_.log_every > 0 && (step_ % o_.log_every == 0 || step_ == total)) {
+      *log_ << "step " << step_ << "/" << total << ": loss " << loss << ", lr " << lr << ", "
+            << static_cast<int64_t>(tps) << " tokens/s\n";
+    }
+    if (o_.eval_every > 0 && step_ % o_.eval_every == 0 && step_ < total) {
+      LORA_RETURN_IF_ERROR(evaluate(step_));
+      if (o_.patience > 0 && evals_without_improvement_ >= o_.patience) {
+        *log_ << "early stop: no improvement of the eval loss in " << o_.patience
+              << " evaluations\n";
+        result->stopped_early = true;
+        break;
+      }
+    }
+    if (o_.save_every > 0 && step_ % o_.save_every == 0 && !o_.output_dir.empty())
+      LORA_RETURN_IF_ERROR(SaveCheckpoint(step_, o_.output_dir + "/checkpoint-" +
+                                                     std::to_string(step_)));
+  }
+  if (o_.progress_bar) *log_ << "\n";
+  LORA_RETURN_IF_ERROR(evaluate(step_));
+  if (!o_.output_dir.empty()) {
+    if (session_->plan().lora()) LORA_RETURN_IF_ERROR(session_->SaveAdapter(o_.output_dir, o_.base_model));
+    LORA_RETURN_IF_ERROR(
+        WriteFileAtomically(o_.output_dir + "/loss.svg", LossCurveSvg(train_curve_, eval_curve_)));
+  }
+  result->steps = step_;
+  result->skipped = skipped_;
+  result->final_train_loss = last_loss;
+  result->best_eval_loss = have_best_ ? best_eval_ : std::nan("");
+  return OkStatus();
+}
+
+std::string LossCurveSvg(const std::vector<std::pair<int64_t, double>>& train,
+                         const std::vector<std::pair<int64_t, double>>& eval) {
+  const double W = 640, H = 360, L = 60, R = 20, T = 20, B = 40;
+  double xmax = 1, ymin = 1e300, ymax = -1e300;
+  for (auto* curve : {&train, &eval})
+    for (auto [x, y] : *curve) {
+      xmax = std::max(xmax, static_cast<double>(x));
+      ymin = std::min(ymin, y);
+      ymax = std::max(ymax, y);
+    }
+  if (ymin > ymax) ymin = 0, ymax = 1;
+  if (ymax - ymin < 1e-9) ymax = ymin + 1;
+  auto px = [&](double x) { return L + (W - L - R) * x / xmax; };
+  auto py = [&](double y) { return T + (H - T - B) * (1 - (y - ymin) / (ymax - ymin)); };
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B
+    << "\" stroke=\"black\"/>\n<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L
+    << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n";
+  for (int i = 0; i <= 4; ++i) {
+    double y = ymin + (ymax - ymin) * i / 4;
+    s << "<text x=\"" << L - 6 << "\" y=\"" << py(y) + 4 << "\" text-anchor=\"end\">"
+      << std::to_string(y).substr(0, 5) << "</text>\n";
+  }
+  s << "<text x=\"" << (W + L) / 2 << "\" y=\"" << H - 8 << "\" text-anchor=\"middle\">step (max "
+    << static_cast<int64_t>(xmax) << ")</text>\n";
+  auto poly = [&](const std::vector<std::pair<int64_t, double>>& c, const char* color) {
+    if (c.empty()) return;
+    s << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"1.5\" points=\"";
+    for (auto [x, y] : c) s << px(static_cast<double>(x)) << "," << py(y) << " ";
+    s << "\"/>\n";
+  };
+  poly(train, "#1f77b4");
+  poly(eval, "#d62728");
+  s << "<text x=\"" << W - R - 150 << "\" y=\"" << T + 12 << "\" fill=\"#1f77b4\">train loss</text>\n";
+  if (!eval.empty())
+    s << "<text x=\"" << W - R - 150 << "\" y=\"" << T + 28 << "\" fill=\"#d62728\">eval loss</text>\n";
+  s << "</svg>\n";
+  return s.str();
+}
+
+}  // namespace lorart
