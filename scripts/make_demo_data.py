@@ -3,7 +3,7 @@
   examples/demo/pretrain.jsonl   {"text"} lines of the public-domain corpus
   examples/demo/sft_train.jsonl  a synthetic instruction task (chat format)
   examples/demo/sft_val.jsonl    held-out pairs of the same task
-The task: "Which word comes second: <w1> <w2> <w3>?" -> "<w2>". The word
+The task: "Which word comes first: <w1> <w2> <w3>?" -> "<w1>". The word
 triples of the validation set never occur in training."""
 import json
 import random
@@ -24,8 +24,8 @@ train, val = triples[:2400], triples[2400:]
 
 def record(t):
     return {"messages": [
-        {"role": "user", "content": "Which word comes second: %s %s %s?" % t},
-        {"role": "assistant", "content": t[1]},
+        {"role": "user", "content": "Which word comes first: %s %s %s?" % t},
+        {"role": "assistant", "content": t[0]},
     ]}
 
 

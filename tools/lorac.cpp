@@ -343,6 +343,7 @@ Pipeline buildPipeline(ModuleOp module) {
                  .str();
   if (quantizeBase == "nf4")
     p.prefix += ",lora-quantize-base{format=nf4}";
+  p.prefix += ",lora-logits-program";
   p.prefix += ",lora-objective{objective=" + objective + "}";
   if (packing)
     p.prefix += ",lora-packing";

@@ -120,6 +120,21 @@ LogicalResult LMHeadCrossEntropyOp::verify() {
                           getChunkSize());
 }
 
+LogicalResult SelectRowsOp::verify() {
+  RankedTensorType x = tensorOf(getX()), idx = tensorOf(getIndex()),
+                   res = tensorOf(getResult());
+  if (failed(expectRank(*this, "x", x, 3)) ||
+      failed(expectRank(*this, "index", idx, 1)) ||
+      failed(expectRank(*this, "result", res, 3)) ||
+      failed(expectSameDim(*this, "index", idx, 0, "x", x, 0)) ||
+      failed(expectSameDim(*this, "result", res, 0, "x", x, 0)) ||
+      failed(expectDimValue(*this, "result", res, 1, 1, "one row per sequence")) ||
+      failed(expectSameDim(*this, "result", res, 2, "x", x, 2)) ||
+      failed(expectSameElementType(*this, "result", res, "x", x)))
+    return failure();
+  return success();
+}
+
 LogicalResult SegmentBoundaryMaskOp::verify() {
   RankedTensorType m = tensorOf(getMask()), s = tensorOf(getSegmentIds());
   if (failed(expectRank(*this, "mask", m, 2)) ||

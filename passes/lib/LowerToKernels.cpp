@@ -332,6 +332,12 @@ struct LowerToKernelsPass
             .Case([&](LMHeadCrossEntropyGradWOp o) {
               return lmLoss("lm_head_ce_bwd_w", o.getX(), o.getWeight(), o.getChunkSize());
             })
+            .Case([&](SelectRowsOp o) {
+              KernelBuilder k(ctx, "select_rows");
+              ArrayRef<int64_t> s = shapeOf(o.getX());
+              k.i("batch", s[0]).i("seq", s[1]).i("hidden", s[2]);
+              return k.get();
+            })
             .Case([&](SegmentBoundaryMaskOp o) {
               KernelBuilder k(ctx, "segment_boundary_mask");
               k.i("batch", shapeOf(o.getMask())[0]).i("seq", shapeOf(o.getMask())[1]);

@@ -273,3 +273,34 @@ TEST(TrainStep, AccumulatedMicroBatchesEqualOneBatch) {
 
 }  // namespace
 }  // namespace lorart
+
+namespace lorart {
+namespace {
+
+// Optimizer steps on one batch lower that batch's loss (the update goes
+// downhill), for adapters and for full fine-tuning.
+void CheckDescent(const std::string& plan) {
+  std::unique_ptr<Session> s = Open(plan);
+  ASSERT_TRUE(s);
+  Batch b = MakeBatch(2, 8, {{4, 4}, {8}}, kStream);
+  double before = EvalLoss(*s, b);
+  for (int step = 1; step <= 5; ++step) {
+    TrainLoss(*s, b);
+    ASSERT_TRUE(s->SetScalar("optimizer_step", "learning_rate", 1e-2f).ok());
+    ASSERT_TRUE(s->SetScalar("optimizer_step", "step", static_cast<float>(step)).ok());
+    ASSERT_TRUE(s->SetScalar("optimizer_step", "token_count",
+                             static_cast<float>(b.target_tokens)).ok());
+    Status st = s->Run("optimizer_step", 0);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  double after = EvalLoss(*s, b);
+  std::printf("%s: loss %.4f -> %.4f after 5 steps\n", plan.c_str(), before, after);
+  EXPECT_LT(after, before - 0.03 * std::fabs(before)) << plan;
+}
+
+TEST(TrainStep, LoraStepsLowerTheLoss) { CheckDescent("lora_b2_t8"); }
+TEST(TrainStep, QLoraStepsLowerTheLoss) { CheckDescent("lora_nf4"); }
+TEST(TrainStep, FullFineTuningStepsLowerTheLoss) { CheckDescent("full_b2_t8"); }
+
+}  // namespace
+}  // namespace lorart

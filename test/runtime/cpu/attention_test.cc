@@ -58,8 +58,10 @@ KernelParams Params(const Config& c) {
 struct Operands {
   Owned q, k, v, seg;
   Operands(const Config& c, uint64_t seed)
-      : q(c.dtype, {c.B, c.T, c.H * c.D}), k(c.dtype, {c.B, c.T, c.KV * c.D}),
-        v(c.dtype, {c.B, c.T, c.KV * c.D}), seg(DType::I32, {c.B, c.T}) {
+      : q(c.dtype, {c.B, c.T, c.H * c.D}),
+        k(c.dtype, {c.B, c.T, c.KV * c.D}),
+        v(c.dtype, {c.B, c.T, c.KV * c.D}),
+        seg(DType::I32, {c.B, c.T}) {
     std::mt19937_64 rng(seed);
     FillUniform(q, rng, -2.0f, 2.0f);
     FillUniform(k, rng, -2.0f, 2.0f);
@@ -236,7 +238,8 @@ TEST(AttentionTest, PackedRowEqualsSeparateDocuments) {
 struct Grads {
   Owned dq, dk, dv;
   explicit Grads(const Config& c)
-      : dq(c.dtype, {c.B, c.T, c.H * c.D}), dk(c.dtype, {c.B, c.T, c.KV * c.D}),
+      : dq(c.dtype, {c.B, c.T, c.H * c.D}),
+        dk(c.dtype, {c.B, c.T, c.KV * c.D}),
         dv(c.dtype, {c.B, c.T, c.KV * c.D}) {}
 };
 
@@ -298,7 +301,8 @@ TEST(AttentionTest, BackwardIsDeterministicAcrossThreadCounts) {
   Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
   std::mt19937_64 rng(52);
   FillUniform(dout, rng);
-  Grads one = Backward(c, x, dout, 1), two = Backward(c, x, dout, 2), three = Backward(c, x, dout, 3);
+  Grads one = Backward(c, x, dout, 1), two = Backward(c, x, dout, 2),
+        three = Backward(c, x, dout, 3);
   EXPECT_EQ(one.dq.bytes, two.dq.bytes);
   EXPECT_EQ(one.dk.bytes, two.dk.bytes);
   EXPECT_EQ(one.dv.bytes, two.dv.bytes);
@@ -340,7 +344,8 @@ TEST(AttentionTest, RejectsBadOperandsAndParameters) {
   Owned ints(DType::I32, {c.B, c.T, c.H * c.D}), dk(c.dtype, {c.B, c.T, c.KV * c.D}),
       dv(c.dtype, {c.B, c.T, c.KV * c.D});
   EXPECT_FALSE(
-      RunKernel("attention_bwd", Params(c), {&ints, &x.q, &x.k, &x.v, &x.seg}, {&dq, &dk, &dv}).ok());
+      RunKernel("attention_bwd", Params(c), {&ints, &x.q, &x.k, &x.v, &x.seg}, {&dq, &dk, &dv})
+          .ok());
 }
 
 TEST(AttentionTest, DISABLED_Perf) {
@@ -364,12 +369,12 @@ TEST(AttentionTest, DISABLED_Perf) {
     auto t2 = std::chrono::steady_clock::now();
     const double fs = std::chrono::duration<double>(t1 - t0).count();
     const double bs = std::chrono::duration<double>(t2 - t1).count();
-    std::printf("attention %s T=%lld H=%lld KV=%lld D=%lld: fwd %.3f s (%.1f GFLOP/s), "
-                "bwd %.3f s (%.1f GFLOP/s)\n",
-                dt == DType::F32 ? "f32" : "bf16", static_cast<long long>(c.T),
-                static_cast<long long>(c.H), static_cast<long long>(c.KV),
-                static_cast<long long>(c.D), fs, 2 * flops / fs * 1e-9, bs,
-                5 * flops / bs * 1e-9);
+    std::printf(
+        "attention %s T=%lld H=%lld KV=%lld D=%lld: fwd %.3f s (%.1f GFLOP/s), "
+        "bwd %.3f s (%.1f GFLOP/s)\n",
+        dt == DType::F32 ? "f32" : "bf16", static_cast<long long>(c.T), static_cast<long long>(c.H),
+        static_cast<long long>(c.KV), static_cast<long long>(c.D), fs, 2 * flops / fs * 1e-9, bs,
+        5 * flops / bs * 1e-9);
   }
 }
 

@@ -59,11 +59,13 @@ std::vector<float> RmsNormRef(const Owned& x, const Owned& w, int64_t rows, int6
   std::vector<float> y(static_cast<size_t>(rows * hidden));
   for (int64_t r = 0; r < rows; ++r) {
     double ss = 0.0;
-    for (int64_t i = 0; i < hidden; ++i) ss += double(x.get(r * hidden + i)) * x.get(r * hidden + i);
+    for (int64_t i = 0; i < hidden; ++i)
+      ss += double(x.get(r * hidden + i)) * x.get(r * hidden + i);
     const double inv = 1.0 / std::sqrt(ss / double(hidden) + eps);
     for (int64_t i = 0; i < hidden; ++i) {
       const float n = Round(x.view.dtype, static_cast<float>(x.get(r * hidden + i) * inv));
-      y[static_cast<size_t>(r * hidden + i)] = Round(y_type, static_cast<float>(double(w.get(i)) * n));
+      y[static_cast<size_t>(r * hidden + i)] =
+          Round(y_type, static_cast<float>(double(w.get(i)) * n));
     }
   }
   return y;
@@ -75,10 +77,10 @@ TEST(ElementwiseTest, RmsNormForwardMatchesReference) {
     int64_t rows, hidden;
     double bound;
   };
-  for (const Case& c : {Case{DType::F32, DType::F32, 7, 100, 1e-5},
-                        Case{DType::F32, DType::F32, 300, 64, 1e-5},  // parallel rows
-                        Case{DType::BF16, DType::BF16, 9, 96, 1e-2},
-                        Case{DType::F16, DType::F32, 5, 40, 2e-3}}) {
+  for (const Case& c :
+       {Case{DType::F32, DType::F32, 7, 100, 1e-5},
+        Case{DType::F32, DType::F32, 300, 64, 1e-5},  // parallel rows
+        Case{DType::BF16, DType::BF16, 9, 96, 1e-2}, Case{DType::F16, DType::F32, 5, 40, 2e-3}}) {
     std::mt19937_64 rng(11);
     Owned x(c.xt, {c.rows, c.hidden}), w(c.wt, {c.hidden}), y(c.xt, {c.rows, c.hidden});
     FillUniform(x, rng, -2.0f, 2.0f);
@@ -128,13 +130,15 @@ TEST(ElementwiseTest, RmsNormBackwardIsDeterministicAcrossThreadCountsAndBf16) {
   std::vector<double> acc(static_cast<size_t>(hidden), 0.0);
   for (int64_t r = 0; r < rows; ++r) {
     double ss = 0.0;
-    for (int64_t i = 0; i < hidden; ++i) ss += double(x.get(r * hidden + i)) * x.get(r * hidden + i);
+    for (int64_t i = 0; i < hidden; ++i)
+      ss += double(x.get(r * hidden + i)) * x.get(r * hidden + i);
     const double inv = 1.0 / std::sqrt(ss / hidden + 1e-5);
     for (int64_t i = 0; i < hidden; ++i)
       acc[static_cast<size_t>(i)] +=
           dy.get(r * hidden + i) * double(Round(DType::BF16, float(x.get(r * hidden + i) * inv)));
   }
-  for (int64_t i = 0; i < hidden; ++i) want[static_cast<size_t>(i)] = float(acc[static_cast<size_t>(i)]);
+  for (int64_t i = 0; i < hidden; ++i)
+    want[static_cast<size_t>(i)] = float(acc[static_cast<size_t>(i)]);
   EXPECT_LT(NormalizedError(dw1.floats(), want), 1e-3);
 }
 
@@ -191,7 +195,8 @@ KernelParams RopeParams(const RopeCase& c) {
 // (_compute_llama3_parameters).
 std::vector<double> RefInvFreq(const RopeCase& c) {
   std::vector<double> f;
-  for (int64_t i = 0; i < c.head_dim; i += 2) f.push_back(1.0 / std::pow(c.theta, double(i) / c.head_dim));
+  for (int64_t i = 0; i < c.head_dim; i += 2)
+    f.push_back(1.0 / std::pow(c.theta, double(i) / c.head_dim));
   if (c.scaling == "linear")
     for (double& x : f) x /= c.factor;
   if (c.scaling == "llama3") {
@@ -221,7 +226,8 @@ std::vector<float> RopeRef(const Owned& x, const Owned& pos, const RopeCase& c, 
         const int64_t base = t * F + h * c.head_dim;
         const int64_t fi = i % half;
         const double a = sign * p * inv[static_cast<size_t>(fi)];
-        const double rot = i < half ? -double(x.get(base + i + half)) : double(x.get(base + i - half));
+        const double rot =
+            i < half ? -double(x.get(base + i + half)) : double(x.get(base + i - half));
         y[static_cast<size_t>(base + i)] = float(x.get(base + i) * std::cos(a) + rot * std::sin(a));
       }
   }
@@ -231,7 +237,8 @@ std::vector<float> RopeRef(const Owned& x, const Owned& pos, const RopeCase& c, 
 double RopeError(const RopeCase& c, DType dtype, DType pos_type, int64_t max_pos, uint64_t seed) {
   std::mt19937_64 rng(seed);
   const int64_t F = c.heads * c.head_dim;
-  Owned x(dtype, {c.batch, c.seq, F}), y(dtype, {c.batch, c.seq, F}), pos(pos_type, {c.batch, c.seq});
+  Owned x(dtype, {c.batch, c.seq, F}), y(dtype, {c.batch, c.seq, F}),
+      pos(pos_type, {c.batch, c.seq});
   FillUniform(x, rng);
   FillInts(pos, rng, 0, max_pos);
   Status s = RunKernel("rope_fwd", RopeParams(c), {&x, &pos}, {&y});
@@ -267,7 +274,8 @@ TEST(RopeTest, LinearScalingDividesPositions) {
       pos4(DType::I32, {c.batch, c.seq});
   FillUniform(x, rng);
   FillInts(pos, rng, 0, 500);
-  for (int64_t i = 0; i < pos.numel(); ++i) pos4.view.as<int32_t>()[i] = 4 * pos.view.as<int32_t>()[i];
+  for (int64_t i = 0; i < pos.numel(); ++i)
+    pos4.view.as<int32_t>()[i] = 4 * pos.view.as<int32_t>()[i];
   RopeCase plain;
   ASSERT_TRUE(RunKernel("rope_fwd", RopeParams(c), {&x, &pos4}, {&y1}).ok());
   ASSERT_TRUE(RunKernel("rope_fwd", RopeParams(plain), {&x, &pos}, {&y2}).ok());
@@ -283,9 +291,12 @@ TEST(RopeTest, Llama3ScalingMatchesFormula) {
   int high_freq = 0, low_freq = 0, medium = 0;
   for (int64_t i = 0; i < c.head_dim; i += 2) {
     const double wavelen = 2 * M_PI * std::pow(c.theta, double(i) / c.head_dim);
-    if (wavelen < c.orig / c.high) ++high_freq;
-    else if (wavelen > c.orig / c.low) ++low_freq;
-    else ++medium;
+    if (wavelen < c.orig / c.high)
+      ++high_freq;
+    else if (wavelen > c.orig / c.low)
+      ++low_freq;
+    else
+      ++medium;
   }
   EXPECT_GT(high_freq, 0);
   EXPECT_GT(low_freq, 0);
@@ -335,7 +346,8 @@ TEST(RopeTest, RejectsBadOperandsAndParameters) {
   RopeCase c;
   const int64_t F = c.heads * c.head_dim;
   Owned x(DType::F32, {c.batch, c.seq, F}), y(DType::F32, {c.batch, c.seq, F});
-  Owned pos(DType::I32, {c.batch, c.seq}), fpos(DType::F32, {c.batch, c.seq}), short_pos(DType::I32, {3});
+  Owned pos(DType::I32, {c.batch, c.seq}), fpos(DType::F32, {c.batch, c.seq}),
+      short_pos(DType::I32, {3});
   EXPECT_TRUE(RunKernel("rope_fwd", RopeParams(c), {&x, &pos}, {&y}).ok());
   EXPECT_FALSE(RunKernel("rope_fwd", RopeParams(c), {&x, &fpos}, {&y}).ok());
   EXPECT_FALSE(RunKernel("rope_fwd", RopeParams(c), {&x, &short_pos}, {&y}).ok());
@@ -427,7 +439,8 @@ TEST(ElementwiseTest, AddMatchesReferenceAndMayWriteInPlace) {
   FillUniform(b, rng);
   ASSERT_TRUE(RunKernel("add", ElementsParams(n), {&a, &b}, {&y}).ok());
   std::vector<float> want(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) want[static_cast<size_t>(i)] = Round(DType::BF16, a.get(i) + b.get(i));
+  for (int64_t i = 0; i < n; ++i)
+    want[static_cast<size_t>(i)] = Round(DType::BF16, a.get(i) + b.get(i));
   EXPECT_EQ(y.floats(), want);  // one rounding of the exact f32 sum
   ASSERT_TRUE(RunKernel("add", ElementsParams(n), {&a, &b}, {&a}).ok());  // in place
   EXPECT_EQ(a.floats(), want);
@@ -548,8 +561,9 @@ TEST(ElementwiseTest, CopyZeroAndCast) {
   EXPECT_FALSE(RunKernel("zero", ElementsParams(64), {}, {&nf4}).ok());
 
   // Cast: round to nearest, ties to even, in both narrow types.
-  const float in[] = {1.0f + 0x1p-8f,      1.0f + 3 * 0x1p-8f, -(1.0f + 0x1p-8f),
-                      1.0f + 0x1p-11f,     1.0f + 3 * 0x1p-11f, 65504.0f, 1e-8f, 3.14159265f};
+  const float in[] = {1.0f + 0x1p-8f,  1.0f + 3 * 0x1p-8f,  -(1.0f + 0x1p-8f),
+                      1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 65504.0f,
+                      1e-8f,           3.14159265f};
   Owned x(DType::F32, {8}), bf(DType::BF16, {8}), hf(DType::F16, {8}), back(DType::F32, {8});
   for (int i = 0; i < 8; ++i) x.set(i, in[i]);
   ASSERT_TRUE(RunKernel("cast", ElementsParams(8), {&x}, {&bf}).ok());
@@ -573,9 +587,9 @@ TEST(ElementwiseTest, CopyZeroAndCast) {
 }
 
 TEST(ElementwiseTest, EveryKindIsRegistered) {
-  for (const char* kind : {"rms_norm_fwd", "rms_norm_bwd", "rope_fwd", "rope_bwd", "swiglu_fwd",
-                           "swiglu_bwd", "add", "segment_boundary_mask", "fill", "accumulate",
-                           "copy", "zero", "cast"}) {
+  for (const char* kind :
+       {"rms_norm_fwd", "rms_norm_bwd", "rope_fwd", "rope_bwd", "swiglu_fwd", "swiglu_bwd", "add",
+        "segment_boundary_mask", "fill", "accumulate", "copy", "zero", "cast"}) {
     KernelFn fn = nullptr;
     EXPECT_TRUE(LookupKernel(kind, &fn).ok()) << kind;
     EXPECT_NE(fn, nullptr) << kind;

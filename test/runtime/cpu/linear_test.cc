@@ -629,6 +629,44 @@ TEST(LinearTest, CrossEntropyTargetsOutOfRange) {
   EXPECT_NE(s.message().find("position 2"), std::string::npos) << s.message();
 }
 
+// -inf logits (a masked vocabulary) contribute nothing; a NaN logit makes
+// its row's loss and gradient NaN.
+TEST(LinearTest, CrossEntropyNonFiniteLogits) {
+  const int64_t t = 2, v = 40;
+  std::mt19937_64 rng(26);
+  auto logits = Rand(DType::F32, {t, v}, rng);
+  auto targets = Zeros(DType::I32, {t}), mask = Zeros(DType::BOOL, {t});
+  targets->view.as<int32_t>()[0] = 3;
+  targets->view.as<int32_t>()[1] = 5;
+  mask->view.as<uint8_t>()[0] = 1;
+  for (int64_t j = 10; j < v; ++j) logits->set(j, -INFINITY);
+  auto loss = Zeros(DType::F32, {}), count = Zeros(DType::I64, {});
+  ASSERT_TRUE(RunKernel("cross_entropy_fwd", CeParams(t, v),
+                        {logits.get(), targets.get(), mask.get()}, {loss.get(), count.get()})
+                  .ok());
+  double mx = -1e300, sum = 0;
+  for (int64_t j = 0; j < 10; ++j) mx = std::max(mx, double(logits->get(j)));
+  for (int64_t j = 0; j < 10; ++j) sum += std::exp(logits->get(j) - mx);
+  EXPECT_NEAR(loss->get(0), mx + std::log(sum) - logits->get(3), 1e-5);
+  auto dloss = Zeros(DType::F32, {});
+  dloss->set(0, 1.0f);
+  auto dl = Zeros(DType::F32, {t, v});
+  ASSERT_TRUE(RunKernel("cross_entropy_bwd", CeParams(t, v),
+                        {logits.get(), targets.get(), mask.get(), dloss.get()}, {dl.get()})
+                  .ok());
+  for (int64_t j = 10; j < v; ++j) EXPECT_LT(std::fabs(dl->get(j)), 1e-30f);
+  logits->set(7, NAN);
+  ASSERT_TRUE(RunKernel("cross_entropy_fwd", CeParams(t, v),
+                        {logits.get(), targets.get(), mask.get()}, {loss.get(), count.get()})
+                  .ok());
+  EXPECT_TRUE(std::isnan(loss->get(0)));
+  ASSERT_TRUE(RunKernel("cross_entropy_bwd", CeParams(t, v),
+                        {logits.get(), targets.get(), mask.get(), dloss.get()}, {dl.get()})
+                  .ok());
+  EXPECT_TRUE(std::isnan(dl->get(0)));
+  EXPECT_EQ(dl->get(v), 0.0f);  // the masked-out row
+}
+
 TEST(LinearTest, CrossEntropyBwdMatchesFiniteDifferences) {
   std::mt19937_64 rng(22);
   const int64_t t = 5, v = 12;

@@ -30,7 +30,8 @@ Owned Scalar(float v) {
 TEST(OptimizerTest, GlobalNormMatchesDoubleReference) {
   std::mt19937_64 rng(1);
   // Sizes around the kernel's 16384-element pieces, mixed dtypes.
-  Owned a(DType::F32, {40000}), b(DType::BF16, {16, 64}), c(DType::F32, {16384}), d(DType::F16, {3});
+  Owned a(DType::F32, {40000}), b(DType::BF16, {16, 64}), c(DType::F32, {16384}),
+      d(DType::F16, {3});
   FillUniform(a, rng, -1e-3f, 1e-3f);
   FillUniform(b, rng);
   FillUniform(c, rng, -10.0f, 10.0f);
@@ -48,8 +49,10 @@ TEST(OptimizerTest, GlobalNormMatchesDoubleReference) {
   // One tensor, and none.
   p.Set("tensors", int64_t{1});
   ASSERT_TRUE(RunKernel("global_norm", p, {&d}, {&n1}).ok());
-  EXPECT_NEAR(n1.get(0), std::sqrt(double(d.get(0)) * d.get(0) + double(d.get(1)) * d.get(1) +
-                                   double(d.get(2)) * d.get(2)), 1e-6);
+  EXPECT_NEAR(n1.get(0),
+              std::sqrt(double(d.get(0)) * d.get(0) + double(d.get(1)) * d.get(1) +
+                        double(d.get(2)) * d.get(2)),
+              1e-6);
   p.Set("tensors", int64_t{0});
   ASSERT_TRUE(RunKernel("global_norm", p, {}, {&n1}).ok());
   EXPECT_EQ(n1.get(0), 0.0f);
@@ -66,8 +69,10 @@ float ClipScale(double max_norm, float norm, float count, Status* status = nullp
   p.Set("max_norm", max_norm);
   Owned n = Scalar(norm), c = Scalar(count), out(DType::F32, {});
   Status s = RunKernel("clip_scale", p, {&n, &c}, {&out});
-  if (status) *status = s;
-  else EXPECT_TRUE(s.ok()) << s.ToString();
+  if (status)
+    *status = s;
+  else
+    EXPECT_TRUE(s.ok()) << s.ToString();
   return out.get(0);
 }
 
@@ -129,7 +134,8 @@ TEST(OptimizerTest, AdamWTwoStepsByHand) {
     Owned st = Scalar(float(step));
     g.set(0, 1.0f), g.set(1, -2.0f);
     Owned scale = Scalar(0.5f);
-    ASSERT_TRUE(RunKernel("adamw", AdamParams(2), {&p, &g, &m, &v, &lr, &st, &scale}, {&p, &m, &v}).ok());
+    ASSERT_TRUE(
+        RunKernel("adamw", AdamParams(2), {&p, &g, &m, &v, &lr, &st, &scale}, {&p, &m, &v}).ok());
     const double* want = step == 1 ? want1 : want2;
     EXPECT_NEAR(p.get(0), want[0], 1e-6) << "step " << step;
     EXPECT_NEAR(p.get(1), want[1], 1e-6) << "step " << step;
@@ -153,9 +159,10 @@ TEST(OptimizerTest, AdamWMatchesReferenceLoop) {
     for (int step = 1; step <= 3; ++step) {
       FillUniform(g, rng, -4.0f, 4.0f);
       Owned lr_s = Scalar(float(lr)), st = Scalar(float(step)), sc = Scalar(float(scale));
-      std::vector<Owned*> outs = in_place ? std::vector<Owned*>{&p, &m, &v}
-                                          : std::vector<Owned*>{&p2, &m2, &v2};
-      ASSERT_TRUE(RunKernel("adamw", AdamParams(n, wd), {&p, &g, &m, &v, &lr_s, &st, &sc}, outs).ok());
+      std::vector<Owned*> outs =
+          in_place ? std::vector<Owned*>{&p, &m, &v} : std::vector<Owned*>{&p2, &m2, &v2};
+      ASSERT_TRUE(
+          RunKernel("adamw", AdamParams(n, wd), {&p, &g, &m, &v, &lr_s, &st, &sc}, outs).ok());
       if (!in_place) {
         std::swap(p.bytes, p2.bytes), std::swap(m.bytes, m2.bytes), std::swap(v.bytes, v2.bytes);
         for (Owned* t : {&p, &m, &v, &p2, &m2, &v2}) t->view.data = t->bytes.data();
@@ -205,7 +212,8 @@ TEST(OptimizerTest, AdamWRejectsBadInputs) {
   bad_beta.Set("beta2", 1.0);
   EXPECT_FALSE(run(bad_beta, &g, &one).ok());
   Owned vec_lr(DType::F32, {2});
-  EXPECT_FALSE(RunKernel("adamw", AdamParams(4), {&p, &g, &m, &v, &vec_lr, &one, &one}, {&p, &m, &v}).ok());
+  EXPECT_FALSE(
+      RunKernel("adamw", AdamParams(4), {&p, &g, &m, &v, &vec_lr, &one, &one}, {&p, &m, &v}).ok());
   EXPECT_FALSE(RunKernel("adamw", AdamParams(4), {&p, &g, &m, &v, &lr, &one}, {&p, &m, &v}).ok());
 }
 

@@ -515,4 +515,26 @@ def PlanMemory : Pass<"lora-plan-memory", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
 }
 
+def LogitsProgram : Pass<"lora-logits-program", "::mlir::ModuleOp"> {
+  let summary = "Adds @logits_step: the next-token logits at one position per sequence, for generation";
+  let description = [{
+    Clones the (shape-specialized) forward graph into `@logits_step` with an
+    extra input `last_index` (`[batch]`: the position whose next token is
+    wanted) and a `lora.select_rows` before the LM head, so only
+    `[batch, 1, vocab]` logits are computed. Runs before `lora-objective`.
+    The runtime's `lorart generate` calls it once per generated token (no KV
+    cache yet).
+
+    After:
+    ```mlir
+    func.func @logits_step(%tokens: ..., %positions: ..., %last: tensor<1xi32> {lora.input = "last_index"})
+        -> (tensor<1x1x512xf32> {lora.output = "logits"}) {
+      ...
+      %row = lora.select_rows %h, %last : (tensor<1x64x128xf32>, tensor<1xi32>) -> tensor<1x1x128xf32>
+      %logits = lora.lm_head %row, %w : ...
+    ```
+  }];
+  let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
+}
+
 #endif // LORA_TRANSFORMS_PASSES_TD

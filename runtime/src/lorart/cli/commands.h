@@ -30,6 +30,7 @@ Command AddInitModelCommand(CLI::App& root, std::ostream& out);
 Command AddRunCommand(CLI::App& root, std::ostream& out);
 Command AddEvalCommand(CLI::App& root, std::ostream& out);
 Command AddTrainTokenizerCommand(CLI::App& root, std::ostream& out);
+Command AddGenerateCommand(CLI::App& root, std::ostream& out);
 
 }  // namespace cli
 }  // namespace lorart

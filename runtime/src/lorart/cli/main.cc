@@ -22,6 +22,7 @@ constexpr AddCommandFn kCommands[] = {
     AddRunCommand,
     AddEvalCommand,
     AddTrainTokenizerCommand,
+    AddGenerateCommand,
 };
 
 // Messages are one line: any newline a library put in becomes "; ".

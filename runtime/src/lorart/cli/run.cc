@@ -164,8 +164,10 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     out << "trained " << r.steps << " steps (" << r.skipped << " skipped), final train loss "
         << r.final_train_loss;
     if (!std::isnan(r.best_eval_loss)) out << ", best eval loss " << r.best_eval_loss;
-    out << "\nwrote " << o->output << "/adapter_model.safetensors, adapter_config.json, "
-        << "metrics.jsonl, loss.svg\n";
+    out << "\nwrote " << o->output
+        << (plan.lora() ? "/adapter_model.safetensors, adapter_config.json"
+                        : "/model.safetensors, config.json, tokenizer.model")
+        << ", metrics.jsonl, loss.svg\n";
     return OkStatus();
   };
   return c;

@@ -1,7 +1,9 @@
 // Causal grouped-query attention on the CPU, FlashAttention style: queries
 // in blocks of `block_q`, keys in blocks of `block_k`, an online softmax per
 // query row (running max and sum), so no [seq, seq] matrix exists — only one
-// [block_q, block_k] tile per thread. docs/kernels.md describes the operands.
+// [group · block_q, block_k] tile per thread, where a task holds the query
+// rows of every head of one kv group (each key/value tile is then loaded
+// once per group). docs/kernels.md describes the operands.
 //
 // Masks: key j is allowed for query i when (not causal or j <= i), (no
 // sliding window or i − j < W) and (no segments or seg[j] == seg[i]). Tiles
@@ -10,13 +12,13 @@
 // key gets a zero output and zero gradients.
 //
 // Backward (deterministic for any thread count, no atomics):
-//   pass A, one task per (batch, head, query block): recompute the forward
-//     to get each row's logsumexp L and D = rowsum(dO ∘ O), then sweep the
-//     key blocks again for dQ = scale · Σ_j dS_ij k_j, with
+//   pass A, one task per (batch, kv head, query block): recompute the
+//     forward to get each row's logsumexp L and D = rowsum(dO ∘ O), then
+//     sweep the key blocks again for dQ = scale · Σ_j dS_ij k_j, with
 //     P = exp(s − L), dP = dO·vᵀ, dS = P ∘ (dP − D);
-//   pass B, one task per (batch, kv head, key block): for each query head of
-//     the group and each query block, recompute P and dS from L and D and
-//     sum dV = Σ Pᵀ dO and dK = scale · Σ dSᵀ q in a fixed order.
+//   pass B, one task per (batch, kv head, key block): for each query block
+//     (with the group's heads), recompute P and dS from L and D and sum
+//     dV = Σ Pᵀ dO and dK = scale · Σ dSᵀ q in a fixed order.
 // This recomputes the score tile more often than FlashAttention-2's single
 // sweep with atomic dQ (9 tile products instead of 7) in exchange for
 // bitwise-reproducible gradients with full parallelism over query and key
@@ -45,9 +47,9 @@ constexpr int64_t kMr = 4, kNr = 16;
 #define LORART_ALWAYS_INLINE inline __attribute__((always_inline))
 
 template <bool TransA, int64_t MR, int64_t NR>
-LORART_ALWAYS_INLINE void MicroTile(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B,
-                      int64_t ldb, float* __restrict C, int64_t ldc, bool accumulate, int64_t mr,
-                      int64_t nr) {
+LORART_ALWAYS_INLINE void MicroTile(int64_t K, const float* __restrict A, int64_t lda,
+                                    const float* __restrict B, int64_t ldb, float* __restrict C,
+                                    int64_t ldc, bool accumulate, int64_t mr, int64_t nr) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < K; ++k) {
     const float* b = B + k * ldb;
@@ -58,12 +60,14 @@ LORART_ALWAYS_INLINE void MicroTile(int64_t K, const float* __restrict A, int64_
     }
   }
   for (int64_t i = 0; i < mr; ++i)
-    for (int64_t j = 0; j < nr; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + acc[i][j];
+    for (int64_t j = 0; j < nr; ++j)
+      C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + acc[i][j];
 }
 
 template <bool TransA>
-LORART_ALWAYS_INLINE void MatMulImpl(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-            int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+LORART_ALWAYS_INLINE void MatMulImpl(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                                     const float* B, int64_t ldb, float* C, int64_t ldc,
+                                     bool accumulate) {
   for (int64_t i = 0; i < M; i += kMr) {
     const int64_t mr = std::min(kMr, M - i);
     const float* a = TransA ? A + i : A + i * lda;
@@ -135,28 +139,28 @@ Status ParseDims(const KernelParams& p, Dims* d) {
   LORA_RETURN_IF_ERROR(p.Int("batch", &d->B));
   LORA_RETURN_IF_ERROR(p.Int("seq", &d->T));
   if (d->B < 0 || d->T < 0)
-    return InvalidArgumentError(StrFormat("kernel '%s': 'batch' and 'seq' must not be negative",
-                                          p.kind().c_str()));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': 'batch' and 'seq' must not be negative", p.kind().c_str()));
   LORA_RETURN_IF_ERROR(Positive(p, "num_heads", &d->H));
   LORA_RETURN_IF_ERROR(Positive(p, "num_kv_heads", &d->KV));
   LORA_RETURN_IF_ERROR(Positive(p, "head_dim", &d->D));
   if (d->H % d->KV != 0)
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s': 'num_heads' (%lld) is not a multiple of 'num_kv_heads' (%lld)",
-        p.kind().c_str(), static_cast<long long>(d->H), static_cast<long long>(d->KV)));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': 'num_heads' (%lld) is not a multiple of 'num_kv_heads' (%lld)",
+                  p.kind().c_str(), static_cast<long long>(d->H), static_cast<long long>(d->KV)));
   d->group = d->H / d->KV;
   double scale;
   LORA_RETURN_IF_ERROR(p.Float("scale", &scale));
   if (!(scale > 0.0) || !std::isfinite(scale))
-    return InvalidArgumentError(StrFormat("kernel '%s': 'scale' must be positive, got %g",
-                                          p.kind().c_str(), scale));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': 'scale' must be positive, got %g", p.kind().c_str(), scale));
   d->scale = static_cast<float>(scale);
   d->causal = p.IntOr("causal", 1) != 0;
   d->segments = p.IntOr("segments", 0) != 0;
   d->window = p.IntOr("sliding_window", 0);
   if (d->window < 0)
-    return InvalidArgumentError(StrFormat("kernel '%s': 'sliding_window' must not be negative",
-                                          p.kind().c_str()));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': 'sliding_window' must not be negative", p.kind().c_str()));
   LORA_RETURN_IF_ERROR(Positive(p, "block_q", &d->bq));
   LORA_RETURN_IF_ERROR(Positive(p, "block_k", &d->bk));
   // Tiles never need to be larger than the sequence.
@@ -182,8 +186,8 @@ Status CheckOperands(const KernelParams& p, const Dims& d,
   seg_out->clear();
   if (!seg) return OkStatus();
   if (seg->dtype != DType::I32 && seg->dtype != DType::I64)
-    return InvalidArgumentError(StrFormat("kernel '%s': segment ids must be I32 or I64",
-                                          p.kind().c_str()));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': segment ids must be I32 or I64", p.kind().c_str()));
   LORA_RETURN_IF_ERROR(ExpectElements(p, *seg, d.B * d.T, "segment ids"));
   seg_out->resize(static_cast<size_t>(d.B * d.T));
   for (int64_t i = 0; i < d.B * d.T; ++i)
@@ -201,7 +205,9 @@ struct Problem {
   const int64_t* seg = nullptr;  // [B*T] or null
 
   int64_t QOffset(int64_t b, int64_t t, int64_t h) const { return ((b * d.T + t) * d.H + h) * d.D; }
-  int64_t KOffset(int64_t b, int64_t t, int64_t kv) const { return ((b * d.T + t) * d.KV + kv) * d.D; }
+  int64_t KOffset(int64_t b, int64_t t, int64_t kv) const {
+    return ((b * d.T + t) * d.KV + kv) * d.D;
+  }
 
   // Keys [lo, hi) that queries [i0, i1) can reach (the causal/window band).
   void KeyRange(int64_t i0, int64_t i1, int64_t* lo, int64_t* hi) const {
@@ -221,8 +227,8 @@ struct Problem {
       const int64_t i = i0 + r;
       for (int64_t c = 0; c < nk; ++c) {
         const int64_t j = j0 + c;
-        const bool ok = (!d.causal || j <= i) && (d.window <= 0 || i - j < d.window) &&
-                        (!s || s[j] == s[i]);
+        const bool ok =
+            (!d.causal || j <= i) && (d.window <= 0 || i - j < d.window) && (!s || s[j] == s[i]);
         mask[r * nk + c] = ok;
         any |= ok;
       }
@@ -379,8 +385,8 @@ Status AttentionFwd(const KernelContext& ctx, const KernelParams& p,
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, d.segments ? 4 : 3, out, 1));
   std::vector<int64_t> seg;
   LORA_RETURN_IF_ERROR(CheckOperands(p, d, {{&in[0], "q"}, {&out[0], "output"}},
-                                     {{&in[1], "k"}, {&in[2], "v"}},
-                                     d.segments ? &in[3] : nullptr, &seg));
+                                     {{&in[1], "k"}, {&in[2], "v"}}, d.segments ? &in[3] : nullptr,
+                                     &seg));
   pr.q = &in[0], pr.k = &in[1], pr.v = &in[2];
   pr.seg = d.segments ? seg.data() : nullptr;
   const TensorView& o = out[0];
@@ -414,9 +420,10 @@ Status AttentionBwd(const KernelContext& ctx, const KernelParams& p,
   const Dims& d = pr.d;
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, d.segments ? 5 : 4, out, 3));
   std::vector<int64_t> seg;
-  LORA_RETURN_IF_ERROR(CheckOperands(p, d, {{&in[0], "dout"}, {&in[1], "q"}, {&out[0], "dq"}},
-                                     {{&in[2], "k"}, {&in[3], "v"}, {&out[1], "dk"}, {&out[2], "dv"}},
-                                     d.segments ? &in[4] : nullptr, &seg));
+  LORA_RETURN_IF_ERROR(
+      CheckOperands(p, d, {{&in[0], "dout"}, {&in[1], "q"}, {&out[0], "dq"}},
+                    {{&in[2], "k"}, {&in[3], "v"}, {&out[1], "dk"}, {&out[2], "dv"}},
+                    d.segments ? &in[4] : nullptr, &seg));
   const TensorView& dout = in[0];
   pr.q = &in[1], pr.k = &in[2], pr.v = &in[3];
   pr.seg = d.segments ? seg.data() : nullptr;

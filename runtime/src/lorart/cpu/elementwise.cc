@@ -28,19 +28,29 @@ int Threads(const KernelContext& ctx) { return ctx.num_threads > 0 ? ctx.num_thr
 // reading it again gives).
 inline float RoundTo(DType dtype, float v) {
   switch (dtype) {
-    case DType::BF16: return Bf16ToFloat(FloatToBf16(v));
-    case DType::F16: return HalfToFloat(FloatToHalf(v));
-    default: return v;
+    case DType::BF16:
+      return Bf16ToFloat(FloatToBf16(v));
+    case DType::F16:
+      return HalfToFloat(FloatToHalf(v));
+    default:
+      return v;
   }
 }
 
 size_t ElementBytes(DType d) {
   switch (d) {
-    case DType::F32: case DType::I32: return 4;
-    case DType::F16: case DType::BF16: return 2;
-    case DType::I64: return 8;
-    case DType::BOOL: return 1;
-    default: return 0;  // NF4: not an element-addressable dtype
+    case DType::F32:
+    case DType::I32:
+      return 4;
+    case DType::F16:
+    case DType::BF16:
+      return 2;
+    case DType::I64:
+      return 8;
+    case DType::BOOL:
+      return 1;
+    default:
+      return 0;  // NF4: not an element-addressable dtype
   }
 }
 
@@ -71,7 +81,8 @@ Status Elements(const KernelParams& p, int64_t* n) {
 }
 
 // Checks that every listed operand is a float tensor of n elements.
-Status ExpectFloatElements(const KernelParams& p, std::initializer_list<std::pair<const TensorView*, const char*>> ts,
+Status ExpectFloatElements(const KernelParams& p,
+                           std::initializer_list<std::pair<const TensorView*, const char*>> ts,
                            int64_t n) {
   for (const auto& [t, what] : ts) {
     LORA_RETURN_IF_ERROR(ExpectFloat(p, *t, what));
@@ -111,8 +122,8 @@ Status ParseNorm(const KernelParams& p, NormDims* d) {
   double eps;
   LORA_RETURN_IF_ERROR(p.Float("eps", &eps));
   if (!(eps >= 0.0) || !std::isfinite(eps))
-    return InvalidArgumentError(StrFormat("kernel '%s': 'eps' must be finite and non-negative, got %g",
-                                          p.kind().c_str(), eps));
+    return InvalidArgumentError(StrFormat(
+        "kernel '%s': 'eps' must be finite and non-negative, got %g", p.kind().c_str(), eps));
   d->eps = static_cast<float>(eps);
   return OkStatus();
 }
@@ -230,8 +241,8 @@ Status RmsNormBwd(const KernelContext& ctx, const KernelParams& p,
       float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
       for (int64_t i = 0; i < H; ++i) {
-        xr[i] *= ir;      // n
-        gr[i] *= wp[i];   // g
+        xr[i] *= ir;     // n
+        gr[i] *= wp[i];  // g
         dot += gr[i] * xr[i];
       }
       const float c = dot / static_cast<float>(H);
@@ -262,15 +273,15 @@ Status ParseRope(const KernelParams& p, RopeDims* d) {
   LORA_RETURN_IF_ERROR(PositiveInt(p, "features", &d->features));
   LORA_RETURN_IF_ERROR(PositiveInt(p, "head_dim", &d->head_dim));
   if (d->head_dim % 2 != 0 || d->features % d->head_dim != 0)
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s': 'head_dim' (%lld) must be even and divide 'features' (%lld)",
-        p.kind().c_str(), static_cast<long long>(d->head_dim),
-        static_cast<long long>(d->features)));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': 'head_dim' (%lld) must be even and divide 'features' (%lld)",
+                  p.kind().c_str(), static_cast<long long>(d->head_dim),
+                  static_cast<long long>(d->features)));
   double theta;
   LORA_RETURN_IF_ERROR(p.Float("theta", &theta));
   if (!(theta > 0.0) || !std::isfinite(theta))
-    return InvalidArgumentError(StrFormat("kernel '%s': 'theta' must be positive, got %g",
-                                          p.kind().c_str(), theta));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': 'theta' must be positive, got %g", p.kind().c_str(), theta));
   const int64_t half = d->head_dim / 2;
   d->inv_freq.resize(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i)
@@ -280,14 +291,14 @@ Status ParseRope(const KernelParams& p, RopeDims* d) {
   const std::string scaling = p.StringOr("scaling", "none");
   if (scaling == "none") return OkStatus();
   if (scaling != "linear" && scaling != "llama3")
-    return UnimplementedError(StrFormat(
-        "kernel '%s': rope scaling '%s' is not supported (none, linear, llama3)",
-        p.kind().c_str(), scaling.c_str()));
+    return UnimplementedError(
+        StrFormat("kernel '%s': rope scaling '%s' is not supported (none, linear, llama3)",
+                  p.kind().c_str(), scaling.c_str()));
   double factor;
   LORA_RETURN_IF_ERROR(p.Float("factor", &factor));
   if (!(factor > 0.0) || !std::isfinite(factor))
-    return InvalidArgumentError(StrFormat("kernel '%s': rope scaling 'factor' must be positive, got %g",
-                                          p.kind().c_str(), factor));
+    return InvalidArgumentError(StrFormat(
+        "kernel '%s': rope scaling 'factor' must be positive, got %g", p.kind().c_str(), factor));
   if (scaling == "linear") {
     for (double& f : d->inv_freq) f /= factor;
     return OkStatus();
@@ -298,9 +309,10 @@ Status ParseRope(const KernelParams& p, RopeDims* d) {
   LORA_RETURN_IF_ERROR(p.Float("high_freq_factor", &high));
   LORA_RETURN_IF_ERROR(PositiveInt(p, "original_max_position_embeddings", &orig));
   if (!(low > 0.0) || !(high > low))
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s': llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor, got %g and %g",
-        p.kind().c_str(), low, high));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor, "
+                  "got %g and %g",
+                  p.kind().c_str(), low, high));
   const double old_len = static_cast<double>(orig);
   const double low_wavelen = old_len / low, high_wavelen = old_len / high;
   for (double& f : d->inv_freq) {
@@ -319,8 +331,8 @@ Status ParseRope(const KernelParams& p, RopeDims* d) {
 // pair (i, i + head_dim/2) is rotated by `sign`·positions·inv_freq[i]:
 // +1 for the forward (HF rotate_half), −1 for the backward (the inverse
 // rotation; RoPE is orthogonal, so its VJP is its transpose).
-Status Rope(const KernelContext& ctx, const KernelParams& p,
-            const std::vector<TensorView>& in, const std::vector<TensorView>& out, double sign) {
+Status Rope(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+            const std::vector<TensorView>& out, double sign) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
   RopeDims d;
   LORA_RETURN_IF_ERROR(ParseRope(p, &d));
@@ -328,8 +340,8 @@ Status Rope(const KernelContext& ctx, const KernelParams& p,
   LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&in[0], "x"}, {&out[0], "y"}}, tokens * F));
   const TensorView &x = in[0], &pos = in[1], &y = out[0];
   if (!IsIndex(pos.dtype))
-    return InvalidArgumentError(StrFormat("kernel '%s': positions must be I32 or I64",
-                                          p.kind().c_str()));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': positions must be I32 or I64", p.kind().c_str()));
   LORA_RETURN_IF_ERROR(ExpectElements(p, pos, tokens, "positions"));
   const int64_t hd = d.head_dim, half = hd / 2, heads = F / hd;
 #pragma omp parallel num_threads(Threads(ctx)) if (tokens * F > 8 * kChunk)
@@ -363,12 +375,12 @@ Status Rope(const KernelContext& ctx, const KernelParams& p,
   return OkStatus();
 }
 
-Status RopeFwd(const KernelContext& ctx, const KernelParams& p,
-               const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status RopeFwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+               const std::vector<TensorView>& out) {
   return Rope(ctx, p, in, out, 1.0);
 }
-Status RopeBwd(const KernelContext& ctx, const KernelParams& p,
-               const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status RopeBwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+               const std::vector<TensorView>& out) {
   return Rope(ctx, p, in, out, -1.0);
 }
 
@@ -379,12 +391,13 @@ Status RopeBwd(const KernelContext& ctx, const KernelParams& p,
 inline float Sigmoid(float g) { return 1.0f / (1.0f + std::exp(-g)); }
 
 // [gate, up] -> [silu(gate)·up].
-Status SwigluFwd(const KernelContext& ctx, const KernelParams& p,
-                 const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status SwigluFwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+                 const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
   int64_t n;
   LORA_RETURN_IF_ERROR(Elements(p, &n));
-  LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&in[0], "gate"}, {&in[1], "up"}, {&out[0], "y"}}, n));
+  LORA_RETURN_IF_ERROR(
+      ExpectFloatElements(p, {{&in[0], "gate"}, {&in[1], "up"}, {&out[0], "y"}}, n));
   ParallelChunks(ctx, n, [&](int64_t off, int64_t len) {
     float g[kChunk], u[kChunk];
     ToFloat(in[0], off, len, g);
@@ -397,8 +410,8 @@ Status SwigluFwd(const KernelContext& ctx, const KernelParams& p,
 
 // [dy, gate, up] -> [dgate, dup]: with s = sigmoid(gate),
 // dgate = dy·up·s·(1 + gate·(1 − s)), dup = dy·gate·s.
-Status SwigluBwd(const KernelContext& ctx, const KernelParams& p,
-                 const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status SwigluBwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+                 const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 2));
   int64_t n;
   LORA_RETURN_IF_ERROR(Elements(p, &n));
@@ -423,12 +436,13 @@ Status SwigluBwd(const KernelContext& ctx, const KernelParams& p,
 }
 
 // [a, b] -> [a + b].
-Status Add(const KernelContext& ctx, const KernelParams& p,
-           const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status Add(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+           const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
   int64_t n;
   LORA_RETURN_IF_ERROR(Elements(p, &n));
-  LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&in[0], "lhs"}, {&in[1], "rhs"}, {&out[0], "result"}}, n));
+  LORA_RETURN_IF_ERROR(
+      ExpectFloatElements(p, {{&in[0], "lhs"}, {&in[1], "rhs"}, {&out[0], "result"}}, n));
   ParallelChunks(ctx, n, [&](int64_t off, int64_t len) {
     float a[kChunk], b[kChunk];
     ToFloat(in[0], off, len, a);
@@ -454,11 +468,11 @@ Status SegmentBoundaryMask(const KernelContext& ctx, const KernelParams& p,
   LORA_RETURN_IF_ERROR(NonNegativeInt(p, "seq", &T));
   const TensorView &mask = in[0], &seg = in[1], &res = out[0];
   if (mask.dtype != DType::BOOL || res.dtype != DType::BOOL)
-    return InvalidArgumentError(StrFormat("kernel '%s': the mask and the result must be BOOL",
-                                          p.kind().c_str()));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': the mask and the result must be BOOL", p.kind().c_str()));
   if (!IsIndex(seg.dtype))
-    return InvalidArgumentError(StrFormat("kernel '%s': segment ids must be I32 or I64",
-                                          p.kind().c_str()));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': segment ids must be I32 or I64", p.kind().c_str()));
   LORA_RETURN_IF_ERROR(ExpectElements(p, mask, B * T, "mask"));
   LORA_RETURN_IF_ERROR(ExpectElements(p, seg, B * T, "segment ids"));
   LORA_RETURN_IF_ERROR(ExpectElements(p, res, B * T, "result"));
@@ -468,8 +482,8 @@ Status SegmentBoundaryMask(const KernelContext& ctx, const KernelParams& p,
   for (int64_t b = 0; b < B; ++b) {
     const int64_t base = b * T;
     for (int64_t t = 0; t < T; ++t) {
-      const bool keep = m[base + t] != 0 && t + 1 < T &&
-                        LoadIndex(seg, base + t + 1) == LoadIndex(seg, base + t);
+      const bool keep =
+          m[base + t] != 0 && t + 1 < T && LoadIndex(seg, base + t + 1) == LoadIndex(seg, base + t);
       r[base + t] = keep ? 1 : 0;  // reads only mask[b, t]: may share mask's buffer
     }
   }
@@ -481,8 +495,8 @@ Status SegmentBoundaryMask(const KernelContext& ctx, const KernelParams& p,
 //===----------------------------------------------------------------------===//
 
 // [] -> [out]: every element = `value` (rounded to out's dtype).
-Status Fill(const KernelContext& ctx, const KernelParams& p,
-            const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status Fill(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+            const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 0, out, 1));
   int64_t n;
   LORA_RETURN_IF_ERROR(Elements(p, &n));
@@ -504,10 +518,11 @@ Status Accumulate(const KernelContext& ctx, const KernelParams& p,
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
   int64_t n;
   LORA_RETURN_IF_ERROR(Elements(p, &n));
-  LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&in[0], "acc"}, {&in[1], "value"}, {&out[0], "result"}}, n));
+  LORA_RETURN_IF_ERROR(
+      ExpectFloatElements(p, {{&in[0], "acc"}, {&in[1], "value"}, {&out[0], "result"}}, n));
   if (in[0].dtype != DType::F32 || out[0].dtype != DType::F32)
-    return InvalidArgumentError(StrFormat("kernel '%s': the accumulator and the result must be F32",
-                                          p.kind().c_str()));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': the accumulator and the result must be F32", p.kind().c_str()));
   const float* acc = in[0].as<const float>();
   float* res = out[0].as<float>();
   ParallelChunks(ctx, n, [&](int64_t off, int64_t len) {
@@ -522,8 +537,8 @@ Status Accumulate(const KernelContext& ctx, const KernelParams& p,
 
 // [value] -> [target]: the same bytes when the dtypes agree (any dtype but
 // NF4), else a float conversion.
-Status Copy(const KernelContext& ctx, const KernelParams& p,
-            const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status Copy(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+            const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 1, out, 1));
   int64_t n;
   LORA_RETURN_IF_ERROR(Elements(p, &n));
@@ -533,8 +548,8 @@ Status Copy(const KernelContext& ctx, const KernelParams& p,
   if (src.dtype == dst.dtype) {
     const size_t eb = ElementBytes(src.dtype);
     if (eb == 0)
-      return InvalidArgumentError(StrFormat("kernel '%s': cannot copy an NF4 tensor element-wise",
-                                            p.kind().c_str()));
+      return InvalidArgumentError(
+          StrFormat("kernel '%s': cannot copy an NF4 tensor element-wise", p.kind().c_str()));
     if (src.data == dst.data) return OkStatus();
     const int64_t bytes = n * static_cast<int64_t>(eb);
     constexpr int64_t kBlock = int64_t{1} << 20;
@@ -558,8 +573,8 @@ Status Copy(const KernelContext& ctx, const KernelParams& p,
 }
 
 // [] -> [target]: all bytes zero.
-Status Zero(const KernelContext& ctx, const KernelParams& p,
-            const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status Zero(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+            const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 0, out, 1));
   int64_t n;
   LORA_RETURN_IF_ERROR(Elements(p, &n));
@@ -567,8 +582,8 @@ Status Zero(const KernelContext& ctx, const KernelParams& p,
   LORA_RETURN_IF_ERROR(ExpectElements(p, t, n, "target"));
   const size_t eb = ElementBytes(t.dtype);
   if (eb == 0)
-    return InvalidArgumentError(StrFormat("kernel '%s': cannot zero an NF4 tensor",
-                                          p.kind().c_str()));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': cannot zero an NF4 tensor", p.kind().c_str()));
   const int64_t bytes = n * static_cast<int64_t>(eb);
   constexpr int64_t kBlock = int64_t{1} << 20;
   const int64_t blocks = (bytes + kBlock - 1) / kBlock;
@@ -580,8 +595,8 @@ Status Zero(const KernelContext& ctx, const KernelParams& p,
 }
 
 // [x] -> [y]: float dtype conversion (round to nearest even).
-Status Cast(const KernelContext& ctx, const KernelParams& p,
-            const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status Cast(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+            const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 1, out, 1));
   int64_t n;
   LORA_RETURN_IF_ERROR(Elements(p, &n));

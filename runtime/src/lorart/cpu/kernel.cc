@@ -21,6 +21,7 @@ void EnsureRegistered() {
     RegisterElementwiseKernels();
     RegisterAttentionKernels();
     RegisterOptimizerKernels();
+    RegisterSelectKernels();
   });
 }
 }  // namespace

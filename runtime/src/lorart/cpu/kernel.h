@@ -86,9 +86,10 @@ using KernelFn = Status (*)(const KernelContext& ctx, const KernelParams& params
 // library is linked statically.)
 void RegisterKernel(const char* kind, KernelFn fn);
 void RegisterLinearKernels();       // linear.cc: matmuls, LoRA, LM head, embedding
-void RegisterElementwiseKernels();  // elementwise.cc: norms, RoPE, SwiGLU, masks
+void RegisterElementwiseKernels();  // elementwise.cc: norms, RoPE, SwiGLU, masks, casts, copies
 void RegisterAttentionKernels();    // attention.cc
-void RegisterOptimizerKernels();    // optimizer.cc: AdamW, norms, casts, copies
+void RegisterOptimizerKernels();    // optimizer.cc: AdamW, global norm, clip scale
+void RegisterSelectKernels();       // select.cc: select_rows (generation)
 // NotFound naming the kind when the backend has no such kernel.
 Status LookupKernel(std::string_view kind, KernelFn* out);
 std::vector<std::string> RegisteredKernels();

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -560,9 +561,9 @@ float RowMax(const float* x, int64_t n) {
   float m = -INFINITY;
   for (int l = 0; l < kLanes; ++l) m = std::max(m, lanes[l]);
   for (; i < n; ++i) m = std::max(m, x[i]);
-  for (int64_t j = 0; j < n; ++j)
-    if (std::isnan(x[j])) return x[j];
-  return m;
+  int nan = 0;
+  for (int64_t j = 0; j < n; ++j) nan |= x[j] != x[j];
+  return nan ? std::numeric_limits<float>::quiet_NaN() : m;
 }
 
 // log Σ exp(x).
@@ -581,8 +582,8 @@ float LogSumExp(const float* x, int64_t n) {
 
 // g[j] = scale·(softmax(x)[j] - [j == target]) given lse = log Σ exp(x).
 void SoftmaxGrad(const float* x, int64_t n, float lse, int64_t target, float scale, float* g) {
-  if (std::isnan(lse)) {  // a NaN logit: the whole row's gradient is NaN
-    std::fill(g, g + n, lse);
+  if (!std::isfinite(lse)) {  // a NaN or infinite logit: the row's gradient is NaN
+    std::fill(g, g + n, std::numeric_limits<float>::quiet_NaN());
     return;
   }
   for (int64_t j = 0; j < n; ++j) g[j] = scale * ExpF(x[j] - lse);
@@ -1040,9 +1041,10 @@ Status LmHeadCeBwdW(const KernelContext& ctx, const KernelParams& p,
 #pragma omp parallel for num_threads(T) schedule(static) if ((c1 - c0) * vv >= (1 << 15))
       for (int64_t i = c0; i < c1; ++i) {
         float* row = tile + (i - c0) * vv;
-        const float l = std::isnan(lse[i]) ? 0.0f : lse[i];
+        const bool finite = std::isfinite(lse[i]);
+        const float l = finite ? lse[i] : 0.0f;
         for (int64_t j = 0; j < vv; ++j) row[j] = L.dloss * ExpF(row[j] - l);
-        if (std::isnan(lse[i])) std::fill(row, row + vv, lse[i]);
+        if (!finite) std::fill(row, row + vv, std::numeric_limits<float>::quiet_NaN());
         const int64_t t = LoadIndex(*L.targets, L.active[i]) - v0;
         if (t >= 0 && t < vv) row[t] -= L.dloss;
       }

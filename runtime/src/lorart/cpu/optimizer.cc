@@ -16,8 +16,8 @@ int Threads(const KernelContext& ctx) { return ctx.num_threads > 0 ? ctx.num_thr
 // An F32 scalar operand (one element).
 Status Scalar(const KernelParams& p, const TensorView& t, const char* what, float* out) {
   if (t.dtype != DType::F32)
-    return InvalidArgumentError(StrFormat("kernel '%s': %s must be an F32 scalar",
-                                          p.kind().c_str(), what));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': %s must be an F32 scalar", p.kind().c_str(), what));
   LORA_RETURN_IF_ERROR(ExpectElements(p, t, 1, what));
   if (out) *out = t.as<const float>()[0];
   return OkStatus();
@@ -76,8 +76,8 @@ Status GlobalNorm(const KernelContext& ctx, const KernelParams& p,
 // Summed gradients times `scale` are the clipped gradient of the mean loss.
 // A NaN norm gives a NaN scale (as torch's clip_grad_norm_ does), so a
 // diverged step is visible rather than silently unclipped.
-Status ClipScale(const KernelContext&, const KernelParams& p,
-                 const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status ClipScale(const KernelContext&, const KernelParams& p, const std::vector<TensorView>& in,
+                 const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
   float norm, count;
   LORA_RETURN_IF_ERROR(Scalar(p, in[0], "the norm", &norm));
@@ -86,9 +86,9 @@ Status ClipScale(const KernelContext&, const KernelParams& p,
   double max_norm;
   LORA_RETURN_IF_ERROR(p.Float("max_norm", &max_norm));
   if (!(count > 0.0f) || !std::isfinite(count))
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s': no target tokens in the accumulated batch (token count %g)",
-        p.kind().c_str(), static_cast<double>(count)));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': no target tokens in the accumulated batch (token count %g)",
+                  p.kind().c_str(), static_cast<double>(count)));
   const double n = count, mean_norm = static_cast<double>(norm) / n;
   double clip = 1.0;
   if (std::isnan(mean_norm)) {
@@ -103,8 +103,8 @@ Status ClipScale(const KernelContext&, const KernelParams& p,
 // [p, g, m, v (F32, `elements`), lr, step, scale (F32 scalars)] -> [p', m', v'].
 // Outputs may be the same buffers as p, m, v: element i reads its inputs
 // before it writes its outputs, and touches no other element.
-Status AdamW(const KernelContext& ctx, const KernelParams& p,
-             const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+Status AdamW(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+             const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 7, out, 3));
   int64_t n;
   LORA_RETURN_IF_ERROR(p.Int("elements", &n));
@@ -121,13 +121,15 @@ Status AdamW(const KernelContext& ctx, const KernelParams& p,
   const char* names[] = {"param", "grad", "m", "v"};
   for (int i = 0; i < 4; ++i) {
     if (in[static_cast<size_t>(i)].dtype != DType::F32)
-      return InvalidArgumentError(StrFormat("kernel '%s': %s must be F32", p.kind().c_str(), names[i]));
+      return InvalidArgumentError(
+          StrFormat("kernel '%s': %s must be F32", p.kind().c_str(), names[i]));
     LORA_RETURN_IF_ERROR(ExpectElements(p, in[static_cast<size_t>(i)], n, names[i]));
   }
   const char* out_names[] = {"new param", "new m", "new v"};
   for (int i = 0; i < 3; ++i) {
     if (out[static_cast<size_t>(i)].dtype != DType::F32)
-      return InvalidArgumentError(StrFormat("kernel '%s': %s must be F32", p.kind().c_str(), out_names[i]));
+      return InvalidArgumentError(
+          StrFormat("kernel '%s': %s must be F32", p.kind().c_str(), out_names[i]));
     LORA_RETURN_IF_ERROR(ExpectElements(p, out[static_cast<size_t>(i)], n, out_names[i]));
   }
   float lr, step, scale;

@@ -329,6 +329,44 @@ Status Session::SaveAdapter(const std::string& dir, const std::string& base_mode
   return WriteFileAtomically(dir + "/adapter_config.json", cfg.dump(2) + "\n");
 }
 
+Status Session::SaveModel(const std::string& dir, const std::string& base_dir) const {
+  LORA_RETURN_IF_ERROR(MakeDirs(dir));
+  std::vector<TensorToWrite> tensors;
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    bool weight = t.role() == Role::Frozen || t.role() == Role::Trainable;
+    if (!weight || t.init() != schema::TensorInit::Checkpoint) continue;
+    std::string name = t.name()->str();
+    TensorToWrite w;
+    w.name = name;
+    w.shape = views_[id].shape;
+    auto master = persistent_by_name_.find("master/" + name);
+    if (master != persistent_by_name_.end()) {
+      w.dtype = lorart::DType::kF32;
+      w.data = views_[master->second].data;
+    } else if (views_[id].dtype == schema::DType::NF4) {
+      return InvalidArgumentError(StrFormat("tensor '%s' is NF4-quantized: a quantized base is "
+                                            "not saved (merge an adapter into the original "
+                                            "weights instead)",
+                                            name.c_str()));
+    } else {
+      w.dtype = views_[id].dtype == schema::DType::BF16   ? lorart::DType::kBF16
+                : views_[id].dtype == schema::DType::F16 ? lorart::DType::kF16
+                                                         : lorart::DType::kF32;
+      w.data = views_[id].data;
+    }
+    tensors.push_back(w);
+  }
+  LORA_RETURN_IF_ERROR(WriteSafetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}}));
+  for (const char* file : {"config.json", "tokenizer.model"}) {
+    MappedFile in;
+    std::string src = base_dir + "/" + file;
+    if (!in.Open(src).ok()) continue;  // tokenizer.model may live elsewhere
+    LORA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/" + file, std::string(in.view())));
+  }
+  return OkStatus();
+}
+
 Status Session::FindProgramTensor(const std::string& program, const std::string& name,
                                   bool input, uint32_t* id) const {
   const schema::Program* p = plan_.FindProgram(program);

@@ -50,6 +50,12 @@ class Session {
   // atomically.
   Status SaveAdapter(const std::string& dir, const std::string& base_model) const;
 
+  // Full fine-tuning: writes the model's weights (trainable ones from their
+  // float32 master copies) as a Hugging Face model directory: DIR/
+  // model.safetensors, with config.json and tokenizer.model copied from
+  // `base_dir`. Each file is written atomically.
+  Status SaveModel(const std::string& dir, const std::string& base_dir) const;
+
   // Program I/O by name ("tokens", "loss_sum", ...). Sizes must match.
   Status SetInput(const std::string& program, const std::string& name, const void* data,
                   size_t bytes);

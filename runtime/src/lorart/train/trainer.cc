@@ -306,7 +306,10 @@ Status Trainer::Run(TrainResult* result) {
   if (o_.progress_bar) *log_ << "\n";
   LORA_RETURN_IF_ERROR(evaluate(step_));
   if (!o_.output_dir.empty()) {
-    if (session_->plan().lora()) LORA_RETURN_IF_ERROR(session_->SaveAdapter(o_.output_dir, o_.base_model));
+    if (session_->plan().lora())
+      LORA_RETURN_IF_ERROR(session_->SaveAdapter(o_.output_dir, o_.base_model));
+    else  // full fine-tuning: the whole model
+      LORA_RETURN_IF_ERROR(session_->SaveModel(o_.output_dir, o_.base_model));
     LORA_RETURN_IF_ERROR(
         WriteFileAtomically(o_.output_dir + "/loss.svg", LossCurveSvg(train_curve_, eval_curve_)));
   }

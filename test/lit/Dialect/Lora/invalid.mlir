@@ -977,3 +977,21 @@ module attributes {lora.adapter_config = {r = 8 : i64, lora_alpha = 16.0 : f64, 
 // expected-error @+1 {{attribute 'lora.adapter_config': key 'target_modules' must be an array of strings}}
 module attributes {lora.adapter_config = {r = 8 : i64, lora_alpha = 16.0 : f64, lora_dropout = 0.0 : f64, target_modules = [1]}} {
 }
+
+// -----
+
+// select_rows keeps one position per sequence.
+func.func @f(%h: tensor<2x8x64xf32>, %i: tensor<2xi32>) {
+  // expected-error @+1 {{result dimension 1 is 2 but must be 1 (one row per sequence)}}
+  %0 = lora.select_rows %h, %i : (tensor<2x8x64xf32>, tensor<2xi32>) -> tensor<2x2x64xf32>
+  return
+}
+
+// -----
+
+// One index per sequence.
+func.func @f(%h: tensor<2x8x64xf32>, %i: tensor<3xi32>) {
+  // expected-error @+1 {{index dimension 0 (3) must equal x dimension 0 (2)}}
+  %0 = lora.select_rows %h, %i : (tensor<2x8x64xf32>, tensor<3xi32>) -> tensor<2x1x64xf32>
+  return
+}

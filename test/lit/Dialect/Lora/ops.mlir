@@ -92,3 +92,13 @@ func.func @loss(%logits: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x
 module attributes {lora.model = {architecture = "LlamaForCausalLM", hidden_size = 64 : i64, intermediate_size = 128 : i64, num_hidden_layers = 1 : i64, num_attention_heads = 4 : i64, num_key_value_heads = 2 : i64, head_dim = 16 : i64, vocab_size = 100 : i64, rms_norm_eps = 1.0e-05 : f64, rope_theta = 10000.0 : f64, tie_word_embeddings = true, attention_bias = false},
                    lora.adapter_config = {r = 8 : i64, lora_alpha = 16.0 : f64, lora_dropout = 0.0 : f64, target_modules = ["q_proj"]}} {
 }
+
+// -----
+
+// Generation picks one position per sequence.
+// CHECK-LABEL: func.func @select
+func.func @select(%h: tensor<2x8x64xbf16>, %last: tensor<2xi32>) -> tensor<2x1x64xbf16> {
+  // CHECK: lora.select_rows %{{.*}}, %{{.*}} : (tensor<2x8x64xbf16>, tensor<2xi32>) -> tensor<2x1x64xbf16>
+  %r = lora.select_rows %h, %last : (tensor<2x8x64xbf16>, tensor<2xi32>) -> tensor<2x1x64xbf16>
+  return %r : tensor<2x1x64xbf16>
+}

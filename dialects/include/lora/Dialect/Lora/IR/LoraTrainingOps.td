@@ -73,6 +73,23 @@ def Lora_ScalarOp : Lora_Op<"scalar", [Pure, ConstantLike]> {
   let hasFolder = 1;
 }
 
+def Lora_SelectRowsOp : Lora_Op<"select_rows", [Pure]> {
+  let summary = "picks one position per sequence: `result[b, 0, :] = x[b, index[b], :]`";
+  let description = [{
+    Used by the generation program to compute the next-token logits of the
+    last prompt position only, instead of the `[batch, seq, vocab]` logits of
+    every position.
+
+    ```mlir
+    %h1 = lora.select_rows %h, %last : (tensor<1x64x128xf32>, tensor<1xi32>) -> tensor<1x1x128xf32>
+    ```
+  }];
+  let arguments = (ins Lora_FloatTensor:$x, Lora_IndexTensor:$index);
+  let results = (outs Lora_FloatTensor:$result);
+  let assemblyFormat = "$x `,` $index attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 def Lora_SegmentBoundaryMaskOp : Lora_Op<"segment_boundary_mask", [Pure]> {
   let summary = "clears the loss mask where the next token belongs to another packed document";
   let description = [{

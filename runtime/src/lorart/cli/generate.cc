@@ -1,0 +1,195 @@
+// lorart generate: greedy or temperature sampling with a plan's @logits_step
+// (base model, or base + adapter), so users can see what an adapter does.
+// No KV cache yet: every new token runs the forward graph over the prompt.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <random>
+
+#include "lorart/cli/commands.h"
+#include "lorart/data/jsonl.h"
+#include "lorart/data/template.h"
+#include "lorart/data/tokenizer.h"
+#include "lorart/exec/session.h"
+
+namespace lorart {
+namespace cli {
+
+namespace {
+
+struct Generator {
+  Session* session;
+  const data::Tokenizer* tokenizer;
+  int64_t batch, seq, vocab;
+  int64_t max_new = 32;
+  double temperature = 0;
+  std::mt19937_64 rng{0};
+
+  // Continues `prompt` (token ids) until EOS, max_new tokens or the plan's
+  // sequence length.
+  StatusOr<std::vector<int32_t>> Continue(std::vector<int32_t> tokens) {
+    std::vector<int32_t> generated;
+    std::vector<int32_t> tok(batch * seq), pos(batch * seq), seg(batch * seq), last(batch);
+    std::vector<float> logits(batch * vocab);
+    while (static_cast<int64_t>(generated.size()) < max_new &&
+           static_cast<int64_t>(tokens.size()) < seq) {
+      int64_t n = static_cast<int64_t>(tokens.size());
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t t = 0; t < seq; ++t) {
+          bool real = t < n;
+          tok[b * seq + t] = real ? tokens[t] : 0;
+          pos[b * seq + t] = real ? static_cast<int32_t>(t) : 0;
+          seg[b * seq + t] = real ? 0 : -1;
+        }
+      std::fill(last.begin(), last.end(), static_cast<int32_t>(n - 1));
+      LORA_RETURN_IF_ERROR(session->SetInput("logits_step", "tokens", tok.data(), tok.size() * 4));
+      LORA_RETURN_IF_ERROR(session->SetInput("logits_step", "positions", pos.data(), pos.size() * 4));
+      Status st = session->SetInput("logits_step", "segment_ids", seg.data(), seg.size() * 4);
+      if (!st.ok() && st.code() != StatusCode::kNotFound) return st;
+      LORA_RETURN_IF_ERROR(session->SetInput("logits_step", "last_index", last.data(), last.size() * 4));
+      LORA_RETURN_IF_ERROR(session->Run("logits_step", 0));
+      LORA_RETURN_IF_ERROR(session->GetOutput("logits_step", "logits", logits.data(), logits.size() * 4));
+      const float* row = logits.data();
+      int32_t next = 0;
+      if (temperature <= 0) {
+        next = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+      } else {
+        float mx = *std::max_element(row, row + vocab);
+        std::vector<double> w(vocab);
+        for (int64_t v = 0; v < vocab; ++v) w[v] = std::exp((row[v] - mx) / temperature);
+        std::discrete_distribution<int32_t> d(w.begin(), w.end());
+        next = d(rng);
+      }
+      if (next == tokenizer->eos_id()) break;
+      tokens.push_back(next);
+      generated.push_back(next);
+    }
+    return generated;
+  }
+};
+
+// The prompt of a chat record: its rendering up to the first trained token
+// (the start of the assistant's reply).
+Status PromptTokens(const data::Record& record, data::ChatTemplate tmpl,
+                    const data::Tokenizer& tok, std::vector<int32_t>* out) {
+  data::Record r = record;
+  // Keep the turns up to the first user message and ask for a reply.
+  std::vector<data::Message> messages;
+  for (const data::Message& m : r.messages) {
+    if (m.role == data::Role::kAssistant) break;
+    messages.push_back(m);
+  }
+  messages.push_back({data::Role::kAssistant, ""});
+  r.messages = messages;
+  r.format = data::RecordFormat::kChat;
+  data::Example ex;
+  LORA_RETURN_IF_ERROR(data::RecordToExample(r, tmpl, data::Objective::kSft, tok, &ex));
+  out->clear();
+  for (size_t i = 0; i < ex.tokens.size() && !ex.is_target[i]; ++i) out->push_back(ex.tokens[i]);
+  return OkStatus();
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n')) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\n')) ++i;
+  return s.substr(i);
+}
+
+}  // namespace
+
+Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
+  struct Options {
+    std::string plan, base, adapter, prompt, prompts, chat_template = "llama2";
+    int64_t max_new = 32, limit = 5;
+    double temperature = 0;
+    uint64_t seed = 0;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Options>();
+  Command c;
+  c.app = root.add_subcommand("generate", "Generate replies with the base model or base + "
+                                          "adapter (greedy or temperature sampling)");
+  c.app->add_option("plan", o->plan, "train.bin (compiled with its @logits_step)")->required();
+  c.app->add_option("--base", o->base, "Base model directory")->required();
+  c.app->add_option("--adapter", o->adapter, "PEFT adapter directory (default: none)");
+  c.app->add_option("--prompt", o->prompt, "A user message to reply to");
+  c.app->add_option("--prompts", o->prompts,
+                    "A chat JSONL file: reply to each record's first user message and compare "
+                    "with its reference reply");
+  c.app->add_option("--limit", o->limit, "Records of --prompts to print (all are scored)");
+  c.app->add_option("--max-new-tokens", o->max_new, "Tokens to generate at most");
+  c.app->add_option("--temperature", o->temperature, "0: greedy");
+  c.app->add_option("--seed", o->seed, "Sampling seed");
+  c.app->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
+  c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
+  c.run = [o, &out]() -> Status {
+    if (o->prompt.empty() == o->prompts.empty())
+      return InvalidArgumentError("give exactly one of --prompt and --prompts");
+    SessionOptions so;
+    so.num_threads = o->threads;
+    std::unique_ptr<Session> s;
+    LORA_RETURN_IF_ERROR(Session::Open(o->plan, so, &s));
+    if (!s->plan().FindProgram("logits_step"))
+      return InvalidArgumentError(o->plan + ": the plan has no logits_step program (compile it "
+                                            "with this lorac)");
+    LORA_RETURN_IF_ERROR(s->BindWeights(o->base));
+    LORA_RETURN_IF_ERROR(s->InitTrainable(0));  // lora_B = 0: the base model
+    if (!o->adapter.empty()) LORA_RETURN_IF_ERROR(s->LoadAdapter(o->adapter));
+    LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Tokenizer> tok,
+                          data::Tokenizer::Load(o->base + "/tokenizer.model"));
+    LORA_ASSIGN_OR_RETURN(data::ChatTemplate tmpl, data::ParseChatTemplate(o->chat_template));
+    const schema::Hyperparameters& d = s->plan().defaults();
+    Generator g{s.get(), tok.get(), static_cast<int64_t>(d.micro_batch()),
+                static_cast<int64_t>(d.seq_len()),
+                static_cast<int64_t>(s->plan().model().vocab_size())};
+    g.max_new = o->max_new;
+    g.temperature = o->temperature;
+    g.rng.seed(o->seed);
+    std::vector<data::Record> records;
+    if (!o->prompt.empty()) {
+      data::Record r;
+      r.format = data::RecordFormat::kChat;
+      r.messages.push_back({data::Role::kUser, o->prompt});
+      records.push_back(r);
+    } else {
+      LORA_ASSIGN_OR_RETURN(records, data::ReadJsonl(o->prompts));
+    }
+    int64_t exact = 0, scored = 0;
+    for (size_t i = 0; i < records.size(); ++i) {
+      std::vector<int32_t> prompt;
+      LORA_RETURN_IF_ERROR(PromptTokens(records[i], tmpl, *tok, &prompt));
+      LORA_ASSIGN_OR_RETURN(std::vector<int32_t> gen, g.Continue(prompt));
+      LORA_ASSIGN_OR_RETURN(std::string text, tok->Decode(gen));
+      std::string reference;
+      for (const data::Message& m : records[i].messages)
+        if (m.role == data::Role::kAssistant) {
+          reference = m.content;
+          break;
+        }
+      std::string user;
+      for (const data::Message& m : records[i].messages)
+        if (m.role == data::Role::kUser) {
+          user = m.content;
+          break;
+        }
+      if (!reference.empty()) {
+        ++scored;
+        exact += Trim(text) == Trim(reference);
+      }
+      if (static_cast<int64_t>(i) < o->limit || !o->prompt.empty()) {
+        out << "> " << user << "\n" << Trim(text);
+        if (!reference.empty()) out << "    (reference: " << reference << ")";
+        out << "\n";
+      }
+    }
+    if (scored > 0)
+      out << "exact match: " << exact << "/" << scored << " ("
+          << 100.0 * static_cast<double>(exact) / static_cast<double>(scored) << "%)\n";
+    return OkStatus();
+  };
+  return c;
+}
+
+}  // namespace cli
+}  // namespace lorart
