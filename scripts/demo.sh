@@ -12,9 +12,9 @@
 # published config; no weights needed to plan).
 set -euo pipefail
 build=${1:-build}
+out=${2:-$build/demo}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$build/bin"
-out="$build/demo"
 ex="$root/examples/demo"
 rm -rf "$out"
 mkdir -p "$out"
@@ -36,7 +36,7 @@ echo "== 3. pretraining on the corpus (full fine-tuning plan)"
 "$bin/lorac" compile "$out/base" --dtype f32 --no-lora --train full --objective pretrain \
   --micro-batch 4 --seq-len 64 -o "$out/pretrain.bin"
 "$bin/lorart" run "$out/pretrain.bin" --data "$ex/pretrain.jsonl" --base "$out/base" \
-  -o "$out/pretrained" --steps 60 --lr 3e-3 --warmup-steps 5 --no-progress --seed 1 \
+  -o "$out/pretrained" --steps 300 --lr 3e-3 --warmup-steps 10 --no-progress --seed 1 \
   | tail -2
 
 echo "== 4. LoRA fine-tuning (SFT) on the synthetic task"
@@ -47,8 +47,9 @@ echo "-- before fine-tuning (base model):"
 "$bin/lorart" generate "$out/sft.bin" --base "$out/pretrained" --prompts "$ex/sft_val.jsonl" \
   --limit 3 --max-new-tokens 6 --template simple
 "$bin/lorart" run "$out/sft.bin" --data "$ex/sft_train.jsonl" --eval "$ex/sft_val.jsonl" \
-  --base "$out/pretrained" -o "$out/adapter" --steps ${LORAC_DEMO_STEPS:-300} --lr 3e-3 \
-  --warmup-steps 10 --eval-every 100 --template simple --seed 1 --no-progress | tail -3
+  --base "$out/pretrained" -o "$out/adapter" --steps 800 --lr 2e-3 \
+  --warmup-steps 20 --eval-every 200 --template simple --seed 1 --no-progress \
+  | grep -E "eval loss|^trained"
 echo "-- after fine-tuning (base + adapter):"
 "$bin/lorart" eval "$out/sft.bin" --data "$ex/sft_val.jsonl" --base "$out/pretrained" \
   --adapter "$out/adapter" --template simple

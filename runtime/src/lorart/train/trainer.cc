@@ -119,8 +119,15 @@ Status Trainer::WriteMetrics(const std::string& line) {
 
 Status Trainer::SaveCheckpoint(int64_t step, const std::string& dir) {
   // Written into a temporary directory renamed into place: a checkpoint is
-  // either complete or absent.
+  // either complete or absent (a failed one, e.g. on a full disk, is removed).
   std::string tmp = dir + ".tmp";
+  Status st = WriteCheckpointFiles(step, tmp, dir);
+  if (!st.ok()) (void)RemoveTree(tmp);
+  return st;
+}
+
+Status Trainer::WriteCheckpointFiles(int64_t step, const std::string& tmp,
+                                     const std::string& dir) {
   LORA_RETURN_IF_ERROR(RemoveTree(tmp));
   LORA_RETURN_IF_ERROR(MakeDir(tmp));
   std::vector<TensorToWrite> tensors;

@@ -62,6 +62,7 @@ class Trainer {
 
  private:
   Status SaveCheckpoint(int64_t step, const std::string& dir);
+  Status WriteCheckpointFiles(int64_t step, const std::string& tmp, const std::string& dir);
   Status LoadCheckpoint(const std::string& dir);
   Status WriteMetrics(const std::string& line);
 
