@@ -3,9 +3,9 @@
 # must teach the model the held-out synthetic task. Task: "Which word comes
 # first: <w1> <w2> <w3>?" -> "<w1>" over 26 words, 200 validation triples
 # never seen in training. Threshold: at least 150/200 greedy answers exactly
-# right after fine-tuning (chance: 8/200; measured: 189/200), and the validation
-# loss must
-# fall below half of its value before fine-tuning (measured: 8.34 -> 1.15).
+# right after fine-tuning (chance: 8/200; measured: 189/200), and the
+# validation loss must fall below half of its value before fine-tuning
+# (measured: 8.34 -> 1.15).
 # Usage: learning_test.sh SOURCE_DIR BUILD_DIR WORK_DIR
 set -eu
 src="$1"; build="$2"; work="$3"

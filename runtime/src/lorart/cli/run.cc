@@ -6,6 +6,7 @@
 #include <iostream>
 #include <memory>
 
+#include "lorart.h"
 #include "lorart/cli/commands.h"
 #include "lorart/data/dataset.h"
 #include "lorart/data/tokenizer.h"
@@ -188,16 +189,38 @@ Command AddEvalCommand(CLI::App& root, std::ostream& out) {
   c.app->add_option("--adapter", o->adapter, "PEFT adapter directory (default: none)");
   c.app->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
   c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
+  // Written on the C API (lorart.h), as other frameworks would use it.
   c.run = [o, &out]() -> Status {
-    Loaded l;
+    std::unique_ptr<lorart_session, void (*)(lorart_session*)> session(
+        lorart_open(o->plan.c_str(), o->threads), lorart_close);
+    if (!session) return InvalidArgumentError(lorart_last_error());
     // lora_B starts at zero: without --adapter the model is the base model.
-    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, o->threads, 0, o->adapter, &l));
-    LORA_ASSIGN_OR_RETURN(data::DataOptions opts,
-                          DataOptionsFor(l.session->plan(), o->chat_template, 0, false));
+    if (lorart_bind_weights(session.get(), o->base.c_str(), 0) != 0)
+      return InvalidArgumentError(lorart_last_error());
+    if (!o->adapter.empty() && lorart_load_adapter(session.get(), o->adapter.c_str()) != 0)
+      return InvalidArgumentError(lorart_last_error());
+    LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Tokenizer> tok,
+                          data::Tokenizer::Load(o->base + "/tokenizer.model"));
+    std::unique_ptr<Plan> plan = std::make_unique<Plan>();
+    LORA_RETURN_IF_ERROR(LoadPlan(o->plan, plan.get()));
+    LORA_ASSIGN_OR_RETURN(data::DataOptions opts, DataOptionsFor(*plan, o->chat_template, 0, false));
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> ds,
-                          data::Dataset::Load(o->data, *l.tokenizer, opts));
-    LORA_RETURN_IF_ERROR(CheckVocabulary(l.session->plan(), *l.tokenizer, *ds));
-    LORA_ASSIGN_OR_RETURN(double loss, Trainer::Evaluate(l.session.get(), ds.get()));
+                          data::Dataset::Load(o->data, *tok, opts));
+    LORA_RETURN_IF_ERROR(CheckVocabulary(*plan, *tok, *ds));
+    double loss = 0, count = 0;
+    data::Batch b;
+    for (int64_t i = 0; i < ds->batches_per_epoch(); ++i) {
+      LORA_RETURN_IF_ERROR(ds->GetBatch(0, i, &b));
+      double l = 0, n = 0;
+      if (lorart_eval_step(session.get(), b.tokens.data(), b.positions.data(),
+                           opts.pack ? b.segment_ids.data() : nullptr, b.targets.data(),
+                           b.loss_mask.data(), &l, &n) != 0)
+        return InvalidArgumentError(lorart_last_error());
+      loss += l;
+      count += n;
+    }
+    if (count <= 0) return InvalidArgumentError(o->data + ": no target tokens to evaluate");
+    loss /= count;
     out << "loss " << loss << ", perplexity " << std::exp(loss) << " ("
         << ds->stats().target_tokens << " target tokens, "
         << (o->adapter.empty() ? std::string("base model") : "adapter " + o->adapter) << ")\n";
