@@ -272,19 +272,26 @@ LogicalResult LMHeadOp::verify() {
   return success();
 }
 
-LogicalResult CrossEntropyOp::verify() {
-  RankedTensorType logits = tensorOf(getLogits()),
-                   targets = tensorOf(getTargets()), mask = tensorOf(getMask());
+LogicalResult mlir::lora::detail::verifyLossOperands(Operation *op,
+                                                   Value logitsV,
+                                                   Value targetsV,
+                                                   Value maskV) {
+  RankedTensorType logits = tensorOf(logitsV), targets = tensorOf(targetsV),
+                   mask = tensorOf(maskV);
   if (logits.getRank() < 2)
-    return emitOpError() << "logits must have rank >= 2, got " << logits;
+    return op->emitOpError() << "logits must have rank >= 2, got " << logits;
   int64_t lead = logits.getRank() - 1;
-  if (failed(expectRank(*this, "targets", targets, lead)) ||
-      failed(expectRank(*this, "mask", mask, lead)) ||
-      failed(expectSameLeading(*this, "targets", targets, "logits", logits,
+  if (failed(expectRank(op, "targets", targets, lead)) ||
+      failed(expectRank(op, "mask", mask, lead)) ||
+      failed(expectSameLeading(op, "targets", targets, "logits", logits,
                                lead)) ||
-      failed(expectSameLeading(*this, "mask", mask, "logits", logits, lead)))
+      failed(expectSameLeading(op, "mask", mask, "logits", logits, lead)))
     return failure();
   return success();
+}
+
+LogicalResult CrossEntropyOp::verify() {
+  return verifyLossOperands(*this, getLogits(), getTargets(), getMask());
 }
 
 //===----------------------------------------------------------------------===//

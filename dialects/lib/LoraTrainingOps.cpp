@@ -307,18 +307,9 @@ LogicalResult EmbeddingGradOp::verify() {
 }
 
 LogicalResult CrossEntropyGradOp::verify() {
-  RankedTensorType logits = tensorOf(getLogits()),
-                   targets = tensorOf(getTargets()), mask = tensorOf(getMask());
-  if (logits.getRank() < 2)
-    return emitOpError() << "logits must have rank >= 2, got " << logits;
-  int64_t lead = logits.getRank() - 1;
-  if (failed(expectRank(*this, "targets", targets, lead)) ||
-      failed(expectRank(*this, "mask", mask, lead)) ||
-      failed(expectSameLeading(*this, "targets", targets, "logits", logits,
-                               lead)) ||
-      failed(expectSameLeading(*this, "mask", mask, "logits", logits, lead)) ||
-      failed(expectSameType(*this, "dlogits", getDlogits().getType(),
-                            "logits", logits)))
+  if (failed(verifyLossOperands(*this, getLogits(), getTargets(), getMask())) ||
+      failed(expectSameType(*this, "dlogits", getDlogits().getType(), "logits",
+                            getLogits().getType())))
     return failure();
   return success();
 }

@@ -101,6 +101,11 @@ LogicalResult verifyAttentionOperands(Operation *op, Value q, Value k, Value v,
                                       int64_t kvHeads, int64_t headDim,
                                       std::optional<int64_t> window);
 
+/// logits [..., vocab] with integer targets and an i1 mask of its leading
+/// shape: shared by lora.cross_entropy and lora.cross_entropy_grad.
+LogicalResult verifyLossOperands(Operation *op, Value logits, Value targets,
+                                 Value mask);
+
 } // namespace mlir::lora::detail
 
 #endif
