@@ -291,8 +291,10 @@ Status Session::SaveAdapter(const std::string& dir, const std::string& base_mode
   }
   LORA_RETURN_IF_ERROR(WriteSafetensors(dir + "/adapter_model.safetensors", tensors,
                                         {{"format", "pt"}}));
+  // Only keys every PEFT release since 0.4 reads: newer flags (use_rslora,
+  // use_dora, rank_pattern, ...) are left out and take their defaults, so
+  // older PEFT versions, which reject unknown keys, load the adapter too.
   nlohmann::ordered_json cfg;
-  cfg["alpha_pattern"] = nlohmann::json::object();
   cfg["auto_mapping"] = nullptr;
   cfg["base_model_name_or_path"] = base_model;
   cfg["bias"] = "none";
@@ -313,7 +315,6 @@ Status Session::SaveAdapter(const std::string& dir, const std::string& base_mode
   cfg["modules_to_save"] = nullptr;
   cfg["peft_type"] = "LORA";
   cfg["r"] = lora->r();
-  cfg["rank_pattern"] = nlohmann::json::object();
   cfg["revision"] = nullptr;
   if (lora->target_regex() && lora->target_regex()->size() > 0) {
     cfg["target_modules"] = lora->target_regex()->str();
@@ -324,8 +325,6 @@ Status Session::SaveAdapter(const std::string& dir, const std::string& base_mode
     cfg["target_modules"] = targets;
   }
   cfg["task_type"] = "CAUSAL_LM";
-  cfg["use_dora"] = false;
-  cfg["use_rslora"] = false;
   return WriteFileAtomically(dir + "/adapter_config.json", cfg.dump(2) + "\n");
 }
 

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Cross-check against Hugging Face: an adapter trained and saved by lorart
+(through liblorart.so, the C API, via ctypes) is loaded with
+peft.PeftModel.from_pretrained on top of transformers' LlamaForCausalLM built
+from the same model directory, and both compute the loss of one batch: they
+must agree. This checks the PEFT layout lorart writes and, at once, that
+lorart's forward pass (RMSNorm, RoPE, GQA attention, SwiGLU, LoRA scaling)
+is the Hugging Face model's.
+
+Usage: check_peft_load.py BIN_DIR LIBLORART CONFIG WORK_DIR
+Exits 77 (skipped) when torch, transformers or peft are not importable."""
+import ctypes
+import json
+import os
+import random
+import subprocess
+import sys
+
+try:
+    import torch
+    from peft import PeftModel
+    from transformers import LlamaForCausalLM
+except ImportError as e:  # not installed: skipped, not failed
+    print("SKIP: %s" % e)
+    sys.exit(77)
+
+bin_dir, lib_path, config, work = sys.argv[1:5]
+os.makedirs(work, exist_ok=True)
+model_dir, plan, adapter = (os.path.join(work, n) for n in ("model", "plan.bin", "adapter"))
+subprocess.run([os.path.join(bin_dir, "lorart"), "init-model", "--config", config, "-o", model_dir,
+                "--dtype", "f32", "--seed", "4"], check=True, stdout=subprocess.DEVNULL)
+subprocess.run([os.path.join(bin_dir, "lorac"), "compile", model_dir, "--dtype", "f32",
+                "--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0", "--packing=false",
+                "--micro-batch", "2", "--seq-len", "16", "-o", plan], check=True)
+
+lib = ctypes.CDLL(lib_path)
+lib.lorart_open.restype = ctypes.c_void_p
+lib.lorart_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
+lib.lorart_last_error.restype = ctypes.c_char_p
+for name in ("lorart_bind_weights", "lorart_save_adapter", "lorart_train_step",
+             "lorart_eval_step", "lorart_optimizer_step"):
+    getattr(lib, name).restype = ctypes.c_int
+lib.lorart_bind_weights.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64]
+lib.lorart_save_adapter.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+I32 = ctypes.POINTER(ctypes.c_int32)
+U8 = ctypes.POINTER(ctypes.c_uint8)
+D = ctypes.POINTER(ctypes.c_double)
+lib.lorart_train_step.argtypes = [ctypes.c_void_p, I32, I32, I32, I32, U8, ctypes.c_uint64, D, D]
+lib.lorart_eval_step.argtypes = [ctypes.c_void_p, I32, I32, I32, I32, U8, D, D]
+lib.lorart_optimizer_step.argtypes = [ctypes.c_void_p, ctypes.c_float, ctypes.c_int64,
+                                      ctypes.c_double, D]
+lib.lorart_close.argtypes = [ctypes.c_void_p]
+
+
+def check(rc):
+    if rc != 0:
+        sys.exit("FAIL: " + lib.lorart_last_error().decode())
+
+
+rng = random.Random(0)
+B, T = 2, 16
+vocab = json.load(open(config))["vocab_size"]
+tokens = [[rng.randrange(vocab) for _ in range(T)] for _ in range(B)]
+targets = [row[1:] + [0] for row in tokens]
+mask = [[1] * (T - 1) + [0] for _ in range(B)]
+flat = lambda rows, ct: (ct * (B * T))(*[v for r in rows for v in r])
+tok, tgt, msk = flat(tokens, ctypes.c_int32), flat(targets, ctypes.c_int32), flat(mask, ctypes.c_uint8)
+pos = flat([list(range(T))] * B, ctypes.c_int32)
+
+s = lib.lorart_open(plan.encode(), 2)
+if not s:
+    sys.exit("FAIL: " + lib.lorart_last_error().decode())
+check(lib.lorart_bind_weights(s, model_dir.encode(), 1))
+loss, count, norm = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+for step in range(1, 6):  # make lora_B non-zero
+    check(lib.lorart_train_step(s, tok, pos, None, tgt, msk, step, ctypes.byref(loss), ctypes.byref(count)))
+    check(lib.lorart_optimizer_step(s, 5e-2, step, count.value, ctypes.byref(norm)))
+check(lib.lorart_eval_step(s, tok, pos, None, tgt, msk, ctypes.byref(loss), ctypes.byref(count)))
+check(lib.lorart_save_adapter(s, adapter.encode(), model_dir.encode()))
+lib.lorart_close(s)
+lorart_loss = loss.value / count.value
+
+model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+base_logits = model(input_ids=torch.tensor(tokens)).logits
+model = PeftModel.from_pretrained(model, adapter)
+model.eval()
+with torch.no_grad():
+    logits = model(input_ids=torch.tensor(tokens)).logits.float()
+assert not torch.allclose(logits, base_logits), "the adapter changed nothing"
+logp = torch.log_softmax(logits, dim=-1)
+nll = -logp.gather(-1, torch.tensor(targets).unsqueeze(-1)).squeeze(-1)
+m = torch.tensor(mask, dtype=torch.float32)
+peft_loss = ((nll * m).sum() / m.sum()).item()
+print("loss per target token: lorart %.6f, transformers + peft %.6f" % (lorart_loss, peft_loss))
+if abs(peft_loss - lorart_loss) > 1e-4 * max(1.0, abs(peft_loss)):
+    sys.exit("FAIL: the losses differ")
+print("PASS")
