@@ -17,6 +17,16 @@ using namespace mlir::lora;
 namespace {
 bool anyNeeded(ArrayRef<bool> flags) { return llvm::is_contained(flags, true); }
 
+/// dX = dY·W and dW = dYᵀ·X of `y = x·Wᵀ`, where needed: shared by linear
+/// layers and the (unfused) LM head.
+void linearVJP(OpBuilder &b, Location loc, Value x, Value weight, Value dy,
+               bool needX, bool needW, SmallVectorImpl<Value> &out) {
+  if (needX)
+    out[0] = b.create<LinearGradXOp>(loc, x.getType(), dy, weight);
+  if (needW)
+    out[1] = b.create<LinearGradWOp>(loc, weight.getType(), dy, x);
+}
+
 LogicalResult noGradThroughNF4(Operation *op, Value weight, bool need) {
   if (need && isa<NF4Type>(weight.getType()))
     return op->emitOpError()
@@ -56,12 +66,7 @@ LogicalResult LinearOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
   Value dy = grads[0];
   if (!dy)
     return success();
-  if (need[0])
-    out[0] = b.create<LinearGradXOp>(getLoc(), getX().getType(), dy,
-                                     getWeight());
-  if (need[1])
-    out[1] = b.create<LinearGradWOp>(getLoc(), getWeight().getType(), dy,
-                                     getX());
+  linearVJP(b, getLoc(), getX(), getWeight(), dy, need[0], need[1], out);
   if (getBias() && need[2])
     out[2] = b.create<BiasGradOp>(getLoc(), getBias().getType(), dy);
   return success();
@@ -134,15 +139,9 @@ LogicalResult AddOp::buildVJP(OpBuilder &, ArrayRef<Value> grads,
 LogicalResult LMHeadOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
                                  ArrayRef<bool> need,
                                  SmallVectorImpl<Value> &out) {
-  Value dy = grads[0];
-  if (!dy)
-    return success();
-  if (need[0])
-    out[0] = b.create<LinearGradXOp>(getLoc(), getX().getType(), dy,
-                                     getWeight());
-  if (need[1])
-    out[1] = b.create<LinearGradWOp>(getLoc(), getWeight().getType(), dy,
-                                     getX());
+  if (grads[0])
+    linearVJP(b, getLoc(), getX(), getWeight(), grads[0], need[0], need[1],
+              out);
   return success();
 }
 

@@ -1071,17 +1071,27 @@ Status CheckIds(const KernelParams& p, const TensorView& ids, int64_t tokens, in
   return OkStatus();
 }
 
+// The checks shared by embedding_fwd and embedding_bwd: `rows` (tokens x
+// hidden) flows between the token side and the table side (vocab x hidden).
+Status EmbeddingDims(const KernelParams& p, const std::vector<TensorView>& in,
+                     const TensorView& rows,
+                     const char* rows_what, const TensorView& table, const char* table_what,
+                     int64_t* t, int64_t* d, int64_t* v) {
+  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", t));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "hidden", d));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", v));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, table, *v * *d, table_what));
+  LORA_RETURN_IF_ERROR(ExpectIndex(p, in[1], *t, "the ids"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, rows, *t * *d, rows_what));
+  return CheckIds(p, in[1], *t, *v);
+}
+
 Status EmbeddingFwd(const KernelContext& ctx, const KernelParams& p,
                     const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   int64_t t, d, v;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", &t));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "hidden", &d));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", &v));
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], v * d, "the table"));
-  LORA_RETURN_IF_ERROR(ExpectIndex(p, in[1], t, "the ids"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], t * d, "the output"));
-  LORA_RETURN_IF_ERROR(CheckIds(p, in[1], t, v));
+  LORA_RETURN_IF_ERROR(
+      EmbeddingDims(p, in, out[0], "the output", in[0], "the table", &t, &d, &v));
   const TensorView &table = in[0], &y = out[0];
   const bool same = table.dtype == y.dtype;
   const size_t es = ElemSize(y.dtype);
@@ -1103,14 +1113,9 @@ Status EmbeddingFwd(const KernelContext& ctx, const KernelParams& p,
 Status EmbeddingBwd(const KernelContext& ctx, const KernelParams& p,
                     const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   int64_t t, d, v;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", &t));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "hidden", &d));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", &v));
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], t * d, "dy"));
-  LORA_RETURN_IF_ERROR(ExpectIndex(p, in[1], t, "the ids"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], v * d, "the table gradient"));
-  LORA_RETURN_IF_ERROR(CheckIds(p, in[1], t, v));
+  LORA_RETURN_IF_ERROR(
+      EmbeddingDims(p, in, in[0], "dy", out[0], "the table gradient", &t, &d, &v));
   const TensorView &dy = in[0], &dt = out[0];
   std::memset(dt.data, 0, static_cast<size_t>(v * d) * ElemSize(dt.dtype));
   // Positions grouped by id (a stable counting sort); each id's rows are
