@@ -226,11 +226,36 @@ private:
       return it->second;
     std::vector<fb::Offset<sc::KernelParam>> params;
     StringRef kind;
+    // Generated CUDA (lora-emit-cuda) goes into the Kernel's own fields.
+    std::string cudaSource, cudaEntry;
+    sc::Dim3 grid(0, 0, 0), block(0, 0, 0);
+    uint32_t shared = 0;
+    auto dim3 = [](DenseI64ArrayAttr a) {
+      ArrayRef<int64_t> v = a.asArrayRef();
+      return sc::Dim3(v.size() > 0 ? v[0] : 1, v.size() > 1 ? v[1] : 1,
+                      v.size() > 2 ? v[2] : 1);
+    };
     for (NamedAttribute na : dict) {
       StringRef k = na.getName().getValue();
       Attribute v = na.getValue();
       if (k == "kind") {
         kind = cast<StringAttr>(v).getValue();
+        continue;
+      }
+      if (k == "cuda_source") {
+        cudaSource = cast<StringAttr>(v).str();
+        continue;
+      }
+      if (k == "cuda_entry") {
+        cudaEntry = cast<StringAttr>(v).str();
+        continue;
+      }
+      if (k == "cuda_grid" || k == "cuda_block") {
+        (k == "cuda_grid" ? grid : block) = dim3(cast<DenseI64ArrayAttr>(v));
+        continue;
+      }
+      if (k == "cuda_shared") {
+        shared = static_cast<uint32_t>(cast<IntegerAttr>(v).getInt());
         continue;
       }
       fb::Offset<void> value;
@@ -253,9 +278,11 @@ private:
           sc::CreateKernelParam(b, b.CreateString(k.str()), vt, value));
     }
     std::string debug = (kind + "_" + std::to_string(kernels.size())).str();
-    kernels.push_back(sc::CreateKernelDirect(b, kind.str().c_str(), &params,
-                                             nullptr, nullptr, nullptr,
-                                             nullptr, 0, debug.c_str()));
+    bool cuda = !cudaSource.empty();
+    kernels.push_back(sc::CreateKernelDirect(
+        b, kind.str().c_str(), &params, cuda ? cudaSource.c_str() : nullptr,
+        cuda ? cudaEntry.c_str() : nullptr, cuda ? &grid : nullptr,
+        cuda ? &block : nullptr, shared, debug.c_str()));
     uint32_t idx = static_cast<uint32_t>(kernels.size() - 1);
     kernelIndex[os.str()] = idx;
     return idx;

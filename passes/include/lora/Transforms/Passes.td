@@ -537,4 +537,30 @@ def LogitsProgram : Pass<"lora-logits-program", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
 }
 
+def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
+  let summary = "Emits CUDA C++ source, specialised by dtype and size, with launch geometry for each kernel that has a template";
+  let description = [{
+    Runs after `lora-lower-to-kernels` for the cuda target (`lorac compile
+    --target cuda`). For every kernel whose family has a template it adds
+    `cuda_source` (self-contained CUDA C++: an `extern "C" __global__`
+    entry specialised by element type and problem size), `cuda_entry`,
+    `cuda_grid`, `cuda_block` and `cuda_shared` to the op's `lora.kernel`;
+    the serializer moves them into train.bin and the runtime compiles them
+    with NVRTC (cached on disk). Kernel arguments are the launch's inputs
+    then its outputs, as device pointers.
+
+    Templates so far: `add`, `swiglu_fwd`, `swiglu_bwd`, `cast`,
+    `accumulate`, `copy`, `zero`, `fill`, `adamw`, `rms_norm_fwd` (one block
+    per row, warp-shuffle reduction). Not yet: the fused NF4/bf16 GEMM with
+    its adapter epilogue, FlashAttention forward/backward, RoPE, the other
+    norms' backward and the chunked LM-head loss (issue #5).
+
+    After:
+    ```mlir
+    %y = lora.add %a, %b {lora.kernel = {cuda_block = array<i64: 256, 1, 1>, cuda_entry = "lora_add_bf16_n65536", cuda_grid = array<i64: 256, 1, 1>, cuda_shared = 0 : i64, cuda_source = "#include <cuda_bf16.h>...", elements = 65536 : i64, kind = "add"}} : ...
+    ```
+  }];
+  let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
+}
+
 #endif // LORA_TRANSFORMS_PASSES_TD

@@ -31,6 +31,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out);
 Command AddEvalCommand(CLI::App& root, std::ostream& out);
 Command AddTrainTokenizerCommand(CLI::App& root, std::ostream& out);
 Command AddGenerateCommand(CLI::App& root, std::ostream& out);
+Command AddCheckKernelsCommand(CLI::App& root, std::ostream& out);
 
 }  // namespace cli
 }  // namespace lorart

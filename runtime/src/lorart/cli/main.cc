@@ -23,6 +23,7 @@ constexpr AddCommandFn kCommands[] = {
     AddEvalCommand,
     AddTrainTokenizerCommand,
     AddGenerateCommand,
+    AddCheckKernelsCommand,
 };
 
 // Messages are one line: any newline a library put in becomes "; ".

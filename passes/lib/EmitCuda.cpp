@@ -1,0 +1,214 @@
+//===- EmitCuda.cpp - CUDA C++ source for the kernels of the graph --------===//
+//
+// For the cuda target, every kernel whose family has a template gets its
+// CUDA C++ source, specialised by element type and problem size, with its
+// launch geometry: `cuda_source`, `cuda_entry`, `cuda_grid`, `cuda_block`,
+// `cuda_shared` join the op's `lora.kernel` dictionary and the serializer
+// moves them into train.bin's Kernel.cuda_source/entry/grid/block. The
+// runtime compiles them with NVRTC. Kernel arguments are the launch's input
+// tensors then its output tensors, as device pointers, in op order.
+//
+// Families with templates so far: elementwise (add, swiglu fwd/bwd, cast,
+// accumulate, copy, zero, fill), rms_norm_fwd, adamw. The fused NF4 GEMM,
+// attention and the LM-head loss are still to come (issue #5).
+//
+//===----------------------------------------------------------------------===//
+#include "lora/Dialect/Lora/IR/LoraOps.h"
+#include "lora/Transforms/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/Support/FormatVariadic.h"
+
+namespace mlir::lora {
+#define GEN_PASS_DEF_EMITCUDA
+#include "lora/Transforms/Passes.h.inc"
+} // namespace mlir::lora
+
+using namespace mlir;
+using namespace mlir::lora;
+
+namespace {
+
+constexpr int64_t kBlock = 256;
+
+/// The CUDA type of a float tensor's elements.
+std::string cudaType(Type t) {
+  Type e = cast<RankedTensorType>(t).getElementType();
+  if (e.isBF16())
+    return "__nv_bfloat16";
+  if (e.isF16())
+    return "__half";
+  return "float";
+}
+
+std::string suffix(Type t) {
+  Type e = cast<RankedTensorType>(t).getElementType();
+  return e.isBF16() ? "bf16" : e.isF16() ? "f16" : "f32";
+}
+
+const char *kPrelude = R"(#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+__device__ __forceinline__ float lora_ld(const float* p, long i) { return p[i]; }
+__device__ __forceinline__ float lora_ld(const __nv_bfloat16* p, long i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ float lora_ld(const __half* p, long i) { return __half2float(p[i]); }
+__device__ __forceinline__ void lora_st(float* p, long i, float v) { p[i] = v; }
+__device__ __forceinline__ void lora_st(__nv_bfloat16* p, long i, float v) { p[i] = __float2bfloat16(v); }
+__device__ __forceinline__ void lora_st(__half* p, long i, float v) { p[i] = __float2half(v); }
+)";
+
+struct Source {
+  std::string code, entry;
+  int64_t grid = 1, block = kBlock, shared = 0;
+};
+
+/// An elementwise kernel over `n` elements: `body` computes the outputs at
+/// index i from the inputs (named in0.., out0..).
+Source elementwise(StringRef kind, ArrayRef<std::string> inTypes,
+                   ArrayRef<std::string> outTypes, int64_t n, StringRef body,
+                   StringRef tag) {
+  Source s;
+  s.entry = llvm::formatv("lora_{0}_{1}_n{2}", kind, tag, n).str();
+  std::string params;
+  for (auto [i, t] : llvm::enumerate(inTypes))
+    params += llvm::formatv("{0}const {1}* __restrict__ in{2}", params.empty() ? "" : ", ", t, i).str();
+  for (auto [i, t] : llvm::enumerate(outTypes))
+    params += llvm::formatv("{0}{1}* __restrict__ out{2}", params.empty() ? "" : ", ", t, i).str();
+  s.code = std::string(kPrelude) +
+           llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}) {1}({2}) {{\n"
+                         "  const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+                         "  if (i >= {3}L) return;\n"
+                         "{4}\n}\n",
+                         kBlock, s.entry, params, n, body)
+               .str();
+  s.grid = (n + kBlock - 1) / kBlock;
+  return s;
+}
+
+std::optional<Source> emit(Operation *op, DictionaryAttr k) {
+  StringRef kind = k.getAs<StringAttr>("kind").getValue();
+  auto n = [&](StringRef key) { return k.getAs<IntegerAttr>(key).getInt(); };
+  auto ty = [&](Value v) { return cudaType(v.getType()); };
+  if (auto o = dyn_cast<AddOp>(op))
+    return elementwise(kind, {ty(o.getLhs()), ty(o.getRhs())}, {ty(o.getResult())},
+                       n("elements"),
+                       "  lora_st(out0, i, lora_ld(in0, i) + lora_ld(in1, i));",
+                       suffix(o.getType()));
+  if (auto o = dyn_cast<SwiGLUOp>(op))
+    return elementwise(kind, {ty(o.getGate()), ty(o.getUp())}, {ty(o.getResult())},
+                       n("elements"),
+                       "  const float g = lora_ld(in0, i);\n"
+                       "  lora_st(out0, i, g / (1.f + __expf(-g)) * lora_ld(in1, i));",
+                       suffix(o.getType()));
+  if (auto o = dyn_cast<SwiGLUGradOp>(op))
+    return elementwise(kind, {ty(o.getDy()), ty(o.getGate()), ty(o.getUp())},
+                       {ty(o.getDgate()), ty(o.getDup())}, n("elements"),
+                       "  const float dy = lora_ld(in0, i), g = lora_ld(in1, i), u = lora_ld(in2, i);\n"
+                       "  const float s = 1.f / (1.f + __expf(-g));\n"
+                       "  lora_st(out0, i, dy * u * s * (1.f + g * (1.f - s)));\n"
+                       "  lora_st(out1, i, dy * g * s);",
+                       suffix(o.getGate().getType()));
+  if (auto o = dyn_cast<CastOp>(op))
+    return elementwise(kind, {ty(o.getInput())}, {ty(o.getResult())}, n("elements"),
+                       "  lora_st(out0, i, lora_ld(in0, i));",
+                       suffix(o.getInput().getType()) + "_" + suffix(o.getType()));
+  if (auto o = dyn_cast<AccumulateOp>(op))
+    return elementwise(kind, {"float", ty(o.getValue())}, {"float"}, n("elements"),
+                       "  out0[i] = in0[i] + lora_ld(in1, i);",
+                       suffix(o.getValue().getType()));
+  if (auto o = dyn_cast<AssignOp>(op))
+    return elementwise(kind, {ty(o.getValue())}, {ty(o.getValue())}, n("elements"),
+                       "  out0[i] = in0[i];", suffix(o.getValue().getType()));
+  if (auto o = dyn_cast<ResetOp>(op)) {
+    Type t = o.getStorageType();
+    return elementwise(kind, {}, {cudaType(t)}, n("elements"),
+                       "  lora_st(out0, i, 0.f);", suffix(t));
+  }
+  if (auto o = dyn_cast<ScalarOp>(op))
+    return elementwise(kind, {}, {"float"}, 1,
+                       llvm::formatv("  out0[i] = {0:e}f;", o.getValue().convertToDouble()).str(),
+                       "f32");
+  if (auto o = dyn_cast<AdamWOp>(op)) {
+    auto f = [&](StringRef key) { return k.getAs<FloatAttr>(key).getValueAsDouble(); };
+    std::string body = llvm::formatv(
+        "  const float lr = in4[0], t = in5[0], scale = in6[0];\n"
+        "  const float g = scale * in1[i];\n"
+        "  const float m = {0:e}f * in2[i] + (1.f - {0:e}f) * g;\n"
+        "  const float v = {1:e}f * in3[i] + (1.f - {1:e}f) * g * g;\n"
+        "  const float mh = m / (1.f - powf({0:e}f, t)), vh = v / (1.f - powf({1:e}f, t));\n"
+        "  out0[i] = in0[i] - lr * (mh / (sqrtf(vh) + {2:e}f) + {3:e}f * in0[i]);\n"
+        "  out1[i] = m;\n  out2[i] = v;",
+        f("beta1"), f("beta2"), f("eps"), f("weight_decay"));
+    return elementwise(kind, {"float", "float", "float", "float", "float", "float", "float"},
+                       {"float", "float", "float"}, n("elements"), body, "f32");
+  }
+  if (auto o = dyn_cast<RMSNormOp>(op)) {
+    // One block per row: a strided sum of squares, a warp-shuffle and shared
+    // memory reduction, then the scaled row.
+    int64_t rows = n("rows"), hidden = n("hidden");
+    double eps = k.getAs<FloatAttr>("eps").getValueAsDouble();
+    Source s;
+    s.entry = llvm::formatv("lora_rms_norm_fwd_{0}_r{1}_h{2}", suffix(o.getType()), rows, hidden).str();
+    std::string t = ty(o.getX()), w = ty(o.getWeight());
+    s.code = std::string(kPrelude) + llvm::formatv(R"(extern "C" __global__ void __launch_bounds__({0}) {1}(const {2}* __restrict__ x, const {3}* __restrict__ w, {2}* __restrict__ y) {{
+  __shared__ float partial[{0} / 32];
+  const long row = blockIdx.x;
+  const {2}* xr = x + row * {4}L;
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < {4}; j += blockDim.x) {{ const float v = lora_ld(xr, j); ss += v * v; }
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {{
+    ss = threadIdx.x < {0} / 32 ? partial[threadIdx.x] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (threadIdx.x == 0) partial[0] = ss;
+  }
+  __syncthreads();
+  const float inv = rsqrtf(partial[0] / {4}.f + {5:e}f);
+  for (int j = threadIdx.x; j < {4}; j += blockDim.x)
+    lora_st(y, row * {4}L + j, lora_ld(xr, j) * inv * lora_ld(w, j));
+}
+)", kBlock, s.entry, t, w, hidden, eps).str();
+    s.grid = rows;
+    return s;
+  }
+  return std::nullopt;
+}
+
+struct EmitCudaPass : public lora::impl::EmitCudaBase<EmitCudaPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    int64_t emitted = 0;
+    WalkResult r = module.walk([&](Operation *op) {
+      auto k = op->getAttrOfType<DictionaryAttr>(kKernelAttrName);
+      if (!k)
+        return WalkResult::advance();
+      if (k.get("cuda_source")) {
+        op->emitOpError() << "already has CUDA source";
+        return WalkResult::interrupt();
+      }
+      std::optional<Source> s = emit(op, k);
+      if (!s)
+        return WalkResult::advance();
+      Builder b(op->getContext());
+      NamedAttrList attrs(k);
+      attrs.set("cuda_source", b.getStringAttr(s->code));
+      attrs.set("cuda_entry", b.getStringAttr(s->entry));
+      attrs.set("cuda_grid", b.getDenseI64ArrayAttr({s->grid, 1, 1}));
+      attrs.set("cuda_block", b.getDenseI64ArrayAttr({s->block, 1, 1}));
+      attrs.set("cuda_shared", b.getI64IntegerAttr(s->shared));
+      op->setAttr(kKernelAttrName, attrs.getDictionary(op->getContext()));
+      ++emitted;
+      return WalkResult::advance();
+    });
+    if (r.wasInterrupted())
+      return signalPassFailure();
+    if (emitted == 0) {
+      module.emitError() << "no kernel to emit CUDA for: run lora-lower-to-kernels first";
+      return signalPassFailure();
+    }
+  }
+};
+
+} // namespace

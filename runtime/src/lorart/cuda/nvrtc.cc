@@ -1,0 +1,179 @@
+#include "lorart/cuda/nvrtc.h"
+
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "lorart/io/safetensors_write.h"
+
+namespace lorart::cuda {
+
+// The few NVRTC entry points lorart uses, resolved by name (the C ABI of
+// nvrtc.h; types reduced to what crosses the boundary).
+struct Nvrtc::Api {
+  using Program = void*;
+  int (*version)(int*, int*);
+  int (*create)(Program*, const char*, const char*, int, const char* const*, const char* const*);
+  int (*compile)(Program, int, const char* const*);
+  int (*log_size)(Program, size_t*);
+  int (*log)(Program, char*);
+  int (*cubin_size)(Program, size_t*);
+  int (*cubin)(Program, char*);
+  int (*destroy)(Program*);
+  const char* (*error_string)(int);
+};
+
+namespace {
+
+void* OpenFirst(const std::vector<std::string>& names, std::string* tried) {
+  for (const std::string& n : names) {
+    if (void* h = ::dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) return h;
+    *tried += (tried->empty() ? "" : ", ") + n;
+  }
+  return nullptr;
+}
+
+template <typename F>
+bool Resolve(void* lib, const char* name, F* out) {
+  *out = reinterpret_cast<F>(::dlsym(lib, name));
+  return *out != nullptr;
+}
+
+uint64_t Fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+StatusOr<const Nvrtc*> Nvrtc::Get() {
+  static Nvrtc instance;
+  static Status status = [] {
+    std::string tried;
+    void* lib = OpenFirst({"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so",
+                           "/usr/local/cuda/lib64/libnvrtc.so"},
+                          &tried);
+    if (!lib) return UnavailableError("NVRTC is not installed (tried " + tried + ")");
+    static Api api;
+    bool ok = Resolve(lib, "nvrtcVersion", &api.version) &&
+              Resolve(lib, "nvrtcCreateProgram", &api.create) &&
+              Resolve(lib, "nvrtcCompileProgram", &api.compile) &&
+              Resolve(lib, "nvrtcGetProgramLogSize", &api.log_size) &&
+              Resolve(lib, "nvrtcGetProgramLog", &api.log) &&
+              Resolve(lib, "nvrtcGetCUBINSize", &api.cubin_size) &&
+              Resolve(lib, "nvrtcGetCUBIN", &api.cubin) &&
+              Resolve(lib, "nvrtcDestroyProgram", &api.destroy) &&
+              Resolve(lib, "nvrtcGetErrorString", &api.error_string);
+    if (!ok) return UnavailableError("the NVRTC library lacks an entry point lorart needs");
+    instance.api_ = &api;
+    api.version(&instance.major_, &instance.minor_);
+    return OkStatus();
+  }();
+  if (!status.ok()) return status;
+  return &instance;
+}
+
+Status Nvrtc::CompileToCubin(const std::string& source, const std::string& name,
+                             const std::string& arch, const std::vector<std::string>& options,
+                             std::string* cubin) const {
+  Api::Program prog = nullptr;
+  std::string file = name + ".cu";
+  if (int rc = api_->create(&prog, source.c_str(), file.c_str(), 0, nullptr, nullptr))
+    return InternalError(StrFormat("kernel %s: nvrtcCreateProgram failed: %s", name.c_str(),
+                                   api_->error_string(rc)));
+  std::vector<std::string> opts = options;
+  opts.push_back("--gpu-architecture=" + arch);
+  opts.push_back("-std=c++17");
+  std::vector<const char*> argv;
+  for (const std::string& o : opts) argv.push_back(o.c_str());
+  int rc = api_->compile(prog, static_cast<int>(argv.size()), argv.data());
+  Status st;
+  if (rc != 0) {
+    size_t n = 0;
+    api_->log_size(prog, &n);
+    std::string log(n, '\0');
+    if (n) api_->log(prog, log.data());
+    while (!log.empty() && (log.back() == '\0' || log.back() == '\n')) log.pop_back();
+    st = InvalidArgumentError(StrFormat("kernel %s failed to compile for %s: %s; NVRTC log: %s",
+                                        name.c_str(), arch.c_str(), api_->error_string(rc),
+                                        log.c_str()));
+  } else {
+    size_t n = 0;
+    api_->cubin_size(prog, &n);
+    cubin->assign(n, '\0');
+    api_->cubin(prog, cubin->data());
+  }
+  api_->destroy(&prog);
+  return st;
+}
+
+std::vector<std::string> DefaultNvrtcOptions() {
+  std::vector<std::string> opts;
+  for (const char* dir : {"/usr/local/cuda/include"}) {
+    struct stat sb;
+    if (::stat(dir, &sb) == 0) {
+      opts.push_back(std::string("-I") + dir);
+      std::string cccl = std::string(dir) + "/cccl";
+      if (::stat(cccl.c_str(), &sb) == 0) opts.push_back("-I" + cccl);
+    }
+  }
+  return opts;
+}
+
+std::string KernelCacheDir(const std::string& dir) {
+  if (!dir.empty()) return dir;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/lorac";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/lorac";
+  return "/tmp/lorac-kernel-cache";
+}
+
+Status CompileCached(const Nvrtc& nvrtc, const std::string& cache_dir, const std::string& source,
+                     const std::string& name, const std::string& arch,
+                     const std::vector<std::string>& options, std::string* cubin, bool* hit) {
+  std::string key_text = source + '\0' + arch + '\0' + std::to_string(nvrtc.major()) + "." +
+                         std::to_string(nvrtc.minor());
+  for (const std::string& o : options) key_text += '\0' + o;
+  char key[17];
+  snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(Fnv1a(key_text)));
+  std::string path = cache_dir + "/" + key + ".cubin";
+  std::ifstream in(path, std::ios::binary);
+  if (in) {
+    std::stringstream ss;
+    ss << in.rdbuf();
+    *cubin = ss.str();
+    *hit = true;
+    return OkStatus();
+  }
+  *hit = false;
+  LORA_RETURN_IF_ERROR(nvrtc.CompileToCubin(source, name, arch, options, cubin));
+  std::string parent;
+  for (char c : cache_dir + "/") {
+    if (c == '/' && !parent.empty()) ::mkdir(parent.c_str(), 0755);
+    parent.push_back(c);
+  }
+  // A cache that cannot be written costs a recompile next time, nothing more.
+  (void)WriteFileAtomically(path, *cubin);
+  return OkStatus();
+}
+
+Status CudaDeviceAvailable() {
+  std::string tried;
+  void* lib = OpenFirst({"libcuda.so.1", "libcuda.so"}, &tried);
+  if (!lib) return UnavailableError("no CUDA driver: libcuda.so.1 could not be loaded");
+  int (*init)(unsigned) = nullptr;
+  int (*count)(int*) = nullptr;
+  if (!Resolve(lib, "cuInit", &init) || !Resolve(lib, "cuDeviceGetCount", &count))
+    return UnavailableError("the CUDA driver lacks cuInit/cuDeviceGetCount");
+  int n = 0;
+  if (init(0) != 0 || count(&n) != 0 || n == 0) return UnavailableError("no CUDA device");
+  return OkStatus();
+}
+
+}  // namespace lorart::cuda

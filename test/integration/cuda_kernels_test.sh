@@ -1,0 +1,26 @@
+#!/bin/sh
+# Every CUDA kernel the compiler emits for a test plan compiles with NVRTC to
+# CUBIN for sm_80 and sm_90a (no GPU needed), and a second pass is served by
+# the on-disk cache. Skipped (77) where NVRTC is not installed.
+# Usage: cuda_kernels_test.sh BIN_DIR CONFIG WORK_DIR
+set -eu
+bin="$1"; cfg="$2"; work="$3"
+rm -rf "$work"; mkdir -p "$work"
+for dtype in bf16 f32; do
+  "$bin/lorac" compile "$cfg" --dtype $dtype --micro-batch 2 --seq-len 16 --target cuda \
+    -o "$work/$dtype.bin"
+  if ! out=$("$bin/lorart" check-kernels "$work/$dtype.bin" --arch sm_80 --arch sm_90a \
+             --kernel-cache "$work/cache" 2>&1); then
+    case "$out" in *"NVRTC is not installed"*) echo "SKIP: $out"; exit 77 ;; esac
+    echo "$out"; exit 1
+  fi
+  echo "$dtype: $out"
+  case "$out" in "compiled 0 "*) echo "FAIL: no kernel compiled"; exit 1 ;; esac
+done
+again=$("$bin/lorart" check-kernels "$work/f32.bin" --kernel-cache "$work/cache")
+echo "again: $again"
+case "$again" in *" from the cache"*) ;; *) exit 1 ;; esac
+n=$(echo "$again" | sed 's/compiled \([0-9]*\) kernel builds (\([0-9]*\) from.*/\1 \2/')
+set -- $n
+[ "$1" = "$2" ] || { echo "FAIL: $1 builds, only $2 from the cache"; exit 1; }
+echo PASS

@@ -1,0 +1,26 @@
+// RUN: lorac-opt %s -lora-lower-to-kernels=target=cuda -lora-emit-cuda | FileCheck %s
+// RUN: not lorac-opt %s -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=NOKERNEL
+// RUN: not lorac-opt %s -lora-lower-to-kernels=target=cuda -lora-emit-cuda -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=TWICE
+
+// NOKERNEL: error: no kernel to emit CUDA for: run lora-lower-to-kernels first
+// TWICE: error: 'lora.add' op already has CUDA source
+
+// An elementwise kernel specialised by dtype and size, with its geometry.
+// CHECK-LABEL: func.func @f
+// CHECK: lora.add {{.*}}cuda_block = array<i64: 256, 1, 1>, cuda_entry = "lora_add_bf16_n1024", cuda_grid = array<i64: 4, 1, 1>, cuda_shared = 0 : i64
+// CHECK-SAME: cuda_source = "#include <cuda_bf16.h>
+// CHECK-SAME: extern \22C\22 __global__ void __launch_bounds__(256) lora_add_bf16_n1024(const __nv_bfloat16* __restrict__ in0, const __nv_bfloat16* __restrict__ in1, __nv_bfloat16* __restrict__ out0)
+// CHECK-SAME: if (i >= 1024L) return;
+// One block per row for RMSNorm, a warp-shuffle reduction.
+// CHECK: lora.rms_norm {{.*}}cuda_entry = "lora_rms_norm_fwd_bf16_r16_h64", cuda_grid = array<i64: 16, 1, 1>
+// CHECK-SAME: __shfl_xor_sync
+// A family without a template yet keeps its kernel and gets no source.
+// CHECK: lora.linear
+// CHECK-NOT: cuda_source
+// CHECK-SAME: kind = "linear_fwd"
+func.func @f(%x: tensor<2x8x64xbf16>, %w: tensor<64xbf16>, %m: tensor<64x64xbf16>) -> tensor<2x8x64xbf16> {
+  %a = lora.add %x, %x : (tensor<2x8x64xbf16>, tensor<2x8x64xbf16>) -> tensor<2x8x64xbf16>
+  %n = lora.rms_norm %a, %w {eps = 1.0e-05 : f64} : (tensor<2x8x64xbf16>, tensor<64xbf16>) -> tensor<2x8x64xbf16>
+  %y = lora.linear %n, %m : (tensor<2x8x64xbf16>, tensor<64x64xbf16>) -> tensor<2x8x64xbf16>
+  return %y : tensor<2x8x64xbf16>
+}
