@@ -9,7 +9,9 @@
 // tensors then its output tensors, as device pointers, in op order.
 //
 // Families with templates so far: elementwise (add, swiglu fwd/bwd, cast,
-// accumulate, copy, zero, fill), rms_norm_fwd, adamw. The fused NF4 GEMM,
+// accumulate, copy, zero, fill), rms_norm_fwd, adamw, rope fwd/bwd (the
+// compiler bakes the scaled frequencies into the source), embedding_fwd,
+// segment_boundary_mask. The fused NF4 GEMM,
 // attention and the LM-head loss are still to come (issue #5).
 //
 //===----------------------------------------------------------------------===//
@@ -19,6 +21,8 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
 
 namespace mlir::lora {
 #define GEN_PASS_DEF_EMITCUDA
@@ -141,6 +145,101 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
         f("beta1"), f("beta2"), f("eps"), f("weight_decay"));
     return elementwise(kind, {"float", "float", "float", "float", "float", "float", "float"},
                        {"float", "float", "float"}, n("elements"), body, "f32");
+  }
+  if (isa<RopeOp, RopeGradOp>(op)) {
+    // The frequencies (with linear or llama3 scaling) are decided here and
+    // baked into the source; angles are computed in double (positions can be
+    // large). Backward rotates by the negative angle.
+    bool bwd = isa<RopeGradOp>(op);
+    Value x = op->getOperand(0);
+    int64_t batch = n("batch"), seq = n("seq"), features = n("features"),
+            hd = n("head_dim");
+    double theta = k.getAs<FloatAttr>("theta").getValueAsDouble();
+    StringRef scaling = k.getAs<StringAttr>("scaling").getValue();
+    std::string freqs;
+    for (int64_t i = 0; i < hd / 2; ++i) {
+      double f = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+      if (scaling == "linear") {
+        f /= k.getAs<FloatAttr>("factor").getValueAsDouble();
+      } else if (scaling == "llama3") {
+        double factor = k.getAs<FloatAttr>("factor").getValueAsDouble();
+        double lo = k.getAs<FloatAttr>("low_freq_factor").getValueAsDouble();
+        double hi = k.getAs<FloatAttr>("high_freq_factor").getValueAsDouble();
+        double orig = static_cast<double>(
+            k.getAs<IntegerAttr>("original_max_position_embeddings").getInt());
+        double wavelen = 2 * M_PI / f;
+        if (wavelen > orig / lo) {
+          f /= factor;
+        } else if (wavelen >= orig / hi) {
+          double smooth = (orig / wavelen - lo) / (hi - lo);
+          f = (1 - smooth) * f / factor + smooth * f;
+        }
+      }
+      char buf[32];
+      snprintf(buf, sizeof buf, "%s%.17g", i ? ", " : "", f); // exact double
+      freqs += buf;
+    }
+    std::string t = ty(x);
+    std::string pt = cast<RankedTensorType>(op->getOperand(1).getType())
+                             .getElementType()
+                             .isInteger(64)
+                         ? "long long"
+                         : "int";
+    Source s;
+    s.entry = llvm::formatv("lora_rope_{0}_{1}_f{2}_h{3}_n{4}", bwd ? "bwd" : "fwd",
+                            suffix(x.getType()), features, hd, batch * seq)
+                  .str();
+    int64_t pairs = batch * seq * features / 2;
+    s.code = std::string(kPrelude) + llvm::formatv(R"(__constant__ double lora_inv_freq[{0}] = {{{1}};
+extern "C" __global__ void __launch_bounds__({2}) {3}(const {4}* __restrict__ x, const {5}* __restrict__ pos, {4}* __restrict__ y) {{
+  const long p = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= {6}L) return;
+  const long token = p / {7}, rem = p % {7};
+  const long head = rem / {0}, i = rem % {0};
+  const long a = token * {8}L + head * {9} + i, b = a + {0};
+  double sn, cs;
+  sincos((double)pos[token] * lora_inv_freq[i], &sn, &cs);
+  const float c = (float)cs, s = {10}(float)sn;
+  const float xa = lora_ld(x, a), xb = lora_ld(x, b);
+  lora_st(y, a, xa * c - xb * s);
+  lora_st(y, b, xb * c + xa * s);
+}
+)", hd / 2, freqs, kBlock, s.entry, t, pt, pairs, features / 2, features, hd,
+                   bwd ? "-" : "").str();
+    s.grid = (pairs + kBlock - 1) / kBlock;
+    return s;
+  }
+  if (auto o = dyn_cast<EmbeddingOp>(op)) {
+    int64_t tokens = n("tokens"), hidden = n("hidden"), vocab = n("vocab");
+    std::string it = cast<RankedTensorType>(o.getIds().getType())
+                             .getElementType()
+                             .isInteger(64)
+                         ? "long long"
+                         : "int";
+    return elementwise(kind, {ty(o.getTable()), it}, {ty(o.getResult())}, tokens * hidden,
+                       llvm::formatv("  const long t = i / {0}, d = i % {0};\n"
+                                     "  const long id = (long)in1[t];\n"
+                                     "  // ids were checked on the host; clamp defensively.\n"
+                                     "  const long row = id < 0 ? 0 : (id >= {1} ? {1} - 1 : id);\n"
+                                     "  lora_st(out0, i, lora_ld(in0, row * {0}L + d));",
+                                     hidden, vocab)
+                           .str(),
+                       suffix(o.getType()) + "_v" + std::to_string(vocab) + "_h" +
+                           std::to_string(hidden));
+  }
+  if (auto o = dyn_cast<SegmentBoundaryMaskOp>(op)) {
+    int64_t seq = n("seq");
+    std::string it = cast<RankedTensorType>(o.getSegmentIds().getType())
+                             .getElementType()
+                             .isInteger(64)
+                         ? "long long"
+                         : "int";
+    return elementwise(kind, {"unsigned char", it}, {"unsigned char"}, n("batch") * seq,
+                       llvm::formatv("  const long t = i % {0};\n"
+                                     "  out0[i] = in0[i] && t + 1 < {0} && in1[i + 1] == in1[i];",
+                                     seq)
+                           .str(),
+                       "t" + std::to_string(seq));
   }
   if (auto o = dyn_cast<RMSNormOp>(op)) {
     // One block per row: a strided sum of squares, a warp-shuffle and shared

@@ -14,13 +14,18 @@
 // One block per row for RMSNorm, a warp-shuffle reduction.
 // CHECK: lora.rms_norm {{.*}}cuda_entry = "lora_rms_norm_fwd_bf16_r16_h64", cuda_grid = array<i64: 16, 1, 1>
 // CHECK-SAME: __shfl_xor_sync
+// RoPE: the compiler computes the frequencies (theta^(-2i/d)) and bakes them
+// in at full double precision.
+// CHECK: lora.rope {{.*}}cuda_entry = "lora_rope_fwd_bf16_f64_h16_n16"
+// CHECK-SAME: __constant__ double lora_inv_freq[8] = {1, 0.31622776601683794, 0.10000000000000001,
 // A family without a template yet keeps its kernel and gets no source.
 // CHECK: lora.linear
 // CHECK-NOT: cuda_source
 // CHECK-SAME: kind = "linear_fwd"
-func.func @f(%x: tensor<2x8x64xbf16>, %w: tensor<64xbf16>, %m: tensor<64x64xbf16>) -> tensor<2x8x64xbf16> {
+func.func @f(%x: tensor<2x8x64xbf16>, %w: tensor<64xbf16>, %m: tensor<64x64xbf16>, %pos: tensor<2x8xi32>) -> tensor<2x8x64xbf16> {
   %a = lora.add %x, %x : (tensor<2x8x64xbf16>, tensor<2x8x64xbf16>) -> tensor<2x8x64xbf16>
   %n = lora.rms_norm %a, %w {eps = 1.0e-05 : f64} : (tensor<2x8x64xbf16>, tensor<64xbf16>) -> tensor<2x8x64xbf16>
-  %y = lora.linear %n, %m : (tensor<2x8x64xbf16>, tensor<64x64xbf16>) -> tensor<2x8x64xbf16>
+  %r = lora.rope %n, %pos {head_dim = 16 : i64, theta = 10000.0 : f64} : (tensor<2x8x64xbf16>, tensor<2x8xi32>) -> tensor<2x8x64xbf16>
+  %y = lora.linear %r, %m : (tensor<2x8x64xbf16>, tensor<64x64xbf16>) -> tensor<2x8x64xbf16>
   return %y : tensor<2x8x64xbf16>
 }

@@ -551,9 +551,12 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
 
     Templates so far: `add`, `swiglu_fwd`, `swiglu_bwd`, `cast`,
     `accumulate`, `copy`, `zero`, `fill`, `adamw`, `rms_norm_fwd` (one block
-    per row, warp-shuffle reduction). Not yet: the fused NF4/bf16 GEMM with
-    its adapter epilogue, FlashAttention forward/backward, RoPE, the other
-    norms' backward and the chunked LM-head loss (issue #5).
+    per row, warp-shuffle reduction), `rope_fwd`/`rope_bwd` (the frequencies,
+    with linear or llama3 scaling, are computed here and baked into the
+    source as a `__constant__` table), `embedding_fwd`,
+    `segment_boundary_mask`. Not yet: the fused NF4/bf16 GEMM with its
+    adapter epilogue, FlashAttention forward/backward, the norms' backward and
+    the chunked LM-head loss (issue #5).
 
     After:
     ```mlir
