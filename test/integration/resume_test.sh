@@ -17,15 +17,14 @@ for line in open(sys.argv[1]):
 "$bin/lorart" init-model --config "$ex/config.json" -o base --dtype f32 --tokenizer tokenizer.model --seed 3 > /dev/null
 "$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1 \
   --micro-batch 4 --seq-len 64 -o plan.bin
-run() { # OUT [extra args]
-  out="$1"; shift
-  "$bin/lorart" run plan.bin --data "$ex/sft_train.jsonl" --base base -o "$out" --steps 40 \
-    --save-every 5 --lr 3e-3 --seed 9 --threads 2 --template simple --no-progress "$@"
-}
-run straight > straight.log 2>&1
+set -- run plan.bin --data "$ex/sft_train.jsonl" --base base --steps 40 --save-every 5 \
+  --lr 3e-3 --seed 9 --threads 2 --template simple --no-progress
+"$bin/lorart" "$@" -o straight > straight.log 2>&1
 
-# The same run, killed with SIGKILL once its second checkpoint exists.
-run killed > killed.log 2>&1 &
+# The same run, killed with SIGKILL once its second checkpoint exists. (The
+# lorart process itself is started in the background, so that $! is its pid
+# and the signal kills it, not a wrapping shell.)
+"$bin/lorart" "$@" -o killed > killed.log 2>&1 &
 pid=$!
 i=0
 while [ ! -d killed/checkpoint-10 ]; do
@@ -44,7 +43,9 @@ echo "killed after checkpoint-$last; resuming"
 for f in trainer.json state.safetensors adapter_model.safetensors adapter_config.json; do
   [ -s "killed/checkpoint-$last/$f" ] || { echo "FAIL: checkpoint-$last lacks $f"; exit 1; }
 done
-run killed --resume "killed/checkpoint-$last" > resumed.log 2>&1 || { cat resumed.log; exit 1; }
+if kill -0 $pid 2>/dev/null; then echo "FAIL: the killed run is still alive"; exit 1; fi
+"$bin/lorart" "$@" -o killed --resume "killed/checkpoint-$last" > resumed.log 2>&1 || {
+  cat resumed.log; exit 1; }
 grep -q "resumed from" resumed.log
 if cmp straight/adapter_model.safetensors killed/adapter_model.safetensors; then
   echo "PASS: the resumed run's adapter is bitwise identical"
