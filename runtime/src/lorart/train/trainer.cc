@@ -323,7 +323,9 @@ Status Trainer::Run(TrainResult* result) {
   result->steps = step_;
   result->skipped = skipped_;
   result->final_train_loss = last_loss;
-  result->best_eval_loss = have_best_ ? best_eval_ : std::nan("");
+  // Only a run that evaluates reports a best evaluation (a resumed run
+  // without --eval restores one from its checkpoint but does not own it).
+  result->best_eval_loss = eval_ && have_best_ ? best_eval_ : std::nan("");
   return OkStatus();
 }
 
