@@ -9,7 +9,8 @@
 // tensors then its output tensors, as device pointers, in op order.
 //
 // Families with templates so far: elementwise (add, swiglu fwd/bwd, cast,
-// accumulate, copy, zero, fill), rms_norm_fwd, adamw, rope fwd/bwd (the
+// accumulate, copy, zero, fill), rms_norm_fwd, the whole optimizer step
+// (global_norm, clip_scale, adamw), rope fwd/bwd (the
 // compiler bakes the scaled frequencies into the source), embedding_fwd,
 // segment_boundary_mask. The fused NF4 GEMM,
 // attention and the LM-head loss are still to come (issue #5).
@@ -240,6 +241,48 @@ extern "C" __global__ void __launch_bounds__({2}) {3}(const {4}* __restrict__ x,
                                      seq)
                            .str(),
                        "t" + std::to_string(seq));
+  }
+  if (auto o = dyn_cast<ClipScaleOp>(op)) {
+    double maxNorm = k.getAs<FloatAttr>("max_norm").getValueAsDouble();
+    // in0 = norm of the summed gradients, in1 = token count (> 0: the host
+    // checks it before launching).
+    return elementwise(kind, {"float", "float"}, {"float"}, 1,
+                       llvm::formatv("  const float n = in1[0];\n"
+                                     "  float coef = 1.f;\n"
+                                     "  if ({0:e}f > 0.f) coef = fminf(1.f, {0:e}f / (in0[0] / n + 1e-6f));\n"
+                                     "  out0[0] = coef / n;",
+                                     maxNorm)
+                           .str(),
+                       "f32");
+  }
+  if (auto o = dyn_cast<GlobalNormOp>(op)) {
+    // One block: each thread sums squares over a strided share of every
+    // tensor in double, then a shared-memory tree reduction. Deterministic.
+    Source s;
+    s.entry = llvm::formatv("lora_global_norm_{0}", o.getInputs().size()).str();
+    std::string params, loops;
+    for (auto [i, v] : llvm::enumerate(o.getInputs())) {
+      int64_t numel = cast<RankedTensorType>(v.getType()).getNumElements();
+      params += llvm::formatv("const {0}* __restrict__ in{1}, ", ty(v), i).str();
+      loops += llvm::formatv("  for (long j = threadIdx.x; j < {0}L; j += blockDim.x) {{ const double v = lora_ld(in{1}, j); acc += v * v; }\n",
+                             numel, i)
+                   .str();
+    }
+    s.code = std::string(kPrelude) +
+             llvm::formatv(R"(extern "C" __global__ void __launch_bounds__({0}) {1}({2}float* __restrict__ out0) {{
+  __shared__ double part[{0}];
+  double acc = 0.0;
+{3}  part[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = {0} / 2; s > 0; s >>= 1) {{
+    if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out0[0] = (float)sqrt(part[0]);
+}
+)", kBlock, s.entry, params, loops).str();
+    s.grid = 1;
+    return s;
   }
   if (auto o = dyn_cast<RMSNormOp>(op)) {
     // One block per row: a strided sum of squares, a warp-shuffle and shared

@@ -29,3 +29,16 @@ func.func @f(%x: tensor<2x8x64xbf16>, %w: tensor<64xbf16>, %m: tensor<64x64xbf16
   %y = lora.linear %r, %m : (tensor<2x8x64xbf16>, tensor<64x64xbf16>) -> tensor<2x8x64xbf16>
   return %y : tensor<2x8x64xbf16>
 }
+
+// The optimizer step's kernels all get sources: the global norm (one block,
+// double accumulation), the clip factor and AdamW.
+// CHECK-LABEL: func.func @opt
+// CHECK: lora.global_norm {{.*}}cuda_entry = "lora_global_norm_2", cuda_grid = array<i64: 1, 1, 1>
+// CHECK: lora.clip_scale {{.*}}cuda_entry = "lora_clip_scale_f32_n1"
+// CHECK: lora.adamw {{.*}}cuda_entry = "lora_adamw_f32_n8"
+func.func @opt(%g: tensor<2x4xf32>, %h: tensor<4xf32>, %count: tensor<f32>, %lr: tensor<f32>, %step: tensor<f32>) -> (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) {
+  %norm = lora.global_norm %g, %h : (tensor<2x4xf32>, tensor<4xf32>) -> tensor<f32>
+  %scale = lora.clip_scale %norm, %count {max_norm = 1.0 : f64} : (tensor<f32>, tensor<f32>) -> tensor<f32>
+  %p, %m, %v = lora.adamw %g, %g, %g, %g, %lr, %step, %scale {beta1 = 0.9 : f64, beta2 = 0.999 : f64, eps = 1.0e-8 : f64, weight_decay = 0.0 : f64} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>, tensor<f32>, tensor<f32>, tensor<f32>) -> (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>)
+  return %p, %m, %v : tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>
+}

@@ -550,8 +550,10 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     then its outputs, as device pointers.
 
     Templates so far: `add`, `swiglu_fwd`, `swiglu_bwd`, `cast`,
-    `accumulate`, `copy`, `zero`, `fill`, `adamw`, `rms_norm_fwd` (one block
-    per row, warp-shuffle reduction), `rope_fwd`/`rope_bwd` (the frequencies,
+    `accumulate`, `copy`, `zero`, `fill`, `adamw`, `global_norm` (one
+    block, double accumulation), `clip_scale` — so every kernel of
+    `@optimizer_step` has a source — `rms_norm_fwd` (one block per row,
+    warp-shuffle reduction), `rope_fwd`/`rope_bwd` (the frequencies,
     with linear or llama3 scaling, are computed here and baked into the
     source as a `__constant__` table), `embedding_fwd`,
     `segment_boundary_mask`. Not yet: the fused NF4/bf16 GEMM with its
