@@ -22,12 +22,8 @@ using testing::FillUniform;
 using testing::FiniteDifferenceError;
 using testing::NormalizedError;
 using testing::Owned;
+using testing::RunKernel;
 
-// testing::Run under a name that the TEST bodies' Test::Run does not hide.
-Status RunKernel(const std::string& kind, KernelParams params, const std::vector<Owned*>& in,
-                 const std::vector<Owned*>& out, uint64_t step_seed = 0, int threads = 2) {
-  return testing::Run(kind, std::move(params), in, out, step_seed, threads);
-}
 
 struct Config {
   int64_t B = 1, T = 16, H = 2, KV = 2, D = 8;

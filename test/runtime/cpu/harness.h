@@ -65,8 +65,9 @@ inline void FillInts(Owned& t, std::mt19937_64& rng, int64_t lo, int64_t hi) {
   }
 }
 
-// Runs kernel `kind` with `params` (kind is set for messages).
-inline Status Run(const std::string& kind, KernelParams params, const std::vector<Owned*>& in,
+// Runs kernel `kind` with `params` (kind is set for messages). Not named
+// Run: inside a TEST body gtest's Test::Run would hide it.
+inline Status RunKernel(const std::string& kind, KernelParams params, const std::vector<Owned*>& in,
                   const std::vector<Owned*>& out, uint64_t step_seed = 0, int threads = 2) {
   KernelFn fn;
   LORA_RETURN_IF_ERROR(LookupKernel(kind, &fn));

@@ -23,12 +23,8 @@ using testing::FillUniform;
 using testing::FiniteDifferenceError;
 using testing::NormalizedError;
 using testing::Owned;
+using testing::RunKernel;
 
-// testing::Run under a name that TEST bodies' Test::Run does not hide.
-Status RunKernel(const std::string& kind, const KernelParams& params, const std::vector<Owned*>& in,
-                 const std::vector<Owned*>& out, uint64_t step_seed = 0) {
-  return testing::Run(kind, params, in, out, step_seed, 2);
-}
 
 // A KernelParams builder.
 struct Params {

@@ -14,12 +14,8 @@ namespace {
 
 using testing::FillUniform;
 using testing::Owned;
+using testing::RunKernel;
 
-// testing::Run under a name that the TEST bodies' Test::Run does not hide.
-Status RunKernel(const std::string& kind, KernelParams params, const std::vector<Owned*>& in,
-                 const std::vector<Owned*>& out, uint64_t step_seed = 0, int threads = 2) {
-  return testing::Run(kind, std::move(params), in, out, step_seed, threads);
-}
 
 Owned Scalar(float v) {
   Owned s(DType::F32, {});

@@ -740,6 +740,19 @@ Status BiasBwd(const KernelContext& ctx, const KernelParams& p, const std::vecto
   return OkStatus();
 }
 
+// The adapter operands (A [r, k], B [n, r]) and the three gradients (dx, dA,
+// dB) of lora_bwd and fused_linear_bwd.
+Status ExpectAdapterBackward(const KernelParams& p, const TensorView& a, const TensorView& b,
+                             const std::vector<TensorView>& out, int64_t m, int64_t n, int64_t k,
+                             int64_t r) {
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, a, r * k, "the adapter's A"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, b, n * r, "the adapter's B"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], m * k, "dx"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[1], r * k, "dA"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[2], n * r, "dB"));
+  return OkStatus();
+}
+
 Status LoraBwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
                const std::vector<TensorView>& out) {
   int64_t m, n, k;
@@ -752,11 +765,7 @@ Status LoraBwd(const KernelContext& ctx, const KernelParams& p, const std::vecto
   const int64_t r = ad.rank;
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], m * n, "dy"));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[1], m * k, "x"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[2], r * k, "the adapter's A"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[3], n * r, "the adapter's B"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], m * k, "dx"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[1], r * k, "dA"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[2], n * r, "dB"));
+  LORA_RETURN_IF_ERROR(ExpectAdapterBackward(p, in[2], in[3], out, m, n, k, r));
   return AdapterBackward(ctx, in[0], in[1], nullptr, in[2], in[3], ad, out[0], out[1], out[2], m, n,
                          k);
 }
@@ -775,11 +784,7 @@ Status FusedLinearBwd(const KernelContext& ctx, const KernelParams& p,
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[1], m * k, "x"));
   Weight w;
   LORA_RETURN_IF_ERROR(BindWeight(p, in[2], n, k, &w));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[3], r * k, "the adapter's A"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[4], n * r, "the adapter's B"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], m * k, "dx"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[1], r * k, "dA"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[2], n * r, "dB"));
+  LORA_RETURN_IF_ERROR(ExpectAdapterBackward(p, in[3], in[4], out, m, n, k, r));
   return AdapterBackward(ctx, in[0], in[1], &w, in[3], in[4], ad, out[0], out[1], out[2], m, n, k);
 }
 

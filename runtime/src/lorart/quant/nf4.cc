@@ -354,16 +354,23 @@ Status DequantizeNf4Absmax(const uint8_t* src, int64_t src_bytes, const Nf4Layou
   return OkStatus();
 }
 
-Status QuantizeBlockwise8(const float* src, int64_t n, int64_t block_size, uint8_t* codes,
-                          float* absmax) {
+// The argument checks shared by QuantizeBlockwise8 and DequantizeBlockwise8.
+Status CheckBlockwise8Args(int64_t n, int64_t block_size, const void* a, const void* b,
+                           const void* c) {
   if (block_size <= 0)
     return InvalidArgumentError(StrFormat("blockwise8: block size must be positive, got %lld",
                                           static_cast<long long>(block_size)));
   if (n < 0)
     return InvalidArgumentError(StrFormat("blockwise8: negative element count %lld",
                                           static_cast<long long>(n)));
-  if (n > 0 && (src == nullptr || codes == nullptr || absmax == nullptr))
+  if (n > 0 && (a == nullptr || b == nullptr || c == nullptr))
     return InvalidArgumentError("blockwise8: null buffer");
+  return OkStatus();
+}
+
+Status QuantizeBlockwise8(const float* src, int64_t n, int64_t block_size, uint8_t* codes,
+                          float* absmax) {
+  LORA_RETURN_IF_ERROR(CheckBlockwise8Args(n, block_size, src, codes, absmax));
   const float* map = DynamicMap8();
   for (int64_t start = 0, g = 0; start < n; start += block_size, ++g) {
     const int64_t end = std::min(n, start + block_size);
@@ -386,14 +393,7 @@ Status QuantizeBlockwise8(const float* src, int64_t n, int64_t block_size, uint8
 
 Status DequantizeBlockwise8(const uint8_t* codes, const float* absmax, int64_t n,
                             int64_t block_size, float* out) {
-  if (block_size <= 0)
-    return InvalidArgumentError(StrFormat("blockwise8: block size must be positive, got %lld",
-                                          static_cast<long long>(block_size)));
-  if (n < 0)
-    return InvalidArgumentError(StrFormat("blockwise8: negative element count %lld",
-                                          static_cast<long long>(n)));
-  if (n > 0 && (codes == nullptr || absmax == nullptr || out == nullptr))
-    return InvalidArgumentError("blockwise8: null buffer");
+  LORA_RETURN_IF_ERROR(CheckBlockwise8Args(n, block_size, codes, absmax, out));
   const float* map = DynamicMap8();
   for (int64_t i = 0; i < n; ++i) out[i] = map[codes[i]] * absmax[i / block_size];
   return OkStatus();
