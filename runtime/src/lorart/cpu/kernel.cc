@@ -184,6 +184,31 @@ void FromFloat(const float* in, int64_t n, const TensorView& t, int64_t offset) 
   }
 }
 
+Status KernelParamsFromPlan(const schema::Kernel& kernel, KernelParams* out) {
+  KernelParams& p = *out;
+  p.set_kind(kernel.kind()->str());
+  if (!kernel.params()) return OkStatus();
+  for (const schema::KernelParam* kp : *kernel.params()) {
+    std::string key = kp->key()->str();
+    switch (kp->value_type()) {
+      case schema::ParamValue::IntValue:
+        p.Set(key, static_cast<int64_t>(kp->value_as_IntValue()->value()));
+        break;
+      case schema::ParamValue::FloatValue:
+        p.Set(key, kp->value_as_FloatValue()->value());
+        break;
+      case schema::ParamValue::StringValue:
+        p.Set(key, kp->value_as_StringValue()->value()->str());
+        break;
+      default:
+        return UnimplementedError(StrFormat("'%s': list parameter '%s' is not supported by the "
+                                            "CPU backend",
+                                            p.kind().c_str(), key.c_str()));
+    }
+  }
+  return OkStatus();
+}
+
 Status ExpectArity(const KernelParams& p, const std::vector<TensorView>& in,
                    size_t n_in, const std::vector<TensorView>& out, size_t n_out) {
   if (in.size() != n_in || out.size() != n_out)

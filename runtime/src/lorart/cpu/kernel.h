@@ -68,6 +68,10 @@ class KernelParams {
   std::map<std::string, Value, std::less<>> values_;
 };
 
+// The params of a plan's kernel (schema::KernelParam) with its kind.
+// Unimplemented for list-valued params, which no CPU kernel takes.
+Status KernelParamsFromPlan(const schema::Kernel& kernel, KernelParams* out);
+
 // What a kernel may know about the step it runs in.
 struct KernelContext {
   // Seed of this micro-step's dropout masks (0 when no dropout is drawn).

@@ -133,28 +133,7 @@ Status Session::Prepare(const SessionOptions& options) {
     const schema::Kernel& kernel = plan_.kernel(k);
     std::string kind = kernel.kind()->str();
     LORA_RETURN_IF_ERROR(cpu::LookupKernel(kind, &kernels_[k].fn), "kernel %u", k);
-    cpu::KernelParams& p = kernels_[k].params;
-    p.set_kind(kind);
-    if (kernel.params()) {
-      for (const schema::KernelParam* kp : *kernel.params()) {
-        std::string key = kp->key()->str();
-        switch (kp->value_type()) {
-          case schema::ParamValue::IntValue:
-            p.Set(key, static_cast<int64_t>(kp->value_as_IntValue()->value()));
-            break;
-          case schema::ParamValue::FloatValue:
-            p.Set(key, kp->value_as_FloatValue()->value());
-            break;
-          case schema::ParamValue::StringValue:
-            p.Set(key, kp->value_as_StringValue()->value()->str());
-            break;
-          default:
-            return UnimplementedError(StrFormat("kernel %u ('%s'): list parameter '%s' is not "
-                                                "supported by the CPU backend",
-                                                k, kind.c_str(), key.c_str()));
-        }
-      }
-    }
+    LORA_RETURN_IF_ERROR(cpu::KernelParamsFromPlan(kernel, &kernels_[k].params), "kernel %u", k);
   }
   return OkStatus();
 }

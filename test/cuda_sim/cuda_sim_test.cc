@@ -1,0 +1,338 @@
+// The generated CUDA kernels, run on the CPU simulator (lora_cuda_sim.h),
+// against the CPU backend — the backend-ops harness of issue #5 for machines
+// without a GPU. The same comparison runs on a GPU with the `gpu` label.
+//
+// SimSelf.*: the simulator's own semantics (barriers, shuffles, the mma and
+// ldmatrix fragment layouts against a plain matrix product, and the errors
+// for divergent barriers and shuffles of exited lanes).
+// SimPlan.*: every kernel with CUDA source in the plan named by
+// $LORA_SIM_PLAN, on fresh random inputs, against the CPU kernel of the same
+// kind (skipped without $LORA_SIM_PLAN; test/cuda_sim/sim_plan_test.sh sets it).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <unistd.h>
+
+#include "lorart/cpu/kernel.h"
+#include "lorart/plan/plan.h"
+#include "sim_runner.h"
+
+namespace {
+
+using lora_sim_test::SimKernel;
+
+// $LORA_SIM_WORK (shared by runs: compiled kernels are cached there), or a
+// directory of this process.
+std::string WorkDir() {
+  const char* base = std::getenv("LORA_SIM_WORK");
+  if (base) return base;
+  return ::testing::TempDir() + "lora_cuda_sim_" + std::to_string(getpid());
+}
+
+#define REQUIRE_SIM()                                              \
+  do {                                                             \
+    std::string why = lora_sim_test::SimAvailable();               \
+    if (!why.empty()) GTEST_SKIP() << "simulator unavailable: " << why; \
+  } while (0)
+
+uint16_t ToBf16(float f) { return lorart::cpu::FloatToBf16(f); }
+float FromBf16(uint16_t h) { return lorart::cpu::Bf16ToFloat(h); }
+
+TEST(SimSelf, BlockReductionWithBarriersAndShuffles) {
+  REQUIRE_SIM();
+  const char* src = R"(
+extern "C" __global__ void reduce(const float* x, float* out) {
+  __shared__ float part[4];
+  float v = x[blockIdx.x * 128 + threadIdx.x];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) out[blockIdx.x] = part[0] + part[1] + part[2] + part[3];
+}
+)";
+  SimKernel k;
+  ASSERT_EQ(k.Compile(src, "reduce", WorkDir()), "");
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> d(-1, 1);
+  std::vector<float> x(3 * 128), out(3, 0.f);
+  for (float& v : x) v = d(rng);
+  ASSERT_EQ(k.Launch({3, 1, 1}, {128, 1, 1}, 0, {x.data(), out.data()}), "");
+  for (int b = 0; b < 3; ++b) {
+    double want = 0;
+    for (int i = 0; i < 128; ++i) want += x[b * 128 + i];
+    EXPECT_NEAR(out[b], want, 1e-4) << "block " << b;
+  }
+}
+
+TEST(SimSelf, LdmatrixAndMmaComputeTheMatrixProduct) {
+  REQUIRE_SIM();
+  // One warp: C[16][8] = A[16][16] (row-major) * B where B is stored as
+  // Bt[8][16] (n-major, as a weight W[n][k]) and loaded without .trans, and
+  // the same product with B stored k-major [16][8] and loaded with .trans.
+  const char* src = R"(
+extern "C" __global__ void mma(const __nv_bfloat16* a, const __nv_bfloat16* bt,
+                               const __nv_bfloat16* bk, float* c, float* c2) {
+  __shared__ __nv_bfloat16 sa[16][16], sb[8][16], sk[16][8];
+  const int lane = threadIdx.x;
+  for (int i = lane; i < 256; i += 32) sa[i / 16][i % 16] = a[i];
+  for (int i = lane; i < 128; i += 32) { sb[i / 16][i % 16] = bt[i]; sk[i / 8][i % 8] = bk[i]; }
+  __syncthreads();
+  unsigned fa[4], fb[4], fk[2];
+  // x4 over A: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15).
+  lora_sim::Ldmatrix(fa, &sa[(lane % 8) + ((lane / 8) % 2) * 8][(lane / 16) * 8], 4, false);
+  // x4 over Bt (x2 would do; lanes 16-31 repeat): (n 0-7, k 0-7), (n 0-7, k 8-15).
+  lora_sim::Ldmatrix(fb, &sb[lane % 8][((lane / 8) % 2) * 8], 4, false);
+  // .trans over the k-major copy: (k 0-7, n 0-7), (k 8-15, n 0-7).
+  lora_sim::Ldmatrix(fk, &sk[(lane % 8) + ((lane / 8) % 2) * 8][0], 2, true);
+  float d[4] = {0, 0, 0, 0}, d2[4] = {0, 0, 0, 0};
+  lora_sim::Mma16816(d, fa, fb, true);
+  lora_sim::Mma16816(d2, fa, fk, true);
+  const int g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < 4; ++i) {
+    c[(g + (i >= 2 ? 8 : 0)) * 8 + 2 * t + (i & 1)] = d[i];
+    c2[(g + (i >= 2 ? 8 : 0)) * 8 + 2 * t + (i & 1)] = d2[i];
+  }
+}
+)";
+  SimKernel k;
+  ASSERT_EQ(k.Compile(src, "mma", WorkDir()), "");
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> d(-1, 1);
+  std::vector<uint16_t> a(256), bt(128), bk(128);
+  for (auto& v : a) v = ToBf16(d(rng));
+  for (int n = 0; n < 8; ++n)
+    for (int kk = 0; kk < 16; ++kk) {
+      bt[n * 16 + kk] = ToBf16(d(rng));
+      bk[kk * 8 + n] = bt[n * 16 + kk];
+    }
+  std::vector<float> c(128, -7.f), c2(128, -7.f);
+  ASSERT_EQ(k.Launch({1, 1, 1}, {32, 1, 1}, 0, {a.data(), bt.data(), bk.data(), c.data(), c2.data()}),
+            "");
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 8; ++n) {
+      double want = 0;
+      for (int kk = 0; kk < 16; ++kk) want += double(FromBf16(a[m * 16 + kk])) * FromBf16(bt[n * 16 + kk]);
+      EXPECT_NEAR(c[m * 8 + n], want, 1e-4) << m << "," << n;
+      EXPECT_NEAR(c2[m * 8 + n], want, 1e-4) << m << "," << n << " (.trans)";
+    }
+}
+
+TEST(SimSelf, DivergentBarrierIsADeadlock) {
+  REQUIRE_SIM();
+  const char* src = R"(
+extern "C" __global__ void bad(float* x) {
+  if (threadIdx.x < 16) __syncthreads();
+  else x[threadIdx.x] = __shfl_xor_sync(0xffffffffu, x[threadIdx.x], 1);
+}
+)";
+  SimKernel k;
+  ASSERT_EQ(k.Compile(src, "bad", WorkDir()), "");
+  std::vector<float> x(32, 1.f);
+  std::string err = k.Launch({1, 1, 1}, {32, 1, 1}, 0, {x.data()});
+  EXPECT_NE(err.find("deadlock"), std::string::npos) << err;
+}
+
+TEST(SimSelf, ShuffleOfAnExitedLaneIsAnError) {
+  REQUIRE_SIM();
+  const char* src = R"(
+extern "C" __global__ void early(float* x) {
+  if (threadIdx.x >= 20) return;
+  x[threadIdx.x] = __shfl_xor_sync(0xffffffffu, x[threadIdx.x], 16);
+}
+)";
+  SimKernel k;
+  ASSERT_EQ(k.Compile(src, "early", WorkDir()), "");
+  std::vector<float> x(32, 1.f);
+  std::string err = k.Launch({1, 1, 1}, {32, 1, 1}, 0, {x.data()});
+  EXPECT_NE(err.find("exited"), std::string::npos) << err;
+}
+
+TEST(SimSelf, WrongArgumentCountIsAnError) {
+  REQUIRE_SIM();
+  SimKernel k;
+  ASSERT_EQ(k.Compile("extern \"C\" __global__ void one(float* x) { x[0] = 1.f; }", "one",
+                      WorkDir()),
+            "");
+  float a = 0, b = 0;
+  EXPECT_NE(k.Launch({1, 1, 1}, {1, 1, 1}, 0, {&a, &b}).find("takes 1 arguments, got 2"),
+            std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// Every kernel of a plan.
+
+using lorart::Plan;
+using lorart::schema::DType;
+
+struct Buffer {
+  std::vector<uint8_t> bytes;
+  lorart::cpu::TensorView view;
+};
+
+Buffer MakeBuffer(const Plan& plan, uint32_t id) {
+  const lorart::schema::Tensor& t = plan.tensor(id);
+  Buffer b;
+  b.bytes.assign(plan.tensor_bytes(id) + 64, 0);
+  b.view.dtype = t.dtype();
+  if (t.shape()) b.view.shape.assign(t.shape()->begin(), t.shape()->end());
+  if (t.quant()) {
+    b.view.nf4.block_size = t.quant()->block_size();
+    b.view.nf4.double_quant_block = t.quant()->double_quant_block();
+  }
+  return b;
+}
+
+void Rebind(Buffer& b) { b.view.data = b.bytes.data(); }
+
+// Fresh random contents, valid for every kernel input: floats in [-1, 1),
+// integers (ids, positions, segment ids, labels) in [0, 8), booleans 0/1,
+// NF4 codes any byte (scales are floats).
+void Fill(Buffer& b, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> f(-1.f, 1.f);
+  std::uniform_int_distribution<int> i8(0, 7), byte(0, 255), bit(0, 1);
+  const lorart::cpu::TensorView& v = b.view;
+  int64_t n = v.numel();
+  switch (v.dtype) {
+    case DType::F32: case DType::BF16: case DType::F16:
+      for (int64_t i = 0; i < n; ++i) lorart::cpu::StoreFloat(v, i, f(rng));
+      break;
+    case DType::I32:
+      for (int64_t i = 0; i < n; ++i) v.as<int32_t>()[i] = i8(rng);
+      break;
+    case DType::I64:
+      for (int64_t i = 0; i < n; ++i) v.as<int64_t>()[i] = i8(rng);
+      break;
+    case DType::BOOL:
+      for (int64_t i = 0; i < n; ++i) v.as<uint8_t>()[i] = static_cast<uint8_t>(bit(rng));
+      break;
+    default:
+      for (size_t i = 0; i + 64 < b.bytes.size(); ++i) b.bytes[i] = static_cast<uint8_t>(byte(rng));
+      break;
+  }
+}
+
+// Kernel-specific input ranges: AdamW's second moment is non-negative and
+// its step, learning rate and gradient scale are scalars of sensible size;
+// the clip scale divides by a positive token count and a non-negative norm.
+void FixInputs(const std::string& kind, std::vector<Buffer*>& in) {
+  auto set = [&](size_t i, float v) { lorart::cpu::StoreFloat(in[i]->view, 0, v); };
+  if (kind == "adamw" && in.size() == 7) {
+    for (int64_t i = 0; i < in[3]->view.numel(); ++i)
+      lorart::cpu::StoreFloat(in[3]->view, i, std::fabs(lorart::cpu::LoadFloat(in[3]->view, i)));
+    set(4, 1e-2f);
+    set(5, 3.f);
+    set(6, 0.5f);
+  } else if (kind == "clip_scale" && in.size() == 2) {
+    set(0, std::fabs(lorart::cpu::LoadFloat(in[0]->view, 0)) * 20.f);
+    set(1, 12.f);
+  }
+}
+
+// Normalized error bound of an output: bf16/f16 results are rounded once
+// more than the CPU's float ones may be.
+double Tolerance(DType d) {
+  return d == DType::F32 ? 2e-5 : 1e-2;
+}
+
+TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
+  REQUIRE_SIM();
+  const char* path = std::getenv("LORA_SIM_PLAN");
+  if (!path) GTEST_SKIP() << "set LORA_SIM_PLAN to a train.bin compiled with --target cuda";
+  Plan plan;
+  lorart::Status st = lorart::LoadPlan(path, &plan);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::mt19937_64 rng(std::random_device{}());
+  std::set<uint32_t> seen;
+  std::set<std::string> kinds_with_source, kinds_compared;
+  int compared = 0;
+  for (uint32_t pi = 0; pi < plan.num_programs(); ++pi) {
+    const lorart::schema::Program& prog = plan.program(pi);
+    if (!prog.launches()) continue;
+    for (const lorart::schema::Launch* launch : *prog.launches()) {
+      const lorart::schema::Kernel& kernel = plan.kernel(launch->kernel());
+      if (!kernel.cuda_source() || !seen.insert(launch->kernel()).second) continue;
+      std::string kind = kernel.kind()->str();
+      std::string entry = kernel.entry()->str();
+      kinds_with_source.insert(kind);
+      SCOPED_TRACE("kernel " + std::to_string(launch->kernel()) + " (" + kind + ", " + entry + ")");
+
+      // One buffer per tensor id: an output that is also an input is
+      // updated in place on both backends.
+      std::map<uint32_t, Buffer> init;
+      std::vector<uint32_t> ids;
+      for (uint32_t id : *launch->inputs()) ids.push_back(id);
+      for (uint32_t id : *launch->outputs()) ids.push_back(id);
+      for (uint32_t id : ids)
+        if (!init.count(id)) {
+          init[id] = MakeBuffer(plan, id);
+          Rebind(init[id]);
+          Fill(init[id], rng);
+        }
+      {
+        std::vector<Buffer*> in;
+        for (uint32_t id : *launch->inputs()) in.push_back(&init[id]);
+        FixInputs(kind, in);
+      }
+      std::map<uint32_t, Buffer> cpu = init, gpu = init;
+      for (auto& [id, b] : cpu) Rebind(b);
+      for (auto& [id, b] : gpu) Rebind(b);
+
+      lorart::cpu::KernelFn fn;
+      ASSERT_TRUE(lorart::cpu::LookupKernel(kind, &fn).ok());
+      lorart::cpu::KernelParams params;
+      ASSERT_TRUE(lorart::cpu::KernelParamsFromPlan(kernel, &params).ok());
+      std::vector<lorart::cpu::TensorView> iv, ov;
+      for (uint32_t id : *launch->inputs()) iv.push_back(cpu[id].view);
+      for (uint32_t id : *launch->outputs()) ov.push_back(cpu[id].view);
+      lorart::cpu::KernelContext ctx;
+      st = fn(ctx, params, iv, ov);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+
+      SimKernel sim;
+      std::string err = sim.Compile(kernel.cuda_source()->str(), entry, WorkDir());
+      ASSERT_EQ(err, "");
+      std::vector<void*> args;
+      for (uint32_t id : *launch->inputs()) args.push_back(gpu[id].bytes.data());
+      for (uint32_t id : *launch->outputs()) args.push_back(gpu[id].bytes.data());
+      const lorart::schema::Dim3* g = kernel.grid();
+      const lorart::schema::Dim3* b = kernel.block();
+      ASSERT_TRUE(g && b);
+      err = sim.Launch({g->x(), g->y(), g->z()}, {b->x(), b->y(), b->z()}, kernel.shared_bytes(),
+                       args);
+      ASSERT_EQ(err, "");
+
+      for (uint32_t id : *launch->outputs()) {
+        const lorart::cpu::TensorView& want = cpu[id].view;
+        const lorart::cpu::TensorView& got = gpu[id].view;
+        int64_t n = want.numel();
+        if (want.dtype == DType::F32 || want.dtype == DType::BF16 || want.dtype == DType::F16) {
+          double scale = 1e-12, e = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            double w = lorart::cpu::LoadFloat(want, i), v = lorart::cpu::LoadFloat(got, i);
+            scale = std::max(scale, std::fabs(w));
+            e = std::max(e, std::isfinite(v) ? std::fabs(v - w) : 1e30);
+          }
+          EXPECT_LE(e / scale, Tolerance(want.dtype))
+              << "output tensor " << id << " (" << plan.tensor(id).name()->str() << ")";
+        } else {
+          EXPECT_EQ(cpu[id].bytes, gpu[id].bytes)
+              << "output tensor " << id << " (" << plan.tensor(id).name()->str() << ")";
+        }
+      }
+      kinds_compared.insert(kind);
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 0) << "no kernel with CUDA source in " << path;
+  EXPECT_EQ(kinds_compared, kinds_with_source);
+  std::string list;
+  for (const std::string& k : kinds_compared) list += " " + k;
+  std::printf("compared %d kernels on the simulator:%s\n", compared, list.c_str());
+}
+
+}  // namespace

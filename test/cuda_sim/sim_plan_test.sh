@@ -1,0 +1,21 @@
+#!/bin/sh
+# Every CUDA kernel of the tiny test plans (bf16 and f32, LoRA on a bf16 and
+# on an NF4 base, full fine-tuning) runs on the CPU simulator and matches the
+# CPU backend on fresh random inputs.
+# Usage: sim_plan_test.sh BIN_DIR SIM_TEST_BINARY CONFIG WORK_DIR
+set -eu
+bin="$1"; sim="$2"; cfg="$3"; work="$4"
+rm -rf "$work"; mkdir -p "$work"
+compile() {
+  name="$1"; shift
+  "$bin/lorac" compile "$cfg" --micro-batch 2 --seq-len 16 --target cuda "$@" -o "$work/$name.bin"
+}
+compile bf16_lora --dtype bf16 --lora-r 8 --lora-alpha 16
+compile bf16_nf4 --dtype bf16 --quantize-base nf4 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1
+compile f32_lora --dtype f32 --lora-r 4 --lora-alpha 8 --max-grad-norm 0
+compile f32_full --dtype f32 --no-lora --train full
+for p in bf16_lora bf16_nf4 f32_lora f32_full; do
+  echo "== $p"
+  LORA_SIM_PLAN="$work/$p.bin" LORA_SIM_WORK="$work/sim" \
+    "$sim" --gtest_filter='SimPlan.*' --gtest_brief=1
+done

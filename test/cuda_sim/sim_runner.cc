@@ -1,0 +1,110 @@
+#include "sim_runner.h"
+
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace lora_sim_test {
+namespace {
+
+std::string Shell(const std::string& cmd, int* rc) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) {
+    *rc = -1;
+    return "popen failed";
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  *rc = pclose(p);
+  return out;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+std::string SimAvailable() {
+  if (!Exists(LORA_SIM_CUDA_INCLUDE "/cuda_bf16.h"))
+    return "no CUDA headers at " LORA_SIM_CUDA_INCLUDE;
+  if (!Exists(LORA_SIM_CXX)) return "no host compiler at " LORA_SIM_CXX;
+  return "";
+}
+
+SimKernel::~SimKernel() {
+  if (handle_) dlclose(handle_);
+}
+
+const char kFlags[] =
+    " -std=c++17 -O1 -g0 -fPIC -fvisibility=hidden -w -DLORA_CUDA_SIM=1 -I" LORA_SIM_CUDA_INCLUDE;
+
+// The simulator header with the CUDA headers it includes, precompiled once
+// per work directory (most of a kernel's compile time otherwise).
+std::string EnsurePch(const std::string& work_dir) {
+  std::string h = work_dir + "/lora_cuda_sim.h";
+  if (Exists(h + ".gch")) return "";
+  int rc = 0;
+  std::string log = Shell("cp '" LORA_SIM_HEADER_DIR "/lora_cuda_sim.h' '" + h + ".tmp.h' && " +
+                              std::string(LORA_SIM_CXX) + kFlags + " -x c++-header '" + h +
+                              ".tmp.h' -o '" + h + ".tmp.gch' && mv '" + h + ".tmp.h' '" + h +
+                              "' && mv '" + h + ".tmp.gch' '" + h + ".gch'",
+                          &rc);
+  return rc == 0 ? "" : "precompiling lora_cuda_sim.h failed:\n" + log;
+}
+
+std::string SimKernel::Compile(const std::string& source, const std::string& entry,
+                               const std::string& work_dir) {
+  int rc = 0;
+  Shell("mkdir -p '" + work_dir + "'", &rc);
+  if (std::string err = EnsurePch(work_dir); !err.empty()) return err;
+  // Kernels are cached by entry and source hash: plans share most kernels.
+  std::string base =
+      work_dir + "/" + entry + "_" + std::to_string(std::hash<std::string>{}(source));
+  if (Exists(base + ".so")) return Open(base + ".so");
+  {
+    std::ofstream f(base + ".cc");
+    f << source << "\n"
+      << "extern \"C\" __attribute__((visibility(\"default\"))) const char* lora_sim_launch(\n"
+      << "    const unsigned* g, const unsigned* b, size_t smem, void** args, size_t nargs) {\n"
+      << "  static std::string err;\n"
+      << "  if (nargs != lora_sim::Arity(&" << entry << ")) {\n"
+      << "    err = \"kernel " << entry << " takes \" + std::to_string(lora_sim::Arity(&" << entry
+      << ")) + \" arguments, got \" + std::to_string(nargs);\n"
+      << "    return err.c_str();\n  }\n"
+      << "  err = lora_sim::Launch({g[0], g[1], g[2]}, {b[0], b[1], b[2]}, smem,\n"
+      << "                         [&] { lora_sim::Call(&" << entry << ", args); });\n"
+      << "  return err.c_str();\n}\n";
+  }
+  std::string cmd = std::string(LORA_SIM_CXX) + kFlags + " -shared -include '" + work_dir +
+                    "/lora_cuda_sim.h' '" + base + ".cc' -o '" + base + ".tmp.so' && mv '" +
+                    base + ".tmp.so' '" + base + ".so'";
+  std::string log = Shell(cmd, &rc);
+  if (rc != 0) return "host compile of " + entry + " failed:\n" + log;
+  return Open(base + ".so");
+}
+
+std::string SimKernel::Open(const std::string& so) {
+  handle_ = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle_) return std::string("dlopen: ") + dlerror();
+  launch_ = reinterpret_cast<LaunchFn>(dlsym(handle_, "lora_sim_launch"));
+  if (!launch_) return "no lora_sim_launch in " + so;
+  return "";
+}
+
+std::string SimKernel::Launch(std::array<unsigned, 3> grid, std::array<unsigned, 3> block,
+                              size_t shared_bytes, const std::vector<void*>& args) const {
+  if (!launch_) return "not compiled";
+  std::vector<void*> a = args;
+  const char* err = launch_(grid.data(), block.data(), shared_bytes, a.data(), a.size());
+  return err ? err : "";
+}
+
+}  // namespace lora_sim_test
