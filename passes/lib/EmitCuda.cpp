@@ -16,6 +16,8 @@
 // attention and the LM-head loss are still to come (issue #5).
 //
 //===----------------------------------------------------------------------===//
+#include "CudaGemm.h"
+
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
 
@@ -62,10 +64,7 @@ __device__ __forceinline__ void lora_st(__nv_bfloat16* p, long i, float v) { p[i
 __device__ __forceinline__ void lora_st(__half* p, long i, float v) { p[i] = __float2half(v); }
 )";
 
-struct Source {
-  std::string code, entry;
-  int64_t grid = 1, block = kBlock, shared = 0;
-};
+using cuda::Source;
 
 /// An elementwise kernel over `n` elements: `body` computes the outputs at
 /// index i from the inputs (named in0.., out0..).
@@ -73,6 +72,7 @@ Source elementwise(StringRef kind, ArrayRef<std::string> inTypes,
                    ArrayRef<std::string> outTypes, int64_t n, StringRef body,
                    StringRef tag) {
   Source s;
+  s.block = kBlock;
   s.entry = llvm::formatv("lora_{0}_{1}_n{2}", kind, tag, n).str();
   std::string params;
   for (auto [i, t] : llvm::enumerate(inTypes))
@@ -94,6 +94,37 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
   StringRef kind = k.getAs<StringAttr>("kind").getValue();
   auto n = [&](StringRef key) { return k.getAs<IntegerAttr>(key).getInt(); };
   auto ty = [&](Value v) { return cudaType(v.getType()); };
+  if (isa<LinearOp, FusedLinearOp>(op)) {
+    // The tensor-core GEMM with the NF4 dequantization in its main loop and
+    // the adapter's product in its epilogue (CudaGemm.cpp).
+    cuda::GemmFwd g;
+    g.m = n("m");
+    g.n = n("n");
+    g.k = n("k");
+    g.bias = k.getAs<IntegerAttr>("bias").getInt() != 0;
+    Value x = op->getOperand(0), w = op->getOperand(1);
+    g.xType = ty(x);
+    g.yType = ty(op->getResult(0));
+    if (g.bias)
+      g.biasType = ty(op->getOperand(2));
+    if (auto nf4 = dyn_cast<NF4Type>(w.getType())) {
+      g.wNf4 = true;
+      g.blockSize = nf4.getBlockSize();
+      g.doubleQuantBlock = nf4.getDoubleQuantBlock();
+    } else if (ty(w) != g.xType) {
+      return std::nullopt;
+    }
+    if (auto rank = k.getAs<IntegerAttr>("rank"); rank && rank.getInt() > 0) {
+      g.rank = rank.getInt();
+      g.scaling = k.getAs<FloatAttr>("scaling").getValueAsDouble();
+      g.dropout = k.getAs<FloatAttr>("dropout").getValueAsDouble();
+      unsigned ia = 2 + (g.bias ? 1 : 0);
+      if (ty(op->getOperand(ia)) != "__nv_bfloat16" || ty(op->getOperand(ia + 1)) != "__nv_bfloat16")
+        return std::nullopt;
+    }
+    std::string why;
+    return cuda::emitGemmFwd(g, &why);
+  }
   if (auto o = dyn_cast<AddOp>(op))
     return elementwise(kind, {ty(o.getLhs()), ty(o.getRhs())}, {ty(o.getResult())},
                        n("elements"),
@@ -337,7 +368,7 @@ struct EmitCudaPass : public lora::impl::EmitCudaBase<EmitCudaPass> {
       NamedAttrList attrs(k);
       attrs.set("cuda_source", b.getStringAttr(s->code));
       attrs.set("cuda_entry", b.getStringAttr(s->entry));
-      attrs.set("cuda_grid", b.getDenseI64ArrayAttr({s->grid, 1, 1}));
+      attrs.set("cuda_grid", b.getDenseI64ArrayAttr({s->grid, s->gridY, 1}));
       attrs.set("cuda_block", b.getDenseI64ArrayAttr({s->block, 1, 1}));
       attrs.set("cuda_shared", b.getI64IntegerAttr(s->shared));
       op->setAttr(kKernelAttrName, attrs.getDictionary(op->getContext()));

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <random>
 #include <set>
@@ -20,6 +21,7 @@
 
 #include "lorart/cpu/kernel.h"
 #include "lorart/plan/plan.h"
+#include "lorart/quant/nf4.h"
 #include "sim_runner.h"
 
 namespace {
@@ -210,9 +212,28 @@ void Fill(Buffer& b, std::mt19937_64& rng) {
     case DType::BOOL:
       for (int64_t i = 0; i < n; ++i) v.as<uint8_t>()[i] = static_cast<uint8_t>(bit(rng));
       break;
-    default:
-      for (size_t i = 0; i + 64 < b.bytes.size(); ++i) b.bytes[i] = static_cast<uint8_t>(byte(rng));
+    case DType::NF4: {
+      // Any codes; finite positive scales (absmax, or with double
+      // quantization the second-level scales, the offset and 8-bit codes).
+      auto layout = lorart::Nf4Layout::Make(n, v.nf4.block_size, v.nf4.double_quant_block);
+      ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+      const lorart::Nf4Layout& l = *layout;
+      uint8_t* p = b.bytes.data();
+      std::uniform_real_distribution<float> pos(0.05f, 0.5f);
+      for (int64_t i = 0; i < l.code_bytes; ++i) p[i] = static_cast<uint8_t>(byte(rng));
+      auto put = [&](int64_t off, float f) { std::memcpy(p + off, &f, 4); };
+      if (!l.double_quant()) {
+        for (int64_t i = 0; i < l.num_blocks; ++i) put(l.absmax_offset() + 4 * i, pos(rng));
+      } else {
+        for (int64_t i = 0; i < l.num_groups; ++i) put(l.absmax2_offset() + 4 * i, pos(rng));
+        put(l.mean_offset(), 1.f + pos(rng));
+        for (int64_t i = 0; i < l.num_blocks; ++i)
+          p[l.qabsmax_offset() + i] = static_cast<uint8_t>(byte(rng));
+      }
       break;
+    }
+    default:
+      FAIL() << "no generator for dtype " << static_cast<int>(v.dtype);
   }
 }
 
@@ -290,6 +311,8 @@ TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
       for (uint32_t id : *launch->inputs()) iv.push_back(cpu[id].view);
       for (uint32_t id : *launch->outputs()) ov.push_back(cpu[id].view);
       lorart::cpu::KernelContext ctx;
+      uint64_t seed = rng() | 1;
+      ctx.step_seed = seed;
       st = fn(ctx, params, iv, ov);
       ASSERT_TRUE(st.ok()) << st.ToString();
 
@@ -299,6 +322,11 @@ TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
       std::vector<void*> args;
       for (uint32_t id : *launch->inputs()) args.push_back(gpu[id].bytes.data());
       for (uint32_t id : *launch->outputs()) args.push_back(gpu[id].bytes.data());
+      // Kernels that draw dropout masks take the key of the step seed and
+      // their stream last (docs/cuda.md).
+      uint64_t key = lorart::cpu::DropoutKey(
+          seed, static_cast<uint64_t>(params.IntOr("rng_stream", 0)));
+      if (params.FloatOr("dropout", 0.0) > 0.0) args.push_back(&key);
       const lorart::schema::Dim3* g = kernel.grid();
       const lorart::schema::Dim3* b = kernel.block();
       ASSERT_TRUE(g && b);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Every CUDA kernel the compiler emits for a test plan compiles with NVRTC to
 # CUBIN for sm_80 and sm_90a (no GPU needed), and a second pass is served by
-# the on-disk cache. Skipped (77) where NVRTC is not installed.
+# the on-disk cache, and none spills registers (ptxas's report). Skipped (77)
+# where NVRTC is not installed.
 # Usage: cuda_kernels_test.sh BIN_DIR CONFIG WORK_DIR
 set -eu
 bin="$1"; cfg="$2"; work="$3"
@@ -17,6 +18,14 @@ for dtype in bf16 f32; do
   echo "$dtype: $out"
   case "$out" in "compiled 0 "*) echo "FAIL: no kernel compiled"; exit 1 ;; esac
 done
+# ptxas's report: no kernel of a QLoRA plan (the fused NF4 GEMM with its
+# adapter and dropout included) spills registers or needs a stack frame.
+"$bin/lorac" compile "$cfg" --dtype bf16 --quantize-base nf4 --lora-dropout 0.05 \
+  --micro-batch 2 --seq-len 16 --target cuda -o "$work/nf4.bin"
+"$bin/lorart" check-kernels "$work/nf4.bin" --no-spills > "$work/resources.txt"
+grep -q "lora_gemm_fwd_.*nf4.*_drop sm_90a: .* 0 bytes spill stores" "$work/resources.txt" ||
+  { echo "FAIL: no spill report for the fused NF4 GEMM"; cat "$work/resources.txt"; exit 1; }
+grep lora_gemm_fwd "$work/resources.txt" | sort -u | head -4
 again=$("$bin/lorart" check-kernels "$work/f32.bin" --kernel-cache "$work/cache")
 echo "again: $again"
 case "$again" in *" from the cache"*) ;; *) exit 1 ;; esac

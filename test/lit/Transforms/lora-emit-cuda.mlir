@@ -18,16 +18,44 @@
 // in at full double precision.
 // CHECK: lora.rope {{.*}}cuda_entry = "lora_rope_fwd_bf16_f64_h16_n16"
 // CHECK-SAME: __constant__ double lora_inv_freq[8] = {1, 0.31622776601683794, 0.10000000000000001,
-// A family without a template yet keeps its kernel and gets no source.
-// CHECK: lora.linear
-// CHECK-NOT: cuda_source
-// CHECK-SAME: kind = "linear_fwd"
+// A bf16 linear gets the tensor-core GEMM (64x64 tiles of 4 warps for a
+// small problem; x, W and the output in order).
+// CHECK: lora.linear {{.*}}cuda_block = array<i64: 128, 1, 1>, cuda_entry = "lora_gemm_fwd_m16_n64_k64_bf16", cuda_grid = array<i64: 1, 1, 1>
+// CHECK-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// CHECK-SAME: lora_gemm_fwd_m16_n64_k64_bf16(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w, __nv_bfloat16* __restrict__ y)
 func.func @f(%x: tensor<2x8x64xbf16>, %w: tensor<64xbf16>, %m: tensor<64x64xbf16>, %pos: tensor<2x8xi32>) -> tensor<2x8x64xbf16> {
   %a = lora.add %x, %x : (tensor<2x8x64xbf16>, tensor<2x8x64xbf16>) -> tensor<2x8x64xbf16>
   %n = lora.rms_norm %a, %w {eps = 1.0e-05 : f64} : (tensor<2x8x64xbf16>, tensor<64xbf16>) -> tensor<2x8x64xbf16>
   %r = lora.rope %n, %pos {head_dim = 16 : i64, theta = 10000.0 : f64} : (tensor<2x8x64xbf16>, tensor<2x8xi32>) -> tensor<2x8x64xbf16>
   %y = lora.linear %r, %m : (tensor<2x8x64xbf16>, tensor<64x64xbf16>) -> tensor<2x8x64xbf16>
   return %y : tensor<2x8x64xbf16>
+}
+
+// The fused NF4 linear with its adapter: the codebook and bitsandbytes'
+// dynamic map are baked in, the weight arrives packed (unsigned char), the
+// adapter's A and B follow, and with dropout (drawn in @train_step only)
+// the mask key comes last.
+// CHECK-LABEL: func.func @train_step
+// CHECK: lora.fused_linear {{.*}}cuda_entry = "lora_gemm_fwd_m16_n64_k64_nf4b64dq256_r8_drop"
+// CHECK-SAME: __constant__ float lora_nf4[16] = {-1.000000000e+00f, -6.961928010e-01f,
+// CHECK-SAME: __constant__ float lora_dynamic8[256]
+// CHECK-SAME: (const __nv_bfloat16* __restrict__ x, const unsigned char* __restrict__ w, const __nv_bfloat16* __restrict__ a_, const __nv_bfloat16* __restrict__ b_, __nv_bfloat16* __restrict__ y, const unsigned long long* __restrict__ key_)
+// CHECK-SAME: __fadd_rn(__fmul_rn(lora_dynamic8[q], absmax2), offset)
+// CHECK-SAME: lora_keep(key
+func.func @train_step(%x: tensor<2x8x64xbf16>, %q: !lora.nf4<64x64, block_size = 64, double_quant = 256>, %a: tensor<8x64xbf16>, %b: tensor<64x8xbf16>) -> tensor<2x8x64xbf16> {
+  %y = lora.fused_linear %x, %q adapter(%a, %b) {alpha = 1.600000e+01 : f64, dropout = 5.000000e-02 : f64} : (tensor<2x8x64xbf16>, !lora.nf4<64x64, block_size = 64, double_quant = 256>, tensor<8x64xbf16>, tensor<64x8xbf16>) -> tensor<2x8x64xbf16>
+  return %y : tensor<2x8x64xbf16>
+}
+
+// Negative: f32 activations have no tensor-core template yet; the kernel is
+// kept and gets no source.
+// CHECK-LABEL: func.func @f32_linear
+// CHECK: lora.linear
+// CHECK-NOT: cuda_source
+// CHECK-SAME: kind = "linear_fwd"
+func.func @f32_linear(%x: tensor<2x8x64xf32>, %m: tensor<64x64xf32>) -> tensor<2x8x64xf32> {
+  %y = lora.linear %x, %m : (tensor<2x8x64xf32>, tensor<64x64xf32>) -> tensor<2x8x64xf32>
+  return %y : tensor<2x8x64xf32>
 }
 
 // The optimizer step's kernels all get sources: the global norm (one block,

@@ -556,9 +556,16 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     warp-shuffle reduction), `rope_fwd`/`rope_bwd` (the frequencies,
     with linear or llama3 scaling, are computed here and baked into the
     source as a `__constant__` table), `embedding_fwd`,
-    `segment_boundary_mask`. Not yet: the fused NF4/bf16 GEMM with its
-    adapter epilogue, FlashAttention forward/backward, the norms' backward and
-    the chunked LM-head loss (issue #5).
+    `segment_boundary_mask`, and `linear_fwd`/`fused_linear_fwd` with bf16
+    activations: the tensor-core GEMM (`mma.sync` m16n8k16, cp.async double
+    buffering, ldmatrix) that dequantizes an NF4 weight tile by tile into
+    shared memory (never to global memory) and runs the adapter's two
+    products (with dropout) inside the same kernel; 64x64 or 128x128 tiles
+    chosen by problem size (passes/lib/CudaGemm.cpp). Kernels drawing dropout
+    masks take the mask key (DropoutKey of the step seed and the op's stream)
+    as a last pointer argument. Not yet: f32/f16 activations, the GEMM
+    backward kernels, FlashAttention forward/backward, the norms' backward
+    and the chunked LM-head loss (issue #5).
 
     After:
     ```mlir

@@ -13,6 +13,7 @@ Command AddCheckKernelsCommand(CLI::App& root, std::ostream& out) {
   struct Options {
     std::string plan, cache;
     std::vector<std::string> archs = {"sm_80", "sm_90a"};
+    bool resources = false, no_spills = false;
   };
   auto o = std::make_shared<Options>();
   Command c;
@@ -22,7 +23,13 @@ Command AddCheckKernelsCommand(CLI::App& root, std::ostream& out) {
   c.app->add_option("--arch", o->archs, "GPU architectures");
   c.app->add_option("--kernel-cache", o->cache,
                     "Compiled-kernel cache (default: $XDG_CACHE_HOME/lorac)");
+  c.app->add_flag("--resources", o->resources,
+                  "Print ptxas's registers, stack and spills per kernel (compiles without the cache)");
+  c.app->add_flag("--no-spills", o->no_spills,
+                  "Fail when a kernel spills registers (implies --resources; a stack frame alone, as double "
+                  "sincos's slow path needs, is reported but allowed)");
   c.run = [o, &out]() -> Status {
+    if (o->no_spills) o->resources = true;
     Plan plan;
     LORA_RETURN_IF_ERROR(LoadPlan(o->plan, &plan));
     LORA_ASSIGN_OR_RETURN(const cuda::Nvrtc* nvrtc, cuda::Nvrtc::Get());
@@ -39,8 +46,27 @@ Command AddCheckKernelsCommand(CLI::App& root, std::ostream& out) {
       for (const std::string& arch : o->archs) {
         std::string cubin;
         bool hit = false;
-        LORA_RETURN_IF_ERROR(cuda::CompileCached(*nvrtc, cache, kernel.cuda_source()->str(), name,
-                                                 arch, options, &cubin, &hit));
+        if (o->resources) {
+          std::vector<std::string> verbose = options;
+          verbose.push_back("--ptxas-options=-v");
+          std::string log;
+          LORA_RETURN_IF_ERROR(nvrtc->CompileToCubin(kernel.cuda_source()->str(), name, arch,
+                                                     verbose, &cubin, &log));
+          cuda::KernelResources r;
+          LORA_RETURN_IF_ERROR(cuda::ParsePtxasReport(log, name, &r));
+          out << name << " " << arch << ": " << r.registers << " registers, " << r.stack_bytes
+              << " bytes stack, " << r.spill_store_bytes << " bytes spill stores, "
+              << r.spill_load_bytes << " bytes spill loads\n";
+          if (o->no_spills && (r.spill_store_bytes || r.spill_load_bytes))
+            return InvalidArgumentError(StrFormat(
+                "kernel %s spills registers on %s: %lld bytes spill stores, %lld bytes spill loads",
+                name.c_str(), arch.c_str(),
+                static_cast<long long>(r.spill_store_bytes),
+                static_cast<long long>(r.spill_load_bytes)));
+        } else {
+          LORA_RETURN_IF_ERROR(cuda::CompileCached(*nvrtc, cache, kernel.cuda_source()->str(),
+                                                   name, arch, options, &cubin, &hit));
+        }
         if (cubin.empty()) return InternalError("kernel " + name + ": empty CUBIN");
         ++compiled;
         hits += hit;

@@ -104,9 +104,16 @@ std::vector<std::string> RegisteredKernels();
 // backward and recomputed kernels call it with the same arguments and so
 // draw the same mask. Counter-based (SplitMix64 of the three values), so any
 // thread can draw any element.
+//
+// The seed and stream enter only through DropoutKey(seed, stream): a CUDA
+// kernel that draws masks receives that key (one u64 the executor computes
+// per launch and micro-step) as its last argument, so its source does not
+// depend on the stream and kernels of the same shape are compiled once.
+inline uint64_t DropoutKey(uint64_t seed, uint64_t stream) {
+  return seed * 0x9E3779B97F4A7C15ull ^ stream * 0xC2B2AE3D27D4EB4Full;
+}
 inline uint64_t DropoutHash(uint64_t seed, uint64_t stream, uint64_t index) {
-  uint64_t z = seed * 0x9E3779B97F4A7C15ull ^ stream * 0xC2B2AE3D27D4EB4Full ^
-               (index + 0x165667B19E3779F9ull);
+  uint64_t z = DropoutKey(seed, stream) ^ (index + 0x165667B19E3779F9ull);
   z ^= z >> 30;
   z *= 0xBF58476D1CE4E5B9ull;
   z ^= z >> 27;

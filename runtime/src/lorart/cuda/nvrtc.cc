@@ -1,5 +1,7 @@
 #include "lorart/cuda/nvrtc.h"
 
+#include <cctype>
+
 #include <dlfcn.h>
 #include <sys/stat.h>
 
@@ -82,7 +84,7 @@ StatusOr<const Nvrtc*> Nvrtc::Get() {
 
 Status Nvrtc::CompileToCubin(const std::string& source, const std::string& name,
                              const std::string& arch, const std::vector<std::string>& options,
-                             std::string* cubin) const {
+                             std::string* cubin, std::string* log_out) const {
   Api::Program prog = nullptr;
   std::string file = name + ".cu";
   if (int rc = api_->create(&prog, source.c_str(), file.c_str(), 0, nullptr, nullptr))
@@ -109,9 +111,47 @@ Status Nvrtc::CompileToCubin(const std::string& source, const std::string& name,
     api_->cubin_size(prog, &n);
     cubin->assign(n, '\0');
     api_->cubin(prog, cubin->data());
+    if (log_out) {
+      size_t ln = 0;
+      api_->log_size(prog, &ln);
+      log_out->assign(ln, '\0');
+      if (ln) api_->log(prog, log_out->data());
+      while (!log_out->empty() && log_out->back() == '\0') log_out->pop_back();
+    }
   }
   api_->destroy(&prog);
   return st;
+}
+
+Status ParsePtxasReport(const std::string& log, const std::string& entry, KernelResources* out) {
+  // ptxas info    : Compiling entry function 'NAME' for 'sm_80'
+  // ptxas info    : Function properties for NAME
+  // ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+  // ptxas info    : Used 32 registers, used 0 barriers, 360 bytes cmem[0]
+  size_t at = log.find("Compiling entry function '" + entry + "'");
+  if (at == std::string::npos)
+    return NotFoundError("no ptxas report for kernel " + entry + " in the NVRTC log");
+  size_t next = log.find("Compiling entry function", at + 1);
+  std::string part = log.substr(at, next == std::string::npos ? std::string::npos : next - at);
+  KernelResources r;
+  auto number_before = [&](const std::string& what, int64_t* v) {
+    size_t p = part.find(what);
+    if (p == std::string::npos) return false;
+    size_t e = p;
+    while (e > 0 && part[e - 1] == ' ') --e;
+    size_t b = e;
+    while (b > 0 && std::isdigit(static_cast<unsigned char>(part[b - 1]))) --b;
+    if (b == e) return false;
+    *v = std::stoll(part.substr(b, e - b));
+    return true;
+  };
+  if (!number_before("registers", &r.registers))
+    return NotFoundError("no register count for kernel " + entry + " in the ptxas report");
+  number_before("bytes stack frame", &r.stack_bytes);
+  number_before("bytes spill stores", &r.spill_store_bytes);
+  number_before("bytes spill loads", &r.spill_load_bytes);
+  *out = r;
+  return OkStatus();
 }
 
 std::vector<std::string> DefaultNvrtcOptions() {

@@ -23,15 +23,25 @@ class Nvrtc {
 
   // Compiles `source` for `arch` ("sm_80", "sm_90a") to CUBIN. A compile
   // error names the kernel and carries NVRTC's log.
+  // `log` (optional) receives NVRTC's log on success too (with
+  // --ptxas-options=-v: ptxas's resource report).
   Status CompileToCubin(const std::string& source, const std::string& name,
                         const std::string& arch, const std::vector<std::string>& options,
-                        std::string* cubin) const;
+                        std::string* cubin, std::string* log = nullptr) const;
 
  private:
   struct Api;
   const Api* api_ = nullptr;
   int major_ = 0, minor_ = 0;
 };
+
+// What ptxas reports for one kernel (`--ptxas-options=-v`).
+struct KernelResources {
+  int64_t registers = -1, stack_bytes = 0, spill_store_bytes = 0, spill_load_bytes = 0;
+};
+// Reads the report of `entry` from an NVRTC log; NotFound when the log has
+// none for it.
+Status ParsePtxasReport(const std::string& log, const std::string& entry, KernelResources* out);
 
 // Include directories the generated kernels need (cuda_bf16.h): the CUDA
 // toolkit's include directory if one is found, else none.

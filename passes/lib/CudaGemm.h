@@ -1,0 +1,45 @@
+//===- CudaGemm.h - CUDA C++ templates of the tensor-core GEMMs -*- C++ -*-===//
+//
+// Used by lora-emit-cuda (EmitCuda.cpp). Plain data in, CUDA C++ out, so the
+// template's decisions (tile shape, which operands it accepts) are testable
+// through the emitted source.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LORA_PASSES_LIB_CUDAGEMM_H
+#define LORA_PASSES_LIB_CUDAGEMM_H
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace mlir::lora::cuda {
+
+/// A kernel's CUDA C++ source with its launch geometry.
+struct Source {
+  std::string code, entry;
+  int64_t grid = 1, gridY = 1, block = 256, shared = 0;
+};
+
+/// y[m, n] = x·Wᵀ (+ bias) (+ scaling·bf16(drop(x)·Aᵀ)·Bᵀ): the forward of
+/// `linear_fwd` (rank 0) and `fused_linear_fwd`.
+struct GemmFwd {
+  int64_t m = 0, n = 0, k = 0, rank = 0;
+  bool bias = false;
+  std::string xType, biasType, yType; ///< CUDA element types
+  bool wNf4 = false;                  ///< else W is dense in xType
+  int64_t blockSize = 0, doubleQuantBlock = 0;
+  double scaling = 0, dropout = 0;
+  /// Block tile: 0 chooses (128 for large problems, else 64); tests force
+  /// 64 or 128 to exercise both on small shapes.
+  int64_t tile = 0;
+};
+
+/// The tensor-core (mma.sync bf16) kernel for `g`, or nothing with the reason
+/// in `why` when the template does not cover the case (f32 or f16
+/// activations, K not a multiple of 8, NF4 blocks under 8 elements, rank
+/// above 64, or above 32 with forced 128x128 tiles): those kernels keep no CUDA source.
+std::optional<Source> emitGemmFwd(const GemmFwd &g, std::string *why);
+
+} // namespace mlir::lora::cuda
+
+#endif // LORA_PASSES_LIB_CUDAGEMM_H
