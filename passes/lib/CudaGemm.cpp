@@ -82,10 +82,14 @@ __device__ __forceinline__ void lora_st(__half* p, long i, float v) { p[i] = __f
 __device__ __forceinline__ void lora_mma_bf16(float* d, const unsigned* a, const unsigned* b) { lora_sim::Mma16816(d, a, b, true); }
 __device__ __forceinline__ void lora_ldsm_x4(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 4, false); }
 __device__ __forceinline__ void lora_ldsm_x2(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 2, false); }
+__device__ __forceinline__ void lora_ldsm_x4_trans(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 4, true); }
 __device__ __forceinline__ void lora_cp16(void* s, const void* g, bool pred) { if (pred) memcpy(s, g, 16); else memset(s, 0, 16); }
 __device__ __forceinline__ void lora_cp_commit() {}
 __device__ __forceinline__ void lora_cp_wait_all() {}
 #else
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
 #define LORA_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
 __device__ __forceinline__ void lora_mma_bf16(float* d, const unsigned* a, const unsigned* b) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -100,6 +104,11 @@ __device__ __forceinline__ void lora_ldsm_x4(unsigned* r, const void* p) {
 __device__ __forceinline__ void lora_ldsm_x2(unsigned* r, const void* p) {
   const unsigned s = (unsigned)__cvta_generic_to_shared(p);
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+__device__ __forceinline__ void lora_ldsm_x4_trans(unsigned* r, const void* p) {
+  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
 }
 // 16 bytes global -> shared, asynchronously; zero-filled when !pred.
 __device__ __forceinline__ void lora_cp16(void* s, const void* g, bool pred) {
@@ -332,6 +341,8 @@ $ABSMAX$
 int64_t roundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
 } // namespace
+
+const char *mmaPrelude() { return kMmaLayer; }
 
 std::optional<Source> emitGemmFwd(const GemmFwd &g, std::string *why) {
   if (g.xType != "__nv_bfloat16") {

@@ -17,7 +17,7 @@ namespace mlir::lora::cuda {
 /// A kernel's CUDA C++ source with its launch geometry.
 struct Source {
   std::string code, entry;
-  int64_t grid = 1, gridY = 1, block = 256, shared = 0;
+  int64_t grid = 1, gridY = 1, gridZ = 1, block = 256, shared = 0;
 };
 
 /// y[m, n] = x·Wᵀ (+ bias) (+ scaling·bf16(drop(x)·Aᵀ)·Bᵀ): the forward of
@@ -39,6 +39,24 @@ struct GemmFwd {
 /// activations, K not a multiple of 8, NF4 blocks under 8 elements, rank
 /// above 64, or above 32 with forced 128x128 tiles): those kernels keep no CUDA source.
 std::optional<Source> emitGemmFwd(const GemmFwd &g, std::string *why);
+
+/// The portability layer shared by the tensor-core templates: lora_ld/st,
+/// mma.sync, ldmatrix (plain and .trans), cp.async, the dropout mask and
+/// bf16 packing, each with its CUDA-simulator counterpart.
+const char *mmaPrelude();
+
+/// Causal grouped-query attention forward (`attention_fwd`), FlashAttention-2
+/// style on tensor cores. q [B, T, H·D], k, v [B, T, KV·D] bf16, optional
+/// segment ids [B, T] → o [B, T, H·D].
+struct AttentionFwd {
+  int64_t batch = 0, seq = 0, heads = 0, kvHeads = 0, headDim = 0;
+  double scale = 0;
+  bool causal = true;
+  int64_t slidingWindow = 0; ///< 0: none
+  std::string segType;        ///< "" without segment ids, else "int"/"long long"
+  std::string qType, oType;
+};
+std::optional<Source> emitAttentionFwd(const AttentionFwd &a, std::string *why);
 
 } // namespace mlir::lora::cuda
 

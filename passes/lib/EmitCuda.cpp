@@ -125,6 +125,28 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     std::string why;
     return cuda::emitGemmFwd(g, &why);
   }
+  if (auto o = dyn_cast<AttentionOp>(op)) {
+    // FlashAttention-2 style on tensor cores (CudaAttention.cpp).
+    cuda::AttentionFwd a;
+    a.batch = n("batch");
+    a.seq = n("seq");
+    a.heads = n("num_heads");
+    a.kvHeads = n("num_kv_heads");
+    a.headDim = n("head_dim");
+    a.scale = k.getAs<FloatAttr>("scale").getValueAsDouble();
+    a.causal = n("causal") != 0;
+    a.slidingWindow = n("sliding_window");
+    if (Value seg = o.getSegmentIds())
+      a.segType = cast<RankedTensorType>(seg.getType()).getElementType().isInteger(64)
+                      ? "long long"
+                      : "int";
+    a.qType = ty(o.getQ());
+    a.oType = ty(o.getResult());
+    if (ty(o.getK()) != a.qType || ty(o.getV()) != a.qType)
+      return std::nullopt;
+    std::string why;
+    return cuda::emitAttentionFwd(a, &why);
+  }
   if (auto o = dyn_cast<AddOp>(op))
     return elementwise(kind, {ty(o.getLhs()), ty(o.getRhs())}, {ty(o.getResult())},
                        n("elements"),
@@ -368,7 +390,7 @@ struct EmitCudaPass : public lora::impl::EmitCudaBase<EmitCudaPass> {
       NamedAttrList attrs(k);
       attrs.set("cuda_source", b.getStringAttr(s->code));
       attrs.set("cuda_entry", b.getStringAttr(s->entry));
-      attrs.set("cuda_grid", b.getDenseI64ArrayAttr({s->grid, s->gridY, 1}));
+      attrs.set("cuda_grid", b.getDenseI64ArrayAttr({s->grid, s->gridY, s->gridZ}));
       attrs.set("cuda_block", b.getDenseI64ArrayAttr({s->block, 1, 1}));
       attrs.set("cuda_shared", b.getI64IntegerAttr(s->shared));
       op->setAttr(kKernelAttrName, attrs.getDictionary(op->getContext()));

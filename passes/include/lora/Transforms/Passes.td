@@ -561,11 +561,14 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     buffering, ldmatrix) that dequantizes an NF4 weight tile by tile into
     shared memory (never to global memory) and runs the adapter's two
     products (with dropout) inside the same kernel; 64x64 or 128x128 tiles
-    chosen by problem size (passes/lib/CudaGemm.cpp). Kernels drawing dropout
-    masks take the mask key (DropoutKey of the step seed and the op's stream)
-    as a last pointer argument. Not yet: f32/f16 activations, the GEMM
-    backward kernels, FlashAttention forward/backward, the norms' backward
-    and the chunked LM-head loss (issue #5).
+    chosen by problem size (passes/lib/CudaGemm.cpp); `attention_fwd` with
+    bf16 q/k/v: FlashAttention-2 on tensor cores (online softmax, P kept in
+    registers as the A fragment of P·V, causal / sliding-window tile
+    skipping, segment ids, grouped-query heads; passes/lib/CudaAttention.cpp).
+    Kernels drawing dropout masks take the mask key (DropoutKey of the step
+    seed and the op's stream) as a last pointer argument. Not yet: f32/f16
+    activations, the GEMM backward kernels, attention backward, the norms'
+    backward and the chunked LM-head loss (issue #5).
 
     After:
     ```mlir

@@ -1,0 +1,234 @@
+//===- CudaAttention.cpp - CUDA C++ template of attention forward ---------===//
+//
+// Causal grouped-query attention forward, FlashAttention-2 style on tensor
+// cores (mma.sync m16n8k16 bf16, f32 accumulators):
+//
+// One block of 4 warps handles 64 query rows of one head of one sequence;
+// each warp owns 16 rows. Q is loaded once and kept as mma fragments in
+// registers. For every key tile of 64 inside the causal/sliding-window band,
+// K and V are staged in shared memory with cp.async, S = Q·Kᵀ is computed
+// into registers, scaled and masked (causal, window, segment ids), and an
+// online softmax keeps each row's running max and sum: P = exp(S − m) is
+// rounded to bf16 and re-used directly as the A fragment of O += P·V (the
+// m16n8 accumulator layout of two adjacent S tiles is the m16k16 A layout),
+// with V's fragments loaded by ldmatrix.trans. No [T, T] matrix exists
+// anywhere; shared memory holds one Q, K and V tile. A row with no allowed
+// key gets a zero output (the CPU backend's convention).
+//
+//===----------------------------------------------------------------------===//
+#include "CudaGemm.h"
+
+#include <cstdio>
+#include <map>
+
+namespace mlir::lora::cuda {
+namespace {
+
+std::string subst(std::string tpl, const std::map<std::string, std::string> &vars) {
+  for (const auto &[key, value] : vars) {
+    std::string pat = "$" + key + "$";
+    for (size_t pos = tpl.find(pat); pos != std::string::npos;
+         pos = tpl.find(pat, pos + value.size()))
+      tpl.replace(pos, pat.size(), value);
+  }
+  return tpl;
+}
+
+const char *kAttentionFwd = R"(
+// Attention forward: B=$B$ T=$T$ H=$H$ KV=$KV$ D=$D$, scale $SCALE$, causal $CAUSAL$, window $WIN$, segments $SEG$.
+extern "C" __global__ void __launch_bounds__(128) $ENTRY$(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v$SEG_PARAM$, $OTYPE$* __restrict__ o) {
+$SEG_LOCAL$  constexpr int T = $T$, H = $H$, KV = $KV$, D = $D$, GROUP = H / KV;
+  constexpr int BQ = 64, BKV = 64, LD = D + 8;
+  constexpr bool CAUSAL = $CAUSAL$, SEG = $SEG$;
+  constexpr int WIN = $WIN$;
+  constexpr float SCALE = $SCALE$;
+  LORA_DYNAMIC_SMEM(smem);
+  __nv_bfloat16 (*qs)[LD] = (__nv_bfloat16 (*)[LD])smem;
+  __nv_bfloat16 (*ks)[LD] = (__nv_bfloat16 (*)[LD])(smem + BQ * LD * 2);
+  __nv_bfloat16 (*vs)[LD] = (__nv_bfloat16 (*)[LD])(smem + (BQ + BKV) * LD * 2);
+  long long* kseg = (long long*)(smem + (BQ + 2 * BKV) * LD * 2);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int q0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / GROUP;
+  const long qrow0 = (long)b * T;  // first token of this sequence
+
+  for (int c = tid; c < BQ * (D / 8); c += 128) {
+    const int r = c / (D / 8), d = (c % (D / 8)) * 8;
+    const bool ok = q0 + r < T;
+    lora_cp16(&qs[r][d], q + (ok ? ((qrow0 + q0 + r) * H + h) * D + d : 0), ok);
+  }
+  lora_cp_commit();
+  lora_cp_wait_all();
+  __syncthreads();
+  unsigned qf[D / 16][4];
+#pragma unroll
+  for (int dk = 0; dk < D / 16; ++dk)
+    lora_ldsm_x4(qf[dk], &qs[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dk * 16 + (lane / 16) * 8]);
+
+  const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  long long qseg[2] = {0, 0};
+  if (SEG)
+    for (int r = 0; r < 2; ++r) qseg[r] = row[r] < T ? (long long)seg[qrow0 + row[r]] : -1;
+  float acc[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) acc[j][c] = 0.f;
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+
+  // Key tiles inside the causal / sliding-window band of this query tile.
+  const int kend = CAUSAL ? (q0 + BQ < T ? q0 + BQ : T) : T;
+  const int kbeg = WIN > 0 ? (q0 - WIN + 1 > 0 ? (q0 - WIN + 1) / BKV * BKV : 0) : 0;
+  for (int k0 = kbeg; k0 < kend; k0 += BKV) {
+    for (int c = tid; c < BKV * (D / 8); c += 128) {
+      const int r = c / (D / 8), d = (c % (D / 8)) * 8;
+      const bool ok = k0 + r < T;
+      const long off = ok ? ((qrow0 + k0 + r) * KV + hk) * D + d : 0;
+      lora_cp16(&ks[r][d], k + off, ok);
+      lora_cp16(&vs[r][d], v + off, ok);
+    }
+    lora_cp_commit();
+    if (SEG)
+      for (int r = tid; r < BKV; r += 128) kseg[r] = k0 + r < T ? (long long)seg[qrow0 + k0 + r] : -2;
+    lora_cp_wait_all();
+    __syncthreads();
+
+    float s[BKV / 8][4];
+#pragma unroll
+    for (int j = 0; j < BKV / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) s[j][c] = 0.f;
+#pragma unroll
+    for (int dk = 0; dk < D / 16; ++dk)
+#pragma unroll
+      for (int j = 0; j < BKV / 8; j += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4(r4, &ks[j * 8 + (lane % 8) + (lane / 16) * 8][dk * 16 + ((lane / 8) % 2) * 8]);
+        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+        lora_mma_bf16(s[j], qf[dk], b0);
+        lora_mma_bf16(s[j + 1], qf[dk], b1);
+      }
+    // Scale and mask; the running max per row (a row's 64 keys live in the
+    // 4 lanes of a quad).
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < BKV / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int r = c >> 1, key = k0 + j * 8 + 2 * t + (c & 1);
+        bool ok = key < T && row[r] < T;
+        if (CAUSAL) ok = ok && key <= row[r];
+        if (WIN > 0) ok = ok && row[r] - key < WIN;
+        if (SEG) ok = ok && kseg[key - k0] == qseg[r];
+        s[j][c] = ok ? s[j][c] * SCALE : -INFINITY;
+        mx[r] = fmaxf(mx[r], s[j][c]);
+      }
+    float alpha[2], ref[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float mnew = fmaxf(mrow[r], mx[r]);
+      ref[r] = mnew == -INFINITY ? 0.f : mnew;  // nothing allowed yet: exp(-inf) = 0
+      alpha[r] = __expf(mrow[r] - ref[r]);
+      mrow[r] = mnew;
+      lrow[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[j][c] *= alpha[c >> 1];
+    // P = exp(S - m): lane-partial row sums, then O += P·V.
+#pragma unroll
+    for (int kk = 0; kk < BKV / 16; ++kk) {
+      unsigned pa[4];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float* sj = s[2 * kk + half];
+        const float p0 = __expf(sj[0] - ref[0]), p1 = __expf(sj[1] - ref[0]);
+        const float p2 = __expf(sj[2] - ref[1]), p3 = __expf(sj[3] - ref[1]);
+        lrow[0] += p0 + p1;
+        lrow[1] += p2 + p3;
+        pa[2 * half] = lora_pack_bf16(p0, p1);
+        pa[2 * half + 1] = lora_pack_bf16(p2, p3);
+      }
+#pragma unroll
+      for (int dn = 0; dn < D / 8; dn += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4_trans(r4, &vs[kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dn * 8 + (lane / 16) * 8]);
+        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+        lora_mma_bf16(acc[dn], pa, b0);
+        lora_mma_bf16(acc[dn + 1], pa, b1);
+      }
+    }
+    __syncthreads();  // before the next tile overwrites ks / vs
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+  }
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int r = c >> 1;
+      if (row[r] >= T) continue;
+      const float val = lrow[r] > 0.f ? acc[j][c] / lrow[r] : 0.f;
+      lora_st(o, ((qrow0 + row[r]) * H + h) * D + j * 8 + 2 * t + (c & 1), val);
+    }
+}
+)";
+
+} // namespace
+
+std::optional<Source> emitAttentionFwd(const AttentionFwd &a, std::string *why) {
+  if (a.qType != "__nv_bfloat16") {
+    *why = "q is not bf16";
+    return std::nullopt;
+  }
+  if (a.headDim % 16 != 0 || a.headDim > 128) {
+    *why = "head_dim is not a multiple of 16 up to 128";
+    return std::nullopt;
+  }
+  if (a.kvHeads <= 0 || a.heads % a.kvHeads != 0) {
+    *why = "num_heads is not a multiple of num_kv_heads";
+    return std::nullopt;
+  }
+  Source s;
+  s.entry = "lora_attention_fwd_t" + std::to_string(a.seq) + "_h" + std::to_string(a.heads) +
+            "_kv" + std::to_string(a.kvHeads) + "_d" + std::to_string(a.headDim) +
+            (a.causal ? "_causal" : "") +
+            (a.slidingWindow ? "_w" + std::to_string(a.slidingWindow) : "") +
+            (a.segType.empty() ? "" : "_seg");
+  char scale[48];
+  snprintf(scale, sizeof scale, "%.9ef", static_cast<double>(static_cast<float>(a.scale)));
+  std::map<std::string, std::string> v = {
+      {"ENTRY", s.entry},
+      {"B", std::to_string(a.batch)},
+      {"T", std::to_string(a.seq)},
+      {"H", std::to_string(a.heads)},
+      {"KV", std::to_string(a.kvHeads)},
+      {"D", std::to_string(a.headDim)},
+      {"SCALE", scale},
+      {"CAUSAL", a.causal ? "true" : "false"},
+      {"WIN", std::to_string(a.slidingWindow)},
+      {"SEG", a.segType.empty() ? "false" : "true"},
+      {"SEG_PARAM", a.segType.empty() ? "" : ", const " + a.segType + "* __restrict__ seg"},
+      // Without segment ids the SEG = false branches never read `seg`, but
+      // the name must exist.
+      {"SEG_LOCAL", a.segType.empty() ? "  const int* seg = nullptr;\n" : ""},
+      {"OTYPE", a.oType},
+  };
+  std::string code = subst(kAttentionFwd, v);
+  s.code = std::string(mmaPrelude()) + code;
+  s.grid = (a.seq + 63) / 64;
+  s.gridY = a.heads;
+  s.gridZ = a.batch;
+  s.block = 128;
+  const int64_t ld = a.headDim + 8;
+  s.shared = (64 + 2 * 64) * ld * 2 + 64 * 8;
+  return s;
+}
+
+} // namespace mlir::lora::cuda
