@@ -11,13 +11,22 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mlir::lora::cuda {
+
+/// A further launch of the same source (train.bin's Kernel.cuda_next): run
+/// after the previous one, with the same arguments.
+struct Step {
+  std::string entry;
+  int64_t grid = 1, gridY = 1, gridZ = 1, block = 256, shared = 0;
+};
 
 /// A kernel's CUDA C++ source with its launch geometry.
 struct Source {
   std::string code, entry;
   int64_t grid = 1, gridY = 1, gridZ = 1, block = 256, shared = 0;
+  std::vector<Step> next;
 };
 
 /// y[m, n] = x·Wᵀ (+ bias) (+ scaling·bf16(drop(x)·Aᵀ)·Bᵀ): the forward of

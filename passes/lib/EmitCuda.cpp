@@ -62,6 +62,10 @@ __device__ __forceinline__ float lora_ld(const __half* p, long i) { return __hal
 __device__ __forceinline__ void lora_st(float* p, long i, float v) { p[i] = v; }
 __device__ __forceinline__ void lora_st(__nv_bfloat16* p, long i, float v) { p[i] = __float2bfloat16(v); }
 __device__ __forceinline__ void lora_st(__half* p, long i, float v) { p[i] = __float2half(v); }
+// v rounded to the element type of p (the CPU backend's RoundTo).
+__device__ __forceinline__ float lora_round(const float*, float v) { return v; }
+__device__ __forceinline__ float lora_round(const __nv_bfloat16*, float v) { return __bfloat162float(__float2bfloat16(v)); }
+__device__ __forceinline__ float lora_round(const __half*, float v) { return __half2float(__float2half(v)); }
 )";
 
 using cuda::Source;
@@ -146,6 +150,111 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
       return std::nullopt;
     std::string why;
     return cuda::emitAttentionFwd(a, &why);
+  }
+  if (auto o = dyn_cast<EmbeddingGradOp>(op)) {
+    // One block per vocabulary row: the block scans the ids 256 at a time
+    // (one ballot per warp) and adds the matching dy rows, in position
+    // order, into f32 registers (each thread owns hidden/256 columns), then
+    // stores the row once — the CPU's order and rounding, no atomics, no
+    // scratch. O(vocab · tokens / 32) warp steps for the scan.
+    int64_t tokens = n("tokens"), hidden = n("hidden"), vocab = n("vocab");
+    std::string it = cast<RankedTensorType>(o.getIds().getType()).getElementType().isInteger(64)
+                         ? "long long"
+                         : "int";
+    Source s;
+    s.entry = llvm::formatv("lora_embedding_bwd_{0}_v{1}_h{2}_n{3}", suffix(o.getDtable().getType()),
+                            vocab, hidden, tokens).str();
+    s.code = std::string(kPrelude) + llvm::formatv(R"(extern "C" __global__ void __launch_bounds__(256) {0}(const {1}* __restrict__ dy, const {2}* __restrict__ ids, {3}* __restrict__ dtable) {{
+  constexpr int T = {4}, H = {5}, CH = (H + 255) / 256;
+  __shared__ unsigned masks[8];
+  const long v = blockIdx.x;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  float acc[CH];
+#pragma unroll
+  for (int c = 0; c < CH; ++c) acc[c] = 0.f;
+  for (int t0 = 0; t0 < T; t0 += 256) {{
+    const int t = t0 + tid;
+    const unsigned m = __ballot_sync(0xffffffffu, t < T && (long)ids[t] == v);
+    if (lane == 0) masks[warp] = m;
+    __syncthreads();
+    for (int w = 0; w < 8; ++w)
+      for (unsigned mm = masks[w]; mm; mm &= mm - 1) {{
+        const long row = t0 + w * 32 + (__ffs(mm) - 1);
+#pragma unroll
+        for (int c = 0; c < CH; ++c)
+          if (tid + c * 256 < H) acc[c] += lora_ld(dy, row * H + tid + c * 256);
+      }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int c = 0; c < CH; ++c)
+    if (tid + c * 256 < H) lora_st(dtable, v * H + tid + c * 256, acc[c]);
+}
+)", s.entry, ty(o.getDy()), it, ty(o.getDtable()), tokens, hidden).str();
+    s.grid = vocab;
+    s.block = 256;
+    return s;
+  }
+  if (auto o = dyn_cast<RMSNormGradOp>(op)) {
+    // Two launches, like the CPU's passes: first dw over column strips (each
+    // block recomputes every row's 1/rms with a block reduction and sums its
+    // columns over the rows in order, in double: deterministic), then dx one
+    // block per row — after dw has read x and dy, since dx may share a
+    // buffer with either.
+    int64_t rows = n("rows"), hidden = n("hidden");
+    double eps = k.getAs<FloatAttr>("eps").getValueAsDouble();
+    std::string t = ty(o.getX()), w = ty(o.getWeight()), dwt = ty(o.getDweight());
+    std::string base = llvm::formatv("lora_rms_norm_bwd_{0}_r{1}_h{2}", suffix(o.getX().getType()),
+                                     rows, hidden).str();
+    Source s;
+    s.entry = base + "_dw";
+    std::string params = llvm::formatv("const {0}* dy, const {1}* x, const {2}* __restrict__ w, "
+                                       "{3}* dx, {4}* __restrict__ dw",
+                                       ty(o.getDy()), t, w, ty(o.getDx()), dwt).str();
+    s.code = std::string(kPrelude) + llvm::formatv(R"(__device__ __forceinline__ float lora_block_sum(float v, float* part) {{
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float total = 0.f;
+  for (int i = 0; i < {0} / 32; ++i) total += part[i];
+  return total;
+}
+extern "C" __global__ void __launch_bounds__({0}) {1}_dw({2}) {{
+  __shared__ float part[{0} / 32];
+  const int c = blockIdx.x * {0} + threadIdx.x;
+  double acc = 0.0;
+  for (long r = 0; r < {3}L; ++r) {{
+    const {4}* xr = x + r * {5}L;
+    float ss = 0.f;
+    for (int j = threadIdx.x; j < {5}; j += {0}) {{ const float v = lora_ld(xr, j); ss += v * v; }
+    const float inv = 1.f / sqrtf(lora_block_sum(ss, part) / {5}.f + {6:e}f);
+    if (c < {5}) acc += (double)lora_ld(dy, r * {5}L + c) * (double)lora_round(xr, lora_ld(xr, c) * inv);
+  }
+  if (c < {5}) lora_st(dw, c, (float)acc);
+}
+extern "C" __global__ void __launch_bounds__({0}) {1}_dx({2}) {{
+  __shared__ float part[{0} / 32];
+  const long r = blockIdx.x;
+  float ss = 0.f, dot = 0.f;
+  for (int j = threadIdx.x; j < {5}; j += {0}) {{ const float v = lora_ld(x, r * {5}L + j); ss += v * v; }
+  const float inv = 1.f / sqrtf(lora_block_sum(ss, part) / {5}.f + {6:e}f);
+  for (int j = threadIdx.x; j < {5}; j += {0})
+    dot += lora_ld(dy, r * {5}L + j) * lora_ld(w, j) * (lora_ld(x, r * {5}L + j) * inv);
+  const float c = lora_block_sum(dot, part) / {5}.f;
+  for (int j = threadIdx.x; j < {5}; j += {0}) {{
+    const float g = lora_ld(dy, r * {5}L + j) * lora_ld(w, j), nn = lora_ld(x, r * {5}L + j) * inv;
+    lora_st(dx, r * {5}L + j, inv * (g - nn * c));
+  }
+}
+)", kBlock, base, params, rows, t, hidden, eps).str();
+    s.grid = (hidden + kBlock - 1) / kBlock;
+    cuda::Step dx;
+    dx.entry = base + "_dx";
+    dx.grid = rows;
+    dx.block = kBlock;
+    s.next.push_back(dx);
+    return s;
   }
   if (auto o = dyn_cast<AddOp>(op))
     return elementwise(kind, {ty(o.getLhs()), ty(o.getRhs())}, {ty(o.getResult())},
@@ -360,9 +469,9 @@ extern "C" __global__ void __launch_bounds__({2}) {3}(const {4}* __restrict__ x,
     if (threadIdx.x == 0) partial[0] = ss;
   }
   __syncthreads();
-  const float inv = rsqrtf(partial[0] / {4}.f + {5:e}f);
+  const float inv = 1.f / sqrtf(partial[0] / {4}.f + {5:e}f);
   for (int j = threadIdx.x; j < {4}; j += blockDim.x)
-    lora_st(y, row * {4}L + j, lora_ld(xr, j) * inv * lora_ld(w, j));
+    lora_st(y, row * {4}L + j, lora_ld(w, j) * lora_round(xr, lora_ld(xr, j) * inv));
 }
 )", kBlock, s.entry, t, w, hidden, eps).str();
     s.grid = rows;
@@ -393,6 +502,16 @@ struct EmitCudaPass : public lora::impl::EmitCudaBase<EmitCudaPass> {
       attrs.set("cuda_grid", b.getDenseI64ArrayAttr({s->grid, s->gridY, s->gridZ}));
       attrs.set("cuda_block", b.getDenseI64ArrayAttr({s->block, 1, 1}));
       attrs.set("cuda_shared", b.getI64IntegerAttr(s->shared));
+      if (!s->next.empty()) {
+        SmallVector<Attribute> steps;
+        for (const cuda::Step &st : s->next)
+          steps.push_back(b.getDictionaryAttr(
+              {b.getNamedAttr("entry", b.getStringAttr(st.entry)),
+               b.getNamedAttr("grid", b.getDenseI64ArrayAttr({st.grid, st.gridY, st.gridZ})),
+               b.getNamedAttr("block", b.getDenseI64ArrayAttr({st.block, 1, 1})),
+               b.getNamedAttr("shared", b.getI64IntegerAttr(st.shared))}));
+        attrs.set("cuda_next", b.getArrayAttr(steps));
+      }
       op->setAttr(kKernelAttrName, attrs.getDictionary(op->getContext()));
       ++emitted;
       return WalkResult::advance();

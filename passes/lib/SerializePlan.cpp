@@ -230,6 +230,7 @@ private:
     std::string cudaSource, cudaEntry;
     sc::Dim3 grid(0, 0, 0), block(0, 0, 0);
     uint32_t shared = 0;
+    ArrayAttr next;
     auto dim3 = [](DenseI64ArrayAttr a) {
       ArrayRef<int64_t> v = a.asArrayRef();
       return sc::Dim3(v.size() > 0 ? v[0] : 1, v.size() > 1 ? v[1] : 1,
@@ -258,6 +259,10 @@ private:
         shared = static_cast<uint32_t>(cast<IntegerAttr>(v).getInt());
         continue;
       }
+      if (k == "cuda_next") {
+        next = cast<ArrayAttr>(v);
+        continue;
+      }
       fb::Offset<void> value;
       sc::ParamValue vt;
       if (auto i = dyn_cast<IntegerAttr>(v)) {
@@ -279,10 +284,21 @@ private:
     }
     std::string debug = (kind + "_" + std::to_string(kernels.size())).str();
     bool cuda = !cudaSource.empty();
+    std::vector<fb::Offset<sc::CudaStep>> steps;
+    if (cuda && next)
+      for (Attribute a : next) {
+        auto d = cast<DictionaryAttr>(a);
+        sc::Dim3 g = dim3(d.getAs<DenseI64ArrayAttr>("grid"));
+        sc::Dim3 bl = dim3(d.getAs<DenseI64ArrayAttr>("block"));
+        steps.push_back(sc::CreateCudaStepDirect(
+            b, d.getAs<StringAttr>("entry").str().c_str(), &g, &bl,
+            static_cast<uint32_t>(d.getAs<IntegerAttr>("shared").getInt())));
+      }
     kernels.push_back(sc::CreateKernelDirect(
         b, kind.str().c_str(), &params, cuda ? cudaSource.c_str() : nullptr,
         cuda ? cudaEntry.c_str() : nullptr, cuda ? &grid : nullptr,
-        cuda ? &block : nullptr, shared, debug.c_str()));
+        cuda ? &block : nullptr, shared, debug.c_str(),
+        steps.empty() ? nullptr : &steps));
     uint32_t idx = static_cast<uint32_t>(kernels.size() - 1);
     kernelIndex[os.str()] = idx;
     return idx;

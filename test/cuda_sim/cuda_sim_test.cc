@@ -333,6 +333,16 @@ TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
       err = sim.Launch({g->x(), g->y(), g->z()}, {b->x(), b->y(), b->z()}, kernel.shared_bytes(),
                        args);
       ASSERT_EQ(err, "");
+      // Further launches of the same source, in order (Kernel.cuda_next).
+      if (kernel.cuda_next())
+        for (const lorart::schema::CudaStep* step : *kernel.cuda_next()) {
+          SimKernel next;
+          ASSERT_EQ(next.Compile(kernel.cuda_source()->str(), step->entry()->str(), WorkDir()), "");
+          err = next.Launch({step->grid()->x(), step->grid()->y(), step->grid()->z()},
+                            {step->block()->x(), step->block()->y(), step->block()->z()},
+                            step->shared_bytes(), args);
+          ASSERT_EQ(err, "") << step->entry()->str();
+        }
 
       for (uint32_t id : *launch->outputs()) {
         const lorart::cpu::TensorView& want = cpu[id].view;

@@ -148,6 +148,24 @@ T __shfl_down_sync(unsigned, T v, unsigned delta, int = 32) {
   return lora_sim::Exchange(v, src < 32 ? src : lane);
 }
 
+// The predicate of every lane as a bit mask (exited lanes read as 0).
+inline unsigned __ballot_sync(unsigned, int pred) {
+  using namespace lora_sim;
+  Machine& m = M();
+  int me = m.current;
+  WarpSlots& w = m.warps[WarpOf(me)];
+  w.value[LaneOf(me)] = pred ? 1 : 0;
+  __syncwarp();
+  unsigned mask = 0;
+  int base = WarpOf(me) * 32;
+  for (int l = 0; l < 32 && base + l < static_cast<int>(m.fibers.size()); ++l)
+    if (m.fibers[base + l].state != State::kDone && w.value[l]) mask |= 1u << l;
+  __syncwarp();
+  return mask;
+}
+inline int __ffs(unsigned x) { return __builtin_ffs(static_cast<int>(x)); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+
 // Device math the host library spells differently.
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }

@@ -14,7 +14,8 @@ compile bf16_lora --dtype bf16 --lora-r 8 --lora-alpha 16
 compile bf16_nf4 --dtype bf16 --quantize-base nf4 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1
 compile f32_lora --dtype f32 --lora-r 4 --lora-alpha 8 --max-grad-norm 0
 compile f32_full --dtype f32 --no-lora --train full
-for p in bf16_lora bf16_nf4 f32_lora f32_full; do
+compile bf16_full --dtype bf16 --no-lora --train full
+for p in bf16_lora bf16_nf4 f32_lora f32_full bf16_full; do
   echo "== $p"
   LORA_SIM_PLAN="$work/$p.bin" LORA_SIM_WORK="$work/sim" \
     "$sim" --gtest_filter='SimPlan.*' --gtest_brief=1

@@ -52,17 +52,22 @@ Command AddCheckKernelsCommand(CLI::App& root, std::ostream& out) {
           std::string log;
           LORA_RETURN_IF_ERROR(nvrtc->CompileToCubin(kernel.cuda_source()->str(), name, arch,
                                                      verbose, &cubin, &log));
-          cuda::KernelResources r;
-          LORA_RETURN_IF_ERROR(cuda::ParsePtxasReport(log, name, &r));
-          out << name << " " << arch << ": " << r.registers << " registers, " << r.stack_bytes
-              << " bytes stack, " << r.spill_store_bytes << " bytes spill stores, "
-              << r.spill_load_bytes << " bytes spill loads\n";
-          if (o->no_spills && (r.spill_store_bytes || r.spill_load_bytes))
-            return InvalidArgumentError(StrFormat(
-                "kernel %s spills registers on %s: %lld bytes spill stores, %lld bytes spill loads",
-                name.c_str(), arch.c_str(),
-                static_cast<long long>(r.spill_store_bytes),
-                static_cast<long long>(r.spill_load_bytes)));
+          std::vector<std::string> entries = {name};
+          if (kernel.cuda_next())
+            for (const schema::CudaStep* st : *kernel.cuda_next()) entries.push_back(st->entry()->str());
+          for (const std::string& e : entries) {
+            cuda::KernelResources r;
+            LORA_RETURN_IF_ERROR(cuda::ParsePtxasReport(log, e, &r));
+            out << e << " " << arch << ": " << r.registers << " registers, " << r.stack_bytes
+                << " bytes stack, " << r.spill_store_bytes << " bytes spill stores, "
+                << r.spill_load_bytes << " bytes spill loads\n";
+            if (o->no_spills && (r.spill_store_bytes || r.spill_load_bytes))
+              return InvalidArgumentError(StrFormat(
+                  "kernel %s spills registers on %s: %lld bytes spill stores, %lld bytes spill "
+                  "loads",
+                  e.c_str(), arch.c_str(), static_cast<long long>(r.spill_store_bytes),
+                  static_cast<long long>(r.spill_load_bytes)));
+          }
         } else {
           LORA_RETURN_IF_ERROR(cuda::CompileCached(*nvrtc, cache, kernel.cuda_source()->str(),
                                                    name, arch, options, &cubin, &hit));

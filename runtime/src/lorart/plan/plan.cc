@@ -383,6 +383,19 @@ Status Validator::CheckKernels() const {
         const char* name;
         const schema::Dim3* dim;
       } dims[] = {{"grid", kernel.grid()}, {"block", kernel.block()}};
+      if (kernel.cuda_next()) {
+        for (uint32_t i = 0; i < kernel.cuda_next()->size(); ++i) {
+          const schema::CudaStep* st = kernel.cuda_next()->Get(i);
+          std::string where = KernelLabel(k) + StrFormat(": cuda_next[%u]", i);
+          if (Empty(st->entry())) return Invalid(where + ": field 'entry' is missing");
+          for (const schema::Dim3* d : {st->grid(), st->block()}) {
+            if (!d) return Invalid(where + ": field 'grid' or 'block' is missing");
+            if (d->x() == 0 || d->y() == 0 || d->z() == 0)
+              return Invalid(where + StrFormat(": a launch dimension (%u, %u, %u) is zero",
+                                               d->x(), d->y(), d->z()));
+          }
+        }
+      }
       for (const auto& d : dims) {
         if (!d.dim) {
           return Invalid(KernelLabel(k) +
