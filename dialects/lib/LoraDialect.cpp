@@ -89,6 +89,14 @@ LogicalResult LoraDialect::verifyOperationAttribute(Operation *op,
                                << "' must hold non-negative offsets";
     return success();
   }
+  if (name == kWorkspaceAttrName) {
+    auto k = op->getAttrOfType<DictionaryAttr>(kKernelAttrName);
+    if (!isNonNegativeInt(attr.getValue()) || !k || !k.get("cuda_workspace"))
+      return op->emitOpError() << "attribute '" << name
+                               << "' must be a non-negative i64 on an op "
+                                  "whose kernel has a 'cuda_workspace'";
+    return success();
+  }
   if (name == kArenaSizeAttrName) {
     if (!isNonNegativeInt(attr.getValue()))
       return op->emitOpError() << "attribute '" << name

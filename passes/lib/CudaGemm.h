@@ -27,6 +27,8 @@ struct Source {
   std::string code, entry;
   int64_t grid = 1, gridY = 1, gridZ = 1, block = 256, shared = 0;
   std::vector<Step> next;
+  /// Arena scratch in bytes (0: none), passed after the outputs.
+  int64_t workspace = 0;
 };
 
 /// y[m, n] = x·Wᵀ (+ bias) (+ scaling·bf16(drop(x)·Aᵀ)·Bᵀ): the forward of

@@ -502,6 +502,8 @@ struct EmitCudaPass : public lora::impl::EmitCudaBase<EmitCudaPass> {
       attrs.set("cuda_grid", b.getDenseI64ArrayAttr({s->grid, s->gridY, s->gridZ}));
       attrs.set("cuda_block", b.getDenseI64ArrayAttr({s->block, 1, 1}));
       attrs.set("cuda_shared", b.getI64IntegerAttr(s->shared));
+      if (s->workspace > 0)
+        attrs.set("cuda_workspace", b.getI64IntegerAttr(s->workspace));
       if (!s->next.empty()) {
         SmallVector<Attribute> steps;
         for (const cuda::Step &st : s->next)

@@ -8,7 +8,9 @@
 // size) places them in one arena. Offsets are written back as `lora.offsets`
 // on ops, `lora.offset` on arguments and `lora.arena_size` on the function.
 // Programs run one at a time, so they share the arena: its size is the
-// largest of theirs.
+// largest of theirs. A kernel that asks for scratch (`cuda_workspace` bytes
+// in its `lora.kernel`, set by lora-emit-cuda) gets a buffer live during its
+// own step only, written back as `lora.workspace`.
 //
 //===----------------------------------------------------------------------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
@@ -101,6 +103,21 @@ struct PlanMemoryPass : public lora::impl::PlanMemoryBase<PlanMemoryPass> {
         if (failed(add(r, step[&op])))
           return failure();
     }
+    // Workspaces: live during their op's step only.
+    SmallVector<std::pair<Operation *, size_t>> workspaces;
+    for (Operation &op : body) {
+      auto k = op.getAttrOfType<DictionaryAttr>(kKernelAttrName);
+      auto ws = k ? k.getAs<IntegerAttr>("cuda_workspace") : IntegerAttr();
+      if (!ws || ws.getInt() <= 0)
+        continue;
+      MemoryBuffer b;
+      b.id = static_cast<int64_t>(buffers.size());
+      b.size = static_cast<uint64_t>(ws.getInt());
+      b.alignment = static_cast<uint64_t>(alignment);
+      b.firstUse = b.lastUse = step[&op];
+      workspaces.push_back({&op, buffers.size()});
+      buffers.push_back(b);
+    }
 
     std::string error;
     std::optional<MemoryPlan> plan = planMemory(buffers, &error);
@@ -111,6 +128,9 @@ struct PlanMemoryPass : public lora::impl::PlanMemoryBase<PlanMemoryPass> {
     llvm::DenseMap<Value, uint64_t> offsetOf;
     for (auto [v, off] : llvm::zip(values, plan->offsets))
       offsetOf[v] = off;
+    for (auto [op, index] : workspaces)
+      op->setAttr(kWorkspaceAttrName,
+                  b.getI64IntegerAttr(static_cast<int64_t>(plan->offsets[index])));
     for (BlockArgument arg : fn.getArguments())
       if (offsetOf.count(arg))
         fn.setArgAttr(arg.getArgNumber(), "lora.offset",

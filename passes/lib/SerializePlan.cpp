@@ -230,6 +230,7 @@ private:
     std::string cudaSource, cudaEntry;
     sc::Dim3 grid(0, 0, 0), block(0, 0, 0);
     uint32_t shared = 0;
+    uint64_t workspace = 0;
     ArrayAttr next;
     auto dim3 = [](DenseI64ArrayAttr a) {
       ArrayRef<int64_t> v = a.asArrayRef();
@@ -261,6 +262,10 @@ private:
       }
       if (k == "cuda_next") {
         next = cast<ArrayAttr>(v);
+        continue;
+      }
+      if (k == "cuda_workspace") {
+        workspace = static_cast<uint64_t>(cast<IntegerAttr>(v).getInt());
         continue;
       }
       fb::Offset<void> value;
@@ -298,7 +303,7 @@ private:
         b, kind.str().c_str(), &params, cuda ? cudaSource.c_str() : nullptr,
         cuda ? cudaEntry.c_str() : nullptr, cuda ? &grid : nullptr,
         cuda ? &block : nullptr, shared, debug.c_str(),
-        steps.empty() ? nullptr : &steps));
+        steps.empty() ? nullptr : &steps, cuda ? workspace : 0));
     uint32_t idx = static_cast<uint32_t>(kernels.size() - 1);
     kernelIndex[os.str()] = idx;
     return idx;
@@ -368,8 +373,15 @@ private:
       FailureOr<uint32_t> k = kernel(&op);
       if (failed(k))
         return failure();
+      uint64_t wsOffset = 0;
+      if (auto ws = op.getAttrOfType<IntegerAttr>(kWorkspaceAttrName))
+        wsOffset = static_cast<uint64_t>(ws.getInt());
+      else if (auto kd = op.getAttrOfType<DictionaryAttr>(kKernelAttrName);
+               kd && kd.get("cuda_workspace"))
+        return op.emitOpError() << "needs a CUDA workspace but has no "
+                                   "lora.workspace offset: run lora-plan-memory";
       launches.push_back(sc::CreateLaunchDirect(
-          b, *k, &in, &out, op.hasAttr(kRecomputeAttrName)));
+          b, *k, &in, &out, op.hasAttr(kRecomputeAttrName), wsOffset));
     }
     for (Value v : ret->getOperands())
       outputs.push_back(ids.lookup(v));

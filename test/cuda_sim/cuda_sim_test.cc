@@ -322,6 +322,9 @@ TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
       std::vector<void*> args;
       for (uint32_t id : *launch->inputs()) args.push_back(gpu[id].bytes.data());
       for (uint32_t id : *launch->outputs()) args.push_back(gpu[id].bytes.data());
+      // The workspace (Kernel.cuda_workspace_bytes), uninitialised as in the arena.
+      std::vector<uint8_t> workspace(kernel.cuda_workspace_bytes() + 16, 0xcd);
+      if (kernel.cuda_workspace_bytes() > 0) args.push_back(workspace.data());
       // Kernels that draw dropout masks take the key of the step seed and
       // their stream last (docs/cuda.md).
       uint64_t key = lorart::cpu::DropoutKey(

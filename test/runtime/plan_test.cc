@@ -735,6 +735,29 @@ const SemanticCase kSemanticCases[] = {
     {"CudaZeroBlock",
      [](s::PlanT& p) { p.kernels[1]->block = std::make_unique<s::Dim3>(128, 0, 1); }, kInvalid,
      "kernel 1 'fused_linear': field 'block' (128, 0, 1) has a zero dimension"},
+    {"CudaStepWithoutEntry",
+     [](s::PlanT& p) {
+       auto st = std::make_unique<s::CudaStepT>();
+       st->grid = std::make_unique<s::Dim3>(1, 1, 1);
+       st->block = std::make_unique<s::Dim3>(32, 1, 1);
+       p.kernels[1]->cuda_next.push_back(std::move(st));
+     },
+     kInvalid, "kernel 1 'fused_linear': cuda_next[0]: field 'entry' is missing"},
+    {"CudaStepZeroGrid",
+     [](s::PlanT& p) {
+       auto st = std::make_unique<s::CudaStepT>();
+       st->entry = "k2";
+       st->grid = std::make_unique<s::Dim3>(0, 1, 1);
+       st->block = std::make_unique<s::Dim3>(32, 1, 1);
+       p.kernels[1]->cuda_next.push_back(std::move(st));
+     },
+     kInvalid, "cuda_next[0]: a launch dimension (0, 1, 1) is zero"},
+    {"WorkspaceOutsideArena",
+     [](s::PlanT& p) {
+       p.kernels[1]->cuda_workspace_bytes = 64;
+       p.programs[0]->launches[1]->workspace_offset = p.arena->size;
+     },
+     kRange, "launch 1: the kernel's workspace (64 bytes at offset"},
 };
 
 INSTANTIATE_TEST_SUITE_P(All, PlanSemanticTest, ::testing::ValuesIn(kSemanticCases),

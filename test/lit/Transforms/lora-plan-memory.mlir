@@ -32,3 +32,19 @@ func.func @chain(%x: tensor<2x8x64xf32>) -> tensor<2x8x64xf32> {
   %d = lora.add %c, %c : (tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
   return %d : tensor<2x8x64xf32>
 }
+
+// A kernel's CUDA workspace (`cuda_workspace` bytes, from lora-emit-cuda) is
+// a buffer live during its op only: 8 KiB next to x and a (4 KiB each) makes
+// a 16 KiB arena, and the later add reuses the workspace's bytes for its
+// result. An op without a workspace gets no lora.workspace.
+// CHECK-LABEL: func.func @workspace
+// CHECK-SAME: attributes {lora.arena_size = 16384 : i64}
+// CHECK: lora.add {{.*}}lora.offsets = array<i64: [[A:[0-9]+]]>, lora.workspace = [[W:[0-9]+]] : i64
+// CHECK: lora.add
+// CHECK-NOT: lora.workspace
+// CHECK-SAME: lora.offsets = array<i64: [[W]]>
+func.func @workspace(%x: tensor<2x8x64xf32>) -> tensor<2x8x64xf32> {
+  %a = lora.add %x, %x {lora.kernel = {kind = "add", elements = 1024 : i64, cuda_workspace = 8192 : i64}} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  %b = lora.add %a, %a : (tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  return %b : tensor<2x8x64xf32>
+}

@@ -449,6 +449,16 @@ Status Validator::CheckPrograms(std::unordered_map<std::string_view, uint32_t>* 
       }
       LORA_RETURN_IF_ERROR(CheckIds(where, "inputs", launch.inputs()));
       LORA_RETURN_IF_ERROR(CheckIds(where, "outputs", launch.outputs()));
+      const uint64_t ws = plan_.kernels()->Get(launch.kernel())->cuda_workspace_bytes();
+      const uint64_t arena_size = plan_.arena()->size();
+      if (ws > 0 && (ws > arena_size || launch.workspace_offset() > arena_size - ws)) {
+        return Error(StatusCode::kOutOfRange,
+                     where + StrFormat(": the kernel's workspace (%llu bytes at offset %llu) "
+                                       "does not fit the arena (%llu bytes)",
+                                       static_cast<unsigned long long>(ws),
+                                       static_cast<unsigned long long>(launch.workspace_offset()),
+                                       static_cast<unsigned long long>(arena_size)));
+      }
     }
   }
   return OkStatus();

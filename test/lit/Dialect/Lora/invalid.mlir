@@ -995,3 +995,45 @@ func.func @f(%h: tensor<2x8x64xf32>, %i: tensor<3xi32>) {
   %0 = lora.select_rows %h, %i : (tensor<2x8x64xf32>, tensor<3xi32>) -> tensor<2x1x64xf32>
   return
 }
+
+// -----
+
+// The discardable attributes of the compiler's passes.
+func.func @f(%x: tensor<4xf32>) {
+  // expected-error @+1 {{attribute 'lora.kernel' must be a dictionary with a string 'kind'}}
+  %0 = lora.add %x, %x {lora.kernel = {elements = 4 : i64}} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4xf32>) {
+  // expected-error @+1 {{attribute 'lora.offsets' must be an i64 array with one offset per result}}
+  %0 = lora.add %x, %x {lora.offsets = array<i64: 0, 16>} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4xf32>) {
+  // expected-error @+1 {{attribute 'lora.offsets' must hold non-negative offsets}}
+  %0 = lora.add %x, %x {lora.offsets = array<i64: -16>} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+// A workspace offset needs a kernel that asked for a workspace.
+func.func @f(%x: tensor<4xf32>) {
+  // expected-error @+1 {{attribute 'lora.workspace' must be a non-negative i64 on an op whose kernel has a 'cuda_workspace'}}
+  %0 = lora.add %x, %x {lora.kernel = {kind = "add", elements = 4 : i64}, lora.workspace = 0 : i64} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4xf32>) {
+  // expected-error @+1 {{attribute 'lora.workspace' must be a non-negative i64}}
+  %0 = lora.add %x, %x {lora.kernel = {kind = "add", cuda_workspace = 64 : i64}, lora.workspace = -64 : i64} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}

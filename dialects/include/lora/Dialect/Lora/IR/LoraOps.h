@@ -28,6 +28,9 @@ inline constexpr llvm::StringLiteral kRecomputeAttrName = "lora.recompute";
 inline constexpr llvm::StringLiteral kKernelAttrName = "lora.kernel";
 /// On an op: the arena offset of each result (lora-plan-memory).
 inline constexpr llvm::StringLiteral kOffsetsAttrName = "lora.offsets";
+/// Arena offset of a kernel's workspace (`cuda_workspace` bytes in its
+/// `lora.kernel`), set by lora-plan-memory: scratch live only during the op.
+inline constexpr llvm::StringLiteral kWorkspaceAttrName = "lora.workspace";
 /// On a function: the arena size its values need (lora-plan-memory).
 inline constexpr llvm::StringLiteral kArenaSizeAttrName = "lora.arena_size";
 /// On a function argument: what the runtime feeds it ("tokens", ...).
