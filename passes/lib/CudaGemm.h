@@ -69,6 +69,19 @@ struct AttentionFwd {
 };
 std::optional<Source> emitAttentionFwd(const AttentionFwd &a, std::string *why);
 
+/// The backward of a linear layer with bf16 activations
+/// (CudaLinearBwd.cpp): `linear_bwd_x` (hasW, rank 0), `lora_bwd` (!hasW)
+/// and `fused_linear_bwd` (both). Arguments: dy, [x], [w], [a, b], dx,
+/// [da, db, workspace], [dropout key].
+struct LinearBwd {
+  int64_t m = 0, n = 0, k = 0, rank = 0;
+  bool hasW = true, wNf4 = false;
+  int64_t blockSize = 0, doubleQuantBlock = 0;
+  double scaling = 0, dropout = 0;
+  std::string dyType, xType, dxType, daType, dbType;
+};
+std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why);
+
 } // namespace mlir::lora::cuda
 
 #endif // LORA_PASSES_LIB_CUDAGEMM_H

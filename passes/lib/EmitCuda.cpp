@@ -129,6 +129,47 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     std::string why;
     return cuda::emitGemmFwd(g, &why);
   }
+  if (isa<LinearGradXOp, AdapterGradOp, FusedLinearGradOp>(op)) {
+    // dx, dA and dB through the frozen (dense or NF4) weight and the adapter
+    // (CudaLinearBwd.cpp): several launches sharing a workspace for u and g.
+    cuda::LinearBwd g;
+    g.m = n("m");
+    g.n = n("n");
+    g.k = n("k");
+    Value dy = op->getOperand(0), w, x, a, b;
+    if (isa<LinearGradXOp>(op)) {
+      w = op->getOperand(1);
+    } else {
+      x = op->getOperand(1);
+      bool fused = isa<FusedLinearGradOp>(op);
+      if (fused)
+        w = op->getOperand(2);
+      a = op->getOperand(fused ? 3 : 2);
+      b = op->getOperand(fused ? 4 : 3);
+      g.rank = n("rank");
+      g.scaling = k.getAs<FloatAttr>("scaling").getValueAsDouble();
+      g.dropout = k.getAs<FloatAttr>("dropout").getValueAsDouble();
+      g.xType = ty(x);
+      g.daType = ty(op->getResult(1));
+      g.dbType = ty(op->getResult(2));
+      if (ty(a) != "__nv_bfloat16" || ty(b) != "__nv_bfloat16")
+        return std::nullopt;
+    }
+    g.dyType = ty(dy);
+    g.dxType = ty(op->getResult(0));
+    g.hasW = static_cast<bool>(w);
+    if (w) {
+      if (auto nf4 = dyn_cast<NF4Type>(w.getType())) {
+        g.wNf4 = true;
+        g.blockSize = nf4.getBlockSize();
+        g.doubleQuantBlock = nf4.getDoubleQuantBlock();
+      } else if (ty(w) != "__nv_bfloat16") {
+        return std::nullopt;
+      }
+    }
+    std::string why;
+    return cuda::emitLinearBwd(g, &why);
+  }
   if (auto o = dyn_cast<AttentionOp>(op)) {
     // FlashAttention-2 style on tensor cores (CudaAttention.cpp).
     cuda::AttentionFwd a;

@@ -60,6 +60,20 @@ func.func @attention(%q: tensor<2x8x64xbf16>, %kv: tensor<2x8x32xbf16>, %seg: te
   return %o : tensor<2x8x64xbf16>
 }
 
+// The fused linear backward: four launches of one source (u and g, dB, dA,
+// then dx through the NF4 weight), sharing a workspace of 2·m·rank_padded
+// f32 (2·16·16·4 = 2048 bytes) for u = drop(x)·Aᵀ and g = dy·B.
+// CHECK-LABEL: func.func @backward
+// CHECK: lora.fused_linear_grad {{.*}}cuda_entry = "lora_linear_bwd_m16_n64_k64_nf4b64dq256_r8_ug"
+// CHECK-SAME: cuda_next = [{block = array<i64: 256, 1, 1>, entry = "lora_linear_bwd_m16_n64_k64_nf4b64dq256_r8_db", grid = array<i64: 1, 1, 1>, shared = 0 : i64}, {block = array<i64: 256, 1, 1>, entry = "lora_linear_bwd_m16_n64_k64_nf4b64dq256_r8_da"
+// CHECK-SAME: entry = "lora_linear_bwd_m16_n64_k64_nf4b64dq256_r8_dx"
+// CHECK-SAME: void* __restrict__ ws_
+// CHECK-SAME: cuda_workspace = 2048 : i64
+func.func @backward(%dy: tensor<2x8x64xbf16>, %x: tensor<2x8x64xbf16>, %q: !lora.nf4<64x64, block_size = 64, double_quant = 256>, %a: tensor<8x64xbf16>, %b: tensor<64x8xbf16>) -> (tensor<2x8x64xbf16>, tensor<8x64xbf16>, tensor<64x8xbf16>) {
+  %dx, %da, %db = lora.fused_linear_grad %dy, %x, %q, %a, %b {alpha = 1.600000e+01 : f64} : (tensor<2x8x64xbf16>, tensor<2x8x64xbf16>, !lora.nf4<64x64, block_size = 64, double_quant = 256>, tensor<8x64xbf16>, tensor<64x8xbf16>) -> (tensor<2x8x64xbf16>, tensor<8x64xbf16>, tensor<64x8xbf16>)
+  return %dx, %da, %db : tensor<2x8x64xbf16>, tensor<8x64xbf16>, tensor<64x8xbf16>
+}
+
 // Negative: f32 activations have no tensor-core template yet; the kernel is
 // kept and gets no source.
 // CHECK-LABEL: func.func @f32_linear

@@ -565,10 +565,19 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     bf16 q/k/v: FlashAttention-2 on tensor cores (online softmax, P kept in
     registers as the A fragment of P·V, causal / sliding-window tile
     skipping, segment ids, grouped-query heads; passes/lib/CudaAttention.cpp).
-    Kernels drawing dropout masks take the mask key (DropoutKey of the step
-    seed and the op's stream) as a last pointer argument. Not yet: f32/f16
-    activations, the GEMM backward kernels, attention backward, the norms'
-    backward and the chunked LM-head loss (issue #5).
+    `linear_bwd_x`/`lora_bwd`/`fused_linear_bwd` (passes/lib/CudaLinearBwd.cpp:
+    u = drop(x)·Aᵀ and g = dy·B on tensor cores into a workspace, then dB,
+    dA and dx = dy·deq(W) + s·drop'(g·A) as further launches),
+    `rms_norm_bwd` (two launches) and `embedding_bwd` (a block per vocabulary
+    row, no atomics).
+
+    A kernel may have several launches of its source (`cuda_next`, run in
+    order with the same arguments) and ask for arena scratch
+    (`cuda_workspace` bytes, placed by lora-plan-memory). Arguments: the
+    launch's inputs, its outputs, the workspace if any, then for kernels
+    drawing dropout masks a pointer to the mask key (DropoutKey of the step
+    seed and the op's stream). Not yet: f32/f16 activations for the GEMMs and
+    attention, attention backward, and the chunked LM-head loss (issue #5).
 
     After:
     ```mlir

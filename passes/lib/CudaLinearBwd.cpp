@@ -1,0 +1,484 @@
+//===- CudaLinearBwd.cpp - CUDA C++ template of the linear backward ------===//
+//
+// The backward of the fused linear layer (`fused_linear_bwd`), of the plain
+// frozen linear (`linear_bwd_x`) and of an adapter alone (`lora_bwd`), with
+// bf16 activations. With s = scaling, u = drop(x)·Aᵀ and g = dy·B (f32):
+//
+//   db = s·dyᵀ·u      da = s·gᵀ·drop(x)      dx = dy·deq(W) + s·drop'(g·A)
+//
+// in up to four launches of one source (Kernel.cuda_next), which share a
+// workspace holding u and g ([m, rank] f32 each):
+//   _ug  one block per 64 rows: u and g on tensor cores (x and dy tiles with
+//        cp.async, A's and B's fragments by ldmatrix, B's transposed), into
+//        the workspace;
+//   _db  one block per 64 rows of db: Σ over m in a fixed order (f32, u
+//        rounded to bf16 first like the CPU's f32 x bf16 products);
+//   _da  one block per 64 columns of da: likewise;
+//   _dx  the tensor-core GEMM dy·deq(W) over n (W's tile, dense or NF4
+//        dequantized in shared memory, read through ldmatrix.trans), whose
+//        epilogue adds s·drop'(g·A) in f32 from the workspace's g and rounds
+//        dx once — the CPU backend's order of roundings.
+// No atomics: every sum has one order, so the gradients are reproducible.
+//
+//===----------------------------------------------------------------------===//
+#include "CudaGemm.h"
+
+#include "lorart/quant/nf4.h"
+
+#include <cstdio>
+#include <map>
+
+namespace mlir::lora::cuda {
+namespace {
+
+std::string subst(std::string tpl, const std::map<std::string, std::string> &vars) {
+  for (const auto &[key, value] : vars) {
+    std::string pat = "$" + key + "$";
+    for (size_t pos = tpl.find(pat); pos != std::string::npos;
+         pos = tpl.find(pat, pos + value.size()))
+      tpl.replace(pos, pat.size(), value);
+  }
+  return tpl;
+}
+
+std::string floatLit(float v) {
+  char buf[48];
+  snprintf(buf, sizeof buf, "%.9ef", static_cast<double>(v));
+  return buf;
+}
+
+std::string floatTable(const float *v, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i)
+    s += (i ? ", " : "") + floatLit(v[i]);
+  return s;
+}
+
+const char *kCommon = R"(
+$TABLES$
+// Linear backward: m=$M$ n=$N$ k=$K$ rank=$R$ (padded $RP$), scaling $S$, dropout $P$.
+namespace {
+constexpr int M = $M$, N = $N$, K = $K$, R = $R$, RP = $RP$;
+constexpr bool DROP = $DROP$;
+constexpr float S = $S$, INV = $INV$;
+constexpr double P = $P$;
+// u and g are kept in f32 but meet bf16 operands rounded to bf16, as the
+// CPU backend's F32 x BF16 products (and PyTorch's autocast) do.
+__device__ __forceinline__ float lora_bf16_round(float v) { return __bfloat162float(__float2bfloat16(v)); }
+// Element e = row·K + col of drop(x), rounded to x's type (the CPU's DropInput).
+__device__ __forceinline__ float lora_dropped(float v, unsigned long long key, long e) {
+  if (!DROP) return v;
+  return lora_keep(key, (unsigned long long)e, P) ? __bfloat162float(__float2bfloat16(v * INV)) : 0.f;
+}
+}  // namespace
+)";
+
+// u = drop(x)·Aᵀ and g = dy·B for 64 rows per block, into the workspace.
+const char *kUg = R"(
+extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_ug($PARAMS$) {
+  constexpr int BM = 64, BK = 32, LDS = BK + 8, LDB = RP + 8;
+  LORA_DYNAMIC_SMEM(smem);
+  __nv_bfloat16 (*ts)[LDS] = (__nv_bfloat16 (*)[LDS])smem;                    // x or dy tile [BM][BK]
+  __nv_bfloat16 (*as)[LDS] = (__nv_bfloat16 (*)[LDS])(smem + BM * LDS * 2);   // A tile [RP][BK]
+  __nv_bfloat16 (*bs)[LDB] = (__nv_bfloat16 (*)[LDB])(smem + (BM + RP) * LDS * 2);  // B tile [BK][RP]
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g8 = lane >> 2, t4 = lane & 3;
+  const int m0 = blockIdx.x * BM;
+$KEY_LOAD$
+  float* uw = (float*)ws_;
+  float* gw = uw + (long)M * RP;
+  // u: over k.
+  float acc[RP / 8][4];
+  for (int pass = 0; pass < 2; ++pass) {
+#pragma unroll
+    for (int j = 0; j < RP / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[j][c] = 0.f;
+    const int L = pass == 0 ? K : N;
+    for (int k0 = 0; k0 < L; k0 += BK) {
+      for (int c = tid; c < BM * (BK / 8); c += 128) {
+        const int r = c / (BK / 8), kc = (c % (BK / 8)) * 8;
+        const bool ok = m0 + r < M && k0 + kc < L;
+        lora_cp16(&ts[r][kc], (pass == 0 ? x : dy) + (ok ? (long)(m0 + r) * L + k0 + kc : 0), ok);
+      }
+      if (pass == 0) {
+        for (int c = tid; c < RP * (BK / 8); c += 128) {
+          const int r = c / (BK / 8), kc = (c % (BK / 8)) * 8;
+          const bool ok = r < R && k0 + kc < K;
+          lora_cp16(&as[r][kc], a_ + (ok ? (long)r * K + k0 + kc : 0), ok);
+        }
+      } else {
+        for (int e = tid; e < BK * RP; e += 128) {
+          const int nn = e / RP, rr = e % RP;
+          bs[nn][rr] = (k0 + nn < N && rr < R) ? b_[(long)(k0 + nn) * R + rr] : __float2bfloat16(0.f);
+        }
+      }
+      lora_cp_commit();
+      lora_cp_wait_all();
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 16) {
+        unsigned af[4];
+        lora_ldsm_x4(af, &ts[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][kk + (lane / 16) * 8]);
+        if (pass == 0 && DROP) {
+#pragma unroll
+          for (int rg = 0; rg < 4; ++rg) {
+            const long row = m0 + warp * 16 + g8 + ((rg & 1) ? 8 : 0);
+            const long col = k0 + kk + 2 * t4 + ((rg & 2) ? 8 : 0);
+            af[rg] = lora_pack_bf16(lora_dropped(lora_unpack_bf16(af[rg], 0), key, row * K + col),
+                                    lora_dropped(lora_unpack_bf16(af[rg], 1), key, row * K + col + 1));
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < RP / 8; j += 2) {
+          unsigned r4[4];
+          if (pass == 0)
+            lora_ldsm_x4(r4, &as[j * 8 + (lane % 8) + (lane / 16) * 8][kk + ((lane / 8) % 2) * 8]);
+          else
+            lora_ldsm_x4_trans(r4, &bs[kk + (lane % 8) + ((lane / 8) % 2) * 8][j * 8 + (lane / 16) * 8]);
+          const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+          lora_mma_bf16(acc[j], af, b0);
+          lora_mma_bf16(acc[j + 1], af, b1);
+        }
+      }
+      __syncthreads();
+    }
+    float* out = pass == 0 ? uw : gw;
+#pragma unroll
+    for (int j = 0; j < RP / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int row = m0 + warp * 16 + g8 + (c >= 2 ? 8 : 0);
+        if (row < M) out[(long)row * RP + j * 8 + 2 * t4 + (c & 1)] = acc[j][c];
+      }
+  }
+}
+
+// db[n][r] = s·Σ_m dy[m][n]·u[m][r]: 64 rows of db per block, m in order.
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_db($PARAMS$) {
+  constexpr int BN = 64, BMK = 32, OUT = BN * RP / 256;
+  __shared__ float dys[BMK][BN + 1], us[BMK][RP + 1];
+  const int tid = threadIdx.x, n0 = blockIdx.x * BN;
+  const float* uw = (const float*)ws_;
+  float acc[OUT];
+#pragma unroll
+  for (int o = 0; o < OUT; ++o) acc[o] = 0.f;
+  for (int mb = 0; mb < M; mb += BMK) {
+    for (int e = tid; e < BMK * BN; e += 256) {
+      const int i = e / BN, j = e % BN;
+      dys[i][j] = (mb + i < M && n0 + j < N) ? lora_ld(dy, (long)(mb + i) * N + n0 + j) : 0.f;
+    }
+    for (int e = tid; e < BMK * RP; e += 256) {
+      const int i = e / RP, j = e % RP;
+      us[i][j] = mb + i < M ? lora_bf16_round(uw[(long)(mb + i) * RP + j]) : 0.f;
+    }
+    __syncthreads();
+    for (int i = 0; i < BMK; ++i)
+#pragma unroll
+      for (int o = 0; o < OUT; ++o) {
+        const int idx = tid + o * 256;
+        acc[o] += dys[i][idx / RP] * us[i][idx % RP];
+      }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int o = 0; o < OUT; ++o) {
+    const int idx = tid + o * 256, nn = idx / RP, rr = idx % RP;
+    if (n0 + nn < N && rr < R) lora_st(db_, (long)(n0 + nn) * R + rr, S * acc[o]);
+  }
+}
+
+// da[r][k] = s·Σ_m g[m][r]·drop(x)[m][k]: 64 columns of da per block.
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_da($PARAMS$) {
+  constexpr int BKC = 64, BMK = 32, OUT = BKC * RP / 256;
+  __shared__ float xs[BMK][BKC + 1], gs[BMK][RP + 1];
+  const int tid = threadIdx.x, k0 = blockIdx.x * BKC;
+$KEY_LOAD$
+  const float* gw = (const float*)ws_ + (long)M * RP;
+  float acc[OUT];
+#pragma unroll
+  for (int o = 0; o < OUT; ++o) acc[o] = 0.f;
+  for (int mb = 0; mb < M; mb += BMK) {
+    for (int e = tid; e < BMK * BKC; e += 256) {
+      const int i = e / BKC, j = e % BKC;
+      const long row = mb + i, col = k0 + j;
+      xs[i][j] = (row < M && col < K) ? lora_dropped(lora_ld(x, row * K + col), key, row * K + col) : 0.f;
+    }
+    for (int e = tid; e < BMK * RP; e += 256) {
+      const int i = e / RP, j = e % RP;
+      gs[i][j] = mb + i < M ? lora_bf16_round(gw[(long)(mb + i) * RP + j]) : 0.f;
+    }
+    __syncthreads();
+    for (int i = 0; i < BMK; ++i)
+#pragma unroll
+      for (int o = 0; o < OUT; ++o) {
+        const int idx = tid + o * 256;
+        acc[o] += gs[i][idx / BKC] * xs[i][idx % BKC];
+      }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int o = 0; o < OUT; ++o) {
+    const int idx = tid + o * 256, rr = idx / BKC, kk = idx % BKC;
+    if (rr < R && k0 + kk < K) lora_st(da_, (long)rr * K + k0 + kk, S * acc[o]);
+  }
+}
+)";
+
+// dx = dy·deq(W) (+ s·drop'(g·A)): 64x64 tiles, 4 warps of 32x32.
+const char *kDx = R"(
+extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_dx($PARAMS$) {
+  constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, LDW = BN + 8;
+  constexpr int WM = 32, WN = 32, WARPS_N = BN / WN, MT = WM / 16, NT = WN / 8, THREADS = 128;
+  LORA_DYNAMIC_SMEM(smem);
+  __nv_bfloat16 (*ys)[BM][LDS] = (__nv_bfloat16 (*)[BM][LDS])smem;                 // dy [2][BM][BK]
+  __nv_bfloat16 (*ws)[BK][LDW] = (__nv_bfloat16 (*)[BK][LDW])(smem + 2 * BM * LDS * 2);  // W [2][BK n][BN k]
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp / WARPS_N, wn = warp % WARPS_N, g8 = lane >> 2, t4 = lane & 3;
+  const int k0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
+$KEY_LOAD$
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
+$MAIN_LOOP$
+$EPILOGUE$
+}
+)";
+
+const char *kDxMainLoop = R"(
+  auto stage = [&](int b, int n0) {
+    for (int c = tid; c < BM * (BK / 8); c += THREADS) {
+      const int r = c / (BK / 8), nc = (c % (BK / 8)) * 8;
+      const bool ok = m0 + r < M && n0 + nc < N;
+      lora_cp16(&ys[b][r][nc], dy + (ok ? (long)(m0 + r) * N + n0 + nc : 0), ok);
+    }
+$W_STAGE$
+    lora_cp_commit();
+  };
+  constexpr int NTILES = (N + BK - 1) / BK;
+  stage(0, 0);
+  lora_cp_wait_all();
+  __syncthreads();
+  for (int nt = 0; nt < NTILES; ++nt) {
+    const int b = nt & 1;
+    if (nt + 1 < NTILES) stage(b ^ 1, (nt + 1) * BK);
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      unsigned af[MT][4], bf[NT][2];
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+        lora_ldsm_x4(af[i], &ys[b][wm * WM + i * 16 + (lane % 8) + ((lane / 8) % 2) * 8][kk + (lane / 16) * 8]);
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4_trans(r4, &ws[b][kk + (lane % 8) + ((lane / 8) % 2) * 8][wn * WN + j * 8 + (lane / 16) * 8]);
+        bf[j][0] = r4[0]; bf[j][1] = r4[1]; bf[j + 1][0] = r4[2]; bf[j + 1][1] = r4[3];
+      }
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) lora_mma_bf16(acc[i][j], af[i], bf[j]);
+    }
+    lora_cp_wait_all();
+    __syncthreads();
+  }
+)";
+
+const char *kDenseWStage = R"(    for (int c = tid; c < BK * (BN / 8); c += THREADS) {
+      const int r = c / (BN / 8), kc = (c % (BN / 8)) * 8;
+      const bool ok = n0 + r < N && k0 + kc < K;
+      lora_cp16(&ws[b][r][kc], w + (ok ? (long)(n0 + r) * K + k0 + kc : 0), ok);
+    })";
+
+// NF4: 8 codes per 32-bit word along k, dequantized straight into the tile
+// (the loads are synchronous here; the tensor cores work on the other buffer).
+const char *kNf4WStage = R"(    for (int c = tid; c < BK * (BN / 8); c += THREADS) {
+      const int r = c / (BN / 8), kc = (c % (BN / 8)) * 8;
+      unsigned packed[4] = {0u, 0u, 0u, 0u};
+      if (n0 + r < N && k0 + kc < K) {
+        const unsigned char* wbytes = (const unsigned char*)w;
+        const long e = (long)(n0 + r) * K + k0 + kc;
+        const unsigned code = *(const unsigned*)(wbytes + e / 2);
+        const long blk = e / $BS$;
+$ABSMAX$
+#pragma unroll
+        for (int p = 0; p < 4; ++p) {
+          const unsigned byte = (code >> (8 * p)) & 0xffu;
+          packed[p] = lora_pack_bf16(lora_nf4[byte >> 4] * scale, lora_nf4[byte & 15u] * scale);
+        }
+      }
+      *(uint4*)&ws[b][r][kc] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    })";
+
+// s·drop'(g·A) in f32 from the workspace's g and A's columns, then one
+// rounding of dx.
+const char *kDxEpilogue = R"(
+  float* gs = (float*)smem;                 // [BM][RP]
+  float* as = gs + BM * RP;                 // [RP][BN]
+  const float* gw = (const float*)ws_ + (long)M * RP;
+  for (int e = tid; e < BM * RP; e += THREADS) {
+    const int i = e / RP, j = e % RP;
+    gs[e] = m0 + i < M ? lora_bf16_round(gw[(long)(m0 + i) * RP + j]) : 0.f;
+  }
+  for (int e = tid; e < RP * BN; e += THREADS) {
+    const int i = e / BN, j = e % BN;
+    as[e] = (i < R && k0 + j < K) ? __bfloat162float(a_[(long)i * K + k0 + j]) : 0.f;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int rl = wm * WM + i * 16 + g8 + (c >= 2 ? 8 : 0), cl = wn * WN + j * 8 + 2 * t4 + (c & 1);
+        float t = 0.f;
+#pragma unroll 4
+        for (int q = 0; q < RP; ++q) t += gs[rl * RP + q] * as[q * BN + cl];
+        const long row = m0 + rl, col = k0 + cl;
+        float v;
+        if (DROP) v = lora_keep(key, (unsigned long long)(row * K + col), P) ? (S * INV) * t : 0.f;
+        else v = S * t;
+        acc[i][j][c] += v;
+      }
+)";
+
+const char *kDxStore = R"(
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int row = m0 + wm * WM + i * 16 + g8 + (c >= 2 ? 8 : 0);
+        const int col = k0 + wn * WN + j * 8 + 2 * t4 + (c & 1);
+        if (row < M && col < K) lora_st(dx, (long)row * K + col, acc[i][j][c]);
+      }
+)";
+
+int64_t roundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+} // namespace
+
+std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
+  if (g.dyType != "__nv_bfloat16" || (g.rank > 0 && g.xType != "__nv_bfloat16") ||
+      g.dxType != "__nv_bfloat16") {
+    *why = "activations are not bf16";
+    return std::nullopt;
+  }
+  if (g.k % 8 != 0 || g.n % 8 != 0) {
+    *why = "N or K is not a multiple of 8";
+    return std::nullopt;
+  }
+  if (g.hasW && g.wNf4 && (g.blockSize < 8 || g.blockSize % 8 != 0)) {
+    *why = "NF4 blocks of fewer than 8 elements";
+    return std::nullopt;
+  }
+  if (g.rank > 64) {
+    *why = "rank above 64";
+    return std::nullopt;
+  }
+  if (!g.hasW && g.rank == 0) {
+    *why = "neither a weight nor an adapter";
+    return std::nullopt;
+  }
+  const int64_t rp = g.rank > 0 ? roundUp(g.rank, 16) : 0;
+  const bool drop = g.rank > 0 && g.dropout > 0;
+  std::string base = "lora_linear_bwd_m" + std::to_string(g.m) + "_n" + std::to_string(g.n) +
+                     "_k" + std::to_string(g.k) +
+                     (g.hasW ? (g.wNf4 ? "_nf4b" + std::to_string(g.blockSize) +
+                                             (g.doubleQuantBlock ? "dq" + std::to_string(g.doubleQuantBlock) : "")
+                                       : "_bf16")
+                             : "_now") +
+                     (g.rank ? "_r" + std::to_string(g.rank) : "") + (drop ? "_drop" : "");
+  // One parameter list for every step: the launch's inputs, its outputs,
+  // the workspace, the dropout key.
+  std::string params = "const __nv_bfloat16* __restrict__ dy";
+  if (g.rank) params += ", const __nv_bfloat16* __restrict__ x";
+  if (g.hasW) params += g.wNf4 ? ", const unsigned char* __restrict__ w" : ", const __nv_bfloat16* __restrict__ w";
+  if (g.rank) params += ", const __nv_bfloat16* __restrict__ a_, const __nv_bfloat16* __restrict__ b_";
+  params += ", __nv_bfloat16* __restrict__ dx";
+  if (g.rank)
+    params += ", " + g.daType + "* __restrict__ da_, " + g.dbType + "* __restrict__ db_, void* __restrict__ ws_";
+  if (drop) params += ", const unsigned long long* __restrict__ key_";
+
+  std::map<std::string, std::string> v;
+  v["BASE"] = base;
+  v["PARAMS"] = params;
+  v["M"] = std::to_string(g.m);
+  v["N"] = std::to_string(g.n);
+  v["K"] = std::to_string(g.k);
+  v["R"] = std::to_string(g.rank);
+  v["RP"] = std::to_string(rp);
+  v["DROP"] = drop ? "true" : "false";
+  v["S"] = floatLit(static_cast<float>(g.scaling));
+  v["INV"] = floatLit(drop ? static_cast<float>(1.0 / (1.0 - g.dropout)) : 1.0f);
+  char p[40];
+  snprintf(p, sizeof p, "%.17g", drop ? g.dropout : 0.0);
+  v["P"] = p;
+  v["KEY_LOAD"] = drop ? "  const unsigned long long key = *key_;" : "  const unsigned long long key = 0;";
+
+  std::string tables, absmax;
+  if (g.hasW && g.wNf4) {
+    tables += "__constant__ float lora_nf4[16] = {" + floatTable(lorart::kNf4Codebook, 16) + "};\n";
+    int64_t codeBytes = g.n * g.k / 2;
+    if (g.doubleQuantBlock > 0) {
+      tables += "__constant__ float lora_dynamic8[256] = {" + floatTable(lorart::DynamicMap8(), 256) + "};\n";
+      int64_t blocks = g.n * g.k / g.blockSize;
+      int64_t groups = (blocks + g.doubleQuantBlock - 1) / g.doubleQuantBlock;
+      absmax = subst(R"(        const float absmax2 = *(const float*)(wbytes + $CB$ + 4 * (blk / $DQ$));
+        const float offset = *(const float*)(wbytes + $CB$ + 4 * $G$);
+        const float scale = __fadd_rn(__fmul_rn(lora_dynamic8[wbytes[$CB$ + 4 * $G$ + 4 + blk]], absmax2), offset);)",
+                     {{"CB", std::to_string(codeBytes)},
+                      {"DQ", std::to_string(g.doubleQuantBlock)},
+                      {"G", std::to_string(groups)}});
+    } else {
+      absmax = "        const float scale = *(const float*)(wbytes + " + std::to_string(codeBytes) +
+               " + 4 * blk);";
+    }
+  }
+  v["TABLES"] = tables;
+
+  std::string dx = kDx;
+  std::string mainLoop;
+  if (g.hasW)
+    mainLoop = subst(kDxMainLoop, {{"W_STAGE", g.wNf4 ? subst(kNf4WStage, {{"BS", std::to_string(g.blockSize)},
+                                                                            {"ABSMAX", absmax}})
+                                                       : std::string(kDenseWStage)}});
+  std::string epi = (g.rank ? std::string(kDxEpilogue) : "") + kDxStore;
+  dx = subst(dx, {{"MAIN_LOOP", mainLoop}, {"EPILOGUE", epi}});
+
+  Source s;
+  s.code = std::string(mmaPrelude()) + subst(kCommon, v) + (g.rank ? subst(kUg, v) : "") + subst(dx, v);
+  const int64_t ldsBytes = (32 + 8) * 2;
+  const int64_t dxMain = g.hasW ? 2 * 64 * ldsBytes + 2 * 32 * (64 + 8) * 2 : 0;
+  const int64_t dxEpi = g.rank ? (64 * rp + rp * 64) * 4 : 0;
+  Step dxStep;
+  dxStep.entry = base + "_dx";
+  dxStep.grid = (g.k + 63) / 64;
+  dxStep.gridY = (g.m + 63) / 64;
+  dxStep.block = 128;
+  dxStep.shared = std::max(dxMain, dxEpi);
+  if (g.rank) {
+    s.entry = base + "_ug";
+    s.grid = (g.m + 63) / 64;
+    s.block = 128;
+    s.shared = (64 + rp) * ldsBytes + 32 * (rp + 8) * 2;
+    Step db{base + "_db", (g.n + 63) / 64, 1, 1, 256, 0};
+    Step da{base + "_da", (g.k + 63) / 64, 1, 1, 256, 0};
+    s.next = {db, da, dxStep};
+    s.workspace = 2 * g.m * rp * 4;
+  } else {
+    s.entry = dxStep.entry;
+    s.grid = dxStep.grid;
+    s.gridY = dxStep.gridY;
+    s.block = dxStep.block;
+    s.shared = dxStep.shared;
+  }
+  return s;
+}
+
+} // namespace mlir::lora::cuda

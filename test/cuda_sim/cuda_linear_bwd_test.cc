@@ -1,0 +1,242 @@
+// The linear backward template (passes/lib/CudaLinearBwd.cpp) on the CPU
+// simulator against the CPU backend's fused_linear_bwd, lora_bwd and
+// linear_bwd_x: partial tiles in every dimension, ranks 8/16/24/64, dropout,
+// bf16 and NF4 weights (with and without double quantization); and every
+// launch of each variant through NVRTC/ptxas without spills.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <unistd.h>
+
+#include "CudaGemm.h"
+#include "lorart/cpu/kernel.h"
+#include "lorart/cuda/nvrtc.h"
+#include "lorart/quant/nf4.h"
+#include "sim_runner.h"
+
+namespace {
+
+using lorart::cpu::TensorView;
+using lorart::schema::DType;
+
+struct Case {
+  const char* kind;  // fused_linear_bwd, lora_bwd, linear_bwd_x
+  int64_t m, n, k, rank;
+  bool nf4;
+  int64_t double_quant;
+  double dropout;
+};
+
+std::string Name(const Case& c) {
+  return std::string(c.kind) + "_m" + std::to_string(c.m) + "_n" + std::to_string(c.n) + "_k" +
+         std::to_string(c.k) + "_r" + std::to_string(c.rank) +
+         (c.nf4 ? "_nf4_" + std::to_string(c.double_quant) : "") + (c.dropout > 0 ? "_drop" : "");
+}
+
+mlir::lora::cuda::LinearBwd Template(const Case& c) {
+  mlir::lora::cuda::LinearBwd g;
+  g.m = c.m;
+  g.n = c.n;
+  g.k = c.k;
+  g.rank = c.rank;
+  g.hasW = std::string(c.kind) != "lora_bwd";
+  g.wNf4 = c.nf4;
+  g.blockSize = 64;
+  g.doubleQuantBlock = c.double_quant;
+  g.scaling = 2.0 / std::max<int64_t>(c.rank, 1);
+  g.dropout = c.dropout;
+  g.dyType = g.xType = g.dxType = "__nv_bfloat16";
+  g.daType = g.dbType = "float";
+  return g;
+}
+
+class LinearBwdSim : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
+  if (std::string why = lora_sim_test::SimAvailable(); !why.empty())
+    GTEST_SKIP() << "simulator unavailable: " << why;
+  const Case c = GetParam();
+  const std::string kind = c.kind;
+  const bool has_w = kind != "lora_bwd", has_adapter = kind != "linear_bwd_x";
+  std::mt19937_64 rng(std::random_device{}());
+  auto g = Template(c);
+  std::string why;
+  auto src = mlir::lora::cuda::emitLinearBwd(g, &why);
+  ASSERT_TRUE(src.has_value()) << why;
+
+  auto random = [&](int64_t n, float scale) {
+    std::uniform_real_distribution<float> d(-scale, scale);
+    std::vector<uint16_t> v(static_cast<size_t>(n));
+    for (auto& x : v) x = lorart::cpu::FloatToBf16(d(rng));
+    return v;
+  };
+  const int64_t r = std::max<int64_t>(c.rank, 1);
+  std::vector<uint16_t> dy = random(c.m * c.n, 1.f), x = random(c.m * c.k, 1.f),
+                        w = random(c.n * c.k, 0.2f), a = random(r * c.k, 0.3f),
+                        b = random(c.n * r, 0.3f);
+  std::vector<uint8_t> wq;
+  if (c.nf4) {
+    auto layout = lorart::Nf4Layout::Make(c.n * c.k, 64, c.double_quant);
+    ASSERT_TRUE(layout.ok());
+    wq.assign(layout->total_bytes() + 16, 0);
+    ASSERT_TRUE(lorart::QuantizeNf4FromBf16(w.data(), c.n * c.k, *layout, wq.data(),
+                                            layout->total_bytes())
+                    .ok());
+  }
+  std::vector<uint16_t> dx_cpu(static_cast<size_t>(c.m * c.k)), dx_sim(dx_cpu.size(), 0x7fc0);
+  std::vector<float> da_cpu(static_cast<size_t>(r * c.k)), da_sim(da_cpu.size(), NAN),
+      db_cpu(static_cast<size_t>(c.n * r)), db_sim(db_cpu.size(), NAN);
+  const uint64_t seed = rng() | 1, stream = 777;
+
+  auto view = [](void* p, DType d, std::vector<int64_t> shape) {
+    TensorView t;
+    t.data = p;
+    t.dtype = d;
+    t.shape = std::move(shape);
+    return t;
+  };
+  TensorView wv = c.nf4 ? view(wq.data(), DType::NF4, {c.n, c.k}) : view(w.data(), DType::BF16, {c.n, c.k});
+  wv.nf4.block_size = 64;
+  wv.nf4.double_quant_block = c.double_quant;
+  std::vector<TensorView> in = {view(dy.data(), DType::BF16, {c.m, c.n})};
+  if (has_adapter) in.push_back(view(x.data(), DType::BF16, {c.m, c.k}));
+  if (has_w) in.push_back(wv);
+  if (has_adapter) {
+    in.push_back(view(a.data(), DType::BF16, {r, c.k}));
+    in.push_back(view(b.data(), DType::BF16, {c.n, r}));
+  }
+  std::vector<TensorView> out = {view(dx_cpu.data(), DType::BF16, {c.m, c.k})};
+  if (has_adapter) {
+    out.push_back(view(da_cpu.data(), DType::F32, {r, c.k}));
+    out.push_back(view(db_cpu.data(), DType::F32, {c.n, r}));
+  }
+  lorart::cpu::KernelParams p;
+  p.set_kind(kind);
+  p.Set("m", c.m);
+  p.Set("n", c.n);
+  p.Set("k", c.k);
+  p.Set("weight_format", std::string(c.nf4 ? "nf4" : "dense"));
+  if (c.nf4) {
+    p.Set("block_size", int64_t{64});
+    p.Set("double_quant_block", c.double_quant);
+  }
+  if (has_adapter) {
+    p.Set("rank", c.rank);
+    p.Set("scaling", g.scaling);
+    p.Set("dropout", c.dropout);
+    p.Set("rng_stream", static_cast<int64_t>(stream));
+  }
+  lorart::cpu::KernelFn fn;
+  ASSERT_TRUE(lorart::cpu::LookupKernel(kind, &fn).ok());
+  lorart::cpu::KernelContext ctx;
+  ctx.step_seed = seed;
+  lorart::Status st = fn(ctx, p, in, out);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+
+  const char* work = std::getenv("LORA_SIM_WORK");
+  std::string dir = work ? work : ::testing::TempDir() + "lora_cuda_sim_" + std::to_string(getpid());
+  std::vector<void*> args = {dy.data()};
+  if (has_adapter) args.push_back(x.data());
+  if (has_w) args.push_back(c.nf4 ? static_cast<void*>(wq.data()) : w.data());
+  if (has_adapter) {
+    args.push_back(a.data());
+    args.push_back(b.data());
+  }
+  args.push_back(dx_sim.data());
+  std::vector<uint8_t> workspace(static_cast<size_t>(src->workspace) + 16, 0xcd);
+  uint64_t key = lorart::cpu::DropoutKey(seed, stream);
+  if (has_adapter) {
+    args.push_back(da_sim.data());
+    args.push_back(db_sim.data());
+    args.push_back(workspace.data());
+    if (c.dropout > 0) args.push_back(&key);
+  }
+  auto launch = [&](const std::string& entry, int64_t gx, int64_t gy, int64_t gz, int64_t block,
+                    int64_t shared) {
+    lora_sim_test::SimKernel k;
+    ASSERT_EQ(k.Compile(src->code, entry, dir), "");
+    ASSERT_EQ(k.Launch({unsigned(gx), unsigned(gy), unsigned(gz)}, {unsigned(block), 1, 1},
+                       size_t(shared), args),
+              "")
+        << entry;
+  };
+  launch(src->entry, src->grid, src->gridY, src->gridZ, src->block, src->shared);
+  for (const auto& s : src->next) launch(s.entry, s.grid, s.gridY, s.gridZ, s.block, s.shared);
+
+  auto compare = [](const char* what, auto&& get_cpu, auto&& get_sim, size_t n, double bound) {
+    double scale = 1e-12, err = 0;
+    for (size_t i = 0; i < n; ++i) {
+      double w = get_cpu(i), g = get_sim(i);
+      scale = std::max(scale, std::fabs(w));
+      err = std::max(err, std::isfinite(g) ? std::fabs(g - w) : 1e30);
+    }
+    EXPECT_LE(err / scale, bound) << what;
+  };
+  compare(
+      "dx", [&](size_t i) { return lorart::cpu::Bf16ToFloat(dx_cpu[i]); },
+      [&](size_t i) { return lorart::cpu::Bf16ToFloat(dx_sim[i]); }, dx_cpu.size(), 1e-2);
+  if (has_adapter) {
+    // f32 sums of the same bf16 products in different orders.
+    compare("dA", [&](size_t i) { return da_cpu[i]; }, [&](size_t i) { return da_sim[i]; },
+            da_cpu.size(), 1e-4);
+    compare("dB", [&](size_t i) { return db_cpu[i]; }, [&](size_t i) { return db_sim[i]; },
+            db_cpu.size(), 1e-4);
+  }
+}
+
+TEST_P(LinearBwdSim, CompilesWithoutSpills) {
+  auto nvrtc = lorart::cuda::Nvrtc::Get();
+  if (!nvrtc.ok()) GTEST_SKIP() << nvrtc.status().ToString();
+  std::string why;
+  auto src = mlir::lora::cuda::emitLinearBwd(Template(GetParam()), &why);
+  ASSERT_TRUE(src.has_value()) << why;
+  std::vector<std::string> entries = {src->entry};
+  for (const auto& s : src->next) entries.push_back(s.entry);
+  std::vector<std::string> opts = lorart::cuda::DefaultNvrtcOptions();
+  opts.push_back("--ptxas-options=-v");
+  for (const char* arch : {"sm_80", "sm_90a"}) {
+    std::string cubin, log;
+    lorart::Status st = (*nvrtc)->CompileToCubin(src->code, src->entry, arch, opts, &cubin, &log);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    for (const std::string& e : entries) {
+      lorart::cuda::KernelResources r;
+      st = lorart::cuda::ParsePtxasReport(log, e, &r);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+      EXPECT_EQ(r.spill_store_bytes + r.spill_load_bytes + r.stack_bytes, 0)
+          << e << " " << arch << ": " << r.registers << " registers, " << r.stack_bytes
+          << " bytes stack, " << r.spill_store_bytes << " bytes spill stores";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, LinearBwdSim,
+    ::testing::Values(
+        // kind, m, n, k, rank, nf4, double_quant, dropout
+        Case{"fused_linear_bwd", 80, 72, 88, 8, false, 0, 0.0},
+        Case{"fused_linear_bwd", 96, 128, 64, 16, true, 256, 0.1},
+        Case{"fused_linear_bwd", 64, 64, 128, 24, true, 0, 0.0},
+        Case{"lora_bwd", 72, 64, 96, 64, false, 0, 0.05},
+        Case{"linear_bwd_x", 100, 136, 64, 0, true, 256, 0.0},
+        Case{"linear_bwd_x", 64, 200, 72, 0, false, 0, 0.0}),
+    [](const ::testing::TestParamInfo<Case>& info) { return Name(info.param); });
+
+TEST(LinearBwdTemplate, RefusesWhatItDoesNotCover) {
+  auto g = Template(Case{"fused_linear_bwd", 64, 64, 64, 8, false, 0, 0.0});
+  std::string why;
+  g.dyType = "float";
+  EXPECT_FALSE(mlir::lora::cuda::emitLinearBwd(g, &why).has_value());
+  EXPECT_EQ(why, "activations are not bf16");
+  g.dyType = "__nv_bfloat16";
+  g.n = 60;
+  EXPECT_FALSE(mlir::lora::cuda::emitLinearBwd(g, &why).has_value());
+  EXPECT_EQ(why, "N or K is not a multiple of 8");
+  g.n = 64;
+  g.rank = 65;
+  EXPECT_FALSE(mlir::lora::cuda::emitLinearBwd(g, &why).has_value());
+  EXPECT_EQ(why, "rank above 64");
+}
+
+}  // namespace
