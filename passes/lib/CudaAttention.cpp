@@ -180,6 +180,374 @@ $SEG_LOCAL$  constexpr int T = $T$, H = $H$, KV = $KV$, D = $D$, GROUP = H / KV;
 }
 )";
 
+
+const char *kAttentionBwd = R"(
+// Attention backward: B=$B$ T=$T$ H=$H$ KV=$KV$ D=$D$, scale $SCALE$, causal $CAUSAL$, window $WIN$, segments $SEG$.
+namespace {
+constexpr int T = $T$, H = $H$, KV = $KV$, D = $D$, GROUP = H / KV, BT = $BT$;
+constexpr bool CAUSAL = $CAUSAL$, SEG = $SEG$;
+constexpr int WIN = $WIN$;
+constexpr float SCALE = $SCALE$;
+__device__ __forceinline__ bool lora_allowed(int q, int key, long long sq, long long sk) {
+  bool ok = q < T && key < T;
+  if (CAUSAL) ok = ok && key <= q;
+  if (WIN > 0) ok = ok && q - key < WIN;
+  if (SEG) ok = ok && sq == sk;
+  return ok;
+}
+}  // namespace
+
+// Per query tile: the forward again for each row's logsumexp L (+inf for a
+// row with no allowed key) and D = rowsum(dO ∘ O), both into the workspace,
+// then a second sweep over the key tiles for dQ = scale · Σ dS·K with
+// P = exp(S − L), dP = dO·Vᵀ, dS = P ∘ (dP − D).
+extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$_dq($PARAMS$) {
+$SEG_LOCAL$  constexpr int BQ = 64, BKV = BT, LD = D + 8;
+  LORA_DYNAMIC_SMEM(smem);
+  __nv_bfloat16 (*qs)[LD] = (__nv_bfloat16 (*)[LD])smem;
+  __nv_bfloat16 (*dos)[LD] = (__nv_bfloat16 (*)[LD])(smem + BQ * LD * 2);
+  __nv_bfloat16 (*ks)[LD] = (__nv_bfloat16 (*)[LD])(smem + 2 * BQ * LD * 2);
+  __nv_bfloat16 (*vs)[LD] = (__nv_bfloat16 (*)[LD])(smem + (2 * BQ + BKV) * LD * 2);
+  long long* kseg = (long long*)(smem + (2 * BQ + 2 * BKV) * LD * 2);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int q0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / GROUP;
+  const long tok0 = (long)b * T;
+  float* lse_ws = (float*)ws_;
+  float* d_ws = lse_ws + (long)$B$ * H * T;
+  for (int c = tid; c < BQ * (D / 8); c += 128) {
+    const int r = c / (D / 8), d = (c % (D / 8)) * 8;
+    const bool ok = q0 + r < T;
+    const long off = ok ? ((tok0 + q0 + r) * H + h) * D + d : 0;
+    lora_cp16(&qs[r][d], q + off, ok);
+    lora_cp16(&dos[r][d], dout + off, ok);
+  }
+  lora_cp_commit();
+  lora_cp_wait_all();
+  __syncthreads();
+  unsigned qf[D / 16][4];
+#pragma unroll
+  for (int dk = 0; dk < D / 16; ++dk)
+    lora_ldsm_x4(qf[dk], &qs[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dk * 16 + (lane / 16) * 8]);
+  const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  long long qseg[2] = {0, 0};
+  if (SEG)
+    for (int r = 0; r < 2; ++r) qseg[r] = row[r] < T ? (long long)seg[tok0 + row[r]] : -1;
+  const int kend = CAUSAL ? (q0 + BQ < T ? q0 + BQ : T) : T;
+  const int kbeg = WIN > 0 ? (q0 - WIN + 1 > 0 ? (q0 - WIN + 1) / BKV * BKV : 0) : 0;
+
+  auto load_kv = [&](int k0) {
+    for (int c = tid; c < BKV * (D / 8); c += 128) {
+      const int r = c / (D / 8), d = (c % (D / 8)) * 8;
+      const bool ok = k0 + r < T;
+      const long off = ok ? ((tok0 + k0 + r) * KV + hk) * D + d : 0;
+      lora_cp16(&ks[r][d], k + off, ok);
+      lora_cp16(&vs[r][d], v + off, ok);
+    }
+    lora_cp_commit();
+    if (SEG)
+      for (int r = tid; r < BKV; r += 128) kseg[r] = k0 + r < T ? (long long)seg[tok0 + k0 + r] : -2;
+    lora_cp_wait_all();
+    __syncthreads();
+  };
+  // S = Q·Kᵀ for the staged key tile, scaled and masked (-inf).
+  auto scores = [&](float (*s)[4], int k0) {
+#pragma unroll
+    for (int j = 0; j < BKV / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) s[j][c] = 0.f;
+#pragma unroll
+    for (int dk = 0; dk < D / 16; ++dk)
+#pragma unroll
+      for (int j = 0; j < BKV / 8; j += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4(r4, &ks[j * 8 + (lane % 8) + (lane / 16) * 8][dk * 16 + ((lane / 8) % 2) * 8]);
+        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+        lora_mma_bf16(s[j], qf[dk], b0);
+        lora_mma_bf16(s[j + 1], qf[dk], b1);
+      }
+#pragma unroll
+    for (int j = 0; j < BKV / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int r = c >> 1, key = k0 + j * 8 + 2 * t + (c & 1);
+        const bool ok = lora_allowed(row[r], key, qseg[r], SEG && key < T ? kseg[key - k0] : 0);
+        s[j][c] = ok ? s[j][c] * SCALE : -INFINITY;
+      }
+  };
+
+  // 1. The forward: running max and sum, O, then L and D.
+  float acc[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) acc[j][c] = 0.f;
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+  for (int k0 = kbeg; k0 < kend; k0 += BKV) {
+    load_kv(k0);
+    float s[BKV / 8][4];
+    scores(s, k0);
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < BKV / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) mx[c >> 1] = fmaxf(mx[c >> 1], s[j][c]);
+    float ref[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float mnew = fmaxf(mrow[r], mx[r]);
+      ref[r] = mnew == -INFINITY ? 0.f : mnew;
+      const float alpha = __expf(mrow[r] - ref[r]);
+      lrow[r] *= alpha;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        acc[j][2 * r] *= alpha;
+        acc[j][2 * r + 1] *= alpha;
+      }
+      mrow[r] = mnew;
+    }
+#pragma unroll
+    for (int kk = 0; kk < BKV / 16; ++kk) {
+      unsigned pa[4];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float* sj = s[2 * kk + half];
+        const float p0 = __expf(sj[0] - ref[0]), p1 = __expf(sj[1] - ref[0]);
+        const float p2 = __expf(sj[2] - ref[1]), p3 = __expf(sj[3] - ref[1]);
+        lrow[0] += p0 + p1;
+        lrow[1] += p2 + p3;
+        pa[2 * half] = lora_pack_bf16(p0, p1);
+        pa[2 * half + 1] = lora_pack_bf16(p2, p3);
+      }
+#pragma unroll
+      for (int dn = 0; dn < D / 8; dn += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4_trans(r4, &vs[kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dn * 8 + (lane / 16) * 8]);
+        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+        lora_mma_bf16(acc[dn], pa, b0);
+        lora_mma_bf16(acc[dn + 1], pa, b1);
+      }
+    }
+    __syncthreads();
+  }
+  float lse[2], dd[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+    float part = 0.f;
+    const int rl = warp * 16 + g + 8 * r;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const float o = lrow[r] > 0.f ? acc[j][2 * r + c] / lrow[r] : 0.f;
+        part += o * __bfloat162float(dos[rl][j * 8 + 2 * t + c]);
+      }
+    part += __shfl_xor_sync(0xffffffffu, part, 1);
+    part += __shfl_xor_sync(0xffffffffu, part, 2);
+    lse[r] = lrow[r] > 0.f ? mrow[r] + __logf(lrow[r]) : INFINITY;
+    dd[r] = lrow[r] > 0.f ? part : 0.f;
+    if (t == 0 && row[r] < T) {
+      lse_ws[((long)b * H + h) * T + row[r]] = lse[r];
+      d_ws[((long)b * H + h) * T + row[r]] = dd[r];
+    }
+  }
+
+  // 2. dQ.
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) acc[j][c] = 0.f;
+  for (int k0 = kbeg; k0 < kend; k0 += BKV) {
+    load_kv(k0);
+    float s[BKV / 8][4], dp[BKV / 8][4];
+    scores(s, k0);
+#pragma unroll
+    for (int j = 0; j < BKV / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) dp[j][c] = 0.f;
+#pragma unroll
+    for (int dk = 0; dk < D / 16; ++dk) {
+      unsigned af[4];
+      lora_ldsm_x4(af, &dos[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dk * 16 + (lane / 16) * 8]);
+#pragma unroll
+      for (int j = 0; j < BKV / 8; j += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4(r4, &vs[j * 8 + (lane % 8) + (lane / 16) * 8][dk * 16 + ((lane / 8) % 2) * 8]);
+        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+        lora_mma_bf16(dp[j], af, b0);
+        lora_mma_bf16(dp[j + 1], af, b1);
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < BKV / 16; ++kk) {
+      unsigned da[4];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int j = 2 * kk + half;
+        float ds[4];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int r = c >> 1;
+          const float p = __expf(s[j][c] - lse[r]);
+          ds[c] = p * (dp[j][c] - dd[r]);
+        }
+        da[2 * half] = lora_pack_bf16(ds[0], ds[1]);
+        da[2 * half + 1] = lora_pack_bf16(ds[2], ds[3]);
+      }
+#pragma unroll
+      for (int dn = 0; dn < D / 8; dn += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4_trans(r4, &ks[kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dn * 8 + (lane / 16) * 8]);
+        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+        lora_mma_bf16(acc[dn], da, b0);
+        lora_mma_bf16(acc[dn + 1], da, b1);
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int r = c >> 1;
+      if (row[r] < T) lora_st(dq, ((tok0 + row[r]) * H + h) * D + j * 8 + 2 * t + (c & 1), SCALE * acc[j][c]);
+    }
+}
+
+// Per key tile of one kv head: dV = Σ Pᵀ·dO and dK = scale · Σ dSᵀ·Q over the
+// group's query heads and the query tiles in the band, in a fixed order
+// (no atomics). Rows of the block are keys: Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ.
+extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$_dkdv($PARAMS$) {
+$SEG_LOCAL$  constexpr int BK = 64, BQ = BT, LD = D + 8;
+  LORA_DYNAMIC_SMEM(smem);
+  __nv_bfloat16 (*ks)[LD] = (__nv_bfloat16 (*)[LD])smem;
+  __nv_bfloat16 (*vs)[LD] = (__nv_bfloat16 (*)[LD])(smem + BK * LD * 2);
+  __nv_bfloat16 (*qs)[LD] = (__nv_bfloat16 (*)[LD])(smem + 2 * BK * LD * 2);
+  __nv_bfloat16 (*dos)[LD] = (__nv_bfloat16 (*)[LD])(smem + (2 * BK + BQ) * LD * 2);
+  float* lq = (float*)(smem + (2 * BK + 2 * BQ) * LD * 2);
+  float* dq_ = lq + BQ;
+  long long* qsg = (long long*)(dq_ + BQ);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int k0 = blockIdx.x * BK, hk = blockIdx.y, b = blockIdx.z;
+  const long tok0 = (long)b * T;
+  const float* lse_ws = (const float*)ws_;
+  const float* d_ws = lse_ws + (long)$B$ * H * T;
+  for (int c = tid; c < BK * (D / 8); c += 128) {
+    const int r = c / (D / 8), d = (c % (D / 8)) * 8;
+    const bool ok = k0 + r < T;
+    const long off = ok ? ((tok0 + k0 + r) * KV + hk) * D + d : 0;
+    lora_cp16(&ks[r][d], k + off, ok);
+    lora_cp16(&vs[r][d], v + off, ok);
+  }
+  lora_cp_commit();
+  lora_cp_wait_all();
+  __syncthreads();
+  const int key[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
+  long long kseg[2] = {0, 0};
+  if (SEG)
+    for (int r = 0; r < 2; ++r) kseg[r] = key[r] < T ? (long long)seg[tok0 + key[r]] : -2;
+  float dk_acc[D / 8][4], dv_acc[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) dk_acc[j][c] = dv_acc[j][c] = 0.f;
+  // Query rows that may attend to this key tile.
+  const int qbeg = CAUSAL ? k0 / BQ * BQ : 0;
+  const int kmax = k0 + BK < T ? k0 + BK : T;
+  const int qend = WIN > 0 ? (kmax - 1 + WIN < T ? kmax - 1 + WIN : T) : T;
+  for (int hh = 0; hh < GROUP; ++hh) {
+    const int h = hk * GROUP + hh;
+    for (int q0 = qbeg; q0 < qend; q0 += BQ) {
+      for (int c = tid; c < BQ * (D / 8); c += 128) {
+        const int r = c / (D / 8), d = (c % (D / 8)) * 8;
+        const bool ok = q0 + r < T;
+        const long off = ok ? ((tok0 + q0 + r) * H + h) * D + d : 0;
+        lora_cp16(&qs[r][d], q + off, ok);
+        lora_cp16(&dos[r][d], dout + off, ok);
+      }
+      lora_cp_commit();
+      for (int r = tid; r < BQ; r += 128) {
+        const bool ok = q0 + r < T;
+        lq[r] = ok ? lse_ws[((long)b * H + h) * T + q0 + r] : INFINITY;
+        dq_[r] = ok ? d_ws[((long)b * H + h) * T + q0 + r] : 0.f;
+        if (SEG) qsg[r] = ok ? (long long)seg[tok0 + q0 + r] : -1;
+      }
+      lora_cp_wait_all();
+      __syncthreads();
+      float st[BQ / 8][4], dpt[BQ / 8][4];
+#pragma unroll
+      for (int j = 0; j < BQ / 8; ++j)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) st[j][c] = dpt[j][c] = 0.f;
+#pragma unroll
+      for (int dk = 0; dk < D / 16; ++dk) {
+        unsigned kf[4], vf[4];
+        lora_ldsm_x4(kf, &ks[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dk * 16 + (lane / 16) * 8]);
+        lora_ldsm_x4(vf, &vs[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dk * 16 + (lane / 16) * 8]);
+#pragma unroll
+        for (int j = 0; j < BQ / 8; j += 2) {
+          unsigned r4[4], o4[4];
+          lora_ldsm_x4(r4, &qs[j * 8 + (lane % 8) + (lane / 16) * 8][dk * 16 + ((lane / 8) % 2) * 8]);
+          lora_ldsm_x4(o4, &dos[j * 8 + (lane % 8) + (lane / 16) * 8][dk * 16 + ((lane / 8) % 2) * 8]);
+          const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+          const unsigned c0[2] = {o4[0], o4[1]}, c1[2] = {o4[2], o4[3]};
+          lora_mma_bf16(st[j], kf, b0);
+          lora_mma_bf16(st[j + 1], kf, b1);
+          lora_mma_bf16(dpt[j], vf, c0);
+          lora_mma_bf16(dpt[j + 1], vf, c1);
+        }
+      }
+#pragma unroll
+      for (int kk = 0; kk < BQ / 16; ++kk) {
+        unsigned pa[4], sa[4];
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int j = 2 * kk + half;
+          float p[4], ds[4];
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            const int r = c >> 1, ql = j * 8 + 2 * t + (c & 1);
+            const bool ok = lora_allowed(q0 + ql, key[r], SEG ? qsg[ql] : 0, kseg[r]);
+            p[c] = ok ? __expf(st[j][c] * SCALE - lq[ql]) : 0.f;
+            ds[c] = p[c] * (dpt[j][c] - dq_[ql]);
+          }
+          pa[2 * half] = lora_pack_bf16(p[0], p[1]);
+          pa[2 * half + 1] = lora_pack_bf16(p[2], p[3]);
+          sa[2 * half] = lora_pack_bf16(ds[0], ds[1]);
+          sa[2 * half + 1] = lora_pack_bf16(ds[2], ds[3]);
+        }
+#pragma unroll
+        for (int dn = 0; dn < D / 8; dn += 2) {
+          unsigned r4[4], o4[4];
+          lora_ldsm_x4_trans(o4, &dos[kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dn * 8 + (lane / 16) * 8]);
+          lora_ldsm_x4_trans(r4, &qs[kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dn * 8 + (lane / 16) * 8]);
+          const unsigned c0[2] = {o4[0], o4[1]}, c1[2] = {o4[2], o4[3]};
+          const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+          lora_mma_bf16(dv_acc[dn], pa, c0);
+          lora_mma_bf16(dv_acc[dn + 1], pa, c1);
+          lora_mma_bf16(dk_acc[dn], sa, b0);
+          lora_mma_bf16(dk_acc[dn + 1], sa, b1);
+        }
+      }
+      __syncthreads();
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int r = c >> 1;
+      if (key[r] >= T) continue;
+      const long at = ((tok0 + key[r]) * KV + hk) * D + j * 8 + 2 * t + (c & 1);
+      lora_st(dk, at, SCALE * dk_acc[j][c]);
+      lora_st(dv, at, dv_acc[j][c]);
+    }
+}
+)";
+
 } // namespace
 
 std::optional<Source> emitAttentionFwd(const AttentionFwd &a, std::string *why) {
@@ -228,6 +596,75 @@ std::optional<Source> emitAttentionFwd(const AttentionFwd &a, std::string *why) 
   s.block = 128;
   const int64_t ld = a.headDim + 8;
   s.shared = (64 + 2 * 64) * ld * 2 + 64 * 8;
+  return s;
+}
+
+} // namespace mlir::lora::cuda
+
+namespace mlir::lora::cuda {
+
+std::optional<Source> emitAttentionBwd(const AttentionFwd &a, std::string *why) {
+  if (a.qType != "__nv_bfloat16" || a.oType != "__nv_bfloat16") {
+    *why = "q is not bf16";
+    return std::nullopt;
+  }
+  if (a.headDim % 16 != 0 || a.headDim > 128) {
+    *why = "head_dim is not a multiple of 16 up to 128";
+    return std::nullopt;
+  }
+  if (a.kvHeads <= 0 || a.heads % a.kvHeads != 0) {
+    *why = "num_heads is not a multiple of num_kv_heads";
+    return std::nullopt;
+  }
+  // The inner tile: 64 keys (or queries) for head_dim up to 64, 32 above,
+  // so that the accumulators of dK and dV stay in registers.
+  const int64_t bt = a.headDim > 64 ? 32 : 64;
+  Source s;
+  std::string base = "lora_attention_bwd_t" + std::to_string(a.seq) + "_h" +
+                     std::to_string(a.heads) + "_kv" + std::to_string(a.kvHeads) + "_d" +
+                     std::to_string(a.headDim) + (a.causal ? "_causal" : "") +
+                     (a.slidingWindow ? "_w" + std::to_string(a.slidingWindow) : "") +
+                     (a.segType.empty() ? "" : "_seg");
+  char scale[48];
+  snprintf(scale, sizeof scale, "%.9ef", static_cast<double>(static_cast<float>(a.scale)));
+  std::string params =
+      "const __nv_bfloat16* __restrict__ dout, const __nv_bfloat16* __restrict__ q, "
+      "const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v";
+  if (!a.segType.empty()) params += ", const " + a.segType + "* __restrict__ seg";
+  params += ", __nv_bfloat16* __restrict__ dq, __nv_bfloat16* __restrict__ dk, "
+            "__nv_bfloat16* __restrict__ dv, void* __restrict__ ws_";
+  std::map<std::string, std::string> v = {
+      {"ENTRY", base},
+      {"PARAMS", params},
+      {"B", std::to_string(a.batch)},
+      {"T", std::to_string(a.seq)},
+      {"H", std::to_string(a.heads)},
+      {"KV", std::to_string(a.kvHeads)},
+      {"D", std::to_string(a.headDim)},
+      {"BT", std::to_string(bt)},
+      {"SCALE", scale},
+      {"CAUSAL", a.causal ? "true" : "false"},
+      {"WIN", std::to_string(a.slidingWindow)},
+      {"SEG", a.segType.empty() ? "false" : "true"},
+      {"SEG_LOCAL", a.segType.empty() ? "  const int* seg = nullptr;\n" : ""},
+  };
+  s.code = std::string(mmaPrelude()) + subst(kAttentionBwd, v);
+  const int64_t ld = (a.headDim + 8) * 2;
+  s.entry = base + "_dq";
+  s.grid = (a.seq + 63) / 64;
+  s.gridY = a.heads;
+  s.gridZ = a.batch;
+  s.block = 128;
+  s.shared = (2 * 64 + 2 * bt) * ld + bt * 8;
+  Step kv;
+  kv.entry = base + "_dkdv";
+  kv.grid = (a.seq + 63) / 64;
+  kv.gridY = a.kvHeads;
+  kv.gridZ = a.batch;
+  kv.block = 128;
+  kv.shared = (2 * 64 + 2 * bt) * ld + bt * (4 + 4 + 8);
+  s.next.push_back(kv);
+  s.workspace = 2 * a.batch * a.heads * a.seq * 4;
   return s;
 }
 

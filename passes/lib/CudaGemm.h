@@ -68,6 +68,9 @@ struct AttentionFwd {
   std::string qType, oType;
 };
 std::optional<Source> emitAttentionFwd(const AttentionFwd &a, std::string *why);
+/// Its backward (`attention_bwd`): dout, q, k, v, [seg] → dq, dk, dv, in two
+/// launches sharing a workspace with each row's logsumexp and rowsum(dO∘O).
+std::optional<Source> emitAttentionBwd(const AttentionFwd &a, std::string *why);
 
 /// The backward of a linear layer with bf16 activations
 /// (CudaLinearBwd.cpp): `linear_bwd_x` (hasW, rank 0), `lora_bwd` (!hasW)

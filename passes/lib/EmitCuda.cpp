@@ -170,6 +170,31 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     std::string why;
     return cuda::emitLinearBwd(g, &why);
   }
+  if (auto o = dyn_cast<AttentionGradOp>(op)) {
+    cuda::AttentionFwd a;
+    a.batch = n("batch");
+    a.seq = n("seq");
+    a.heads = n("num_heads");
+    a.kvHeads = n("num_kv_heads");
+    a.headDim = n("head_dim");
+    a.scale = k.getAs<FloatAttr>("scale").getValueAsDouble();
+    a.causal = n("causal") != 0;
+    a.slidingWindow = n("sliding_window");
+    if (Value seg = o.getSegmentIds())
+      a.segType = cast<RankedTensorType>(seg.getType()).getElementType().isInteger(64)
+                      ? "long long"
+                      : "int";
+    a.qType = ty(o.getQ());
+    a.oType = ty(op->getResult(0));
+    for (Value x : {o.getDout(), o.getK(), o.getV()})
+      if (ty(x) != "__nv_bfloat16")
+        return std::nullopt;
+    for (Value r : op->getResults())
+      if (ty(r) != "__nv_bfloat16")
+        return std::nullopt;
+    std::string why;
+    return cuda::emitAttentionBwd(a, &why);
+  }
   if (auto o = dyn_cast<AttentionOp>(op)) {
     // FlashAttention-2 style on tensor cores (CudaAttention.cpp).
     cuda::AttentionFwd a;

@@ -141,24 +141,131 @@ TEST_P(AttentionSim, MatchesTheCpuBackend) {
                                << lorart::cpu::Bf16ToFloat(o_sim[worst]);
 }
 
+// attention_bwd: dq, dk, dv against the CPU backend (two launches sharing a
+// workspace of per-row logsumexp and rowsum(dO ∘ O)).
+TEST_P(AttentionSim, BackwardMatchesTheCpuBackend) {
+  if (std::string why = lora_sim_test::SimAvailable(); !why.empty())
+    GTEST_SKIP() << "simulator unavailable: " << why;
+  const Case c = GetParam();
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  auto a = Template(c);
+  std::string why;
+  auto src = mlir::lora::cuda::emitAttentionBwd(a, &why);
+  ASSERT_TRUE(src.has_value()) << why;
+  const int64_t tokens = c.batch * c.seq;
+  auto random = [&](int64_t n) {
+    std::vector<uint16_t> v(static_cast<size_t>(n));
+    for (auto& x : v) x = lorart::cpu::FloatToBf16(u(rng));
+    return v;
+  };
+  std::vector<uint16_t> dout = random(tokens * c.heads * c.dim), q = random(tokens * c.heads * c.dim),
+                        k = random(tokens * c.kv * c.dim), v = random(tokens * c.kv * c.dim);
+  std::vector<int64_t> seg64(static_cast<size_t>(tokens));
+  std::uniform_int_distribution<int> len(1, static_cast<int>(c.seq));
+  for (int64_t b = 0; b < c.batch; ++b) {
+    int64_t id = 0, left = len(rng);
+    for (int64_t t = 0; t < c.seq; ++t) {
+      if (left-- == 0) ++id, left = len(rng) - 1;
+      seg64[b * c.seq + t] = id;
+    }
+  }
+  std::vector<int32_t> seg32(seg64.begin(), seg64.end());
+  void* seg = c.seg_bits == 64 ? static_cast<void*>(seg64.data()) : seg32.data();
+  std::vector<uint16_t> dq_cpu(q.size()), dk_cpu(k.size()), dv_cpu(v.size());
+  std::vector<uint16_t> dq_sim(q.size(), 0x7fc0), dk_sim(k.size(), 0x7fc0), dv_sim(v.size(), 0x7fc0);
+  auto view = [](void* p, DType d, std::vector<int64_t> shape) {
+    TensorView t;
+    t.data = p;
+    t.dtype = d;
+    t.shape = std::move(shape);
+    return t;
+  };
+  const std::vector<int64_t> qs = {c.batch, c.seq, c.heads * c.dim}, ks = {c.batch, c.seq, c.kv * c.dim};
+  std::vector<TensorView> in = {view(dout.data(), DType::BF16, qs), view(q.data(), DType::BF16, qs),
+                                view(k.data(), DType::BF16, ks), view(v.data(), DType::BF16, ks)};
+  if (c.seg_bits)
+    in.push_back(view(seg, c.seg_bits == 64 ? DType::I64 : DType::I32, {c.batch, c.seq}));
+  std::vector<TensorView> out = {view(dq_cpu.data(), DType::BF16, qs),
+                                 view(dk_cpu.data(), DType::BF16, ks),
+                                 view(dv_cpu.data(), DType::BF16, ks)};
+  lorart::cpu::KernelParams p;
+  p.set_kind("attention_bwd");
+  p.Set("batch", c.batch);
+  p.Set("seq", c.seq);
+  p.Set("num_heads", c.heads);
+  p.Set("num_kv_heads", c.kv);
+  p.Set("head_dim", c.dim);
+  p.Set("scale", a.scale);
+  p.Set("causal", int64_t{c.causal});
+  p.Set("segments", int64_t{c.seg_bits != 0});
+  p.Set("sliding_window", c.window);
+  p.Set("block_q", int64_t{32});
+  p.Set("block_k", int64_t{32});
+  lorart::cpu::KernelFn fn;
+  ASSERT_TRUE(lorart::cpu::LookupKernel("attention_bwd", &fn).ok());
+  lorart::Status st = fn(lorart::cpu::KernelContext(), p, in, out);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+
+  const char* work = std::getenv("LORA_SIM_WORK");
+  std::string dir = work ? work : ::testing::TempDir() + "lora_cuda_sim_" + std::to_string(getpid());
+  std::vector<uint8_t> workspace(static_cast<size_t>(src->workspace) + 16, 0xcd);
+  std::vector<void*> args = {dout.data(), q.data(), k.data(), v.data()};
+  if (c.seg_bits) args.push_back(seg);
+  args.push_back(dq_sim.data());
+  args.push_back(dk_sim.data());
+  args.push_back(dv_sim.data());
+  args.push_back(workspace.data());
+  auto launch = [&](const std::string& entry, int64_t gx, int64_t gy, int64_t gz, int64_t shared) {
+    lora_sim_test::SimKernel kernel;
+    ASSERT_EQ(kernel.Compile(src->code, entry, dir), "");
+    ASSERT_EQ(kernel.Launch({unsigned(gx), unsigned(gy), unsigned(gz)}, {128, 1, 1}, size_t(shared), args),
+              "")
+        << entry;
+  };
+  launch(src->entry, src->grid, src->gridY, src->gridZ, src->shared);
+  for (const auto& s : src->next) launch(s.entry, s.grid, s.gridY, s.gridZ, s.shared);
+  auto check = [](const char* what, const std::vector<uint16_t>& want, const std::vector<uint16_t>& got) {
+    double scale = 1e-12, err = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      double w = lorart::cpu::Bf16ToFloat(want[i]), g = lorart::cpu::Bf16ToFloat(got[i]);
+      scale = std::max(scale, std::fabs(w));
+      err = std::max(err, std::isfinite(g) ? std::fabs(g - w) : 1e30);
+    }
+    // P and dS are rounded to bf16 for the tensor cores (the CPU keeps f32).
+    EXPECT_LE(err / scale, 3e-2) << what;
+  };
+  check("dq", dq_cpu, dq_sim);
+  check("dk", dk_cpu, dk_sim);
+  check("dv", dv_cpu, dv_sim);
+}
+
 TEST_P(AttentionSim, CompilesWithoutSpills) {
   auto nvrtc = lorart::cuda::Nvrtc::Get();
   if (!nvrtc.ok()) GTEST_SKIP() << nvrtc.status().ToString();
   std::string why;
-  auto src = mlir::lora::cuda::emitAttentionFwd(Template(GetParam()), &why);
-  ASSERT_TRUE(src.has_value()) << why;
-  std::vector<std::string> opts = lorart::cuda::DefaultNvrtcOptions();
-  opts.push_back("--ptxas-options=-v");
-  for (const char* arch : {"sm_80", "sm_90a"}) {
-    std::string cubin, log;
-    lorart::Status st = (*nvrtc)->CompileToCubin(src->code, src->entry, arch, opts, &cubin, &log);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    lorart::cuda::KernelResources r;
-    st = lorart::cuda::ParsePtxasReport(log, src->entry, &r);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    EXPECT_EQ(r.spill_store_bytes + r.spill_load_bytes + r.stack_bytes, 0)
-        << arch << ": " << r.registers << " registers, " << r.stack_bytes << " bytes stack, "
-        << r.spill_store_bytes << " bytes spill stores";
+  for (bool backward : {false, true}) {
+    auto src = backward ? mlir::lora::cuda::emitAttentionBwd(Template(GetParam()), &why)
+                        : mlir::lora::cuda::emitAttentionFwd(Template(GetParam()), &why);
+    ASSERT_TRUE(src.has_value()) << why;
+    std::vector<std::string> entries;
+    entries.push_back(src->entry);
+    for (const auto& s : src->next) entries.push_back(s.entry);
+    std::vector<std::string> opts = lorart::cuda::DefaultNvrtcOptions();
+    opts.push_back("--ptxas-options=-v");
+    for (const char* arch : {"sm_80", "sm_90a"}) {
+      std::string cubin, log;
+      lorart::Status st = (*nvrtc)->CompileToCubin(src->code, src->entry, arch, opts, &cubin, &log);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+      for (const std::string& e : entries) {
+        lorart::cuda::KernelResources r;
+        st = lorart::cuda::ParsePtxasReport(log, e, &r);
+        ASSERT_TRUE(st.ok()) << st.ToString();
+        EXPECT_EQ(r.spill_store_bytes + r.spill_load_bytes + r.stack_bytes, 0)
+            << e << " " << arch << ": " << r.registers << " registers, " << r.stack_bytes
+            << " bytes stack, " << r.spill_store_bytes << " bytes spill stores";
+      }
+    }
   }
 }
 

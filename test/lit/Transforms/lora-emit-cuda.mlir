@@ -74,6 +74,18 @@ func.func @backward(%dy: tensor<2x8x64xbf16>, %x: tensor<2x8x64xbf16>, %q: !lora
   return %dx, %da, %db : tensor<2x8x64xbf16>, tensor<8x64xbf16>, tensor<64x8xbf16>
 }
 
+// Attention backward: dQ (with each row's logsumexp and rowsum(dO∘O) into
+// the workspace: 2·B·H·T f32 = 2·2·4·8·4 = 512 bytes), then dK/dV per key
+// tile and kv head.
+// CHECK-LABEL: func.func @attention_backward
+// CHECK: lora.attention_grad {{.*}}cuda_entry = "lora_attention_bwd_t8_h4_kv2_d16_causal_seg_dq", cuda_grid = array<i64: 1, 4, 2>
+// CHECK-SAME: cuda_next = [{block = array<i64: 128, 1, 1>, entry = "lora_attention_bwd_t8_h4_kv2_d16_causal_seg_dkdv", grid = array<i64: 1, 2, 2>
+// CHECK-SAME: cuda_workspace = 512 : i64
+func.func @attention_backward(%do: tensor<2x8x64xbf16>, %q: tensor<2x8x64xbf16>, %kv: tensor<2x8x32xbf16>, %seg: tensor<2x8xi32>) -> (tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>) {
+  %dq, %dk, %dv = lora.attention_grad %do, %q, %kv, %kv segments %seg {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : (tensor<2x8x64xbf16>, tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>, tensor<2x8xi32>) -> (tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>)
+  return %dq, %dk, %dv : tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>
+}
+
 // Negative: f32 activations have no tensor-core template yet; the kernel is
 // kept and gets no source.
 // CHECK-LABEL: func.func @f32_linear

@@ -564,7 +564,9 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     chosen by problem size (passes/lib/CudaGemm.cpp); `attention_fwd` with
     bf16 q/k/v: FlashAttention-2 on tensor cores (online softmax, P kept in
     registers as the A fragment of P·V, causal / sliding-window tile
-    skipping, segment ids, grouped-query heads; passes/lib/CudaAttention.cpp).
+    skipping, segment ids, grouped-query heads; passes/lib/CudaAttention.cpp)
+    and `attention_bwd` (dQ with each row's logsumexp and rowsum(dO∘O) into
+    a workspace, then dK/dV per key tile in one fixed order, no atomics).
     `linear_bwd_x`/`lora_bwd`/`fused_linear_bwd` (passes/lib/CudaLinearBwd.cpp:
     u = drop(x)·Aᵀ and g = dy·B on tensor cores into a workspace, then dB,
     dA and dx = dy·deq(W) + s·drop'(g·A) as further launches),
@@ -577,7 +579,7 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     launch's inputs, its outputs, the workspace if any, then for kernels
     drawing dropout masks a pointer to the mask key (DropoutKey of the step
     seed and the op's stream). Not yet: f32/f16 activations for the GEMMs and
-    attention, attention backward, and the chunked LM-head loss (issue #5).
+    attention, and the chunked LM-head loss (issue #5).
 
     After:
     ```mlir
