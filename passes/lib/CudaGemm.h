@@ -85,6 +85,15 @@ struct LinearBwd {
 };
 std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why);
 
+/// The chunked LM-head cross-entropy forward (`lm_head_ce_fwd`,
+/// CudaLmHead.cpp): x [tokens, hidden], w [vocab, hidden] bf16, targets,
+/// mask → loss_sum f32, count i64, with a workspace of one double per token.
+struct LmHeadCe {
+  int64_t tokens = 0, hidden = 0, vocab = 0;
+  std::string xType, wType, targetType;
+};
+std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why);
+
 } // namespace mlir::lora::cuda
 
 #endif // LORA_PASSES_LIB_CUDAGEMM_H

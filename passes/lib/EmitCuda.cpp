@@ -129,6 +129,19 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     std::string why;
     return cuda::emitGemmFwd(g, &why);
   }
+  if (auto o = dyn_cast<LMHeadCrossEntropyOp>(op)) {
+    cuda::LmHeadCe l;
+    l.tokens = n("tokens");
+    l.hidden = n("hidden");
+    l.vocab = n("vocab");
+    l.xType = ty(o.getX());
+    l.wType = ty(o.getWeight());
+    l.targetType = cast<RankedTensorType>(o.getTargets().getType()).getElementType().isInteger(64)
+                       ? "long long"
+                       : "int";
+    std::string why;
+    return cuda::emitLmHeadCeFwd(l, &why);
+  }
   if (isa<LinearGradXOp, AdapterGradOp, FusedLinearGradOp>(op)) {
     // dx, dA and dB through the frozen (dense or NF4) weight and the adapter
     // (CudaLinearBwd.cpp): several launches sharing a workspace for u and g.

@@ -570,8 +570,9 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     `linear_bwd_x`/`lora_bwd`/`fused_linear_bwd` (passes/lib/CudaLinearBwd.cpp:
     u = drop(x)·Aᵀ and g = dy·B on tensor cores into a workspace, then dB,
     dA and dx = dy·deq(W) + s·drop'(g·A) as further launches),
-    `rms_norm_bwd` (two launches) and `embedding_bwd` (a block per vocabulary
-    row, no atomics).
+    `rms_norm_bwd` (two launches), `embedding_bwd` (a block per vocabulary
+    row, no atomics) and `lm_head_ce_fwd` (online logsumexp over vocabulary
+    tiles, no [tokens, vocab] matrix; passes/lib/CudaLmHead.cpp).
 
     A kernel may have several launches of its source (`cuda_next`, run in
     order with the same arguments) and ask for arena scratch
@@ -579,7 +580,7 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     launch's inputs, its outputs, the workspace if any, then for kernels
     drawing dropout masks a pointer to the mask key (DropoutKey of the step
     seed and the op's stream). Not yet: f32/f16 activations for the GEMMs and
-    attention, and the chunked LM-head loss (issue #5).
+    attention, and the LM-head loss backward (issue #5).
 
     After:
     ```mlir

@@ -1,0 +1,160 @@
+//===- CudaLmHead.cpp - CUDA C++ template of the LM-head loss ------------===//
+//
+// `lm_head_ce_fwd` with bf16 activations and weight: the cross-entropy of
+// the logits x·Wᵀ without a [tokens, vocab] matrix. `_rows`: one block per
+// 64 tokens (4 warps of 16 rows) sweeps the vocabulary in tiles of 64; each
+// logits tile is a tensor-core product over the hidden size (x and W staged
+// 32 columns at a time with cp.async), and an online logsumexp keeps each
+// row's running max and sum while the lane holding the row's target picks
+// its logit. Each masked-in row's loss LSE − logit[target] lands in the
+// workspace as a double; `_sum` adds them in token order (the CPU backend's
+// order) and counts the masked-in tokens.
+//
+//===----------------------------------------------------------------------===//
+#include "CudaGemm.h"
+
+#include <map>
+
+namespace mlir::lora::cuda {
+namespace {
+
+std::string subst(std::string tpl, const std::map<std::string, std::string> &vars) {
+  for (const auto &[key, value] : vars) {
+    std::string pat = "$" + key + "$";
+    for (size_t pos = tpl.find(pat); pos != std::string::npos;
+         pos = tpl.find(pat, pos + value.size()))
+      tpl.replace(pos, pat.size(), value);
+  }
+  return tpl;
+}
+
+const char *kLmHeadCeFwd = R"(
+// LM-head cross-entropy: tokens $T$, hidden $D$, vocab $V$.
+extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_rows($PARAMS$) {
+  constexpr int T = $T$, D = $D$, V = $V$, BM = 64, BV = 64, BK = 32, LDS = BK + 8;
+  LORA_DYNAMIC_SMEM(smem);
+  __nv_bfloat16 (*xs)[LDS] = (__nv_bfloat16 (*)[LDS])smem;
+  __nv_bfloat16 (*ws)[LDS] = (__nv_bfloat16 (*)[LDS])(smem + BM * LDS * 2);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int m0 = blockIdx.x * BM;
+  double* loss_ws = (double*)ws_;
+  const int row[2] = {m0 + warp * 16 + g, m0 + warp * 16 + g + 8};
+  long tgt[2];
+  for (int r = 0; r < 2; ++r) tgt[r] = row[r] < T ? (long)targets[row[r]] : -1;
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f}, tl[2] = {0.f, 0.f};
+  for (int v0 = 0; v0 < V; v0 += BV) {
+    float s[BV / 8][4];
+#pragma unroll
+    for (int j = 0; j < BV / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) s[j][c] = 0.f;
+    for (int k0 = 0; k0 < D; k0 += BK) {
+      for (int c = tid; c < BM * (BK / 8); c += 128) {
+        const int r = c / (BK / 8), kc = (c % (BK / 8)) * 8;
+        const bool okx = m0 + r < T && k0 + kc < D, okw = v0 + r < V && k0 + kc < D;
+        lora_cp16(&xs[r][kc], x + (okx ? (long)(m0 + r) * D + k0 + kc : 0), okx);
+        lora_cp16(&ws[r][kc], w + (okw ? (long)(v0 + r) * D + k0 + kc : 0), okw);
+      }
+      lora_cp_commit();
+      lora_cp_wait_all();
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 16) {
+        unsigned af[4];
+        lora_ldsm_x4(af, &xs[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][kk + (lane / 16) * 8]);
+#pragma unroll
+        for (int j = 0; j < BV / 8; j += 2) {
+          unsigned r4[4];
+          lora_ldsm_x4(r4, &ws[j * 8 + (lane % 8) + (lane / 16) * 8][kk + ((lane / 8) % 2) * 8]);
+          const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+          lora_mma_bf16(s[j], af, b0);
+          lora_mma_bf16(s[j + 1], af, b1);
+        }
+      }
+      __syncthreads();
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < BV / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int r = c >> 1, col = v0 + j * 8 + 2 * t + (c & 1);
+        if (col >= V) s[j][c] = -INFINITY;
+        if (col == tgt[r]) tl[r] = s[j][c];
+        mx[r] = fmaxf(mx[r], s[j][c]);
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float mnew = fmaxf(mrow[r], mx[r]);
+      lrow[r] *= __expf(mrow[r] - mnew);
+#pragma unroll
+      for (int j = 0; j < BV / 8; ++j) lrow[r] += __expf(s[j][2 * r] - mnew) + __expf(s[j][2 * r + 1] - mnew);
+      mrow[r] = mnew;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+    tl[r] += __shfl_xor_sync(0xffffffffu, tl[r], 1);
+    tl[r] += __shfl_xor_sync(0xffffffffu, tl[r], 2);
+    if (t == 0 && row[r] < T)
+      loss_ws[row[r]] = mask[row[r]] ? (double)(mrow[r] + logf(lrow[r])) - (double)tl[r] : 0.0;
+  }
+}
+
+// The sum in token order and the count of masked-in tokens.
+extern "C" __global__ void __launch_bounds__(32) $BASE$_sum($PARAMS$) {
+  constexpr int T = $T$;
+  if (threadIdx.x != 0) return;
+  const double* loss_ws = (const double*)ws_;
+  double sum = 0.0;
+  long long count = 0;
+  for (int i = 0; i < T; ++i)
+    if (mask[i]) {
+      sum += loss_ws[i];
+      ++count;
+    }
+  loss_sum[0] = (float)sum;
+  count_[0] = count;
+}
+)";
+
+} // namespace
+
+std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
+  if (l.xType != "__nv_bfloat16" || l.wType != "__nv_bfloat16") {
+    *why = "x or the weight is not bf16";
+    return std::nullopt;
+  }
+  if (l.hidden % 8 != 0) {
+    *why = "hidden is not a multiple of 8";
+    return std::nullopt;
+  }
+  std::string base = "lora_lm_head_ce_fwd_t" + std::to_string(l.tokens) + "_d" +
+                     std::to_string(l.hidden) + "_v" + std::to_string(l.vocab);
+  std::string params = "const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w, const " +
+                       l.targetType + "* __restrict__ targets, const unsigned char* __restrict__ mask, "
+                       "float* __restrict__ loss_sum, long long* __restrict__ count_, void* __restrict__ ws_";
+  Source s;
+  s.code = std::string(mmaPrelude()) +
+           subst(kLmHeadCeFwd, {{"BASE", base},
+                                {"PARAMS", params},
+                                {"T", std::to_string(l.tokens)},
+                                {"D", std::to_string(l.hidden)},
+                                {"V", std::to_string(l.vocab)}});
+  s.entry = base + "_rows";
+  s.grid = (l.tokens + 63) / 64;
+  s.block = 128;
+  s.shared = 2 * 64 * (32 + 8) * 2;
+  Step sum;
+  sum.entry = base + "_sum";
+  sum.block = 32;
+  s.next.push_back(sum);
+  s.workspace = l.tokens * 8;
+  return s;
+}
+
+} // namespace mlir::lora::cuda
