@@ -90,9 +90,13 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why);
 /// mask → loss_sum f32, count i64, with a workspace of one double per token.
 struct LmHeadCe {
   int64_t tokens = 0, hidden = 0, vocab = 0;
-  std::string xType, wType, targetType;
+  std::string xType, wType, targetType, dxType;
 };
 std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why);
+/// Its input gradient (`lm_head_ce_bwd_x`: x, w, targets, mask, dloss → dx):
+/// each row's logsumexp, then per chunk of `chunk` tokens (the compiler's
+/// chunk_size) the chunk's bf16 dlogits in the workspace and dx = dlogits·W.
+std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::string *why);
 
 } // namespace mlir::lora::cuda
 

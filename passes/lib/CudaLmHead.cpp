@@ -122,6 +122,189 @@ extern "C" __global__ void __launch_bounds__(32) $BASE$_sum($PARAMS$) {
 }
 )";
 
+
+// lm_head_ce_bwd_x: each row's logsumexp (`_lse`, as `_rows` of the
+// forward), then per chunk of C tokens: the chunk's dlogits
+// dloss·(softmax − onehot) (zero for masked-out rows), rounded to bf16 into
+// the workspace (`_dl_c<i>`, one block per 64 rows x 64 vocabulary entries),
+// and dx = dlogits·W for the chunk's rows (`_dx_c<i>`: a tensor-core GEMM
+// over the vocabulary, W's tile through ldmatrix.trans).
+const char *kLmHeadCeBwdX = R"(
+// LM-head cross-entropy backward (dx): tokens $T$, hidden $D$, vocab $V$, chunk $C$.
+namespace {
+constexpr int T = $T$, D = $D$, V = $V$, C = $C$, VP = $VP$;
+// The logits tile [64 rows from m0, 64 vocabulary entries from v0] of this
+// warp's 16 rows, over the whole hidden size.
+__device__ __forceinline__ void lora_logits_tile(float (*s)[4], const __nv_bfloat16* x, const __nv_bfloat16* w,
+                                                 int m0, int v0, unsigned char* smem) {
+  constexpr int BM = 64, BK = 32, LDS = BK + 8;
+  __nv_bfloat16 (*xs)[LDS] = (__nv_bfloat16 (*)[LDS])smem;
+  __nv_bfloat16 (*ws)[LDS] = (__nv_bfloat16 (*)[LDS])(smem + BM * LDS * 2);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) s[j][c] = 0.f;
+  for (int k0 = 0; k0 < D; k0 += BK) {
+    for (int c = tid; c < BM * (BK / 8); c += 128) {
+      const int r = c / (BK / 8), kc = (c % (BK / 8)) * 8;
+      const bool okx = m0 + r < T && k0 + kc < D, okw = v0 + r < V && k0 + kc < D;
+      lora_cp16(&xs[r][kc], x + (okx ? (long)(m0 + r) * D + k0 + kc : 0), okx);
+      lora_cp16(&ws[r][kc], w + (okw ? (long)(v0 + r) * D + k0 + kc : 0), okw);
+    }
+    lora_cp_commit();
+    lora_cp_wait_all();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      unsigned af[4];
+      lora_ldsm_x4(af, &xs[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][kk + (lane / 16) * 8]);
+#pragma unroll
+      for (int j = 0; j < 8; j += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4(r4, &ws[j * 8 + (lane % 8) + (lane / 16) * 8][kk + ((lane / 8) % 2) * 8]);
+        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+        lora_mma_bf16(s[j], af, b0);
+        lora_mma_bf16(s[j + 1], af, b1);
+      }
+    }
+    __syncthreads();
+  }
+}
+
+__device__ __forceinline__ void lora_dl(const __nv_bfloat16* x, const __nv_bfloat16* w, const $TT$* targets,
+                                        const unsigned char* mask, const float* dloss, void* ws_, int c0) {
+  LORA_DYNAMIC_SMEM(smem);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int v0 = blockIdx.x * 64, m0 = c0 + blockIdx.y * 64;
+  const float* lse = (const float*)ws_;
+  __nv_bfloat16* dl = (__nv_bfloat16*)((float*)ws_ + T);
+  float s[8][4];
+  lora_logits_tile(s, x, w, m0, v0, smem);
+  const float scale = dloss[0];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = m0 + warp * 16 + g + 8 * r;
+    if (row >= T || row >= c0 + C) continue;
+    const bool on = mask[row] != 0;
+    const long tg = (long)targets[row];
+    const float l = lse[row];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int col = v0 + j * 8 + 2 * t + c;
+        if (col >= V) continue;
+        const float p = __expf(s[j][2 * r + c] - l) - (col == tg ? 1.f : 0.f);
+        dl[(long)(row - c0) * VP + col] = __float2bfloat16(on ? scale * p : 0.f);
+      }
+  }
+}
+
+__device__ __forceinline__ void lora_dx(const __nv_bfloat16* w, __nv_bfloat16* dx, const void* ws_, int c0) {
+  constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, LDW = BN + 8;
+  constexpr int WM = 32, WN = 32, WARPS_N = BN / WN, MT = WM / 16, NT = WN / 8;
+  LORA_DYNAMIC_SMEM(smem);
+  __nv_bfloat16 (*ys)[LDS] = (__nv_bfloat16 (*)[LDS])smem;
+  __nv_bfloat16 (*wt)[LDW] = (__nv_bfloat16 (*)[LDW])(smem + BM * LDS * 2);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp / WARPS_N, wn = warp % WARPS_N, g = lane >> 2, t = lane & 3;
+  const int k0 = blockIdx.x * BN, m0 = blockIdx.y * BM;  // m0: row within the chunk
+  const int rows = T - c0 < C ? T - c0 : C;
+  const __nv_bfloat16* dl = (const __nv_bfloat16*)((const float*)ws_ + T);
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
+  for (int n0 = 0; n0 < V; n0 += BK) {
+    for (int c = tid; c < BM * (BK / 8); c += 128) {
+      const int r = c / (BK / 8), nc = (c % (BK / 8)) * 8;
+      const bool ok = m0 + r < rows && n0 + nc < V;
+      lora_cp16(&ys[r][nc], dl + (ok ? (long)(m0 + r) * VP + n0 + nc : 0), ok);
+    }
+    for (int c = tid; c < BK * (BN / 8); c += 128) {
+      const int r = c / (BN / 8), kc = (c % (BN / 8)) * 8;
+      const bool ok = n0 + r < V && k0 + kc < D;
+      lora_cp16(&wt[r][kc], w + (ok ? (long)(n0 + r) * D + k0 + kc : 0), ok);
+    }
+    lora_cp_commit();
+    lora_cp_wait_all();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      unsigned af[MT][4], bf[NT][2];
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+        lora_ldsm_x4(af[i], &ys[wm * WM + i * 16 + (lane % 8) + ((lane / 8) % 2) * 8][kk + (lane / 16) * 8]);
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4_trans(r4, &wt[kk + (lane % 8) + ((lane / 8) % 2) * 8][wn * WN + j * 8 + (lane / 16) * 8]);
+        bf[j][0] = r4[0]; bf[j][1] = r4[1]; bf[j + 1][0] = r4[2]; bf[j + 1][1] = r4[3];
+      }
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) lora_mma_bf16(acc[i][j], af[i], bf[j]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int row = m0 + wm * WM + i * 16 + g + (c >= 2 ? 8 : 0);
+        const int col = k0 + wn * WN + j * 8 + 2 * t + (c & 1);
+        if (row < rows && col < D) lora_st(dx, (long)(c0 + row) * D + col, acc[i][j][c]);
+      }
+}
+}  // namespace
+
+// Each row's logsumexp into the workspace (+inf never: every row has V entries).
+extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_lse($PARAMS$) {
+  LORA_DYNAMIC_SMEM(smem);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int m0 = blockIdx.x * 64;
+  float* lse = (float*)ws_;
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+  for (int v0 = 0; v0 < V; v0 += 64) {
+    float s[8][4];
+    lora_logits_tile(s, x, w, m0, v0, smem);
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        if (v0 + j * 8 + 2 * t + (c & 1) >= V) s[j][c] = -INFINITY;
+        mx[c >> 1] = fmaxf(mx[c >> 1], s[j][c]);
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float mnew = fmaxf(mrow[r], mx[r]);
+      lrow[r] *= __expf(mrow[r] - mnew);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) lrow[r] += __expf(s[j][2 * r] - mnew) + __expf(s[j][2 * r + 1] - mnew);
+      mrow[r] = mnew;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+    const int row = m0 + warp * 16 + g + 8 * r;
+    if (t == 0 && row < T) lse[row] = mrow[r] + logf(lrow[r]);
+  }
+}
+$CHUNK_ENTRIES$
+)";
+
 } // namespace
 
 std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
@@ -154,6 +337,69 @@ std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
   sum.block = 32;
   s.next.push_back(sum);
   s.workspace = l.tokens * 8;
+  return s;
+}
+
+} // namespace mlir::lora::cuda
+
+namespace mlir::lora::cuda {
+
+std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::string *why) {
+  if (l.xType != "__nv_bfloat16" || l.wType != "__nv_bfloat16" || l.dxType != "__nv_bfloat16") {
+    *why = "x, the weight or dx is not bf16";
+    return std::nullopt;
+  }
+  if (l.hidden % 8 != 0) {
+    *why = "hidden is not a multiple of 8";
+    return std::nullopt;
+  }
+  if (chunk <= 0) {
+    *why = "chunk_size must be positive";
+    return std::nullopt;
+  }
+  const int64_t c = std::min(chunk, l.tokens);
+  const int64_t chunks = (l.tokens + c - 1) / c;
+  const int64_t vp = (l.vocab + 7) / 8 * 8;
+  std::string base = "lora_lm_head_ce_bwd_x_t" + std::to_string(l.tokens) + "_d" +
+                     std::to_string(l.hidden) + "_v" + std::to_string(l.vocab) + "_c" +
+                     std::to_string(c);
+  std::string params = "const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w, const " +
+                       l.targetType + "* __restrict__ targets, const unsigned char* __restrict__ mask, "
+                       "const float* __restrict__ dloss, __nv_bfloat16* __restrict__ dx, void* __restrict__ ws_";
+  std::string entries;
+  for (int64_t i = 0; i < chunks; ++i) {
+    entries += "extern \"C\" __global__ void __launch_bounds__(128, 1) " + base + "_dl_c" +
+               std::to_string(i) + "(" + params + ") { lora_dl(x, w, targets, mask, dloss, ws_, " +
+               std::to_string(i * c) + "); }\n";
+    entries += "extern \"C\" __global__ void __launch_bounds__(128, 1) " + base + "_dx_c" +
+               std::to_string(i) + "(" + params + ") { lora_dx(w, dx, ws_, " +
+               std::to_string(i * c) + "); }\n";
+  }
+  Source s;
+  s.code = std::string(mmaPrelude()) +
+           subst(kLmHeadCeBwdX, {{"BASE", base},
+                                 {"PARAMS", params},
+                                 {"T", std::to_string(l.tokens)},
+                                 {"D", std::to_string(l.hidden)},
+                                 {"V", std::to_string(l.vocab)},
+                                 {"C", std::to_string(c)},
+                                 {"VP", std::to_string(vp)},
+                                 {"TT", l.targetType},
+                                 {"CHUNK_ENTRIES", entries}});
+  const int64_t tiles = 2 * 64 * (32 + 8) * 2;
+  s.entry = base + "_lse";
+  s.grid = (l.tokens + 63) / 64;
+  s.block = 128;
+  s.shared = tiles;
+  for (int64_t i = 0; i < chunks; ++i) {
+    const int64_t rows = std::min(c, l.tokens - i * c);
+    Step dl{base + "_dl_c" + std::to_string(i), (l.vocab + 63) / 64, (rows + 63) / 64, 1, 128, tiles};
+    Step dx{base + "_dx_c" + std::to_string(i), (l.hidden + 63) / 64, (rows + 63) / 64, 1, 128,
+            64 * (32 + 8) * 2 + 32 * (64 + 8) * 2};
+    s.next.push_back(dl);
+    s.next.push_back(dx);
+  }
+  s.workspace = l.tokens * 4 + c * vp * 2;
   return s;
 }
 

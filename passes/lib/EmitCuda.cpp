@@ -142,6 +142,22 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     std::string why;
     return cuda::emitLmHeadCeFwd(l, &why);
   }
+  if (auto o = dyn_cast<LMHeadCrossEntropyGradOp>(op)) {
+    if (k.getAs<StringAttr>("kind").getValue() != "lm_head_ce_bwd_x")
+      return std::nullopt;
+    cuda::LmHeadCe l;
+    l.tokens = n("tokens");
+    l.hidden = n("hidden");
+    l.vocab = n("vocab");
+    l.xType = ty(o.getX());
+    l.wType = ty(o.getWeight());
+    l.dxType = ty(op->getResult(0));
+    l.targetType = cast<RankedTensorType>(o.getTargets().getType()).getElementType().isInteger(64)
+                       ? "long long"
+                       : "int";
+    std::string why;
+    return cuda::emitLmHeadCeBwdX(l, n("chunk_size"), &why);
+  }
   if (isa<LinearGradXOp, AdapterGradOp, FusedLinearGradOp>(op)) {
     // dx, dA and dB through the frozen (dense or NF4) weight and the adapter
     // (CudaLinearBwd.cpp): several launches sharing a workspace for u and g.

@@ -571,8 +571,10 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     u = drop(x)·Aᵀ and g = dy·B on tensor cores into a workspace, then dB,
     dA and dx = dy·deq(W) + s·drop'(g·A) as further launches),
     `rms_norm_bwd` (two launches), `embedding_bwd` (a block per vocabulary
-    row, no atomics) and `lm_head_ce_fwd` (online logsumexp over vocabulary
-    tiles, no [tokens, vocab] matrix; passes/lib/CudaLmHead.cpp).
+    row, no atomics), `lm_head_ce_fwd` (online logsumexp over vocabulary
+    tiles, no [tokens, vocab] matrix; passes/lib/CudaLmHead.cpp) and
+    `lm_head_ce_bwd_x` (per chunk of `chunk_size` tokens: bf16 dlogits in
+    the workspace, then dx = dlogits·W).
 
     A kernel may have several launches of its source (`cuda_next`, run in
     order with the same arguments) and ask for arena scratch
@@ -580,7 +582,8 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     launch's inputs, its outputs, the workspace if any, then for kernels
     drawing dropout masks a pointer to the mask key (DropoutKey of the step
     seed and the op's stream). Not yet: f32/f16 activations for the GEMMs and
-    attention, and the LM-head loss backward (issue #5).
+    attention, `lm_head_ce_bwd_w`, `lm_head_fwd`, `cross_entropy_*` and
+    `select_rows` (issue #5).
 
     After:
     ```mlir
