@@ -129,6 +129,36 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     std::string why;
     return cuda::emitGemmFwd(g, &why);
   }
+  if (auto o = dyn_cast<LMHeadOp>(op)) {
+    // f32 logits x·Wᵀ (generation's last positions): the tensor-core GEMM
+    // with an f32 output.
+    cuda::GemmFwd g;
+    g.m = n("m");
+    g.n = n("n");
+    g.k = n("k");
+    g.xType = ty(o.getX());
+    g.yType = ty(o.getResult());
+    if (ty(o.getWeight()) != g.xType)
+      return std::nullopt;
+    std::string why;
+    return cuda::emitGemmFwd(g, &why);
+  }
+  if (auto o = dyn_cast<SelectRowsOp>(op)) {
+    // One row per sequence: y[b, :] = x[b, index[b], :] (indices checked on
+    // the host).
+    int64_t batch = n("batch"), seq = n("seq"), hidden = n("hidden");
+    std::string it = cast<RankedTensorType>(o.getIndex().getType()).getElementType().isInteger(64)
+                         ? "long long"
+                         : "int";
+    return elementwise(kind, {ty(o.getX()), it}, {ty(o.getResult())}, batch * hidden,
+                       llvm::formatv("  const long b = i / {0}, d = i % {0};\n"
+                                     "  const long row = (long)in1[b];\n"
+                                     "  out0[i] = in0[(b * {1}L + row) * {0}L + d];",
+                                     hidden, seq)
+                           .str(),
+                       suffix(o.getX().getType()) + "_s" + std::to_string(seq) + "_h" +
+                           std::to_string(hidden));
+  }
   if (auto o = dyn_cast<LMHeadCrossEntropyOp>(op)) {
     cuda::LmHeadCe l;
     l.tokens = n("tokens");

@@ -17,6 +17,8 @@ compile f32_full --dtype f32 --no-lora --train full
 compile bf16_full --dtype bf16 --no-lora --train full
 for p in bf16_lora bf16_nf4 f32_lora f32_full bf16_full; do
   echo "== $p"
-  LORA_SIM_PLAN="$work/$p.bin" LORA_SIM_WORK="$work/sim" \
+  # Every kernel of a bf16 LoRA or QLoRA plan has CUDA source.
+  case $p in bf16_lora|bf16_nf4) all=1 ;; *) all=0 ;; esac
+  LORA_SIM_PLAN="$work/$p.bin" LORA_SIM_WORK="$work/sim" LORA_SIM_REQUIRE_ALL=$all \
     "$sim" --gtest_filter='SimPlan.*' --gtest_brief=1
 done
