@@ -84,6 +84,10 @@ struct LinearBwd {
   std::string dyType, xType, dxType, daType, dbType;
 };
 std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why);
+/// `linear_bwd_w`: dy [m, n], x [m, k] → dw [n, k] = dyᵀ·x on tensor cores.
+std::optional<Source> emitLinearBwdW(int64_t m, int64_t n, int64_t k, const std::string &dyType,
+                                     const std::string &xType, const std::string &dwType,
+                                     std::string *why);
 
 /// The chunked LM-head cross-entropy forward (`lm_head_ce_fwd`,
 /// CudaLmHead.cpp): x [tokens, hidden], w [vocab, hidden] bf16, targets,

@@ -359,6 +359,74 @@ const char *kDxStore = R"(
       }
 )";
 
+
+// dw[n][k] = Σ_m dy[m][n]·x[m][k]: 64x64 tiles of dw, 4 warps of 32x32,
+// over m in steps of 32; both operands are read transposed (ldmatrix.trans)
+// from their row-major tiles. One order of summation per element.
+const char *kLinearBwdW = R"(
+extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16* __restrict__ dy, const __nv_bfloat16* __restrict__ x, $DWTYPE$* __restrict__ dw) {
+  constexpr int M = $M$, N = $N$, K = $K$;
+  constexpr int BN = 64, BKC = 64, BM = 32, LDA = BN + 8, LDB = BKC + 8;
+  constexpr int WM = 32, WN = 32, WARPS_N = BKC / WN, MT = WM / 16, NT = WN / 8;
+  LORA_DYNAMIC_SMEM(smem);
+  __nv_bfloat16 (*ys)[LDA] = (__nv_bfloat16 (*)[LDA])smem;                 // dy [BM m][BN n]
+  __nv_bfloat16 (*xs)[LDB] = (__nv_bfloat16 (*)[LDB])(smem + BM * LDA * 2);  // x [BM m][BKC k]
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp / WARPS_N, wn = warp % WARPS_N, g = lane >> 2, t = lane & 3;
+  const int k0 = blockIdx.x * BKC, n0 = blockIdx.y * BN;
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
+  for (int m0 = 0; m0 < M; m0 += BM) {
+    for (int c = tid; c < BM * (BN / 8); c += 128) {
+      const int r = c / (BN / 8), cc = (c % (BN / 8)) * 8;
+      const bool ok = m0 + r < M && n0 + cc < N;
+      lora_cp16(&ys[r][cc], dy + (ok ? (long)(m0 + r) * N + n0 + cc : 0), ok);
+    }
+    for (int c = tid; c < BM * (BKC / 8); c += 128) {
+      const int r = c / (BKC / 8), cc = (c % (BKC / 8)) * 8;
+      const bool ok = m0 + r < M && k0 + cc < K;
+      lora_cp16(&xs[r][cc], x + (ok ? (long)(m0 + r) * K + k0 + cc : 0), ok);
+    }
+    lora_cp_commit();
+    lora_cp_wait_all();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < BM; kk += 16) {
+      unsigned af[MT][4], bf[NT][2];
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+        lora_ldsm_x4_trans(af[i], &ys[kk + (lane % 8) + (lane / 16) * 8][wm * WM + i * 16 + ((lane / 8) % 2) * 8]);
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        unsigned r4[4];
+        lora_ldsm_x4_trans(r4, &xs[kk + (lane % 8) + ((lane / 8) % 2) * 8][wn * WN + j * 8 + (lane / 16) * 8]);
+        bf[j][0] = r4[0]; bf[j][1] = r4[1]; bf[j + 1][0] = r4[2]; bf[j + 1][1] = r4[3];
+      }
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) lora_mma_bf16(acc[i][j], af[i], bf[j]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int row = n0 + wm * WM + i * 16 + g + (c >= 2 ? 8 : 0);
+        const int col = k0 + wn * WN + j * 8 + 2 * t + (c & 1);
+        if (row < N && col < K) lora_st(dw, (long)row * K + col, acc[i][j][c]);
+      }
+}
+)";
+
 int64_t roundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
 } // namespace
@@ -478,6 +546,36 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
     s.block = dxStep.block;
     s.shared = dxStep.shared;
   }
+  return s;
+}
+
+} // namespace mlir::lora::cuda
+
+namespace mlir::lora::cuda {
+
+std::optional<Source> emitLinearBwdW(int64_t m, int64_t n, int64_t k, const std::string &dyType,
+                                     const std::string &xType, const std::string &dwType,
+                                     std::string *why) {
+  if (dyType != "__nv_bfloat16" || xType != "__nv_bfloat16") {
+    *why = "activations are not bf16";
+    return std::nullopt;
+  }
+  if (n % 8 != 0 || k % 8 != 0) {
+    *why = "N or K is not a multiple of 8";
+    return std::nullopt;
+  }
+  Source s;
+  s.entry = "lora_linear_bwd_w_m" + std::to_string(m) + "_n" + std::to_string(n) + "_k" +
+            std::to_string(k) + (dwType == "float" ? "_f32" : "_bf16");
+  s.code = std::string(mmaPrelude()) + subst(kLinearBwdW, {{"ENTRY", s.entry},
+                                                           {"M", std::to_string(m)},
+                                                           {"N", std::to_string(n)},
+                                                           {"K", std::to_string(k)},
+                                                           {"DWTYPE", dwType}});
+  s.grid = (k + 63) / 64;
+  s.gridY = (n + 63) / 64;
+  s.block = 128;
+  s.shared = 32 * (64 + 8) * 2 * 2;
   return s;
 }
 

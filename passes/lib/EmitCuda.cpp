@@ -129,6 +129,23 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     std::string why;
     return cuda::emitGemmFwd(g, &why);
   }
+  if (auto o = dyn_cast<LinearGradWOp>(op)) {
+    std::string why;
+    return cuda::emitLinearBwdW(n("m"), n("n"), n("k"), ty(o.getDy()), ty(o.getX()),
+                                ty(o.getResult()), &why);
+  }
+  if (auto o = dyn_cast<BiasGradOp>(op)) {
+    // Column sums in row order, f32 (the CPU backend's order): one thread
+    // per column.
+    int64_t rows = n("rows"), cols = n("n");
+    return elementwise(kind, {ty(o.getDy())}, {ty(o.getResult())}, cols,
+                       llvm::formatv("  float acc = 0.f;\n"
+                                     "  for (long r = 0; r < {0}L; ++r) acc += lora_ld(in0, r * {1}L + i);\n"
+                                     "  lora_st(out0, i, acc);",
+                                     rows, cols)
+                           .str(),
+                       suffix(o.getDy().getType()) + "_r" + std::to_string(rows));
+  }
   if (auto o = dyn_cast<LMHeadOp>(op)) {
     // f32 logits x·Wᵀ (generation's last positions): the tensor-core GEMM
     // with an f32 output.

@@ -2,23 +2,31 @@
 # Every CUDA kernel of the tiny test plans (bf16 and f32, LoRA on a bf16 and
 # on an NF4 base, full fine-tuning) runs on the CPU simulator and matches the
 # CPU backend on fresh random inputs.
-# Usage: sim_plan_test.sh BIN_DIR SIM_TEST_BINARY CONFIG WORK_DIR
+# A tiny Qwen2 (attention biases, tied embeddings) adds bias_bwd and the
+# biased GEMMs in LoRA and full fine-tuning.
+# Usage: sim_plan_test.sh BIN_DIR SIM_TEST_BINARY CONFIG WORK_DIR QWEN2_CONFIG
 set -eu
-bin="$1"; sim="$2"; cfg="$3"; work="$4"
+bin="$1"; sim="$2"; cfg="$3"; work="$4"; qwen="$5"
 rm -rf "$work"; mkdir -p "$work"
 compile() {
   name="$1"; shift
   "$bin/lorac" compile "$cfg" --micro-batch 2 --seq-len 16 --target cuda "$@" -o "$work/$name.bin"
+}
+compile_qwen() {
+  name="$1"; shift
+  "$bin/lorac" compile "$qwen" --micro-batch 2 --seq-len 16 --target cuda "$@" -o "$work/$name.bin"
 }
 compile bf16_lora --dtype bf16 --lora-r 8 --lora-alpha 16
 compile bf16_nf4 --dtype bf16 --quantize-base nf4 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1
 compile f32_lora --dtype f32 --lora-r 4 --lora-alpha 8 --max-grad-norm 0
 compile f32_full --dtype f32 --no-lora --train full
 compile bf16_full --dtype bf16 --no-lora --train full
-for p in bf16_lora bf16_nf4 f32_lora f32_full bf16_full; do
+compile_qwen qwen_lora --dtype bf16 --lora-r 8 --lora-alpha 16
+compile_qwen qwen_full --dtype bf16 --no-lora --train full
+for p in bf16_lora bf16_nf4 f32_lora f32_full bf16_full qwen_lora qwen_full; do
   echo "== $p"
   # Every kernel of a bf16 LoRA or QLoRA plan has CUDA source.
-  case $p in bf16_lora|bf16_nf4) all=1 ;; *) all=0 ;; esac
+  case $p in bf16_lora|bf16_nf4|qwen_lora) all=1 ;; *) all=0 ;; esac
   LORA_SIM_PLAN="$work/$p.bin" LORA_SIM_WORK="$work/sim" LORA_SIM_REQUIRE_ALL=$all \
     "$sim" --gtest_filter='SimPlan.*' --gtest_brief=1
 done

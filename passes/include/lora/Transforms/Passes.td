@@ -582,8 +582,9 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     launch's inputs, its outputs, the workspace if any, then for kernels
     drawing dropout masks a pointer to the mask key (DropoutKey of the step
     seed and the op's stream). Not yet: f32/f16 activations for the GEMMs and
-    attention, `lm_head_ce_bwd_w`, `linear_bwd_w`, `bias_bwd` and the
-    unfused `cross_entropy_*` (issue #5). `lm_head_fwd` takes the GEMM with
+    attention, `lm_head_ce_bwd_w` (a trained LM head) and the unfused
+    `cross_entropy_*` (issue #5). `linear_bwd_w` and `bias_bwd` (full
+    fine-tuning) have templates too. `lm_head_fwd` takes the GEMM with
     f32 output and `select_rows` an elementwise gather, so every kernel of a
     bf16 LoRA or QLoRA plan has a source.
 
