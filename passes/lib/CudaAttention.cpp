@@ -24,15 +24,6 @@
 namespace mlir::lora::cuda {
 namespace {
 
-std::string subst(std::string tpl, const std::map<std::string, std::string> &vars) {
-  for (const auto &[key, value] : vars) {
-    std::string pat = "$" + key + "$";
-    for (size_t pos = tpl.find(pat); pos != std::string::npos;
-         pos = tpl.find(pat, pos + value.size()))
-      tpl.replace(pos, pat.size(), value);
-  }
-  return tpl;
-}
 
 const char *kAttentionFwd = R"(
 // Attention forward: B=$B$ T=$T$ H=$H$ KV=$KV$ D=$D$, scale $SCALE$, causal $CAUSAL$, window $WIN$, segments $SEG$.

@@ -30,9 +30,9 @@
 
 #include <cstdio>
 #include <map>
+#include <string>
 
 namespace mlir::lora::cuda {
-namespace {
 
 /// Replaces every $KEY$ in `tpl`.
 std::string subst(std::string tpl, const std::map<std::string, std::string> &vars) {
@@ -59,6 +59,7 @@ std::string doubleLiteral(double v) {
   return buf;
 }
 
+/// `n` float literals separated by commas.
 std::string floatTable(const float *v, int n) {
   std::string s;
   char buf[48];
@@ -69,7 +70,31 @@ std::string floatTable(const float *v, int n) {
   return s;
 }
 
-const char *kMmaLayer = R"(#include <cuda_bf16.h>
+int64_t roundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+std::string nf4AbsmaxCode(int64_t n, int64_t k, int64_t blockSize, int64_t doubleQuantBlock,
+                          const std::string &var, const std::string &indent,
+                          std::string *tables) {
+  *tables += "__constant__ float lora_nf4[16] = {" + floatTable(lorart::kNf4Codebook, 16) + "};\n";
+  const int64_t codeBytes = n * k / 2;
+  if (doubleQuantBlock <= 0)
+    return indent + var + " = *(const float*)(wbytes + " + std::to_string(codeBytes) + " + 4 * blk);";
+  *tables += "__constant__ float lora_dynamic8[256] = {" + floatTable(lorart::DynamicMap8(), 256) + "};\n";
+  const int64_t blocks = n * k / blockSize;
+  const int64_t groups = (blocks + doubleQuantBlock - 1) / doubleQuantBlock;
+  // absmax' = dynamic[q]·absmax2 + offset, two roundings (no FMA).
+  return subst(R"($I$$VAR$ = __fadd_rn(__fmul_rn(lora_dynamic8[wbytes[$CB$ + 4 * $G$ + 4 + blk]],
+$I$                                   *(const float*)(wbytes + $CB$ + 4 * (blk / $DQ$))),
+$I$                         *(const float*)(wbytes + $CB$ + 4 * $G$));)",
+               {{"I", indent},
+                {"VAR", var},
+                {"CB", std::to_string(codeBytes)},
+                {"DQ", std::to_string(doubleQuantBlock)},
+                {"G", std::to_string(groups)}});
+}
+
+const char *basePrelude() {
+  return R"(#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 __device__ __forceinline__ float lora_ld(const float* p, long i) { return p[i]; }
 __device__ __forceinline__ float lora_ld(const __nv_bfloat16* p, long i) { return __bfloat162float(p[i]); }
@@ -77,7 +102,16 @@ __device__ __forceinline__ float lora_ld(const __half* p, long i) { return __hal
 __device__ __forceinline__ void lora_st(float* p, long i, float v) { p[i] = v; }
 __device__ __forceinline__ void lora_st(__nv_bfloat16* p, long i, float v) { p[i] = __float2bfloat16(v); }
 __device__ __forceinline__ void lora_st(__half* p, long i, float v) { p[i] = __float2half(v); }
-#ifdef LORA_CUDA_SIM
+// v rounded to the element type of p (the CPU backend's RoundTo).
+__device__ __forceinline__ float lora_round(const float*, float v) { return v; }
+__device__ __forceinline__ float lora_round(const __nv_bfloat16*, float v) { return __bfloat162float(__float2bfloat16(v)); }
+__device__ __forceinline__ float lora_round(const __half*, float v) { return __half2float(__float2half(v)); }
+)";
+}
+
+namespace {
+
+const char *kMmaLayer = R"(#ifdef LORA_CUDA_SIM
 #define LORA_DYNAMIC_SMEM(name) unsigned char* name = (unsigned char*)lora_sim::DynamicSmem()
 __device__ __forceinline__ void lora_mma_bf16(float* d, const unsigned* a, const unsigned* b) { lora_sim::Mma16816(d, a, b, true); }
 __device__ __forceinline__ void lora_ldsm_x4(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 4, false); }
@@ -338,11 +372,12 @@ $ABSMAX$
   };
 )";
 
-int64_t roundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
-
 } // namespace
 
-const char *mmaPrelude() { return kMmaLayer; }
+const char *mmaPrelude() {
+  static const std::string prelude = std::string(basePrelude()) + kMmaLayer;
+  return prelude.c_str();
+}
 
 std::optional<Source> emitGemmFwd(const GemmFwd &g, std::string *why) {
   if (g.xType != "__nv_bfloat16") {
@@ -428,25 +463,8 @@ std::optional<Source> emitGemmFwd(const GemmFwd &g, std::string *why) {
 
   std::string tables;
   if (g.wNf4) {
-    tables += "__constant__ float lora_nf4[16] = {" + floatTable(lorart::kNf4Codebook, 16) + "};\n";
-    std::string absmax;
-    int64_t codeBytes = g.n * g.k / 2;
-    if (g.doubleQuantBlock > 0) {
-      tables += "__constant__ float lora_dynamic8[256] = {" + floatTable(lorart::DynamicMap8(), 256) + "};\n";
-      int64_t blocks = g.n * g.k / g.blockSize;
-      int64_t groups = (blocks + g.doubleQuantBlock - 1) / g.doubleQuantBlock;
-      // absmax' = dynamic[q]·absmax2 + offset, two roundings (no FMA).
-      absmax = subst(R"(        const float absmax2 = *(const float*)(wbytes + $CB$ + 4 * (blk / $DQ$));
-        const float offset = *(const float*)(wbytes + $CB$ + 4 * $G$);
-        const unsigned char q = wbytes[$CB$ + 4 * $G$ + 4 + blk];
-        wscale[s] = __fadd_rn(__fmul_rn(lora_dynamic8[q], absmax2), offset);)",
-                     {{"CB", std::to_string(codeBytes)},
-                      {"DQ", std::to_string(g.doubleQuantBlock)},
-                      {"G", std::to_string(groups)}});
-    } else {
-      absmax = "        wscale[s] = *(const float*)(wbytes + " + std::to_string(codeBytes) +
-               " + 4 * blk);";
-    }
+    std::string absmax = nf4AbsmaxCode(g.n, g.k, g.blockSize, g.doubleQuantBlock, "wscale[s]",
+                                       "        ", &tables);
     v["NF4_HELPERS"] = subst(kNf4Helpers, {{"BS", std::to_string(g.blockSize)}, {"ABSMAX", absmax}});
     v["W_ASYNC"] = "";
     v["NF4_FIRST"] = "  nf4_load(0);\n  nf4_store(0);";
@@ -464,7 +482,7 @@ std::optional<Source> emitGemmFwd(const GemmFwd &g, std::string *why) {
     v["NF4_STORE_NEXT"] = "";
   }
   v["TABLES"] = tables;
-  s.code = std::string(kMmaLayer) + subst(kGemmFwd, v);
+  s.code = std::string(mmaPrelude()) + subst(kGemmFwd, v);
   s.grid = (g.n + bn - 1) / bn;
   s.gridY = (g.m + bm - 1) / bm;
   s.block = threads;

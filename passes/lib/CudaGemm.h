@@ -9,6 +9,7 @@
 #define LORA_PASSES_LIB_CUDAGEMM_H
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,7 +52,27 @@ struct GemmFwd {
 /// above 64, or above 32 with forced 128x128 tiles): those kernels keep no CUDA source.
 std::optional<Source> emitGemmFwd(const GemmFwd &g, std::string *why);
 
-/// The portability layer shared by the tensor-core templates: lora_ld/st,
+/// Shared by the templates: `$KEY$` substitution, literals that parse back
+/// to exactly the value, rounding up, and the base prelude (lora_ld/st,
+/// lora_round for float, bf16 and f16 elements).
+std::string subst(std::string tpl, const std::map<std::string, std::string> &vars);
+std::string floatLiteral(float v);
+std::string doubleLiteral(double v);
+std::string floatTable(const float *v, int n);
+int64_t roundUp(int64_t v, int64_t to);
+const char *basePrelude();
+
+/// The NF4 decoding shared by the GEMM templates: `tables` gets the
+/// codebook (and the dynamic map with double quantization) as __constant__
+/// arrays; the returned statements set `float <var>` to the absmax of block
+/// `blk` from `const unsigned char* wbytes` (a packed [n, k] weight), with
+/// double quantization's two separately rounded operations.
+std::string nf4AbsmaxCode(int64_t n, int64_t k, int64_t blockSize, int64_t doubleQuantBlock,
+                          const std::string &var, const std::string &indent,
+                          std::string *tables);
+
+/// The portability layer shared by the tensor-core templates (after the
+/// base prelude): lora_ld/st,
 /// mma.sync, ldmatrix (plain and .trans), cp.async, the dropout mask and
 /// bf16 packing, each with its CUDA-simulator counterpart.
 const char *mmaPrelude();

@@ -31,29 +31,6 @@
 namespace mlir::lora::cuda {
 namespace {
 
-std::string subst(std::string tpl, const std::map<std::string, std::string> &vars) {
-  for (const auto &[key, value] : vars) {
-    std::string pat = "$" + key + "$";
-    for (size_t pos = tpl.find(pat); pos != std::string::npos;
-         pos = tpl.find(pat, pos + value.size()))
-      tpl.replace(pos, pat.size(), value);
-  }
-  return tpl;
-}
-
-std::string floatLit(float v) {
-  char buf[48];
-  snprintf(buf, sizeof buf, "%.9ef", static_cast<double>(v));
-  return buf;
-}
-
-std::string floatTable(const float *v, int n) {
-  std::string s;
-  for (int i = 0; i < n; ++i)
-    s += (i ? ", " : "") + floatLit(v[i]);
-  return s;
-}
-
 const char *kCommon = R"(
 $TABLES$
 // Linear backward: m=$M$ n=$N$ k=$K$ rank=$R$ (padded $RP$), scaling $S$, dropout $P$.
@@ -427,7 +404,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16
 }
 )";
 
-int64_t roundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
 
 } // namespace
 
@@ -482,32 +459,17 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
   v["R"] = std::to_string(g.rank);
   v["RP"] = std::to_string(rp);
   v["DROP"] = drop ? "true" : "false";
-  v["S"] = floatLit(static_cast<float>(g.scaling));
-  v["INV"] = floatLit(drop ? static_cast<float>(1.0 / (1.0 - g.dropout)) : 1.0f);
+  v["S"] = floatLiteral(static_cast<float>(g.scaling));
+  v["INV"] = floatLiteral(drop ? static_cast<float>(1.0 / (1.0 - g.dropout)) : 1.0f);
   char p[40];
   snprintf(p, sizeof p, "%.17g", drop ? g.dropout : 0.0);
   v["P"] = p;
   v["KEY_LOAD"] = drop ? "  const unsigned long long key = *key_;" : "  const unsigned long long key = 0;";
 
   std::string tables, absmax;
-  if (g.hasW && g.wNf4) {
-    tables += "__constant__ float lora_nf4[16] = {" + floatTable(lorart::kNf4Codebook, 16) + "};\n";
-    int64_t codeBytes = g.n * g.k / 2;
-    if (g.doubleQuantBlock > 0) {
-      tables += "__constant__ float lora_dynamic8[256] = {" + floatTable(lorart::DynamicMap8(), 256) + "};\n";
-      int64_t blocks = g.n * g.k / g.blockSize;
-      int64_t groups = (blocks + g.doubleQuantBlock - 1) / g.doubleQuantBlock;
-      absmax = subst(R"(        const float absmax2 = *(const float*)(wbytes + $CB$ + 4 * (blk / $DQ$));
-        const float offset = *(const float*)(wbytes + $CB$ + 4 * $G$);
-        const float scale = __fadd_rn(__fmul_rn(lora_dynamic8[wbytes[$CB$ + 4 * $G$ + 4 + blk]], absmax2), offset);)",
-                     {{"CB", std::to_string(codeBytes)},
-                      {"DQ", std::to_string(g.doubleQuantBlock)},
-                      {"G", std::to_string(groups)}});
-    } else {
-      absmax = "        const float scale = *(const float*)(wbytes + " + std::to_string(codeBytes) +
-               " + 4 * blk);";
-    }
-  }
+  if (g.hasW && g.wNf4)
+    absmax = nf4AbsmaxCode(g.n, g.k, g.blockSize, g.doubleQuantBlock, "const float scale",
+                           "        ", &tables);
   v["TABLES"] = tables;
 
   std::string dx = kDx;

@@ -18,15 +18,6 @@
 namespace mlir::lora::cuda {
 namespace {
 
-std::string subst(std::string tpl, const std::map<std::string, std::string> &vars) {
-  for (const auto &[key, value] : vars) {
-    std::string pat = "$" + key + "$";
-    for (size_t pos = tpl.find(pat); pos != std::string::npos;
-         pos = tpl.find(pat, pos + value.size()))
-      tpl.replace(pos, pat.size(), value);
-  }
-  return tpl;
-}
 
 const char *kLmHeadCeFwd = R"(
 // LM-head cross-entropy: tokens $T$, hidden $D$, vocab $V$.

@@ -54,19 +54,7 @@ std::string suffix(Type t) {
   return e.isBF16() ? "bf16" : e.isF16() ? "f16" : "f32";
 }
 
-const char *kPrelude = R"(#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-__device__ __forceinline__ float lora_ld(const float* p, long i) { return p[i]; }
-__device__ __forceinline__ float lora_ld(const __nv_bfloat16* p, long i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ float lora_ld(const __half* p, long i) { return __half2float(p[i]); }
-__device__ __forceinline__ void lora_st(float* p, long i, float v) { p[i] = v; }
-__device__ __forceinline__ void lora_st(__nv_bfloat16* p, long i, float v) { p[i] = __float2bfloat16(v); }
-__device__ __forceinline__ void lora_st(__half* p, long i, float v) { p[i] = __float2half(v); }
-// v rounded to the element type of p (the CPU backend's RoundTo).
-__device__ __forceinline__ float lora_round(const float*, float v) { return v; }
-__device__ __forceinline__ float lora_round(const __nv_bfloat16*, float v) { return __bfloat162float(__float2bfloat16(v)); }
-__device__ __forceinline__ float lora_round(const __half*, float v) { return __half2float(__float2half(v)); }
-)";
+const std::string kPrelude = cuda::basePrelude();
 
 using cuda::Source;
 

@@ -40,7 +40,7 @@ func.func @f(%x: tensor<2x8x64xbf16>, %w: tensor<64xbf16>, %m: tensor<64x64xbf16
 // CHECK-SAME: __constant__ float lora_nf4[16] = {-1.000000000e+00f, -6.961928010e-01f,
 // CHECK-SAME: __constant__ float lora_dynamic8[256]
 // CHECK-SAME: (const __nv_bfloat16* __restrict__ x, const unsigned char* __restrict__ w, const __nv_bfloat16* __restrict__ a_, const __nv_bfloat16* __restrict__ b_, __nv_bfloat16* __restrict__ y, const unsigned long long* __restrict__ key_)
-// CHECK-SAME: __fadd_rn(__fmul_rn(lora_dynamic8[q], absmax2), offset)
+// CHECK-SAME: __fadd_rn(__fmul_rn(lora_dynamic8[wbytes[2048 + 4 * 1 + 4 + blk]],
 // CHECK-SAME: lora_keep(key
 func.func @train_step(%x: tensor<2x8x64xbf16>, %q: !lora.nf4<64x64, block_size = 64, double_quant = 256>, %a: tensor<8x64xbf16>, %b: tensor<64x8xbf16>) -> tensor<2x8x64xbf16> {
   %y = lora.fused_linear %x, %q adapter(%a, %b) {alpha = 1.600000e+01 : f64, dropout = 5.000000e-02 : f64} : (tensor<2x8x64xbf16>, !lora.nf4<64x64, block_size = 64, double_quant = 256>, tensor<8x64xbf16>, tensor<64x8xbf16>) -> tensor<2x8x64xbf16>
