@@ -19,111 +19,9 @@ namespace mlir::lora::cuda {
 namespace {
 
 
-const char *kLmHeadCeFwd = R"(
-// LM-head cross-entropy: tokens $T$, hidden $D$, vocab $V$.
-extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_rows($PARAMS$) {
-  constexpr int T = $T$, D = $D$, V = $V$, BM = 64, BV = 64, BK = 32, LDS = BK + 8;
-  LORA_DYNAMIC_SMEM(smem);
-  __nv_bfloat16 (*xs)[LDS] = (__nv_bfloat16 (*)[LDS])smem;
-  __nv_bfloat16 (*ws)[LDS] = (__nv_bfloat16 (*)[LDS])(smem + BM * LDS * 2);
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int m0 = blockIdx.x * BM;
-  double* loss_ws = (double*)ws_;
-  const int row[2] = {m0 + warp * 16 + g, m0 + warp * 16 + g + 8};
-  long tgt[2];
-  for (int r = 0; r < 2; ++r) tgt[r] = row[r] < T ? (long)targets[row[r]] : -1;
-  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f}, tl[2] = {0.f, 0.f};
-  for (int v0 = 0; v0 < V; v0 += BV) {
-    float s[BV / 8][4];
-#pragma unroll
-    for (int j = 0; j < BV / 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) s[j][c] = 0.f;
-    for (int k0 = 0; k0 < D; k0 += BK) {
-      for (int c = tid; c < BM * (BK / 8); c += 128) {
-        const int r = c / (BK / 8), kc = (c % (BK / 8)) * 8;
-        const bool okx = m0 + r < T && k0 + kc < D, okw = v0 + r < V && k0 + kc < D;
-        lora_cp16(&xs[r][kc], x + (okx ? (long)(m0 + r) * D + k0 + kc : 0), okx);
-        lora_cp16(&ws[r][kc], w + (okw ? (long)(v0 + r) * D + k0 + kc : 0), okw);
-      }
-      lora_cp_commit();
-      lora_cp_wait_all();
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < BK; kk += 16) {
-        unsigned af[4];
-        lora_ldsm_x4(af, &xs[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][kk + (lane / 16) * 8]);
-#pragma unroll
-        for (int j = 0; j < BV / 8; j += 2) {
-          unsigned r4[4];
-          lora_ldsm_x4(r4, &ws[j * 8 + (lane % 8) + (lane / 16) * 8][kk + ((lane / 8) % 2) * 8]);
-          const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
-          lora_mma_bf16(s[j], af, b0);
-          lora_mma_bf16(s[j + 1], af, b1);
-        }
-      }
-      __syncthreads();
-    }
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < BV / 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int r = c >> 1, col = v0 + j * 8 + 2 * t + (c & 1);
-        if (col >= V) s[j][c] = -INFINITY;
-        if (col == tgt[r]) tl[r] = s[j][c];
-        mx[r] = fmaxf(mx[r], s[j][c]);
-      }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float mnew = fmaxf(mrow[r], mx[r]);
-      lrow[r] *= __expf(mrow[r] - mnew);
-#pragma unroll
-      for (int j = 0; j < BV / 8; ++j) lrow[r] += __expf(s[j][2 * r] - mnew) + __expf(s[j][2 * r + 1] - mnew);
-      mrow[r] = mnew;
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
-    tl[r] += __shfl_xor_sync(0xffffffffu, tl[r], 1);
-    tl[r] += __shfl_xor_sync(0xffffffffu, tl[r], 2);
-    if (t == 0 && row[r] < T)
-      loss_ws[row[r]] = mask[row[r]] ? (double)(mrow[r] + logf(lrow[r])) - (double)tl[r] : 0.0;
-  }
-}
-
-// The sum in token order and the count of masked-in tokens.
-extern "C" __global__ void __launch_bounds__(32) $BASE$_sum($PARAMS$) {
-  constexpr int T = $T$;
-  if (threadIdx.x != 0) return;
-  const double* loss_ws = (const double*)ws_;
-  double sum = 0.0;
-  long long count = 0;
-  for (int i = 0; i < T; ++i)
-    if (mask[i]) {
-      sum += loss_ws[i];
-      ++count;
-    }
-  loss_sum[0] = (float)sum;
-  count_[0] = count;
-}
-)";
-
-
-// lm_head_ce_bwd_x: each row's logsumexp (`_lse`, as `_rows` of the
-// forward), then per chunk of C tokens: the chunk's dlogits
-// dloss·(softmax − onehot) (zero for masked-out rows), rounded to bf16 into
-// the workspace (`_dl_c<i>`, one block per 64 rows x 64 vocabulary entries),
-// and dx = dlogits·W for the chunk's rows (`_dx_c<i>`: a tensor-core GEMM
-// over the vocabulary, W's tile through ldmatrix.trans).
-const char *kLmHeadCeBwdX = R"(
-// LM-head cross-entropy backward (dx): tokens $T$, hidden $D$, vocab $V$, chunk $C$.
+const char *kLogitsTile = R"(
 namespace {
-constexpr int T = $T$, D = $D$, V = $V$, C = $C$, VP = $VP$;
+constexpr int T = $T$, D = $D$, V = $V$;
 // The logits tile [64 rows from m0, 64 vocabulary entries from v0] of this
 // warp's 16 rows, over the whole hidden size.
 __device__ __forceinline__ void lora_logits_tile(float (*s)[4], const __nv_bfloat16* x, const __nv_bfloat16* w,
@@ -163,6 +61,94 @@ __device__ __forceinline__ void lora_logits_tile(float (*s)[4], const __nv_bfloa
   }
 }
 
+// Each of this warp's rows (g and g + 8): the logsumexp over the vocabulary
+// (online, tile by tile) and the logit of the row's target (`tgt`; any
+// value outside [0, V) picks nothing), complete in every lane of the quad.
+__device__ __forceinline__ void lora_rows_lse(const __nv_bfloat16* x, const __nv_bfloat16* w, int m0,
+                                              const long* tgt, float* lse, float* tl, unsigned char* smem) {
+  const int t = threadIdx.x & 3;
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+  tl[0] = tl[1] = 0.f;
+  for (int v0 = 0; v0 < V; v0 += 64) {
+    float s[8][4];
+    lora_logits_tile(s, x, w, m0, v0, smem);
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int r = c >> 1, col = v0 + j * 8 + 2 * t + (c & 1);
+        if (col >= V) s[j][c] = -INFINITY;
+        if (col == tgt[r]) tl[r] = s[j][c];
+        mx[r] = fmaxf(mx[r], s[j][c]);
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float mnew = fmaxf(mrow[r], mx[r]);
+      lrow[r] *= __expf(mrow[r] - mnew);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) lrow[r] += __expf(s[j][2 * r] - mnew) + __expf(s[j][2 * r + 1] - mnew);
+      mrow[r] = mnew;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+    tl[r] += __shfl_xor_sync(0xffffffffu, tl[r], 1);
+    tl[r] += __shfl_xor_sync(0xffffffffu, tl[r], 2);
+    lse[r] = mrow[r] + logf(lrow[r]);
+  }
+}
+}  // namespace
+)";
+
+const char *kLmHeadCeFwd = R"(
+// LM-head cross-entropy: tokens $T$, hidden $D$, vocab $V$.
+extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_rows($PARAMS$) {
+  LORA_DYNAMIC_SMEM(smem);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
+  const int m0 = blockIdx.x * 64;
+  double* loss_ws = (double*)ws_;
+  const int row[2] = {m0 + warp * 16 + g, m0 + warp * 16 + g + 8};
+  long tgt[2];
+  for (int r = 0; r < 2; ++r) tgt[r] = row[r] < T ? (long)targets[row[r]] : -1;
+  float lse[2], tl[2];
+  lora_rows_lse(x, w, m0, tgt, lse, tl, smem);
+  for (int r = 0; r < 2; ++r)
+    if ((lane & 3) == 0 && row[r] < T)
+      loss_ws[row[r]] = mask[row[r]] ? (double)lse[r] - (double)tl[r] : 0.0;
+}
+
+// The sum in token order and the count of masked-in tokens.
+extern "C" __global__ void __launch_bounds__(32) $BASE$_sum($PARAMS$) {
+  if (threadIdx.x != 0) return;
+  const double* loss_ws = (const double*)ws_;
+  double sum = 0.0;
+  long long count = 0;
+  for (int i = 0; i < T; ++i)
+    if (mask[i]) {
+      sum += loss_ws[i];
+      ++count;
+    }
+  loss_sum[0] = (float)sum;
+  count_[0] = count;
+}
+)";
+
+
+// lm_head_ce_bwd_x: each row's logsumexp (`_lse`, as `_rows` of the
+// forward), then per chunk of C tokens: the chunk's dlogits
+// dloss·(softmax − onehot) (zero for masked-out rows), rounded to bf16 into
+// the workspace (`_dl_c<i>`, one block per 64 rows x 64 vocabulary entries),
+// and dx = dlogits·W for the chunk's rows (`_dx_c<i>`: a tensor-core GEMM
+// over the vocabulary, W's tile through ldmatrix.trans).
+const char *kLmHeadCeBwdX = R"(
+// LM-head cross-entropy backward (dx): tokens $T$, hidden $D$, vocab $V$, chunk $C$.
+namespace {
+constexpr int C = $C$, VP = $VP$;
 __device__ __forceinline__ void lora_dl(const __nv_bfloat16* x, const __nv_bfloat16* w, const $TT$* targets,
                                         const unsigned char* mask, const float* dloss, void* ws_, int c0) {
   LORA_DYNAMIC_SMEM(smem);
@@ -259,38 +245,15 @@ __device__ __forceinline__ void lora_dx(const __nv_bfloat16* w, __nv_bfloat16* d
 // Each row's logsumexp into the workspace (+inf never: every row has V entries).
 extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_lse($PARAMS$) {
   LORA_DYNAMIC_SMEM(smem);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
   const int m0 = blockIdx.x * 64;
-  float* lse = (float*)ws_;
-  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
-  for (int v0 = 0; v0 < V; v0 += 64) {
-    float s[8][4];
-    lora_logits_tile(s, x, w, m0, v0, smem);
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        if (v0 + j * 8 + 2 * t + (c & 1) >= V) s[j][c] = -INFINITY;
-        mx[c >> 1] = fmaxf(mx[c >> 1], s[j][c]);
-      }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float mnew = fmaxf(mrow[r], mx[r]);
-      lrow[r] *= __expf(mrow[r] - mnew);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) lrow[r] += __expf(s[j][2 * r] - mnew) + __expf(s[j][2 * r + 1] - mnew);
-      mrow[r] = mnew;
-    }
-  }
-#pragma unroll
+  float* out = (float*)ws_;
+  const long none[2] = {-1, -1};
+  float lse[2], tl[2];
+  lora_rows_lse(x, w, m0, none, lse, tl, smem);
   for (int r = 0; r < 2; ++r) {
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
     const int row = m0 + warp * 16 + g + 8 * r;
-    if (t == 0 && row < T) lse[row] = mrow[r] + logf(lrow[r]);
+    if ((lane & 3) == 0 && row < T) out[row] = lse[r];
   }
 }
 $CHUNK_ENTRIES$
@@ -314,7 +277,7 @@ std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
                        "float* __restrict__ loss_sum, long long* __restrict__ count_, void* __restrict__ ws_";
   Source s;
   s.code = std::string(mmaPrelude()) +
-           subst(kLmHeadCeFwd, {{"BASE", base},
+           subst(std::string(kLogitsTile) + kLmHeadCeFwd, {{"BASE", base},
                                 {"PARAMS", params},
                                 {"T", std::to_string(l.tokens)},
                                 {"D", std::to_string(l.hidden)},
@@ -368,7 +331,7 @@ std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::st
   }
   Source s;
   s.code = std::string(mmaPrelude()) +
-           subst(kLmHeadCeBwdX, {{"BASE", base},
+           subst(std::string(kLogitsTile) + kLmHeadCeBwdX, {{"BASE", base},
                                  {"PARAMS", params},
                                  {"T", std::to_string(l.tokens)},
                                  {"D", std::to_string(l.hidden)},

@@ -234,7 +234,10 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     std::string why;
     return cuda::emitLinearBwd(g, &why);
   }
-  if (auto o = dyn_cast<AttentionGradOp>(op)) {
+  if (isa<AttentionOp, AttentionGradOp>(op)) {
+    // FlashAttention-2 style on tensor cores (CudaAttention.cpp); every
+    // tensor operand and result in bf16.
+    bool bwd = isa<AttentionGradOp>(op);
     cuda::AttentionFwd a;
     a.batch = n("batch");
     a.seq = n("seq");
@@ -244,42 +247,22 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     a.scale = k.getAs<FloatAttr>("scale").getValueAsDouble();
     a.causal = n("causal") != 0;
     a.slidingWindow = n("sliding_window");
-    if (Value seg = o.getSegmentIds())
+    Value seg = bwd ? cast<AttentionGradOp>(op).getSegmentIds()
+                    : cast<AttentionOp>(op).getSegmentIds();
+    if (seg)
       a.segType = cast<RankedTensorType>(seg.getType()).getElementType().isInteger(64)
                       ? "long long"
                       : "int";
-    a.qType = ty(o.getQ());
+    a.qType = ty(op->getOperand(bwd ? 1 : 0));
     a.oType = ty(op->getResult(0));
-    for (Value x : {o.getDout(), o.getK(), o.getV()})
-      if (ty(x) != "__nv_bfloat16")
+    for (Value v : op->getOperands())
+      if (v != seg && ty(v) != "__nv_bfloat16")
         return std::nullopt;
     for (Value r : op->getResults())
       if (ty(r) != "__nv_bfloat16")
         return std::nullopt;
     std::string why;
-    return cuda::emitAttentionBwd(a, &why);
-  }
-  if (auto o = dyn_cast<AttentionOp>(op)) {
-    // FlashAttention-2 style on tensor cores (CudaAttention.cpp).
-    cuda::AttentionFwd a;
-    a.batch = n("batch");
-    a.seq = n("seq");
-    a.heads = n("num_heads");
-    a.kvHeads = n("num_kv_heads");
-    a.headDim = n("head_dim");
-    a.scale = k.getAs<FloatAttr>("scale").getValueAsDouble();
-    a.causal = n("causal") != 0;
-    a.slidingWindow = n("sliding_window");
-    if (Value seg = o.getSegmentIds())
-      a.segType = cast<RankedTensorType>(seg.getType()).getElementType().isInteger(64)
-                      ? "long long"
-                      : "int";
-    a.qType = ty(o.getQ());
-    a.oType = ty(o.getResult());
-    if (ty(o.getK()) != a.qType || ty(o.getV()) != a.qType)
-      return std::nullopt;
-    std::string why;
-    return cuda::emitAttentionFwd(a, &why);
+    return bwd ? cuda::emitAttentionBwd(a, &why) : cuda::emitAttentionFwd(a, &why);
   }
   if (auto o = dyn_cast<EmbeddingGradOp>(op)) {
     // One block per vocabulary row: the block scans the ids 256 at a time
