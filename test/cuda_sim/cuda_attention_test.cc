@@ -15,6 +15,7 @@
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/nvrtc.h"
 #include "sim_runner.h"
+#include "sim_test_util.h"
 
 namespace {
 
@@ -84,13 +85,7 @@ TEST_P(AttentionSim, MatchesTheCpuBackend) {
   void* seg = c.seg_bits == 64 ? static_cast<void*>(seg64.data()) : seg32.data();
   std::vector<uint16_t> o_cpu(q.size(), 0), o_sim(q.size(), 0x7fc0);
 
-  auto view = [](void* p, DType d, std::vector<int64_t> shape) {
-    TensorView t;
-    t.data = p;
-    t.dtype = d;
-    t.shape = std::move(shape);
-    return t;
-  };
+  const auto view = &lora_sim_test::View;
   std::vector<TensorView> in = {view(q.data(), DType::BF16, {c.batch, c.seq, c.heads * c.dim}),
                                 view(k.data(), DType::BF16, {c.batch, c.seq, c.kv * c.dim}),
                                 view(v.data(), DType::BF16, {c.batch, c.seq, c.kv * c.dim})};
@@ -116,8 +111,7 @@ TEST_P(AttentionSim, MatchesTheCpuBackend) {
   ASSERT_TRUE(st.ok()) << st.ToString();
 
   lora_sim_test::SimKernel kernel;
-  const char* work = std::getenv("LORA_SIM_WORK");
-  std::string dir = work ? work : ::testing::TempDir() + "lora_cuda_sim_" + std::to_string(getpid());
+  const std::string dir = lora_sim_test::SimWorkDir();
   ASSERT_EQ(kernel.Compile(src->code, src->entry, dir), "");
   std::vector<void*> args = {q.data(), k.data(), v.data()};
   if (c.seg_bits) args.push_back(seg);
@@ -174,13 +168,7 @@ TEST_P(AttentionSim, BackwardMatchesTheCpuBackend) {
   void* seg = c.seg_bits == 64 ? static_cast<void*>(seg64.data()) : seg32.data();
   std::vector<uint16_t> dq_cpu(q.size()), dk_cpu(k.size()), dv_cpu(v.size());
   std::vector<uint16_t> dq_sim(q.size(), 0x7fc0), dk_sim(k.size(), 0x7fc0), dv_sim(v.size(), 0x7fc0);
-  auto view = [](void* p, DType d, std::vector<int64_t> shape) {
-    TensorView t;
-    t.data = p;
-    t.dtype = d;
-    t.shape = std::move(shape);
-    return t;
-  };
+  const auto view = &lora_sim_test::View;
   const std::vector<int64_t> qs = {c.batch, c.seq, c.heads * c.dim}, ks = {c.batch, c.seq, c.kv * c.dim};
   std::vector<TensorView> in = {view(dout.data(), DType::BF16, qs), view(q.data(), DType::BF16, qs),
                                 view(k.data(), DType::BF16, ks), view(v.data(), DType::BF16, ks)};
@@ -207,8 +195,7 @@ TEST_P(AttentionSim, BackwardMatchesTheCpuBackend) {
   lorart::Status st = fn(lorart::cpu::KernelContext(), p, in, out);
   ASSERT_TRUE(st.ok()) << st.ToString();
 
-  const char* work = std::getenv("LORA_SIM_WORK");
-  std::string dir = work ? work : ::testing::TempDir() + "lora_cuda_sim_" + std::to_string(getpid());
+  const std::string dir = lora_sim_test::SimWorkDir();
   std::vector<uint8_t> workspace(static_cast<size_t>(src->workspace) + 16, 0xcd);
   std::vector<void*> args = {dout.data(), q.data(), k.data(), v.data()};
   if (c.seg_bits) args.push_back(seg);
@@ -216,24 +203,10 @@ TEST_P(AttentionSim, BackwardMatchesTheCpuBackend) {
   args.push_back(dk_sim.data());
   args.push_back(dv_sim.data());
   args.push_back(workspace.data());
-  auto launch = [&](const std::string& entry, int64_t gx, int64_t gy, int64_t gz, int64_t shared) {
-    lora_sim_test::SimKernel kernel;
-    ASSERT_EQ(kernel.Compile(src->code, entry, dir), "");
-    ASSERT_EQ(kernel.Launch({unsigned(gx), unsigned(gy), unsigned(gz)}, {128, 1, 1}, size_t(shared), args),
-              "")
-        << entry;
-  };
-  launch(src->entry, src->grid, src->gridY, src->gridZ, src->shared);
-  for (const auto& s : src->next) launch(s.entry, s.grid, s.gridY, s.gridZ, s.shared);
+  lora_sim_test::RunAll(*src, args);
+  // P and dS are rounded to bf16 for the tensor cores (the CPU keeps f32).
   auto check = [](const char* what, const std::vector<uint16_t>& want, const std::vector<uint16_t>& got) {
-    double scale = 1e-12, err = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-      double w = lorart::cpu::Bf16ToFloat(want[i]), g = lorart::cpu::Bf16ToFloat(got[i]);
-      scale = std::max(scale, std::fabs(w));
-      err = std::max(err, std::isfinite(g) ? std::fabs(g - w) : 1e30);
-    }
-    // P and dS are rounded to bf16 for the tensor cores (the CPU keeps f32).
-    EXPECT_LE(err / scale, 3e-2) << what;
+    EXPECT_LE(lora_sim_test::Bf16Error(want, got), 3e-2) << what;
   };
   check("dq", dq_cpu, dq_sim);
   check("dk", dk_cpu, dk_sim);
@@ -241,32 +214,13 @@ TEST_P(AttentionSim, BackwardMatchesTheCpuBackend) {
 }
 
 TEST_P(AttentionSim, CompilesWithoutSpills) {
-  auto nvrtc = lorart::cuda::Nvrtc::Get();
-  if (!nvrtc.ok()) GTEST_SKIP() << nvrtc.status().ToString();
   std::string why;
-  for (bool backward : {false, true}) {
-    auto src = backward ? mlir::lora::cuda::emitAttentionBwd(Template(GetParam()), &why)
-                        : mlir::lora::cuda::emitAttentionFwd(Template(GetParam()), &why);
-    ASSERT_TRUE(src.has_value()) << why;
-    std::vector<std::string> entries;
-    entries.push_back(src->entry);
-    for (const auto& s : src->next) entries.push_back(s.entry);
-    std::vector<std::string> opts = lorart::cuda::DefaultNvrtcOptions();
-    opts.push_back("--ptxas-options=-v");
-    for (const char* arch : {"sm_80", "sm_90a"}) {
-      std::string cubin, log;
-      lorart::Status st = (*nvrtc)->CompileToCubin(src->code, src->entry, arch, opts, &cubin, &log);
-      ASSERT_TRUE(st.ok()) << st.ToString();
-      for (const std::string& e : entries) {
-        lorart::cuda::KernelResources r;
-        st = lorart::cuda::ParsePtxasReport(log, e, &r);
-        ASSERT_TRUE(st.ok()) << st.ToString();
-        EXPECT_EQ(r.spill_store_bytes + r.spill_load_bytes + r.stack_bytes, 0)
-            << e << " " << arch << ": " << r.registers << " registers, " << r.stack_bytes
-            << " bytes stack, " << r.spill_store_bytes << " bytes spill stores";
-      }
-    }
-  }
+  auto fwd = mlir::lora::cuda::emitAttentionFwd(Template(GetParam()), &why);
+  ASSERT_TRUE(fwd.has_value()) << why;
+  lora_sim_test::ExpectNoSpills(*fwd);
+  auto bwd = mlir::lora::cuda::emitAttentionBwd(Template(GetParam()), &why);
+  ASSERT_TRUE(bwd.has_value()) << why;
+  lora_sim_test::ExpectNoSpills(*bwd);
 }
 
 INSTANTIATE_TEST_SUITE_P(

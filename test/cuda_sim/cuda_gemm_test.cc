@@ -17,6 +17,7 @@
 #include "lorart/cuda/nvrtc.h"
 #include "lorart/quant/nf4.h"
 #include "sim_runner.h"
+#include "sim_test_util.h"
 
 namespace {
 
@@ -89,13 +90,7 @@ TEST_P(GemmSim, MatchesTheCpuBackend) {
   const uint64_t seed = rng() | 1, stream = 12345;
 
   // CPU backend.
-  auto view = [](void* p, DType d, std::vector<int64_t> shape) {
-    TensorView v;
-    v.data = p;
-    v.dtype = d;
-    v.shape = std::move(shape);
-    return v;
-  };
+  const auto view = &lora_sim_test::View;
   std::vector<TensorView> in = {view(x.data(), DType::BF16, {c.m, c.k})};
   if (c.nf4) {
     TensorView w = view(wq.data(), DType::NF4, {c.n, c.k});
@@ -134,8 +129,7 @@ TEST_P(GemmSim, MatchesTheCpuBackend) {
 
   // Simulated CUDA kernel.
   lora_sim_test::SimKernel k;
-  const char* work = std::getenv("LORA_SIM_WORK");
-  std::string dir = work ? work : ::testing::TempDir() + "lora_cuda_sim_" + std::to_string(getpid());
+  const std::string dir = lora_sim_test::SimWorkDir();
   ASSERT_EQ(k.Compile(src->code, src->entry, dir), "");
   std::vector<void*> args = {x.data(), c.nf4 ? static_cast<void*>(wq.data()) : wdense.data()};
   if (c.bias) args.push_back(bias.data());
@@ -182,8 +176,6 @@ INSTANTIATE_TEST_SUITE_P(
 // The same variants compile with NVRTC for sm_80 and sm_90a without register
 // spills or a stack frame (ptxas's report).
 TEST_P(GemmSim, CompilesWithoutSpills) {
-  auto nvrtc = lorart::cuda::Nvrtc::Get();
-  if (!nvrtc.ok()) GTEST_SKIP() << nvrtc.status().ToString();
   const Case c = GetParam();
   mlir::lora::cuda::GemmFwd g;
   g.m = c.m;
@@ -201,20 +193,7 @@ TEST_P(GemmSim, CompilesWithoutSpills) {
   std::string why;
   auto src = mlir::lora::cuda::emitGemmFwd(g, &why);
   ASSERT_TRUE(src.has_value()) << why;
-  std::vector<std::string> opts = lorart::cuda::DefaultNvrtcOptions();
-  opts.push_back("--ptxas-options=-v");
-  for (const char* arch : {"sm_80", "sm_90a"}) {
-    std::string cubin, log;
-    lorart::Status st = (*nvrtc)->CompileToCubin(src->code, src->entry, arch, opts, &cubin, &log);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    lorart::cuda::KernelResources r;
-    st = lorart::cuda::ParsePtxasReport(log, src->entry, &r);
-    ASSERT_TRUE(st.ok()) << st.ToString() << "\n" << log;
-    EXPECT_EQ(r.spill_store_bytes + r.spill_load_bytes + r.stack_bytes, 0)
-        << arch << ": " << r.registers << " registers, " << r.stack_bytes << " bytes stack, "
-        << r.spill_store_bytes << " bytes spill stores";
-    EXPECT_LE(r.registers, 255) << arch;
-  }
+  lora_sim_test::ExpectNoSpills(*src);
 }
 
 TEST(GemmTemplate, RefusesWhatItDoesNotCover) {

@@ -22,6 +22,7 @@
 #include "lorart/cuda/nvrtc.h"
 #include "lorart/quant/nf4.h"
 #include "sim_runner.h"
+#include "sim_test_util.h"
 
 namespace {
 
@@ -97,13 +98,7 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
       db_cpu(static_cast<size_t>(c.n * r)), db_sim(db_cpu.size(), NAN);
   const uint64_t seed = rng() | 1, stream = 777;
 
-  auto view = [](void* p, DType d, std::vector<int64_t> shape) {
-    TensorView t;
-    t.data = p;
-    t.dtype = d;
-    t.shape = std::move(shape);
-    return t;
-  };
+  const auto view = &lora_sim_test::View;
   TensorView wv = c.nf4 ? view(wq.data(), DType::NF4, {c.n, c.k}) : view(w.data(), DType::BF16, {c.n, c.k});
   wv.nf4.block_size = 64;
   wv.nf4.double_quant_block = c.double_quant;
@@ -142,8 +137,7 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
   lorart::Status st = fn(ctx, p, in, out);
   ASSERT_TRUE(st.ok()) << st.ToString();
 
-  const char* work = std::getenv("LORA_SIM_WORK");
-  std::string dir = work ? work : ::testing::TempDir() + "lora_cuda_sim_" + std::to_string(getpid());
+  const std::string dir = lora_sim_test::SimWorkDir();
   std::vector<void*> args = {dy.data()};
   if (has_adapter) args.push_back(x.data());
   if (has_w) args.push_back(c.nf4 ? static_cast<void*>(wq.data()) : w.data());
@@ -160,17 +154,7 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
     args.push_back(workspace.data());
     if (c.dropout > 0) args.push_back(&key);
   }
-  auto launch = [&](const std::string& entry, int64_t gx, int64_t gy, int64_t gz, int64_t block,
-                    int64_t shared) {
-    lora_sim_test::SimKernel k;
-    ASSERT_EQ(k.Compile(src->code, entry, dir), "");
-    ASSERT_EQ(k.Launch({unsigned(gx), unsigned(gy), unsigned(gz)}, {unsigned(block), 1, 1},
-                       size_t(shared), args),
-              "")
-        << entry;
-  };
-  launch(src->entry, src->grid, src->gridY, src->gridZ, src->block, src->shared);
-  for (const auto& s : src->next) launch(s.entry, s.grid, s.gridY, s.gridZ, s.block, s.shared);
+  lora_sim_test::RunAll(*src, args);
 
   auto compare = [](const char* what, auto&& get_cpu, auto&& get_sim, size_t n, double bound) {
     double scale = 1e-12, err = 0;
@@ -194,29 +178,10 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
 }
 
 TEST_P(LinearBwdSim, CompilesWithoutSpills) {
-  auto nvrtc = lorart::cuda::Nvrtc::Get();
-  if (!nvrtc.ok()) GTEST_SKIP() << nvrtc.status().ToString();
   std::string why;
   auto src = mlir::lora::cuda::emitLinearBwd(Template(GetParam()), &why);
   ASSERT_TRUE(src.has_value()) << why;
-  std::vector<std::string> entries;
-  entries.push_back(src->entry);
-  for (const auto& s : src->next) entries.push_back(s.entry);
-  std::vector<std::string> opts = lorart::cuda::DefaultNvrtcOptions();
-  opts.push_back("--ptxas-options=-v");
-  for (const char* arch : {"sm_80", "sm_90a"}) {
-    std::string cubin, log;
-    lorart::Status st = (*nvrtc)->CompileToCubin(src->code, src->entry, arch, opts, &cubin, &log);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    for (const std::string& e : entries) {
-      lorart::cuda::KernelResources r;
-      st = lorart::cuda::ParsePtxasReport(log, e, &r);
-      ASSERT_TRUE(st.ok()) << st.ToString();
-      EXPECT_EQ(r.spill_store_bytes + r.spill_load_bytes + r.stack_bytes, 0)
-          << e << " " << arch << ": " << r.registers << " registers, " << r.stack_bytes
-          << " bytes stack, " << r.spill_store_bytes << " bytes spill stores";
-    }
-  }
+  lora_sim_test::ExpectNoSpills(*src);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -14,6 +14,7 @@
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/nvrtc.h"
 #include "sim_runner.h"
+#include "sim_test_util.h"
 
 namespace {
 
@@ -61,13 +62,7 @@ TEST_P(LmHeadSim, ForwardMatchesTheCpuBackend) {
   float loss_cpu = NAN, loss_sim = NAN;
   int64_t count_cpu = -1, count_sim = -1;
 
-  auto view = [](void* p, DType d, std::vector<int64_t> shape) {
-    TensorView t;
-    t.data = p;
-    t.dtype = d;
-    t.shape = std::move(shape);
-    return t;
-  };
+  const auto view = &lora_sim_test::View;
   std::vector<TensorView> in = {view(x.data(), DType::BF16, {c.tokens, c.hidden}),
                                 view(w.data(), DType::BF16, {c.vocab, c.hidden}),
                                 view(targets, c.targets64 ? DType::I64 : DType::I32, {c.tokens}),
@@ -84,8 +79,7 @@ TEST_P(LmHeadSim, ForwardMatchesTheCpuBackend) {
   lorart::Status st = fn(lorart::cpu::KernelContext(), p, in, out);
   ASSERT_TRUE(st.ok()) << st.ToString();
 
-  const char* work = std::getenv("LORA_SIM_WORK");
-  std::string dir = work ? work : ::testing::TempDir() + "lora_cuda_sim_" + std::to_string(getpid());
+  const std::string dir = lora_sim_test::SimWorkDir();
   std::vector<uint8_t> workspace(static_cast<size_t>(src->workspace) + 16, 0xcd);
   std::vector<void*> args = {x.data(), w.data(), targets, mask.data(), &loss_sim, &count_sim,
                              workspace.data()};
@@ -125,13 +119,7 @@ TEST_P(LmHeadSim, InputGradientMatchesTheCpuBackend) {
   void* targets = c.targets64 ? static_cast<void*>(t64.data()) : t32.data();
   float dloss = 0.37f;
   std::vector<uint16_t> dx_cpu(x.size()), dx_sim(x.size(), 0x7fc0);
-  auto view = [](void* p, DType d, std::vector<int64_t> shape) {
-    TensorView t;
-    t.data = p;
-    t.dtype = d;
-    t.shape = std::move(shape);
-    return t;
-  };
+  const auto view = &lora_sim_test::View;
   std::vector<TensorView> in = {view(x.data(), DType::BF16, {c.tokens, c.hidden}),
                                 view(w.data(), DType::BF16, {c.vocab, c.hidden}),
                                 view(targets, c.targets64 ? DType::I64 : DType::I32, {c.tokens}),
@@ -149,59 +137,25 @@ TEST_P(LmHeadSim, InputGradientMatchesTheCpuBackend) {
       fn(lorart::cpu::KernelContext(), p, in, {view(dx_cpu.data(), DType::BF16, {c.tokens, c.hidden})});
   ASSERT_TRUE(st.ok()) << st.ToString();
 
-  const char* work = std::getenv("LORA_SIM_WORK");
-  std::string dir = work ? work : ::testing::TempDir() + "lora_cuda_sim_" + std::to_string(getpid());
+  const std::string dir = lora_sim_test::SimWorkDir();
   std::vector<uint8_t> workspace(static_cast<size_t>(src->workspace) + 16, 0xcd);
   std::vector<void*> args = {x.data(), w.data(), targets, mask.data(), &dloss, dx_sim.data(),
                              workspace.data()};
-  std::vector<mlir::lora::cuda::Step> steps;
-  steps.push_back({src->entry, src->grid, src->gridY, src->gridZ, src->block, src->shared});
-  for (const auto& s2 : src->next) steps.push_back(s2);
-  EXPECT_EQ(steps.size(), 1 + 2 * static_cast<size_t>((c.tokens + 63) / 64));
-  for (const auto& s2 : steps) {
-    lora_sim_test::SimKernel k;
-    ASSERT_EQ(k.Compile(src->code, s2.entry, dir), "");
-    ASSERT_EQ(k.Launch({unsigned(s2.grid), unsigned(s2.gridY), 1}, {unsigned(s2.block), 1, 1},
-                       size_t(s2.shared), args),
-              "")
-        << s2.entry;
-  }
-  double scale = 1e-12, err = 0;
-  for (size_t i = 0; i < dx_cpu.size(); ++i) {
-    double want = lorart::cpu::Bf16ToFloat(dx_cpu[i]), got = lorart::cpu::Bf16ToFloat(dx_sim[i]);
-    scale = std::max(scale, std::fabs(want));
-    err = std::max(err, std::isfinite(got) ? std::fabs(got - want) : 1e30);
-  }
-  EXPECT_LE(err / scale, 1e-2);
+  EXPECT_EQ(lora_sim_test::Launches(*src).size(), 1 + 2 * static_cast<size_t>((c.tokens + 63) / 64));
+  lora_sim_test::RunAll(*src, args);
+  EXPECT_LE(lora_sim_test::Bf16Error(dx_cpu, dx_sim), 1e-2);
 }
 
 TEST_P(LmHeadSim, CompilesWithoutSpills) {
-  auto nvrtc = lorart::cuda::Nvrtc::Get();
-  if (!nvrtc.ok()) GTEST_SKIP() << nvrtc.status().ToString();
   std::string why;
   auto l = Template(GetParam());
   l.dxType = "__nv_bfloat16";
-  for (bool backward : {false, true}) {
-    auto src = backward ? mlir::lora::cuda::emitLmHeadCeBwdX(l, 64, &why)
-                        : mlir::lora::cuda::emitLmHeadCeFwd(l, &why);
-    ASSERT_TRUE(src.has_value()) << why;
-    std::vector<std::string> entries;
-    entries.push_back(src->entry);
-    for (const auto& s2 : src->next) entries.push_back(s2.entry);
-    std::vector<std::string> opts = lorart::cuda::DefaultNvrtcOptions();
-    opts.push_back("--ptxas-options=-v");
-    for (const char* arch : {"sm_80", "sm_90a"}) {
-      std::string cubin, log;
-      lorart::Status st = (*nvrtc)->CompileToCubin(src->code, src->entry, arch, opts, &cubin, &log);
-      ASSERT_TRUE(st.ok()) << st.ToString();
-      for (const std::string& e : entries) {
-        lorart::cuda::KernelResources r;
-        st = lorart::cuda::ParsePtxasReport(log, e, &r);
-        ASSERT_TRUE(st.ok()) << st.ToString();
-        EXPECT_EQ(r.spill_store_bytes + r.spill_load_bytes + r.stack_bytes, 0) << e << " " << arch;
-      }
-    }
-  }
+  auto fwd = mlir::lora::cuda::emitLmHeadCeFwd(l, &why);
+  ASSERT_TRUE(fwd.has_value()) << why;
+  lora_sim_test::ExpectNoSpills(*fwd);
+  auto bwd = mlir::lora::cuda::emitLmHeadCeBwdX(l, 64, &why);
+  ASSERT_TRUE(bwd.has_value()) << why;
+  lora_sim_test::ExpectNoSpills(*bwd);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LmHeadSim,
