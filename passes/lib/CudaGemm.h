@@ -105,6 +105,12 @@ struct LinearBwd {
   std::string dyType, xType, dxType, daType, dbType;
 };
 std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why);
+/// The device function `lora_dyw_tile<ROWS, N, K, LDY>(acc, dy, w, m0, k0,
+/// smem)`: one 64x64 tile of dy·W on tensor cores (4 warps), W [N][K] dense
+/// bf16, or staged by `wStage` (the NF4 decoder) when given.
+std::string dyWTileFunction(const std::string &wStage);
+/// The dynamic shared memory lora_dyw_tile needs (double-buffered tiles).
+int64_t dyWTileSharedBytes();
 /// `linear_bwd_w`: dy [m, n], x [m, k] → dw [n, k] = dyᵀ·x on tensor cores.
 std::optional<Source> emitLinearBwdW(int64_t m, int64_t n, int64_t k, const std::string &dyType,
                                      const std::string &xType, const std::string &dwType,

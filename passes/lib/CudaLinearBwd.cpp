@@ -204,11 +204,9 @@ $KEY_LOAD$
 // dx = dy·deq(W) (+ s·drop'(g·A)): 64x64 tiles, 4 warps of 32x32.
 const char *kDx = R"(
 extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_dx($PARAMS$) {
-  constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, LDW = BN + 8;
-  constexpr int WM = 32, WN = 32, WARPS_N = BN / WN, MT = WM / 16, NT = WN / 8, THREADS = 128;
+  constexpr int BM = 64, BN = 64, WM = 32, WN = 32, WARPS_N = BN / WN, MT = WM / 16, NT = WN / 8;
+  constexpr int THREADS = 128;
   LORA_DYNAMIC_SMEM(smem);
-  __nv_bfloat16 (*ys)[BM][LDS] = (__nv_bfloat16 (*)[BM][LDS])smem;                 // dy [2][BM][BK]
-  __nv_bfloat16 (*ws)[BK][LDW] = (__nv_bfloat16 (*)[BK][LDW])(smem + 2 * BM * LDS * 2);  // W [2][BK n][BN k]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp / WARPS_N, wn = warp % WARPS_N, g8 = lane >> 2, t4 = lane & 3;
   const int k0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
@@ -225,12 +223,26 @@ $EPILOGUE$
 }
 )";
 
-const char *kDxMainLoop = R"(
+// acc (+)= dy[m0.., :N]·W[:N, k0..] for one 64x64 output tile of 4 warps
+// (32x32 each): dy rows of stride LDY, ROWS of them valid; W [N][K] read
+// through ldmatrix.trans; tiles double buffered with cp.async ($W_STAGE$
+// stages W: dense by cp.async or NF4 dequantized into shared memory).
+const char *kDyWTile = R"(
+template <int ROWS, int N, int K, int LDY>
+__device__ __forceinline__ void lora_dyw_tile(float (&acc)[2][4][4], const __nv_bfloat16* dy, const void* wv,
+                                              int m0, int k0, unsigned char* smem) {
+  constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, LDW = BN + 8;
+  constexpr int WM = 32, WN = 32, WARPS_N = BN / WN, MT = WM / 16, NT = WN / 8, THREADS = 128;
+  __nv_bfloat16 (*ys)[BM][LDS] = (__nv_bfloat16 (*)[BM][LDS])smem;                 // dy [2][BM][BK]
+  __nv_bfloat16 (*ws)[BK][LDW] = (__nv_bfloat16 (*)[BK][LDW])(smem + 2 * BM * LDS * 2);  // W [2][BK n][BN k]
+  const __nv_bfloat16* w = (const __nv_bfloat16*)wv;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp / WARPS_N, wn = warp % WARPS_N;
   auto stage = [&](int b, int n0) {
     for (int c = tid; c < BM * (BK / 8); c += THREADS) {
       const int r = c / (BK / 8), nc = (c % (BK / 8)) * 8;
-      const bool ok = m0 + r < M && n0 + nc < N;
-      lora_cp16(&ys[b][r][nc], dy + (ok ? (long)(m0 + r) * N + n0 + nc : 0), ok);
+      const bool ok = m0 + r < ROWS && n0 + nc < N;
+      lora_cp16(&ys[b][r][nc], dy + (ok ? (long)(m0 + r) * LDY + n0 + nc : 0), ok);
     }
 $W_STAGE$
     lora_cp_commit();
@@ -262,6 +274,7 @@ $W_STAGE$
     lora_cp_wait_all();
     __syncthreads();
   }
+}
 )";
 
 const char *kDenseWStage = R"(    for (int c = tid; c < BK * (BN / 8); c += THREADS) {
@@ -408,6 +421,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16
 
 } // namespace
 
+int64_t dyWTileSharedBytes() { return 2 * 64 * (32 + 8) * 2 + 2 * 32 * (64 + 8) * 2; }
+
+std::string dyWTileFunction(const std::string &wStage) {
+  return subst(kDyWTile, {{"W_STAGE", wStage.empty() ? std::string(kDenseWStage) : wStage}});
+}
+
 std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
   if (g.dyType != "__nv_bfloat16" || (g.rank > 0 && g.xType != "__nv_bfloat16") ||
       g.dxType != "__nv_bfloat16") {
@@ -473,18 +492,21 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
   v["TABLES"] = tables;
 
   std::string dx = kDx;
-  std::string mainLoop;
-  if (g.hasW)
-    mainLoop = subst(kDxMainLoop, {{"W_STAGE", g.wNf4 ? subst(kNf4WStage, {{"BS", std::to_string(g.blockSize)},
-                                                                            {"ABSMAX", absmax}})
-                                                       : std::string(kDenseWStage)}});
+  std::string tile, mainLoop;
+  if (g.hasW) {
+    tile = dyWTileFunction(g.wNf4 ? subst(kNf4WStage, {{"BS", std::to_string(g.blockSize)},
+                                                        {"ABSMAX", absmax}})
+                                  : std::string());
+    mainLoop = "  lora_dyw_tile<M, N, K, N>(acc, dy, w, m0, k0, smem);";
+  }
   std::string epi = (g.rank ? std::string(kDxEpilogue) : "") + kDxStore;
   dx = subst(dx, {{"MAIN_LOOP", mainLoop}, {"EPILOGUE", epi}});
 
   Source s;
-  s.code = std::string(mmaPrelude()) + subst(kCommon, v) + (g.rank ? subst(kUg, v) : "") + subst(dx, v);
+  s.code = std::string(mmaPrelude()) + subst(kCommon, v) + tile + (g.rank ? subst(kUg, v) : "") +
+           subst(dx, v);
   const int64_t ldsBytes = (32 + 8) * 2;
-  const int64_t dxMain = g.hasW ? 2 * 64 * ldsBytes + 2 * 32 * (64 + 8) * 2 : 0;
+  const int64_t dxMain = g.hasW ? dyWTileSharedBytes() : 0;
   const int64_t dxEpi = g.rank ? (64 * rp + rp * 64) * 4 : 0;
   Step dxStep;
   dxStep.entry = base + "_dx";

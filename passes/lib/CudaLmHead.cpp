@@ -178,66 +178,31 @@ __device__ __forceinline__ void lora_dl(const __nv_bfloat16* x, const __nv_bfloa
   }
 }
 
-__device__ __forceinline__ void lora_dx(const __nv_bfloat16* w, __nv_bfloat16* dx, const void* ws_, int c0) {
-  constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, LDW = BN + 8;
-  constexpr int WM = 32, WN = 32, WARPS_N = BN / WN, MT = WM / 16, NT = WN / 8;
+// dx for the chunk's rows = dlogits (the workspace, row stride VP)·W.
+template <int C0>
+__device__ __forceinline__ void lora_dx(const __nv_bfloat16* w, __nv_bfloat16* dx, const void* ws_) {
+  constexpr int ROWS = T - C0 < C ? T - C0 : C, WM = 32, WN = 32;
   LORA_DYNAMIC_SMEM(smem);
-  __nv_bfloat16 (*ys)[LDS] = (__nv_bfloat16 (*)[LDS])smem;
-  __nv_bfloat16 (*wt)[LDW] = (__nv_bfloat16 (*)[LDW])(smem + BM * LDS * 2);
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int wm = warp / WARPS_N, wn = warp % WARPS_N, g = lane >> 2, t = lane & 3;
-  const int k0 = blockIdx.x * BN, m0 = blockIdx.y * BM;  // m0: row within the chunk
-  const int rows = T - c0 < C ? T - c0 : C;
-  const __nv_bfloat16* dl = (const __nv_bfloat16*)((const float*)ws_ + T);
-  float acc[MT][NT][4];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp / 2, wn = warp % 2;
+  const int g = lane >> 2, t = lane & 3;
+  const int k0 = blockIdx.x * 64, m0 = blockIdx.y * 64;  // m0: row within the chunk
+  float acc[2][4][4];
 #pragma unroll
-  for (int i = 0; i < MT; ++i)
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int j = 0; j < NT; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
-  for (int n0 = 0; n0 < V; n0 += BK) {
-    for (int c = tid; c < BM * (BK / 8); c += 128) {
-      const int r = c / (BK / 8), nc = (c % (BK / 8)) * 8;
-      const bool ok = m0 + r < rows && n0 + nc < V;
-      lora_cp16(&ys[r][nc], dl + (ok ? (long)(m0 + r) * VP + n0 + nc : 0), ok);
-    }
-    for (int c = tid; c < BK * (BN / 8); c += 128) {
-      const int r = c / (BN / 8), kc = (c % (BN / 8)) * 8;
-      const bool ok = n0 + r < V && k0 + kc < D;
-      lora_cp16(&wt[r][kc], w + (ok ? (long)(n0 + r) * D + k0 + kc : 0), ok);
-    }
-    lora_cp_commit();
-    lora_cp_wait_all();
-    __syncthreads();
+  lora_dyw_tile<ROWS, V, D, VP>(acc, (const __nv_bfloat16*)((const float*)ws_ + T), w, m0, k0, smem);
 #pragma unroll
-    for (int kk = 0; kk < BK; kk += 16) {
-      unsigned af[MT][4], bf[NT][2];
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
-      for (int i = 0; i < MT; ++i)
-        lora_ldsm_x4(af[i], &ys[wm * WM + i * 16 + (lane % 8) + ((lane / 8) % 2) * 8][kk + (lane / 16) * 8]);
-#pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        unsigned r4[4];
-        lora_ldsm_x4_trans(r4, &wt[kk + (lane % 8) + ((lane / 8) % 2) * 8][wn * WN + j * 8 + (lane / 16) * 8]);
-        bf[j][0] = r4[0]; bf[j][1] = r4[1]; bf[j + 1][0] = r4[2]; bf[j + 1][1] = r4[3];
-      }
-#pragma unroll
-      for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j) lora_mma_bf16(acc[i][j], af[i], bf[j]);
-    }
-    __syncthreads();
-  }
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int row = m0 + wm * WM + i * 16 + g + (c >= 2 ? 8 : 0);
         const int col = k0 + wn * WN + j * 8 + 2 * t + (c & 1);
-        if (row < rows && col < D) lora_st(dx, (long)(c0 + row) * D + col, acc[i][j][c]);
+        if (row < ROWS && col < D) lora_st(dx, (long)(C0 + row) * D + col, acc[i][j][c]);
       }
 }
 }  // namespace
@@ -326,11 +291,10 @@ std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::st
                std::to_string(i) + "(" + params + ") { lora_dl(x, w, targets, mask, dloss, ws_, " +
                std::to_string(i * c) + "); }\n";
     entries += "extern \"C\" __global__ void __launch_bounds__(128, 1) " + base + "_dx_c" +
-               std::to_string(i) + "(" + params + ") { lora_dx(w, dx, ws_, " +
-               std::to_string(i * c) + "); }\n";
+               std::to_string(i) + "(" + params + ") { lora_dx<" + std::to_string(i * c) + ">(w, dx, ws_); }\n";
   }
   Source s;
-  s.code = std::string(mmaPrelude()) +
+  s.code = std::string(mmaPrelude()) + dyWTileFunction("") +
            subst(std::string(kLogitsTile) + kLmHeadCeBwdX, {{"BASE", base},
                                  {"PARAMS", params},
                                  {"T", std::to_string(l.tokens)},
@@ -349,7 +313,7 @@ std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::st
     const int64_t rows = std::min(c, l.tokens - i * c);
     Step dl{base + "_dl_c" + std::to_string(i), (l.vocab + 63) / 64, (rows + 63) / 64, 1, 128, tiles};
     Step dx{base + "_dx_c" + std::to_string(i), (l.hidden + 63) / 64, (rows + 63) / 64, 1, 128,
-            64 * (32 + 8) * 2 + 32 * (64 + 8) * 2};
+            dyWTileSharedBytes()};
     s.next.push_back(dl);
     s.next.push_back(dx);
   }

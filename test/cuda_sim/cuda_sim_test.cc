@@ -154,6 +154,24 @@ extern "C" __global__ void early(float* x) {
   EXPECT_NE(err.find("exited"), std::string::npos) << err;
 }
 
+TEST(SimSelf, WritingPastDynamicSharedMemoryIsAnError) {
+  REQUIRE_SIM();
+  const char* src = R"(
+extern "C" __global__ void over(float* x) {
+  LORA_DYNAMIC_SMEM(smem);
+  ((float*)smem)[threadIdx.x] = x[threadIdx.x];
+}
+)";
+  SimKernel k;
+  ASSERT_EQ(k.Compile(std::string("#define LORA_DYNAMIC_SMEM(n) unsigned char* n = (unsigned char*)lora_sim::DynamicSmem()\n") + src,
+                      "over", WorkDir()),
+            "");
+  std::vector<float> x(64, 1.f);
+  EXPECT_EQ(k.Launch({1, 1, 1}, {64, 1, 1}, 256, {x.data()}), "");  // exactly 64 floats
+  std::string err = k.Launch({1, 1, 1}, {64, 1, 1}, 128, {x.data()});
+  EXPECT_NE(err.find("wrote past the 128 bytes of dynamic shared memory"), std::string::npos) << err;
+}
+
 TEST(SimSelf, WrongArgumentCountIsAnError) {
   REQUIRE_SIM();
   SimKernel k;

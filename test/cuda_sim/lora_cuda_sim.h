@@ -273,7 +273,16 @@ inline std::string Launch(lora_sim_dim3 grid, lora_sim_dim3 block, size_t dynami
   Machine& m = M();
   m.error.clear();
   m.body = std::move(body);
-  m.dynamic_smem.assign(dynamic_smem + 16, 0xcd);  // uninitialised, as on a GPU
+  // Uninitialised, as on a GPU, followed by a canary: a write past the
+  // launch's dynamic shared memory is reported after each block.
+  constexpr size_t kCanary = 4096;
+  m.dynamic_smem.assign(dynamic_smem + kCanary, 0xcd);
+  std::memset(m.dynamic_smem.data() + dynamic_smem, 0xa5, kCanary);
+  auto canary_intact = [&] {
+    for (size_t i = dynamic_smem; i < dynamic_smem + kCanary; ++i)
+      if (m.dynamic_smem[i] != 0xa5) return false;
+    return true;
+  };
   size_t nthreads = static_cast<size_t>(block.x) * block.y * block.z;
   if (nthreads == 0 || nthreads > 1024) return "block of " + std::to_string(nthreads) + " threads";
   gridDim = grid;
@@ -343,6 +352,10 @@ inline std::string Launch(lora_sim_dim3 grid, lora_sim_dim3 block, size_t dynami
                  "): threads wait at different barriers (a __syncthreads or a warp "
                  "collective in divergent code)";
         }
+        if (!canary_intact())
+          return "block (" + std::to_string(bx) + "," + std::to_string(by) + "," +
+                 std::to_string(bz) + ") wrote past the " + std::to_string(dynamic_smem) +
+                 " bytes of dynamic shared memory of the launch";
       }
   return "";
 }

@@ -48,8 +48,17 @@ const char kFlags[] =
 
 // The simulator header with the CUDA headers it includes, precompiled once
 // per work directory (most of a kernel's compile time otherwise).
+// The work directory's copy of the header is named by a hash of its text,
+// so a changed simulator never meets a stale precompiled copy.
+std::string PchHeader(const std::string& work_dir) {
+  std::ifstream in(LORA_SIM_HEADER_DIR "/lora_cuda_sim.h");
+  std::stringstream text;
+  text << in.rdbuf();
+  return work_dir + "/lora_cuda_sim_" + std::to_string(std::hash<std::string>{}(text.str())) + ".h";
+}
+
 std::string EnsurePch(const std::string& work_dir) {
-  std::string h = work_dir + "/lora_cuda_sim.h";
+  std::string h = PchHeader(work_dir);
   if (Exists(h + ".gch")) return "";
   int rc = 0;
   std::string log = Shell("cp '" LORA_SIM_HEADER_DIR "/lora_cuda_sim.h' '" + h + ".tmp.h' && " +
@@ -66,8 +75,9 @@ std::string SimKernel::Compile(const std::string& source, const std::string& ent
   Shell("mkdir -p '" + work_dir + "'", &rc);
   if (std::string err = EnsurePch(work_dir); !err.empty()) return err;
   // Kernels are cached by entry and source hash: plans share most kernels.
-  std::string base =
-      work_dir + "/" + entry + "_" + std::to_string(std::hash<std::string>{}(source));
+  const std::string header = PchHeader(work_dir);
+  std::string base = work_dir + "/" + entry + "_" +
+                     std::to_string(std::hash<std::string>{}(source + header));
   if (Exists(base + ".so")) return Open(base + ".so");
   {
     std::ofstream f(base + ".cc");
@@ -83,9 +93,9 @@ std::string SimKernel::Compile(const std::string& source, const std::string& ent
       << "                         [&] { lora_sim::Call(&" << entry << ", args); });\n"
       << "  return err.c_str();\n}\n";
   }
-  std::string cmd = std::string(LORA_SIM_CXX) + kFlags + " -shared -include '" + work_dir +
-                    "/lora_cuda_sim.h' '" + base + ".cc' -o '" + base + ".tmp.so' && mv '" +
-                    base + ".tmp.so' '" + base + ".so'";
+  std::string cmd = std::string(LORA_SIM_CXX) + kFlags + " -shared -include '" + header + "' '" +
+                    base + ".cc' -o '" + base + ".tmp.so' && mv '" + base + ".tmp.so' '" + base +
+                    ".so'";
   std::string log = Shell(cmd, &rc);
   if (rc != 0) return "host compile of " + entry + " failed:\n" + log;
   return Open(base + ".so");
