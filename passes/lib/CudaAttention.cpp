@@ -25,113 +25,118 @@ namespace mlir::lora::cuda {
 namespace {
 
 
-const char *kAttentionFwd = R"(
-// Attention forward: B=$B$ T=$T$ H=$H$ KV=$KV$ D=$D$, scale $SCALE$, causal $CAUSAL$, window $WIN$, segments $SEG$.
-extern "C" __global__ void __launch_bounds__(128) $ENTRY$(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v$SEG_PARAM$, $OTYPE$* __restrict__ o) {
-$SEG_LOCAL$  constexpr int T = $T$, H = $H$, KV = $KV$, D = $D$, GROUP = H / KV;
-  constexpr int BQ = 64, BKV = 64, LD = D + 8;
-  constexpr bool CAUSAL = $CAUSAL$, SEG = $SEG$;
-  constexpr int WIN = $WIN$;
-  constexpr float SCALE = $SCALE$;
-  LORA_DYNAMIC_SMEM(smem);
-  __nv_bfloat16 (*qs)[LD] = (__nv_bfloat16 (*)[LD])smem;
-  __nv_bfloat16 (*ks)[LD] = (__nv_bfloat16 (*)[LD])(smem + BQ * LD * 2);
-  __nv_bfloat16 (*vs)[LD] = (__nv_bfloat16 (*)[LD])(smem + (BQ + BKV) * LD * 2);
-  long long* kseg = (long long*)(smem + (BQ + 2 * BKV) * LD * 2);
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int g = lane >> 2, t = lane & 3;
-  const int q0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / GROUP;
-  const long qrow0 = (long)b * T;  // first token of this sequence
-
-  for (int c = tid; c < BQ * (D / 8); c += 128) {
+// Shared by the forward and the backward: the problem's constants, the mask,
+// and the forward sweep (K/V tiles, scores, online softmax, O += P·V).
+const char *kAttentionCommon = R"(
+// Attention: B=$B$ T=$T$ H=$H$ KV=$KV$ D=$D$, scale $SCALE$, causal $CAUSAL$, window $WIN$, segments $SEG$.
+namespace {
+constexpr int T = $T$, H = $H$, KV = $KV$, D = $D$, GROUP = H / KV, BT = $BT$, LD = D + 8;
+constexpr bool CAUSAL = $CAUSAL$, SEG = $SEG$;
+constexpr int WIN = $WIN$;
+constexpr float SCALE = $SCALE$;
+using SegT = $SEGT$;
+__device__ __forceinline__ bool lora_allowed(int q, int key, long long sq, long long sk) {
+  bool ok = q < T && key < T;
+  if (CAUSAL) ok = ok && key <= q;
+  if (WIN > 0) ok = ok && q - key < WIN;
+  if (SEG) ok = ok && sq == sk;
+  return ok;
+}
+// Key tiles [kbeg, kend) inside the causal / sliding-window band of the 64
+// query rows from q0.
+__device__ __forceinline__ void lora_key_band(int q0, int* kbeg, int* kend) {
+  *kend = CAUSAL ? (q0 + 64 < T ? q0 + 64 : T) : T;
+  *kbeg = WIN > 0 ? (q0 - WIN + 1 > 0 ? (q0 - WIN + 1) / BT * BT : 0) : 0;
+}
+// Stages the BT keys from k0 of kv head hk (K, V, segment ids).
+__device__ __forceinline__ void lora_load_kv(const __nv_bfloat16* k, const __nv_bfloat16* v, const SegT* seg,
+                                             __nv_bfloat16 (*ks)[LD], __nv_bfloat16 (*vs)[LD], long long* kseg,
+                                             long tok0, int hk, int k0) {
+  for (int c = threadIdx.x; c < BT * (D / 8); c += 128) {
     const int r = c / (D / 8), d = (c % (D / 8)) * 8;
-    const bool ok = q0 + r < T;
-    lora_cp16(&qs[r][d], q + (ok ? ((qrow0 + q0 + r) * H + h) * D + d : 0), ok);
+    const bool ok = k0 + r < T;
+    const long off = ok ? ((tok0 + k0 + r) * KV + hk) * D + d : 0;
+    lora_cp16(&ks[r][d], k + off, ok);
+    lora_cp16(&vs[r][d], v + off, ok);
   }
   lora_cp_commit();
+  if (SEG)
+    for (int r = threadIdx.x; r < BT; r += 128) kseg[r] = k0 + r < T ? (long long)seg[tok0 + k0 + r] : -2;
   lora_cp_wait_all();
   __syncthreads();
-  unsigned qf[D / 16][4];
+}
+// S = Q·Kᵀ for the staged key tile, scaled and masked (-inf), for this
+// warp's rows row[0], row[1].
+__device__ __forceinline__ void lora_scores(float (*s)[4], const unsigned (*qf)[4], __nv_bfloat16 (*ks)[LD],
+                                            const long long* kseg, int k0, const int* row, const long long* qseg) {
+  const int lane = threadIdx.x & 31, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < BT / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) s[j][c] = 0.f;
 #pragma unroll
   for (int dk = 0; dk < D / 16; ++dk)
-    lora_ldsm_x4(qf[dk], &qs[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dk * 16 + (lane / 16) * 8]);
-
-  const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-  long long qseg[2] = {0, 0};
-  if (SEG)
-    for (int r = 0; r < 2; ++r) qseg[r] = row[r] < T ? (long long)seg[qrow0 + row[r]] : -1;
-  float acc[D / 8][4];
+#pragma unroll
+    for (int j = 0; j < BT / 8; j += 2) {
+      unsigned r4[4];
+      lora_ldsm_x4(r4, &ks[j * 8 + (lane % 8) + (lane / 16) * 8][dk * 16 + ((lane / 8) % 2) * 8]);
+      const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
+      lora_mma_bf16(s[j], qf[dk], b0);
+      lora_mma_bf16(s[j + 1], qf[dk], b1);
+    }
+#pragma unroll
+  for (int j = 0; j < BT / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int r = c >> 1, key = k0 + j * 8 + 2 * t + (c & 1);
+      const bool ok = lora_allowed(row[r], key, qseg[r], SEG && key < T ? kseg[key - k0] : 0);
+      s[j][c] = ok ? s[j][c] * SCALE : -INFINITY;
+    }
+}
+// The forward sweep over the band: running max and lane-partial sum per row,
+// unnormalized O in acc (P rounded to bf16 is the A fragment of P·V).
+__device__ __forceinline__ void lora_attention_sweep(const unsigned (*qf)[4], const __nv_bfloat16* k,
+                                                     const __nv_bfloat16* v, const SegT* seg,
+                                                     __nv_bfloat16 (*ks)[LD], __nv_bfloat16 (*vs)[LD],
+                                                     long long* kseg, long tok0, int hk, int q0, const int* row,
+                                                     const long long* qseg, float (*acc)[4], float* mrow,
+                                                     float* lrow) {
+  const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < D / 8; ++j)
 #pragma unroll
     for (int c = 0; c < 4; ++c) acc[j][c] = 0.f;
-  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
-
-  // Key tiles inside the causal / sliding-window band of this query tile.
-  const int kend = CAUSAL ? (q0 + BQ < T ? q0 + BQ : T) : T;
-  const int kbeg = WIN > 0 ? (q0 - WIN + 1 > 0 ? (q0 - WIN + 1) / BKV * BKV : 0) : 0;
-  for (int k0 = kbeg; k0 < kend; k0 += BKV) {
-    for (int c = tid; c < BKV * (D / 8); c += 128) {
-      const int r = c / (D / 8), d = (c % (D / 8)) * 8;
-      const bool ok = k0 + r < T;
-      const long off = ok ? ((qrow0 + k0 + r) * KV + hk) * D + d : 0;
-      lora_cp16(&ks[r][d], k + off, ok);
-      lora_cp16(&vs[r][d], v + off, ok);
-    }
-    lora_cp_commit();
-    if (SEG)
-      for (int r = tid; r < BKV; r += 128) kseg[r] = k0 + r < T ? (long long)seg[qrow0 + k0 + r] : -2;
-    lora_cp_wait_all();
-    __syncthreads();
-
-    float s[BKV / 8][4];
-#pragma unroll
-    for (int j = 0; j < BKV / 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) s[j][c] = 0.f;
-#pragma unroll
-    for (int dk = 0; dk < D / 16; ++dk)
-#pragma unroll
-      for (int j = 0; j < BKV / 8; j += 2) {
-        unsigned r4[4];
-        lora_ldsm_x4(r4, &ks[j * 8 + (lane % 8) + (lane / 16) * 8][dk * 16 + ((lane / 8) % 2) * 8]);
-        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
-        lora_mma_bf16(s[j], qf[dk], b0);
-        lora_mma_bf16(s[j + 1], qf[dk], b1);
-      }
-    // Scale and mask; the running max per row (a row's 64 keys live in the
-    // 4 lanes of a quad).
+  mrow[0] = mrow[1] = -INFINITY;
+  lrow[0] = lrow[1] = 0.f;
+  int kbeg, kend;
+  lora_key_band(q0, &kbeg, &kend);
+  for (int k0 = kbeg; k0 < kend; k0 += BT) {
+    lora_load_kv(k, v, seg, ks, vs, kseg, tok0, hk, k0);
+    float s[BT / 8][4];
+    lora_scores(s, qf, ks, kseg, k0, row, qseg);
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int j = 0; j < BKV / 8; ++j)
+    for (int j = 0; j < BT / 8; ++j)
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int r = c >> 1, key = k0 + j * 8 + 2 * t + (c & 1);
-        bool ok = key < T && row[r] < T;
-        if (CAUSAL) ok = ok && key <= row[r];
-        if (WIN > 0) ok = ok && row[r] - key < WIN;
-        if (SEG) ok = ok && kseg[key - k0] == qseg[r];
-        s[j][c] = ok ? s[j][c] * SCALE : -INFINITY;
-        mx[r] = fmaxf(mx[r], s[j][c]);
-      }
-    float alpha[2], ref[2];
+      for (int c = 0; c < 4; ++c) mx[c >> 1] = fmaxf(mx[c >> 1], s[j][c]);
+    float ref[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
       const float mnew = fmaxf(mrow[r], mx[r]);
       ref[r] = mnew == -INFINITY ? 0.f : mnew;  // nothing allowed yet: exp(-inf) = 0
-      alpha[r] = __expf(mrow[r] - ref[r]);
+      const float alpha = __expf(mrow[r] - ref[r]);
+      lrow[r] *= alpha;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        acc[j][2 * r] *= alpha;
+        acc[j][2 * r + 1] *= alpha;
+      }
       mrow[r] = mnew;
-      lrow[r] *= alpha[r];
     }
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[j][c] *= alpha[c >> 1];
-    // P = exp(S - m): lane-partial row sums, then O += P·V.
-#pragma unroll
-    for (int kk = 0; kk < BKV / 16; ++kk) {
+    for (int kk = 0; kk < BT / 16; ++kk) {
       unsigned pa[4];
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
@@ -159,6 +164,39 @@ $SEG_LOCAL$  constexpr int T = $T$, H = $H$, KV = $KV$, D = $D$, GROUP = H / KV;
     lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
     lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
   }
+}
+}  // namespace
+)";
+
+const char *kAttentionFwd = R"(
+extern "C" __global__ void __launch_bounds__(128) $ENTRY$(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v$SEG_PARAM$, $OTYPE$* __restrict__ o) {
+$SEG_LOCAL$  constexpr int BQ = 64;
+  LORA_DYNAMIC_SMEM(smem);
+  __nv_bfloat16 (*qs)[LD] = (__nv_bfloat16 (*)[LD])smem;
+  __nv_bfloat16 (*ks)[LD] = (__nv_bfloat16 (*)[LD])(smem + BQ * LD * 2);
+  __nv_bfloat16 (*vs)[LD] = (__nv_bfloat16 (*)[LD])(smem + (BQ + BT) * LD * 2);
+  long long* kseg = (long long*)(smem + (BQ + 2 * BT) * LD * 2);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int q0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / GROUP;
+  const long tok0 = (long)b * T;  // first token of this sequence
+  for (int c = tid; c < BQ * (D / 8); c += 128) {
+    const int r = c / (D / 8), d = (c % (D / 8)) * 8;
+    const bool ok = q0 + r < T;
+    lora_cp16(&qs[r][d], q + (ok ? ((tok0 + q0 + r) * H + h) * D + d : 0), ok);
+  }
+  lora_cp_commit();
+  lora_cp_wait_all();
+  __syncthreads();
+  unsigned qf[D / 16][4];
+#pragma unroll
+  for (int dk = 0; dk < D / 16; ++dk)
+    lora_ldsm_x4(qf[dk], &qs[warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dk * 16 + (lane / 16) * 8]);
+  const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  long long qseg[2] = {0, 0};
+  if (SEG)
+    for (int r = 0; r < 2; ++r) qseg[r] = row[r] < T ? (long long)seg[tok0 + row[r]] : -1;
+  float acc[D / 8][4], mrow[2], lrow[2];
+  lora_attention_sweep(qf, k, v, seg, ks, vs, kseg, tok0, hk, q0, row, qseg, acc, mrow, lrow);
 #pragma unroll
   for (int j = 0; j < D / 8; ++j)
 #pragma unroll
@@ -166,34 +204,20 @@ $SEG_LOCAL$  constexpr int T = $T$, H = $H$, KV = $KV$, D = $D$, GROUP = H / KV;
       const int r = c >> 1;
       if (row[r] >= T) continue;
       const float val = lrow[r] > 0.f ? acc[j][c] / lrow[r] : 0.f;
-      lora_st(o, ((qrow0 + row[r]) * H + h) * D + j * 8 + 2 * t + (c & 1), val);
+      lora_st(o, ((tok0 + row[r]) * H + h) * D + j * 8 + 2 * t + (c & 1), val);
     }
 }
 )";
 
 
 const char *kAttentionBwd = R"(
-// Attention backward: B=$B$ T=$T$ H=$H$ KV=$KV$ D=$D$, scale $SCALE$, causal $CAUSAL$, window $WIN$, segments $SEG$.
-namespace {
-constexpr int T = $T$, H = $H$, KV = $KV$, D = $D$, GROUP = H / KV, BT = $BT$;
-constexpr bool CAUSAL = $CAUSAL$, SEG = $SEG$;
-constexpr int WIN = $WIN$;
-constexpr float SCALE = $SCALE$;
-__device__ __forceinline__ bool lora_allowed(int q, int key, long long sq, long long sk) {
-  bool ok = q < T && key < T;
-  if (CAUSAL) ok = ok && key <= q;
-  if (WIN > 0) ok = ok && q - key < WIN;
-  if (SEG) ok = ok && sq == sk;
-  return ok;
-}
-}  // namespace
 
 // Per query tile: the forward again for each row's logsumexp L (+inf for a
 // row with no allowed key) and D = rowsum(dO ∘ O), both into the workspace,
 // then a second sweep over the key tiles for dQ = scale · Σ dS·K with
 // P = exp(S − L), dP = dO·Vᵀ, dS = P ∘ (dP − D).
 extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$_dq($PARAMS$) {
-$SEG_LOCAL$  constexpr int BQ = 64, BKV = BT, LD = D + 8;
+$SEG_LOCAL$  constexpr int BQ = 64, BKV = BT;
   LORA_DYNAMIC_SMEM(smem);
   __nv_bfloat16 (*qs)[LD] = (__nv_bfloat16 (*)[LD])smem;
   __nv_bfloat16 (*dos)[LD] = (__nv_bfloat16 (*)[LD])(smem + BQ * LD * 2);
@@ -223,110 +247,12 @@ $SEG_LOCAL$  constexpr int BQ = 64, BKV = BT, LD = D + 8;
   long long qseg[2] = {0, 0};
   if (SEG)
     for (int r = 0; r < 2; ++r) qseg[r] = row[r] < T ? (long long)seg[tok0 + row[r]] : -1;
-  const int kend = CAUSAL ? (q0 + BQ < T ? q0 + BQ : T) : T;
-  const int kbeg = WIN > 0 ? (q0 - WIN + 1 > 0 ? (q0 - WIN + 1) / BKV * BKV : 0) : 0;
-
-  auto load_kv = [&](int k0) {
-    for (int c = tid; c < BKV * (D / 8); c += 128) {
-      const int r = c / (D / 8), d = (c % (D / 8)) * 8;
-      const bool ok = k0 + r < T;
-      const long off = ok ? ((tok0 + k0 + r) * KV + hk) * D + d : 0;
-      lora_cp16(&ks[r][d], k + off, ok);
-      lora_cp16(&vs[r][d], v + off, ok);
-    }
-    lora_cp_commit();
-    if (SEG)
-      for (int r = tid; r < BKV; r += 128) kseg[r] = k0 + r < T ? (long long)seg[tok0 + k0 + r] : -2;
-    lora_cp_wait_all();
-    __syncthreads();
-  };
-  // S = Q·Kᵀ for the staged key tile, scaled and masked (-inf).
-  auto scores = [&](float (*s)[4], int k0) {
-#pragma unroll
-    for (int j = 0; j < BKV / 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) s[j][c] = 0.f;
-#pragma unroll
-    for (int dk = 0; dk < D / 16; ++dk)
-#pragma unroll
-      for (int j = 0; j < BKV / 8; j += 2) {
-        unsigned r4[4];
-        lora_ldsm_x4(r4, &ks[j * 8 + (lane % 8) + (lane / 16) * 8][dk * 16 + ((lane / 8) % 2) * 8]);
-        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
-        lora_mma_bf16(s[j], qf[dk], b0);
-        lora_mma_bf16(s[j + 1], qf[dk], b1);
-      }
-#pragma unroll
-    for (int j = 0; j < BKV / 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int r = c >> 1, key = k0 + j * 8 + 2 * t + (c & 1);
-        const bool ok = lora_allowed(row[r], key, qseg[r], SEG && key < T ? kseg[key - k0] : 0);
-        s[j][c] = ok ? s[j][c] * SCALE : -INFINITY;
-      }
-  };
-
   // 1. The forward: running max and sum, O, then L and D.
-  float acc[D / 8][4];
-#pragma unroll
-  for (int j = 0; j < D / 8; ++j)
-#pragma unroll
-    for (int c = 0; c < 4; ++c) acc[j][c] = 0.f;
-  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
-  for (int k0 = kbeg; k0 < kend; k0 += BKV) {
-    load_kv(k0);
-    float s[BKV / 8][4];
-    scores(s, k0);
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < BKV / 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) mx[c >> 1] = fmaxf(mx[c >> 1], s[j][c]);
-    float ref[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float mnew = fmaxf(mrow[r], mx[r]);
-      ref[r] = mnew == -INFINITY ? 0.f : mnew;
-      const float alpha = __expf(mrow[r] - ref[r]);
-      lrow[r] *= alpha;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        acc[j][2 * r] *= alpha;
-        acc[j][2 * r + 1] *= alpha;
-      }
-      mrow[r] = mnew;
-    }
-#pragma unroll
-    for (int kk = 0; kk < BKV / 16; ++kk) {
-      unsigned pa[4];
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        float* sj = s[2 * kk + half];
-        const float p0 = __expf(sj[0] - ref[0]), p1 = __expf(sj[1] - ref[0]);
-        const float p2 = __expf(sj[2] - ref[1]), p3 = __expf(sj[3] - ref[1]);
-        lrow[0] += p0 + p1;
-        lrow[1] += p2 + p3;
-        pa[2 * half] = lora_pack_bf16(p0, p1);
-        pa[2 * half + 1] = lora_pack_bf16(p2, p3);
-      }
-#pragma unroll
-      for (int dn = 0; dn < D / 8; dn += 2) {
-        unsigned r4[4];
-        lora_ldsm_x4_trans(r4, &vs[kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8][dn * 8 + (lane / 16) * 8]);
-        const unsigned b0[2] = {r4[0], r4[1]}, b1[2] = {r4[2], r4[3]};
-        lora_mma_bf16(acc[dn], pa, b0);
-        lora_mma_bf16(acc[dn + 1], pa, b1);
-      }
-    }
-    __syncthreads();
-  }
+  float acc[D / 8][4], mrow[2], lrow[2];
+  lora_attention_sweep(qf, k, v, seg, ks, vs, kseg, tok0, hk, q0, row, qseg, acc, mrow, lrow);
   float lse[2], dd[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
     float part = 0.f;
     const int rl = warp * 16 + g + 8 * r;
 #pragma unroll
@@ -351,10 +277,12 @@ $SEG_LOCAL$  constexpr int BQ = 64, BKV = BT, LD = D + 8;
   for (int j = 0; j < D / 8; ++j)
 #pragma unroll
     for (int c = 0; c < 4; ++c) acc[j][c] = 0.f;
+  int kbeg, kend;
+  lora_key_band(q0, &kbeg, &kend);
   for (int k0 = kbeg; k0 < kend; k0 += BKV) {
-    load_kv(k0);
+    lora_load_kv(k, v, seg, ks, vs, kseg, tok0, hk, k0);
     float s[BKV / 8][4], dp[BKV / 8][4];
-    scores(s, k0);
+    lora_scores(s, qf, ks, kseg, k0, row, qseg);
 #pragma unroll
     for (int j = 0; j < BKV / 8; ++j)
 #pragma unroll
@@ -412,7 +340,7 @@ $SEG_LOCAL$  constexpr int BQ = 64, BKV = BT, LD = D + 8;
 // group's query heads and the query tiles in the band, in a fixed order
 // (no atomics). Rows of the block are keys: Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ.
 extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$_dkdv($PARAMS$) {
-$SEG_LOCAL$  constexpr int BK = 64, BQ = BT, LD = D + 8;
+$SEG_LOCAL$  constexpr int BK = 64, BQ = BT;
   LORA_DYNAMIC_SMEM(smem);
   __nv_bfloat16 (*ks)[LD] = (__nv_bfloat16 (*)[LD])smem;
   __nv_bfloat16 (*vs)[LD] = (__nv_bfloat16 (*)[LD])(smem + BK * LD * 2);
@@ -574,12 +502,14 @@ std::optional<Source> emitAttentionFwd(const AttentionFwd &a, std::string *why) 
       {"WIN", std::to_string(a.slidingWindow)},
       {"SEG", a.segType.empty() ? "false" : "true"},
       {"SEG_PARAM", a.segType.empty() ? "" : ", const " + a.segType + "* __restrict__ seg"},
+      {"SEGT", a.segType.empty() ? "int" : a.segType},
+      {"BT", "64"},
       // Without segment ids the SEG = false branches never read `seg`, but
       // the name must exist.
       {"SEG_LOCAL", a.segType.empty() ? "  const int* seg = nullptr;\n" : ""},
       {"OTYPE", a.oType},
   };
-  std::string code = subst(kAttentionFwd, v);
+  std::string code = subst(std::string(kAttentionCommon) + kAttentionFwd, v);
   s.code = std::string(mmaPrelude()) + code;
   s.grid = (a.seq + 63) / 64;
   s.gridY = a.heads;
@@ -638,8 +568,9 @@ std::optional<Source> emitAttentionBwd(const AttentionFwd &a, std::string *why) 
       {"WIN", std::to_string(a.slidingWindow)},
       {"SEG", a.segType.empty() ? "false" : "true"},
       {"SEG_LOCAL", a.segType.empty() ? "  const int* seg = nullptr;\n" : ""},
+      {"SEGT", a.segType.empty() ? "int" : a.segType},
   };
-  s.code = std::string(mmaPrelude()) + subst(kAttentionBwd, v);
+  s.code = std::string(mmaPrelude()) + subst(std::string(kAttentionCommon) + kAttentionBwd, v);
   const int64_t ld = (a.headDim + 8) * 2;
   s.entry = base + "_dq";
   s.grid = (a.seq + 63) / 64;
