@@ -53,8 +53,8 @@ func.func @train_step(%x: tensor<2x8x64xbf16>, %q: !lora.nf4<64x64, block_size =
 // CHECK-LABEL: func.func @attention
 // CHECK: lora.attention {{.*}}cuda_block = array<i64: 128, 1, 1>, cuda_entry = "lora_attention_fwd_t8_h4_kv2_d16_causal_seg", cuda_grid = array<i64: 1, 4, 2>
 // CHECK-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
-// CHECK-SAME: (const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v, const int* __restrict__ seg, __nv_bfloat16* __restrict__ o)
 // CHECK-SAME: constexpr float SCALE = 2.500000000e-01f;
+// CHECK-SAME: (const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v, const int* __restrict__ seg, __nv_bfloat16* __restrict__ o)
 func.func @attention(%q: tensor<2x8x64xbf16>, %kv: tensor<2x8x32xbf16>, %seg: tensor<2x8xi32>) -> tensor<2x8x64xbf16> {
   %o = lora.attention %q, %kv, %kv segments %seg {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : (tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>, tensor<2x8xi32>) -> tensor<2x8x64xbf16>
   return %o : tensor<2x8x64xbf16>
