@@ -256,20 +256,9 @@ $W_STAGE$
     if (nt + 1 < NTILES) stage(b ^ 1, (nt + 1) * BK);
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 16) {
-      unsigned af[MT][4], bf[NT][2];
-#pragma unroll
-      for (int i = 0; i < MT; ++i)
-        lora_ldsm_x4(af[i], &ys[b][wm * WM + i * 16 + (lane % 8) + ((lane / 8) % 2) * 8][kk + (lane / 16) * 8]);
-#pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        unsigned r4[4];
-        lora_ldsm_x4_trans(r4, &ws[b][kk + (lane % 8) + ((lane / 8) % 2) * 8][wn * WN + j * 8 + (lane / 16) * 8]);
-        bf[j][0] = r4[0]; bf[j][1] = r4[1]; bf[j + 1][0] = r4[2]; bf[j + 1][1] = r4[3];
-      }
-#pragma unroll
-      for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j) lora_mma_bf16(acc[i][j], af[i], bf[j]);
+      unsigned af[MT][4];
+      lora_load_a<MT, LDS, false>(af, &ys[b][0][0], wm * WM, kk);
+      lora_mma_b<MT, NT, LDW, true>(acc, af, &ws[b][0][0], wn * WN, kk);
     }
     lora_cp_wait_all();
     __syncthreads();
@@ -387,20 +376,9 @@ extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < BM; kk += 16) {
-      unsigned af[MT][4], bf[NT][2];
-#pragma unroll
-      for (int i = 0; i < MT; ++i)
-        lora_ldsm_x4_trans(af[i], &ys[kk + (lane % 8) + (lane / 16) * 8][wm * WM + i * 16 + ((lane / 8) % 2) * 8]);
-#pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        unsigned r4[4];
-        lora_ldsm_x4_trans(r4, &xs[kk + (lane % 8) + ((lane / 8) % 2) * 8][wn * WN + j * 8 + (lane / 16) * 8]);
-        bf[j][0] = r4[0]; bf[j][1] = r4[1]; bf[j + 1][0] = r4[2]; bf[j + 1][1] = r4[3];
-      }
-#pragma unroll
-      for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j) lora_mma_bf16(acc[i][j], af[i], bf[j]);
+      unsigned af[MT][4];
+      lora_load_a<MT, LDA, true>(af, &ys[0][0], wm * WM, kk);
+      lora_mma_b<MT, NT, LDB, true>(acc, af, &xs[0][0], wn * WN, kk);
     }
     __syncthreads();
   }

@@ -49,6 +49,25 @@ std::string cudaType(Type t) {
   return "float";
 }
 
+/// The CUDA type of an index tensor's elements (ids, positions, segment
+/// ids, targets): i64 or i32.
+std::string indexType(Value v) {
+  return cast<RankedTensorType>(v.getType()).getElementType().isInteger(64) ? "long long" : "int";
+}
+
+/// The frozen weight of a GEMM template: NF4 with its layout, or dense in
+/// `dense` (the activations' CUDA type). False for any other dense type.
+bool gemmWeight(Value w, const std::string &dense, bool *nf4, int64_t *blockSize,
+                int64_t *doubleQuantBlock) {
+  if (auto t = dyn_cast<NF4Type>(w.getType())) {
+    *nf4 = true;
+    *blockSize = t.getBlockSize();
+    *doubleQuantBlock = t.getDoubleQuantBlock();
+    return true;
+  }
+  return cudaType(w.getType()) == dense;
+}
+
 std::string suffix(Type t) {
   Type e = cast<RankedTensorType>(t).getElementType();
   return e.isBF16() ? "bf16" : e.isF16() ? "f16" : "f32";
@@ -99,13 +118,8 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     g.yType = ty(op->getResult(0));
     if (g.bias)
       g.biasType = ty(op->getOperand(2));
-    if (auto nf4 = dyn_cast<NF4Type>(w.getType())) {
-      g.wNf4 = true;
-      g.blockSize = nf4.getBlockSize();
-      g.doubleQuantBlock = nf4.getDoubleQuantBlock();
-    } else if (ty(w) != g.xType) {
+    if (!gemmWeight(w, g.xType, &g.wNf4, &g.blockSize, &g.doubleQuantBlock))
       return std::nullopt;
-    }
     if (auto rank = k.getAs<IntegerAttr>("rank"); rank && rank.getInt() > 0) {
       g.rank = rank.getInt();
       g.scaling = k.getAs<FloatAttr>("scaling").getValueAsDouble();
@@ -152,9 +166,7 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     // One row per sequence: y[b, :] = x[b, index[b], :] (indices checked on
     // the host).
     int64_t batch = n("batch"), seq = n("seq"), hidden = n("hidden");
-    std::string it = cast<RankedTensorType>(o.getIndex().getType()).getElementType().isInteger(64)
-                         ? "long long"
-                         : "int";
+    std::string it = indexType(o.getIndex());
     return elementwise(kind, {ty(o.getX()), it}, {ty(o.getResult())}, batch * hidden,
                        llvm::formatv("  const long b = i / {0}, d = i % {0};\n"
                                      "  const long row = (long)in1[b];\n"
@@ -164,33 +176,21 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
                        suffix(o.getX().getType()) + "_s" + std::to_string(seq) + "_h" +
                            std::to_string(hidden));
   }
-  if (auto o = dyn_cast<LMHeadCrossEntropyOp>(op)) {
+  if (isa<LMHeadCrossEntropyOp, LMHeadCrossEntropyGradOp>(op)) {
+    // The chunked LM-head loss and its input gradient (CudaLmHead.cpp);
+    // operands x, weight, targets, mask (, dloss).
+    bool bwd = isa<LMHeadCrossEntropyGradOp>(op);  // lm_head_ce_bwd_x
     cuda::LmHeadCe l;
     l.tokens = n("tokens");
     l.hidden = n("hidden");
     l.vocab = n("vocab");
-    l.xType = ty(o.getX());
-    l.wType = ty(o.getWeight());
-    l.targetType = cast<RankedTensorType>(o.getTargets().getType()).getElementType().isInteger(64)
-                       ? "long long"
-                       : "int";
+    l.xType = ty(op->getOperand(0));
+    l.wType = ty(op->getOperand(1));
+    l.targetType = indexType(op->getOperand(2));
     std::string why;
-    return cuda::emitLmHeadCeFwd(l, &why);
-  }
-  if (auto o = dyn_cast<LMHeadCrossEntropyGradOp>(op)) {
-    if (k.getAs<StringAttr>("kind").getValue() != "lm_head_ce_bwd_x")
-      return std::nullopt;
-    cuda::LmHeadCe l;
-    l.tokens = n("tokens");
-    l.hidden = n("hidden");
-    l.vocab = n("vocab");
-    l.xType = ty(o.getX());
-    l.wType = ty(o.getWeight());
+    if (!bwd)
+      return cuda::emitLmHeadCeFwd(l, &why);
     l.dxType = ty(op->getResult(0));
-    l.targetType = cast<RankedTensorType>(o.getTargets().getType()).getElementType().isInteger(64)
-                       ? "long long"
-                       : "int";
-    std::string why;
     return cuda::emitLmHeadCeBwdX(l, n("chunk_size"), &why);
   }
   if (isa<LinearGradXOp, AdapterGradOp, FusedLinearGradOp>(op)) {
@@ -222,15 +222,8 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     g.dyType = ty(dy);
     g.dxType = ty(op->getResult(0));
     g.hasW = static_cast<bool>(w);
-    if (w) {
-      if (auto nf4 = dyn_cast<NF4Type>(w.getType())) {
-        g.wNf4 = true;
-        g.blockSize = nf4.getBlockSize();
-        g.doubleQuantBlock = nf4.getDoubleQuantBlock();
-      } else if (ty(w) != "__nv_bfloat16") {
-        return std::nullopt;
-      }
-    }
+    if (w && !gemmWeight(w, "__nv_bfloat16", &g.wNf4, &g.blockSize, &g.doubleQuantBlock))
+      return std::nullopt;
     std::string why;
     return cuda::emitLinearBwd(g, &why);
   }
@@ -250,9 +243,7 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     Value seg = bwd ? cast<AttentionGradOp>(op).getSegmentIds()
                     : cast<AttentionOp>(op).getSegmentIds();
     if (seg)
-      a.segType = cast<RankedTensorType>(seg.getType()).getElementType().isInteger(64)
-                      ? "long long"
-                      : "int";
+      a.segType = indexType(seg);
     a.qType = ty(op->getOperand(bwd ? 1 : 0));
     a.oType = ty(op->getResult(0));
     for (Value v : op->getOperands())
@@ -271,9 +262,7 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     // stores the row once — the CPU's order and rounding, no atomics, no
     // scratch. O(vocab · tokens / 32) warp steps for the scan.
     int64_t tokens = n("tokens"), hidden = n("hidden"), vocab = n("vocab");
-    std::string it = cast<RankedTensorType>(o.getIds().getType()).getElementType().isInteger(64)
-                         ? "long long"
-                         : "int";
+    std::string it = indexType(o.getIds());
     Source s;
     s.entry = llvm::formatv("lora_embedding_bwd_{0}_v{1}_h{2}_n{3}", suffix(o.getDtable().getType()),
                             vocab, hidden, tokens).str();
@@ -456,11 +445,7 @@ extern "C" __global__ void __launch_bounds__({0}) {1}_dx({2}) {{
       freqs += buf;
     }
     std::string t = ty(x);
-    std::string pt = cast<RankedTensorType>(op->getOperand(1).getType())
-                             .getElementType()
-                             .isInteger(64)
-                         ? "long long"
-                         : "int";
+    std::string pt = indexType(op->getOperand(1));
     Source s;
     s.entry = llvm::formatv("lora_rope_{0}_{1}_f{2}_h{3}_n{4}", bwd ? "bwd" : "fwd",
                             suffix(x.getType()), features, hd, batch * seq)
@@ -487,11 +472,7 @@ extern "C" __global__ void __launch_bounds__({2}) {3}(const {4}* __restrict__ x,
   }
   if (auto o = dyn_cast<EmbeddingOp>(op)) {
     int64_t tokens = n("tokens"), hidden = n("hidden"), vocab = n("vocab");
-    std::string it = cast<RankedTensorType>(o.getIds().getType())
-                             .getElementType()
-                             .isInteger(64)
-                         ? "long long"
-                         : "int";
+    std::string it = indexType(o.getIds());
     return elementwise(kind, {ty(o.getTable()), it}, {ty(o.getResult())}, tokens * hidden,
                        llvm::formatv("  const long t = i / {0}, d = i % {0};\n"
                                      "  const long id = (long)in1[t];\n"
@@ -505,11 +486,7 @@ extern "C" __global__ void __launch_bounds__({2}) {3}(const {4}* __restrict__ x,
   }
   if (auto o = dyn_cast<SegmentBoundaryMaskOp>(op)) {
     int64_t seq = n("seq");
-    std::string it = cast<RankedTensorType>(o.getSegmentIds().getType())
-                             .getElementType()
-                             .isInteger(64)
-                         ? "long long"
-                         : "int";
+    std::string it = indexType(o.getSegmentIds());
     return elementwise(kind, {"unsigned char", it}, {"unsigned char"}, n("batch") * seq,
                        llvm::formatv("  const long t = i % {0};\n"
                                      "  out0[i] = in0[i] && t + 1 < {0} && in1[i + 1] == in1[i];",
