@@ -101,6 +101,13 @@ Status SizeParam(const KernelParams& p, const char* key, int64_t* out) {
   return OkStatus();
 }
 
+// The product sizes m, n, k of the matmul kinds (each positive).
+Status MatmulSizes(const KernelParams& p, int64_t* m, int64_t* n, int64_t* k) {
+  LORA_RETURN_IF_ERROR(SizeParam(p, "m", m));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "n", n));
+  return SizeParam(p, "k", k);
+}
+
 Status ExpectFloatN(const KernelParams& p, const TensorView& t, int64_t n, const char* what) {
   LORA_RETURN_IF_ERROR(ExpectFloat(p, t, what));
   LORA_RETURN_IF_ERROR(ExpectElements(p, t, n, what));
@@ -627,9 +634,7 @@ Status CheckLossOperands(const KernelParams& p, const TensorView& targets, const
 Status LinearFwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
                  const std::vector<TensorView>& out) {
   int64_t m, n, k;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "m", &m));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "n", &n));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "k", &k));
+  LORA_RETURN_IF_ERROR(MatmulSizes(p, &m, &n, &k));
   const int64_t has_bias = p.IntOr("bias", 0);
   if (has_bias != 0 && has_bias != 1)
     return InvalidArgumentError(StrFormat("kernel '%s': parameter 'bias' must be 0 or 1, got %lld",
@@ -647,9 +652,7 @@ Status LinearFwd(const KernelContext& ctx, const KernelParams& p, const std::vec
 Status FusedLinearFwd(const KernelContext& ctx, const KernelParams& p,
                       const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   int64_t m, n, k;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "m", &m));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "n", &n));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "k", &k));
+  LORA_RETURN_IF_ERROR(MatmulSizes(p, &m, &n, &k));
   const int64_t has_bias = p.IntOr("bias", 0);
   if (has_bias != 0 && has_bias != 1)
     return InvalidArgumentError(StrFormat("kernel '%s': parameter 'bias' must be 0 or 1, got %lld",
@@ -674,9 +677,7 @@ Status FusedLinearFwd(const KernelContext& ctx, const KernelParams& p,
 Status LoraFwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
                const std::vector<TensorView>& out) {
   int64_t m, n, k;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "m", &m));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "n", &n));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "k", &k));
+  LORA_RETURN_IF_ERROR(MatmulSizes(p, &m, &n, &k));
   Adapter ad;
   LORA_RETURN_IF_ERROR(ReadAdapter(p, true, &ad));
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 1));
@@ -690,9 +691,7 @@ Status LoraFwd(const KernelContext& ctx, const KernelParams& p, const std::vecto
 Status LinearBwdX(const KernelContext& ctx, const KernelParams& p,
                   const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   int64_t m, n, k;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "m", &m));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "n", &n));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "k", &k));
+  LORA_RETURN_IF_ERROR(MatmulSizes(p, &m, &n, &k));
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], m * n, "dy"));
   Weight w;
@@ -704,9 +703,7 @@ Status LinearBwdX(const KernelContext& ctx, const KernelParams& p,
 Status LinearBwdW(const KernelContext& ctx, const KernelParams& p,
                   const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   int64_t m, n, k;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "m", &m));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "n", &n));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "k", &k));
+  LORA_RETURN_IF_ERROR(MatmulSizes(p, &m, &n, &k));
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], m * n, "dy"));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[1], m * k, "x"));
@@ -753,47 +750,40 @@ Status ExpectAdapterBackward(const KernelParams& p, const TensorView& a, const T
   return OkStatus();
 }
 
-Status LoraBwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
-               const std::vector<TensorView>& out) {
+// lora_bwd ([dy, x, a, b]) and fused_linear_bwd ([dy, x, w, a, b]) ->
+// [dx, da, db].
+Status AdapterBwdKernel(const KernelContext& ctx, const KernelParams& p,
+                        const std::vector<TensorView>& in, const std::vector<TensorView>& out,
+                        bool with_weight) {
   int64_t m, n, k;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "m", &m));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "n", &n));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "k", &k));
+  LORA_RETURN_IF_ERROR(MatmulSizes(p, &m, &n, &k));
   Adapter ad;
   LORA_RETURN_IF_ERROR(ReadAdapter(p, true, &ad));
-  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 4, out, 3));
-  const int64_t r = ad.rank;
+  const size_t ia = with_weight ? 3 : 2;
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, ia + 2, out, 3));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], m * n, "dy"));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[1], m * k, "x"));
-  LORA_RETURN_IF_ERROR(ExpectAdapterBackward(p, in[2], in[3], out, m, n, k, r));
-  return AdapterBackward(ctx, in[0], in[1], nullptr, in[2], in[3], ad, out[0], out[1], out[2], m, n,
-                         k);
+  Weight w;
+  if (with_weight) LORA_RETURN_IF_ERROR(BindWeight(p, in[2], n, k, &w));
+  LORA_RETURN_IF_ERROR(ExpectAdapterBackward(p, in[ia], in[ia + 1], out, m, n, k, ad.rank));
+  return AdapterBackward(ctx, in[0], in[1], with_weight ? &w : nullptr, in[ia], in[ia + 1], ad,
+                         out[0], out[1], out[2], m, n, k);
+}
+
+Status LoraBwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
+               const std::vector<TensorView>& out) {
+  return AdapterBwdKernel(ctx, p, in, out, false);
 }
 
 Status FusedLinearBwd(const KernelContext& ctx, const KernelParams& p,
                       const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
-  int64_t m, n, k;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "m", &m));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "n", &n));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "k", &k));
-  Adapter ad;
-  LORA_RETURN_IF_ERROR(ReadAdapter(p, true, &ad));
-  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 5, out, 3));
-  const int64_t r = ad.rank;
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], m * n, "dy"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[1], m * k, "x"));
-  Weight w;
-  LORA_RETURN_IF_ERROR(BindWeight(p, in[2], n, k, &w));
-  LORA_RETURN_IF_ERROR(ExpectAdapterBackward(p, in[3], in[4], out, m, n, k, r));
-  return AdapterBackward(ctx, in[0], in[1], &w, in[3], in[4], ad, out[0], out[1], out[2], m, n, k);
+  return AdapterBwdKernel(ctx, p, in, out, true);
 }
 
 Status LmHeadFwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
                  const std::vector<TensorView>& out) {
   int64_t m, n, k;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "m", &m));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "n", &n));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "k", &k));
+  LORA_RETURN_IF_ERROR(MatmulSizes(p, &m, &n, &k));
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], m * k, "x"));
   Weight w;
