@@ -26,11 +26,19 @@ class SimKernel {
                      size_t shared_bytes, const std::vector<void*>& args) const;
 
  private:
-  std::string Open(const std::string& so);
+  std::string Open(const std::string& so, const std::string& entry);
   void* handle_ = nullptr;
   using LaunchFn = const char* (*)(const unsigned*, const unsigned*, size_t, void**, size_t);
   LaunchFn launch_ = nullptr;
 };
+
+// Builds `source` with the host compiler into a shared object (cached in
+// `work_dir` by source and entries) exporting, for each entry E,
+// `size_t lora_sim_arity_E()` and `const char* lora_sim_launch_E(grid, block,
+// dynamic_smem, void** argument_values, count)` ("" or the simulator's
+// error). Returns "" or the error; *so_path receives the object.
+std::string BuildSimObject(const std::string& source, const std::vector<std::string>& entries,
+                           const std::string& work_dir, std::string* so_path);
 
 // Whether the host compiler and the CUDA headers the kernels include are
 // present ("" when they are, else why not).

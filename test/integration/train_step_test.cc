@@ -22,6 +22,13 @@
 namespace lorart {
 namespace {
 
+// The session's state tensors (host copies).
+std::vector<Session::StateTensor> StateOf(const Session& s) {
+  StatusOr<std::vector<Session::StateTensor>> st = s.State();
+  EXPECT_TRUE(st.ok()) << st.status().ToString();
+  return st.ok() ? *st : std::vector<Session::StateTensor>{};
+}
+
 std::string Plan(const std::string& name) {
   return std::string(LORAC_TEST_PLAN_DIR) + "/" + name + ".bin";
 }
@@ -40,7 +47,9 @@ const std::string& ModelDir() {
 
 std::unique_ptr<Session> Open(const std::string& plan) {
   std::unique_ptr<Session> s;
-  Status st = Session::Open(Plan(plan), SessionOptions{2}, &s);
+  SessionOptions so;
+  so.num_threads = 2;
+  Status st = Session::Open(Plan(plan), so, &s);
   EXPECT_TRUE(st.ok()) << st.ToString();
   if (!st.ok()) return nullptr;
   st = s->BindWeights(ModelDir());
@@ -49,7 +58,7 @@ std::unique_ptr<Session> Open(const std::string& plan) {
   EXPECT_TRUE(st.ok()) << st.ToString();
   // lora_B starts at zero, which makes every lora_A gradient zero: give the
   // adapters random values (by name, so every plan gets the same ones).
-  for (const Session::StateTensor& t : s->State()) {
+  for (const Session::StateTensor& t : StateOf(*s)) {
     if (t.name.find(".lora_") == std::string::npos || t.name.rfind("grad/", 0) == 0 ||
         t.name.rfind("adam_", 0) == 0)
       continue;
@@ -134,7 +143,7 @@ double TrainLoss(Session& s, const Batch& b) {
 }
 
 std::vector<float> Floats(const Session& s, const std::string& name) {
-  for (const Session::StateTensor& t : s.State())
+  for (const Session::StateTensor& t : StateOf(s))
     if (t.name == name) {
       const float* p = reinterpret_cast<const float*>(t.data);
       return std::vector<float>(p, p + t.bytes / 4);
@@ -145,7 +154,7 @@ std::vector<float> Floats(const Session& s, const std::string& name) {
 
 std::vector<std::string> TrainableNames(const Session& s) {
   std::vector<std::string> names;
-  for (const Session::StateTensor& t : s.State())
+  for (const Session::StateTensor& t : StateOf(s))
     if (t.name.rfind("grad/", 0) == 0) names.push_back(t.name.substr(5));
   return names;
 }

@@ -8,6 +8,7 @@
 
 struct lorart_session {
   std::unique_ptr<lorart::Session> session;
+  mutable std::string device;  // lorart_device's text
 };
 
 namespace {
@@ -63,12 +64,24 @@ extern "C" {
 const char* lorart_last_error(void) { return last_error.c_str(); }
 
 lorart_session* lorart_open(const char* plan_path, int num_threads) {
-  if (!plan_path) {
-    last_error = "lorart_open: plan_path is NULL";
+  return lorart_open_device(plan_path, num_threads, "cpu", nullptr);
+}
+
+lorart_session* lorart_open_device(const char* plan_path, int num_threads, const char* device,
+                                   const char* kernel_cache) {
+  if (!plan_path || !device) {
+    last_error = "lorart_open: plan_path or device is NULL";
     return nullptr;
   }
   lorart::SessionOptions o;
   o.num_threads = num_threads;
+  lorart::StatusOr<lorart::DeviceKind> kind = lorart::ParseDevice(device);
+  if (!kind.ok()) {
+    Fail(kind.status());
+    return nullptr;
+  }
+  o.device = *kind;
+  if (kernel_cache) o.kernel_cache = kernel_cache;
   std::unique_ptr<lorart::Session> s;
   lorart::Status st = lorart::Session::Open(plan_path, o, &s);
   if (!st.ok()) {
@@ -76,10 +89,16 @@ lorart_session* lorart_open(const char* plan_path, int num_threads) {
     return nullptr;
   }
   last_error.clear();
-  return new lorart_session{std::move(s)};
+  return new lorart_session{std::move(s), {}};
 }
 
 void lorart_close(lorart_session* session) { delete session; }
+
+const char* lorart_device(const lorart_session* s) {
+  if (!s) return "";
+  s->device = s->session->DeviceDescription();
+  return s->device.c_str();
+}
 
 int lorart_bind_weights(lorart_session* s, const char* model_dir, uint64_t seed) {
   if (!s || !model_dir) return Fail(lorart::InvalidArgumentError("lorart_bind_weights: NULL argument"));

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "lorart/base/status.h"
+#include "lorart/exec/session.h"
 
 namespace lorart {
 namespace cli {
@@ -20,6 +21,15 @@ namespace cli {
 struct Command {
   CLI::App* app = nullptr;
   std::function<Status()> run;
+};
+
+// --device and --kernel-cache, shared by the commands that run a plan.
+struct DeviceFlags {
+  std::string device = "auto", kernel_cache;
+  void Add(CLI::App* app);
+  // Fills so.device and so.kernel_cache: "cuda" must find a GPU (one clear
+  // line when it cannot); "auto" takes the GPU when the plan can run there.
+  Status Apply(SessionOptions* so) const;
 };
 
 using AddCommandFn = Command (*)(CLI::App& root, std::ostream& out);

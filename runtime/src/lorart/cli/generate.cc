@@ -105,6 +105,7 @@ Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
     double temperature = 0;
     uint64_t seed = 0;
     int threads = 0;
+    DeviceFlags device;
   };
   auto o = std::make_shared<Options>();
   Command c;
@@ -123,11 +124,13 @@ Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
   c.app->add_option("--seed", o->seed, "Sampling seed");
   c.app->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
   c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
+  o->device.Add(c.app);
   c.run = [o, &out]() -> Status {
     if (o->prompt.empty() == o->prompts.empty())
       return InvalidArgumentError("give exactly one of --prompt and --prompts");
     SessionOptions so;
     so.num_threads = o->threads;
+    LORA_RETURN_IF_ERROR(o->device.Apply(&so));
     std::unique_ptr<Session> s;
     LORA_RETURN_IF_ERROR(Session::Open(o->plan, so, &s));
     if (!s->plan().FindProgram("logits_step"))

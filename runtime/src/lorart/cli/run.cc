@@ -19,34 +19,13 @@ namespace cli {
 
 namespace {
 
-// The device: the CPU backend runs every plan today; the CUDA backend's
-// executor is not written yet (its kernels' sources compile: lorart
-// check-kernels).
-Status CheckDevice(const std::string& device, std::ostream& out) {
-  if (device == "cpu") return OkStatus();
-  Status gpu = cuda::CudaDeviceAvailable();
-  if (device == "cuda") {
-    if (!gpu.ok()) return UnavailableError("--device cuda: " + gpu.message());
-    return UnavailableError("--device cuda: the CUDA executor is not available yet "
-                            "(use --device cpu or auto)");
-  }
-  if (device == "auto") {
-    out << "device: cpu (" << (gpu.ok() ? "the CUDA executor is not available yet" : gpu.message())
-        << ")\n";
-    return OkStatus();
-  }
-  return InvalidArgumentError("--device must be cpu, cuda or auto, got '" + device + "'");
-}
-
 struct Loaded {
   std::unique_ptr<Session> session;
   std::unique_ptr<data::Tokenizer> tokenizer;
 };
 
-Status OpenAndBind(const std::string& plan, const std::string& base, int threads,
+Status OpenAndBind(const std::string& plan, const std::string& base, const SessionOptions& so,
                    uint64_t seed, const std::string& init_adapter, Loaded* out) {
-  SessionOptions so;
-  so.num_threads = threads;
   LORA_RETURN_IF_ERROR(Session::Open(plan, so, &out->session));
   LORA_RETURN_IF_ERROR(out->session->BindWeights(base), "while binding weights from %s",
                        base.c_str());
@@ -85,10 +64,27 @@ Status CheckVocabulary(const Plan& plan, const data::Tokenizer& tok, const data:
 
 }  // namespace
 
+void DeviceFlags::Add(CLI::App* app) {
+  app->add_option("--device", device, "cpu, cuda or auto (default auto: the GPU when there is one)");
+  app->add_option("--kernel-cache", kernel_cache,
+                  "Compiled CUDA kernels (default: $XDG_CACHE_HOME/lorac)");
+}
+
+Status DeviceFlags::Apply(SessionOptions* so) const {
+  LORA_ASSIGN_OR_RETURN(so->device, ParseDevice(device));
+  so->kernel_cache = kernel_cache;
+  if (so->device == DeviceKind::kCuda) {
+    Status gpu = cuda::CudaDeviceAvailable();
+    if (!gpu.ok()) return UnavailableError("--device cuda: " + gpu.message());
+  }
+  return OkStatus();
+}
+
 Command AddRunCommand(CLI::App& root, std::ostream& out) {
   struct Options {
     std::string plan, data, eval, base, output = "lora-out", resume, init_adapter;
-    std::string chat_template = "llama2", device = "auto", schedule;
+    std::string chat_template = "llama2", schedule;
+    DeviceFlags device;
     int64_t steps = 0, grad_accum = 0, warmup = -1, eval_every = 0, patience = 0, save_every = 0;
     int64_t max_skipped = 10;
     double epochs = 1, lr = 0, min_lr = -1, spike = 5.0;
@@ -124,12 +120,15 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   a->add_option("--spike-factor", o->spike, "Skip a step whose loss exceeds this x the mean");
   a->add_option("--max-skipped", o->max_skipped, "Stop after this many skipped steps");
   a->add_option("--threads", o->threads, "CPU threads (0: all)");
-  a->add_option("--device", o->device, "cpu, cuda or auto");
+  o->device.Add(a);
   a->add_flag("--no-progress", o->no_progress, "Plain log lines instead of a progress bar");
   c.run = [o, &out]() -> Status {
-    LORA_RETURN_IF_ERROR(CheckDevice(o->device, out));
+    SessionOptions so;
+    so.num_threads = o->threads;
+    LORA_RETURN_IF_ERROR(o->device.Apply(&so));
     Loaded l;
-    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, o->threads, o->seed, o->init_adapter, &l));
+    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l));
+    out << "device: " << l.session->DeviceDescription() << "\n";
     const Plan& plan = l.session->plan();
     LORA_ASSIGN_OR_RETURN(data::DataOptions train_opts,
                           DataOptionsFor(plan, o->chat_template, o->seed, true));
@@ -185,6 +184,7 @@ Command AddEvalCommand(CLI::App& root, std::ostream& out) {
   struct Options {
     std::string plan, data, base, adapter, chat_template = "llama2";
     int threads = 0;
+    DeviceFlags device;
   };
   auto o = std::make_shared<Options>();
   Command c;
@@ -196,11 +196,17 @@ Command AddEvalCommand(CLI::App& root, std::ostream& out) {
   c.app->add_option("--adapter", o->adapter, "PEFT adapter directory (default: none)");
   c.app->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
   c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
+  o->device.Add(c.app);
   // Written on the C API (lorart.h), as other frameworks would use it.
   c.run = [o, &out]() -> Status {
+    SessionOptions so;
+    LORA_RETURN_IF_ERROR(o->device.Apply(&so));  // the one-line error without a GPU
     std::unique_ptr<lorart_session, void (*)(lorart_session*)> session(
-        lorart_open(o->plan.c_str(), o->threads), lorart_close);
+        lorart_open_device(o->plan.c_str(), o->threads, o->device.device.c_str(),
+                           o->device.kernel_cache.c_str()),
+        lorart_close);
     if (!session) return InvalidArgumentError(lorart_last_error());
+    out << "device: " << lorart_device(session.get()) << "\n";
     // lora_B starts at zero: without --adapter the model is the base model.
     if (lorart_bind_weights(session.get(), o->base.c_str(), 0) != 0)
       return InvalidArgumentError(lorart_last_error());

@@ -59,9 +59,10 @@ StatusOr<const Nvrtc*> Nvrtc::Get() {
   static Nvrtc instance;
   static Status status = [] {
     std::string tried;
-    void* lib = OpenFirst({"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so",
-                           "/usr/local/cuda/lib64/libnvrtc.so"},
-                          &tried);
+    std::vector<std::string> names = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so",
+                                      "/usr/local/cuda/lib64/libnvrtc.so"};
+    if (const char* env = std::getenv("LORART_NVRTC"); env && *env) names = {env};
+    void* lib = OpenFirst(names, &tried);
     if (!lib) return UnavailableError("NVRTC is not installed (tried " + tried + ")");
     static Api api;
     bool ok = Resolve(lib, "nvrtcVersion", &api.version) &&
@@ -200,19 +201,6 @@ Status CompileCached(const Nvrtc& nvrtc, const std::string& cache_dir, const std
   }
   // A cache that cannot be written costs a recompile next time, nothing more.
   (void)WriteFileAtomically(path, *cubin);
-  return OkStatus();
-}
-
-Status CudaDeviceAvailable() {
-  std::string tried;
-  void* lib = OpenFirst({"libcuda.so.1", "libcuda.so"}, &tried);
-  if (!lib) return UnavailableError("no CUDA driver: libcuda.so.1 could not be loaded");
-  int (*init)(unsigned) = nullptr;
-  int (*count)(int*) = nullptr;
-  if (!Resolve(lib, "cuInit", &init) || !Resolve(lib, "cuDeviceGetCount", &count))
-    return UnavailableError("the CUDA driver lacks cuInit/cuDeviceGetCount");
-  int n = 0;
-  if (init(0) != 0 || count(&n) != 0 || n == 0) return UnavailableError("no CUDA device");
   return OkStatus();
 }
 

@@ -13,7 +13,8 @@
 
 namespace lorart::cuda {
 
-// The NVRTC library (libnvrtc.so), loaded once. Unavailable, with the paths
+// The NVRTC library (libnvrtc.so, or the library $LORART_NVRTC names), loaded
+// once. Unavailable, with the paths
 // tried, when it is not installed.
 class Nvrtc {
  public:
@@ -56,11 +57,6 @@ std::string KernelCacheDir(const std::string& dir);
 Status CompileCached(const Nvrtc& nvrtc, const std::string& cache_dir, const std::string& source,
                      const std::string& name, const std::string& arch,
                      const std::vector<std::string>& options, std::string* cubin, bool* hit);
-
-// Whether a CUDA driver with at least one device is present: OK, or
-// Unavailable with one line saying why ("no CUDA driver: libcuda.so.1 could
-// not be loaded", "no CUDA device").
-Status CudaDeviceAvailable();
 
 }  // namespace lorart::cuda
 

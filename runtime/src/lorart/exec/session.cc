@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lorart/cuda/nvrtc.h"
 #include "lorart/io/mapped_file.h"
 #include "lorart/io/safetensors.h"
 #include "lorart/io/safetensors_write.h"
@@ -99,13 +100,33 @@ Status Session::Prepare(const SessionOptions& options) {
   ctx_.num_threads = options.num_threads > 0
                          ? options.num_threads
                          : std::max(1u, std::thread::hardware_concurrency());
-  uint64_t alignment = std::max<uint64_t>(64, plan_.arena().alignment());
-  uint64_t size = (plan_.arena().size() + alignment - 1) / alignment * alignment;
-  arena_ = static_cast<uint8_t*>(std::aligned_alloc(alignment, std::max<uint64_t>(size, alignment)));
-  if (!arena_)
-    return UnavailableError(StrFormat("cannot allocate the %llu-byte arena",
-                                      static_cast<unsigned long long>(size)));
-  std::memset(arena_, 0, size);
+  DeviceKind device = options.device;
+  if (device == DeviceKind::kAuto) {
+    Status why = cuda::CudaDeviceAvailable();
+    if (why.ok()) why = cuda::CheckPlanHasCudaKernels(plan_);
+    if (why.ok()) {
+      StatusOr<const cuda::Nvrtc*> nvrtc = cuda::Nvrtc::Get();
+      if (!nvrtc.ok()) why = nvrtc.status();
+    }
+    device = why.ok() ? DeviceKind::kCuda : DeviceKind::kCpu;
+    not_cuda_ = why.message();
+  }
+  if (device == DeviceKind::kCuda) {
+    // The arena lives on the device only.
+    cuda::ExecutorOptions eo;
+    eo.kernel_cache = options.kernel_cache;
+    eo.compile_threads = options.num_threads;
+    LORA_RETURN_IF_ERROR(cuda::Executor::Create(plan_, eo, &cuda_));
+  } else {
+    uint64_t alignment = std::max<uint64_t>(64, plan_.arena().alignment());
+    uint64_t size = (plan_.arena().size() + alignment - 1) / alignment * alignment;
+    arena_ = static_cast<uint8_t*>(
+        std::aligned_alloc(alignment, std::max<uint64_t>(size, alignment)));
+    if (!arena_)
+      return UnavailableError(StrFormat("cannot allocate the %llu-byte arena",
+                                        static_cast<unsigned long long>(size)));
+    std::memset(arena_, 0, size);
+  }
 
   uint32_t n = plan_.num_tensors();
   views_.resize(n);
@@ -120,7 +141,7 @@ Status Session::Prepare(const SessionOptions& options) {
       v.nf4.double_quant_block = t.quant()->double_quant_block();
     }
     if (t.storage() == schema::Storage::Arena) {
-      v.data = arena_ + t.buffer()->offset();
+      v.data = arena_ ? arena_ + t.buffer()->offset() : nullptr;
     } else {
       persistent_[id].assign(plan_.tensor_bytes(id), 0);
       v.data = persistent_[id].data();
@@ -128,6 +149,7 @@ Status Session::Prepare(const SessionOptions& options) {
     }
   }
 
+  if (cuda_) return OkStatus();
   kernels_.resize(plan_.num_kernels());
   for (uint32_t k = 0; k < plan_.num_kernels(); ++k) {
     const schema::Kernel& kernel = plan_.kernel(k);
@@ -138,7 +160,54 @@ Status Session::Prepare(const SessionOptions& options) {
   return OkStatus();
 }
 
+Status Session::BeginHostWrite() {
+  LORA_RETURN_IF_ERROR(SyncHost());
+  device_current_ = false;
+  return OkStatus();
+}
+
+Status Session::SyncDevice() {
+  if (!cuda_ || device_current_) return OkStatus();
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.storage() != schema::Storage::Persistent) continue;
+    if (t.role() == Role::Frozen && frozen_on_device_) continue;
+    LORA_RETURN_IF_ERROR(cuda_->Write(id, persistent_[id].data(), persistent_[id].size()),
+                         "uploading '%s'", t.name() ? t.name()->c_str() : "?");
+  }
+  device_current_ = true;
+  frozen_on_device_ = true;
+  return OkStatus();
+}
+
+Status Session::SyncHost() const {
+  if (!cuda_ || host_current_) return OkStatus();
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.storage() != schema::Storage::Persistent || t.role() == Role::Frozen) continue;
+    LORA_RETURN_IF_ERROR(cuda_->Read(id, persistent_[id].data(), persistent_[id].size()),
+                         "downloading '%s'", t.name() ? t.name()->c_str() : "?");
+  }
+  host_current_ = true;
+  return OkStatus();
+}
+
+std::string Session::DeviceDescription() const {
+  if (cuda_) return "cuda: " + cuda_->description();
+  return StrFormat("cpu (%d threads%s%s)", ctx_.num_threads, not_cuda_.empty() ? "" : "; ",
+                   not_cuda_.c_str());
+}
+
+StatusOr<DeviceKind> ParseDevice(const std::string& name) {
+  if (name == "cpu") return DeviceKind::kCpu;
+  if (name == "cuda") return DeviceKind::kCuda;
+  if (name == "auto") return DeviceKind::kAuto;
+  return InvalidArgumentError("--device must be cpu, cuda or auto, got '" + name + "'");
+}
+
 Status Session::BindWeights(const std::string& model_dir) {
+  LORA_RETURN_IF_ERROR(BeginHostWrite());
+  frozen_on_device_ = false;
   SafetensorsModel model;
   LORA_RETURN_IF_ERROR(OpenSafetensorsModelHeaders(model_dir, &model));
   std::vector<MappedFile> files(model.shards.size());
@@ -180,6 +249,7 @@ Status Session::BindWeights(const std::string& model_dir) {
 }
 
 Status Session::InitTrainable(uint64_t seed) {
+  LORA_RETURN_IF_ERROR(BeginHostWrite());
   // Trainable tensors first, then the state copied from them.
   for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
     const schema::Tensor& t = plan_.tensor(id);
@@ -209,6 +279,7 @@ Status Session::InitTrainable(uint64_t seed) {
 }
 
 Status Session::LoadAdapter(const std::string& dir) {
+  LORA_RETURN_IF_ERROR(BeginHostWrite());
   std::string path = dir + "/adapter_model.safetensors";
   SafetensorsHeader header;
   LORA_RETURN_IF_ERROR(ReadSafetensorsHeader(path, &header));
@@ -247,6 +318,7 @@ Status Session::SaveAdapter(const std::string& dir, const std::string& base_mode
   if (!lora)
     return InvalidArgumentError("this plan trains no adapter (full fine-tuning): there is no "
                                 "adapter to save");
+  LORA_RETURN_IF_ERROR(SyncHost());
   LORA_RETURN_IF_ERROR(MakeDirs(dir));
   std::vector<TensorToWrite> tensors;
   for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
@@ -308,6 +380,7 @@ Status Session::SaveAdapter(const std::string& dir, const std::string& base_mode
 }
 
 Status Session::SaveModel(const std::string& dir, const std::string& base_dir) const {
+  LORA_RETURN_IF_ERROR(SyncHost());
   LORA_RETURN_IF_ERROR(MakeDirs(dir));
   std::vector<TensorToWrite> tensors;
   for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
@@ -369,6 +442,12 @@ Status Session::SetInput(const std::string& program, const std::string& name, co
                                           program.c_str(), name.c_str(),
                                           static_cast<unsigned long long>(plan_.tensor_bytes(id)),
                                           bytes));
+  if (cuda_) {
+    // Persistent inputs keep their host copy current too.
+    if (plan_.tensor(id).storage() == schema::Storage::Persistent)
+      std::memcpy(views_[id].data, data, bytes);
+    return cuda_->Write(id, data, bytes);
+  }
   std::memcpy(views_[id].data, data, bytes);
   return OkStatus();
 }
@@ -382,6 +461,8 @@ Status Session::GetOutput(const std::string& program, const std::string& name, v
                                           program.c_str(), name.c_str(),
                                           static_cast<unsigned long long>(plan_.tensor_bytes(id)),
                                           bytes));
+  if (cuda_ && (plan_.tensor(id).storage() == schema::Storage::Arena || !host_current_))
+    return cuda_->Read(id, data, bytes);
   std::memcpy(data, views_[id].data, bytes);
   return OkStatus();
 }
@@ -394,18 +475,37 @@ StatusOr<double> Session::GetScalar(const std::string& program, const std::strin
   uint32_t id;
   LORA_RETURN_IF_ERROR(FindProgramTensor(program, name, false, &id));
   const TensorView& v = views_[id];
+  if (v.numel() != 1)
+    return InvalidArgumentError(StrFormat("output '%s' is not a scalar", name.c_str()));
+  union {
+    float f;
+    int64_t i64;
+    int32_t i32;
+  } value;
   switch (v.dtype) {
-    case schema::DType::F32: return static_cast<double>(*v.as<const float>());
-    case schema::DType::I64: return static_cast<double>(*v.as<const int64_t>());
-    case schema::DType::I32: return static_cast<double>(*v.as<const int32_t>());
+    case schema::DType::F32:
+    case schema::DType::I64:
+    case schema::DType::I32:
+      LORA_RETURN_IF_ERROR(GetOutput(program, name, &value, plan_.tensor_bytes(id)));
+      break;
     default:
       return InvalidArgumentError(StrFormat("output '%s' is not a scalar", name.c_str()));
+  }
+  switch (v.dtype) {
+    case schema::DType::F32: return static_cast<double>(value.f);
+    case schema::DType::I64: return static_cast<double>(value.i64);
+    default: return static_cast<double>(value.i32);
   }
 }
 
 Status Session::Run(const std::string& program, uint64_t step_seed) {
   const schema::Program* p = plan_.FindProgram(program);
   if (!p) return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
+  if (cuda_) {
+    LORA_RETURN_IF_ERROR(SyncDevice());
+    host_current_ = false;
+    return cuda_->Run(program, step_seed);
+  }
   cpu::KernelContext ctx = ctx_;
   ctx.step_seed = step_seed;
   std::vector<TensorView> in, out;
@@ -427,24 +527,31 @@ Status Session::Run(const std::string& program, uint64_t step_seed) {
   return OkStatus();
 }
 
-void Session::ZeroGradients() {
-  for (uint32_t id = 0; id < plan_.num_tensors(); ++id)
-    if (plan_.tensor(id).role() == Role::Gradient)
-      std::memset(views_[id].data, 0, persistent_[id].size());
+Status Session::ZeroGradients() {
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    if (plan_.tensor(id).role() != Role::Gradient) continue;
+    // On CUDA the device's gradients are zeroed in place; the host copy too,
+    // which leaves it as current as it was.
+    if (cuda_) LORA_RETURN_IF_ERROR(cuda_->Zero(id));
+    std::memset(views_[id].data, 0, persistent_[id].size());
+  }
+  return OkStatus();
 }
 
-std::vector<Session::StateTensor> Session::State() const {
+StatusOr<std::vector<Session::StateTensor>> Session::State() const {
+  LORA_RETURN_IF_ERROR(SyncHost());
   std::vector<StateTensor> out;
   for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
     const schema::Tensor& t = plan_.tensor(id);
     if (t.storage() != schema::Storage::Persistent || t.role() == Role::Frozen) continue;
     out.push_back({t.name()->str(), t.dtype(), views_[id].shape,
-                   const_cast<uint8_t*>(persistent_[id].data()), persistent_[id].size()});
+                   persistent_[id].data(), persistent_[id].size()});
   }
   return out;
 }
 
 Status Session::SetState(const std::string& name, const void* data, uint64_t bytes) {
+  LORA_RETURN_IF_ERROR(BeginHostWrite());
   auto it = persistent_by_name_.find(name);
   if (it == persistent_by_name_.end())
     return NotFoundError(StrFormat("the plan has no state tensor '%s'", name.c_str()));

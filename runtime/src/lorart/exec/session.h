@@ -1,8 +1,17 @@
 // A Session executes a train.bin plan: it owns the plan, the persistent
 // tensors (base weights bound by name from safetensors, quantized to NF4 at
 // load when the plan says so; adapters; optimizer state), one arena of the
-// planned size, and the kernels resolved for the CPU backend. It walks the
+// planned size, and the kernels resolved for its device. It walks the
 // programs' launches in order; it decides nothing about the graph.
+//
+// Devices: on the CPU the kernels of lorart/cpu run on host memory. On CUDA
+// a cuda::Executor holds the arena and a device copy of every persistent
+// tensor and runs the plan's generated kernels; the host keeps its copies of
+// the persistent tensors for binding, initialization, checkpoints and
+// adapters. Host changes (weights, adapters, state) reach the device before
+// the next Run; device results come back to the host when the host reads
+// them (State, SaveAdapter, SaveModel, SyncHost) — frozen weights only go
+// up, once. Program inputs and outputs move directly.
 #ifndef LORART_EXEC_SESSION_H_
 #define LORART_EXEC_SESSION_H_
 
@@ -14,12 +23,22 @@
 
 #include "lorart/base/status.h"
 #include "lorart/cpu/kernel.h"
+#include "lorart/cuda/executor.h"
 #include "lorart/plan/plan.h"
 
 namespace lorart {
 
+// kAuto: CUDA when a driver with a device is present, NVRTC loads and every
+// kernel the plan launches has CUDA source; else the CPU, with the reason in
+// DeviceDescription().
+enum class DeviceKind { kCpu, kCuda, kAuto };
+// "cpu", "cuda" or "auto".
+StatusOr<DeviceKind> ParseDevice(const std::string& name);
+
 struct SessionOptions {
-  int num_threads = 0;  // 0: all hardware threads
+  int num_threads = 0;  // 0: all hardware threads (CPU kernels, CUDA compiles)
+  DeviceKind device = DeviceKind::kCpu;
+  std::string kernel_cache;  // CUDA: compiled-kernel cache ("" = the default)
 };
 
 class Session {
@@ -68,7 +87,7 @@ class Session {
   Status Run(const std::string& program, uint64_t step_seed);
 
   // Sets every Gradient-role tensor to zero (a skipped step).
-  void ZeroGradients();
+  Status ZeroGradients();
 
   // Every non-frozen persistent tensor (trainable, optimizer state,
   // gradients), for checkpoints: name -> (dtype, shape, bytes).
@@ -79,23 +98,40 @@ class Session {
     uint8_t* data;
     uint64_t bytes;
   };
-  std::vector<StateTensor> State() const;
+  // On CUDA the host copies are brought up to date first.
+  StatusOr<std::vector<StateTensor>> State() const;
   // Sets a state tensor by name (sizes must match).
   Status SetState(const std::string& name, const void* data, uint64_t bytes);
 
-  // The view of a persistent tensor by name (null when absent).
+  // The host view of a persistent tensor by name (null when absent). On CUDA
+  // it is current after SyncHost (or State, SaveAdapter, SaveModel).
   const cpu::TensorView* FindPersistent(const std::string& name) const;
+
+  // CUDA: copies the device's trainable, optimizer and gradient tensors to
+  // the host copies if a Run changed them since. A no-op on the CPU.
+  Status SyncHost() const;
+
+  DeviceKind device() const { return cuda_ ? DeviceKind::kCuda : DeviceKind::kCpu; }
+  // One line: "cpu (2 threads)", with why not CUDA when it was chosen
+  // automatically, or "cuda: " and the CUDA executor's description.
+  std::string DeviceDescription() const;
 
  private:
   Session() = default;
   Status Prepare(const SessionOptions& options);
   Status FindProgramTensor(const std::string& program, const std::string& name, bool input,
                            uint32_t* id) const;
+  // CUDA: uploads host changes of persistent tensors before a Run.
+  Status SyncDevice();
+  // Before a host-side change of persistent tensors: the host copies must be
+  // current; afterwards the device's are not.
+  Status BeginHostWrite();
 
   Plan plan_;
   std::vector<cpu::TensorView> views_;            // per tensor id
-  std::vector<std::vector<uint8_t>> persistent_;  // per tensor id (empty for arena)
-  uint8_t* arena_ = nullptr;
+  // Per tensor id (empty for arena). Mutable: SyncHost refreshes it.
+  mutable std::vector<std::vector<uint8_t>> persistent_;
+  uint8_t* arena_ = nullptr;  // the host arena (CPU only)
   struct Prepared {
     cpu::KernelFn fn = nullptr;
     cpu::KernelParams params;
@@ -103,6 +139,12 @@ class Session {
   std::vector<Prepared> kernels_;
   cpu::KernelContext ctx_;
   std::map<std::string, uint32_t> persistent_by_name_;
+
+  std::unique_ptr<cuda::Executor> cuda_;
+  std::string not_cuda_;              // kAuto chose the CPU: why
+  bool device_current_ = false;       // the device's persistent tensors equal the host's
+  bool frozen_on_device_ = false;     // frozen weights uploaded since they last changed
+  mutable bool host_current_ = true;  // the host's persistent tensors equal the device's
 };
 
 }  // namespace lorart

@@ -131,7 +131,8 @@ Status Trainer::WriteCheckpointFiles(int64_t step, const std::string& tmp,
   LORA_RETURN_IF_ERROR(RemoveTree(tmp));
   LORA_RETURN_IF_ERROR(MakeDir(tmp));
   std::vector<TensorToWrite> tensors;
-  for (const Session::StateTensor& t : session_->State())
+  LORA_ASSIGN_OR_RETURN(std::vector<Session::StateTensor> state_tensors, session_->State());
+  for (const Session::StateTensor& t : state_tensors)
     tensors.push_back({t.name, ToFileDType(t.dtype), t.shape, t.data});
   LORA_RETURN_IF_ERROR(WriteSafetensors(tmp + "/state.safetensors", tensors));
   Json state = {{"step", step},
@@ -171,7 +172,8 @@ Status Trainer::LoadCheckpoint(const std::string& dir) {
   LORA_RETURN_IF_ERROR(ReadSafetensorsHeader(path, &header));
   MappedFile file;
   LORA_RETURN_IF_ERROR(file.Open(path));
-  for (const Session::StateTensor& t : session_->State()) {
+  LORA_ASSIGN_OR_RETURN(std::vector<Session::StateTensor> state_tensors, session_->State());
+  for (const Session::StateTensor& t : state_tensors) {
     const TensorInfo* info = header.Find(t.name);
     if (!info)
       return NotFoundError(StrFormat("%s: no tensor '%s': the checkpoint belongs to another plan",
@@ -251,7 +253,7 @@ Status Trainer::Run(TrainResult* result) {
     bool spike = loss_count_ >= 10 && loss > o_.spike_factor * loss_mean_;
     if (count <= 0 || !std::isfinite(loss) || spike) {
       // Skipped: the accumulated gradients are dropped, nothing is updated.
-      session_->ZeroGradients();
+      LORA_RETURN_IF_ERROR(session_->ZeroGradients());
       ++skipped_;
       char line[200];
       snprintf(line, sizeof line, "{\"step\": %lld, \"skipped\": true, \"loss\": %s}",

@@ -1,0 +1,385 @@
+// liblorart_cuda_sim_driver.so: the CUDA driver API and NVRTC entry points
+// lorart loads, implemented on the CPU simulator (lora_cuda_sim.h), so that
+// the runtime's CUDA executor — the very code that runs on a GPU: device
+// allocation, uploads, module loading, argument binding, launches with
+// workspaces, cuda_next steps and dropout keys — runs in CI without a GPU.
+// Test-only. Point the runtime at it with
+//   LORART_CUDA_DRIVER=.../liblorart_cuda_sim_driver.so
+//   LORART_NVRTC=.../liblorart_cuda_sim_driver.so
+//
+// "NVRTC" compiles a kernel's source with the host compiler into a shared
+// object (lora_sim_launch_<entry> per __global__ function) whose bytes stand
+// in for the CUBIN; "cuModuleLoadData" writes them to a file and dlopens it.
+// Device memory is host memory; every kernel argument and copy must lie in
+// an allocation (a wrong offset in the executor's binding is an error, as it
+// would be a fault on a GPU). A launch above 48 KiB of dynamic shared memory
+// without cuFuncSetAttribute fails as on a GPU. A kernel the simulator
+// reports (deadlock, a shuffle of an exited lane, a shared-memory overrun)
+// makes the next cuCtxSynchronize return CUDA_ERROR_LAUNCH_FAILED, with the
+// simulator's message on stderr.
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "sim_runner.h"
+
+#define SIM_API extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+constexpr int kSuccess = 0, kInvalidValue = 1, kNotInitialized = 3, kNotFound = 500,
+              kInvalidImage = 200, kLaunchFailed = 719, kOutOfMemory = 2;
+constexpr size_t kDeviceMemory = size_t{8} << 30;
+constexpr int kMaxSharedOptin = 166912;  // an A100's opt-in limit per block
+constexpr size_t kDefaultShared = 48 * 1024;
+
+std::string WorkDir() {
+  const char* w = std::getenv("LORA_SIM_WORK");
+  return w && *w ? w : "/tmp/lorart-cuda-sim";
+}
+
+struct State {
+  std::mutex mu;
+  bool initialized = false;
+  std::map<uintptr_t, size_t> allocations;  // base -> bytes
+  size_t allocated = 0;
+  int sticky = kSuccess;
+};
+State& S() {
+  static State s;
+  return s;
+}
+
+// Whether [p, p + bytes) lies inside one allocation.
+bool InAllocation(uintptr_t p, size_t bytes) {
+  auto& a = S().allocations;
+  auto it = a.upper_bound(p);
+  if (it == a.begin()) return false;
+  --it;
+  return p >= it->first && p + bytes <= it->first + it->second;
+}
+
+struct SimFunction {
+  std::string entry;
+  size_t (*arity)() = nullptr;
+  const char* (*launch)(const unsigned*, const unsigned*, size_t, void**, size_t) = nullptr;
+  int max_dynamic_shared = kDefaultShared;
+};
+struct SimModule {
+  void* handle = nullptr;
+  std::string path;
+  std::vector<SimFunction*> functions;
+};
+
+// The __global__ functions of a source: `__global__ void [__launch_bounds__(...)] NAME(`.
+std::vector<std::string> GlobalEntries(const std::string& src) {
+  std::vector<std::string> out;
+  for (size_t at = src.find("__global__"); at != std::string::npos;
+       at = src.find("__global__", at + 1)) {
+    size_t p = src.find("void", at);
+    if (p == std::string::npos) break;
+    p += 4;
+    auto skip_space = [&] {
+      while (p < src.size() && std::isspace(static_cast<unsigned char>(src[p]))) ++p;
+    };
+    skip_space();
+    if (src.compare(p, 17, "__launch_bounds__") == 0) {
+      p = src.find(')', p);
+      if (p == std::string::npos) break;
+      ++p;
+      skip_space();
+    }
+    size_t b = p;
+    while (p < src.size() && (std::isalnum(static_cast<unsigned char>(src[p])) || src[p] == '_'))
+      ++p;
+    if (p > b) out.push_back(src.substr(b, p - b));
+  }
+  return out;
+}
+
+struct Program {
+  std::string source, name, log, object;
+};
+
+// An ELF shared object's size from its header (cuModuleLoadData gets no size).
+size_t ElfSize(const unsigned char* p) {
+  if (std::memcmp(p, "\x7f" "ELF", 4) != 0 || p[4] != 2) return 0;
+  uint64_t shoff, phoff;
+  uint16_t phentsize, phnum, shentsize, shnum;
+  std::memcpy(&phoff, p + 0x20, 8);
+  std::memcpy(&shoff, p + 0x28, 8);
+  std::memcpy(&phentsize, p + 0x36, 2);
+  std::memcpy(&phnum, p + 0x38, 2);
+  std::memcpy(&shentsize, p + 0x3a, 2);
+  std::memcpy(&shnum, p + 0x3c, 2);
+  return std::max<size_t>(shoff + size_t{shentsize} * shnum, phoff + size_t{phentsize} * phnum);
+}
+
+}  // namespace
+
+// ---- NVRTC ----------------------------------------------------------------
+
+SIM_API int nvrtcVersion(int* major, int* minor) {
+  // Not a real NVRTC version: the kernel cache keys on it, so simulator
+  // objects never meet real CUBINs.
+  *major = 0;
+  *minor = 1;
+  return 0;
+}
+
+SIM_API int nvrtcCreateProgram(void** prog, const char* src, const char* name, int, const char* const*,
+                               const char* const*) {
+  auto* p = new Program;
+  p->source = src;
+  p->name = name ? name : "kernel.cu";
+  *prog = p;
+  return 0;
+}
+
+SIM_API int nvrtcCompileProgram(void* prog, int, const char* const*) {
+  auto* p = static_cast<Program*>(prog);
+  std::string so;
+  std::string err = lora_sim_test::BuildSimObject(p->source, GlobalEntries(p->source), WorkDir(), &so);
+  if (!err.empty()) {
+    p->log = err;
+    return 6;  // NVRTC_ERROR_COMPILATION
+  }
+  std::ifstream in(so, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  p->object = ss.str();
+  return p->object.empty() ? 6 : 0;
+}
+
+SIM_API int nvrtcGetProgramLogSize(void* prog, size_t* n) {
+  *n = static_cast<Program*>(prog)->log.size() + 1;
+  return 0;
+}
+SIM_API int nvrtcGetProgramLog(void* prog, char* out) {
+  const std::string& l = static_cast<Program*>(prog)->log;
+  std::memcpy(out, l.c_str(), l.size() + 1);
+  return 0;
+}
+SIM_API int nvrtcGetCUBINSize(void* prog, size_t* n) {
+  *n = static_cast<Program*>(prog)->object.size();
+  return 0;
+}
+SIM_API int nvrtcGetCUBIN(void* prog, char* out) {
+  const std::string& o = static_cast<Program*>(prog)->object;
+  std::memcpy(out, o.data(), o.size());
+  return 0;
+}
+SIM_API int nvrtcDestroyProgram(void** prog) {
+  delete static_cast<Program*>(*prog);
+  *prog = nullptr;
+  return 0;
+}
+SIM_API const char* nvrtcGetErrorString(int rc) {
+  return rc == 6 ? "NVRTC_ERROR_COMPILATION" : rc == 0 ? "NVRTC_SUCCESS" : "NVRTC_ERROR";
+}
+
+// ---- The driver -----------------------------------------------------------
+
+SIM_API int cuInit(unsigned) {
+  std::lock_guard<std::mutex> l(S().mu);
+  S().initialized = true;
+  return kSuccess;
+}
+SIM_API int cuDeviceGetCount(int* n) {
+  *n = 1;
+  return S().initialized ? kSuccess : kNotInitialized;
+}
+SIM_API int cuDeviceGet(int* d, int ordinal) {
+  if (ordinal != 0) return kInvalidValue;
+  *d = 0;
+  return kSuccess;
+}
+SIM_API int cuDeviceGetName(char* name, int len, int) {
+  std::snprintf(name, static_cast<size_t>(len), "lorart CUDA simulator");
+  return kSuccess;
+}
+SIM_API int cuDeviceGetAttribute(int* v, int attr, int) {
+  switch (attr) {
+    case 75: *v = 8; return kSuccess;  // compute capability 8.0
+    case 76: *v = 0; return kSuccess;
+    case 97: *v = kMaxSharedOptin; return kSuccess;
+    default: return kInvalidValue;
+  }
+}
+SIM_API int cuDeviceTotalMem_v2(size_t* bytes, int) {
+  *bytes = kDeviceMemory;
+  return kSuccess;
+}
+SIM_API int cuDevicePrimaryCtxRetain(void** ctx, int) {
+  static int context;
+  *ctx = &context;
+  return kSuccess;
+}
+SIM_API int cuDevicePrimaryCtxRelease_v2(int) { return kSuccess; }
+SIM_API int cuCtxSetCurrent(void*) { return kSuccess; }
+SIM_API int cuCtxSynchronize() {
+  std::lock_guard<std::mutex> l(S().mu);
+  return S().sticky;
+}
+
+SIM_API int cuMemAlloc_v2(uint64_t* p, size_t bytes) {
+  std::lock_guard<std::mutex> l(S().mu);
+  if (S().allocated + bytes > kDeviceMemory) return kOutOfMemory;
+  void* m = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  if (!m) return kOutOfMemory;
+  std::memset(m, 0xcd, bytes);  // uninitialised, as on a GPU
+  S().allocations[reinterpret_cast<uintptr_t>(m)] = bytes;
+  S().allocated += bytes;
+  *p = reinterpret_cast<uintptr_t>(m);
+  return kSuccess;
+}
+SIM_API int cuMemFree_v2(uint64_t p) {
+  std::lock_guard<std::mutex> l(S().mu);
+  auto it = S().allocations.find(p);
+  if (it == S().allocations.end()) return kInvalidValue;
+  S().allocated -= it->second;
+  S().allocations.erase(it);
+  std::free(reinterpret_cast<void*>(p));
+  return kSuccess;
+}
+SIM_API int cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
+  std::lock_guard<std::mutex> l(S().mu);
+  *free_bytes = kDeviceMemory - S().allocated;
+  *total = kDeviceMemory;
+  return kSuccess;
+}
+SIM_API int cuMemcpyHtoD_v2(uint64_t dst, const void* src, size_t bytes) {
+  std::lock_guard<std::mutex> l(S().mu);
+  if (!InAllocation(dst, bytes)) return kInvalidValue;
+  std::memcpy(reinterpret_cast<void*>(dst), src, bytes);
+  return S().sticky;
+}
+SIM_API int cuMemcpyDtoH_v2(void* dst, uint64_t src, size_t bytes) {
+  std::lock_guard<std::mutex> l(S().mu);
+  if (!InAllocation(src, bytes)) return kInvalidValue;
+  std::memcpy(dst, reinterpret_cast<const void*>(src), bytes);
+  return S().sticky;
+}
+SIM_API int cuMemsetD8_v2(uint64_t dst, unsigned char v, size_t bytes) {
+  std::lock_guard<std::mutex> l(S().mu);
+  if (!InAllocation(dst, bytes)) return kInvalidValue;
+  std::memset(reinterpret_cast<void*>(dst), v, bytes);
+  return kSuccess;
+}
+
+SIM_API int cuModuleLoadData(void** module, const void* image) {
+  const auto* bytes = static_cast<const unsigned char*>(image);
+  size_t n = ElfSize(bytes);
+  if (n == 0) return kInvalidImage;
+  auto* m = new SimModule;
+  char path[] = "/tmp/lorart-sim-module-XXXXXX";
+  int fd = ::mkstemp(path);
+  if (fd < 0 || ::write(fd, bytes, n) != static_cast<ssize_t>(n)) {
+    if (fd >= 0) ::close(fd);
+    delete m;
+    return kInvalidImage;
+  }
+  ::close(fd);
+  m->path = path;
+  m->handle = dlopen(m->path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  std::remove(m->path.c_str());
+  if (!m->handle) {
+    std::fprintf(stderr, "cuda simulator: cannot load a module: %s\n", dlerror());
+    delete m;
+    return kInvalidImage;
+  }
+  *module = m;
+  return kSuccess;
+}
+SIM_API int cuModuleUnload(void* module) {
+  auto* m = static_cast<SimModule*>(module);
+  for (SimFunction* f : m->functions) delete f;
+  dlclose(m->handle);
+  delete m;
+  return kSuccess;
+}
+SIM_API int cuModuleGetFunction(void** fn, void* module, const char* name) {
+  auto* m = static_cast<SimModule*>(module);
+  auto* f = new SimFunction;
+  f->entry = name;
+  f->arity = reinterpret_cast<size_t (*)()>(dlsym(m->handle, ("lora_sim_arity_" + f->entry).c_str()));
+  f->launch = reinterpret_cast<decltype(f->launch)>(
+      dlsym(m->handle, ("lora_sim_launch_" + f->entry).c_str()));
+  if (!f->arity || !f->launch) {
+    delete f;
+    return kNotFound;
+  }
+  m->functions.push_back(f);
+  *fn = f;
+  return kSuccess;
+}
+SIM_API int cuFuncSetAttribute(void* fn, int attr, int value) {
+  if (attr != 8 || value < 0 || value > kMaxSharedOptin) return kInvalidValue;
+  static_cast<SimFunction*>(fn)->max_dynamic_shared = value;
+  return kSuccess;
+}
+
+SIM_API int cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                           unsigned bz, unsigned smem, void* stream, void** params, void** extra) {
+  auto* f = static_cast<SimFunction*>(fn);
+  if (stream || extra || !params) return kInvalidValue;
+  if (smem > static_cast<unsigned>(f->max_dynamic_shared)) {
+    std::fprintf(stderr, "cuda simulator: %s: %u bytes of dynamic shared memory above the "
+                 "function's limit of %d (cuFuncSetAttribute)\n", f->entry.c_str(), smem,
+                 f->max_dynamic_shared);
+    return kInvalidValue;
+  }
+  size_t n = f->arity();
+  std::vector<void*> args(n);
+  std::lock_guard<std::mutex> l(S().mu);
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(&args[i], params[i], sizeof(void*));
+    if (!InAllocation(reinterpret_cast<uintptr_t>(args[i]), 1)) {
+      std::fprintf(stderr, "cuda simulator: %s: argument %zu (%p) is not device memory\n",
+                   f->entry.c_str(), i, args[i]);
+      return kInvalidValue;
+    }
+  }
+  unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
+  const char* err = f->launch(grid, block, smem, args.data(), n);
+  if (err && *err) {
+    std::fprintf(stderr, "cuda simulator: %s: %s\n", f->entry.c_str(), err);
+    S().sticky = kLaunchFailed;
+  }
+  return kSuccess;
+}
+
+SIM_API int cuGetErrorName(int rc, const char** s) {
+  switch (rc) {
+    case kSuccess: *s = "CUDA_SUCCESS"; break;
+    case kInvalidValue: *s = "CUDA_ERROR_INVALID_VALUE"; break;
+    case kOutOfMemory: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
+    case kNotInitialized: *s = "CUDA_ERROR_NOT_INITIALIZED"; break;
+    case kInvalidImage: *s = "CUDA_ERROR_INVALID_IMAGE"; break;
+    case kNotFound: *s = "CUDA_ERROR_NOT_FOUND"; break;
+    case kLaunchFailed: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
+    default: *s = "CUDA_ERROR_UNKNOWN"; return kInvalidValue;
+  }
+  return kSuccess;
+}
+SIM_API int cuGetErrorString(int rc, const char** s) {
+  switch (rc) {
+    case kLaunchFailed: *s = "unspecified launch failure (the simulator's message is on stderr)"; break;
+    case kInvalidValue: *s = "invalid argument"; break;
+    case kOutOfMemory: *s = "out of memory"; break;
+    default: return cuGetErrorName(rc, s);
+  }
+  return kSuccess;
+}
