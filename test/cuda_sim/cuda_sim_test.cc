@@ -5,9 +5,13 @@
 // SimSelf.*: the simulator's own semantics (barriers, shuffles, the mma and
 // ldmatrix fragment layouts against a plain matrix product, and the errors
 // for divergent barriers and shuffles of exited lanes).
-// SimPlan.*: every kernel with CUDA source in the plan named by
-// $LORA_SIM_PLAN, on fresh random inputs, against the CPU kernel of the same
-// kind (skipped without $LORA_SIM_PLAN; test/cuda_sim/sim_plan_test.sh sets it).
+// SimPlan.*: the backend-ops harness — every kernel with CUDA source in the
+// plan named by $LORA_SIM_PLAN, on fresh random inputs, against the CPU kernel
+// of the same kind (skipped without $LORA_SIM_PLAN; sim_plan_test.sh sets it).
+// Kernels go through the runtime's own CUDA layer (lorart/cuda: NVRTC, the
+// kernel cache, the driver API): on a GPU that is the real driver (ctest's
+// `cuda_backend_ops_gpu`, label gpu), in CI the simulator's driver
+// (sim_driver.cc, by $LORART_CUDA_DRIVER and $LORART_NVRTC).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,6 +24,9 @@
 #include <unistd.h>
 
 #include "lorart/cpu/kernel.h"
+#include "lorart/cuda/driver.h"
+#include "lorart/cuda/executor.h"
+#include "lorart/cuda/nvrtc.h"
 #include "lorart/plan/plan.h"
 #include "lorart/quant/nf4.h"
 #include "sim_runner.h"
@@ -278,10 +285,117 @@ double Tolerance(DType d) {
   return d == DType::F32 ? 2e-5 : 1e-2;
 }
 
+// One kernel's launches on the CUDA device through lorart/cuda, with the
+// kernel ABI of docs/cuda.md: the buffers are uploaded, every entry runs in
+// order, and the outputs come back.
+class DeviceLauncher {
+ public:
+  std::string Open() {
+    lorart::StatusOr<std::unique_ptr<lorart::cuda::Device>> d = lorart::cuda::Device::Open(0);
+    if (!d.ok()) return d.status().ToString();
+    device_ = std::move(*d);
+    lorart::StatusOr<const lorart::cuda::Nvrtc*> n = lorart::cuda::Nvrtc::Get();
+    if (!n.ok()) return n.status().ToString();
+    nvrtc_ = *n;
+    return "";
+  }
+  const lorart::cuda::Device& device() const { return *device_; }
+
+  // `buffers` (input ids then output ids, in launch order) are updated with
+  // the device's results.
+  void Run(const lorart::schema::Kernel& kernel, const std::vector<uint32_t>& ids,
+           std::map<uint32_t, Buffer>& buffers, uint64_t key) {
+    using lorart::cuda::DevicePtr;
+    lorart::cuda::Device& dev = *device_;
+    lorart::cuda::Module module;
+    ASSERT_NO_FATAL_FAILURE(ModuleFor(kernel, &module));
+    std::map<uint32_t, DevicePtr> ptr;
+    auto alloc = [&](const void* data, size_t bytes, DevicePtr* p) {
+      ASSERT_TRUE(dev.Alloc(bytes, p).ok());
+      ASSERT_TRUE(dev.Upload(*p, data, bytes).ok());
+    };
+    for (auto& [id, b] : buffers) ASSERT_NO_FATAL_FAILURE(alloc(b.bytes.data(), b.bytes.size(), &ptr[id]));
+    std::vector<DevicePtr> args;
+    for (uint32_t id : ids) args.push_back(ptr[id]);
+    // The workspace (Kernel.cuda_workspace_bytes), uninitialised as in the arena.
+    DevicePtr workspace = 0, key_ptr = 0;
+    if (kernel.cuda_workspace_bytes() > 0) {
+      std::vector<uint8_t> junk(kernel.cuda_workspace_bytes(), 0xcd);
+      ASSERT_NO_FATAL_FAILURE(alloc(junk.data(), junk.size(), &workspace));
+      args.push_back(workspace);
+    }
+    lorart::cpu::KernelParams params;
+    ASSERT_TRUE(lorart::cpu::KernelParamsFromPlan(kernel, &params).ok());
+    // Kernels that draw dropout masks take a pointer to their key last.
+    if (params.FloatOr("dropout", 0.0) > 0.0) {
+      ASSERT_NO_FATAL_FAILURE(alloc(&key, sizeof key, &key_ptr));
+      args.push_back(key_ptr);
+    }
+    std::vector<void*> values;
+    for (DevicePtr& a : args) values.push_back(&a);
+    std::vector<std::string> entries = lorart::cuda::KernelEntries(kernel);
+    std::vector<lorart::cuda::Dim3> grids, blocks;
+    std::vector<unsigned> shared;
+    auto dim = [](const lorart::schema::Dim3* d) {
+      return lorart::cuda::Dim3{d->x(), d->y(), d->z()};
+    };
+    grids.push_back(dim(kernel.grid()));
+    blocks.push_back(dim(kernel.block()));
+    shared.push_back(kernel.shared_bytes());
+    if (kernel.cuda_next())
+      for (const lorart::schema::CudaStep* st : *kernel.cuda_next()) {
+        grids.push_back(dim(st->grid()));
+        blocks.push_back(dim(st->block()));
+        shared.push_back(st->shared_bytes());
+      }
+    for (size_t i = 0; i < entries.size(); ++i) {
+      lorart::cuda::Function fn;
+      lorart::Status st = dev.GetFunction(module, entries[i], &fn);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+      if (shared[i] > 48 * 1024) {
+        ASSERT_TRUE(dev.SetMaxDynamicShared(fn, shared[i]).ok());
+      }
+      st = dev.Launch(fn, grids[i], blocks[i], shared[i], values.data());
+      ASSERT_TRUE(st.ok()) << entries[i] << ": " << st.ToString();
+      st = dev.Synchronize();
+      ASSERT_TRUE(st.ok()) << entries[i] << ": " << st.ToString();
+    }
+    for (auto& [id, b] : buffers) ASSERT_TRUE(dev.Download(b.bytes.data(), ptr[id], b.bytes.size()).ok());
+    for (auto& [id, p] : ptr) dev.Free(p);
+    dev.Free(workspace);
+    dev.Free(key_ptr);
+  }
+
+ private:
+  void ModuleFor(const lorart::schema::Kernel& kernel, lorart::cuda::Module* out) {
+    std::string src = kernel.cuda_source()->str();
+    auto it = modules_.find(src);
+    if (it != modules_.end()) {
+      *out = it->second;
+      return;
+    }
+    std::string cubin;
+    bool hit = false;
+    lorart::Status st = lorart::cuda::CompileCached(
+        *nvrtc_, WorkDir() + "/kernel-cache", src, kernel.entry()->str(), device_->arch(),
+        lorart::cuda::DefaultNvrtcOptions(), &cubin, &hit);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    st = device_->LoadModule(cubin, out);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    modules_[src] = *out;
+  }
+
+  std::unique_ptr<lorart::cuda::Device> device_;
+  const lorart::cuda::Nvrtc* nvrtc_ = nullptr;
+  std::map<std::string, lorart::cuda::Module> modules_;
+};
+
 TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
-  REQUIRE_SIM();
   const char* path = std::getenv("LORA_SIM_PLAN");
   if (!path) GTEST_SKIP() << "set LORA_SIM_PLAN to a train.bin compiled with --target cuda";
+  DeviceLauncher device;
+  if (std::string err = device.Open(); !err.empty()) GTEST_SKIP() << "no CUDA device: " << err;
+  std::printf("device: %s (%s)\n", device.device().name().c_str(), device.device().arch().c_str());
   Plan plan;
   lorart::Status st = lorart::LoadPlan(path, &plan);
   ASSERT_TRUE(st.ok()) << st.ToString();
@@ -334,36 +448,10 @@ TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
       st = fn(ctx, params, iv, ov);
       ASSERT_TRUE(st.ok()) << st.ToString();
 
-      SimKernel sim;
-      std::string err = sim.Compile(kernel.cuda_source()->str(), entry, WorkDir());
-      ASSERT_EQ(err, "");
-      std::vector<void*> args;
-      for (uint32_t id : *launch->inputs()) args.push_back(gpu[id].bytes.data());
-      for (uint32_t id : *launch->outputs()) args.push_back(gpu[id].bytes.data());
-      // The workspace (Kernel.cuda_workspace_bytes), uninitialised as in the arena.
-      std::vector<uint8_t> workspace(kernel.cuda_workspace_bytes() + 16, 0xcd);
-      if (kernel.cuda_workspace_bytes() > 0) args.push_back(workspace.data());
-      // Kernels that draw dropout masks take the key of the step seed and
-      // their stream last (docs/cuda.md).
-      uint64_t key = lorart::cpu::DropoutKey(
-          seed, static_cast<uint64_t>(params.IntOr("rng_stream", 0)));
-      if (params.FloatOr("dropout", 0.0) > 0.0) args.push_back(&key);
-      const lorart::schema::Dim3* g = kernel.grid();
-      const lorart::schema::Dim3* b = kernel.block();
-      ASSERT_TRUE(g && b);
-      err = sim.Launch({g->x(), g->y(), g->z()}, {b->x(), b->y(), b->z()}, kernel.shared_bytes(),
-                       args);
-      ASSERT_EQ(err, "");
-      // Further launches of the same source, in order (Kernel.cuda_next).
-      if (kernel.cuda_next())
-        for (const lorart::schema::CudaStep* step : *kernel.cuda_next()) {
-          SimKernel next;
-          ASSERT_EQ(next.Compile(kernel.cuda_source()->str(), step->entry()->str(), WorkDir()), "");
-          err = next.Launch({step->grid()->x(), step->grid()->y(), step->grid()->z()},
-                            {step->block()->x(), step->block()->y(), step->block()->z()},
-                            step->shared_bytes(), args);
-          ASSERT_EQ(err, "") << step->entry()->str();
-        }
+      ASSERT_NO_FATAL_FAILURE(device.Run(
+          kernel, ids, gpu,
+          lorart::cpu::DropoutKey(seed, static_cast<uint64_t>(params.IntOr("rng_stream", 0)))));
+      for (auto& [id, b] : gpu) Rebind(b);
 
       for (uint32_t id : *launch->outputs()) {
         const lorart::cpu::TensorView& want = cpu[id].view;
@@ -398,7 +486,8 @@ TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
   EXPECT_EQ(kinds_compared, kinds_with_source);
   std::string list;
   for (const std::string& k : kinds_compared) list += " " + k;
-  std::printf("compared %d kernels on the simulator:%s\n", compared, list.c_str());
+  std::printf("compared %d kernels on %s:%s\n", compared, device.device().name().c_str(),
+              list.c_str());
 }
 
 }  // namespace

@@ -4,9 +4,17 @@
 # CPU backend on fresh random inputs.
 # A tiny Qwen2 (attention biases, tied embeddings) adds bias_bwd and the
 # biased GEMMs in LoRA and full fine-tuning.
-# Usage: sim_plan_test.sh BIN_DIR SIM_TEST_BINARY CONFIG WORK_DIR QWEN2_CONFIG
+# The kernels run through the runtime's CUDA layer: with SIM_DRIVER on the
+# simulator's driver and NVRTC (every CI run), without it on the GPU (ctest's
+# cuda_backend_ops_gpu; exit 77, skipped, where there is none).
+# Usage: sim_plan_test.sh BIN_DIR SIM_TEST_BINARY CONFIG WORK_DIR QWEN2_CONFIG [SIM_DRIVER]
 set -eu
 bin="$1"; sim="$2"; cfg="$3"; work="$4"; qwen="$5"
+if [ $# -ge 6 ]; then
+  export LORART_CUDA_DRIVER="$6" LORART_NVRTC="$6"
+elif "$bin/lorart" version | grep -q "^cuda: unavailable"; then
+  echo "SKIP: no CUDA device"; exit 77
+fi
 rm -rf "$work"; mkdir -p "$work"
 compile() {
   name="$1"; shift

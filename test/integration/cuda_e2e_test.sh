@@ -20,6 +20,9 @@ case "$mode" in
   sim)
     export LORART_CUDA_DRIVER="$5" LORART_NVRTC="$5" LORA_SIM_WORK="$work/sim" ;;
   gpu)
+    if "$bin/lorart" version | grep -q "^cuda: unavailable"; then
+      echo "SKIP: no CUDA device"; exit 77
+    fi
     steps=20 ;;
   *) echo "MODE must be sim or gpu"; exit 2 ;;
 esac
@@ -43,13 +46,6 @@ run() {  # run DEVICE OUT [ARGS...]
     --threads 2 --template simple --no-progress --device "$dev" --kernel-cache "$work/kernels" \
     -o "$out" "$@" > "$out.log" 2>&1 || { cat "$out.log"; return 1; }
 }
-
-if [ "$mode" = gpu ]; then
-  if ! run cuda probe --steps 1; then
-    if grep -q "no CUDA" probe.log; then echo "SKIP: no CUDA device"; exit 77; fi
-    exit 1
-  fi
-fi
 
 half=$((steps - 1))
 run cuda cuda --save-every $half
