@@ -5,7 +5,9 @@ peft.PeftModel.from_pretrained on top of transformers' LlamaForCausalLM built
 from the same model directory, and both compute the loss of one batch: they
 must agree. This checks the PEFT layout lorart writes and, at once, that
 lorart's forward pass (RMSNorm, RoPE, GQA attention, SwiGLU, LoRA scaling)
-is the Hugging Face model's.
+is the Hugging Face model's. Then `lorart merge` folds the adapter: transformers
+loads the merged directory (one file and sharded), computes PEFT's logits, and
+its weights equal PEFT's merge_and_unload().
 
 Usage: check_peft_load.py BIN_DIR LIBLORART CONFIG WORK_DIR
 Exits 77 (skipped) when torch, transformers or peft are not importable."""
@@ -94,4 +96,26 @@ peft_loss = ((nll * m).sum() / m.sum()).item()
 print("loss per target token: lorart %.6f, transformers + peft %.6f" % (lorart_loss, peft_loss))
 if abs(peft_loss - lorart_loss) > 1e-4 * max(1.0, abs(peft_loss)):
     sys.exit("FAIL: the losses differ")
+
+# lorart merge: transformers loads the merged directory (sharded too) and it
+# computes PEFT's logits; its weights are PEFT's merge_and_unload().
+peft_merged = {k: v.float() for k, v in model.merge_and_unload().state_dict().items()}
+for name, extra in (("merged", []), ("merged_sharded", ["--max-shard-size", "0.0002"])):
+    out = os.path.join(work, name)
+    subprocess.run(["rm", "-rf", out], check=True)
+    subprocess.run([os.path.join(bin_dir, "lorart"), "merge", "--base", model_dir, "--adapter",
+                    adapter, "-o", out, "--dtype", "f32"] + extra, check=True)
+    if extra:
+        assert os.path.exists(os.path.join(out, "model.safetensors.index.json")), "not sharded"
+    merged = LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32)
+    merged.eval()
+    with torch.no_grad():
+        merged_logits = merged(input_ids=torch.tensor(tokens)).logits.float()
+    diff = (merged_logits - logits).abs().max().item()
+    worst = max((merged.state_dict()[k].float() - v).abs().max().item() /
+                max(v.abs().max().item(), 1e-30) for k, v in peft_merged.items())
+    print("%s: max |logit difference| vs transformers + peft %.3g; weights vs "
+          "merge_and_unload(): worst relative %.3g" % (name, diff, worst))
+    if diff > 1e-4 * max(1.0, logits.abs().max().item()) or worst > 1e-6:
+        sys.exit("FAIL: the merged model differs")
 print("PASS")

@@ -42,6 +42,8 @@ Command AddEvalCommand(CLI::App& root, std::ostream& out);
 Command AddTrainTokenizerCommand(CLI::App& root, std::ostream& out);
 Command AddGenerateCommand(CLI::App& root, std::ostream& out);
 Command AddCheckKernelsCommand(CLI::App& root, std::ostream& out);
+Command AddMergeCommand(CLI::App& root, std::ostream& out);
+Command AddAverageCommand(CLI::App& root, std::ostream& out);
 
 }  // namespace cli
 }  // namespace lorart

@@ -24,6 +24,8 @@ constexpr AddCommandFn kCommands[] = {
     AddTrainTokenizerCommand,
     AddGenerateCommand,
     AddCheckKernelsCommand,
+    AddMergeCommand,
+    AddAverageCommand,
 };
 
 // Messages are one line: any newline a library put in becomes "; ".

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lorart/cuda/nvrtc.h"
+#include "lorart/io/files.h"
 #include "lorart/io/mapped_file.h"
 #include "lorart/io/safetensors.h"
 #include "lorart/io/safetensors_write.h"
@@ -36,8 +37,20 @@ int64_t NumElements(const std::vector<int64_t>& shape) {
   return n;
 }
 
-// Converts `n` source elements of safetensors dtype `src` to float.
-Status SourceToFloat(lorart::DType src, const uint8_t* data, int64_t n,
+// A stable 64-bit hash of a name (FNV-1a), to seed per-tensor initialization
+// independently of the order tensors are visited in.
+uint64_t HashName(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+Status DecodeFloats(lorart::DType src, const uint8_t* data, int64_t n,
                      float* out, const std::string& what) {
   switch (src) {
     case lorart::DType::kF32:
@@ -58,32 +71,6 @@ Status SourceToFloat(lorart::DType src, const uint8_t* data, int64_t n,
                                             what.c_str(), DTypeName(src)));
   }
 }
-
-// A stable 64-bit hash of a name (FNV-1a), to seed per-tensor initialization
-// independently of the order tensors are visited in.
-uint64_t HashName(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-Status MakeDirs(const std::string& dir) {
-  std::string path;
-  for (size_t i = 0; i <= dir.size(); ++i) {
-    if (i == dir.size() || dir[i] == '/') {
-      if (!path.empty() && ::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
-        return UnavailableError(StrFormat("%s: cannot create directory: %s", path.c_str(),
-                                          std::strerror(errno)));
-    }
-    if (i < dir.size()) path.push_back(dir[i]);
-  }
-  return OkStatus();
-}
-
-}  // namespace
 
 Session::~Session() { std::free(arena_); }
 
@@ -233,7 +220,7 @@ Status Session::BindWeights(const std::string& model_dir) {
     int64_t count = NumElements(v.shape);
     std::vector<float> tmp(static_cast<size_t>(count));
     std::string what = shard->path + ": tensor '" + name + "'";
-    LORA_RETURN_IF_ERROR(SourceToFloat(info->dtype, src, count, tmp.data(), what));
+    LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype, src, count, tmp.data(), what));
     if (v.dtype == schema::DType::NF4) {
       StatusOr<Nf4Layout> layout =
           Nf4Layout::Make(count, v.nf4.block_size, v.nf4.double_quant_block);
@@ -245,6 +232,29 @@ Status Session::BindWeights(const std::string& model_dir) {
       cpu::FromFloat(tmp.data(), count, v, 0);
     }
   }
+  return OkStatus();
+}
+
+Status Session::SetWeight(const std::string& name, const float* values, int64_t count) {
+  auto it = persistent_by_name_.find(name);
+  if (it == persistent_by_name_.end() ||
+      plan_.tensor(it->second).init() != schema::TensorInit::Checkpoint)
+    return NotFoundError(StrFormat("the plan has no checkpoint tensor '%s'", name.c_str()));
+  uint32_t id = it->second;
+  TensorView& v = views_[id];
+  if (count != v.numel())
+    return InvalidArgumentError(StrFormat("tensor '%s' has %lld elements, got %lld", name.c_str(),
+                                          static_cast<long long>(v.numel()),
+                                          static_cast<long long>(count)));
+  LORA_RETURN_IF_ERROR(BeginHostWrite());
+  frozen_on_device_ = false;
+  if (v.dtype == schema::DType::NF4) {
+    StatusOr<Nf4Layout> layout = Nf4Layout::Make(count, v.nf4.block_size, v.nf4.double_quant_block);
+    if (!layout.ok()) return layout.status();
+    return QuantizeNf4(values, count, *layout, persistent_[id].data(),
+                       static_cast<int64_t>(persistent_[id].size()));
+  }
+  cpu::FromFloat(values, count, v, 0);
   return OkStatus();
 }
 
@@ -302,7 +312,7 @@ Status Session::LoadAdapter(const std::string& dir) {
                                             ShapeToString(info->shape).c_str(),
                                             ShapeToString(v.shape).c_str()));
     std::vector<float> tmp(static_cast<size_t>(v.numel()));
-    LORA_RETURN_IF_ERROR(SourceToFloat(info->dtype,
+    LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype,
                                        file.data() + header.DataOffset() + info->begin,
                                        v.numel(), tmp.data(), path + ": '" + name + "'"));
     cpu::FromFloat(tmp.data(), v.numel(), v, 0);
@@ -341,7 +351,7 @@ Status Session::SaveAdapter(const std::string& dir, const std::string& base_mode
     tensors.push_back(w);
   }
   LORA_RETURN_IF_ERROR(WriteSafetensors(dir + "/adapter_model.safetensors", tensors,
-                                        {{"format", "pt"}}));
+                                        AdapterMetadata()));
   // Only keys every PEFT release since 0.4 reads: newer flags (use_rslora,
   // use_dora, rank_pattern, ...) are left out and take their defaults, so
   // older PEFT versions, which reject unknown keys, load the adapter too.
@@ -377,6 +387,28 @@ Status Session::SaveAdapter(const std::string& dir, const std::string& base_mode
   }
   cfg["task_type"] = "CAUSAL_LM";
   return WriteFileAtomically(dir + "/adapter_config.json", cfg.dump(2) + "\n");
+}
+
+std::map<std::string, std::string> Session::AdapterMetadata() const {
+  // PEFT reads only "format"; the rest says which base weights the adapter
+  // was trained against, for `lorart merge`.
+  std::map<std::string, std::string> meta = {{"format", "pt"}};
+  std::string names;
+  int64_t block = 0, dq = 0;
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.dtype() != schema::DType::NF4 || !t.name()) continue;
+    names += (names.empty() ? "" : ",") + t.name()->str();
+    block = views_[id].nf4.block_size;
+    dq = views_[id].nf4.double_quant_block;
+  }
+  if (!names.empty()) {
+    meta["lorac.base_quantization"] = "nf4";
+    meta["lorac.nf4_block_size"] = std::to_string(block);
+    meta["lorac.nf4_double_quant_block"] = std::to_string(dq);
+    meta["lorac.nf4_tensors"] = names;
+  }
+  return meta;
 }
 
 Status Session::SaveModel(const std::string& dir, const std::string& base_dir) const {

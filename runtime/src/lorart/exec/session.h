@@ -24,6 +24,7 @@
 #include "lorart/base/status.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/executor.h"
+#include "lorart/io/safetensors.h"
 #include "lorart/plan/plan.h"
 
 namespace lorart {
@@ -32,6 +33,11 @@ namespace lorart {
 // kernel the plan launches has CUDA source; else the CPU, with the reason in
 // DeviceDescription().
 enum class DeviceKind { kCpu, kCuda, kAuto };
+// Converts `n` elements of safetensors dtype `src` (BF16, F16, F32) to float;
+// other dtypes are an error naming `what`.
+Status DecodeFloats(lorart::DType src, const uint8_t* data, int64_t n, float* out,
+                    const std::string& what);
+
 // "cpu", "cuda" or "auto".
 StatusOr<DeviceKind> ParseDevice(const std::string& name);
 
@@ -57,6 +63,10 @@ class Session {
   // bf16/f16/f32 to the plan's dtype or quantizing to NF4. Errors name the
   // directory and the tensor.
   Status BindWeights(const std::string& model_dir);
+  // Replaces one tensor bound from the checkpoint (a frozen weight, say) by
+  // `values` (its element count), converted to the plan's dtype or quantized
+  // to NF4 as BindWeights does.
+  Status SetWeight(const std::string& name, const float* values, int64_t count);
   // Initializes trainable tensors not bound from the checkpoint as PEFT does
   // (lora_A Kaiming-uniform, lora_B zero) from `seed`, then the optimizer
   // state (master copies from their owners, moments and gradients zero).
@@ -68,6 +78,12 @@ class Session {
   // layout: DIR/adapter_model.safetensors and DIR/adapter_config.json, each
   // atomically.
   Status SaveAdapter(const std::string& dir, const std::string& base_model) const;
+
+  // The safetensors metadata of a saved adapter: {"format": "pt"}, and for a
+  // plan with an NF4 base "lorac.base_quantization" = "nf4",
+  // "lorac.nf4_block_size", "lorac.nf4_double_quant_block" and
+  // "lorac.nf4_tensors" (the quantized base tensors, comma-separated).
+  std::map<std::string, std::string> AdapterMetadata() const;
 
   // Full fine-tuning: writes the model's weights (trainable ones from their
   // float32 master copies) as a Hugging Face model directory: DIR/

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "lorart/io/files.h"
 #include "lorart/io/json.h"
 #include "lorart/io/mapped_file.h"
 #include "lorart/io/safetensors.h"
@@ -28,20 +29,6 @@ uint64_t StepSeed(uint64_t seed, int64_t step, int64_t micro) {
   z *= 0x7FB5D329728EA185ull;
   z ^= z >> 27;
   return z | 1;  // never 0
-}
-
-Status MakeDir(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-    return UnavailableError(StrFormat("%s: cannot create directory: %s", dir.c_str(),
-                                      std::strerror(errno)));
-  return OkStatus();
-}
-
-Status RemoveTree(const std::string& dir) {
-  std::string cmd = "rm -rf '" + dir + "'";
-  if (std::system(cmd.c_str()) != 0)
-    return UnavailableError(StrFormat("%s: cannot remove", dir.c_str()));
-  return OkStatus();
 }
 
 lorart::DType ToFileDType(schema::DType d) {
@@ -129,7 +116,7 @@ Status Trainer::SaveCheckpoint(int64_t step, const std::string& dir) {
 Status Trainer::WriteCheckpointFiles(int64_t step, const std::string& tmp,
                                      const std::string& dir) {
   LORA_RETURN_IF_ERROR(RemoveTree(tmp));
-  LORA_RETURN_IF_ERROR(MakeDir(tmp));
+  LORA_RETURN_IF_ERROR(MakeDirs(tmp));
   std::vector<TensorToWrite> tensors;
   LORA_ASSIGN_OR_RETURN(std::vector<Session::StateTensor> state_tensors, session_->State());
   for (const Session::StateTensor& t : state_tensors)
@@ -203,7 +190,7 @@ Status Trainer::Run(TrainResult* result) {
   int64_t total = o_.steps > 0 ? o_.steps
                                : std::max<int64_t>(1, static_cast<int64_t>(std::ceil(
                                                           o_.epochs * per_epoch / o_.grad_accum)));
-  if (!o_.output_dir.empty()) LORA_RETURN_IF_ERROR(MakeDir(o_.output_dir));
+  if (!o_.output_dir.empty()) LORA_RETURN_IF_ERROR(MakeDirs(o_.output_dir));
   if (!o_.resume_dir.empty()) {
     LORA_RETURN_IF_ERROR(LoadCheckpoint(o_.resume_dir), "while resuming from %s",
                          o_.resume_dir.c_str());
