@@ -354,3 +354,69 @@ TEST(DataDatasetTest, LoadsJsonlEndToEnd) {
 }  // namespace
 }  // namespace data
 }  // namespace lorart
+
+namespace lorart {
+namespace data {
+namespace {
+
+// Replay: general documents (ids 500+, every token a target) mixed into a
+// task set (ids 0+, only the second half of each document trained on) up to
+// the asked share of the tokens, cycling through a small replay set, the
+// same for the same seed; every replay document reaches the batches whole.
+TEST(Replay, MixesGeneralTokensAtTheRatio) {
+  DataOptions o;
+  o.seq_len = 32;
+  o.micro_batch = 4;
+  o.seed = 3;
+  std::vector<Example> task = RandomDocs(40, 30, 11);
+  for (Example& ex : task)
+    for (size_t i = 0; i < ex.is_target.size(); ++i) ex.is_target[i] = i >= ex.is_target.size() / 2;
+  std::vector<Example> general;
+  for (int i = 0; i < 5; ++i) general.push_back(Doc(500 + i, 12 + i));
+  std::unique_ptr<Dataset> train = Make(task, o);
+  std::unique_ptr<Dataset> replay = Make(general, o);
+  for (double ratio : {0.1, 0.3, 0.6}) {
+    StatusOr<std::unique_ptr<Dataset>> mixed = Dataset::WithReplay(*train, *replay, ratio, 7);
+    ASSERT_TRUE(mixed.ok()) << mixed.status().ToString();
+    const DataStats& s = (*mixed)->stats();
+    double share = double(s.replay_tokens) / double(s.tokens);
+    EXPECT_NEAR(share, ratio, 0.02) << ratio;
+    EXPECT_EQ(s.tokens, train->stats().tokens + s.replay_tokens);
+    EXPECT_GT(s.replay_examples, 5) << "a small replay set is cycled through";
+    EXPECT_NE(s.Summary(o.seq_len).find("with replay of examples: "), std::string::npos);
+    // Every replay token but a document's first is trained on; the batches
+    // hold the replay documents.
+    int64_t replay_docs = 0, batches = (*mixed)->batches_per_epoch();
+    Batch b;
+    for (int64_t i = 0; i < batches; ++i) {
+      ASSERT_TRUE((*mixed)->GetBatch(0, i, &b).ok());
+      for (int32_t id : DocIds(b)) replay_docs += id >= 500;
+    }
+    EXPECT_EQ(replay_docs, s.replay_examples);
+    int64_t replay_targets = 0;
+    for (const Example& ex : (*mixed)->examples())
+      if (ex.tokens[0] >= 1500)
+        for (uint8_t t : ex.is_target) replay_targets += t;
+    EXPECT_EQ(replay_targets, s.replay_tokens - s.replay_examples);
+  }
+  // Deterministic in the seed.
+  auto a = Dataset::WithReplay(*train, *replay, 0.3, 7), b = Dataset::WithReplay(*train, *replay, 0.3, 7);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*a)->fingerprint(), (*b)->fingerprint());
+  std::vector<Example> many;
+  for (int i = 0; i < 60; ++i) many.push_back(Doc(500 + i, 8));
+  std::unique_ptr<Dataset> big = Make(many, o);
+  auto c = Dataset::WithReplay(*train, *big, 0.1, 7), d = Dataset::WithReplay(*train, *big, 0.1, 8);
+  ASSERT_TRUE(c.ok() && d.ok());
+  EXPECT_NE((*c)->fingerprint(), (*d)->fingerprint()) << "another seed, another replay subset";
+  // The ratio must be a share.
+  for (double bad : {0.0, 1.0, -0.5, 2.0}) {
+    StatusOr<std::unique_ptr<Dataset>> e = Dataset::WithReplay(*train, *replay, bad, 7);
+    ASSERT_FALSE(e.ok());
+    EXPECT_NE(e.status().message().find("--replay-ratio must be in (0, 1)"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace data
+}  // namespace lorart

@@ -82,7 +82,8 @@ Status DeviceFlags::Apply(SessionOptions* so) const {
 
 Command AddRunCommand(CLI::App& root, std::ostream& out) {
   struct Options {
-    std::string plan, data, eval, base, output = "lora-out", resume, init_adapter;
+    std::string plan, data, eval, base, output = "lora-out", resume, init_adapter, replay;
+    double replay_ratio = 0.1;
     std::string chat_template = "llama2", schedule;
     DeviceFlags device;
     int64_t steps = 0, grad_accum = 0, warmup = -1, eval_every = 0, patience = 0, save_every = 0;
@@ -102,6 +103,11 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   a->add_option("--base", o->base, "Base model directory (safetensors, tokenizer.model)")
       ->required();
   a->add_option("--eval", o->eval, "Validation JSONL");
+  a->add_option("--replay", o->replay,
+                "General text (JSONL, any format; every token trained on) mixed into the training "
+                "batches against forgetting");
+  a->add_option("--replay-ratio", o->replay_ratio,
+                "Share of the mixed training tokens that come from --replay");
   a->add_option("-o,--output", o->output, "Output directory: adapter, metrics, checkpoints");
   a->add_option("--steps", o->steps, "Optimizer steps (0: from --epochs)");
   a->add_option("--epochs", o->epochs, "Epochs when --steps is 0");
@@ -135,6 +141,16 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> train,
                           data::Dataset::Load(o->data, *l.tokenizer, train_opts));
     LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *train));
+    if (!o->replay.empty()) {
+      data::DataOptions replay_opts = train_opts;
+      replay_opts.objective = data::Objective::kPretrain;
+      replay_opts.shuffle = false;
+      LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> general,
+                            data::Dataset::Load(o->replay, *l.tokenizer, replay_opts));
+      LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *general));
+      LORA_ASSIGN_OR_RETURN(train, data::Dataset::WithReplay(*train, *general, o->replay_ratio,
+                                                             o->seed));
+    }
     out << train->stats().Summary(train_opts.seq_len) << "\n";
     std::unique_ptr<data::Dataset> eval;
     if (!o->eval.empty()) {

@@ -1,6 +1,7 @@
 #include "lorart/data/dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <utility>
 
@@ -71,7 +72,42 @@ std::string DataStats::Summary(int64_t seq_len) const {
       static_cast<long long>(seq_len), WithCommas(dropped_no_target).c_str(),
       WithCommas(examples).c_str(), WithCommas(tokens).c_str(), WithCommas(target_tokens).c_str(),
       WithCommas(rows).c_str(), WithCommas(batches_per_epoch).c_str(),
-      100.0 * real_token_fraction);
+      100.0 * real_token_fraction) +
+         (replay_examples == 0
+              ? std::string()
+              : StrFormat("; with replay of %s: %s examples, %s tokens (%.1f%% of the tokens)",
+                          replay_path.c_str(), WithCommas(replay_examples).c_str(),
+                          WithCommas(replay_tokens).c_str(),
+                          100.0 * static_cast<double>(replay_tokens) /
+                              static_cast<double>(std::max<int64_t>(tokens, 1))));
+}
+
+StatusOr<std::unique_ptr<Dataset>> Dataset::WithReplay(const Dataset& train,
+                                                       const Dataset& replay, double ratio,
+                                                       uint64_t seed) {
+  if (!(ratio > 0.0 && ratio < 1.0))
+    return InvalidArgumentError(StrFormat("--replay-ratio must be in (0, 1), got %g", ratio));
+  if (replay.examples_.empty())
+    return InvalidArgumentError(replay.stats_.path + ": no replay examples");
+  const int64_t want = static_cast<int64_t>(
+      std::llround(ratio / (1.0 - ratio) * static_cast<double>(train.stats_.tokens)));
+  std::vector<int32_t> order(replay.examples_.size());
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(MixSeed(seed, 0, 0x5e91a7ull));
+  rng.Shuffle(&order);
+  std::vector<Example> mixed = train.examples_;
+  DataStats stats = train.stats_;
+  stats.replay_path = replay.stats_.path;
+  for (size_t k = 0; stats.replay_tokens < want; ++k) {
+    const Example& ex = replay.examples_[order[k % order.size()]];
+    mixed.push_back(ex);
+    stats.replay_tokens += static_cast<int64_t>(ex.tokens.size());
+    ++stats.replay_examples;
+  }
+  // Build counts the mixed set's tokens again.
+  stats.tokens = stats.target_tokens = stats.longest = 0;
+  stats.max_token_id = -1;
+  return Build(std::move(mixed), train.pad_id_, train.options_, std::move(stats));
 }
 
 StatusOr<std::unique_ptr<Dataset>> Dataset::Load(const std::string& path,

@@ -43,6 +43,10 @@ struct DataStats {
   int32_t max_token_id = -1;      // must be below the model's vocabulary size
   int64_t rows = 0;               // rows per epoch (the same every epoch)
   int64_t batches_per_epoch = 0;  // ceil(rows / micro_batch)
+  // Replay (Dataset::WithReplay): general examples mixed in, and their tokens.
+  std::string replay_path;
+  int64_t replay_examples = 0;
+  int64_t replay_tokens = 0;
   // Real (non-pad) tokens over rows * seq_len: how well packing fills rows.
   double real_token_fraction = 0;
   // Real tokens over batches_per_epoch * micro_batch * seq_len: the share of
@@ -91,6 +95,18 @@ class Dataset {
                                                          int32_t pad_id,
                                                          const DataOptions& options,
                                                          const std::string& name = "examples");
+
+  // Replay against forgetting: `train` with examples of `replay` (general,
+  // pretraining-style text, every token a target) added until they make up
+  // `ratio` (in (0, 1)) of the mixed set's tokens. Replay examples are taken
+  // in an order shuffled by `seed`, cycling through `replay` when it is
+  // smaller than needed; the mix is the same every epoch and is then
+  // shuffled and packed like any training set, so general text shares rows
+  // and batches with the task (packing keeps documents apart). The stats
+  // are train's with the replay counts.
+  static StatusOr<std::unique_ptr<Dataset>> WithReplay(const Dataset& train,
+                                                       const Dataset& replay, double ratio,
+                                                       uint64_t seed);
 
   const DataOptions& options() const { return options_; }
   const DataStats& stats() const { return stats_; }
