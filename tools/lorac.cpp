@@ -105,9 +105,17 @@ cl::opt<std::string> compileOutput("o", cl::desc("Output plan"),
                                    cl::value_desc("train.bin"), cl::init(""),
                                    cl::sub(compileCmd));
 cl::opt<std::string> objective("objective",
-                               cl::desc("Training objective: sft or pretrain"),
+                               cl::desc("Training objective: sft, pretrain or dpo"),
                                cl::init("sft"), cl::sub(compileCmd),
                                cl::cat(compileCat));
+cl::opt<double> dpoBeta("dpo-beta",
+                        cl::desc("DPO: inverse temperature beta of the implicit reward"),
+                        cl::init(0.1), cl::sub(compileCmd), cl::cat(compileCat));
+cl::opt<std::string> dpoLoss("dpo-loss", cl::desc("DPO: sigmoid (DPO) or ipo"),
+                             cl::init("sigmoid"), cl::sub(compileCmd), cl::cat(compileCat));
+cl::opt<int64_t> dpoPairs("dpo-pairs",
+                          cl::desc("DPO: preference pairs per micro-batch (0: the micro-batch size)"),
+                          cl::init(0), cl::sub(compileCmd), cl::cat(compileCat));
 cl::opt<int64_t> microBatch("micro-batch", cl::desc("Sequences per micro-batch"),
                             cl::init(4), cl::sub(compileCmd),
                             cl::cat(compileCat));
@@ -344,7 +352,12 @@ Pipeline buildPipeline(ModuleOp module) {
   if (quantizeBase == "nf4")
     p.prefix += ",lora-quantize-base{format=nf4}";
   p.prefix += ",lora-logits-program";
-  p.prefix += ",lora-objective{objective=" + objective + "}";
+  if (objective == "dpo")
+    p.prefix += formatv(",lora-objective{{objective=dpo beta={0} loss-type={1} pairs={2}}",
+                        num(dpoBeta), dpoLoss.getValue(), static_cast<int64_t>(dpoPairs))
+                    .str();
+  else
+    p.prefix += ",lora-objective{objective=" + objective + "}";
   if (packing)
     p.prefix += ",lora-packing";
   p.prefix += formatv(",lora-fuse{{chunk-size={0}},lora-autodiff{{train={1}}",
@@ -380,10 +393,15 @@ LogicalResult runPipeline(ModuleOp module, StringRef pipeline) {
 /// Checks the flags of `lorac compile`; an error message or nothing.
 std::optional<std::string> checkCompileFlags() {
   auto bad = [](const Twine &t) { return std::optional<std::string>(t.str()); };
-  if (objective != "sft" && objective != "pretrain") {
-    if (objective == "dpo")
-      return bad("--objective dpo is not implemented yet");
-    return bad("--objective must be sft or pretrain, got '" + objective + "'");
+  if (objective != "sft" && objective != "pretrain" && objective != "dpo")
+    return bad("--objective must be sft, pretrain or dpo, got '" + objective + "'");
+  if (objective == "dpo") {
+    if (!(dpoBeta > 0.0))
+      return bad("--dpo-beta must be positive, got " + num(dpoBeta));
+    if (dpoLoss != "sigmoid" && dpoLoss != "ipo")
+      return bad("--dpo-loss must be sigmoid or ipo, got '" + dpoLoss + "'");
+    if (dpoPairs < 0)
+      return bad("--dpo-pairs must be >= 0");
   }
   if (microBatch <= 0)
     return bad("--micro-batch must be positive, got " +

@@ -156,6 +156,30 @@ LogicalResult CrossEntropyOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
   return success();
 }
 
+LogicalResult SequenceLogProbsOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
+                                           ArrayRef<bool> need,
+                                           SmallVectorImpl<Value> &out) {
+  if (grads[0] && need[0])
+    out[0] = b.create<SequenceLogProbsGradOp>(getLoc(), getLogits().getType(), getLogits(),
+                                              getTargets(), getMask(), getSequenceIds(),
+                                              grads[0]);
+  return success();
+}
+
+LogicalResult DPOLossOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
+                                  ArrayRef<bool> need, SmallVectorImpl<Value> &out) {
+  // Only the summed loss is differentiated (the rest are metrics), and only
+  // through the policy: the reference has no trainable parameter.
+  if (grads[0] && need[0])
+    out[0] = b.create<DPOLossGradOp>(getLoc(), getPolicy().getType(), getPolicy(),
+                                     getReference(), getPairMask(), grads[0], getBetaAttr(),
+                                     getLossTypeAttr());
+  if (need[1])
+    return emitOpError() << "the reference log-probabilities depend on a trainable "
+                            "parameter: the reference pass must run without adapters";
+  return success();
+}
+
 LogicalResult FusedLinearOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
                                       ArrayRef<bool> need,
                                       SmallVectorImpl<Value> &out) {

@@ -294,6 +294,51 @@ LogicalResult CrossEntropyOp::verify() {
   return verifyLossOperands(*this, getLogits(), getTargets(), getMask());
 }
 
+// The operands of lora.sequence_logprobs and its gradient.
+LogicalResult mlir::lora::detail::verifySequenceLogProbs(Operation *op, Value logits,
+                                                        Value targets, Value mask,
+                                                        Value sequenceIds, Value perSequence,
+                                                        int64_t numSequences) {
+  if (failed(verifyLossOperands(op, logits, targets, mask)))
+    return failure();
+  RankedTensorType l = tensorOf(logits), ids = tensorOf(sequenceIds),
+                   out = tensorOf(perSequence);
+  int64_t lead = l.getRank() - 1;
+  if (failed(expectRank(op, "sequence_ids", ids, lead)) ||
+      failed(expectSameLeading(op, "sequence_ids", ids, "logits", l, lead)))
+    return failure();
+  if (numSequences <= 0)
+    return op->emitOpError() << "num_sequences must be positive, got " << numSequences;
+  if (out.getRank() != 1 || out.getDimSize(0) != numSequences)
+    return op->emitOpError() << "per-sequence values must be [" << numSequences
+                             << "] (num_sequences), got " << out;
+  return success();
+}
+
+LogicalResult SequenceLogProbsOp::verify() {
+  return detail::verifySequenceLogProbs(*this, getLogits(), getTargets(), getMask(),
+                                        getSequenceIds(), getLogprobs(), getNumSequences());
+}
+
+// The operands of lora.dpo_loss and its gradient.
+LogicalResult mlir::lora::detail::verifyDPOLoss(Operation *op, Value policy, Value reference,
+                                               Value pairMask, StringRef lossType) {
+  RankedTensorType p = tensorOf(policy), r = tensorOf(reference), m = tensorOf(pairMask);
+  if (p.getRank() != 1 || p != r)
+    return op->emitOpError() << "policy and reference must be the same [2 * pairs] tensor, got "
+                             << p << " and " << r;
+  if (m.getRank() != 1 || 2 * m.getDimSize(0) != p.getDimSize(0))
+    return op->emitOpError() << "pair_mask must be [pairs] with 2 * pairs = "
+                             << p.getDimSize(0) << " log-probabilities, got " << m;
+  if (lossType != "sigmoid" && lossType != "ipo")
+    return op->emitOpError() << "loss_type must be sigmoid or ipo, got '" << lossType << "'";
+  return success();
+}
+
+LogicalResult DPOLossOp::verify() {
+  return detail::verifyDPOLoss(*this, getPolicy(), getReference(), getPairMask(), getLossType());
+}
+
 //===----------------------------------------------------------------------===//
 // DequantizeOp
 //===----------------------------------------------------------------------===//

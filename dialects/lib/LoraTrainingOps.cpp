@@ -314,6 +314,26 @@ LogicalResult CrossEntropyGradOp::verify() {
   return success();
 }
 
+LogicalResult SequenceLogProbsGradOp::verify() {
+  auto d = tensorOf(getDlogprobs());
+  if (failed(detail::verifySequenceLogProbs(*this, getLogits(), getTargets(), getMask(),
+                                            getSequenceIds(), getDlogprobs(),
+                                            d.getRank() == 1 ? d.getDimSize(0) : -1)) ||
+      failed(expectSameType(*this, "dlogits", getDlogits().getType(), "logits",
+                            getLogits().getType())))
+    return failure();
+  return success();
+}
+
+LogicalResult DPOLossGradOp::verify() {
+  if (failed(detail::verifyDPOLoss(*this, getPolicy(), getReference(), getPairMask(),
+                                   getLossType())) ||
+      failed(expectSameType(*this, "dpolicy", getDpolicy().getType(), "policy",
+                            getPolicy().getType())))
+    return failure();
+  return success();
+}
+
 LogicalResult LMHeadCrossEntropyGradOp::verify() {
   if (failed(verifyLMHeadLoss(*this, getX(), getWeight(), getTargets(),
                               getMask(), getChunkSize())) ||

@@ -106,6 +106,17 @@ LogicalResult verifyAttentionOperands(Operation *op, Value q, Value k, Value v,
 LogicalResult verifyLossOperands(Operation *op, Value logits, Value targets,
                                  Value mask);
 
+/// lora.sequence_logprobs and its gradient: the loss operands, sequence ids
+/// of the mask's shape, and `[numSequences]` per-sequence values.
+LogicalResult verifySequenceLogProbs(Operation *op, Value logits, Value targets,
+                                     Value mask, Value sequenceIds,
+                                     Value perSequence, int64_t numSequences);
+
+/// lora.dpo_loss and its gradient: `[2 * pairs]` policy and reference
+/// log-probabilities, a `[pairs]` mask, a known loss type.
+LogicalResult verifyDPOLoss(Operation *op, Value policy, Value reference,
+                            Value pairMask, StringRef lossType);
+
 } // namespace mlir::lora::detail
 
 #endif

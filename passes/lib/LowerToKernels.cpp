@@ -323,6 +323,30 @@ struct LowerToKernelsPass
               k.i("tokens", rows(o.getLogits())).i("vocab", shapeOf(o.getLogits()).back());
               return k.get();
             })
+            .Case([&](SequenceLogProbsOp o) {
+              KernelBuilder k(ctx, "sequence_logprobs_fwd");
+              k.i("tokens", rows(o.getLogits())).i("vocab", shapeOf(o.getLogits()).back())
+                  .i("sequences", o.getNumSequences());
+              return k.get();
+            })
+            .Case([&](SequenceLogProbsGradOp o) {
+              KernelBuilder k(ctx, "sequence_logprobs_bwd");
+              k.i("tokens", rows(o.getLogits())).i("vocab", shapeOf(o.getLogits()).back())
+                  .i("sequences", shapeOf(o.getDlogprobs())[0]);
+              return k.get();
+            })
+            .Case([&](DPOLossOp o) {
+              KernelBuilder k(ctx, "dpo_loss_fwd");
+              k.i("pairs", shapeOf(o.getPairMask())[0]).f("beta", o.getBeta().convertToDouble())
+                  .i("ipo", o.getLossType() == "ipo" ? 1 : 0);
+              return k.get();
+            })
+            .Case([&](DPOLossGradOp o) {
+              KernelBuilder k(ctx, "dpo_loss_bwd");
+              k.i("pairs", shapeOf(o.getPairMask())[0]).f("beta", o.getBeta().convertToDouble())
+                  .i("ipo", o.getLossType() == "ipo" ? 1 : 0);
+              return k.get();
+            })
             .Case([&](LMHeadCrossEntropyOp o) {
               return lmLoss("lm_head_ce_fwd", o.getX(), o.getWeight(), o.getChunkSize());
             })

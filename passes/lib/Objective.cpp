@@ -4,6 +4,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
 
 namespace mlir::lora {
 #define GEN_PASS_DEF_OBJECTIVE
@@ -20,13 +21,16 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (objective == "dpo") {
-      module.emitError() << "objective 'dpo' is not implemented yet";
+    if (objective != "sft" && objective != "pretrain" && objective != "dpo") {
+      module.emitError() << "option 'objective' must be sft, pretrain or dpo, got '"
+                         << objective << "'";
       return signalPassFailure();
     }
-    if (objective != "sft" && objective != "pretrain") {
-      module.emitError() << "option 'objective' must be sft or pretrain, got '"
-                         << objective << "'";
+    if (objective == "dpo" && (!(beta > 0.0) || (lossType != "sigmoid" && lossType != "ipo") ||
+                               pairs < 0)) {
+      module.emitError() << "dpo needs beta > 0 (got " << beta
+                         << "), loss-type sigmoid or ipo (got '" << lossType
+                         << "') and pairs >= 0 (got " << pairs << ")";
       return signalPassFailure();
     }
     auto fn = module.lookupSymbol<func::FuncOp>(function);
@@ -70,6 +74,11 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
                           kInputAttrName, b.getStringAttr("loss_mask"))),
                       loc);
     Value targets = fn.getArgument(n), mask = fn.getArgument(n + 1);
+    if (objective == "dpo") {
+      if (failed(buildDPO(fn, ret, logits, targets, mask)))
+        return signalPassFailure();
+      return;
+    }
     auto ce = b.create<CrossEntropyOp>(
         NameLoc::get(b.getStringAttr("loss"), loc),
         RankedTensorType::get({}, b.getF32Type()),
@@ -81,6 +90,86 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     fn->setAttr(kObjectiveAttrName, b.getStringAttr(objective));
     fn.setResultAttr(0, kOutputAttrName, b.getStringAttr("loss_sum"));
     fn.setResultAttr(1, kOutputAttrName, b.getStringAttr("count"));
+  }
+
+  // DPO: the policy's per-sequence log-probabilities from the forward graph
+  // as it is, the reference's from a clone of it without adapters (the same
+  // weights: no second model), and the loss of the pairs.
+  LogicalResult buildDPO(func::FuncOp fn, func::ReturnOp ret, Value logits, Value targets,
+                         Value mask) {
+    OpBuilder b(ret);
+    Location loc = ret.getLoc();
+    auto lt = cast<RankedTensorType>(logits.getType());
+    int64_t numPairs = pairs > 0 ? int64_t(pairs) : lt.getDimSize(0);
+    int64_t numSeqs = 2 * numPairs;
+    unsigned n = fn.getNumArguments();
+    fn.insertArgument(n, targets.getType(),
+                      b.getDictionaryAttr(b.getNamedAttr(
+                          kInputAttrName, b.getStringAttr("sequence_ids"))),
+                      loc);
+    fn.insertArgument(n + 1, RankedTensorType::get({numPairs}, b.getI1Type()),
+                      b.getDictionaryAttr(b.getNamedAttr(
+                          kInputAttrName, b.getStringAttr("pair_mask"))),
+                      loc);
+    Value seqIds = fn.getArgument(n), pairMask = fn.getArgument(n + 1);
+
+    // The reference pass: every op of the forward graph but the parameters
+    // (shared) and the adapters (their sum with the linear output becomes
+    // the linear output alone).
+    IRMapping map;
+    SmallVector<Operation *> forward;
+    for (Operation &op : fn.getBody().front().without_terminator())
+      forward.push_back(&op);
+    for (Operation *op : forward)
+      if (isa<AdapterOp>(op))
+        for (Operation *user : op->getResult(0).getUsers())
+          if (!isa<AddOp>(user))
+            return op->emitOpError() << "dpo: an adapter's output must only be added to its "
+                                        "linear layer's (the reference pass drops it), but "
+                                        "it feeds " << user->getName();
+    b.setInsertionPoint(ret);
+    for (Operation *op : forward) {
+      if (isa<ParamOp>(op))
+        continue;
+      if (isa<AdapterOp>(op))
+        continue;
+      if (auto add = dyn_cast<AddOp>(op)) {
+        bool lhsAdapter = add.getLhs().getDefiningOp<AdapterOp>() != nullptr;
+        bool rhsAdapter = add.getRhs().getDefiningOp<AdapterOp>() != nullptr;
+        if (lhsAdapter || rhsAdapter) {
+          Value other = lhsAdapter ? add.getRhs() : add.getLhs();
+          map.map(add.getResult(), map.lookupOrDefault(other));
+          continue;
+        }
+      }
+      Operation *clone = b.clone(*op, map);
+      clone->setLoc(NameLoc::get(b.getStringAttr("reference"), op->getLoc()));
+    }
+    Value refLogits = map.lookupOrDefault(logits);
+    if (refLogits == logits)
+      return fn.emitOpError() << "dpo: the logits do not depend on the forward graph";
+
+    auto perSeq = RankedTensorType::get({numSeqs}, b.getF32Type());
+    auto numSeqAttr = b.getI64IntegerAttr(numSeqs);
+    Value pol = b.create<SequenceLogProbsOp>(NameLoc::get(b.getStringAttr("policy_logprobs"), loc),
+                                             perSeq, logits, targets, mask, seqIds, numSeqAttr);
+    Value ref = b.create<SequenceLogProbsOp>(
+        NameLoc::get(b.getStringAttr("reference_logprobs"), loc), perSeq, refLogits, targets,
+        mask, seqIds, numSeqAttr);
+    auto f32 = RankedTensorType::get({}, b.getF32Type());
+    auto i64 = RankedTensorType::get({}, b.getI64Type());
+    auto dpo = b.create<DPOLossOp>(NameLoc::get(b.getStringAttr("loss"), loc),
+                                   TypeRange{f32, i64, f32, f32, f32, f32}, pol, ref, pairMask,
+                                   b.getF64FloatAttr(beta), b.getStringAttr(lossType));
+    b.create<func::ReturnOp>(loc, dpo.getResults());
+    ret.erase();
+    fn.setType(FunctionType::get(&getContext(), fn.getArgumentTypes(), dpo.getResultTypes()));
+    fn->setAttr(kObjectiveAttrName, b.getStringAttr(objective));
+    const char *names[] = {"loss_sum", "count", "chosen_rewards", "rejected_rewards",
+                           "accuracy", "margin"};
+    for (unsigned i = 0; i < 6; ++i)
+      fn.setResultAttr(i, kOutputAttrName, b.getStringAttr(names[i]));
+    return success();
   }
 };
 

@@ -70,6 +70,7 @@ struct SequencePackingPass
       fn.walk([&](CrossEntropyOp op) { mask(op, op.getMaskMutable()); });
       fn.walk(
           [&](LMHeadCrossEntropyOp op) { mask(op, op.getMaskMutable()); });
+      fn.walk([&](SequenceLogProbsOp op) { mask(op, op.getMaskMutable()); });
       changed = true;
     }
     if (!changed) {

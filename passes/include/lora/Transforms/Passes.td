@@ -106,8 +106,21 @@ def Objective : Pass<"lora-objective", "::mlir::ModuleOp"> {
     `objective=sft` and `objective=pretrain` build the same graph; they
     differ in which tokens the runtime's data pipeline marks in `loss_mask`
     (assistant/response tokens only, or every real token), recorded as the
-    function's `lora.objective` attribute. `dpo` (two forward passes, with and
-    without adapters) is not implemented yet and is refused.
+    function's `lora.objective` attribute.
+
+    `objective=dpo` (Direct Preference Optimization) adds the inputs
+    `sequence_ids` (`[batch, seq]` i32: which response a token's target
+    belongs to, `2p` for pair `p`'s chosen and `2p + 1` for its rejected
+    response, -1 elsewhere) and `pair_mask` (`[pairs]` i1), clones the
+    forward graph without its adapters as the reference pass (parameters are
+    shared, so the reference is the base model with no second copy; it
+    depends on no trainable parameter, so autodiff keeps none of its
+    activations for the backward), sums each response's log-probabilities
+    under both (`lora.sequence_logprobs`) and returns `lora.dpo_loss`'s loss
+    sum, pair count and reward metrics (outputs `loss_sum`, `count`,
+    `chosen_rewards`, `rejected_rewards`, `accuracy`, `margin`). The logits
+    of both passes are materialized (`[batch, seq, vocab]` float32 each; no
+    chunked fusion yet).
 
     Before:
     ```mlir
@@ -126,7 +139,13 @@ def Objective : Pass<"lora-objective", "::mlir::ModuleOp"> {
   }];
   let options = [
     Option<"objective", "objective", "std::string", /*default=*/"\"sft\"",
-           "sft or pretrain">,
+           "sft, pretrain or dpo">,
+    Option<"beta", "beta", "double", /*default=*/"0.1",
+           "dpo: the inverse temperature β of the implicit reward">,
+    Option<"lossType", "loss-type", "std::string", /*default=*/"\"sigmoid\"",
+           "dpo: sigmoid (DPO) or ipo">,
+    Option<"pairs", "pairs", "int64_t", /*default=*/"0",
+           "dpo: preference pairs per micro-batch (0: the micro-batch size)">,
     Option<"function", "function", "std::string", /*default=*/"\"forward\"",
            "The forward function">
   ];

@@ -852,6 +852,179 @@ Status CrossEntropyBwd(const KernelContext& ctx, const KernelParams& p,
 }
 
 // ----------------------------------------------------------------------------
+// Preference objectives: per-sequence log-probabilities and the DPO/IPO loss.
+// Inputs: logits [tokens, vocab], targets, mask, sequence ids [tokens]
+// (a masked-in token's id must lie in [0, sequences)).
+
+Status CheckSequenceIds(const KernelParams& p, const TensorView& ids, const TensorView& mask,
+                        int64_t tokens, int64_t sequences) {
+  LORA_RETURN_IF_ERROR(ExpectIndex(p, ids, tokens, "the sequence ids"));
+  const uint8_t* mk = mask.as<const uint8_t>();
+  for (int64_t i = 0; i < tokens; ++i) {
+    int64_t s = LoadIndex(ids, i);
+    if (mk[i] && (s < 0 || s >= sequences))
+      return InvalidArgumentError(StrFormat(
+          "kernel '%s': token %lld is in the loss but its sequence id %lld is outside [0, %lld)",
+          p.kind().c_str(), static_cast<long long>(i), static_cast<long long>(s),
+          static_cast<long long>(sequences)));
+  }
+  return OkStatus();
+}
+
+Status SequenceLogProbsFwd(const KernelContext& ctx, const KernelParams& p,
+                           const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+  int64_t t, v, n;
+  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", &t));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", &v));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "sequences", &n));
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 4, out, 1));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], t * v, "the logits"));
+  LORA_RETURN_IF_ERROR(CheckLossOperands(p, in[1], in[2], t));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, n, "the log-probabilities"));
+  int64_t count;
+  LORA_RETURN_IF_ERROR(CheckTargets(p, in[1], in[2], t, v, &count));
+  LORA_RETURN_IF_ERROR(CheckSequenceIds(p, in[3], in[2], t, n));
+  const uint8_t* mk = in[2].as<const uint8_t>();
+  double* logp = Scratch<double>(kRows, t);
+#pragma omp parallel for num_threads(Threads(ctx)) schedule(dynamic, 4) if (t * v >= (1 << 15))
+  for (int64_t i = 0; i < t; ++i) {
+    if (!mk[i]) {
+      logp[i] = 0.0;
+      continue;
+    }
+    const float* row = RowF32(in[0], i, v, kLogits);
+    logp[i] = double(row[LoadIndex(in[1], i)]) - double(LogSumExp(row, v));
+  }
+  // Summed in token order: the same result on every thread count.
+  std::vector<double> sums(static_cast<size_t>(n), 0.0);
+  for (int64_t i = 0; i < t; ++i)
+    if (mk[i]) sums[LoadIndex(in[3], i)] += logp[i];
+  for (int64_t s = 0; s < n; ++s) out[0].as<float>()[s] = static_cast<float>(sums[s]);
+  return OkStatus();
+}
+
+Status SequenceLogProbsBwd(const KernelContext& ctx, const KernelParams& p,
+                           const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+  int64_t t, v, n;
+  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", &t));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", &v));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "sequences", &n));
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 5, out, 1));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], t * v, "the logits"));
+  LORA_RETURN_IF_ERROR(CheckLossOperands(p, in[1], in[2], t));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, in[4], DType::F32, n, "the log-probability gradients"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], t * v, "the logits gradient"));
+  int64_t count;
+  LORA_RETURN_IF_ERROR(CheckTargets(p, in[1], in[2], t, v, &count));
+  LORA_RETURN_IF_ERROR(CheckSequenceIds(p, in[3], in[2], t, n));
+  const uint8_t* mk = in[2].as<const uint8_t>();
+  const float* dlogp = in[4].as<const float>();
+  const TensorView& dl = out[0];
+#pragma omp parallel for num_threads(Threads(ctx)) schedule(dynamic, 4) if (t * v >= (1 << 15))
+  for (int64_t i = 0; i < t; ++i) {
+    float* g = dl.dtype == DType::F32 ? dl.as<float>() + i * v : Scratch<float>(kRows, v);
+    if (!mk[i]) {
+      std::fill(g, g + v, 0.0f);
+    } else {
+      // d log p[target] / d logits = onehot - softmax: the cross-entropy
+      // gradient with the opposite sign.
+      const float* row = RowF32(in[0], i, v, kLogits);
+      SoftmaxGrad(row, v, LogSumExp(row, v), LoadIndex(in[1], i), -dlogp[LoadIndex(in[3], i)], g);
+    }
+    if (dl.dtype != DType::F32) FromFloat(g, v, dl, i * v);
+  }
+  return OkStatus();
+}
+
+// The DPO loss of one pair from h = (π_c − r_c) − (π_r − r_r), and its
+// derivative with respect to h.
+struct PairLoss {
+  double loss, dloss_dh;
+};
+PairLoss DpoPairLoss(double h, double beta, bool ipo) {
+  if (ipo) {
+    double d = h - 1.0 / (2.0 * beta);
+    return {d * d, 2.0 * d};
+  }
+  // −log σ(βh) = softplus(−βh), computed without overflow.
+  double z = -beta * h;
+  double softplus = z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
+  double sig = 1.0 / (1.0 + std::exp(-z));  // σ(−βh)
+  return {softplus, -beta * sig};
+}
+
+Status CheckDpoOperands(const KernelParams& p, const std::vector<TensorView>& in, int64_t pairs) {
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, in[0], DType::F32, 2 * pairs, "the policy log-probabilities"));
+  LORA_RETURN_IF_ERROR(
+      ExpectTyped(p, in[1], DType::F32, 2 * pairs, "the reference log-probabilities"));
+  return ExpectTyped(p, in[2], DType::BOOL, pairs, "the pair mask");
+}
+
+Status DpoLossFwd(const KernelContext&, const KernelParams& p, const std::vector<TensorView>& in,
+                  const std::vector<TensorView>& out) {
+  int64_t pairs;
+  double beta;
+  LORA_RETURN_IF_ERROR(SizeParam(p, "pairs", &pairs));
+  LORA_RETURN_IF_ERROR(p.Float("beta", &beta));
+  bool ipo = p.IntOr("ipo", 0) != 0;
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 6));
+  LORA_RETURN_IF_ERROR(CheckDpoOperands(p, in, pairs));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, 1, "the loss sum"));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[1], DType::I64, 1, "the pair count"));
+  for (int k = 2; k < 6; ++k) LORA_RETURN_IF_ERROR(ExpectTyped(p, out[k], DType::F32, 1, "a metric"));
+  const float* pol = in[0].as<const float>();
+  const float* ref = in[1].as<const float>();
+  const uint8_t* present = in[2].as<const uint8_t>();
+  double loss = 0, chosen = 0, rejected = 0, correct = 0, margin = 0;
+  int64_t count = 0;
+  for (int64_t q = 0; q < pairs; ++q) {
+    if (!present[q]) continue;
+    double rc = double(pol[2 * q]) - ref[2 * q], rr = double(pol[2 * q + 1]) - ref[2 * q + 1];
+    loss += DpoPairLoss(rc - rr, beta, ipo).loss;
+    chosen += beta * rc;
+    rejected += beta * rr;
+    correct += rc > rr ? 1.0 : 0.0;
+    margin += beta * (rc - rr);
+    ++count;
+  }
+  out[0].as<float>()[0] = static_cast<float>(loss);
+  out[1].as<int64_t>()[0] = count;
+  out[2].as<float>()[0] = static_cast<float>(chosen);
+  out[3].as<float>()[0] = static_cast<float>(rejected);
+  out[4].as<float>()[0] = static_cast<float>(correct);
+  out[5].as<float>()[0] = static_cast<float>(margin);
+  return OkStatus();
+}
+
+Status DpoLossBwd(const KernelContext&, const KernelParams& p, const std::vector<TensorView>& in,
+                  const std::vector<TensorView>& out) {
+  int64_t pairs;
+  double beta;
+  LORA_RETURN_IF_ERROR(SizeParam(p, "pairs", &pairs));
+  LORA_RETURN_IF_ERROR(p.Float("beta", &beta));
+  bool ipo = p.IntOr("ipo", 0) != 0;
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 4, out, 1));
+  LORA_RETURN_IF_ERROR(CheckDpoOperands(p, in, pairs));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, in[3], DType::F32, 1, "dloss"));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, 2 * pairs, "the policy gradient"));
+  const float* pol = in[0].as<const float>();
+  const float* ref = in[1].as<const float>();
+  const uint8_t* present = in[2].as<const uint8_t>();
+  const double dloss = in[3].as<const float>()[0];
+  float* g = out[0].as<float>();
+  for (int64_t q = 0; q < pairs; ++q) {
+    double d = 0;
+    if (present[q]) {
+      double h = (double(pol[2 * q]) - ref[2 * q]) - (double(pol[2 * q + 1]) - ref[2 * q + 1]);
+      d = dloss * DpoPairLoss(h, beta, ipo).dloss_dh;
+    }
+    g[2 * q] = static_cast<float>(d);
+    g[2 * q + 1] = static_cast<float>(-d);
+  }
+  return OkStatus();
+}
+
+// ----------------------------------------------------------------------------
 // LM head + cross-entropy, chunked over the masked-in tokens.
 
 struct LmCe {
@@ -1175,6 +1348,10 @@ void RegisterLinearKernels() {
   RegisterKernel("lm_head_fwd", LmHeadFwd);
   RegisterKernel("cross_entropy_fwd", CrossEntropyFwd);
   RegisterKernel("cross_entropy_bwd", CrossEntropyBwd);
+  RegisterKernel("sequence_logprobs_fwd", SequenceLogProbsFwd);
+  RegisterKernel("sequence_logprobs_bwd", SequenceLogProbsBwd);
+  RegisterKernel("dpo_loss_fwd", DpoLossFwd);
+  RegisterKernel("dpo_loss_bwd", DpoLossBwd);
   RegisterKernel("lm_head_ce_fwd", LmHeadCeFwd);
   RegisterKernel("lm_head_ce_bwd_x", LmHeadCeBwdX);
   RegisterKernel("lm_head_ce_bwd_w", LmHeadCeBwdW);

@@ -73,6 +73,8 @@ std::string DataStats::Summary(int64_t seq_len) const {
       WithCommas(examples).c_str(), WithCommas(tokens).c_str(), WithCommas(target_tokens).c_str(),
       WithCommas(rows).c_str(), WithCommas(batches_per_epoch).c_str(),
       100.0 * real_token_fraction) +
+         (pairs == 0 ? std::string()
+                     : StrFormat("; %s preference pairs", WithCommas(pairs).c_str())) +
          (replay_examples == 0
               ? std::string()
               : StrFormat("; with replay of %s: %s examples, %s tokens (%.1f%% of the tokens)",
@@ -139,6 +141,84 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::FromRecords(const std::vector<Record
   return Build(std::move(examples), tokenizer.pad_id(), options, std::move(stats));
 }
 
+StatusOr<std::unique_ptr<Dataset>> Dataset::LoadPreferences(const std::string& path,
+                                                            const Tokenizer& tokenizer,
+                                                            const DataOptions& options) {
+  LORA_RETURN_IF_ERROR(CheckOptions(options));
+  LORA_ASSIGN_OR_RETURN(std::vector<PreferenceRecord> records, ReadPreferenceJsonl(path));
+  return FromPreferences(records, path, tokenizer, options);
+}
+
+StatusOr<std::unique_ptr<Dataset>> Dataset::FromPreferences(
+    const std::vector<PreferenceRecord>& records, const std::string& path,
+    const Tokenizer& tokenizer, const DataOptions& options) {
+  LORA_RETURN_IF_ERROR(CheckOptions(options));
+  if (!options.preference)
+    return InternalError("FromPreferences needs DataOptions.preference");
+  if (!options.pack)
+    return InvalidArgumentError(path + ": preference pairs need a packed plan (chosen and "
+                                       "rejected share a row)");
+  DataStats stats;
+  stats.path = path;
+  stats.records = static_cast<int64_t>(records.size());
+  const int64_t seq_len = options.seq_len;
+  std::vector<Example> examples;
+  for (const PreferenceRecord& r : records) {
+    Example pair[2];
+    const Record* sides[2] = {&r.chosen, &r.rejected};
+    for (int k = 0; k < 2; ++k) {
+      ++stats.records_by_format[static_cast<int>(RecordFormat::kChat)];
+      LORA_RETURN_IF_ERROR(RecordToExample(*sides[k], options.chat_template, Objective::kSft,
+                                           tokenizer, &pair[k]),
+                           "%s:%lld", path.c_str(), static_cast<long long>(r.line));
+      // The loss covers the final assistant reply only (its EOS too): the
+      // last run of target tokens.
+      std::vector<uint8_t>& t = pair[k].is_target;
+      int64_t end = static_cast<int64_t>(t.size());
+      while (end > 0 && !t[end - 1]) --end;
+      int64_t begin = end;
+      while (begin > 0 && t[begin - 1]) --begin;
+      std::fill(t.begin(), t.begin() + begin, 0);
+    }
+    int64_t lc = static_cast<int64_t>(pair[0].tokens.size());
+    int64_t lr = static_cast<int64_t>(pair[1].tokens.size());
+    stats.longest = std::max({stats.longest, lc, lr});
+    if (lc + lr > seq_len) {
+      ++stats.truncated;
+      int64_t half = seq_len / 2;
+      if (lc <= half) lr = seq_len - lc;
+      else if (lr <= half) lc = seq_len - lr;
+      else lc = half, lr = seq_len - half;
+      for (int k = 0; k < 2; ++k) {
+        pair[k].tokens.resize(k == 0 ? lc : lr);
+        pair[k].is_target.resize(k == 0 ? lc : lr);
+      }
+    }
+    bool ok = true;
+    for (Example& ex : pair) {
+      if (!ex.is_target.empty()) ex.is_target[0] = 0;
+      ok &= std::count(ex.is_target.begin(), ex.is_target.end(), 1) > 0;
+    }
+    if (!ok) {
+      ++stats.dropped_no_target;
+      continue;
+    }
+    examples.push_back(std::move(pair[0]));
+    examples.push_back(std::move(pair[1]));
+  }
+  stats.pairs = static_cast<int64_t>(examples.size() / 2);
+  // Build keeps every example (each has a target and fits a row) in order:
+  // 2q is pair q's chosen response, 2q + 1 its rejected one.
+  int64_t truncated = stats.truncated, dropped = stats.dropped_no_target, longest = stats.longest;
+  stats.truncated = stats.dropped_no_target = stats.longest = 0;
+  LORA_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> ds,
+                        Build(std::move(examples), tokenizer.pad_id(), options, std::move(stats)));
+  ds->stats_.truncated = truncated;
+  ds->stats_.dropped_no_target = dropped;
+  ds->stats_.longest = longest;
+  return ds;
+}
+
 StatusOr<std::unique_ptr<Dataset>> Dataset::FromExamples(std::vector<Example> examples,
                                                          int32_t pad_id,
                                                          const DataOptions& options,
@@ -169,6 +249,7 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::Build(std::vector<Example> examples,
   hash.Add(static_cast<int64_t>(options.pack));
   hash.Add(static_cast<int64_t>(options.shuffle));
   hash.Add(static_cast<int64_t>(pad_id));
+  hash.Add(static_cast<int64_t>(options.preference));
   for (Example& ex : examples) {
     int64_t n = static_cast<int64_t>(ex.tokens.size());
     stats.longest = std::max(stats.longest, n);
@@ -223,6 +304,19 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::Build(std::vector<Example> examples,
 }
 
 std::vector<PackedRow> Dataset::EpochRows(int64_t epoch) const {
+  if (options_.preference) {
+    // One pair a row, in shuffled pair order.
+    std::vector<int32_t> pairs(examples_.size() / 2);
+    std::iota(pairs.begin(), pairs.end(), 0);
+    if (options_.shuffle) {
+      Rng rng(MixSeed(options_.seed, static_cast<uint64_t>(epoch), 0));
+      rng.Shuffle(&pairs);
+    }
+    std::vector<PackedRow> rows;
+    for (int32_t q : pairs)
+      rows.push_back({{2 * q, 2 * q + 1}, lengths_[2 * q] + lengths_[2 * q + 1]});
+    return rows;
+  }
   std::vector<int32_t> order(examples_.size());
   std::iota(order.begin(), order.end(), 0);
   if (options_.shuffle) {
@@ -280,6 +374,20 @@ Status Dataset::GetBatch(int64_t epoch, int64_t index, Batch* out) {
     if (!row.docs.empty()) ++out->rows;
     out->documents += static_cast<int64_t>(row.docs.size());
     out->real_tokens += row.used;
+  }
+  if (options_.preference) {
+    out->sequence_ids.assign(n, -1);
+    out->pair_mask.assign(static_cast<size_t>(mb), 0);
+    for (int64_t r = 0; r < mb; ++r) {
+      size_t at = static_cast<size_t>(r * seq_len);
+      out->pair_mask[r] = index * mb + r < static_cast<int64_t>(cached_rows_.size()) ? 1 : 0;
+      for (int64_t t = 0; t < seq_len; ++t)
+        if (out->loss_mask[at + t])
+          out->sequence_ids[at + t] = static_cast<int32_t>(2 * r + out->segment_ids[at + t]);
+    }
+  } else {
+    out->sequence_ids.clear();
+    out->pair_mask.clear();
   }
   return OkStatus();
 }

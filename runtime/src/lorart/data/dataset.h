@@ -28,6 +28,9 @@ struct DataOptions {
   bool pack = true;     // false: one example per row
   bool shuffle = true;  // false for validation: file order, the same every epoch
   uint64_t seed = 0;
+  // Preference pairs (DPO, Dataset::FromPreferences): each row holds one
+  // pair, chosen then rejected, so a batch holds micro_batch pairs.
+  bool preference = false;
 };
 
 struct DataStats {
@@ -43,6 +46,7 @@ struct DataStats {
   int32_t max_token_id = -1;      // must be below the model's vocabulary size
   int64_t rows = 0;               // rows per epoch (the same every epoch)
   int64_t batches_per_epoch = 0;  // ceil(rows / micro_batch)
+  int64_t pairs = 0;  // preference pairs used (examples = 2 * pairs)
   // Replay (Dataset::WithReplay): general examples mixed in, and their tokens.
   std::string replay_path;
   int64_t replay_examples = 0;
@@ -71,6 +75,11 @@ struct Batch {
   std::vector<int32_t> segment_ids;  // 0, 1, ... per document within a row; -1 on padding
   std::vector<int32_t> targets;      // the next token of the same document, else the pad id
   std::vector<uint8_t> loss_mask;    // 1 where targets[t] is trained on
+  // Preference batches: the response a loss token belongs to (2r for row r's
+  // chosen, 2r + 1 for its rejected response; -1 elsewhere), and which rows
+  // hold a pair. Empty otherwise.
+  std::vector<int32_t> sequence_ids;
+  std::vector<uint8_t> pair_mask;
   int64_t rows = 0;               // rows holding documents; the rest are padding
   int64_t documents = 0;
   int64_t real_tokens = 0;        // non-pad tokens
@@ -89,6 +98,17 @@ class Dataset {
                                                         const std::string& path,
                                                         const Tokenizer& tokenizer,
                                                         const DataOptions& options);
+  // Preference pairs (options.preference must be set): each response
+  // rendered after its prompt with the chat template, the loss on the final
+  // assistant reply only. A pair longer than seq_len is cut: the longer
+  // response keeps what the shorter leaves (at least half the row each); a
+  // pair left without a target token in either response is dropped.
+  static StatusOr<std::unique_ptr<Dataset>> FromPreferences(
+      const std::vector<PreferenceRecord>& records, const std::string& path,
+      const Tokenizer& tokenizer, const DataOptions& options);
+  static StatusOr<std::unique_ptr<Dataset>> LoadPreferences(const std::string& path,
+                                                            const Tokenizer& tokenizer,
+                                                            const DataOptions& options);
   // From tokenized examples (tests, other sources); truncates and drops the
   // same way. `pad_id` fills padding and the targets of last tokens.
   static StatusOr<std::unique_ptr<Dataset>> FromExamples(std::vector<Example> examples,

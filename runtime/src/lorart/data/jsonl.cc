@@ -274,6 +274,84 @@ StatusOr<std::vector<Record>> ParseJsonl(std::string_view text, const std::strin
   return records;
 }
 
+Status ParsePreferenceRecord(std::string_view line, const std::string& where,
+                             PreferenceRecord* out) {
+  *out = PreferenceRecord();
+  Json obj;
+  LORA_RETURN_IF_ERROR(ParseJson(line, where, "record", &obj));
+  if (!obj.is_object())
+    return InvalidArgumentError(StrFormat("%s: a preference record must be an object with "
+                                          "\"prompt\", \"chosen\" and \"rejected\", not %s",
+                                          where.c_str(), JsonTypeName(obj)));
+  for (const char* key : {"prompt", "chosen", "rejected"})
+    if (!obj.contains(key))
+      return InvalidArgumentError(StrFormat("%s: no field '%s' (a preference record has "
+                                            "\"prompt\", \"chosen\" and \"rejected\")",
+                                            where.c_str(), key));
+  // Each field as a list of chat messages.
+  auto messages = [&](const char* key, const char* role, Json* list) -> Status {
+    const Json& v = obj.at(key);
+    if (v.is_string()) {
+      *list = Json::array({{{"role", role}, {"content", v.get<std::string>()}}});
+      return OkStatus();
+    }
+    if (!v.is_array() || v.empty())
+      return InvalidArgumentError(StrFormat("%s: field '%s' must be a string or a non-empty list "
+                                            "of chat messages, not %s %s",
+                                            where.c_str(), key, JsonTypeName(v),
+                                            JsonSnippet(v).c_str()));
+    *list = v;
+    return OkStatus();
+  };
+  Json prompt, chosen, rejected;
+  LORA_RETURN_IF_ERROR(messages("prompt", "user", &prompt));
+  LORA_RETURN_IF_ERROR(messages("chosen", "assistant", &chosen));
+  LORA_RETURN_IF_ERROR(messages("rejected", "assistant", &rejected));
+  for (auto [key, list] : {std::pair<const char*, const Json*>{"chosen", &chosen},
+                           {"rejected", &rejected}}) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      const Json& m = (*list)[i];
+      if (!m.is_object() || !m.contains("role") || m.at("role") != "assistant")
+        return InvalidArgumentError(StrFormat("%s: %s[%zu] must be an assistant message (the "
+                                              "prompt holds the rest of the conversation)",
+                                              where.c_str(), key, i));
+    }
+    Json convo = {{"messages", prompt}};
+    for (const Json& m : *list) convo["messages"].push_back(m);
+    Record& r = std::string(key) == "chosen" ? out->chosen : out->rejected;
+    LORA_RETURN_IF_ERROR(ParseChat(convo, StrFormat("%s: prompt + %s", where.c_str(), key), &r));
+    r.format = RecordFormat::kChat;
+  }
+  return OkStatus();
+}
+
+StatusOr<std::vector<PreferenceRecord>> ReadPreferenceJsonl(const std::string& path) {
+  MappedFile file;
+  LORA_RETURN_IF_ERROR(file.Open(path));
+  std::string_view text = file.view();
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  std::vector<PreferenceRecord> records;
+  int64_t line_number = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_number;
+    if (IsBlank(line)) continue;
+    if (line.back() == '\r') line.remove_suffix(1);
+    PreferenceRecord r;
+    LORA_RETURN_IF_ERROR(ParsePreferenceRecord(
+        line, StrFormat("%s:%lld", path.c_str(), static_cast<long long>(line_number)), &r));
+    r.line = r.chosen.line = r.rejected.line = line_number;
+    records.push_back(std::move(r));
+  }
+  if (records.empty())
+    return InvalidArgumentError(path + ": no preference pairs (the file is empty or has only "
+                                       "blank lines)");
+  return records;
+}
+
 StatusOr<std::vector<Record>> ReadJsonl(const std::string& path) {
   MappedFile file;
   LORA_RETURN_IF_ERROR(file.Open(path));

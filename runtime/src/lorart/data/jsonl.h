@@ -57,6 +57,20 @@ Status ParseRecord(std::string_view line, const std::string& where, Record* out)
 // The first error stops the read.
 StatusOr<std::vector<Record>> ReadJsonl(const std::string& path);
 
+// A preference pair for DPO: {"prompt", "chosen", "rejected"}, each a string
+// (the prompt a user message, the responses assistant messages) or a list of
+// chat messages (the prompt's ending with a user message, the responses'
+// assistant messages). `chosen` and `rejected` are the whole conversations
+// (prompt, then the response), checked as chat records are.
+struct PreferenceRecord {
+  Record chosen, rejected;
+  int64_t line = 0;
+};
+// Errors name "file:line" and the field.
+Status ParsePreferenceRecord(std::string_view line, const std::string& where,
+                             PreferenceRecord* out);
+StatusOr<std::vector<PreferenceRecord>> ReadPreferenceJsonl(const std::string& path);
+
 // The same over text already in memory; `path` only names it in messages.
 StatusOr<std::vector<Record>> ParseJsonl(std::string_view text, const std::string& path);
 

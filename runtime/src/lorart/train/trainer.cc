@@ -71,17 +71,56 @@ Status FeedBatch(Session* s, const std::string& program, const data::Batch& b) {
   Status seg = s->SetInput(program, "segment_ids", b.segment_ids.data(), b.segment_ids.size() * 4);
   if (!seg.ok() && seg.code() != StatusCode::kNotFound) return seg;
   LORA_RETURN_IF_ERROR(s->SetInput(program, "targets", b.targets.data(), b.targets.size() * 4));
-  return s->SetInput(program, "loss_mask", b.loss_mask.data(), b.loss_mask.size());
+  LORA_RETURN_IF_ERROR(s->SetInput(program, "loss_mask", b.loss_mask.data(), b.loss_mask.size()));
+  // A DPO plan takes the responses' ids and the pairs present; its data is
+  // preference pairs (and only its).
+  bool wants_pairs = s->plan().defaults().objective() &&
+                     s->plan().defaults().objective()->str() == "dpo";
+  if (wants_pairs != !b.sequence_ids.empty())
+    return InvalidArgumentError(wants_pairs ? "this DPO plan needs preference pairs "
+                                              "({\"prompt\", \"chosen\", \"rejected\"})"
+                                            : "preference pairs need a plan compiled with "
+                                              "--objective dpo");
+  if (!wants_pairs) return OkStatus();
+  LORA_RETURN_IF_ERROR(
+      s->SetInput(program, "sequence_ids", b.sequence_ids.data(), b.sequence_ids.size() * 4));
+  return s->SetInput(program, "pair_mask", b.pair_mask.data(), b.pair_mask.size());
 }
+
+
+Status RewardSums::Add(const Session& session, const std::string& program) {
+  StatusOr<double> c = session.GetScalar(program, "chosen_rewards");
+  if (!c.ok()) return c.status().code() == StatusCode::kNotFound ? OkStatus() : c.status();
+  LORA_ASSIGN_OR_RETURN(double r, session.GetScalar(program, "rejected_rewards"));
+  LORA_ASSIGN_OR_RETURN(double a, session.GetScalar(program, "accuracy"));
+  LORA_ASSIGN_OR_RETURN(double m, session.GetScalar(program, "margin"));
+  present = true;
+  chosen += *c;
+  rejected += r;
+  accuracy += a;
+  margin += m;
+  return OkStatus();
+}
+
+std::string RewardSums::JsonFields(double pairs, const char* prefix) const {
+  if (!present) return "";
+  double n = std::max(pairs, 1.0);
+  return StrFormat(", \"%srewards/chosen\": %.6g, \"%srewards/rejected\": %.6g, "
+                   "\"%srewards/accuracy\": %.4f, \"%srewards/margin\": %.6g",
+                   prefix, chosen / n, prefix, rejected / n, prefix, accuracy / n, prefix,
+                   margin / n);
+}
+
 
 Trainer::Trainer(Session* session, data::Dataset* train, data::Dataset* eval,
                  TrainOptions options, std::ostream* log)
     : session_(session), train_(train), eval_(eval), o_(std::move(options)), log_(log),
       batcher_(train) {}
 
-StatusOr<double> Trainer::Evaluate(Session* session, data::Dataset* dataset) {
+StatusOr<EvalResult> Trainer::Evaluate(Session* session, data::Dataset* dataset) {
   double loss = 0;
   double count = 0;
+  EvalResult result;
   data::Batch batch;
   for (int64_t i = 0; i < dataset->batches_per_epoch(); ++i) {
     LORA_RETURN_IF_ERROR(dataset->GetBatch(0, i, &batch));
@@ -89,11 +128,14 @@ StatusOr<double> Trainer::Evaluate(Session* session, data::Dataset* dataset) {
     LORA_RETURN_IF_ERROR(session->Run("eval_step", 0));
     LORA_ASSIGN_OR_RETURN(double l, session->GetScalar("eval_step", "loss_sum"));
     LORA_ASSIGN_OR_RETURN(double n, session->GetScalar("eval_step", "count"));
+    LORA_RETURN_IF_ERROR(result.rewards.Add(*session, "eval_step"));
     loss += l;
     count += n;
   }
   if (count <= 0) return InvalidArgumentError("the evaluation set has no target tokens");
-  return loss / count;
+  result.loss = loss / count;
+  result.count = count;
+  return result;
 }
 
 Status Trainer::WriteMetrics(const std::string& line) {
@@ -204,14 +246,20 @@ Status Trainer::Run(TrainResult* result) {
 
   auto evaluate = [&](int64_t at) -> Status {
     if (!eval_) return OkStatus();
-    LORA_ASSIGN_OR_RETURN(double loss, Evaluate(session_, eval_));
+    LORA_ASSIGN_OR_RETURN(EvalResult ev, Evaluate(session_, eval_));
+    double loss = ev.loss;
     eval_curve_.push_back({at, loss});
     char line[256];
-    snprintf(line, sizeof line, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.4f}",
+    snprintf(line, sizeof line, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.4f",
              static_cast<long long>(at), loss, std::exp(loss));
-    LORA_RETURN_IF_ERROR(WriteMetrics(line));
+    LORA_RETURN_IF_ERROR(WriteMetrics(line + ev.rewards.JsonFields(ev.count, "eval_") + "}"));
     if (o_.progress_bar) *log_ << "\n";
-    *log_ << "step " << at << ": eval loss " << loss << " (ppl " << std::exp(loss) << ")\n";
+    *log_ << "step " << at << ": eval loss " << loss;
+    if (ev.rewards.present)
+      *log_ << ", reward accuracy " << ev.rewards.accuracy / ev.count << ", margin "
+            << ev.rewards.margin / ev.count << " (" << ev.count << " pairs)\n";
+    else
+      *log_ << " (ppl " << std::exp(loss) << ")\n";
     if (!have_best_ || loss < best_eval_) {
       best_eval_ = loss;
       have_best_ = true;
@@ -224,6 +272,7 @@ Status Trainer::Run(TrainResult* result) {
 
   while (step_ < total) {
     double loss_sum = 0, count = 0;
+    RewardSums rewards;
     int64_t real = 0;
     for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
       LORA_RETURN_IF_ERROR(batcher_.Next(&batch));
@@ -232,6 +281,7 @@ Status Trainer::Run(TrainResult* result) {
                            "at step %lld", static_cast<long long>(step_));
       LORA_ASSIGN_OR_RETURN(double l, session_->GetScalar("train_step", "loss_sum"));
       LORA_ASSIGN_OR_RETURN(double n, session_->GetScalar("train_step", "count"));
+      LORA_RETURN_IF_ERROR(rewards.Add(*session_, "train_step"));
       loss_sum += l;
       count += n;
       real += batch.real_tokens;
@@ -272,18 +322,24 @@ Status Trainer::Run(TrainResult* result) {
     char line[320];
     snprintf(line, sizeof line,
              "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %lld, "
-             "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f}",
+             "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f",
              static_cast<long long>(step_), loss, lr, grad_norm / std::max(count, 1.0),
              static_cast<long long>(tokens_seen), tps, elapsed);
-    LORA_RETURN_IF_ERROR(WriteMetrics(line));
+    LORA_RETURN_IF_ERROR(WriteMetrics(line + rewards.JsonFields(count, "") + "}"));
+    std::string reward_text =
+        rewards.present ? StrFormat(", acc %.2f, margin %.3g", rewards.accuracy / count,
+                                    rewards.margin / count)
+                        : std::string();
     if (o_.progress_bar) {
       double eta = step_ > 0 ? elapsed / step_ * (total - step_) : 0;
       int width = 24, filled = static_cast<int>(width * step_ / total);
       *log_ << "\r[" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
-            << step_ << "/" << total << " loss " << loss << " lr " << lr << " " << (int)tps
+            << step_ << "/" << total << " loss " << loss << reward_text << " lr " << lr << " "
+            << (int)tps
             << " tok/s ETA " << FormatDuration(eta) << "   " << std::flush;
     } else if (o_.log_every > 0 && (step_ % o_.log_every == 0 || step_ == total)) {
-      *log_ << "step " << step_ << "/" << total << ": loss " << loss << ", lr " << lr << ", "
+      *log_ << "step " << step_ << "/" << total << ": loss " << loss << reward_text << ", lr "
+            << lr << ", "
             << static_cast<int64_t>(tps) << " tokens/s\n";
     }
     if (o_.eval_every > 0 && step_ % o_.eval_every == 0 && step_ < total) {

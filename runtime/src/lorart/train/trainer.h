@@ -51,14 +51,33 @@ struct TrainResult {
   bool stopped_early = false;
 };
 
+// DPO's reward metrics (a plan's chosen_rewards, rejected_rewards, accuracy
+// and margin outputs), summed over micro-batches; absent for other
+// objectives.
+struct RewardSums {
+  bool present = false;
+  double chosen = 0, rejected = 0, accuracy = 0, margin = 0;
+  // Adds `program`'s outputs after a run (nothing when it has none).
+  Status Add(const Session& session, const std::string& program);
+  // `, "<prefix>rewards/chosen": ..., ...` per pair, or "" when absent.
+  std::string JsonFields(double pairs, const char* prefix) const;
+};
+
+struct EvalResult {
+  double loss = 0;       // per target token, or per pair for DPO
+  double count = 0;      // target tokens, or pairs
+  RewardSums rewards;
+};
+
 class Trainer {
  public:
   Trainer(Session* session, data::Dataset* train, data::Dataset* eval, TrainOptions options,
           std::ostream* log);
   Status Run(TrainResult* result);
 
-  // Mean loss per target token of @eval_step over a whole dataset.
-  static StatusOr<double> Evaluate(Session* session, data::Dataset* dataset);
+  // Mean loss per target token (per pair for DPO) of @eval_step over a
+  // whole dataset, with DPO's reward metrics.
+  static StatusOr<EvalResult> Evaluate(Session* session, data::Dataset* dataset);
 
  private:
   Status SaveCheckpoint(int64_t step, const std::string& dir);

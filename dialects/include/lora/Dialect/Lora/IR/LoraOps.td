@@ -280,6 +280,57 @@ def Lora_CrossEntropyOp : Lora_Op<"cross_entropy", [Pure, DeclareOpInterfaceMeth
   let hasVerifier = 1;
 }
 
+def Lora_SequenceLogProbsOp : Lora_Op<"sequence_logprobs", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
+  let summary = "summed log-probability of each sequence's target tokens (for preference objectives)";
+  let description = [{
+    For logits `[batch, seq, vocab]`, `targets` and `mask` `[batch, seq]` and
+    `sequence_ids` `[batch, seq]` (i32), returns `[num_sequences]` float32:
+    `result[s] = Σ_{mask, sequence_ids == s} log softmax(logits)[target]`.
+    Masked-in tokens must carry an id in `[0, num_sequences)`; masked-out
+    ones may carry any id (-1 by convention). DPO's objective uses it for the
+    chosen (`2p`) and rejected (`2p + 1`) response of each pair `p`, packed
+    into one grid.
+
+    ```mlir
+    %lp = lora.sequence_logprobs %logits, %targets, %mask, %seq {num_sequences = 8 : i64} : (tensor<4x512x32000xf32>, tensor<4x512xi32>, tensor<4x512xi1>, tensor<4x512xi32>) -> tensor<8xf32>
+    ```
+  }];
+  let arguments = (ins Lora_FloatTensor:$logits, Lora_IndexTensor:$targets,
+                       Lora_MaskTensor:$mask, Lora_IndexTensor:$sequence_ids,
+                       I64Attr:$num_sequences);
+  let results = (outs RankedTensorOf<[F32]>:$logprobs);
+  let assemblyFormat = "$logits `,` $targets `,` $mask `,` $sequence_ids attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Lora_DPOLossOp : Lora_Op<"dpo_loss", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
+  let summary = "DPO (or IPO) loss of preference pairs from policy and reference log-probabilities";
+  let description = [{
+    `policy` and `reference` are `[2 * pairs]` summed log-probabilities of
+    each pair's chosen (even index) and rejected (odd index) response under
+    the policy (adapters on) and the reference (the same base, adapters
+    off); `pair_mask` `[pairs]` marks the pairs present. With
+    `h = (π_c − r_c) − (π_r − r_r)` per pair, the loss is summed over the
+    pairs present: `sigmoid`, DPO's `−log σ(β·h)`; `ipo`, `(h − 1/(2β))²`.
+    Also returns the number of pairs (the normaliser, like a token count)
+    and, summed over the pairs, the rewards `β(π_c − r_c)` and
+    `β(π_r − r_r)`, the pairs whose chosen reward is higher, and the reward
+    margins. Only the loss is differentiated, with respect to `policy`.
+
+    ```mlir
+    %loss, %n, %rc, %rr, %acc, %margin = lora.dpo_loss %pol, %ref, %pairs {beta = 1.0e-01 : f64, loss_type = "sigmoid"} : (tensor<8xf32>, tensor<8xf32>, tensor<4xi1>) -> (tensor<f32>, tensor<i64>, tensor<f32>, tensor<f32>, tensor<f32>, tensor<f32>)
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32]>:$policy, RankedTensorOf<[F32]>:$reference,
+                       Lora_MaskTensor:$pair_mask, Lora_PositiveF64:$beta,
+                       StrAttr:$loss_type);
+  let results = (outs Lora_F32Scalar:$loss_sum, Lora_I64Scalar:$count,
+                      Lora_F32Scalar:$chosen_rewards, Lora_F32Scalar:$rejected_rewards,
+                      Lora_F32Scalar:$accuracy, Lora_F32Scalar:$margin);
+  let assemblyFormat = "$policy `,` $reference `,` $pair_mask attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Quantization
 //===----------------------------------------------------------------------===//

@@ -243,6 +243,32 @@ def Lora_CrossEntropyGradOp : Lora_GradOp<"cross_entropy_grad"> {
   let assemblyFormat = "$logits `,` $targets `,` $mask `,` $dloss attr-dict `:` functional-type(operands, results)";
 }
 
+def Lora_SequenceLogProbsGradOp : Lora_GradOp<"sequence_logprobs_grad"> {
+  let summary = "gradient of per-sequence log-probabilities with respect to the logits";
+  let description = [{
+    `dlogits[b, t] = mask · dlogprobs[sequence_ids[b, t]] · (onehot(target) − softmax(logits))`.
+  }];
+  let arguments = (ins Lora_FloatTensor:$logits, Lora_IndexTensor:$targets,
+                       Lora_MaskTensor:$mask, Lora_IndexTensor:$sequence_ids,
+                       RankedTensorOf<[F32]>:$dlogprobs);
+  let results = (outs Lora_FloatTensor:$dlogits);
+  let assemblyFormat = "$logits `,` $targets `,` $mask `,` $sequence_ids `,` $dlogprobs attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_DPOLossGradOp : Lora_GradOp<"dpo_loss_grad"> {
+  let summary = "gradient of the summed DPO/IPO loss with respect to the policy log-probabilities";
+  let description = [{
+    Per pair present, with `h` as in `lora.dpo_loss`: `sigmoid`,
+    `dπ_c = −β·σ(−β·h)·dloss`, `dπ_r = −dπ_c`; `ipo`,
+    `dπ_c = 2(h − 1/(2β))·dloss`, `dπ_r = −dπ_c`; zero for absent pairs.
+  }];
+  let arguments = (ins RankedTensorOf<[F32]>:$policy, RankedTensorOf<[F32]>:$reference,
+                       Lora_MaskTensor:$pair_mask, Lora_F32Scalar:$dloss,
+                       Lora_PositiveF64:$beta, StrAttr:$loss_type);
+  let results = (outs RankedTensorOf<[F32]>:$dpolicy);
+  let assemblyFormat = "$policy `,` $reference `,` $pair_mask `,` $dloss attr-dict `:` functional-type(operands, results)";
+}
+
 def Lora_LMHeadCrossEntropyGradOp : Lora_GradOp<"lm_head_cross_entropy_grad"> {
   let summary = "input gradient of the chunked LM head + cross-entropy";
   let description = [{
