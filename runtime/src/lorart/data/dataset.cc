@@ -165,6 +165,7 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::FromPreferences(
   std::vector<Example> examples;
   for (const PreferenceRecord& r : records) {
     Example pair[2];
+    int64_t prompt_len[2];
     const Record* sides[2] = {&r.chosen, &r.rejected};
     for (int k = 0; k < 2; ++k) {
       ++stats.records_by_format[static_cast<int>(RecordFormat::kChat)];
@@ -172,26 +173,43 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::FromPreferences(
                                            tokenizer, &pair[k]),
                            "%s:%lld", path.c_str(), static_cast<long long>(r.line));
       // The loss covers the final assistant reply only (its EOS too): the
-      // last run of target tokens.
+      // last run of target tokens; what comes before is the prompt.
       std::vector<uint8_t>& t = pair[k].is_target;
       int64_t end = static_cast<int64_t>(t.size());
       while (end > 0 && !t[end - 1]) --end;
       int64_t begin = end;
       while (begin > 0 && t[begin - 1]) --begin;
       std::fill(t.begin(), t.begin() + begin, 0);
+      prompt_len[k] = begin;
     }
-    int64_t lc = static_cast<int64_t>(pair[0].tokens.size());
-    int64_t lr = static_cast<int64_t>(pair[1].tokens.size());
-    stats.longest = std::max({stats.longest, lc, lr});
-    if (lc + lr > seq_len) {
+    int64_t len[2] = {static_cast<int64_t>(pair[0].tokens.size()),
+                      static_cast<int64_t>(pair[1].tokens.size())};
+    stats.longest = std::max({stats.longest, len[0], len[1]});
+    if (len[0] + len[1] > seq_len) {
       ++stats.truncated;
-      int64_t half = seq_len / 2;
-      if (lc <= half) lr = seq_len - lc;
-      else if (lr <= half) lc = seq_len - lr;
-      else lc = half, lr = seq_len - half;
+      // First the prompts lose their oldest tokens (after the first, BOS),
+      // the same number in both where they can; then, if the responses
+      // alone are too long, their ends go (at least half the row each).
+      int64_t over = len[0] + len[1] - seq_len;
+      for (int k = 0; k < 2 && over > 0; ++k) {
+        // Half the excess from the chosen prompt, the rest from the rejected.
+        int64_t want = k == 0 ? (over + 1) / 2 : over;
+        int64_t cut = std::min(want, std::max<int64_t>(0, prompt_len[k] - 1));
+        pair[k].tokens.erase(pair[k].tokens.begin() + 1, pair[k].tokens.begin() + 1 + cut);
+        pair[k].is_target.erase(pair[k].is_target.begin() + 1,
+                                pair[k].is_target.begin() + 1 + cut);
+        len[k] -= cut;
+        over -= cut;
+      }
+      if (over > 0 && len[0] + len[1] > seq_len) {
+        int64_t half = seq_len / 2;
+        if (len[0] <= half) len[1] = seq_len - len[0];
+        else if (len[1] <= half) len[0] = seq_len - len[1];
+        else len[0] = half, len[1] = seq_len - half;
+      }
       for (int k = 0; k < 2; ++k) {
-        pair[k].tokens.resize(k == 0 ? lc : lr);
-        pair[k].is_target.resize(k == 0 ? lc : lr);
+        pair[k].tokens.resize(len[k]);
+        pair[k].is_target.resize(len[k]);
       }
     }
     bool ok = true;
