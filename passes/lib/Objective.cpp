@@ -26,12 +26,20 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
                          << objective << "'";
       return signalPassFailure();
     }
-    if (objective == "dpo" && (!(beta > 0.0) || (lossType != "sigmoid" && lossType != "ipo") ||
-                               pairs < 0)) {
-      module.emitError() << "dpo needs beta > 0 (got " << beta
-                         << "), loss-type sigmoid or ipo (got '" << lossType
-                         << "') and pairs >= 0 (got " << pairs << ")";
-      return signalPassFailure();
+    if (objective == "dpo") {
+      if (!(beta > 0.0)) {
+        module.emitError() << "dpo: option 'beta' must be positive, got " << double(beta);
+        return signalPassFailure();
+      }
+      if (lossType != "sigmoid" && lossType != "ipo") {
+        module.emitError() << "dpo: option 'loss-type' must be sigmoid or ipo, got '"
+                           << lossType << "'";
+        return signalPassFailure();
+      }
+      if (int64_t(pairs) < 0) {
+        module.emitError() << "dpo: option 'pairs' must be >= 0, got " << int64_t(pairs);
+        return signalPassFailure();
+      }
     }
     auto fn = module.lookupSymbol<func::FuncOp>(function);
     if (!fn) {

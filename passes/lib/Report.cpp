@@ -76,6 +76,9 @@ FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
   r.microBatch = microBatch;
   r.seqLen = seqLen;
   r.gradAccum = gradAccum;
+  for (auto fn : module.getOps<func::FuncOp>())
+    if (auto obj = fn->getAttrOfType<StringAttr>(kObjectiveAttrName))
+      r.objective = obj.getValue().str();
 
   std::set<std::string> seen;
   module.walk([&](ParamOp p) {
@@ -157,6 +160,13 @@ static std::string flopsStr(double f) {
 
 void mlir::lora::printReport(const CompileReport &r, llvm::raw_ostream &os) {
   printSummary(r.summary, os);
+  if (!r.objective.empty()) {
+    os << "objective: " << r.objective;
+    if (r.objective == "dpo")
+      os << " (per micro-batch " << r.microBatch
+         << " preference pairs; the reference pass is the forward without adapters)";
+    os << "\n";
+  }
   os << "token grid: micro_batch " << r.microBatch << " x seq_len "
      << r.seqLen << " = " << r.microBatch * r.seqLen
      << " tokens, gradient accumulation " << r.gradAccum << "\n";
@@ -218,6 +228,7 @@ void mlir::lora::printReportJson(const CompileReport &r,
                                 static_cast<double>(s.totalParams)
                           : 0.0},
            {"adapters", std::move(adapters)}}},
+      {"objective", r.objective},
       {"grid", llvm::json::Object{{"micro_batch", r.microBatch},
                                   {"seq_len", r.seqLen},
                                   {"grad_accum", r.gradAccum}}},

@@ -174,7 +174,8 @@ TEST(LinearTest, EveryKindIsRegistered) {
        {"linear_fwd", "fused_linear_fwd", "linear_bwd_x", "linear_bwd_w", "bias_bwd", "lora_fwd",
         "lora_bwd", "fused_linear_bwd", "lm_head_fwd", "cross_entropy_fwd", "cross_entropy_bwd",
         "lm_head_ce_fwd", "lm_head_ce_bwd_x", "lm_head_ce_bwd_w", "embedding_fwd", "embedding_bwd",
-        "dequantize"}) {
+        "dequantize", "sequence_logprobs_fwd", "sequence_logprobs_bwd", "dpo_loss_fwd",
+        "dpo_loss_bwd"}) {
     KernelFn fn = nullptr;
     EXPECT_TRUE(LookupKernel(kind, &fn).ok()) << kind;
   }
@@ -967,6 +968,151 @@ TEST(LinearTest, BadOperandsAndParametersAreErrors) {
   Params dq;
   dq.S("weight_format", "dense").I("block_size", 4).I("double_quant_block", 0).I("elements", n * k);
   expect(RunKernel("dequantize", dq, {q.get()}, {w.get()}), "weight_format must be 'nf4'");
+}
+
+//===----------------------------------------------------------------------===//
+// Preference objectives: sequence_logprobs, dpo_loss
+//===----------------------------------------------------------------------===//
+
+Params SeqParams(int64_t t, int64_t v, int64_t n) {
+  Params p;
+  p.I("tokens", t).I("vocab", v).I("sequences", n);
+  return p;
+}
+
+// Random sequence ids in [0, n) on masked-in tokens, -1 elsewhere.
+std::unique_ptr<Owned> RandSequenceIds(const Owned& mask, int64_t n, std::mt19937_64& rng) {
+  auto ids = Zeros(DType::I32, {mask.numel()});
+  for (int64_t i = 0; i < mask.numel(); ++i)
+    ids->view.as<int32_t>()[i] =
+        mask.view.as<uint8_t>()[i] ? static_cast<int32_t>(rng() % n) : -1;
+  return ids;
+}
+
+TEST(LinearTest, SequenceLogProbsFwdMatchesReference) {
+  std::mt19937_64 rng(40);
+  const int64_t t = 23, v = 300, n = 5;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    auto logits = Rand(dt, {t, v}, rng, -6.0f, 6.0f);
+    auto li = RandTargets(t, v, rng);
+    auto ids = RandSequenceIds(*li.mask, n, rng);
+    auto out = Zeros(DType::F32, {n});
+    ASSERT_TRUE(RunKernel("sequence_logprobs_fwd", SeqParams(t, v, n),
+                          {logits.get(), li.targets.get(), li.mask.get(), ids.get()}, {out.get()})
+                    .ok());
+    // Each sequence's sum is the cross-entropy reference with a mask of its tokens, negated.
+    std::vector<float> lf = logits->floats();
+    for (int64_t s = 0; s < n; ++s) {
+      auto m = Zeros(DType::BOOL, {t});
+      for (int64_t i = 0; i < t; ++i)
+        m->view.as<uint8_t>()[i] = li.mask->view.as<uint8_t>()[i] && ids->view.as<int32_t>()[i] == s;
+      int64_t count;
+      double want = -RefLoss(lf, *li.targets, *m, t, v, &count);
+      EXPECT_NEAR(out->get(s), want, 1e-5 * std::max(1.0, std::fabs(want))) << "sequence " << s;
+    }
+  }
+}
+
+TEST(LinearTest, SequenceLogProbsBwdMatchesFiniteDifferences) {
+  std::mt19937_64 rng(41);
+  const int64_t t = 11, v = 14, n = 4;
+  auto logits = Rand(DType::F32, {t, v}, rng, -2.0f, 2.0f);
+  auto li = RandTargets(t, v, rng);
+  auto ids = RandSequenceIds(*li.mask, n, rng);
+  auto dlogp = Rand(DType::F32, {n}, rng);
+  auto dl = Zeros(DType::F32, {t, v});
+  ASSERT_TRUE(RunKernel("sequence_logprobs_bwd", SeqParams(t, v, n),
+                        {logits.get(), li.targets.get(), li.mask.get(), ids.get(), dlogp.get()},
+                        {dl.get()})
+                  .ok());
+  auto out = Zeros(DType::F32, {n});
+  auto fwd = [&] {
+    ASSERT_TRUE(RunKernel("sequence_logprobs_fwd", SeqParams(t, v, n),
+                          {logits.get(), li.targets.get(), li.mask.get(), ids.get()}, {out.get()})
+                    .ok());
+  };
+  EXPECT_LT(Fd(*logits, dl->floats(), fwd, *out, dlogp->floats(), rng), 1e-2);
+  for (int64_t j = 0; j < v; ++j) EXPECT_EQ(dl->get(1 * v + j), 0.0f);  // a masked-out row
+}
+
+TEST(LinearTest, SequenceLogProbsRejectsAnIdOutsideTheSequences) {
+  std::mt19937_64 rng(42);
+  const int64_t t = 6, v = 8, n = 2;
+  auto logits = Rand(DType::F32, {t, v}, rng);
+  auto li = RandTargets(t, v, rng);  // position 1 is masked out
+  auto ids = RandSequenceIds(*li.mask, n, rng);
+  auto out = Zeros(DType::F32, {n});
+  ids->view.as<int32_t>()[1] = 9;  // masked out: ignored
+  EXPECT_TRUE(RunKernel("sequence_logprobs_fwd", SeqParams(t, v, n),
+                        {logits.get(), li.targets.get(), li.mask.get(), ids.get()}, {out.get()})
+                  .ok());
+  ids->view.as<int32_t>()[3] = 2;
+  Status s = RunKernel("sequence_logprobs_fwd", SeqParams(t, v, n),
+                       {logits.get(), li.targets.get(), li.mask.get(), ids.get()}, {out.get()});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("token 3 is in the loss but its sequence id 2 is outside [0, 2)"),
+            std::string::npos)
+      << s.message();
+}
+
+Params DpoParams(int64_t pairs, double beta, bool ipo) {
+  Params p;
+  p.I("pairs", pairs).F("beta", beta).I("ipo", ipo ? 1 : 0);
+  return p;
+}
+
+TEST(LinearTest, DpoLossMatchesReferenceAndFiniteDifferences) {
+  std::mt19937_64 rng(43);
+  const int64_t pairs = 5;
+  for (bool ipo : {false, true}) {
+    const double beta = ipo ? 0.3 : 0.7;
+    auto pol = Rand(DType::F32, {2 * pairs}, rng, -20.0f, -5.0f);
+    auto ref = Rand(DType::F32, {2 * pairs}, rng, -20.0f, -5.0f);
+    auto present = Zeros(DType::BOOL, {pairs});
+    for (int64_t q = 0; q < pairs; ++q) present->view.as<uint8_t>()[q] = q != 2;
+    std::vector<std::unique_ptr<Owned>> outs;
+    outs.push_back(Zeros(DType::F32, {}));
+    outs.push_back(Zeros(DType::I64, {}));
+    for (int k = 0; k < 4; ++k) outs.push_back(Zeros(DType::F32, {}));
+    std::vector<Owned*> o;
+    for (auto& x : outs) o.push_back(x.get());
+    auto fwd = [&] {
+      ASSERT_TRUE(RunKernel("dpo_loss_fwd", DpoParams(pairs, beta, ipo),
+                            {pol.get(), ref.get(), present.get()}, o)
+                      .ok());
+    };
+    fwd();
+    double loss = 0, chosen = 0, rejected = 0, acc = 0, margin = 0;
+    for (int64_t q = 0; q < pairs; ++q) {
+      if (q == 2) continue;
+      double rc = double(pol->get(2 * q)) - ref->get(2 * q);
+      double rr = double(pol->get(2 * q + 1)) - ref->get(2 * q + 1);
+      double h = rc - rr;
+      loss += ipo ? (h - 1 / (2 * beta)) * (h - 1 / (2 * beta))
+                  : -std::log(1 / (1 + std::exp(-beta * h)));
+      chosen += beta * rc;
+      rejected += beta * rr;
+      acc += rc > rr;
+      margin += beta * h;
+    }
+    EXPECT_NEAR(o[0]->get(0), loss, 1e-5 * std::max(1.0, loss));
+    EXPECT_EQ(o[1]->view.as<int64_t>()[0], pairs - 1);
+    EXPECT_NEAR(o[2]->get(0), chosen, 1e-4);
+    EXPECT_NEAR(o[3]->get(0), rejected, 1e-4);
+    EXPECT_EQ(o[4]->get(0), acc);
+    EXPECT_NEAR(o[5]->get(0), margin, 1e-4);
+    // The gradient with respect to the policy, against finite differences
+    // of the loss; the absent pair gets none.
+    auto dloss = Zeros(DType::F32, {});
+    dloss->set(0, 1.3f);
+    auto g = Zeros(DType::F32, {2 * pairs});
+    ASSERT_TRUE(RunKernel("dpo_loss_bwd", DpoParams(pairs, beta, ipo),
+                          {pol.get(), ref.get(), present.get(), dloss.get()}, {g.get()})
+                    .ok());
+    EXPECT_LT(Fd(*pol, g->floats(), fwd, *o[0], {1.3f}, rng), 1e-2) << (ipo ? "ipo" : "sigmoid");
+    EXPECT_EQ(g->get(4), 0.0f);
+    EXPECT_EQ(g->get(5), 0.0f);
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #ifndef LORA_TRANSFORMS_REPORT_H
 #define LORA_TRANSFORMS_REPORT_H
 
+#include <string>
 #include "lora/Transforms/ModelSummary.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/raw_ostream.h"
@@ -13,6 +14,7 @@ namespace mlir::lora {
 struct CompileReport {
   ModelSummary summary;
   int64_t microBatch = 0, seqLen = 0, gradAccum = 1;
+  std::string objective;  // "sft", "pretrain", "dpo" (@eval_step's lora.objective)
   // Memory, bytes.
   int64_t frozenBytes = 0;        // frozen weights as stored (NF4 packed)
   int64_t frozenBf16Bytes = 0;    // the same weights in bf16, for comparison

@@ -1037,3 +1037,75 @@ func.func @f(%x: tensor<4xf32>) {
   %0 = lora.add %x, %x {lora.kernel = {kind = "add", cuda_workspace = 64 : i64}, lora.workspace = -64 : i64} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
   return
 }
+
+// -----
+
+func.func @f(%l: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xi1>, %s: tensor<2x8xi32>) {
+  // expected-error @+1 {{per-sequence values must be [4] (num_sequences), got 'tensor<3xf32>'}}
+  %0 = lora.sequence_logprobs %l, %t, %m, %s {num_sequences = 4 : i64} : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>, tensor<2x8xi32>) -> tensor<3xf32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xi1>, %s: tensor<2x7xi32>) {
+  // expected-error @+1 {{sequence_ids}}
+  %0 = lora.sequence_logprobs %l, %t, %m, %s {num_sequences = 4 : i64} : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>, tensor<2x7xi32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xi1>, %s: tensor<2x8xi32>) {
+  // expected-error @+1 {{num_sequences must be positive, got 0}}
+  %0 = lora.sequence_logprobs %l, %t, %m, %s {num_sequences = 0 : i64} : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>, tensor<2x8xi32>) -> tensor<0xf32>
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %r: tensor<4xf32>, %pairs: tensor<3xi1>) {
+  // expected-error @+1 {{pair_mask must be [pairs] with 2 * pairs = 4 log-probabilities, got 'tensor<3xi1>'}}
+  %0:6 = lora.dpo_loss %p, %r, %pairs {beta = 0.1 : f64, loss_type = "sigmoid"} : (tensor<4xf32>, tensor<4xf32>, tensor<3xi1>) -> (tensor<f32>, tensor<i64>, tensor<f32>, tensor<f32>, tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %r: tensor<6xf32>, %pairs: tensor<2xi1>) {
+  // expected-error @+1 {{policy and reference must be the same [2 * pairs] tensor, got 'tensor<4xf32>' and 'tensor<6xf32>'}}
+  %0:6 = lora.dpo_loss %p, %r, %pairs {beta = 0.1 : f64, loss_type = "sigmoid"} : (tensor<4xf32>, tensor<6xf32>, tensor<2xi1>) -> (tensor<f32>, tensor<i64>, tensor<f32>, tensor<f32>, tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %r: tensor<4xf32>, %pairs: tensor<2xi1>) {
+  // expected-error @+1 {{loss_type must be sigmoid or ipo, got 'hinge'}}
+  %0:6 = lora.dpo_loss %p, %r, %pairs {beta = 0.1 : f64, loss_type = "hinge"} : (tensor<4xf32>, tensor<4xf32>, tensor<2xi1>) -> (tensor<f32>, tensor<i64>, tensor<f32>, tensor<f32>, tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %r: tensor<4xf32>, %pairs: tensor<2xi1>) {
+  // expected-error @+1 {{attribute 'beta' failed to satisfy constraint}}
+  %0:6 = lora.dpo_loss %p, %r, %pairs {beta = 0.0 : f64, loss_type = "sigmoid"} : (tensor<4xf32>, tensor<4xf32>, tensor<2xi1>) -> (tensor<f32>, tensor<i64>, tensor<f32>, tensor<f32>, tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @f(%p: tensor<4xf32>, %r: tensor<4xf32>, %pairs: tensor<2xi1>, %d: tensor<f32>) {
+  // expected-error @+1 {{dpolicy}}
+  %0 = lora.dpo_loss_grad %p, %r, %pairs, %d {beta = 0.1 : f64, loss_type = "sigmoid"} : (tensor<4xf32>, tensor<4xf32>, tensor<2xi1>, tensor<f32>) -> tensor<2xf32>
+  return
+}
+
+// -----
+
+func.func @f(%l: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xi1>, %s: tensor<2x8xi32>, %d: tensor<4xf32>) {
+  // expected-error @+1 {{dlogits}}
+  %0 = lora.sequence_logprobs_grad %l, %t, %m, %s, %d : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>, tensor<2x8xi32>, tensor<4xf32>) -> tensor<2x8x100xbf16>
+  return
+}

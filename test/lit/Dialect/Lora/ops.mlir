@@ -85,6 +85,22 @@ func.func @loss(%logits: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x
 
 // -----
 
+// DPO: per-sequence log-probabilities, the pairs' loss and their gradients.
+// CHECK-LABEL: func.func @dpo
+func.func @dpo(%logits: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xi1>, %s: tensor<2x8xi32>, %ref: tensor<4xf32>, %pairs: tensor<2xi1>, %seed: tensor<f32>) -> tensor<2x8x100xf32> {
+  // CHECK: lora.sequence_logprobs %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {num_sequences = 4 : i64} : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>, tensor<2x8xi32>) -> tensor<4xf32>
+  %lp = lora.sequence_logprobs %logits, %t, %m, %s {num_sequences = 4 : i64} : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>, tensor<2x8xi32>) -> tensor<4xf32>
+  // CHECK: lora.dpo_loss %{{.*}}, %{{.*}}, %{{.*}} {beta = 1.000000e-01 : f64, loss_type = "sigmoid"}
+  %l, %n, %rc, %rr, %acc, %mg = lora.dpo_loss %lp, %ref, %pairs {beta = 0.1 : f64, loss_type = "sigmoid"} : (tensor<4xf32>, tensor<4xf32>, tensor<2xi1>) -> (tensor<f32>, tensor<i64>, tensor<f32>, tensor<f32>, tensor<f32>, tensor<f32>)
+  // CHECK: lora.dpo_loss_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {beta = 1.000000e-01 : f64, loss_type = "ipo"}
+  %dlp = lora.dpo_loss_grad %lp, %ref, %pairs, %seed {beta = 0.1 : f64, loss_type = "ipo"} : (tensor<4xf32>, tensor<4xf32>, tensor<2xi1>, tensor<f32>) -> tensor<4xf32>
+  // CHECK: lora.sequence_logprobs_grad
+  %dl = lora.sequence_logprobs_grad %logits, %t, %m, %s, %dlp : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>, tensor<2x8xi32>, tensor<4xf32>) -> tensor<2x8x100xf32>
+  return %dl : tensor<2x8x100xf32>
+}
+
+// -----
+
 // The module-level configuration attributes.
 // CHECK-LABEL: module attributes
 // CHECK-SAME: lora.adapter_config = {lora_alpha = 1.600000e+01 : f64, lora_dropout = 0.000000e+00 : f64, r = 8 : i64, target_modules = ["q_proj"]}
