@@ -116,6 +116,10 @@ cl::opt<std::string> dpoLoss("dpo-loss", cl::desc("DPO: sigmoid (DPO) or ipo"),
 cl::opt<int64_t> dpoPairs("dpo-pairs",
                           cl::desc("DPO: preference pairs per micro-batch (0: the micro-batch size)"),
                           cl::init(0), cl::sub(compileCmd), cl::cat(compileCat));
+cl::opt<double> ewcLambda("ewc-lambda",
+                          cl::desc("EWC penalty strength (0: none); the run needs lorart fisher's "
+                                   "file (lorart run --ewc-fisher)"),
+                          cl::init(0.0), cl::sub(compileCmd), cl::cat(compileCat));
 cl::opt<int64_t> microBatch("micro-batch", cl::desc("Sequences per micro-batch"),
                             cl::init(4), cl::sub(compileCmd),
                             cl::cat(compileCat));
@@ -358,6 +362,8 @@ Pipeline buildPipeline(ModuleOp module) {
                     .str();
   else
     p.prefix += ",lora-objective{objective=" + objective + "}";
+  if (ewcLambda > 0)
+    p.prefix += ",lora-ewc{lambda=" + num(ewcLambda) + "}";
   if (packing)
     p.prefix += ",lora-packing";
   p.prefix += formatv(",lora-fuse{{chunk-size={0}},lora-autodiff{{train={1}}",
@@ -395,6 +401,10 @@ std::optional<std::string> checkCompileFlags() {
   auto bad = [](const Twine &t) { return std::optional<std::string>(t.str()); };
   if (objective != "sft" && objective != "pretrain" && objective != "dpo")
     return bad("--objective must be sft, pretrain or dpo, got '" + objective + "'");
+  if (ewcLambda < 0)
+    return bad("--ewc-lambda must be >= 0, got " + num(ewcLambda));
+  if (ewcLambda > 0 && objective == "dpo")
+    return bad("--ewc-lambda is not available with --objective dpo yet");
   if (objective == "dpo") {
     if (!(dpoBeta > 0.0))
       return bad("--dpo-beta must be positive, got " + num(dpoBeta));

@@ -166,6 +166,23 @@ LogicalResult SequenceLogProbsOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
   return success();
 }
 
+LogicalResult EWCPenaltyOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
+                                     ArrayRef<bool> need, SmallVectorImpl<Value> &out) {
+  // The weighted penalty enters the loss; the plain one is a metric.
+  if (!grads[0] || (!need[0] && !need[1]))
+    return success();
+  if (need[2])
+    return emitOpError() << "the Fisher must not depend on a trainable parameter";
+  auto g = b.create<EWCPenaltyGradOp>(getLoc(), getA().getType(), getB().getType(), getA(),
+                                      getB(), getFisher(), getCount(), grads[0],
+                                      getScalingAttr(), getLambdaAttr());
+  if (need[0])
+    out[0] = g.getDa();
+  if (need[1])
+    out[1] = g.getDb();
+  return success();
+}
+
 LogicalResult DPOLossOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
                                   ArrayRef<bool> need, SmallVectorImpl<Value> &out) {
   // Only the summed loss is differentiated (the rest are metrics), and only

@@ -320,6 +320,24 @@ LogicalResult SequenceLogProbsOp::verify() {
                                         getSequenceIds(), getLogprobs(), getNumSequences());
 }
 
+LogicalResult mlir::lora::detail::verifyEWCOperands(Operation *op, Value aV, Value bV,
+                                                   Value fV) {
+  RankedTensorType a = tensorOf(aV), b = tensorOf(bV), f = tensorOf(fV);
+  if (a.getRank() != 2 || b.getRank() != 2 || f.getRank() != 2)
+    return op->emitOpError() << "a, b and fisher must be matrices, got " << a << ", " << b
+                             << " and " << f;
+  if (a.getDimSize(0) != b.getDimSize(1))
+    return op->emitOpError() << "a " << a << " and b " << b << " disagree on the rank";
+  if (f.getDimSize(0) != b.getDimSize(0) || f.getDimSize(1) != a.getDimSize(1))
+    return op->emitOpError() << "fisher must be [out, in] = [" << b.getDimSize(0) << ", "
+                             << a.getDimSize(1) << "] like b · a, got " << f;
+  return success();
+}
+
+LogicalResult EWCPenaltyOp::verify() {
+  return detail::verifyEWCOperands(*this, getA(), getB(), getFisher());
+}
+
 // The operands of lora.dpo_loss and its gradient.
 LogicalResult mlir::lora::detail::verifyDPOLoss(Operation *op, Value policy, Value reference,
                                                Value pairMask, StringRef lossType) {

@@ -325,6 +325,14 @@ LogicalResult SequenceLogProbsGradOp::verify() {
   return success();
 }
 
+LogicalResult EWCPenaltyGradOp::verify() {
+  if (failed(detail::verifyEWCOperands(*this, getA(), getB(), getFisher())) ||
+      failed(expectSameType(*this, "da", getDa().getType(), "a", getA().getType())) ||
+      failed(expectSameType(*this, "db", getDb().getType(), "b", getB().getType())))
+    return failure();
+  return success();
+}
+
 LogicalResult DPOLossGradOp::verify() {
   if (failed(detail::verifyDPOLoss(*this, getPolicy(), getReference(), getPairMask(),
                                    getLossType())) ||

@@ -112,6 +112,9 @@ LogicalResult verifySequenceLogProbs(Operation *op, Value logits, Value targets,
                                      Value mask, Value sequenceIds,
                                      Value perSequence, int64_t numSequences);
 
+/// lora.ewc_penalty and its gradient: A [r, in], B [out, r], F [out, in].
+LogicalResult verifyEWCOperands(Operation *op, Value a, Value b, Value fisher);
+
 /// lora.dpo_loss and its gradient: `[2 * pairs]` policy and reference
 /// log-probabilities, a `[pairs]` mask, a known loss type.
 LogicalResult verifyDPOLoss(Operation *op, Value policy, Value reference,

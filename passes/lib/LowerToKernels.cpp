@@ -335,6 +335,20 @@ struct LowerToKernelsPass
                   .i("sequences", shapeOf(o.getDlogprobs())[0]);
               return k.get();
             })
+            .Case([&](EWCPenaltyOp o) {
+              KernelBuilder k(ctx, "ewc_penalty_fwd");
+              k.i("n", shapeOf(o.getB())[0]).i("k", shapeOf(o.getA())[1])
+                  .i("rank", shapeOf(o.getA())[0]).f("scaling", o.getScaling().convertToDouble())
+                  .f("lambda", o.getLambda().convertToDouble());
+              return k.get();
+            })
+            .Case([&](EWCPenaltyGradOp o) {
+              KernelBuilder k(ctx, "ewc_penalty_bwd");
+              k.i("n", shapeOf(o.getB())[0]).i("k", shapeOf(o.getA())[1])
+                  .i("rank", shapeOf(o.getA())[0]).f("scaling", o.getScaling().convertToDouble())
+                  .f("lambda", o.getLambda().convertToDouble());
+              return k.get();
+            })
             .Case([&](DPOLossOp o) {
               KernelBuilder k(ctx, "dpo_loss_fwd");
               k.i("pairs", shapeOf(o.getPairMask())[0]).f("beta", o.getBeta().convertToDouble())

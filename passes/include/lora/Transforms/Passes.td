@@ -152,6 +152,38 @@ def Objective : Pass<"lora-objective", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
 }
 
+def ElasticWeightConsolidation : Pass<"lora-ewc", "::mlir::ModuleOp"> {
+  let summary = "Adds the EWC penalty λ·Σ F ⊙ ((α/r)·B·A)² of every adapter to the objective, against forgetting";
+  let description = [{
+    Elastic weight consolidation keeps the fine-tuned model close to the base
+    where the base's loss on reference data is sensitive: for each adapter,
+    with `ΔW = (α/r)·B·A` the update it makes to its linear layer's weight
+    `W` and `F` the diagonal Fisher of `W` on reference data (estimated by
+    `lorart fisher`, bound at run time from its file as the frozen parameter
+    `ewc.fisher/<W's name>`), the pass adds `count · λ · Σ F ⊙ ΔW²`
+    (`lora.ewc_penalty`) to the summed loss that `function` returns, so that
+    the optimizer's division by the token count leaves `λ · Σ F ⊙ ΔW²` once
+    per step, and returns the penalty itself as the extra output
+    `ewc_penalty`. Autodiff differentiates it like any op (`dA`, `dB` through
+    `lora.ewc_penalty_grad`). Runs after `lora-objective`.
+
+    After `-lora-ewc="lambda=100"`:
+    ```mlir
+    %f = lora.param "ewc.fisher/model.layers.0.self_attn.q_proj.weight" frozen : tensor<64x64xf32>
+    %w, %p = lora.ewc_penalty %a, %b, %f, %count {lambda = 1.000000e+02 : f64, scaling = 2.000000e+00 : f64} : ...
+    %total = lora.add %loss, %w : ...
+    return %total, %count, %p : tensor<f32>, tensor<i64>, tensor<f32>
+    ```
+  }];
+  let options = [
+    Option<"lambda", "lambda", "double", /*default=*/"1.0",
+           "The penalty's strength λ">,
+    Option<"function", "function", "std::string", /*default=*/"\"forward\"",
+           "The function whose loss gets the penalty">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect", "::mlir::func::FuncDialect"];
+}
+
 def SequencePacking : Pass<"lora-packing", "::mlir::ModuleOp"> {
   let summary = "Packs several documents per row: block-diagonal attention and a loss that never crosses documents";
   let description = [{

@@ -43,6 +43,7 @@ Command AddTrainTokenizerCommand(CLI::App& root, std::ostream& out);
 Command AddGenerateCommand(CLI::App& root, std::ostream& out);
 Command AddCheckKernelsCommand(CLI::App& root, std::ostream& out);
 Command AddMergeCommand(CLI::App& root, std::ostream& out);
+Command AddFisherCommand(CLI::App& root, std::ostream& out);
 Command AddAverageCommand(CLI::App& root, std::ostream& out);
 
 }  // namespace cli

@@ -25,6 +25,7 @@ constexpr AddCommandFn kCommands[] = {
     AddGenerateCommand,
     AddCheckKernelsCommand,
     AddMergeCommand,
+    AddFisherCommand,
     AddAverageCommand,
 };
 

@@ -25,8 +25,15 @@ struct Loaded {
 };
 
 Status OpenAndBind(const std::string& plan, const std::string& base, const SessionOptions& so,
-                   uint64_t seed, const std::string& init_adapter, Loaded* out) {
+                   uint64_t seed, const std::string& init_adapter, Loaded* out,
+                   const std::string& fisher = "") {
   LORA_RETURN_IF_ERROR(Session::Open(plan, so, &out->session));
+  if (out->session->HasEwcPenalty() != !fisher.empty())
+    return InvalidArgumentError(
+        fisher.empty() ? plan + ": the plan has an EWC penalty (--ewc-lambda): give its Fisher "
+                                "with --ewc-fisher FILE (from lorart fisher)"
+                       : plan + ": --ewc-fisher needs a plan compiled with --ewc-lambda");
+  if (!fisher.empty()) LORA_RETURN_IF_ERROR(out->session->BindFisher(fisher));
   LORA_RETURN_IF_ERROR(out->session->BindWeights(base), "while binding weights from %s",
                        base.c_str());
   LORA_RETURN_IF_ERROR(out->session->InitTrainable(seed));
@@ -92,7 +99,7 @@ Status DeviceFlags::Apply(SessionOptions* so) const {
 
 Command AddRunCommand(CLI::App& root, std::ostream& out) {
   struct Options {
-    std::string plan, data, eval, base, output = "lora-out", resume, init_adapter, replay;
+    std::string plan, data, eval, base, output = "lora-out", resume, init_adapter, replay, fisher;
     double replay_ratio = 0.1;
     std::string chat_template = "llama2", schedule;
     DeviceFlags device;
@@ -116,6 +123,8 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   a->add_option("--replay", o->replay,
                 "General text (JSONL, any format; every token trained on) mixed into the training "
                 "batches against forgetting");
+  a->add_option("--ewc-fisher", o->fisher,
+                "The Fisher (lorart fisher) for a plan compiled with --ewc-lambda");
   a->add_option("--replay-ratio", o->replay_ratio,
                 "Share of the mixed training tokens that come from --replay");
   a->add_option("-o,--output", o->output, "Output directory: adapter, metrics, checkpoints");
@@ -143,7 +152,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     so.num_threads = o->threads;
     LORA_RETURN_IF_ERROR(o->device.Apply(&so));
     Loaded l;
-    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l));
+    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l, o->fisher));
     out << "device: " << l.session->DeviceDescription() << "\n";
     const Plan& plan = l.session->plan();
     LORA_ASSIGN_OR_RETURN(data::DataOptions train_opts,
@@ -205,6 +214,46 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
                         : "/model.safetensors, config.json, tokenizer.model")
         << ", metrics.jsonl, loss.svg\n";
     return OkStatus();
+  };
+  return c;
+}
+
+Command AddFisherCommand(CLI::App& root, std::ostream& out) {
+  struct Options {
+    std::string plan, data, base, output = "fisher.safetensors", chat_template = "llama2";
+    int64_t batches = 0;
+    int threads = 0;
+    DeviceFlags device;
+  };
+  auto o = std::make_shared<Options>();
+  Command c;
+  c.app = root.add_subcommand("fisher", "Estimate the diagonal Fisher of the linear layers' "
+                                        "weights on reference data, for the EWC penalty "
+                                        "(lorac compile --ewc-lambda)");
+  c.app->add_option("plan", o->plan, "train.bin with the weights' gradients (--no-lora --train full)")
+      ->required();
+  c.app->add_option("--data", o->data, "Reference JSONL (e.g. general text the model knows)")
+      ->required();
+  c.app->add_option("--base", o->base, "Base model directory")->required();
+  c.app->add_option("-o,--output", o->output, "The Fisher (safetensors)");
+  c.app->add_option("--batches", o->batches, "Micro-batches to average (0: the whole file)");
+  c.app->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
+  c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
+  o->device.Add(c.app);
+  c.run = [o, &out]() -> Status {
+    SessionOptions so;
+    so.num_threads = o->threads;
+    LORA_RETURN_IF_ERROR(o->device.Apply(&so));
+    Loaded l;
+    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, 0, "", &l));
+    LORA_ASSIGN_OR_RETURN(data::DataOptions opts,
+                          DataOptionsFor(l.session->plan(), o->chat_template, 0, false));
+    if (opts.preference)
+      return InvalidArgumentError(o->plan + ": the Fisher needs an SFT or pretraining plan");
+    LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> ds,
+                          data::Dataset::Load(o->data, *l.tokenizer, opts));
+    LORA_RETURN_IF_ERROR(CheckVocabulary(l.session->plan(), *l.tokenizer, *ds));
+    return EstimateFisher(l.session.get(), ds.get(), o->batches, o->output, &out);
   };
   return c;
 }

@@ -936,6 +936,123 @@ Status SequenceLogProbsBwd(const KernelContext& ctx, const KernelParams& p,
   return OkStatus();
 }
 
+// EWC: the penalty λ·Σ F ⊙ ΔW² on an adapter's update ΔW = s·B·A (B [n, r],
+// A [r, k], F [n, k]), and its gradients with respect to A and B.
+
+struct EwcSizes {
+  int64_t n, k, r;
+  double scaling, lambda;
+};
+
+Status EwcParams(const KernelParams& p, const std::vector<TensorView>& in, EwcSizes* z) {
+  LORA_RETURN_IF_ERROR(SizeParam(p, "n", &z->n));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "k", &z->k));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "rank", &z->r));
+  LORA_RETURN_IF_ERROR(p.Float("scaling", &z->scaling));
+  LORA_RETURN_IF_ERROR(p.Float("lambda", &z->lambda));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], z->r * z->k, "lora_A"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[1], z->n * z->r, "lora_B"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[2], z->n * z->k, "the Fisher"));
+  return ExpectTyped(p, in[3], DType::I64, 1, "the count");
+}
+
+// Row `o` of ΔW = s·B·A in double.
+void EwcDeltaRow(const EwcSizes& z, const std::vector<float>& a, const std::vector<float>& b,
+                 int64_t o, double* row) {
+  std::fill(row, row + z.k, 0.0);
+  for (int64_t q = 0; q < z.r; ++q) {
+    double bq = z.scaling * b[o * z.r + q];
+    const float* aq = a.data() + q * z.k;
+    for (int64_t c = 0; c < z.k; ++c) row[c] += bq * aq[c];
+  }
+}
+
+std::vector<float> AsFloats(const TensorView& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  ToFloat(t, 0, t.numel(), v.data());
+  return v;
+}
+
+Status EwcPenaltyFwd(const KernelContext& ctx, const KernelParams& p,
+                     const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 4, out, 2));
+  EwcSizes z;
+  LORA_RETURN_IF_ERROR(EwcParams(p, in, &z));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, 1, "the weighted penalty"));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[1], DType::F32, 1, "the penalty"));
+  std::vector<float> a = AsFloats(in[0]), b = AsFloats(in[1]), f = AsFloats(in[2]);
+  std::vector<double> rows(static_cast<size_t>(z.n), 0.0);
+#pragma omp parallel num_threads(Threads(ctx)) if (z.n * z.k * z.r >= (1 << 16))
+  {
+    std::vector<double> delta(static_cast<size_t>(z.k));
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < z.n; ++o) {
+      EwcDeltaRow(z, a, b, o, delta.data());
+      double sum = 0;
+      for (int64_t c = 0; c < z.k; ++c) sum += double(f[o * z.k + c]) * delta[c] * delta[c];
+      rows[o] = sum;
+    }
+  }
+  double penalty = 0;
+  for (double r : rows) penalty += r;  // in row order: the same on any thread count
+  penalty *= z.lambda;
+  out[0].as<float>()[0] = static_cast<float>(penalty * double(in[3].as<const int64_t>()[0]));
+  out[1].as<float>()[0] = static_cast<float>(penalty);
+  return OkStatus();
+}
+
+Status EwcPenaltyBwd(const KernelContext& ctx, const KernelParams& p,
+                     const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 5, out, 2));
+  EwcSizes z;
+  LORA_RETURN_IF_ERROR(EwcParams(p, in, &z));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, in[4], DType::F32, 1, "dloss"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], z.r * z.k, "the lora_A gradient"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[1], z.n * z.r, "the lora_B gradient"));
+  std::vector<float> a = AsFloats(in[0]), b = AsFloats(in[1]), f = AsFloats(in[2]);
+  const double c = 2.0 * double(in[4].as<const float>()[0]) *
+                   double(in[3].as<const int64_t>()[0]) * z.lambda;
+  // G = c·F ⊙ ΔW, row by row; dB = s·G·Aᵀ per row; dA = s·Bᵀ·G summed over
+  // the rows in order (per thread, then the threads' sums in order).
+  std::vector<double> db(static_cast<size_t>(z.n * z.r), 0.0);
+  int threads = Threads(ctx);
+  if (z.n * z.k * z.r < (1 << 16)) threads = 1;
+  std::vector<std::vector<double>> da(static_cast<size_t>(threads),
+                                      std::vector<double>(static_cast<size_t>(z.r * z.k), 0.0));
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<double> g(static_cast<size_t>(z.k));
+    int t = 0;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+#endif
+    std::vector<double>& mine = da[static_cast<size_t>(t)];
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < z.n; ++o) {
+      EwcDeltaRow(z, a, b, o, g.data());
+      for (int64_t col = 0; col < z.k; ++col) g[col] *= c * double(f[o * z.k + col]);
+      for (int64_t q = 0; q < z.r; ++q) {
+        const float* aq = a.data() + q * z.k;
+        double s = 0;
+        for (int64_t col = 0; col < z.k; ++col) s += g[col] * aq[col];
+        db[o * z.r + q] = z.scaling * s;
+        double bq = z.scaling * b[o * z.r + q];
+        double* dq = mine.data() + q * z.k;
+        for (int64_t col = 0; col < z.k; ++col) dq[col] += bq * g[col];
+      }
+    }
+  }
+  std::vector<float> da_out(static_cast<size_t>(z.r * z.k), 0.0f), db_out(db.begin(), db.end());
+  for (size_t i = 0; i < da_out.size(); ++i) {
+    double s = 0;
+    for (const std::vector<double>& part : da) s += part[i];
+    da_out[i] = static_cast<float>(s);
+  }
+  FromFloat(da_out.data(), z.r * z.k, out[0], 0);
+  FromFloat(db_out.data(), z.n * z.r, out[1], 0);
+  return OkStatus();
+}
+
 // The DPO loss of one pair from h = (π_c − r_c) − (π_r − r_r), and its
 // derivative with respect to h.
 struct PairLoss {
@@ -1351,6 +1468,8 @@ void RegisterLinearKernels() {
   RegisterKernel("sequence_logprobs_fwd", SequenceLogProbsFwd);
   RegisterKernel("sequence_logprobs_bwd", SequenceLogProbsBwd);
   RegisterKernel("dpo_loss_fwd", DpoLossFwd);
+  RegisterKernel("ewc_penalty_fwd", EwcPenaltyFwd);
+  RegisterKernel("ewc_penalty_bwd", EwcPenaltyBwd);
   RegisterKernel("dpo_loss_bwd", DpoLossBwd);
   RegisterKernel("lm_head_ce_fwd", LmHeadCeFwd);
   RegisterKernel("lm_head_ce_bwd_x", LmHeadCeBwdX);

@@ -204,6 +204,7 @@ Status Session::BindWeights(const std::string& model_dir) {
     const schema::Tensor& t = plan_.tensor(id);
     if (t.init() != schema::TensorInit::Checkpoint) continue;
     std::string name = t.name()->str();
+    if (name.rfind(kFisherPrefix, 0) == 0) continue;  // BindFisher
     const SafetensorsHeader* shard = nullptr;
     const TensorInfo* info = model.Find(name, &shard);
     if (!info)
@@ -231,6 +232,47 @@ Status Session::BindWeights(const std::string& model_dir) {
     } else {
       cpu::FromFloat(tmp.data(), count, v, 0);
     }
+  }
+  return OkStatus();
+}
+
+bool Session::HasEwcPenalty() const {
+  for (const auto& [name, id] : persistent_by_name_)
+    if (name.rfind(kFisherPrefix, 0) == 0) return true;
+  return false;
+}
+
+Status Session::BindFisher(const std::string& path) {
+  SafetensorsHeader header;
+  LORA_RETURN_IF_ERROR(ReadSafetensorsHeader(path, &header));
+  MappedFile file;
+  LORA_RETURN_IF_ERROR(file.Open(path));
+  LORA_RETURN_IF_ERROR(BeginHostWrite());
+  frozen_on_device_ = false;
+  const size_t prefix = std::strlen(kFisherPrefix);
+  for (const auto& [name, id] : persistent_by_name_) {
+    if (name.rfind(kFisherPrefix, 0) != 0) continue;
+    std::string weight = name.substr(prefix);
+    const TensorInfo* info = header.Find(weight);
+    if (!info)
+      return NotFoundError(StrFormat("%s: no Fisher for '%s' (made by lorart fisher for "
+                                     "another model or other layers?)",
+                                     path.c_str(), weight.c_str()));
+    TensorView& v = views_[id];
+    if (info->shape != v.shape)
+      return InvalidArgumentError(StrFormat("%s: the Fisher of '%s' has shape %s, the plan needs %s",
+                                            path.c_str(), weight.c_str(),
+                                            ShapeToString(info->shape).c_str(),
+                                            ShapeToString(v.shape).c_str()));
+    std::vector<float> tmp(static_cast<size_t>(v.numel()));
+    LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype, file.data() + header.DataOffset() + info->begin,
+                                      v.numel(), tmp.data(), path + ": '" + weight + "'"));
+    for (float x : tmp)
+      if (!(x >= 0) || !std::isfinite(x))
+        return InvalidArgumentError(StrFormat("%s: the Fisher of '%s' has a negative or "
+                                              "non-finite value",
+                                              path.c_str(), weight.c_str()));
+    cpu::FromFloat(tmp.data(), v.numel(), v, 0);
   }
   return OkStatus();
 }

@@ -63,6 +63,13 @@ class Session {
   // bf16/f16/f32 to the plan's dtype or quantizing to NF4. Errors name the
   // directory and the tensor.
   Status BindWeights(const std::string& model_dir);
+  // A plan compiled with --ewc-lambda reads the diagonal Fisher of each
+  // adapted weight as the frozen tensor "ewc.fisher/<weight name>", bound
+  // here from `lorart fisher`'s safetensors file (not from the model
+  // directory). Errors name the file and the tensor.
+  static constexpr const char* kFisherPrefix = "ewc.fisher/";
+  bool HasEwcPenalty() const;
+  Status BindFisher(const std::string& path);
   // Replaces one tensor bound from the checkpoint (a frozen weight, say) by
   // `values` (its element count), converted to the plan's dtype or quantized
   // to NF4 as BindWeights does.

@@ -69,6 +69,14 @@ struct EvalResult {
   RewardSums rewards;
 };
 
+// lorart fisher: the diagonal empirical Fisher of every linear layer's
+// weight on a reference data set — the mean over micro-batches of the
+// squared gradient of the batch's mean loss — from a plan that computes
+// those gradients (full fine-tuning), written to `out_path` (safetensors,
+// float32, one tensor per weight name) for a plan with --ewc-lambda.
+Status EstimateFisher(Session* session, data::Dataset* dataset, int64_t max_batches,
+                      const std::string& out_path, std::ostream* log);
+
 class Trainer {
  public:
   Trainer(Session* session, data::Dataset* train, data::Dataset* eval, TrainOptions options,

@@ -331,6 +331,27 @@ def Lora_DPOLossOp : Lora_Op<"dpo_loss", [Pure, DeclareOpInterfaceMethods<Lora_G
   let hasVerifier = 1;
 }
 
+def Lora_EWCPenaltyOp : Lora_Op<"ewc_penalty", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
+  let summary = "elastic weight consolidation penalty on an adapter's effective weight update";
+  let description = [{
+    With `ΔW = scaling · B · A` (`B` `[out, r]`, `A` `[r, in]`) and a diagonal
+    Fisher `F` `[out, in]` of the base weight the adapter updates, returns
+    `penalty = lambda · Σ F ⊙ ΔW²` and `weighted = count · penalty`, the term
+    added to a summed token loss (so that dividing by the token count, as the
+    optimizer does, leaves the penalty once per step). Only `weighted` is
+    differentiated, with respect to `A` and `B`. Built by `lora-ewc`.
+
+    ```mlir
+    %w, %p = lora.ewc_penalty %a, %b, %f, %count {lambda = 1.0e+02 : f64, scaling = 2.0 : f64} : (tensor<8x64xf32>, tensor<64x8xf32>, tensor<64x64xf32>, tensor<i64>) -> (tensor<f32>, tensor<f32>)
+    ```
+  }];
+  let arguments = (ins Lora_FloatTensor:$a, Lora_FloatTensor:$b, Lora_FloatTensor:$fisher,
+                       Lora_I64Scalar:$count, F64Attr:$scaling, Lora_PositiveF64:$lambda);
+  let results = (outs Lora_F32Scalar:$weighted, Lora_F32Scalar:$penalty);
+  let assemblyFormat = "$a `,` $b `,` $fisher `,` $count attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Quantization
 //===----------------------------------------------------------------------===//

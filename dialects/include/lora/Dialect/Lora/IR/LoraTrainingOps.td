@@ -269,6 +269,19 @@ def Lora_DPOLossGradOp : Lora_GradOp<"dpo_loss_grad"> {
   let assemblyFormat = "$policy `,` $reference `,` $pair_mask `,` $dloss attr-dict `:` functional-type(operands, results)";
 }
 
+def Lora_EWCPenaltyGradOp : Lora_GradOp<"ewc_penalty_grad"> {
+  let summary = "gradients of the weighted EWC penalty with respect to the adapter's A and B";
+  let description = [{
+    With `G = 2 · dloss · count · lambda · F ⊙ ΔW`: `dB = scaling · G · Aᵀ`,
+    `dA = scaling · Bᵀ · G`.
+  }];
+  let arguments = (ins Lora_FloatTensor:$a, Lora_FloatTensor:$b, Lora_FloatTensor:$fisher,
+                       Lora_I64Scalar:$count, Lora_F32Scalar:$dloss, F64Attr:$scaling,
+                       Lora_PositiveF64:$lambda);
+  let results = (outs Lora_FloatTensor:$da, Lora_FloatTensor:$db);
+  let assemblyFormat = "$a `,` $b `,` $fisher `,` $count `,` $dloss attr-dict `:` functional-type(operands, results)";
+}
+
 def Lora_LMHeadCrossEntropyGradOp : Lora_GradOp<"lm_head_cross_entropy_grad"> {
   let summary = "input gradient of the chunked LM head + cross-entropy";
   let description = [{
