@@ -18,6 +18,9 @@
 #include <vector>
 
 #include "lorart/exec/session.h"
+#include "lorart/io/mapped_file.h"
+#include "lorart/io/safetensors.h"
+#include "lorart/io/safetensors_write.h"
 
 namespace lorart {
 namespace {
@@ -45,6 +48,29 @@ const std::string& ModelDir() {
   return dir;
 }
 
+// A random positive diagonal Fisher for every "ewc.fisher/<weight>" tensor
+// of an EWC plan (what lorart fisher writes), by weight name.
+std::string FisherFile(const lorart::Plan& plan) {
+  std::string path = ::testing::TempDir() + "lorart_e2e_fisher.safetensors";
+  std::vector<TensorToWrite> tensors;
+  std::vector<std::vector<float>> data;
+  data.reserve(plan.num_tensors());
+  for (uint32_t id = 0; id < plan.num_tensors(); ++id) {
+    const schema::Tensor& t = plan.tensor(id);
+    if (!t.name() || t.name()->str().rfind(Session::kFisherPrefix, 0) != 0) continue;
+    std::string w = t.name()->str().substr(std::strlen(Session::kFisherPrefix));
+    std::vector<int64_t> shape(t.shape()->begin(), t.shape()->end());
+    std::mt19937_64 rng(std::hash<std::string>()(w));
+    std::uniform_real_distribution<float> d(0.0f, 2.0f);
+    data.emplace_back(static_cast<size_t>(shape[0] * shape[1]));
+    for (float& x : data.back()) x = d(rng);
+    tensors.push_back({w, lorart::DType::kF32, shape, data.back().data()});
+  }
+  EXPECT_FALSE(tensors.empty());
+  EXPECT_TRUE(WriteSafetensors(path, tensors).ok());
+  return path;
+}
+
 std::unique_ptr<Session> Open(const std::string& plan) {
   std::unique_ptr<Session> s;
   SessionOptions so;
@@ -54,6 +80,10 @@ std::unique_ptr<Session> Open(const std::string& plan) {
   if (!st.ok()) return nullptr;
   st = s->BindWeights(ModelDir());
   EXPECT_TRUE(st.ok()) << st.ToString();
+  if (s->HasEwcPenalty()) {
+    st = s->BindFisher(FisherFile(s->plan()));
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  }
   st = s->InitTrainable(11);
   EXPECT_TRUE(st.ok()) << st.ToString();
   // lora_B starts at zero, which makes every lora_A gradient zero: give the
@@ -216,6 +246,51 @@ TEST(TrainStep, UnpackedGradientsMatchFiniteDifferences) {
 }
 TEST(TrainStep, FullFineTuningGradientsMatchFiniteDifferences) {
   CheckFiniteDifferences("full_b2_t8", 2, 2e-2);
+}
+
+TEST(TrainStep, EwcGradientsMatchFiniteDifferences) {
+  CheckFiniteDifferences("lora_ewc", 3, 2e-2);
+}
+
+// The EWC plan's loss is the plain plan's cross-entropy plus count · λ·Σ F ⊙
+// ΔW², ΔW = (α/r)·B·A, summed over the adapters — computed here directly.
+TEST(TrainStep, EwcLossIsTheCrossEntropyPlusThePenalty) {
+  std::unique_ptr<Session> ewc = Open("lora_ewc"), plain = Open("lora_b2_t8");
+  ASSERT_TRUE(ewc && plain);
+  Batch b = MakeBatch(2, 8, {{4, 4}, {8}}, kStream);
+  double total = EvalLoss(*ewc, b), ce = EvalLoss(*plain, b);
+  double count = *ewc->GetScalar("eval_step", "count");
+  double penalty = *ewc->GetScalar("eval_step", "ewc_penalty");
+  // Direct: from the adapters and the Fisher file.
+  SafetensorsHeader header;
+  std::string path = FisherFile(ewc->plan());
+  ASSERT_TRUE(ReadSafetensorsHeader(path, &header).ok());
+  MappedFile file;
+  ASSERT_TRUE(file.Open(path).ok());
+  const double lambda = 0.01, scaling = 8.0 / 4.0;
+  double want = 0;
+  int adapters = 0;
+  for (const TensorInfo& t : header.tensors) {
+    std::string module = t.name.substr(0, t.name.size() - 7);  // drop ".weight"
+    const cpu::TensorView* a = ewc->FindPersistent("base_model.model." + module + ".lora_A.weight");
+    const cpu::TensorView* bb = ewc->FindPersistent("base_model.model." + module + ".lora_B.weight");
+    ASSERT_TRUE(a && bb) << module;
+    const float* f = reinterpret_cast<const float*>(file.data() + header.DataOffset() + t.begin);
+    int64_t n = t.shape[0], k = t.shape[1], r = a->shape[0];
+    for (int64_t o = 0; o < n; ++o)
+      for (int64_t c = 0; c < k; ++c) {
+        double d = 0;
+        for (int64_t q = 0; q < r; ++q)
+          d += scaling * double(bb->as<float>()[o * r + q]) * a->as<float>()[q * k + c];
+        want += double(f[o * k + c]) * d * d;
+      }
+    ++adapters;
+  }
+  want *= lambda;
+  EXPECT_EQ(adapters, 14);
+  EXPECT_GT(want, 1e-3);
+  EXPECT_NEAR(penalty, want, 1e-4 * want);
+  EXPECT_NEAR(total, ce + count * penalty, 1e-4 * std::fabs(total));
 }
 
 TEST(TrainStep, RematerializationChangesNothing) {

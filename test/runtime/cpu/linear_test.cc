@@ -175,7 +175,7 @@ TEST(LinearTest, EveryKindIsRegistered) {
         "lora_bwd", "fused_linear_bwd", "lm_head_fwd", "cross_entropy_fwd", "cross_entropy_bwd",
         "lm_head_ce_fwd", "lm_head_ce_bwd_x", "lm_head_ce_bwd_w", "embedding_fwd", "embedding_bwd",
         "dequantize", "sequence_logprobs_fwd", "sequence_logprobs_bwd", "dpo_loss_fwd",
-        "dpo_loss_bwd"}) {
+        "dpo_loss_bwd", "ewc_penalty_fwd", "ewc_penalty_bwd"}) {
     KernelFn fn = nullptr;
     EXPECT_TRUE(LookupKernel(kind, &fn).ok()) << kind;
   }
@@ -1113,6 +1113,61 @@ TEST(LinearTest, DpoLossMatchesReferenceAndFiniteDifferences) {
     EXPECT_EQ(g->get(4), 0.0f);
     EXPECT_EQ(g->get(5), 0.0f);
   }
+}
+
+// EWC: λ·Σ F ⊙ (s·B·A)², weighted by the token count; gradients for A and B.
+TEST(LinearTest, EwcPenaltyMatchesReferenceAndFiniteDifferences) {
+  std::mt19937_64 rng(44);
+  const int64_t n = 24, k = 40, r = 4;
+  const double s = 2.0, lambda = 3.0;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    auto a = Rand(dt, {r, k}, rng), b = Rand(dt, {n, r}, rng);
+    auto f = Rand(dt, {n, k}, rng, 0.0f, 2.0f);
+    auto count = Zeros(DType::I64, {});
+    count->view.as<int64_t>()[0] = 7;
+    Params p;
+    p.I("n", n).I("k", k).I("rank", r).F("scaling", s).F("lambda", lambda);
+    auto weighted = Zeros(DType::F32, {}), pen = Zeros(DType::F32, {});
+    auto fwd = [&] {
+      ASSERT_TRUE(RunKernel("ewc_penalty_fwd", p, {a.get(), b.get(), f.get(), count.get()},
+                            {weighted.get(), pen.get()})
+                      .ok());
+    };
+    fwd();
+    double want = 0;
+    for (int64_t o = 0; o < n; ++o)
+      for (int64_t c = 0; c < k; ++c) {
+        double d = 0;
+        for (int64_t q = 0; q < r; ++q) d += s * double(b->get(o * r + q)) * a->get(q * k + c);
+        want += double(f->get(o * k + c)) * d * d;
+      }
+    want *= lambda;
+    EXPECT_NEAR(pen->get(0), want, 1e-5 * want);
+    EXPECT_NEAR(weighted->get(0), 7 * want, 7e-5 * want);
+    if (dt != DType::F32) continue;  // finite differences in f32
+    auto dloss = Zeros(DType::F32, {});
+    dloss->set(0, 0.6f);
+    auto da = Zeros(dt, {r, k}), db = Zeros(dt, {n, r});
+    ASSERT_TRUE(RunKernel("ewc_penalty_bwd", p, {a.get(), b.get(), f.get(), count.get(), dloss.get()},
+                          {da.get(), db.get()})
+                    .ok());
+    EXPECT_LT(Fd(*a, da->floats(), fwd, *weighted, {0.6f}, rng), 1e-2) << "dA";
+    EXPECT_LT(Fd(*b, db->floats(), fwd, *weighted, {0.6f}, rng), 1e-2) << "dB";
+  }
+}
+
+TEST(LinearTest, EwcPenaltyChecksItsOperands) {
+  std::mt19937_64 rng(45);
+  auto a = Rand(DType::F32, {4, 8}, rng), b = Rand(DType::F32, {6, 4}, rng);
+  auto f = Rand(DType::F32, {6, 7}, rng);  // [6, 8] expected
+  auto count = Zeros(DType::I64, {});
+  auto w = Zeros(DType::F32, {}), pen = Zeros(DType::F32, {});
+  Params p;
+  p.I("n", 6).I("k", 8).I("rank", 4).F("scaling", 1.0).F("lambda", 1.0);
+  Status st = RunKernel("ewc_penalty_fwd", p, {a.get(), b.get(), f.get(), count.get()},
+                        {w.get(), pen.get()});
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("the Fisher"), std::string::npos) << st.message();
 }
 
 }  // namespace

@@ -1109,3 +1109,27 @@ func.func @f(%l: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xi1>, %
   %0 = lora.sequence_logprobs_grad %l, %t, %m, %s, %d : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>, tensor<2x8xi32>, tensor<4xf32>) -> tensor<2x8x100xbf16>
   return
 }
+
+// -----
+
+func.func @f(%a: tensor<4x64xf32>, %b: tensor<32x4xf32>, %fi: tensor<32x32xf32>, %n: tensor<i64>) {
+  // expected-error @+1 {{fisher must be [out, in] = [32, 64] like b · a, got 'tensor<32x32xf32>'}}
+  %0:2 = lora.ewc_penalty %a, %b, %fi, %n {lambda = 1.0 : f64, scaling = 2.0 : f64} : (tensor<4x64xf32>, tensor<32x4xf32>, tensor<32x32xf32>, tensor<i64>) -> (tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @f(%a: tensor<4x64xf32>, %b: tensor<32x8xf32>, %fi: tensor<32x64xf32>, %n: tensor<i64>) {
+  // expected-error @+1 {{disagree on the rank}}
+  %0:2 = lora.ewc_penalty %a, %b, %fi, %n {lambda = 1.0 : f64, scaling = 2.0 : f64} : (tensor<4x64xf32>, tensor<32x8xf32>, tensor<32x64xf32>, tensor<i64>) -> (tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @f(%a: tensor<4x64xf32>, %b: tensor<32x4xf32>, %fi: tensor<32x64xf32>, %n: tensor<i64>, %d: tensor<f32>) {
+  // expected-error @+1 {{da}}
+  %0:2 = lora.ewc_penalty_grad %a, %b, %fi, %n, %d {lambda = 1.0 : f64, scaling = 2.0 : f64} : (tensor<4x64xf32>, tensor<32x4xf32>, tensor<32x64xf32>, tensor<i64>, tensor<f32>) -> (tensor<4x64xbf16>, tensor<32x4xf32>)
+  return
+}

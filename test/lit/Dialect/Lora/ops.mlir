@@ -101,6 +101,18 @@ func.func @dpo(%logits: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8
 
 // -----
 
+// EWC: the penalty on an adapter's update and its gradients.
+// CHECK-LABEL: func.func @ewc
+func.func @ewc(%a: tensor<4x64xf32>, %b: tensor<32x4xf32>, %fi: tensor<32x64xf32>, %n: tensor<i64>, %d: tensor<f32>) -> (tensor<f32>, tensor<4x64xf32>) {
+  // CHECK: lora.ewc_penalty %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {lambda = 1.000000e+01 : f64, scaling = 2.000000e+00 : f64}
+  %w, %p = lora.ewc_penalty %a, %b, %fi, %n {lambda = 10.0 : f64, scaling = 2.0 : f64} : (tensor<4x64xf32>, tensor<32x4xf32>, tensor<32x64xf32>, tensor<i64>) -> (tensor<f32>, tensor<f32>)
+  // CHECK: lora.ewc_penalty_grad
+  %da, %db = lora.ewc_penalty_grad %a, %b, %fi, %n, %d {lambda = 10.0 : f64, scaling = 2.0 : f64} : (tensor<4x64xf32>, tensor<32x4xf32>, tensor<32x64xf32>, tensor<i64>, tensor<f32>) -> (tensor<4x64xf32>, tensor<32x4xf32>)
+  return %w, %da : tensor<f32>, tensor<4x64xf32>
+}
+
+// -----
+
 // The module-level configuration attributes.
 // CHECK-LABEL: module attributes
 // CHECK-SAME: lora.adapter_config = {lora_alpha = 1.600000e+01 : f64, lora_dropout = 0.000000e+00 : f64, r = 8 : i64, target_modules = ["q_proj"]}
