@@ -153,7 +153,9 @@ Status EstimateFisher(Session* session, data::Dataset* dataset, int64_t max_batc
     for (const Session::StateTensor& t : state) {
       if (t.name.rfind("grad/", 0) != 0 || t.shape.size() != 2) continue;
       std::string w = t.name.substr(5);
-      if (w.find("layers.") == std::string::npos || w.size() < 7 ||
+      // A base model's linear layer (not an adapter's A or B).
+      if (w.find("layers.") == std::string::npos || w.find(".lora_") != std::string::npos ||
+          w.rfind("base_model.", 0) == 0 || w.size() < 7 ||
           w.compare(w.size() - 7, 7, ".weight") != 0)
         continue;
       names.push_back(w);
