@@ -194,6 +194,13 @@ struct LowerToKernelsPass
           .i("vocab", shapeOf(w)[0]).i("chunk_size", chunk);
       return k.get();
     };
+    // The EWC penalty of an adapter (a [r, k], b [n, r]) and its gradient.
+    auto ewc = [&](StringRef kind, Value a, Value b, APFloat scaling, APFloat lambda) {
+      KernelBuilder k(ctx, kind);
+      k.i("n", shapeOf(b)[0]).i("k", shapeOf(a)[1]).i("rank", shapeOf(a)[0])
+          .f("scaling", scaling.convertToDouble()).f("lambda", lambda.convertToDouble());
+      return k.get();
+    };
 
     std::optional<DictionaryAttr> result =
         llvm::TypeSwitch<Operation *, std::optional<DictionaryAttr>>(op)
@@ -336,18 +343,10 @@ struct LowerToKernelsPass
               return k.get();
             })
             .Case([&](EWCPenaltyOp o) {
-              KernelBuilder k(ctx, "ewc_penalty_fwd");
-              k.i("n", shapeOf(o.getB())[0]).i("k", shapeOf(o.getA())[1])
-                  .i("rank", shapeOf(o.getA())[0]).f("scaling", o.getScaling().convertToDouble())
-                  .f("lambda", o.getLambda().convertToDouble());
-              return k.get();
+              return ewc("ewc_penalty_fwd", o.getA(), o.getB(), o.getScaling(), o.getLambda());
             })
             .Case([&](EWCPenaltyGradOp o) {
-              KernelBuilder k(ctx, "ewc_penalty_bwd");
-              k.i("n", shapeOf(o.getB())[0]).i("k", shapeOf(o.getA())[1])
-                  .i("rank", shapeOf(o.getA())[0]).f("scaling", o.getScaling().convertToDouble())
-                  .f("lambda", o.getLambda().convertToDouble());
-              return k.get();
+              return ewc("ewc_penalty_bwd", o.getA(), o.getB(), o.getScaling(), o.getLambda());
             })
             .Case([&](DPOLossOp o) {
               KernelBuilder k(ctx, "dpo_loss_fwd");

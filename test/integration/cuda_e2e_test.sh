@@ -13,6 +13,7 @@
 # Usage: cuda_e2e_test.sh MODE BIN_DIR EXAMPLES_DIR WORK_DIR [SIM_DRIVER]
 set -eu
 mode="$1"; bin="$2"; ex="$3"; work="$4"
+here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work"; mkdir -p "$work"
 cd "$work"
 steps=3
@@ -27,12 +28,8 @@ case "$mode" in
   *) echo "MODE must be sim or gpu"; exit 2 ;;
 esac
 
-python3 -c "
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)['messages']
-    print(m[0]['content'], m[1]['content'])" "$ex/sft_train.jsonl" > task.txt
-"$bin/lorart" train-tokenizer "$ex/corpus.txt" task.txt -o tokenizer.model --vocab-size 512 > /dev/null
+. "$here/demo_model.sh"
+demo_tokenizer "$bin" "$ex"
 "$bin/lorart" init-model --config "$ex/config.json" -o base --dtype bf16 --tokenizer tokenizer.model \
   --seed 3 > /dev/null
 head -40 "$ex/sft_train.jsonl" > train.jsonl

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "e2e_util.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/exec/session.h"
 
@@ -37,13 +38,7 @@ std::string PlanPath(const std::string& name) {
 }
 
 const std::string& ModelDir() {
-  static std::string dir = [] {
-    std::string d = ::testing::TempDir() + "lorart_cuda_session_model";
-    std::string cmd = std::string(LORART_BIN) + " init-model --config " + LORAC_TINY_CONFIG +
-                      " -o " + d + " --dtype bf16 --seed 5 > /dev/null";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    return d;
-  }();
+  static std::string dir = lorart::testing::MakeTinyModel("lorart_cuda_session_model", "bf16", 5);
   return dir;
 }
 
@@ -63,11 +58,7 @@ std::unique_ptr<Session> Open(const std::string& plan, DeviceKind device) {
   return s;
 }
 
-std::vector<Session::StateTensor> StateOf(const Session& s) {
-  StatusOr<std::vector<Session::StateTensor>> st = s.State();
-  EXPECT_TRUE(st.ok()) << st.status().ToString();
-  return st.ok() ? *st : std::vector<Session::StateTensor>{};
-}
+using lorart::testing::StateOf;
 
 // Float32 contents of a state tensor.
 std::vector<float> Floats(const Session& s, const std::string& name) {

@@ -10,18 +10,10 @@
 # Usage: dpo_learning_test.sh BIN_DIR EXAMPLES_DIR WORK_DIR
 set -eu
 bin="$1"; ex="$2"; work="$3"
+here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work"; mkdir -p "$work"; cd "$work"
-python3 -c "
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)['messages']
-    print(m[0]['content'], m[1]['content'])" "$ex/sft_train.jsonl" > task.txt
-"$bin/lorart" train-tokenizer "$ex/corpus.txt" task.txt -o tokenizer.model --vocab-size 512 > /dev/null
-"$bin/lorart" init-model --config "$ex/config.json" -o base --dtype f32 --tokenizer tokenizer.model --seed 1 > /dev/null
-"$bin/lorac" compile base --dtype f32 --no-lora --train full --objective pretrain --micro-batch 4 \
-  --seq-len 64 -o pretrain.bin > /dev/null
-"$bin/lorart" run pretrain.bin --data "$ex/pretrain.jsonl" --base base -o pretrained --steps 300 \
-  --lr 3e-3 --warmup-steps 10 --no-progress --seed 1 --threads 2 > /dev/null 2>&1
+. "$here/demo_model.sh"
+demo_pretrained "$bin" "$ex"
 "$bin/lorac" compile pretrained --dtype f32 --lora-r 16 --lora-alpha 32 --lora-dropout 0.05 \
   --micro-batch 8 --seq-len 64 -o sft.bin > /dev/null
 "$bin/lorart" run sft.bin --data "$ex/sft_train.jsonl" --base pretrained -o sft --steps 150 \

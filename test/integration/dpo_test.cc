@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "e2e_util.h"
 #include "lorart/exec/session.h"
 
 namespace lorart {
@@ -25,21 +26,11 @@ std::string PlanPath(const std::string& name) {
   return std::string(LORAC_TEST_PLAN_DIR) + "/" + name + ".bin";
 }
 
-const std::string& ModelDir() {
-  static std::string dir = [] {
-    std::string d = ::testing::TempDir() + "lorart_dpo_model";
-    std::string cmd = std::string(LORART_BIN) + " init-model --config " + LORAC_TINY_CONFIG +
-                      " -o " + d + " --dtype f32 --seed 9 > /dev/null";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    return d;
-  }();
-  return dir;
-}
+using lorart::testing::StateOf;
 
-std::vector<Session::StateTensor> StateOf(const Session& s) {
-  StatusOr<std::vector<Session::StateTensor>> st = s.State();
-  EXPECT_TRUE(st.ok()) << st.status().ToString();
-  return st.ok() ? *st : std::vector<Session::StateTensor>{};
+const std::string& ModelDir() {
+  static std::string dir = lorart::testing::MakeTinyModel("lorart_dpo_model", "f32", 9);
+  return dir;
 }
 
 // Random adapters by name (the same in every session), or lora_B = 0.

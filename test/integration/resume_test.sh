@@ -6,14 +6,11 @@
 # Usage: resume_test.sh BIN_DIR EXAMPLES_DIR WORK_DIR
 set -eu
 bin="$1"; ex="$2"; work="$3"
+here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work"; mkdir -p "$work"
 cd "$work"
-python3 -c "
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)['messages']
-    print(m[0]['content'], m[1]['content'])" "$ex/sft_train.jsonl" > task.txt
-"$bin/lorart" train-tokenizer "$ex/corpus.txt" task.txt -o tokenizer.model --vocab-size 512 > /dev/null
+. "$here/demo_model.sh"
+demo_tokenizer "$bin" "$ex"
 "$bin/lorart" init-model --config "$ex/config.json" -o base --dtype f32 --tokenizer tokenizer.model --seed 3 > /dev/null
 "$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1 \
   --micro-batch 4 --seq-len 64 -o plan.bin

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "e2e_util.h"
 #include "lorart/exec/session.h"
 #include "lorart/io/mapped_file.h"
 #include "lorart/io/safetensors.h"
@@ -25,12 +26,7 @@
 namespace lorart {
 namespace {
 
-// The session's state tensors (host copies).
-std::vector<Session::StateTensor> StateOf(const Session& s) {
-  StatusOr<std::vector<Session::StateTensor>> st = s.State();
-  EXPECT_TRUE(st.ok()) << st.status().ToString();
-  return st.ok() ? *st : std::vector<Session::StateTensor>{};
-}
+using lorart::testing::StateOf;
 
 std::string Plan(const std::string& name) {
   return std::string(LORAC_TEST_PLAN_DIR) + "/" + name + ".bin";
@@ -38,13 +34,7 @@ std::string Plan(const std::string& name) {
 
 // One random model directory for the whole suite.
 const std::string& ModelDir() {
-  static std::string dir = [] {
-    std::string d = ::testing::TempDir() + "lorart_e2e_model";
-    std::string cmd = std::string(LORART_BIN) + " init-model --config " + LORAC_TINY_CONFIG +
-                      " -o " + d + " --dtype f32 --seed 7 > /dev/null";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    return d;
-  }();
+  static std::string dir = lorart::testing::MakeTinyModel("lorart_e2e_model", "f32", 7);
   return dir;
 }
 

@@ -871,19 +871,26 @@ Status CheckSequenceIds(const KernelParams& p, const TensorView& ids, const Tens
   return OkStatus();
 }
 
+// The sizes and the shared operands (logits, targets, mask, sequence ids) of
+// both sequence_logprobs kernels, checked.
+Status SequenceLogProbsOperands(const KernelParams& p, const std::vector<TensorView>& in,
+                                int64_t* t, int64_t* v, int64_t* n) {
+  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", t));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", v));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "sequences", n));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], *t * *v, "the logits"));
+  LORA_RETURN_IF_ERROR(CheckLossOperands(p, in[1], in[2], *t));
+  int64_t count;
+  LORA_RETURN_IF_ERROR(CheckTargets(p, in[1], in[2], *t, *v, &count));
+  return CheckSequenceIds(p, in[3], in[2], *t, *n);
+}
+
 Status SequenceLogProbsFwd(const KernelContext& ctx, const KernelParams& p,
                            const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   int64_t t, v, n;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", &t));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", &v));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "sequences", &n));
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 4, out, 1));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], t * v, "the logits"));
-  LORA_RETURN_IF_ERROR(CheckLossOperands(p, in[1], in[2], t));
+  LORA_RETURN_IF_ERROR(SequenceLogProbsOperands(p, in, &t, &v, &n));
   LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, n, "the log-probabilities"));
-  int64_t count;
-  LORA_RETURN_IF_ERROR(CheckTargets(p, in[1], in[2], t, v, &count));
-  LORA_RETURN_IF_ERROR(CheckSequenceIds(p, in[3], in[2], t, n));
   const uint8_t* mk = in[2].as<const uint8_t>();
   double* logp = Scratch<double>(kRows, t);
 #pragma omp parallel for num_threads(Threads(ctx)) schedule(dynamic, 4) if (t * v >= (1 << 15))
@@ -906,17 +913,10 @@ Status SequenceLogProbsFwd(const KernelContext& ctx, const KernelParams& p,
 Status SequenceLogProbsBwd(const KernelContext& ctx, const KernelParams& p,
                            const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   int64_t t, v, n;
-  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", &t));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", &v));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "sequences", &n));
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 5, out, 1));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], t * v, "the logits"));
-  LORA_RETURN_IF_ERROR(CheckLossOperands(p, in[1], in[2], t));
+  LORA_RETURN_IF_ERROR(SequenceLogProbsOperands(p, in, &t, &v, &n));
   LORA_RETURN_IF_ERROR(ExpectTyped(p, in[4], DType::F32, n, "the log-probability gradients"));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], t * v, "the logits gradient"));
-  int64_t count;
-  LORA_RETURN_IF_ERROR(CheckTargets(p, in[1], in[2], t, v, &count));
-  LORA_RETURN_IF_ERROR(CheckSequenceIds(p, in[3], in[2], t, n));
   const uint8_t* mk = in[2].as<const uint8_t>();
   const float* dlogp = in[4].as<const float>();
   const TensorView& dl = out[0];

@@ -245,10 +245,12 @@ Status ParseRecord(std::string_view line, const std::string& where, Record* out)
   return InternalError("unreachable record format");
 }
 
-StatusOr<std::vector<Record>> ParseJsonl(std::string_view text, const std::string& path) {
+// Calls fn(line, "path:N", N) for every non-blank line (1-based N), without
+// a UTF-8 byte order mark or a trailing CR; stops at the first error.
+template <typename Fn>
+Status ForEachJsonlLine(std::string_view text, const std::string& path, Fn fn) {
   // A UTF-8 byte order mark (some editors write one) is not part of the JSON.
   if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
-  std::vector<Record> records;
   int64_t line_number = 0;
   size_t pos = 0;
   while (pos < text.size()) {
@@ -259,13 +261,23 @@ StatusOr<std::vector<Record>> ParseJsonl(std::string_view text, const std::strin
     ++line_number;
     if (IsBlank(line)) continue;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    Record record;
     LORA_RETURN_IF_ERROR(
-        ParseRecord(line, StrFormat("%s:%lld", path.c_str(), static_cast<long long>(line_number)),
-                    &record));
-    record.line = line_number;
-    records.push_back(std::move(record));
+        fn(line, StrFormat("%s:%lld", path.c_str(), static_cast<long long>(line_number)),
+           line_number));
   }
+  return OkStatus();
+}
+
+StatusOr<std::vector<Record>> ParseJsonl(std::string_view text, const std::string& path) {
+  std::vector<Record> records;
+  LORA_RETURN_IF_ERROR(ForEachJsonlLine(
+      text, path, [&](std::string_view line, const std::string& where, int64_t number) {
+        Record record;
+        LORA_RETURN_IF_ERROR(ParseRecord(line, where, &record));
+        record.line = number;
+        records.push_back(std::move(record));
+        return OkStatus();
+      }));
   if (records.empty()) {
     return InvalidArgumentError(StrFormat("%s: no examples (the file is empty or has only blank "
                                           "lines; %s)",
@@ -328,24 +340,15 @@ Status ParsePreferenceRecord(std::string_view line, const std::string& where,
 StatusOr<std::vector<PreferenceRecord>> ReadPreferenceJsonl(const std::string& path) {
   MappedFile file;
   LORA_RETURN_IF_ERROR(file.Open(path));
-  std::string_view text = file.view();
-  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   std::vector<PreferenceRecord> records;
-  int64_t line_number = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_number;
-    if (IsBlank(line)) continue;
-    if (line.back() == '\r') line.remove_suffix(1);
-    PreferenceRecord r;
-    LORA_RETURN_IF_ERROR(ParsePreferenceRecord(
-        line, StrFormat("%s:%lld", path.c_str(), static_cast<long long>(line_number)), &r));
-    r.line = r.chosen.line = r.rejected.line = line_number;
-    records.push_back(std::move(r));
-  }
+  LORA_RETURN_IF_ERROR(ForEachJsonlLine(
+      file.view(), path, [&](std::string_view line, const std::string& where, int64_t number) {
+        PreferenceRecord r;
+        LORA_RETURN_IF_ERROR(ParsePreferenceRecord(line, where, &r));
+        r.line = r.chosen.line = r.rejected.line = number;
+        records.push_back(std::move(r));
+        return OkStatus();
+      }));
   if (records.empty())
     return InvalidArgumentError(path + ": no preference pairs (the file is empty or has only "
                                        "blank lines)");
