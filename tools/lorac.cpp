@@ -113,9 +113,11 @@ cl::opt<double> dpoBeta("dpo-beta",
                         cl::init(0.1), cl::sub(compileCmd), cl::cat(compileCat));
 cl::opt<std::string> dpoLoss("dpo-loss", cl::desc("DPO: sigmoid (DPO) or ipo"),
                              cl::init("sigmoid"), cl::sub(compileCmd), cl::cat(compileCat));
-cl::opt<int64_t> dpoPairs("dpo-pairs",
-                          cl::desc("DPO: preference pairs per micro-batch (0: the micro-batch size)"),
-                          cl::init(0), cl::sub(compileCmd), cl::cat(compileCat));
+cl::opt<double> dpoReplayWeight(
+    "dpo-replay-weight",
+    cl::desc("DPO: weight of a language-modelling loss on replayed general text "
+             "(lorart run --replay; 0: none)"),
+    cl::init(0.0), cl::sub(compileCmd), cl::cat(compileCat));
 cl::opt<double> ewcLambda("ewc-lambda",
                           cl::desc("EWC penalty strength (0: none); the run needs lorart fisher's "
                                    "file (lorart run --ewc-fisher)"),
@@ -357,8 +359,9 @@ Pipeline buildPipeline(ModuleOp module) {
     p.prefix += ",lora-quantize-base{format=nf4}";
   p.prefix += ",lora-logits-program";
   if (objective == "dpo")
-    p.prefix += formatv(",lora-objective{{objective=dpo beta={0} loss-type={1} pairs={2}}",
-                        num(dpoBeta), dpoLoss.getValue(), static_cast<int64_t>(dpoPairs))
+    p.prefix += formatv(",lora-objective{{objective=dpo beta={0} loss-type={1} "
+                        "replay-weight={2}}",
+                        num(dpoBeta), dpoLoss.getValue(), num(dpoReplayWeight))
                     .str();
   else
     p.prefix += ",lora-objective{objective=" + objective + "}";
@@ -403,6 +406,9 @@ std::optional<std::string> checkCompileFlags() {
     return bad("--objective must be sft, pretrain or dpo, got '" + objective + "'");
   if (ewcLambda < 0)
     return bad("--ewc-lambda must be >= 0, got " + num(ewcLambda));
+  if (dpoReplayWeight > 0 && objective != "dpo")
+    return bad("--dpo-replay-weight needs --objective dpo (SFT and pretraining plans take "
+               "lorart run --replay as they are)");
   if (ewcLambda > 0 && objective == "dpo")
     return bad("--ewc-lambda is not available with --objective dpo yet");
   if (objective == "dpo") {
@@ -410,8 +416,8 @@ std::optional<std::string> checkCompileFlags() {
       return bad("--dpo-beta must be positive, got " + num(dpoBeta));
     if (dpoLoss != "sigmoid" && dpoLoss != "ipo")
       return bad("--dpo-loss must be sigmoid or ipo, got '" + dpoLoss + "'");
-    if (dpoPairs < 0)
-      return bad("--dpo-pairs must be >= 0");
+    if (dpoReplayWeight < 0)
+      return bad("--dpo-replay-weight must be >= 0, got " + num(dpoReplayWeight));
   }
   if (microBatch <= 0)
     return bad("--micro-batch must be positive, got " +

@@ -166,6 +166,14 @@ LogicalResult SequenceLogProbsOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
   return success();
 }
 
+LogicalResult ReplayLossOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
+                                     ArrayRef<bool> need, SmallVectorImpl<Value> &out) {
+  if (grads[0] && need[0])
+    out[0] = b.create<ReplayLossGradOp>(getLoc(), getLmSum().getType(), getLmCount(),
+                                        getPairMask(), grads[0], getWeightAttr());
+  return success();
+}
+
 LogicalResult EWCPenaltyOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
                                      ArrayRef<bool> need, SmallVectorImpl<Value> &out) {
   // The weighted penalty enters the loss; the plain one is a metric.

@@ -342,6 +342,16 @@ struct LowerToKernelsPass
                   .i("sequences", shapeOf(o.getDlogprobs())[0]);
               return k.get();
             })
+            .Case([&](ReplayLossOp o) {
+              KernelBuilder k(ctx, "replay_loss_fwd");
+              k.i("pairs", shapeOf(o.getPairMask())[0]).f("weight", o.getWeight().convertToDouble());
+              return k.get();
+            })
+            .Case([&](ReplayLossGradOp o) {
+              KernelBuilder k(ctx, "replay_loss_bwd");
+              k.i("pairs", shapeOf(o.getPairMask())[0]).f("weight", o.getWeight().convertToDouble());
+              return k.get();
+            })
             .Case([&](EWCPenaltyOp o) {
               return ewc("ewc_penalty_fwd", o.getA(), o.getB(), o.getScaling(), o.getLambda());
             })

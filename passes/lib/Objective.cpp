@@ -36,6 +36,11 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
                            << lossType << "'";
         return signalPassFailure();
       }
+      if (!(replayWeight >= 0.0)) {
+        module.emitError() << "dpo: option 'replay-weight' must be >= 0, got "
+                           << double(replayWeight);
+        return signalPassFailure();
+      }
       if (int64_t(pairs) < 0) {
         module.emitError() << "dpo: option 'pairs' must be >= 0, got " << int64_t(pairs);
         return signalPassFailure();
@@ -120,6 +125,14 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
                           kInputAttrName, b.getStringAttr("pair_mask"))),
                       loc);
     Value seqIds = fn.getArgument(n), pairMask = fn.getArgument(n + 1);
+    Value replayMask;
+    if (replayWeight > 0) {
+      fn.insertArgument(n + 2, mask.getType(),
+                        b.getDictionaryAttr(b.getNamedAttr(
+                            kInputAttrName, b.getStringAttr("replay_mask"))),
+                        loc);
+      replayMask = fn.getArgument(n + 2);
+    }
 
     // The reference pass: every op of the forward graph but the parameters
     // (shared) and the adapters (their sum with the linear output becomes
@@ -169,13 +182,31 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     auto dpo = b.create<DPOLossOp>(NameLoc::get(b.getStringAttr("loss"), loc),
                                    TypeRange{f32, i64, f32, f32, f32, f32}, pol, ref, pairMask,
                                    b.getF64FloatAttr(beta), b.getStringAttr(lossType));
-    b.create<func::ReturnOp>(loc, dpo.getResults());
+    SmallVector<Value> results(dpo.getResults());
+    SmallVector<StringRef> names = {"loss_sum", "count", "chosen_rewards", "rejected_rewards",
+                                    "accuracy", "margin"};
+    if (replayMask) {
+      // Replayed general text: the policy's cross-entropy on its tokens,
+      // weighted into the per-pair loss.
+      auto ce = b.create<CrossEntropyOp>(NameLoc::get(b.getStringAttr("replay"), loc), f32, i64,
+                                         logits, targets, replayMask);
+      Value term = b.create<ReplayLossOp>(NameLoc::get(b.getStringAttr("replay"), loc), f32,
+                                          ce.getLossSum(), ce.getCount(), pairMask,
+                                          b.getF64FloatAttr(replayWeight));
+      results[0] = b.create<AddOp>(loc, f32, results[0], term);
+      results.push_back(ce.getLossSum());
+      results.push_back(ce.getCount());
+      names.push_back("replay_loss_sum");
+      names.push_back("replay_count");
+    }
+    b.create<func::ReturnOp>(loc, results);
     ret.erase();
-    fn.setType(FunctionType::get(&getContext(), fn.getArgumentTypes(), dpo.getResultTypes()));
+    SmallVector<Type> types;
+    for (Value v : results)
+      types.push_back(v.getType());
+    fn.setType(FunctionType::get(&getContext(), fn.getArgumentTypes(), types));
     fn->setAttr(kObjectiveAttrName, b.getStringAttr(objective));
-    const char *names[] = {"loss_sum", "count", "chosen_rewards", "rejected_rewards",
-                           "accuracy", "margin"};
-    for (unsigned i = 0; i < 6; ++i)
+    for (unsigned i = 0; i < names.size(); ++i)
       fn.setResultAttr(i, kOutputAttrName, b.getStringAttr(names[i]));
     return success();
   }

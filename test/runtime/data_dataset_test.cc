@@ -420,3 +420,96 @@ TEST(Replay, MixesGeneralTokensAtTheRatio) {
 }  // namespace
 }  // namespace data
 }  // namespace lorart
+
+namespace lorart {
+namespace data {
+namespace {
+
+using ::lorart::testing::DataTestTokenizer;
+
+PreferenceRecord Pair(const std::string& prompt, const std::string& chosen,
+                      const std::string& rejected, int64_t line) {
+  PreferenceRecord r;
+  std::string text = "{\"prompt\": \"" + prompt + "\", \"chosen\": \"" + chosen +
+                     "\", \"rejected\": \"" + rejected + "\"}";
+  EXPECT_TRUE(ParsePreferenceRecord(text, "t:" + std::to_string(line), &r).ok());
+  r.line = line;
+  return r;
+}
+
+// Preference batches: one pair a row (chosen, then rejected), sequence ids
+// 2r / 2r + 1 on the final reply's loss tokens only, pair_mask on the rows
+// that hold a pair; with replay, general text in rows of its own spread so
+// that every batch keeps a pair, its loss tokens in replay_mask.
+TEST(Preference, BatchesHoldOnePairARowAndReplayInRowsOfTheirOwn) {
+  std::unique_ptr<Tokenizer> tok = DataTestTokenizer();
+  DataOptions o;
+  o.seq_len = 64;
+  o.micro_batch = 4;
+  o.preference = true;
+  o.chat_template = ChatTemplate::kSimple;
+  std::vector<PreferenceRecord> records;
+  for (int i = 0; i < 10; ++i)
+    records.push_back(Pair("say the word number " + std::to_string(i), "yes indeed", "no", i + 1));
+  StatusOr<std::unique_ptr<Dataset>> ds = Dataset::FromPreferences(records, "prefs", *tok, o);
+  ASSERT_TRUE(ds.ok()) << ds.status().ToString();
+  EXPECT_EQ((*ds)->stats().pairs, 10);
+  EXPECT_EQ((*ds)->batches_per_epoch(), 3);  // 10 rows of 4
+  Batch b;
+  ASSERT_TRUE((*ds)->GetBatch(0, 2, &b).ok());
+  EXPECT_EQ(b.pair_mask, (std::vector<uint8_t>{1, 1, 0, 0}));
+  for (int64_t r = 0; r < 2; ++r) {
+    int chosen = 0, rejected = 0;
+    for (int64_t t = 0; t < 64; ++t) {
+      int32_t id = b.sequence_ids[r * 64 + t];
+      EXPECT_EQ(id >= 0, b.loss_mask[r * 64 + t] == 1);
+      chosen += id == 2 * r;
+      rejected += id == 2 * r + 1;
+      EXPECT_TRUE(id < 0 || id == 2 * r || id == 2 * r + 1);
+    }
+    EXPECT_GT(chosen, 0);
+    EXPECT_GT(rejected, 0);
+  }
+  // Replay: general documents in rows of their own.
+  std::vector<Example> general;
+  for (int i = 0; i < 12; ++i) {
+    Example ex;
+    for (int t = 0; t < 30; ++t) ex.tokens.push_back(3 + (i * 7 + t) % 50);
+    ex.is_target.assign(ex.tokens.size(), 1);
+    general.push_back(ex);
+  }
+  DataOptions go = o;
+  go.preference = false;
+  std::unique_ptr<Dataset> replay = Make(general, go);
+  StatusOr<std::unique_ptr<Dataset>> mixed = Dataset::WithReplay(**ds, *replay, 0.3, 5);
+  ASSERT_TRUE(mixed.ok()) << mixed.status().ToString();
+  int64_t pairs = 0, replay_tokens = 0;
+  for (int64_t i = 0; i < (*mixed)->batches_per_epoch(); ++i) {
+    ASSERT_TRUE((*mixed)->GetBatch(1, i, &b).ok());
+    int64_t in_batch = 0;
+    for (int64_t r = 0; r < 4; ++r) {
+      in_batch += b.pair_mask[r];
+      for (int64_t t = 0; t < 64; ++t) {
+        size_t at = static_cast<size_t>(r * 64 + t);
+        replay_tokens += b.replay_mask[at];
+        EXPECT_FALSE(b.replay_mask[at] && b.loss_mask[at]);
+        if (b.replay_mask[at]) {
+          EXPECT_EQ(b.pair_mask[r], 0) << "replay text in a pair's row";
+        }
+      }
+    }
+    EXPECT_GT(in_batch, 0) << "batch " << i << " holds no pair";
+    pairs += in_batch;
+  }
+  EXPECT_EQ(pairs, 10) << "every pair once an epoch";
+  EXPECT_GT(replay_tokens, 0);
+  // Too much replay for the batch size is refused.
+  StatusOr<std::unique_ptr<Dataset>> flood = Dataset::WithReplay(**ds, *replay, 0.95, 5);
+  ASSERT_FALSE(flood.ok());
+  EXPECT_NE(flood.status().message().find("without a preference pair"), std::string::npos)
+      << flood.status().message();
+}
+
+}  // namespace
+}  // namespace data
+}  // namespace lorart

@@ -2,6 +2,7 @@
 // RUN: lorac-opt %s -split-input-file -lora-objective="objective=pretrain" | FileCheck %s --check-prefix=PRETRAIN
 // Negative cases.
 // RUN: lorac-opt %s -split-input-file -lora-objective="objective=dpo beta=0.25 loss-type=ipo" | FileCheck %s --check-prefix=DPO
+// RUN: lorac-opt %s -split-input-file -lora-objective="objective=dpo replay-weight=0.5" | FileCheck %s --check-prefix=REPLAY
 // RUN: not lorac-opt %s -split-input-file -lora-objective="objective=dpo loss-type=kto" 2>&1 | FileCheck %s --check-prefix=DPOBAD
 // RUN: echo 'module { func.func @forward(%%tokens: tensor<2x8xi32> {lora.input = "tokens"}, %%pos: tensor<2x8xi32> {lora.input = "positions"}) -> tensor<2x8x100xf32> { %%e = lora.param "model.embed_tokens.weight" frozen : tensor<100x64xf32> %%a = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable : tensor<4x64xf32> %%b = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight" trainable : tensor<64x4xf32> %%h = lora.embedding %%e, %%tokens : (tensor<100x64xf32>, tensor<2x8xi32>) -> tensor<2x8x64xf32> %%d = lora.adapter %%h, %%a, %%b {alpha = 8.0 : f64, dropout = 0.0 : f64} : (tensor<2x8x64xf32>, tensor<4x64xf32>, tensor<64x4xf32>) -> tensor<2x8x64xf32> %%l = lora.lm_head %%d, %%e : (tensor<2x8x64xf32>, tensor<100x64xf32>) -> tensor<2x8x100xf32> return %%l : tensor<2x8x100xf32> } }' > %t.use.mlir
 // RUN: not lorac-opt %t.use.mlir -lora-objective="objective=dpo" 2>&1 | FileCheck %s --check-prefix=DPOUSE
@@ -44,6 +45,17 @@
 // DPO: %[[POL:.*]] = lora.sequence_logprobs %[[LOGITS]], %{{.*}}, %[[MASK]], %[[SEQ]] {num_sequences = 4 : i64}
 // DPO: %[[REF:.*]] = lora.sequence_logprobs %[[RLOGITS]], %{{.*}}, %[[MASK]], %[[SEQ]] {num_sequences = 4 : i64}
 // DPO: lora.dpo_loss %[[POL]], %[[REF]], %[[PAIRS]] {beta = 2.500000e-01 : f64, loss_type = "ipo"}
+// DPO with replay: a replay_mask input, the policy's cross-entropy on it
+// weighted into the loss, and its sum and count as outputs.
+// REPLAY-LABEL: func.func @forward
+// REPLAY-SAME: %[[PAIRS:[a-z0-9]+]]: tensor<2xi1> {lora.input = "pair_mask"}, %[[RM:[a-z0-9]+]]: tensor<2x8xi1> {lora.input = "replay_mask"})
+// REPLAY-SAME: tensor<f32> {lora.output = "replay_loss_sum"}, tensor<i64> {lora.output = "replay_count"})
+// REPLAY: %[[L:.*]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} = lora.dpo_loss
+// REPLAY: %[[CE:.*]], %[[N:.*]] = lora.cross_entropy %{{.*}}, %{{.*}}, %[[RM]]
+// REPLAY: %[[R:.*]] = lora.replay_loss %[[CE]], %[[N]], %[[PAIRS]] {weight = 5.000000e-01 : f64}
+// REPLAY: %[[T:.*]] = lora.add %[[L]], %[[R]]
+// REPLAY: return %[[T]],
+
 // Negative: an adapter whose output is not simply added to its linear
 // layer's cannot be dropped from the reference pass.
 // DPOUSE: error: 'lora.adapter' op dpo: an adapter's output must only be added to its linear layer's

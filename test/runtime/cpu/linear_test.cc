@@ -175,7 +175,8 @@ TEST(LinearTest, EveryKindIsRegistered) {
         "lora_bwd", "fused_linear_bwd", "lm_head_fwd", "cross_entropy_fwd", "cross_entropy_bwd",
         "lm_head_ce_fwd", "lm_head_ce_bwd_x", "lm_head_ce_bwd_w", "embedding_fwd", "embedding_bwd",
         "dequantize", "sequence_logprobs_fwd", "sequence_logprobs_bwd", "dpo_loss_fwd",
-        "dpo_loss_bwd", "ewc_penalty_fwd", "ewc_penalty_bwd"}) {
+        "dpo_loss_bwd", "ewc_penalty_fwd", "ewc_penalty_bwd", "replay_loss_fwd",
+        "replay_loss_bwd"}) {
     KernelFn fn = nullptr;
     EXPECT_TRUE(LookupKernel(kind, &fn).ok()) << kind;
   }
@@ -1168,6 +1169,27 @@ TEST(LinearTest, EwcPenaltyChecksItsOperands) {
                         {w.get(), pen.get()});
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("the Fisher"), std::string::npos) << st.message();
+}
+
+// Replay in DPO: weight · pairs present · lm_sum / max(lm_count, 1).
+TEST(LinearTest, ReplayLossScalesByPairsOverTokens) {
+  auto sum = Zeros(DType::F32, {}), count = Zeros(DType::I64, {}), pairs = Zeros(DType::BOOL, {4});
+  sum->set(0, 12.0f);
+  count->view.as<int64_t>()[0] = 30;
+  for (int q : {0, 1, 3}) pairs->view.as<uint8_t>()[q] = 1;
+  Params p;
+  p.I("pairs", 4).F("weight", 0.5);
+  auto out = Zeros(DType::F32, {});
+  ASSERT_TRUE(RunKernel("replay_loss_fwd", p, {sum.get(), count.get(), pairs.get()}, {out.get()}).ok());
+  EXPECT_FLOAT_EQ(out->get(0), 0.5f * 3 * 12.0f / 30);
+  auto dloss = Zeros(DType::F32, {}), g = Zeros(DType::F32, {});
+  dloss->set(0, 2.0f);
+  ASSERT_TRUE(RunKernel("replay_loss_bwd", p, {count.get(), pairs.get(), dloss.get()}, {g.get()}).ok());
+  EXPECT_FLOAT_EQ(g->get(0), 2.0f * 0.5f * 3 / 30);  // the derivative of the (linear) forward
+  count->view.as<int64_t>()[0] = 0;  // no replay tokens: a zero sum stays zero
+  sum->set(0, 0.0f);
+  ASSERT_TRUE(RunKernel("replay_loss_fwd", p, {sum.get(), count.get(), pairs.get()}, {out.get()}).ok());
+  EXPECT_EQ(out->get(0), 0.0f);
 }
 
 }  // namespace

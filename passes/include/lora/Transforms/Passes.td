@@ -118,8 +118,12 @@ def Objective : Pass<"lora-objective", "::mlir::ModuleOp"> {
     activations for the backward), sums each response's log-probabilities
     under both (`lora.sequence_logprobs`) and returns `lora.dpo_loss`'s loss
     sum, pair count and reward metrics (outputs `loss_sum`, `count`,
-    `chosen_rewards`, `rejected_rewards`, `accuracy`, `margin`). The logits
-    of both passes are materialized (`[batch, seq, vocab]` float32 each; no
+    `chosen_rewards`, `rejected_rewards`, `accuracy`, `margin`). With
+    `replay-weight=W` it also takes `replay_mask` (the tokens of replayed
+    general text packed beside the pairs) and adds `lora.replay_loss`: `W`
+    times the policy's mean cross-entropy on them, per pair (outputs
+    `replay_loss_sum`, `replay_count`). The logits of both passes are
+    materialized (`[batch, seq, vocab]` float32 each; no
     chunked fusion yet).
 
     Before:
@@ -146,6 +150,8 @@ def Objective : Pass<"lora-objective", "::mlir::ModuleOp"> {
            "dpo: sigmoid (DPO) or ipo">,
     Option<"pairs", "pairs", "int64_t", /*default=*/"0",
            "dpo: preference pairs per micro-batch (0: the micro-batch size)">,
+    Option<"replayWeight", "replay-weight", "double", /*default=*/"0.0",
+           "dpo: weight of a language-modelling loss on replayed general text (input replay_mask; 0: none)">,
     Option<"function", "function", "std::string", /*default=*/"\"forward\"",
            "The forward function">
   ];

@@ -60,6 +60,15 @@ StatusOr<data::DataOptions> DataOptionsFor(const Plan& plan, const std::string& 
   return o;
 }
 
+// Whether @train_step has the input `name`.
+bool HasInput(const Plan& plan, const std::string& name) {
+  const schema::Program* p = plan.FindProgram("train_step");
+  if (p && p->inputs())
+    for (uint32_t id : *p->inputs())
+      if (plan.tensor(id).name() && plan.tensor(id).name()->str() == name) return true;
+  return false;
+}
+
 // The training or validation file: preference pairs for a DPO plan.
 StatusOr<std::unique_ptr<data::Dataset>> LoadData(const std::string& path,
                                                   const data::Tokenizer& tok,
@@ -160,12 +169,13 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> train,
                           LoadData(o->data, *l.tokenizer, train_opts));
     LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *train));
-    if (!o->replay.empty() && train_opts.preference)
-      return InvalidArgumentError("--replay is not available with a DPO plan yet (its step has "
-                                  "no language-modelling loss to put general text into)");
+    if (!o->replay.empty() && train_opts.preference && !HasInput(plan, "replay_mask"))
+      return InvalidArgumentError(o->plan + ": --replay with a DPO plan needs a replay loss in "
+                                            "it: compile with --dpo-replay-weight W");
     if (!o->replay.empty()) {
       data::DataOptions replay_opts = train_opts;
       replay_opts.objective = data::Objective::kPretrain;
+      replay_opts.preference = false;
       replay_opts.shuffle = false;
       LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> general,
                             data::Dataset::Load(o->replay, *l.tokenizer, replay_opts));

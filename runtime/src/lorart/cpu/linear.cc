@@ -936,6 +936,45 @@ Status SequenceLogProbsBwd(const KernelContext& ctx, const KernelParams& p,
   return OkStatus();
 }
 
+// Replay in DPO: weight · pairs · lm_sum / max(lm_count, 1) and its gradient
+// with respect to lm_sum.
+Status ReplayScale(const KernelParams& p, const TensorView& count, const TensorView& pair_mask,
+                   double* scale) {
+  int64_t pairs;
+  double weight;
+  LORA_RETURN_IF_ERROR(SizeParam(p, "pairs", &pairs));
+  LORA_RETURN_IF_ERROR(p.Float("weight", &weight));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, count, DType::I64, 1, "the replay token count"));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, pair_mask, DType::BOOL, pairs, "the pair mask"));
+  int64_t present = 0;
+  for (int64_t q = 0; q < pairs; ++q) present += pair_mask.as<const uint8_t>()[q] ? 1 : 0;
+  *scale = weight * double(present) /
+           double(std::max<int64_t>(1, count.as<const int64_t>()[0]));
+  return OkStatus();
+}
+
+Status ReplayLossFwd(const KernelContext&, const KernelParams& p,
+                     const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 1));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, in[0], DType::F32, 1, "the replay loss sum"));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, 1, "the weighted replay loss"));
+  double scale;
+  LORA_RETURN_IF_ERROR(ReplayScale(p, in[1], in[2], &scale));
+  out[0].as<float>()[0] = static_cast<float>(scale * double(in[0].as<const float>()[0]));
+  return OkStatus();
+}
+
+Status ReplayLossBwd(const KernelContext&, const KernelParams& p,
+                     const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 1));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, in[2], DType::F32, 1, "dloss"));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, 1, "the replay loss gradient"));
+  double scale;
+  LORA_RETURN_IF_ERROR(ReplayScale(p, in[0], in[1], &scale));
+  out[0].as<float>()[0] = static_cast<float>(scale * double(in[2].as<const float>()[0]));
+  return OkStatus();
+}
+
 // EWC: the penalty λ·Σ F ⊙ ΔW² on an adapter's update ΔW = s·B·A (B [n, r],
 // A [r, k], F [n, k]), and its gradients with respect to A and B.
 
@@ -1469,6 +1508,8 @@ void RegisterLinearKernels() {
   RegisterKernel("sequence_logprobs_bwd", SequenceLogProbsBwd);
   RegisterKernel("dpo_loss_fwd", DpoLossFwd);
   RegisterKernel("ewc_penalty_fwd", EwcPenaltyFwd);
+  RegisterKernel("replay_loss_fwd", ReplayLossFwd);
+  RegisterKernel("replay_loss_bwd", ReplayLossBwd);
   RegisterKernel("ewc_penalty_bwd", EwcPenaltyBwd);
   RegisterKernel("dpo_loss_bwd", DpoLossBwd);
   RegisterKernel("lm_head_ce_fwd", LmHeadCeFwd);

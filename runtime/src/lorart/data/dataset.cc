@@ -109,7 +109,27 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::WithReplay(const Dataset& train,
   // Build counts the mixed set's tokens again.
   stats.tokens = stats.target_tokens = stats.longest = 0;
   stats.max_token_id = -1;
-  return Build(std::move(mixed), train.pad_id_, train.options_, std::move(stats));
+  LORA_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> ds,
+                        Build(std::move(mixed), train.pad_id_, train.options_, std::move(stats)));
+  if (train.options_.preference) {
+    // Every batch must keep a pair (a batch of replay rows alone has no DPO
+    // loss to weight the replay term by).
+    const int64_t mb = train.options_.micro_batch;
+    std::vector<PackedRow> rows = ds->EpochRows(0);
+    for (size_t b = 0; b < rows.size(); b += mb) {
+      bool pair = false;
+      for (size_t r = b; r < std::min(rows.size(), b + mb); ++r)
+        pair |= rows[r].docs[0] < 2 * ds->stats_.pairs;
+      if (!pair)
+        return InvalidArgumentError(StrFormat(
+            "--replay-ratio %g leaves batches of %lld rows without a preference pair: lower it%s",
+            ratio, static_cast<long long>(mb),
+            mb == 1 ? " (or compile the plan with --micro-batch 2 or more: with one row a "
+                      "batch, replay rows hold no pair)"
+                    : ""));
+    }
+  }
+  return ds;
 }
 
 StatusOr<std::unique_ptr<Dataset>> Dataset::Load(const std::string& path,
@@ -323,8 +343,10 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::Build(std::vector<Example> examples,
 
 std::vector<PackedRow> Dataset::EpochRows(int64_t epoch) const {
   if (options_.preference) {
-    // One pair a row, in shuffled pair order.
-    std::vector<int32_t> pairs(examples_.size() / 2);
+    // One pair a row, in shuffled pair order; replay documents (after the
+    // pairs) packed into rows of their own, then every row shuffled: the
+    // row count is the same every epoch (packing depends only on lengths).
+    std::vector<int32_t> pairs(static_cast<size_t>(stats_.pairs));
     std::iota(pairs.begin(), pairs.end(), 0);
     if (options_.shuffle) {
       Rng rng(MixSeed(options_.seed, static_cast<uint64_t>(epoch), 0));
@@ -333,6 +355,41 @@ std::vector<PackedRow> Dataset::EpochRows(int64_t epoch) const {
     std::vector<PackedRow> rows;
     for (int32_t q : pairs)
       rows.push_back({{2 * q, 2 * q + 1}, lengths_[2 * q] + lengths_[2 * q + 1]});
+    std::vector<int32_t> replay;
+    for (int32_t d = static_cast<int32_t>(2 * stats_.pairs);
+         d < static_cast<int32_t>(examples_.size()); ++d)
+      replay.push_back(d);
+    if (!replay.empty()) {
+      if (options_.shuffle) {
+        Rng rng(MixSeed(options_.seed, static_cast<uint64_t>(epoch), 2));
+        rng.Shuffle(&replay);
+      }
+      std::vector<PackedRow> extra = PackBestFitDecreasing(replay, lengths_, options_.seq_len);
+      if (options_.shuffle) {
+        Rng rng(MixSeed(options_.seed, static_cast<uint64_t>(epoch), 1));
+        rng.Shuffle(&extra);
+      }
+      // Spread the replay rows evenly over the batches, after each batch's
+      // pairs, so that no batch is without a pair (WithReplay checks that
+      // the ratio allows it).
+      const int64_t mb = options_.micro_batch;
+      const int64_t total = static_cast<int64_t>(rows.size() + extra.size());
+      const int64_t batches = (total + mb - 1) / mb;
+      const int64_t q = static_cast<int64_t>(extra.size());
+      std::vector<PackedRow> merged;
+      size_t next_pair = 0, next_extra = 0;
+      for (int64_t b = 0; b < batches; ++b) {
+        int64_t k = q * (b + 1) / batches - q * b / batches;  // replay rows of batch b
+        int64_t size = std::min<int64_t>(mb, total - b * mb);
+        for (int64_t i = 0; i < size - k && next_pair < rows.size(); ++i)
+          merged.push_back(std::move(rows[next_pair++]));
+        for (int64_t i = 0; i < k && next_extra < extra.size(); ++i)
+          merged.push_back(std::move(extra[next_extra++]));
+      }
+      while (next_pair < rows.size()) merged.push_back(std::move(rows[next_pair++]));
+      while (next_extra < extra.size()) merged.push_back(std::move(extra[next_extra++]));
+      rows = std::move(merged);
+    }
     return rows;
   }
   std::vector<int32_t> order(examples_.size());
@@ -394,17 +451,31 @@ Status Dataset::GetBatch(int64_t epoch, int64_t index, Batch* out) {
     out->real_tokens += row.used;
   }
   if (options_.preference) {
+    // A pair's row: segment 0 is its chosen, 1 its rejected response. A
+    // replay row (its documents come after the pairs): no pair, and its loss
+    // tokens move to replay_mask.
     out->sequence_ids.assign(n, -1);
+    out->replay_mask.assign(n, 0);
     out->pair_mask.assign(static_cast<size_t>(mb), 0);
     for (int64_t r = 0; r < mb; ++r) {
+      int64_t row_index = index * mb + r;
+      if (row_index >= static_cast<int64_t>(cached_rows_.size())) continue;
+      bool pair = cached_rows_[row_index].docs[0] < 2 * stats_.pairs;
+      out->pair_mask[r] = pair ? 1 : 0;
       size_t at = static_cast<size_t>(r * seq_len);
-      out->pair_mask[r] = index * mb + r < static_cast<int64_t>(cached_rows_.size()) ? 1 : 0;
-      for (int64_t t = 0; t < seq_len; ++t)
-        if (out->loss_mask[at + t])
+      for (int64_t t = 0; t < seq_len; ++t) {
+        if (!out->loss_mask[at + t]) continue;
+        if (pair) {
           out->sequence_ids[at + t] = static_cast<int32_t>(2 * r + out->segment_ids[at + t]);
+        } else {
+          out->replay_mask[at + t] = 1;
+          out->loss_mask[at + t] = 0;
+        }
+      }
     }
   } else {
     out->sequence_ids.clear();
+    out->replay_mask.clear();
     out->pair_mask.clear();
   }
   return OkStatus();

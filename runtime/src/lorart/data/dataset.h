@@ -80,6 +80,9 @@ struct Batch {
   // hold a pair. Empty otherwise.
   std::vector<int32_t> sequence_ids;
   std::vector<uint8_t> pair_mask;
+  // Preference batches with replay: the loss tokens of the replay rows'
+  // general text (zeros without replay).
+  std::vector<uint8_t> replay_mask;
   int64_t rows = 0;               // rows holding documents; the rest are padding
   int64_t documents = 0;
   int64_t real_tokens = 0;        // non-pad tokens
@@ -122,8 +125,11 @@ class Dataset {
   // in an order shuffled by `seed`, cycling through `replay` when it is
   // smaller than needed; the mix is the same every epoch and is then
   // shuffled and packed like any training set, so general text shares rows
-  // and batches with the task (packing keeps documents apart). The stats
-  // are train's with the replay counts.
+  // and batches with the task (packing keeps documents apart). For
+  // preference pairs the replay documents are packed into rows of their own,
+  // shuffled among the pairs' rows (a replay row holds no pair); a DPO plan
+  // compiled with --dpo-replay-weight trains on them. The stats are train's
+  // with the replay counts.
   static StatusOr<std::unique_ptr<Dataset>> WithReplay(const Dataset& train,
                                                        const Dataset& replay, double ratio,
                                                        uint64_t seed);

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <cmath>
@@ -85,7 +86,17 @@ Status FeedBatch(Session* s, const std::string& program, const data::Batch& b) {
   if (!wants_pairs) return OkStatus();
   LORA_RETURN_IF_ERROR(
       s->SetInput(program, "sequence_ids", b.sequence_ids.data(), b.sequence_ids.size() * 4));
-  return s->SetInput(program, "pair_mask", b.pair_mask.data(), b.pair_mask.size());
+  LORA_RETURN_IF_ERROR(s->SetInput(program, "pair_mask", b.pair_mask.data(), b.pair_mask.size()));
+  // Replayed general text packed beside the pairs: a plan compiled with
+  // --dpo-replay-weight trains on it.
+  Status replay = s->SetInput(program, "replay_mask", b.replay_mask.data(), b.replay_mask.size());
+  if (replay.code() == StatusCode::kNotFound) {
+    if (std::count(b.replay_mask.begin(), b.replay_mask.end(), 1) > 0)
+      return InvalidArgumentError("the batches hold replayed text but the DPO plan has no "
+                                  "replay loss: compile it with --dpo-replay-weight");
+    return OkStatus();
+  }
+  return replay;
 }
 
 
@@ -356,7 +367,7 @@ Status Trainer::Run(TrainResult* result) {
   };
 
   while (step_ < total) {
-    double loss_sum = 0, count = 0;
+    double loss_sum = 0, count = 0, replay_sum = 0, replay_count = 0;
     RewardSums rewards;
     int64_t real = 0;
     for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
@@ -367,6 +378,12 @@ Status Trainer::Run(TrainResult* result) {
       LORA_ASSIGN_OR_RETURN(double l, session_->GetScalar("train_step", "loss_sum"));
       LORA_ASSIGN_OR_RETURN(double n, session_->GetScalar("train_step", "count"));
       LORA_RETURN_IF_ERROR(rewards.Add(*session_, "train_step"));
+      StatusOr<double> rs = session_->GetScalar("train_step", "replay_loss_sum");
+      if (rs.ok()) {
+        replay_sum += *rs;
+        LORA_ASSIGN_OR_RETURN(double rc, session_->GetScalar("train_step", "replay_count"));
+        replay_count += rc;
+      }
       loss_sum += l;
       count += n;
       real += batch.real_tokens;
@@ -412,6 +429,8 @@ Status Trainer::Run(TrainResult* result) {
              static_cast<long long>(tokens_seen), tps, elapsed);
     StatusOr<double> penalty = session_->GetScalar("train_step", "ewc_penalty");
     std::string ewc = penalty.ok() ? StrFormat(", \"ewc_penalty\": %.6g", *penalty) : "";
+    if (replay_count > 0)
+      ewc += StrFormat(", \"replay_loss\": %.6g", replay_sum / replay_count);
     LORA_RETURN_IF_ERROR(WriteMetrics(line + rewards.JsonFields(count, "") + ewc + "}"));
     std::string reward_text =
         rewards.present ? StrFormat(", acc %.2f, margin %.3g", rewards.accuracy / count,

@@ -331,6 +331,38 @@ def Lora_DPOLossOp : Lora_Op<"dpo_loss", [Pure, DeclareOpInterfaceMethods<Lora_G
   let hasVerifier = 1;
 }
 
+def Lora_ReplayLossOp : Lora_Op<"replay_loss", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
+  let summary = "a language-modelling loss on replayed general text, weighted into a per-pair objective";
+  let description = [{
+    For a DPO step that also trains on replayed general text: with `lm_sum`
+    and `lm_count` the summed cross-entropy of the replay tokens and their
+    number, and `pairs` the pairs present in `pair_mask`, returns
+    `weight · pairs · lm_sum / max(lm_count, 1)`, added to the summed DPO
+    loss: divided by the pair count (as the optimizer does), the step's loss
+    is the mean DPO loss plus `weight` times the replay tokens' mean
+    cross-entropy. Built by `lora-objective{objective=dpo replay-weight=W}`.
+
+    ```mlir
+    %r = lora.replay_loss %sum, %count, %pairs {weight = 1.0 : f64} : (tensor<f32>, tensor<i64>, tensor<4xi1>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Lora_F32Scalar:$lm_sum, Lora_I64Scalar:$lm_count, Lora_MaskTensor:$pair_mask,
+                       Lora_PositiveF64:$weight);
+  let results = (outs Lora_F32Scalar:$result);
+  let assemblyFormat = "$lm_sum `,` $lm_count `,` $pair_mask attr-dict `:` functional-type(operands, results)";
+}
+
+def Lora_ReplayLossGradOp : Lora_Op<"replay_loss_grad", [Pure]> {
+  let summary = "gradient of lora.replay_loss with respect to the summed replay cross-entropy";
+  let description = [{
+    `dlm_sum = dloss · weight · pairs / max(lm_count, 1)`.
+  }];
+  let arguments = (ins Lora_I64Scalar:$lm_count, Lora_MaskTensor:$pair_mask, Lora_F32Scalar:$dloss,
+                       Lora_PositiveF64:$weight);
+  let results = (outs Lora_F32Scalar:$dlm_sum);
+  let assemblyFormat = "$lm_count `,` $pair_mask `,` $dloss attr-dict `:` functional-type(operands, results)";
+}
+
 def Lora_EWCPenaltyOp : Lora_Op<"ewc_penalty", [Pure, DeclareOpInterfaceMethods<Lora_GradientOpInterface>]> {
   let summary = "elastic weight consolidation penalty on an adapter's effective weight update";
   let description = [{
