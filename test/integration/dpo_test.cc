@@ -67,7 +67,7 @@ std::unique_ptr<Session> Open(const std::string& plan) {
 // last 4 targets are its response, then a rejected one of 7 tokens with 3.
 struct PairBatch {
   std::vector<int32_t> tokens, positions, segments, targets, sequence_ids;
-  std::vector<uint8_t> mask, pair_mask;
+  std::vector<uint8_t> mask, pair_mask, replay_mask;
 };
 
 PairBatch MakePairs(uint64_t seed) {
@@ -93,7 +93,20 @@ PairBatch MakePairs(uint64_t seed) {
     }
   }
   b.pair_mask = {1, 1};
+  b.replay_mask.assign(b.tokens.size(), 0);
   return b;
+}
+
+// Row 1 becomes replayed general text: no pair, every next-token target of
+// its documents in replay_mask.
+void MakeRow1Replay(PairBatch& b) {
+  b.pair_mask = {1, 0};
+  for (size_t i = 16; i < 32; ++i) {
+    bool last = i + 1 == 32 || b.segments[i + 1] != b.segments[i];
+    b.replay_mask[i] = last ? 0 : 1;
+    b.mask[i] = 0;
+    b.sequence_ids[i] = -1;
+  }
 }
 
 void Feed(Session& s, const std::string& program, const PairBatch& b, bool dpo) {
@@ -106,6 +119,8 @@ void Feed(Session& s, const std::string& program, const PairBatch& b, bool dpo) 
   if (dpo) {
     ASSERT_TRUE(s.SetInput(program, "sequence_ids", b.sequence_ids.data(), n * 4).ok());
     ASSERT_TRUE(s.SetInput(program, "pair_mask", b.pair_mask.data(), b.pair_mask.size()).ok());
+    Status st = s.SetInput(program, "replay_mask", b.replay_mask.data(), n);
+    ASSERT_TRUE(st.ok() || st.code() == StatusCode::kNotFound) << st.ToString();
   }
 }
 
@@ -159,11 +174,38 @@ void CheckAgainstDirectComputation(const std::string& plan, double beta, bool ip
 TEST(Dpo, SigmoidLossEqualsADirectComputation) { CheckAgainstDirectComputation("dpo_b2_t16", 0.5, false); }
 TEST(Dpo, IpoLossEqualsADirectComputation) { CheckAgainstDirectComputation("dpo_ipo", 0.2, true); }
 
+// With replay: the DPO loss of the pair plus weight · pairs · the policy's
+// mean cross-entropy on the replay tokens (measured through the SFT plan).
+TEST(Dpo, ReplayAddsTheWeightedCrossEntropyOfTheGeneralText) {
+  std::unique_ptr<Session> dpo = Open("dpo_replay"), plain = Open("dpo_b2_t16"),
+                           policy = Open("lora_b2_t16");
+  ASSERT_TRUE(dpo && plain && policy);
+  for (Session* s : {dpo.get(), plain.get(), policy.get()}) SetAdapters(*s, false);
+  PairBatch b = MakePairs(4);
+  MakeRow1Replay(b);
+  Feed(*dpo, "eval_step", b, true);
+  ASSERT_TRUE(dpo->Run("eval_step", 0).ok());
+  Feed(*plain, "eval_step", b, true);
+  ASSERT_TRUE(plain->Run("eval_step", 0).ok());
+  PairBatch general = b;
+  general.mask = b.replay_mask;
+  Feed(*policy, "eval_step", general, false);
+  ASSERT_TRUE(policy->Run("eval_step", 0).ok());
+  double ce = Out(*policy, "eval_step", "loss_sum"), n = Out(*policy, "eval_step", "count");
+  EXPECT_GT(n, 5);
+  EXPECT_NEAR(Out(*dpo, "eval_step", "replay_loss_sum"), ce, 1e-4 * ce);
+  EXPECT_EQ(Out(*dpo, "eval_step", "replay_count"), n);
+  EXPECT_EQ(Out(*dpo, "eval_step", "count"), 1);
+  double want = Out(*plain, "eval_step", "loss_sum") + 0.7 * 1 * ce / n;
+  EXPECT_NEAR(Out(*dpo, "eval_step", "loss_sum"), want, 1e-4 * want);
+}
+
 void CheckFiniteDifferences(const std::string& plan) {
   std::unique_ptr<Session> s = Open(plan);
   ASSERT_TRUE(s);
   SetAdapters(*s, false);
   PairBatch b = MakePairs(7);
+  if (plan == "dpo_replay") MakeRow1Replay(b);
   Feed(*s, "train_step", b, true);
   Status st = s->Run("train_step", 1);
   ASSERT_TRUE(st.ok()) << st.ToString();
@@ -208,6 +250,7 @@ void CheckFiniteDifferences(const std::string& plan) {
 
 TEST(Dpo, SigmoidGradientsMatchFiniteDifferences) { CheckFiniteDifferences("dpo_b2_t16"); }
 TEST(Dpo, IpoGradientsMatchFiniteDifferences) { CheckFiniteDifferences("dpo_ipo"); }
+TEST(Dpo, ReplayGradientsMatchFiniteDifferences) { CheckFiniteDifferences("dpo_replay"); }
 
 }  // namespace
 }  // namespace lorart
