@@ -936,43 +936,38 @@ Status SequenceLogProbsBwd(const KernelContext& ctx, const KernelParams& p,
   return OkStatus();
 }
 
-// Replay in DPO: weight · pairs · lm_sum / max(lm_count, 1) and its gradient
-// with respect to lm_sum.
-Status ReplayScale(const KernelParams& p, const TensorView& count, const TensorView& pair_mask,
-                   double* scale) {
+// Replay in DPO: out = weight · pairs present / max(lm_count, 1) · value,
+// linear in value — the forward (value = the replay tokens' summed loss) and
+// the backward (value = dloss) are the same product.
+Status ReplayScaled(const KernelParams& p, const TensorView& value, const TensorView& count,
+                    const TensorView& pair_mask, const TensorView& out, const char* what) {
   int64_t pairs;
   double weight;
   LORA_RETURN_IF_ERROR(SizeParam(p, "pairs", &pairs));
   LORA_RETURN_IF_ERROR(p.Float("weight", &weight));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, value, DType::F32, 1, what));
   LORA_RETURN_IF_ERROR(ExpectTyped(p, count, DType::I64, 1, "the replay token count"));
   LORA_RETURN_IF_ERROR(ExpectTyped(p, pair_mask, DType::BOOL, pairs, "the pair mask"));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out, DType::F32, 1, "the result"));
   int64_t present = 0;
   for (int64_t q = 0; q < pairs; ++q) present += pair_mask.as<const uint8_t>()[q] ? 1 : 0;
-  *scale = weight * double(present) /
-           double(std::max<int64_t>(1, count.as<const int64_t>()[0]));
+  double scale = weight * double(present) / double(std::max<int64_t>(1, count.as<const int64_t>()[0]));
+  out.as<float>()[0] = static_cast<float>(scale * double(value.as<const float>()[0]));
   return OkStatus();
 }
 
+// lm_sum, lm_count, pair_mask -> the weighted replay loss.
 Status ReplayLossFwd(const KernelContext&, const KernelParams& p,
                      const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 1));
-  LORA_RETURN_IF_ERROR(ExpectTyped(p, in[0], DType::F32, 1, "the replay loss sum"));
-  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, 1, "the weighted replay loss"));
-  double scale;
-  LORA_RETURN_IF_ERROR(ReplayScale(p, in[1], in[2], &scale));
-  out[0].as<float>()[0] = static_cast<float>(scale * double(in[0].as<const float>()[0]));
-  return OkStatus();
+  return ReplayScaled(p, in[0], in[1], in[2], out[0], "the replay loss sum");
 }
 
+// lm_count, pair_mask, dloss -> d lm_sum.
 Status ReplayLossBwd(const KernelContext&, const KernelParams& p,
                      const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 1));
-  LORA_RETURN_IF_ERROR(ExpectTyped(p, in[2], DType::F32, 1, "dloss"));
-  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, 1, "the replay loss gradient"));
-  double scale;
-  LORA_RETURN_IF_ERROR(ReplayScale(p, in[0], in[1], &scale));
-  out[0].as<float>()[0] = static_cast<float>(scale * double(in[2].as<const float>()[0]));
-  return OkStatus();
+  return ReplayScaled(p, in[2], in[0], in[1], out[0], "dloss");
 }
 
 // EWC: the penalty λ·Σ F ⊙ ΔW² on an adapter's update ΔW = s·B·A (B [n, r],
