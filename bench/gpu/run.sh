@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The GPU benchmark (issue #5), run on the GPU machine from a directory made
+# by bench/gpu/prepare.sh: lorart's QLoRA training step (random base weights
+# of CONFIG, NF4, LoRA r=16) against Hugging Face transformers + peft (bf16
+# LoRA r=16, the same config, batch and sequence length), tokens/s (real
+# tokens), MFU and peak device memory, printed as a table.
+# Usage: bench/gpu/run.sh DIR [STEPS]
+set -euo pipefail
+dir=$(cd "$1" && pwd); steps="${2:-20}"
+here=$(cd "$(dirname "$0")" && pwd)
+export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+cd "$dir"
+./lorart version
+rm -rf model out
+./lorart init-model --config config.json -o model --dtype bf16 --tokenizer tokenizer.model > /dev/null
+./lorart run plan.bin --device "${LORART_DEVICE:-cuda}" --data train.jsonl --base model -o out \
+  --steps "$steps" --warmup-steps 1 --no-progress --seed 1 --kernel-cache "$dir/kernels" > lorart.log 2>&1 || { cat lorart.log; exit 1; }
+grep "^device:" lorart.log
+python3 "$here/hf_peft_step.py" config.json --plan-report report.json --steps "$steps" > hf.json
+python3 - "$steps" <<'PY'
+import json, statistics, sys
+steps = int(sys.argv[1])
+report = json.load(open("report.json"))
+grid = report["grid"]
+flops = report["flops"]["train_step"] if "flops" in report and "train_step" in report["flops"] else None
+m = [json.loads(l) for l in open("out/metrics.jsonl") if '"tokens_per_s"' in l]
+# Steady state: per-step tokens over per-step time, after the first (compile/warm-up) step.
+rates = []
+for a, b in zip(m, m[1:]):
+    dt = b["elapsed_s"] - a["elapsed_s"]
+    if dt > 0:
+        rates.append((b["tokens"] - a["tokens"]) / dt)
+lorart_tps = statistics.median(rates) if rates else m[-1]["tokens_per_s"]
+hf = json.load(open("hf.json"))
+dev = open("lorart.log").read().split("device: ", 1)[1].splitlines()[0]
+mem = dev.rsplit("), ", 1)[-1].replace(" of device memory", "") if "of device memory" in dev else "?"
+peak = 989e12  # dense bf16, H100/H200 SXM (datasheet)
+def mfu(tps):
+    if not flops:
+        return "?"
+    tokens = grid["micro_batch"] * grid["seq_len"]
+    return "%.1f%%" % (100 * flops / tokens * tps / peak)
+print("| runtime | tokens/s (real) | MFU | peak device memory |")
+print("| --- | --- | --- | --- |")
+print("| lorart (QLoRA NF4, bf16, CUDA) | %.0f | %s | %s |" % (lorart_tps, mfu(lorart_tps), mem))
+print("| transformers %s + peft %s (bf16 LoRA) | %.0f | %s | %.2f GiB |" % (
+    hf["transformers"], hf["peft"], hf["tokens_per_s"], mfu(hf["tokens_per_s"]), hf["peak_gib"]))
+print("ratio lorart / HF: %.2fx tokens/s" % (lorart_tps / hf["tokens_per_s"]))
+PY
