@@ -47,15 +47,7 @@ std::unique_ptr<Session> Open(const std::string& plan, DeviceKind device) {
   so.num_threads = 2;
   so.device = device;
   so.kernel_cache = ::testing::TempDir() + "lorart_cuda_session_kernels";
-  std::unique_ptr<Session> s;
-  Status st = Session::Open(PlanPath(plan), so, &s);
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  if (!st.ok()) return nullptr;
-  st = s->BindWeights(ModelDir());
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  st = s->InitTrainable(11);
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  return s;
+  return lorart::testing::OpenBound(PlanPath(plan), so, ModelDir(), 11);
 }
 
 using lorart::testing::StateOf;

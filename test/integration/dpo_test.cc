@@ -52,15 +52,7 @@ void SetAdapters(Session& s, bool zero_b) {
 std::unique_ptr<Session> Open(const std::string& plan) {
   SessionOptions so;
   so.num_threads = 2;
-  std::unique_ptr<Session> s;
-  Status st = Session::Open(PlanPath(plan), so, &s);
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  if (!st.ok()) return nullptr;
-  st = s->BindWeights(ModelDir());
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  st = s->InitTrainable(5);
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  return s;
+  return lorart::testing::OpenBound(PlanPath(plan), so, ModelDir(), 5);
 }
 
 // Two rows of 16 tokens, each a pair: a chosen document of 9 tokens whose

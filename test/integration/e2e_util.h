@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,22 @@ inline std::string MakeTinyModel(const std::string& name, const char* dtype, int
                     " > /dev/null";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   return d;
+}
+
+// A session of the plan at `path` with the weights of `model_dir` bound and
+// the trainable tensors initialized from `seed`; null, with a failure, on
+// error.
+inline std::unique_ptr<Session> OpenBound(const std::string& path, const SessionOptions& so,
+                                          const std::string& model_dir, uint64_t seed) {
+  std::unique_ptr<Session> s;
+  Status st = Session::Open(path, so, &s);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  if (!st.ok()) return nullptr;
+  st = s->BindWeights(model_dir);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  st = s->InitTrainable(seed);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return s;
 }
 
 // The session's state tensors (host copies); empty, with a failure, on error.

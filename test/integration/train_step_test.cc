@@ -62,20 +62,14 @@ std::string FisherFile(const lorart::Plan& plan) {
 }
 
 std::unique_ptr<Session> Open(const std::string& plan) {
-  std::unique_ptr<Session> s;
   SessionOptions so;
   so.num_threads = 2;
-  Status st = Session::Open(Plan(plan), so, &s);
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  if (!st.ok()) return nullptr;
-  st = s->BindWeights(ModelDir());
-  EXPECT_TRUE(st.ok()) << st.ToString();
+  std::unique_ptr<Session> s = lorart::testing::OpenBound(Plan(plan), so, ModelDir(), 11);
+  if (!s) return nullptr;
   if (s->HasEwcPenalty()) {
-    st = s->BindFisher(FisherFile(s->plan()));
+    Status st = s->BindFisher(FisherFile(s->plan()));
     EXPECT_TRUE(st.ok()) << st.ToString();
   }
-  st = s->InitTrainable(11);
-  EXPECT_TRUE(st.ok()) << st.ToString();
   // lora_B starts at zero, which makes every lora_A gradient zero: give the
   // adapters random values (by name, so every plan gets the same ones).
   for (const Session::StateTensor& t : StateOf(*s)) {
