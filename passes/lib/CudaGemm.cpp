@@ -96,6 +96,12 @@ $I$                         *(const float*)(wbytes + $CB$ + 4 * $G$));)",
 const char *basePrelude() {
   return R"(#include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
 __device__ __forceinline__ float lora_ld(const float* p, long i) { return p[i]; }
 __device__ __forceinline__ float lora_ld(const __nv_bfloat16* p, long i) { return __bfloat162float(p[i]); }
 __device__ __forceinline__ float lora_ld(const __half* p, long i) { return __half2float(p[i]); }

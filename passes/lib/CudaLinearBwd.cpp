@@ -228,8 +228,8 @@ $EPILOGUE$
 // through ldmatrix.trans; tiles double buffered with cp.async ($W_STAGE$
 // stages W: dense by cp.async or NF4 dequantized into shared memory).
 const char *kDyWTile = R"(
-template <int ROWS, int N, int K, int LDY>
-__device__ __forceinline__ void lora_dyw_tile(float (&acc)[2][4][4], const __nv_bfloat16* dy, const void* wv,
+template <int ROWS, int N, int K, int LDY, typename DY>
+__device__ __forceinline__ void lora_dyw_tile(float (&acc)[2][4][4], const DY* dy, const void* wv,
                                               int m0, int k0, unsigned char* smem) {
   constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, LDW = BN + 8;
   constexpr int WM = 32, WN = 32, WARPS_N = BN / WN, MT = WM / 16, NT = WN / 8, THREADS = 128;
@@ -242,7 +242,19 @@ __device__ __forceinline__ void lora_dyw_tile(float (&acc)[2][4][4], const __nv_
     for (int c = tid; c < BM * (BK / 8); c += THREADS) {
       const int r = c / (BK / 8), nc = (c % (BK / 8)) * 8;
       const bool ok = m0 + r < ROWS && n0 + nc < N;
-      lora_cp16(&ys[b][r][nc], dy + (ok ? (long)(m0 + r) * LDY + n0 + nc : 0), ok);
+      if constexpr (sizeof(DY) == 2) {
+        lora_cp16(&ys[b][r][nc], dy + (ok ? (long)(m0 + r) * LDY + n0 + nc : 0), ok);
+      } else {
+        // f32 dy (the logits' gradient): rounded to bf16 as it is staged,
+        // as the CPU backend's f32 x bf16 product rounds it.
+        unsigned packed[4] = {0u, 0u, 0u, 0u};
+        if (ok) {
+          const float* src = (const float*)dy + (long)(m0 + r) * LDY + n0 + nc;
+#pragma unroll
+          for (int p = 0; p < 4; ++p) packed[p] = lora_pack_bf16(src[2 * p], src[2 * p + 1]);
+        }
+        *(uint4*)&ys[b][r][nc] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+      }
     }
 $W_STAGE$
     lora_cp_commit();
@@ -406,8 +418,10 @@ std::string dyWTileFunction(const std::string &wStage) {
 }
 
 std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
-  if (g.dyType != "__nv_bfloat16" || (g.rank > 0 && g.xType != "__nv_bfloat16") ||
-      g.dxType != "__nv_bfloat16") {
+  // dy may be f32 for the weight-only product (`linear_bwd_x` of the LM
+  // head under a preference objective: the logits' gradient is f32).
+  const bool dyOk = g.dyType == "__nv_bfloat16" || (g.rank == 0 && g.dyType == "float");
+  if (!dyOk || (g.rank > 0 && g.xType != "__nv_bfloat16") || g.dxType != "__nv_bfloat16") {
     *why = "activations are not bf16";
     return std::nullopt;
   }
@@ -435,10 +449,11 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
                                              (g.doubleQuantBlock ? "dq" + std::to_string(g.doubleQuantBlock) : "")
                                        : "_bf16")
                              : "_now") +
-                     (g.rank ? "_r" + std::to_string(g.rank) : "") + (drop ? "_drop" : "");
+                     (g.rank ? "_r" + std::to_string(g.rank) : "") + (drop ? "_drop" : "") +
+                     (g.dyType == "float" ? "_dyf32" : "");
   // One parameter list for every step: the launch's inputs, its outputs,
   // the workspace, the dropout key.
-  std::string params = "const __nv_bfloat16* __restrict__ dy";
+  std::string params = "const " + g.dyType + "* __restrict__ dy";
   if (g.rank) params += ", const __nv_bfloat16* __restrict__ x";
   if (g.hasW) params += g.wNf4 ? ", const unsigned char* __restrict__ w" : ", const __nv_bfloat16* __restrict__ w";
   if (g.rank) params += ", const __nv_bfloat16* __restrict__ a_, const __nv_bfloat16* __restrict__ b_";

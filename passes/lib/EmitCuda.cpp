@@ -8,15 +8,19 @@
 // runtime compiles them with NVRTC. Kernel arguments are the launch's input
 // tensors then its output tensors, as device pointers, in op order.
 //
-// Families with templates so far: elementwise (add, swiglu fwd/bwd, cast,
-// accumulate, copy, zero, fill), rms_norm_fwd, the whole optimizer step
-// (global_norm, clip_scale, adamw), rope fwd/bwd (the
-// compiler bakes the scaled frequencies into the source), embedding_fwd,
-// segment_boundary_mask. The fused NF4 GEMM,
-// attention and the LM-head loss are still to come (issue #5).
+// Families with templates: elementwise (add, swiglu fwd/bwd, cast,
+// accumulate, copy, zero, fill), rms_norm fwd/bwd, the whole optimizer step
+// (global_norm, clip_scale, adamw), rope fwd/bwd (the compiler bakes the
+// scaled frequencies into the source), embedding fwd/bwd,
+// segment_boundary_mask, select_rows, bias_bwd; the tensor-core GEMMs
+// (CudaGemm.cpp, CudaLinearBwd.cpp), attention (CudaAttention.cpp), the
+// LM-head loss (CudaLmHead.cpp) and the losses on logits, DPO, replay and
+// EWC (CudaLosses.cpp). A kernel whose case no template covers (see each
+// template's `why`) keeps no source and the runtime refuses it on CUDA.
 //
 //===----------------------------------------------------------------------===//
 #include "CudaGemm.h"
+#include "CudaLosses.h"
 
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
@@ -161,6 +165,50 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
       return std::nullopt;
     std::string why;
     return cuda::emitGemmFwd(g, &why);
+  }
+  if (isa<CrossEntropyOp, CrossEntropyGradOp, SequenceLogProbsOp, SequenceLogProbsGradOp>(op)) {
+    // Losses over materialized logits (CudaLosses.cpp): one block per row.
+    cuda::LogitsLoss l;
+    l.tokens = n("tokens");
+    l.vocab = n("vocab");
+    l.logitsType = ty(op->getOperand(0));
+    l.targetType = indexType(op->getOperand(1));
+    std::string why;
+    if (isa<SequenceLogProbsOp, SequenceLogProbsGradOp>(op)) {
+      l.sequences = n("sequences");
+      l.seqType = indexType(op->getOperand(3));
+    }
+    if (isa<CrossEntropyGradOp, SequenceLogProbsGradOp>(op))
+      l.dlogitsType = ty(op->getResult(0));
+    if (isa<CrossEntropyOp>(op))
+      return cuda::emitCrossEntropyFwd(l, &why);
+    if (isa<CrossEntropyGradOp>(op))
+      return cuda::emitCrossEntropyBwd(l, &why);
+    if (isa<SequenceLogProbsOp>(op))
+      return cuda::emitSequenceLogProbsFwd(l, &why);
+    return cuda::emitSequenceLogProbsBwd(l, &why);
+  }
+  if (isa<DPOLossOp, DPOLossGradOp>(op)) {
+    double beta = k.getAs<FloatAttr>("beta").getValueAsDouble();
+    bool ipo = n("ipo") != 0;
+    return isa<DPOLossOp>(op) ? cuda::emitDpoLossFwd(n("pairs"), beta, ipo)
+                              : cuda::emitDpoLossBwd(n("pairs"), beta, ipo);
+  }
+  if (isa<ReplayLossOp, ReplayLossGradOp>(op))
+    return cuda::emitReplayLoss(n("pairs"), k.getAs<FloatAttr>("weight").getValueAsDouble(),
+                                isa<ReplayLossGradOp>(op));
+  if (isa<EWCPenaltyOp, EWCPenaltyGradOp>(op)) {
+    cuda::EwcPenalty e;
+    e.n = n("n");
+    e.k = n("k");
+    e.rank = n("rank");
+    e.scaling = k.getAs<FloatAttr>("scaling").getValueAsDouble();
+    e.lambda = k.getAs<FloatAttr>("lambda").getValueAsDouble();
+    e.aType = ty(op->getOperand(0));
+    e.bType = ty(op->getOperand(1));
+    e.fisherType = ty(op->getOperand(2));
+    std::string why;
+    return cuda::emitEwcPenalty(e, isa<EWCPenaltyGradOp>(op), &why);
   }
   if (auto o = dyn_cast<SelectRowsOp>(op)) {
     // One row per sequence: y[b, :] = x[b, index[b], :] (indices checked on

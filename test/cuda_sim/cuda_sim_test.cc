@@ -264,9 +264,26 @@ void Fill(Buffer& b, std::mt19937_64& rng) {
 
 // Kernel-specific input ranges: AdamW's second moment is non-negative and
 // its step, learning rate and gradient scale are scalars of sensible size;
-// the clip scale divides by a positive token count and a non-negative norm.
-void FixInputs(const std::string& kind, std::vector<Buffer*>& in) {
+// the clip scale divides by a positive token count and a non-negative norm;
+// a masked-in token's sequence id lies in [0, sequences) (some tokens are
+// masked in with id -1 elsewhere: the CPU rejects that); EWC's Fisher is
+// non-negative.
+void FixInputs(const std::string& kind, const lorart::cpu::KernelParams& params,
+               std::vector<Buffer*>& in) {
   auto set = [&](size_t i, float v) { lorart::cpu::StoreFloat(in[i]->view, 0, v); };
+  if ((kind == "sequence_logprobs_fwd" || kind == "sequence_logprobs_bwd") && in.size() >= 4) {
+    const int64_t sequences = params.IntOr("sequences", 1);
+    const lorart::cpu::TensorView& mask = in[2]->view;
+    lorart::cpu::TensorView& ids = in[3]->view;
+    for (int64_t i = 0; i < ids.numel(); ++i) {
+      int64_t v = mask.as<uint8_t>()[i] ? (i * 7 + 3) % sequences : -1;
+      if (ids.dtype == DType::I64) ids.as<int64_t>()[i] = v;
+      else ids.as<int32_t>()[i] = static_cast<int32_t>(v);
+    }
+  }
+  if ((kind == "ewc_penalty_fwd" || kind == "ewc_penalty_bwd") && in.size() >= 3)
+    for (int64_t i = 0; i < in[2]->view.numel(); ++i)
+      lorart::cpu::StoreFloat(in[2]->view, i, std::fabs(lorart::cpu::LoadFloat(in[2]->view, i)));
   if (kind == "adamw" && in.size() == 7) {
     for (int64_t i = 0; i < in[3]->view.numel(); ++i)
       lorart::cpu::StoreFloat(in[3]->view, i, std::fabs(lorart::cpu::LoadFloat(in[3]->view, i)));
@@ -426,10 +443,12 @@ TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
           Rebind(init[id]);
           Fill(init[id], rng);
         }
+      lorart::cpu::KernelParams params;
+      ASSERT_TRUE(lorart::cpu::KernelParamsFromPlan(kernel, &params).ok());
       {
         std::vector<Buffer*> in;
         for (uint32_t id : *launch->inputs()) in.push_back(&init[id]);
-        FixInputs(kind, in);
+        FixInputs(kind, params, in);
       }
       std::map<uint32_t, Buffer> cpu = init, gpu = init;
       for (auto& [id, b] : cpu) Rebind(b);
@@ -437,8 +456,6 @@ TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
 
       lorart::cpu::KernelFn fn;
       ASSERT_TRUE(lorart::cpu::LookupKernel(kind, &fn).ok());
-      lorart::cpu::KernelParams params;
-      ASSERT_TRUE(lorart::cpu::KernelParamsFromPlan(kernel, &params).ok());
       std::vector<lorart::cpu::TensorView> iv, ov;
       for (uint32_t id : *launch->inputs()) iv.push_back(cpu[id].view);
       for (uint32_t id : *launch->outputs()) ov.push_back(cpu[id].view);

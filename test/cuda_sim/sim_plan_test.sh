@@ -31,10 +31,15 @@ compile f32_full --dtype f32 --no-lora --train full
 compile bf16_full --dtype bf16 --no-lora --train full
 compile_qwen qwen_lora --dtype bf16 --lora-r 8 --lora-alpha 16
 compile_qwen qwen_full --dtype bf16 --no-lora --train full
-for p in bf16_lora bf16_nf4 f32_lora f32_full bf16_full qwen_lora qwen_full; do
+# Issue 6's objectives: DPO (sigmoid, with replay: the unfused cross-entropy
+# of the replay rows), IPO, and SFT with the EWC penalty.
+compile dpo_replay --dtype bf16 --quantize-base nf4 --lora-r 8 --objective dpo --dpo-replay-weight 0.5
+compile ipo --dtype bf16 --lora-r 8 --objective dpo --dpo-loss ipo --dpo-beta 0.3
+compile ewc --dtype bf16 --quantize-base nf4 --lora-r 8 --ewc-lambda 0.7
+for p in bf16_lora bf16_nf4 f32_lora f32_full bf16_full qwen_lora qwen_full dpo_replay ipo ewc; do
   echo "== $p"
   # Every kernel of a bf16 LoRA or QLoRA plan has CUDA source.
-  case $p in bf16_lora|bf16_nf4|qwen_lora) all=1 ;; *) all=0 ;; esac
+  case $p in bf16_lora|bf16_nf4|qwen_lora|dpo_replay|ipo|ewc) all=1 ;; *) all=0 ;; esac
   LORA_SIM_PLAN="$work/$p.bin" LORA_SIM_WORK="$work/sim" LORA_SIM_REQUIRE_ALL=$all \
     "$sim" --gtest_filter='SimPlan.*' --gtest_brief=1
 done

@@ -109,3 +109,25 @@ func.func @opt(%g: tensor<2x4xf32>, %h: tensor<4xf32>, %count: tensor<f32>, %lr:
   %p, %m, %v = lora.adamw %g, %g, %g, %g, %lr, %step, %scale {beta1 = 0.9 : f64, beta2 = 0.999 : f64, eps = 1.0e-8 : f64, weight_decay = 0.0 : f64} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>, tensor<f32>, tensor<f32>, tensor<f32>) -> (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>)
   return %p, %m, %v : tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>
 }
+
+// The losses on materialized logits (one block per token row, the token sums
+// in a second launch over a workspace of a double per token), DPO's pair
+// loss and EWC's penalty (one warp per row of the update, 8 rows a block).
+// CHECK-LABEL: func.func @losses
+// CHECK: lora.cross_entropy {{.*}}cuda_entry = "lora_cross_entropy_fwd_t16_v100_f32_i32_rows", cuda_grid = array<i64: 16, 1, 1>
+// CHECK-SAME: cuda_next = [{block = array<i64: 256, 1, 1>, entry = "lora_cross_entropy_fwd_t16_v100_f32_i32_sum", grid = array<i64: 1, 1, 1>, shared = 0 : i64}]
+// CHECK-SAME: float* __restrict__ loss, long long* __restrict__ count, void* __restrict__ ws_
+// CHECK-SAME: cuda_workspace = 128 : i64
+// CHECK: lora.sequence_logprobs {{.*}}cuda_entry = "lora_sequence_logprobs_fwd_t16_v100_f32_i32_s4_rows"
+// CHECK-SAME: entry = "lora_sequence_logprobs_fwd_t16_v100_f32_i32_s4_sum", grid = array<i64: 4, 1, 1>
+// CHECK: lora.dpo_loss {{.*}}cuda_entry = "lora_dpo_loss_fwd_p2_ipo"
+// CHECK-SAME: const double beta = 0.25;
+// CHECK: lora.ewc_penalty {{.*}}cuda_entry = "lora_ewc_penalty_fwd_n20_k64_r4_rows", cuda_grid = array<i64: 3, 1, 1>
+// CHECK-SAME: lora_ewc_penalty_fwd_n20_k64_r4_sum
+func.func @losses(%logits: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xi1>, %seq: tensor<2x8xi32>, %pairs: tensor<2xi1>, %a: tensor<4x64xf32>, %b: tensor<20x4xf32>, %f: tensor<20x64xf32>, %n: tensor<i64>) -> (tensor<f32>, tensor<f32>, tensor<f32>) {
+  %l, %c = lora.cross_entropy %logits, %t, %m : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>) -> (tensor<f32>, tensor<i64>)
+  %lp = lora.sequence_logprobs %logits, %t, %m, %seq {num_sequences = 4 : i64} : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>, tensor<2x8xi32>) -> tensor<4xf32>
+  %d:6 = lora.dpo_loss %lp, %lp, %pairs {beta = 0.25 : f64, loss_type = "ipo"} : (tensor<4xf32>, tensor<4xf32>, tensor<2xi1>) -> (tensor<f32>, tensor<i64>, tensor<f32>, tensor<f32>, tensor<f32>, tensor<f32>)
+  %w, %p = lora.ewc_penalty %a, %b, %f, %n {lambda = 100.0 : f64, scaling = 2.0 : f64} : (tensor<4x64xf32>, tensor<20x4xf32>, tensor<20x64xf32>, tensor<i64>) -> (tensor<f32>, tensor<f32>)
+  return %l, %d#0, %w : tensor<f32>, tensor<f32>, tensor<f32>
+}
