@@ -3,7 +3,10 @@
 # by bench/gpu/prepare.sh: lorart's QLoRA training step (random base weights
 # of CONFIG, NF4, LoRA r=16) against Hugging Face transformers + peft (bf16
 # LoRA r=16, the same config, batch and sequence length), tokens/s (real
-# tokens), MFU and peak device memory, printed as a table.
+# tokens), MFU and peak device memory, printed as a table; where the step's
+# time goes (`lorart profile`); and the kernel benchmarks (kernels.py): the
+# fused NF4 GEMM against cuBLAS bf16 on Llama-2-7B layer shapes at M = 4096
+# and 16384, attention against PyTorch's scaled_dot_product_attention.
 # Usage: bench/gpu/run.sh DIR [STEPS]
 set -euo pipefail
 dir=$(cd "$1" && pwd); steps="${2:-20}"
@@ -47,3 +50,15 @@ print("| transformers %s + peft %s (bf16 LoRA) | %.0f | %s | %.2f GiB |" % (
     hf["transformers"], hf["peft"], hf["tokens_per_s"], mfu(hf["tokens_per_s"]), hf["peak_gib"]))
 print("ratio lorart / HF: %.2fx tokens/s" % (lorart_tps / hf["tokens_per_s"]))
 PY
+
+# Where the QLoRA step's time goes, by kernel kind.
+./lorart profile plan.bin --base model --device "${LORART_DEVICE:-cuda}" --iters 5 --top 10 \
+  --kernel-cache "$dir/kernels" --json profile_step.json
+# The kernel benchmarks on one Llama-2-7B layer.
+rm -rf model7b
+./lorart init-model --config 7b/config.json -o model7b --dtype bf16 > /dev/null
+for m in 4096 16384; do
+  ./lorart profile 7b/m$m.bin --base model7b --device "${LORART_DEVICE:-cuda}" --program train_step \
+    --iters 10 --top 0 --kernel-cache "$dir/kernels" --json profile_7b_m$m.json > profile_7b_m$m.log
+done
+python3 "$here/kernels.py" profile_7b_m4096.json profile_7b_m16384.json

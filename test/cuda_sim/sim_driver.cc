@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -358,6 +359,35 @@ SIM_API int cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsi
     std::fprintf(stderr, "cuda simulator: %s: %s\n", f->entry.c_str(), err);
     S().sticky = kLaunchFailed;
   }
+  return kSuccess;
+}
+
+// Events: launches run to completion inside cuLaunchKernel, so recording an
+// event is reading the clock.
+struct SimEvent {
+  std::chrono::steady_clock::time_point at;
+  bool recorded = false;
+};
+SIM_API int cuEventCreate(void** e, unsigned) {
+  *e = new SimEvent();
+  return kSuccess;
+}
+SIM_API int cuEventDestroy_v2(void* e) {
+  delete static_cast<SimEvent*>(e);
+  return kSuccess;
+}
+SIM_API int cuEventRecord(void* e, void* stream) {
+  if (!e || stream) return kInvalidValue;
+  static_cast<SimEvent*>(e)->at = std::chrono::steady_clock::now();
+  static_cast<SimEvent*>(e)->recorded = true;
+  return kSuccess;
+}
+SIM_API int cuEventSynchronize(void* e) { return e ? kSuccess : kInvalidValue; }
+SIM_API int cuEventElapsedTime(float* ms, void* a, void* b) {
+  auto* x = static_cast<SimEvent*>(a);
+  auto* y = static_cast<SimEvent*>(b);
+  if (!x || !y || !x->recorded || !y->recorded) return kInvalidValue;
+  *ms = std::chrono::duration<float, std::milli>(y->at - x->at).count();
   return kSuccess;
 }
 

@@ -45,6 +45,7 @@ Command AddCheckKernelsCommand(CLI::App& root, std::ostream& out);
 Command AddMergeCommand(CLI::App& root, std::ostream& out);
 Command AddFisherCommand(CLI::App& root, std::ostream& out);
 Command AddAverageCommand(CLI::App& root, std::ostream& out);
+Command AddProfileCommand(CLI::App& root, std::ostream& out);
 
 }  // namespace cli
 }  // namespace lorart

@@ -27,6 +27,7 @@ constexpr AddCommandFn kCommands[] = {
     AddMergeCommand,
     AddFisherCommand,
     AddAverageCommand,
+    AddProfileCommand,
 };
 
 // Messages are one line: any newline a library put in becomes "; ".

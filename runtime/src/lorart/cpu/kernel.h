@@ -62,6 +62,8 @@ class KernelParams {
   std::string StringOr(std::string_view key, std::string dflt) const;
   const std::string& kind() const { return kind_; }
   void set_kind(std::string kind) { kind_ = std::move(kind); }
+  // Every parameter, by key.
+  const std::map<std::string, Value, std::less<>>& values() const { return values_; }
 
  private:
   std::string kind_;

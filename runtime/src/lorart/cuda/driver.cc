@@ -35,6 +35,12 @@ struct DriverApi {
                        unsigned, void*, void**, void**);
   int (*error_name)(int, const char**);
   int (*error_string)(int, const char**);
+  // Events (for `lorart profile`): optional, null where the driver lacks them.
+  int (*event_create)(Event*, unsigned);
+  int (*event_record)(Event, void*);
+  int (*event_synchronize)(Event);
+  int (*event_elapsed)(float*, Event, Event);
+  int (*event_destroy)(Event);
 };
 
 namespace {
@@ -89,6 +95,13 @@ StatusOr<const DriverApi*> LoadDriver() {
     Resolve(lib, "cuGetErrorString", &api.error_string, &missing);
     if (!missing.empty())
       return UnavailableError("the CUDA driver " + names.front() + " lacks " + missing);
+    std::string no_events;
+    Resolve(lib, "cuEventCreate", &api.event_create, &no_events);
+    Resolve(lib, "cuEventRecord", &api.event_record, &no_events);
+    Resolve(lib, "cuEventSynchronize", &api.event_synchronize, &no_events);
+    Resolve(lib, "cuEventElapsedTime", &api.event_elapsed, &no_events);
+    Resolve(lib, "cuEventDestroy_v2", &api.event_destroy, &no_events);
+    if (!no_events.empty()) api.event_create = nullptr;
     return OkStatus();
   }();
   if (!status.ok()) return status;
@@ -216,6 +229,24 @@ Status Device::Launch(Function f, Dim3 grid, Dim3 block, unsigned shared_bytes, 
 Status Device::Synchronize() {
   LORA_RETURN_IF_ERROR(MakeCurrent());
   return Check(api_->ctx_synchronize(), "cuCtxSynchronize");
+}
+
+Status Device::CreateEvent(Event* out) {
+  if (!api_->event_create)
+    return UnimplementedError("the CUDA driver has no events (cuEventCreate and friends)");
+  LORA_RETURN_IF_ERROR(MakeCurrent());
+  return Check(api_->event_create(out, 0), "cuEventCreate");
+}
+
+void Device::DestroyEvent(Event e) {
+  if (e && api_->event_destroy) api_->event_destroy(e);
+}
+
+Status Device::RecordEvent(Event e) { return Check(api_->event_record(e, nullptr), "cuEventRecord"); }
+
+Status Device::ElapsedMs(Event start, Event end, float* ms) {
+  LORA_RETURN_IF_ERROR(Check(api_->event_synchronize(end), "cuEventSynchronize"));
+  return Check(api_->event_elapsed(ms, start, end), "cuEventElapsedTime");
 }
 
 Status Device::MemoryInfo(size_t* free_bytes, size_t* total_bytes) {

@@ -20,6 +20,7 @@ namespace lorart::cuda {
 using DevicePtr = uint64_t;  // CUdeviceptr
 using Module = void*;        // CUmodule
 using Function = void*;      // CUfunction
+using Event = void*;         // CUevent
 
 struct Dim3 {
   unsigned x = 1, y = 1, z = 1;
@@ -62,6 +63,13 @@ class Device {
   Status Launch(Function f, Dim3 grid, Dim3 block, unsigned shared_bytes, void** args);
   // Waits for all launched work; asynchronous kernel faults surface here.
   Status Synchronize();
+  // Events on the default stream, for timing launches: RecordEvent after
+  // the work to time, ElapsedMs waits for `end` and gives the milliseconds
+  // between the two. UNIMPLEMENTED where the driver lacks events.
+  Status CreateEvent(Event* out);
+  void DestroyEvent(Event e);
+  Status RecordEvent(Event e);
+  Status ElapsedMs(Event start, Event end, float* ms);
   // Free and total device memory now.
   Status MemoryInfo(size_t* free_bytes, size_t* total_bytes);
 

@@ -84,6 +84,7 @@ Executor::~Executor() {
   device_->Free(arena_);
   device_->Free(persistent_);
   device_->Free(keys_);
+  for (Event e : events_) device_->DestroyEvent(e);
 }
 
 Status Executor::Prepare(const ExecutorOptions& options) {
@@ -286,11 +287,19 @@ Status Executor::Zero(uint32_t id) {
   return device_->Zero(tensor_ptr_[id], plan_->tensor_bytes(id));
 }
 
-Status Executor::Run(const std::string& program, uint64_t step_seed) {
+Status Executor::Run(const std::string& program, uint64_t step_seed,
+                     std::vector<double>* launch_ms) {
   auto it = programs_.find(program);
   if (it == programs_.end())
     return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
   Program& prog = it->second;
+  if (launch_ms) {
+    while (events_.size() < prog.launches.size() + 1) {
+      Event e = nullptr;
+      LORA_RETURN_IF_ERROR(device_->CreateEvent(&e), "timing %s", program.c_str());
+      events_.push_back(e);
+    }
+  }
   if (prog.num_keys > 0) {
     std::vector<uint64_t> keys(prog.num_keys);
     for (const Launch& l : prog.launches)
@@ -298,6 +307,7 @@ Status Executor::Run(const std::string& program, uint64_t step_seed) {
     LORA_RETURN_IF_ERROR(device_->Upload(keys_, keys.data(), keys.size() * sizeof(uint64_t)));
   }
   std::vector<void*> params;
+  if (launch_ms) LORA_RETURN_IF_ERROR(device_->RecordEvent(events_[0]));
   for (size_t i = 0; i < prog.launches.size(); ++i) {
     Launch& l = prog.launches[i];
     params.resize(l.args.size());
@@ -308,8 +318,17 @@ Status Executor::Run(const std::string& program, uint64_t step_seed) {
       LORA_RETURN_IF_ERROR(st, "in %s, launch %zu (%s)", program.c_str(), i,
                            KernelLabel(*plan_, l.kernel).c_str());
     }
+    if (launch_ms) LORA_RETURN_IF_ERROR(device_->RecordEvent(events_[i + 1]));
   }
   LORA_RETURN_IF_ERROR(device_->Synchronize(), "after %s", program.c_str());
+  if (launch_ms) {
+    launch_ms->assign(prog.launches.size(), 0.0);
+    for (size_t i = 0; i < prog.launches.size(); ++i) {
+      float ms = 0;
+      LORA_RETURN_IF_ERROR(device_->ElapsedMs(events_[i], events_[i + 1], &ms));
+      (*launch_ms)[i] = ms;
+    }
+  }
   return OkStatus();
 }
 

@@ -54,8 +54,11 @@ class Executor {
 
   // Runs a program's launches in order and waits for them; `step_seed` seeds
   // dropout masks (keys DropoutKey(step_seed, rng_stream) per launch).
-  // Errors name the program, the launch and the kernel.
-  Status Run(const std::string& program, uint64_t step_seed);
+  // Errors name the program, the launch and the kernel. With `launch_ms`,
+  // each launch (all its cuda_next steps) is timed with device events and
+  // its milliseconds stored in program order.
+  Status Run(const std::string& program, uint64_t step_seed,
+             std::vector<double>* launch_ms = nullptr);
 
   Device& device() const { return *device_; }
   // "NVIDIA H200 (sm_90a, 139.8 GiB): 41 kernels from 29 sources (3 compiled,
@@ -98,6 +101,7 @@ class Executor {
   std::string description_, cache_dir_;
   size_t launched_ = 0, sources_ = 0, compiled_ = 0;
   bool check_each_launch_ = false;
+  std::vector<Event> events_;  // for timed runs, created on first use
 };
 
 }  // namespace lorart::cuda

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -572,14 +573,16 @@ StatusOr<double> Session::GetScalar(const std::string& program, const std::strin
   }
 }
 
-Status Session::Run(const std::string& program, uint64_t step_seed) {
+Status Session::Run(const std::string& program, uint64_t step_seed,
+                    std::vector<double>* launch_ms) {
   const schema::Program* p = plan_.FindProgram(program);
   if (!p) return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
   if (cuda_) {
     LORA_RETURN_IF_ERROR(SyncDevice());
     host_current_ = false;
-    return cuda_->Run(program, step_seed);
+    return cuda_->Run(program, step_seed, launch_ms);
   }
+  if (launch_ms) launch_ms->clear();
   cpu::KernelContext ctx = ctx_;
   ctx.step_seed = step_seed;
   std::vector<TensorView> in, out;
@@ -593,8 +596,13 @@ Status Session::Run(const std::string& program, uint64_t step_seed) {
       if (l->outputs())
         for (uint32_t t : *l->outputs()) out.push_back(views_[t]);
       const Prepared& k = kernels_[l->kernel()];
+      auto start = std::chrono::steady_clock::now();
       LORA_RETURN_IF_ERROR(k.fn(ctx, k.params, in, out), "in %s, launch %u (%s)",
                            program.c_str(), index, k.params.kind().c_str());
+      if (launch_ms)
+        launch_ms->push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                .count());
       ++index;
     }
   }

@@ -107,7 +107,10 @@ class Session {
   StatusOr<double> GetScalar(const std::string& program, const std::string& name) const;
 
   // Runs a program's launches in order; `step_seed` seeds dropout masks.
-  Status Run(const std::string& program, uint64_t step_seed);
+  // With `launch_ms`, each launch's time in milliseconds, in program order
+  // (CPU: the kernel call's wall time; CUDA: device events around it).
+  Status Run(const std::string& program, uint64_t step_seed,
+             std::vector<double>* launch_ms = nullptr);
 
   // Sets every Gradient-role tensor to zero (a skipped step).
   Status ZeroGradients();

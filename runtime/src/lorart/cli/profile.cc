@@ -1,0 +1,284 @@
+// lorart profile: times every launch of a plan's programs on the CPU or the
+// GPU and prints where a training step's time goes — per kernel kind and the
+// slowest launches, with the achieved TFLOP/s of the matrix kernels.
+//
+// The inputs are synthetic (the runtime does not need data to time a step):
+// full rows of random tokens, one document a row; preference plans get one
+// pair a row (the first half of the row's loss tokens chosen, the second
+// rejected). Times are medians over --iters runs after --warmup runs: on
+// CUDA from device events around each launch (its cuda_next steps
+// included), on the CPU the kernel call's wall time.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <random>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+#include "lorart/base/strings.h"
+#include "lorart/cli/commands.h"
+#include "lorart/cpu/kernel.h"
+#include "lorart/io/safetensors_write.h"
+#include "lorart/train/trainer.h"
+
+namespace lorart {
+namespace cli {
+namespace {
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Floating-point operations of a launch, for the kernels whose work is
+// matrix products (0 for the rest). Adapter products count; causal attention
+// counts the allowed half of the [T, T] scores; its backward is 2.5 times
+// its forward (FlashAttention's convention: five products, S recomputed).
+double LaunchFlops(const std::string& kind, const cpu::KernelParams& p) {
+  auto i = [&](const char* k) { return static_cast<double>(p.IntOr(k, 0)); };
+  double m = i("m"), n = i("n"), k = i("k"), r = i("rank");
+  if (kind == "linear_fwd" || kind == "lm_head_fwd" || kind == "linear_bwd_x" ||
+      kind == "linear_bwd_w")
+    return 2 * m * n * k;
+  if (kind == "fused_linear_fwd") return 2 * m * n * k + 2 * m * r * (k + n);
+  // dx = dy·W (+ the adapter's dx), u, g, dA, dB.
+  if (kind == "fused_linear_bwd") return 2 * m * n * k + 8 * m * r * (k + n) / 2;
+  if (kind == "lora_bwd") return 8 * m * r * (k + n) / 2;
+  if (kind == "lm_head_ce_fwd") return 2 * i("tokens") * i("hidden") * i("vocab");
+  if (kind == "lm_head_ce_bwd_x" || kind == "lm_head_ce_bwd_w")
+    return 4 * i("tokens") * i("hidden") * i("vocab");  // logits again, then the product
+  if (kind == "attention_fwd" || kind == "attention_bwd") {
+    double t = i("seq"), pairs = i("causal") ? t * (t + 1) / 2 : t * t;
+    double f = 4 * i("batch") * i("num_heads") * pairs * i("head_dim");
+    return kind == "attention_fwd" ? f : 2.5 * f;
+  }
+  return 0;
+}
+
+// A short description of a launch's problem: "m=4096 n=4096 k=4096 r=16".
+std::string Shape(const std::string& kind, const cpu::KernelParams& p) {
+  std::string s;
+  auto add = [&](const char* label, const char* key) {
+    int64_t v = p.IntOr(key, -1);
+    if (v >= 0) s += StrFormat("%s%s=%lld", s.empty() ? "" : " ", label, static_cast<long long>(v));
+  };
+  if (kind.rfind("attention", 0) == 0) {
+    add("b", "batch");
+    add("t", "seq");
+    add("h", "num_heads");
+    add("kv", "num_kv_heads");
+    add("d", "head_dim");
+    return s;
+  }
+  add("m", "m");
+  add("n", "n");
+  add("k", "k");
+  if (p.IntOr("rank", 0) > 0) add("r", "rank");
+  add("tokens", "tokens");
+  add("hidden", "hidden");
+  add("vocab", "vocab");
+  add("rows", "rows");
+  add("elements", "elements");
+  return s;
+}
+
+// A full synthetic batch of the plan's grid.
+data::Batch SyntheticBatch(const Plan& plan, uint64_t seed) {
+  const schema::Hyperparameters& d = plan.defaults();
+  const int64_t rows = d.micro_batch(), seq = d.seq_len();
+  const int64_t vocab = std::max<int64_t>(2, plan.model().vocab_size());
+  const bool dpo = d.objective() && d.objective()->str() == "dpo";
+  std::mt19937_64 rng(seed);
+  data::Batch b;
+  b.micro_batch = rows;
+  b.seq_len = seq;
+  b.rows = rows;
+  b.documents = rows;
+  const int64_t n = rows * seq;
+  b.tokens.resize(n);
+  b.positions.resize(n);
+  b.segment_ids.assign(n, 0);
+  b.targets.resize(n);
+  b.loss_mask.assign(n, 1);
+  for (int64_t t = 0; t < n; ++t) {
+    b.tokens[t] = static_cast<int32_t>(rng() % vocab);
+    b.targets[t] = static_cast<int32_t>(rng() % vocab);
+    b.positions[t] = static_cast<int32_t>(t % seq);
+  }
+  if (dpo) {
+    b.sequence_ids.resize(n);
+    for (int64_t t = 0; t < n; ++t)
+      b.sequence_ids[t] = static_cast<int32_t>(2 * (t / seq) + (t % seq >= seq / 2 ? 1 : 0));
+    b.pair_mask.assign(rows, 1);
+    b.replay_mask.assign(n, 0);
+  }
+  b.real_tokens = n;
+  b.target_tokens = n;
+  return b;
+}
+
+struct LaunchStats {
+  uint32_t index = 0, kernel = 0;
+  std::string kind, entry, shape;
+  double ms = 0, flops = 0;
+};
+
+}  // namespace
+
+Command AddProfileCommand(CLI::App& root, std::ostream& out) {
+  struct Options {
+    std::string plan, base, json;
+    std::vector<std::string> programs;
+    int threads = 0, iters = 5, warmup = 2, top = 15;
+    DeviceFlags device;
+  };
+  auto o = std::make_shared<Options>();
+  Command c;
+  c.app = root.add_subcommand(
+      "profile", "Time every kernel launch of a plan's programs (synthetic inputs) and print "
+                 "where a step's time goes");
+  c.app->add_option("plan", o->plan, "train.bin from lorac compile")->required();
+  c.app->add_option("--base", o->base, "Base model directory (lorart init-model makes a random "
+                                       "one of any config)")
+      ->required();
+  c.app->add_option("--program", o->programs,
+                    "Programs to time (repeatable; default: train_step and optimizer_step)");
+  c.app->add_option("--iters", o->iters, "Timed runs of each program (the median is reported)")
+      ->check(CLI::Range(1, 1000));
+  c.app->add_option("--warmup", o->warmup, "Untimed runs first")->check(CLI::Range(0, 1000));
+  c.app->add_option("--top", o->top, "Launches listed, slowest first")->check(CLI::Range(0, 100000));
+  c.app->add_option("--json", o->json, "Also write every launch's median time as JSON here");
+  c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
+  o->device.Add(c.app);
+  c.run = [o, &out]() -> Status {
+    SessionOptions so;
+    so.num_threads = o->threads;
+    LORA_RETURN_IF_ERROR(o->device.Apply(&so));
+    std::unique_ptr<Session> s;
+    LORA_RETURN_IF_ERROR(Session::Open(o->plan, so, &s));
+    out << "device: " << s->DeviceDescription() << "\n";
+    LORA_RETURN_IF_ERROR(s->BindWeights(o->base));
+    LORA_RETURN_IF_ERROR(s->InitTrainable(1));
+    const Plan& plan = s->plan();
+    std::vector<std::string> programs = o->programs;
+    if (programs.empty())
+      for (const char* name : {"train_step", "optimizer_step"})
+        if (plan.FindProgram(name)) programs.push_back(name);
+    if (programs.empty()) return InvalidArgumentError(o->plan + ": no program to profile");
+    std::vector<cpu::KernelParams> params(plan.num_kernels());
+    for (uint32_t k = 0; k < plan.num_kernels(); ++k)
+      LORA_RETURN_IF_ERROR(cpu::KernelParamsFromPlan(plan.kernel(k), &params[k]));
+    data::Batch batch = SyntheticBatch(plan, 7);
+    nlohmann::json report = {{"plan", o->plan},
+                             {"device", s->DeviceDescription()},
+                             {"iters", o->iters},
+                             {"micro_batch", plan.defaults().micro_batch()},
+                             {"seq_len", plan.defaults().seq_len()},
+                             {"programs", nlohmann::json::object()}};
+    for (const std::string& name : programs) {
+      const schema::Program* prog = plan.FindProgram(name);
+      if (!prog) return NotFoundError(StrFormat("the plan has no program '%s'", name.c_str()));
+      const size_t n = prog->launches() ? prog->launches()->size() : 0;
+      std::vector<std::vector<double>> per_launch(n);
+      std::vector<double> wall, ms;
+      for (int it = 0; it < o->warmup + o->iters; ++it) {
+        // Inputs before every run: a program may reuse its inputs' arena
+        // space once it has read them.
+        if (name == "optimizer_step") {
+          LORA_RETURN_IF_ERROR(s->SetScalar(name, "learning_rate", 1e-5f));
+          LORA_RETURN_IF_ERROR(s->SetScalar(name, "step", 1.0f));
+          LORA_RETURN_IF_ERROR(
+              s->SetScalar(name, "token_count", static_cast<float>(batch.target_tokens)));
+        } else if (name != "logits") {
+          LORA_RETURN_IF_ERROR(FeedBatch(s.get(), name, batch), "feeding %s", name.c_str());
+        }
+        auto start = std::chrono::steady_clock::now();
+        LORA_RETURN_IF_ERROR(s->Run(name, 1000 + it, it >= o->warmup ? &ms : nullptr));
+        double w = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        if (it < o->warmup) continue;
+        wall.push_back(w);
+        for (size_t i = 0; i < n && i < ms.size(); ++i) per_launch[i].push_back(ms[i]);
+      }
+      // A skipped update must not leave the gradients growing run after run.
+      if (name == "train_step") LORA_RETURN_IF_ERROR(s->ZeroGradients());
+      std::vector<LaunchStats> launches;
+      double total = 0, flops = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const schema::Launch* l = prog->launches()->Get(static_cast<unsigned>(i));
+        const schema::Kernel& k = plan.kernel(l->kernel());
+        LaunchStats st;
+        st.index = static_cast<uint32_t>(i);
+        st.kernel = l->kernel();
+        st.kind = k.kind()->str();
+        st.entry = k.entry() && k.entry()->size() ? k.entry()->str()
+                                                  : (k.name() ? k.name()->str() : st.kind);
+        st.shape = Shape(st.kind, params[l->kernel()]);
+        st.ms = Median(per_launch[i]);
+        st.flops = LaunchFlops(st.kind, params[l->kernel()]);
+        total += st.ms;
+        flops += st.flops;
+        launches.push_back(st);
+      }
+      const double wall_ms = Median(wall);
+      out << StrFormat("\n%s: %.3f ms a run (median of %d; launches %.3f ms), %zu launches, %.2f "
+                       "TFLOP/s over the run\n",
+                       name.c_str(), wall_ms, o->iters, total, n,
+                       wall_ms > 0 ? flops / (wall_ms * 1e9) : 0.0);
+      // By kind, slowest first.
+      struct Kind {
+        int launches = 0;
+        double ms = 0, flops = 0;
+      };
+      std::map<std::string, Kind> kinds;
+      for (const LaunchStats& l : launches) {
+        Kind& k = kinds[l.kind];
+        ++k.launches;
+        k.ms += l.ms;
+        k.flops += l.flops;
+      }
+      std::vector<std::pair<std::string, Kind>> by_kind(kinds.begin(), kinds.end());
+      std::stable_sort(by_kind.begin(), by_kind.end(),
+                       [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+      out << "| kernel kind | launches | ms | share | TFLOP/s |\n| --- | --- | --- | --- | --- |\n";
+      for (const auto& [kind, k] : by_kind)
+        out << StrFormat("| %s | %d | %.3f | %.1f%% | %s |\n", kind.c_str(), k.launches, k.ms,
+                         total > 0 ? 100 * k.ms / total : 0.0,
+                         k.flops > 0 && k.ms > 0 ? StrFormat("%.2f", k.flops / (k.ms * 1e9)).c_str()
+                                                 : "");
+      std::vector<LaunchStats> slow = launches;
+      std::stable_sort(slow.begin(), slow.end(),
+                       [](const LaunchStats& a, const LaunchStats& b) { return a.ms > b.ms; });
+      if (o->top > 0 && !slow.empty()) {
+        out << "\n| launch | kind | kernel | shape | ms | TFLOP/s |\n| --- | --- | --- | --- | --- | --- |\n";
+        for (size_t i = 0; i < slow.size() && i < static_cast<size_t>(o->top); ++i) {
+          const LaunchStats& l = slow[i];
+          out << StrFormat("| %u | %s | %s | %s | %.4f | %s |\n", l.index, l.kind.c_str(),
+                           l.entry.c_str(), l.shape.c_str(), l.ms,
+                           l.flops > 0 && l.ms > 0 ? StrFormat("%.2f", l.flops / (l.ms * 1e9)).c_str()
+                                                   : "");
+        }
+      }
+      nlohmann::json js = nlohmann::json::array();
+      for (const LaunchStats& l : launches) {
+        nlohmann::json p = nlohmann::json::object();
+        for (const auto& [key, value] : params[l.kernel].values())
+          std::visit([&, k = key](const auto& v) { p[k] = v; }, value);
+        js.push_back({{"launch", l.index}, {"kernel", l.kernel}, {"kind", l.kind},
+                      {"entry", l.entry}, {"ms", l.ms}, {"flops", l.flops}, {"params", p}});
+      }
+      report["programs"][name] = {{"wall_ms", wall_ms}, {"launch_ms", total}, {"launches", js}};
+    }
+    if (!o->json.empty())
+      LORA_RETURN_IF_ERROR(WriteFileAtomically(o->json, report.dump(1) + "\n"));
+    return OkStatus();
+  };
+  return c;
+}
+
+}  // namespace cli
+}  // namespace lorart
