@@ -111,6 +111,11 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why);
 std::string dyWTileFunction(const std::string &wStage);
 /// The dynamic shared memory lora_dyw_tile needs (double-buffered tiles).
 int64_t dyWTileSharedBytes();
+/// The device function `lora_dytx_tile<M, N, K, LDY>(acc, dy, x, n0, k0,
+/// smem)`: one 64x64 tile of dyᵀ·x (dw[n][k] = Σ_m dy[m][n]·x[m][k]) on
+/// tensor cores (4 warps), and the dynamic shared memory it needs.
+std::string dytXTileFunction();
+int64_t dytXTileSharedBytes();
 /// `linear_bwd_w`: dy [m, n], x [m, k] → dw [n, k] = dyᵀ·x on tensor cores.
 std::optional<Source> emitLinearBwdW(int64_t m, int64_t n, int64_t k, const std::string &dyType,
                                      const std::string &xType, const std::string &dwType,
@@ -128,6 +133,13 @@ std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why);
 /// each row's logsumexp, then per chunk of `chunk` tokens (the compiler's
 /// chunk_size) the chunk's bf16 dlogits in the workspace and dx = dlogits·W.
 std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::string *why);
+/// Its weight gradient (`lm_head_ce_bwd_w`: x, w, targets, mask, dloss →
+/// dw [vocab, hidden], `dwType` f32 or bf16): the same logsumexp and
+/// per-chunk dlogits, then dw (+)= dlogitsᵀ·x_chunk per chunk, summed in f32
+/// (in dw itself when it is f32, else in an f32 copy in the workspace that
+/// the last chunk rounds into dw).
+std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const std::string &dwType,
+                                       std::string *why);
 
 } // namespace mlir::lora::cuda
 

@@ -351,21 +351,20 @@ const char *kDxStore = R"(
 )";
 
 
-// dw[n][k] = Σ_m dy[m][n]·x[m][k]: 64x64 tiles of dw, 4 warps of 32x32,
-// over m in steps of 32; both operands are read transposed (ldmatrix.trans)
-// from their row-major tiles. One order of summation per element.
-const char *kLinearBwdW = R"(
-extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16* __restrict__ dy, const __nv_bfloat16* __restrict__ x, $DWTYPE$* __restrict__ dw) {
-  constexpr int M = $M$, N = $N$, K = $K$;
+// acc = Σ_m dy[m][n0..]·x[m][k0..] for one 64x64 tile of dw[n][k] (4 warps
+// of 32x32), over m in steps of 32; dy rows of stride LDY, x rows of stride
+// K; both operands are read transposed (ldmatrix.trans) from their
+// row-major tiles. One order of summation per element.
+const char *kDytXTile = R"(
+template <int M, int N, int K, int LDY>
+__device__ __forceinline__ void lora_dytx_tile(float (&acc)[2][4][4], const __nv_bfloat16* dy,
+                                               const __nv_bfloat16* x, int n0, int k0, unsigned char* smem) {
   constexpr int BN = 64, BKC = 64, BM = 32, LDA = BN + 8, LDB = BKC + 8;
   constexpr int WM = 32, WN = 32, WARPS_N = BKC / WN, MT = WM / 16, NT = WN / 8;
-  LORA_DYNAMIC_SMEM(smem);
   __nv_bfloat16 (*ys)[LDA] = (__nv_bfloat16 (*)[LDA])smem;                 // dy [BM m][BN n]
   __nv_bfloat16 (*xs)[LDB] = (__nv_bfloat16 (*)[LDB])(smem + BM * LDA * 2);  // x [BM m][BKC k]
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int wm = warp / WARPS_N, wn = warp % WARPS_N, g = lane >> 2, t = lane & 3;
-  const int k0 = blockIdx.x * BKC, n0 = blockIdx.y * BN;
-  float acc[MT][NT][4];
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int wm = warp / WARPS_N, wn = warp % WARPS_N;
 #pragma unroll
   for (int i = 0; i < MT; ++i)
 #pragma unroll
@@ -376,7 +375,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16
     for (int c = tid; c < BM * (BN / 8); c += 128) {
       const int r = c / (BN / 8), cc = (c % (BN / 8)) * 8;
       const bool ok = m0 + r < M && n0 + cc < N;
-      lora_cp16(&ys[r][cc], dy + (ok ? (long)(m0 + r) * N + n0 + cc : 0), ok);
+      lora_cp16(&ys[r][cc], dy + (ok ? (long)(m0 + r) * LDY + n0 + cc : 0), ok);
     }
     for (int c = tid; c < BM * (BKC / 8); c += 128) {
       const int r = c / (BKC / 8), cc = (c % (BKC / 8)) * 8;
@@ -394,10 +393,23 @@ extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16
     }
     __syncthreads();
   }
+}
+)";
+
+// dw[n][k] = Σ_m dy[m][n]·x[m][k]: one lora_dytx_tile per block.
+const char *kLinearBwdW = R"(
+extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16* __restrict__ dy, const __nv_bfloat16* __restrict__ x, $DWTYPE$* __restrict__ dw) {
+  constexpr int N = $N$, K = $K$, WM = 32, WN = 32;
+  LORA_DYNAMIC_SMEM(smem);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp / 2, wn = warp % 2;
+  const int g = lane >> 2, t = lane & 3;
+  const int k0 = blockIdx.x * 64, n0 = blockIdx.y * 64;
+  float acc[2][4][4];
+  lora_dytx_tile<$M$, N, K, N>(acc, dy, x, n0, k0, smem);
 #pragma unroll
-  for (int i = 0; i < MT; ++i)
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int j = 0; j < NT; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int row = n0 + wm * WM + i * 16 + g + (c >= 2 ? 8 : 0);
@@ -410,6 +422,9 @@ extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16
 
 
 } // namespace
+
+std::string dytXTileFunction() { return kDytXTile; }
+int64_t dytXTileSharedBytes() { return 32 * (64 + 8) * 2 * 2; }
 
 int64_t dyWTileSharedBytes() { return 2 * 64 * (32 + 8) * 2 + 2 * 32 * (64 + 8) * 2; }
 
@@ -544,7 +559,7 @@ std::optional<Source> emitLinearBwdW(int64_t m, int64_t n, int64_t k, const std:
   Source s;
   s.entry = "lora_linear_bwd_w_m" + std::to_string(m) + "_n" + std::to_string(n) + "_k" +
             std::to_string(k) + (dwType == "float" ? "_f32" : "_bf16");
-  s.code = std::string(mmaPrelude()) + subst(kLinearBwdW, {{"ENTRY", s.entry},
+  s.code = std::string(mmaPrelude()) + kDytXTile + subst(kLinearBwdW, {{"ENTRY", s.entry},
                                                            {"M", std::to_string(m)},
                                                            {"N", std::to_string(n)},
                                                            {"K", std::to_string(k)},

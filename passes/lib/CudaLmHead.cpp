@@ -224,6 +224,42 @@ extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_lse($PARAMS$) {
 $CHUNK_ENTRIES$
 )";
 
+// The weight gradient's per-chunk product: dw[v0.., k0..] (+)= Σ over the
+// chunk's rows of dlogits[row][v]·x[C0 + row][k], summed over the chunks in
+// f32 in $ACC$ (dw itself when it is f32, else the workspace's f32 copy);
+// the last chunk stores dw.
+const char *kLmHeadDw = R"(
+namespace {
+template <int C0, bool FIRST, bool LAST>
+__device__ __forceinline__ void lora_dw(const __nv_bfloat16* x, $DWT$* dw, void* ws_) {
+  constexpr int ROWS = T - C0 < $C$ ? T - C0 : $C$, WM = 32, WN = 32;
+  LORA_DYNAMIC_SMEM(smem);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp / 2, wn = warp % 2;
+  const int g = lane >> 2, t = lane & 3;
+  const int k0 = blockIdx.x * 64, v0 = blockIdx.y * 64;
+  float acc[2][4][4];
+  lora_dytx_tile<ROWS, V, D, $VP$>(acc, (const __nv_bfloat16*)((const float*)ws_ + T), x + (long)C0 * D,
+                                 v0, k0, smem);
+  float* sum = $ACC$;
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int row = v0 + wm * WM + i * 16 + g + (c >= 2 ? 8 : 0);
+        const int col = k0 + wn * WN + j * 8 + 2 * t + (c & 1);
+        if (row >= V || col >= D) continue;
+        const long e = (long)row * D + col;
+        float v = acc[i][j][c];
+        if (!FIRST) v += sum[e];
+        if (LAST) lora_st(dw, e, v);
+        else sum[e] = v;
+      }
+}
+}  // namespace
+)";
+
 } // namespace
 
 std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
@@ -318,6 +354,83 @@ std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::st
     s.next.push_back(dx);
   }
   s.workspace = l.tokens * 4 + c * vp * 2;
+  return s;
+}
+
+} // namespace mlir::lora::cuda
+
+namespace mlir::lora::cuda {
+
+std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const std::string &dwType,
+                                       std::string *why) {
+  if (l.xType != "__nv_bfloat16" || l.wType != "__nv_bfloat16" ||
+      (dwType != "__nv_bfloat16" && dwType != "float")) {
+    *why = "x or the weight is not bf16, or dw is neither f32 nor bf16";
+    return std::nullopt;
+  }
+  if (l.hidden % 8 != 0) {
+    *why = "hidden is not a multiple of 8";
+    return std::nullopt;
+  }
+  if (chunk <= 0) {
+    *why = "chunk_size must be positive";
+    return std::nullopt;
+  }
+  const int64_t c = std::min(chunk, l.tokens);
+  const int64_t chunks = (l.tokens + c - 1) / c;
+  const int64_t vp = (l.vocab + 7) / 8 * 8;
+  const bool f32 = dwType == "float";
+  // The workspace: each row's logsumexp (f32), one chunk's bf16 dlogits,
+  // and for a bf16 dw over several chunks the f32 sum.
+  const int64_t accOffset = roundUp(l.tokens * 4 + c * vp * 2, 256);
+  const bool copy = !f32 && chunks > 1;
+  std::string base = "lora_lm_head_ce_bwd_w_t" + std::to_string(l.tokens) + "_d" +
+                     std::to_string(l.hidden) + "_v" + std::to_string(l.vocab) + "_c" +
+                     std::to_string(c) + (f32 ? "_f32" : "_bf16");
+  std::string params = "const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w, const " +
+                       l.targetType + "* __restrict__ targets, const unsigned char* __restrict__ mask, "
+                       "const float* __restrict__ dloss, " + dwType + "* __restrict__ dw, void* __restrict__ ws_";
+  std::string entries;
+  for (int64_t i = 0; i < chunks; ++i) {
+    entries += "extern \"C\" __global__ void __launch_bounds__(128, 1) " + base + "_dl_c" +
+               std::to_string(i) + "(" + params + ") { lora_dl(x, w, targets, mask, dloss, ws_, " +
+               std::to_string(i * c) + "); }\n";
+    entries += "extern \"C\" __global__ void __launch_bounds__(128, 1) " + base + "_dw_c" +
+               std::to_string(i) + "(" + params + ") { lora_dw<" + std::to_string(i * c) + ", " +
+               (i == 0 ? "true" : "false") + ", " + (i + 1 == chunks ? "true" : "false") +
+               ">(x, dw, ws_); }\n";
+  }
+  std::map<std::string, std::string> v{{"BASE", base},
+                                       {"PARAMS", params},
+                                       {"T", std::to_string(l.tokens)},
+                                       {"D", std::to_string(l.hidden)},
+                                       {"V", std::to_string(l.vocab)},
+                                       {"C", std::to_string(c)},
+                                       {"VP", std::to_string(vp)},
+                                       {"TT", l.targetType},
+                                       {"DWT", dwType},
+                                       {"ACC", f32 ? std::string("(float*)dw")
+                                                   : "(float*)((unsigned char*)ws_ + " +
+                                                         std::to_string(accOffset) + ")"},
+                                       {"CHUNK_ENTRIES", entries}};
+  Source s;
+  // kLmHeadCeBwdX brings lora_dl and the `_lse` entry (its lora_dx is a
+  // template this source never instantiates).
+  s.code = std::string(mmaPrelude()) + dyWTileFunction("") + dytXTileFunction() +
+           subst(std::string(kLogitsTile) + kLmHeadDw + kLmHeadCeBwdX, v);
+  const int64_t tiles = 2 * 64 * (32 + 8) * 2;
+  s.entry = base + "_lse";
+  s.grid = (l.tokens + 63) / 64;
+  s.block = 128;
+  s.shared = tiles;
+  for (int64_t i = 0; i < chunks; ++i) {
+    const int64_t rows = std::min(c, l.tokens - i * c);
+    s.next.push_back(
+        Step{base + "_dl_c" + std::to_string(i), (l.vocab + 63) / 64, (rows + 63) / 64, 1, 128, tiles});
+    s.next.push_back(Step{base + "_dw_c" + std::to_string(i), (l.hidden + 63) / 64,
+                          (l.vocab + 63) / 64, 1, 128, dytXTileSharedBytes()});
+  }
+  s.workspace = copy ? accOffset + l.vocab * l.hidden * 4 : l.tokens * 4 + c * vp * 2;
   return s;
 }
 

@@ -224,10 +224,10 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
                        suffix(o.getX().getType()) + "_s" + std::to_string(seq) + "_h" +
                            std::to_string(hidden));
   }
-  if (isa<LMHeadCrossEntropyOp, LMHeadCrossEntropyGradOp>(op)) {
-    // The chunked LM-head loss and its input gradient (CudaLmHead.cpp);
-    // operands x, weight, targets, mask (, dloss).
-    bool bwd = isa<LMHeadCrossEntropyGradOp>(op);  // lm_head_ce_bwd_x
+  if (isa<LMHeadCrossEntropyOp, LMHeadCrossEntropyGradOp, LMHeadCrossEntropyGradWOp>(op)) {
+    // The chunked LM-head loss, its input and weight gradients
+    // (CudaLmHead.cpp); operands x, weight, targets, mask (, dloss).
+    bool bwd = !isa<LMHeadCrossEntropyOp>(op);
     cuda::LmHeadCe l;
     l.tokens = n("tokens");
     l.hidden = n("hidden");
@@ -238,6 +238,8 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     std::string why;
     if (!bwd)
       return cuda::emitLmHeadCeFwd(l, &why);
+    if (isa<LMHeadCrossEntropyGradWOp>(op))
+      return cuda::emitLmHeadCeBwdW(l, n("chunk_size"), ty(op->getResult(0)), &why);
     l.dxType = ty(op->getResult(0));
     return cuda::emitLmHeadCeBwdX(l, n("chunk_size"), &why);
   }

@@ -1,8 +1,8 @@
 // The LM-head cross-entropy forward template (passes/lib/CudaLmHead.cpp) on
 // the CPU simulator against the CPU backend's lm_head_ce_fwd: token counts,
 // hidden sizes and vocabularies that are not multiples of the tiles, int32
-// and int64 targets, random masks; lm_head_ce_bwd_x in several chunks; and
-// every launch without spills.
+// and int64 targets, random masks; lm_head_ce_bwd_x and lm_head_ce_bwd_w (f32
+// and bf16 dw) in several chunks; and every launch without spills.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -146,6 +146,72 @@ TEST_P(LmHeadSim, InputGradientMatchesTheCpuBackend) {
   EXPECT_LE(lora_sim_test::Bf16Error(dx_cpu, dx_sim), 1e-2);
 }
 
+// lm_head_ce_bwd_w in chunks of 64 tokens, dw in f32 (summed in place) and
+// in bf16 (summed in the workspace's f32 copy when there are several chunks).
+TEST_P(LmHeadSim, WeightGradientMatchesTheCpuBackend) {
+  if (std::string why = lora_sim_test::SimAvailable(); !why.empty())
+    GTEST_SKIP() << "simulator unavailable: " << why;
+  const Case c = GetParam();
+  std::mt19937_64 rng(std::random_device{}());
+  for (bool f32 : {true, false}) {
+    SCOPED_TRACE(f32 ? "f32 dw" : "bf16 dw");
+    std::string why;
+    auto src = mlir::lora::cuda::emitLmHeadCeBwdW(Template(c), 64, f32 ? "float" : "__nv_bfloat16", &why);
+    ASSERT_TRUE(src.has_value()) << why;
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    std::vector<uint16_t> x(static_cast<size_t>(c.tokens * c.hidden)), w(static_cast<size_t>(c.vocab * c.hidden));
+    for (auto& e : x) e = lorart::cpu::FloatToBf16(u(rng));
+    for (auto& e : w) e = lorart::cpu::FloatToBf16(0.5f * u(rng));
+    std::uniform_int_distribution<int64_t> tg(0, c.vocab - 1);
+    std::vector<int64_t> t64(static_cast<size_t>(c.tokens));
+    std::vector<uint8_t> mask(static_cast<size_t>(c.tokens));
+    for (int64_t i = 0; i < c.tokens; ++i) {
+      t64[i] = tg(rng);
+      mask[i] = static_cast<uint8_t>(rng() % 4 != 0);
+    }
+    std::vector<int32_t> t32(t64.begin(), t64.end());
+    void* targets = c.targets64 ? static_cast<void*>(t64.data()) : t32.data();
+    float dloss = 0.61f;
+    const size_t n = static_cast<size_t>(c.vocab * c.hidden);
+    std::vector<float> dw_cpu32(n), dw_sim32(n, NAN);
+    std::vector<uint16_t> dw_cpu16(n), dw_sim16(n, 0x7fc0);
+    void* dw_cpu = f32 ? static_cast<void*>(dw_cpu32.data()) : dw_cpu16.data();
+    void* dw_sim = f32 ? static_cast<void*>(dw_sim32.data()) : dw_sim16.data();
+    const DType dt = f32 ? DType::F32 : DType::BF16;
+    const auto view = &lora_sim_test::View;
+    std::vector<TensorView> in = {view(x.data(), DType::BF16, {c.tokens, c.hidden}),
+                                  view(w.data(), DType::BF16, {c.vocab, c.hidden}),
+                                  view(targets, c.targets64 ? DType::I64 : DType::I32, {c.tokens}),
+                                  view(mask.data(), DType::BOOL, {c.tokens}),
+                                  view(&dloss, DType::F32, {})};
+    lorart::cpu::KernelParams p;
+    p.set_kind("lm_head_ce_bwd_w");
+    p.Set("tokens", c.tokens);
+    p.Set("hidden", c.hidden);
+    p.Set("vocab", c.vocab);
+    p.Set("chunk_size", int64_t{64});
+    lorart::cpu::KernelFn fn;
+    ASSERT_TRUE(lorart::cpu::LookupKernel("lm_head_ce_bwd_w", &fn).ok());
+    lorart::Status st = fn(lorart::cpu::KernelContext(), p, in, {view(dw_cpu, dt, {c.vocab, c.hidden})});
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    std::vector<uint8_t> workspace(static_cast<size_t>(src->workspace) + 16, 0xcd);
+    std::vector<void*> args = {x.data(), w.data(), targets, mask.data(), &dloss, dw_sim, workspace.data()};
+    EXPECT_EQ(lora_sim_test::Launches(*src).size(), 1 + 2 * static_cast<size_t>((c.tokens + 63) / 64));
+    lora_sim_test::RunAll(*src, args);
+    // dlogits are rounded to bf16 for the tensor cores (the CPU keeps f32).
+    if (f32) {
+      double scale = 1e-12, e = 0;
+      for (size_t i = 0; i < n; ++i) {
+        scale = std::max(scale, std::fabs(double(dw_cpu32[i])));
+        e = std::max(e, std::isfinite(dw_sim32[i]) ? std::fabs(double(dw_sim32[i]) - dw_cpu32[i]) : 1e30);
+      }
+      EXPECT_LE(e / scale, 1e-2);
+    } else {
+      EXPECT_LE(lora_sim_test::Bf16Error(dw_cpu16, dw_sim16), 1e-2);
+    }
+  }
+}
+
 TEST_P(LmHeadSim, CompilesWithoutSpills) {
   std::string why;
   auto l = Template(GetParam());
@@ -156,6 +222,9 @@ TEST_P(LmHeadSim, CompilesWithoutSpills) {
   auto bwd = mlir::lora::cuda::emitLmHeadCeBwdX(l, 64, &why);
   ASSERT_TRUE(bwd.has_value()) << why;
   lora_sim_test::ExpectNoSpills(*bwd);
+  auto bwdw = mlir::lora::cuda::emitLmHeadCeBwdW(l, 64, "__nv_bfloat16", &why);
+  ASSERT_TRUE(bwdw.has_value()) << why;
+  lora_sim_test::ExpectNoSpills(*bwdw);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LmHeadSim,

@@ -629,9 +629,15 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     dA and dx = dy·deq(W) + s·drop'(g·A) as further launches),
     `rms_norm_bwd` (two launches), `embedding_bwd` (a block per vocabulary
     row, no atomics), `lm_head_ce_fwd` (online logsumexp over vocabulary
-    tiles, no [tokens, vocab] matrix; passes/lib/CudaLmHead.cpp) and
+    tiles, no [tokens, vocab] matrix; passes/lib/CudaLmHead.cpp),
     `lm_head_ce_bwd_x` (per chunk of `chunk_size` tokens: bf16 dlogits in
-    the workspace, then dx = dlogits·W).
+    the workspace, then dx = dlogits·W) and `lm_head_ce_bwd_w` (per chunk
+    dw += dlogitsᵀ·x, summed in f32). The losses on materialized logits and
+    the preference and forgetting objectives (passes/lib/CudaLosses.cpp):
+    `cross_entropy_fwd/bwd`, `sequence_logprobs_fwd/bwd` (a block per token
+    row, token sums in a second launch), `dpo_loss_fwd/bwd`,
+    `replay_loss_fwd/bwd`, `ewc_penalty_fwd/bwd` (a warp per row of the
+    update). `linear_bwd_x` also takes an f32 dy (rounded to bf16 as staged).
 
     A kernel may have several launches of its source (`cuda_next`, run in
     order with the same arguments) and ask for arena scratch
