@@ -299,19 +299,28 @@ std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
 
 namespace mlir::lora::cuda {
 
+namespace {
+// The shape checks of the chunked backward kernels.
+bool checkChunked(const LmHeadCe &l, int64_t chunk, std::string *why) {
+  if (l.hidden % 8 != 0) {
+    *why = "hidden is not a multiple of 8";
+    return false;
+  }
+  if (chunk <= 0) {
+    *why = "chunk_size must be positive";
+    return false;
+  }
+  return true;
+}
+} // namespace
+
 std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::string *why) {
   if (l.xType != "__nv_bfloat16" || l.wType != "__nv_bfloat16" || l.dxType != "__nv_bfloat16") {
     *why = "x, the weight or dx is not bf16";
     return std::nullopt;
   }
-  if (l.hidden % 8 != 0) {
-    *why = "hidden is not a multiple of 8";
+  if (!checkChunked(l, chunk, why))
     return std::nullopt;
-  }
-  if (chunk <= 0) {
-    *why = "chunk_size must be positive";
-    return std::nullopt;
-  }
   const int64_t c = std::min(chunk, l.tokens);
   const int64_t chunks = (l.tokens + c - 1) / c;
   const int64_t vp = (l.vocab + 7) / 8 * 8;
@@ -368,14 +377,8 @@ std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const s
     *why = "x or the weight is not bf16, or dw is neither f32 nor bf16";
     return std::nullopt;
   }
-  if (l.hidden % 8 != 0) {
-    *why = "hidden is not a multiple of 8";
+  if (!checkChunked(l, chunk, why))
     return std::nullopt;
-  }
-  if (chunk <= 0) {
-    *why = "chunk_size must be positive";
-    return std::nullopt;
-  }
   const int64_t c = std::min(chunk, l.tokens);
   const int64_t chunks = (l.tokens + c - 1) / c;
   const int64_t vp = (l.vocab + 7) / 8 * 8;
