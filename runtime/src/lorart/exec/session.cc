@@ -596,7 +596,8 @@ Status Session::Run(const std::string& program, uint64_t step_seed,
       if (l->outputs())
         for (uint32_t t : *l->outputs()) out.push_back(views_[t]);
       const Prepared& k = kernels_[l->kernel()];
-      auto start = std::chrono::steady_clock::now();
+      std::chrono::steady_clock::time_point start;
+      if (launch_ms) start = std::chrono::steady_clock::now();
       LORA_RETURN_IF_ERROR(k.fn(ctx, k.params, in, out), "in %s, launch %u (%s)",
                            program.c_str(), index, k.params.kind().c_str());
       if (launch_ms)
