@@ -208,6 +208,20 @@ __device__ __forceinline__ unsigned lora_pack_bf16(float lo, float hi) {
 __device__ __forceinline__ float lora_unpack_bf16(unsigned v, int hi) {
   return __bfloat162float(__ushort_as_bfloat16((unsigned short)(hi ? v >> 16 : v & 0xffffu)));
 }
+// The accumulators of a 64x64 tile computed by 4 warps of 32x32 (acc[2][4][4],
+// m16n8 fragments): f(row, col, value) for each, row and column within the tile.
+template <typename F>
+__device__ __forceinline__ void lora_tile64_each(const float (&acc)[2][4][4], F f) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp / 2, wn = warp % 2;
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c)
+        f(wm * 32 + i * 16 + g + (c >= 2 ? 8 : 0), wn * 32 + j * 8 + 2 * t + (c & 1), acc[i][j][c]);
+}
 )";
 
 const char *kGemmFwd = R"(

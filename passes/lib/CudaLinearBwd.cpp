@@ -399,23 +399,14 @@ __device__ __forceinline__ void lora_dytx_tile(float (&acc)[2][4][4], const __nv
 // dw[n][k] = Σ_m dy[m][n]·x[m][k]: one lora_dytx_tile per block.
 const char *kLinearBwdW = R"(
 extern "C" __global__ void __launch_bounds__(128, 1) $ENTRY$(const __nv_bfloat16* __restrict__ dy, const __nv_bfloat16* __restrict__ x, $DWTYPE$* __restrict__ dw) {
-  constexpr int N = $N$, K = $K$, WM = 32, WN = 32;
+  constexpr int N = $N$, K = $K$;
   LORA_DYNAMIC_SMEM(smem);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp / 2, wn = warp % 2;
-  const int g = lane >> 2, t = lane & 3;
   const int k0 = blockIdx.x * 64, n0 = blockIdx.y * 64;
   float acc[2][4][4];
   lora_dytx_tile<$M$, N, K, N>(acc, dy, x, n0, k0, smem);
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int row = n0 + wm * WM + i * 16 + g + (c >= 2 ? 8 : 0);
-        const int col = k0 + wn * WN + j * 8 + 2 * t + (c & 1);
-        if (row < N && col < K) lora_st(dw, (long)row * K + col, acc[i][j][c]);
-      }
+  lora_tile64_each(acc, [&](int r, int c, float v) {
+    if (n0 + r < N && k0 + c < K) lora_st(dw, (long)(n0 + r) * K + k0 + c, v);
+  });
 }
 )";
 

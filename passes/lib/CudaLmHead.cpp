@@ -181,10 +181,8 @@ __device__ __forceinline__ void lora_dl(const __nv_bfloat16* x, const __nv_bfloa
 // dx for the chunk's rows = dlogits (the workspace, row stride VP)·W.
 template <int C0>
 __device__ __forceinline__ void lora_dx(const __nv_bfloat16* w, __nv_bfloat16* dx, const void* ws_) {
-  constexpr int ROWS = T - C0 < C ? T - C0 : C, WM = 32, WN = 32;
+  constexpr int ROWS = T - C0 < C ? T - C0 : C;
   LORA_DYNAMIC_SMEM(smem);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp / 2, wn = warp % 2;
-  const int g = lane >> 2, t = lane & 3;
   const int k0 = blockIdx.x * 64, m0 = blockIdx.y * 64;  // m0: row within the chunk
   float acc[2][4][4];
 #pragma unroll
@@ -194,16 +192,9 @@ __device__ __forceinline__ void lora_dx(const __nv_bfloat16* w, __nv_bfloat16* d
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
   lora_dyw_tile<ROWS, V, D, VP>(acc, (const __nv_bfloat16*)((const float*)ws_ + T), w, m0, k0, smem);
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int row = m0 + wm * WM + i * 16 + g + (c >= 2 ? 8 : 0);
-        const int col = k0 + wn * WN + j * 8 + 2 * t + (c & 1);
-        if (row < ROWS && col < D) lora_st(dx, (long)(C0 + row) * D + col, acc[i][j][c]);
-      }
+  lora_tile64_each(acc, [&](int r, int c, float v) {
+    if (m0 + r < ROWS && k0 + c < D) lora_st(dx, (long)(C0 + m0 + r) * D + k0 + c, v);
+  });
 }
 }  // namespace
 
@@ -232,30 +223,20 @@ const char *kLmHeadDw = R"(
 namespace {
 template <int C0, bool FIRST, bool LAST>
 __device__ __forceinline__ void lora_dw(const __nv_bfloat16* x, $DWT$* dw, void* ws_) {
-  constexpr int ROWS = T - C0 < $C$ ? T - C0 : $C$, WM = 32, WN = 32;
+  constexpr int ROWS = T - C0 < $C$ ? T - C0 : $C$;
   LORA_DYNAMIC_SMEM(smem);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp / 2, wn = warp % 2;
-  const int g = lane >> 2, t = lane & 3;
   const int k0 = blockIdx.x * 64, v0 = blockIdx.y * 64;
   float acc[2][4][4];
   lora_dytx_tile<ROWS, V, D, $VP$>(acc, (const __nv_bfloat16*)((const float*)ws_ + T), x + (long)C0 * D,
                                  v0, k0, smem);
   float* sum = $ACC$;
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int row = v0 + wm * WM + i * 16 + g + (c >= 2 ? 8 : 0);
-        const int col = k0 + wn * WN + j * 8 + 2 * t + (c & 1);
-        if (row >= V || col >= D) continue;
-        const long e = (long)row * D + col;
-        float v = acc[i][j][c];
-        if (!FIRST) v += sum[e];
-        if (LAST) lora_st(dw, e, v);
-        else sum[e] = v;
-      }
+  lora_tile64_each(acc, [&](int r, int c, float v) {
+    if (v0 + r >= V || k0 + c >= D) return;
+    const long e = (long)(v0 + r) * D + k0 + c;
+    if (!FIRST) v += sum[e];
+    if (LAST) lora_st(dw, e, v);
+    else sum[e] = v;
+  });
 }
 }  // namespace
 )";
