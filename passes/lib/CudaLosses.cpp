@@ -279,6 +279,12 @@ __device__ __forceinline__ LoraPairLoss lora_dpo_pair(double h) {
 }  // namespace
 )";
 
+// The base prelude and the pair loss specialised by β and the loss type.
+std::string dpoPrelude(double beta, bool ipo) {
+  return std::string(basePrelude()) +
+         subst(kDpoPair, {{"BETA", doubleLiteral(beta)}, {"IPO", ipo ? "true" : "false"}});
+}
+
 std::string dpoTag(int64_t pairs, bool ipo) {
   // The source is specialised by β; the entry names the pair count and the
   // loss (β's digits would make an unwieldy symbol).
@@ -289,9 +295,7 @@ std::string dpoTag(int64_t pairs, bool ipo) {
 Source emitDpoLossFwd(int64_t pairs, double beta, bool ipo) {
   Source s;
   s.entry = "lora_dpo_loss_fwd" + dpoTag(pairs, ipo);
-  s.code = std::string(basePrelude()) +
-           subst(kDpoPair, {{"BETA", doubleLiteral(beta)}, {"IPO", ipo ? "true" : "false"}}) +
-           subst(R"(
+  s.code = dpoPrelude(beta, ipo) + subst(R"(
 // The summed loss, the pair count and the reward metrics (sums over the
 // pairs present, in pair order, in double): one thread.
 extern "C" __global__ void __launch_bounds__(32) $ENTRY$(const float* __restrict__ pol, const float* __restrict__ ref,
@@ -328,9 +332,7 @@ extern "C" __global__ void __launch_bounds__(32) $ENTRY$(const float* __restrict
 Source emitDpoLossBwd(int64_t pairs, double beta, bool ipo) {
   Source s;
   s.entry = "lora_dpo_loss_bwd" + dpoTag(pairs, ipo);
-  s.code = std::string(basePrelude()) +
-           subst(kDpoPair, {{"BETA", doubleLiteral(beta)}, {"IPO", ipo ? "true" : "false"}}) +
-           subst(R"(
+  s.code = dpoPrelude(beta, ipo) + subst(R"(
 // d loss / d policy: +d for the chosen, −d for the rejected; one thread per pair.
 extern "C" __global__ void __launch_bounds__(256) $ENTRY$(const float* __restrict__ pol, const float* __restrict__ ref,
     const unsigned char* __restrict__ present, const float* __restrict__ dloss, float* __restrict__ g) {
