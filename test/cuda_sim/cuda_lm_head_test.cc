@@ -38,6 +38,44 @@ mlir::lora::cuda::LmHeadCe Template(const Case& c) {
   return l;
 }
 
+// Fresh random operands of a case: x and w in bf16, targets in both index
+// widths, and a mask with about a quarter of the tokens masked out.
+struct Operands {
+  std::vector<uint16_t> x, w;
+  std::vector<int64_t> t64;
+  std::vector<int32_t> t32;
+  std::vector<uint8_t> mask;
+  bool targets64 = false;
+  void* targets() { return targets64 ? static_cast<void*>(t64.data()) : t32.data(); }
+  // The CPU kernels' first inputs: x, w, targets, mask.
+  std::vector<TensorView> Views(const Case& c) {
+    const auto view = &lora_sim_test::View;
+    return {view(x.data(), DType::BF16, {c.tokens, c.hidden}),
+            view(w.data(), DType::BF16, {c.vocab, c.hidden}),
+            view(targets(), targets64 ? DType::I64 : DType::I32, {c.tokens}),
+            view(mask.data(), DType::BOOL, {c.tokens})};
+  }
+};
+
+Operands RandomOperands(const Case& c, std::mt19937_64& rng) {
+  Operands o;
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  o.x.resize(static_cast<size_t>(c.tokens * c.hidden));
+  o.w.resize(static_cast<size_t>(c.vocab * c.hidden));
+  for (auto& e : o.x) e = lorart::cpu::FloatToBf16(u(rng));
+  for (auto& e : o.w) e = lorart::cpu::FloatToBf16(0.5f * u(rng));
+  std::uniform_int_distribution<int64_t> tg(0, c.vocab - 1);
+  o.t64.resize(static_cast<size_t>(c.tokens));
+  o.mask.resize(static_cast<size_t>(c.tokens));
+  for (int64_t i = 0; i < c.tokens; ++i) {
+    o.t64[i] = tg(rng);
+    o.mask[i] = static_cast<uint8_t>(rng() % 4 != 0);
+  }
+  o.t32.assign(o.t64.begin(), o.t64.end());
+  o.targets64 = c.targets64;
+  return o;
+}
+
 TEST_P(LmHeadSim, ForwardMatchesTheCpuBackend) {
   if (std::string why = lora_sim_test::SimAvailable(); !why.empty())
     GTEST_SKIP() << "simulator unavailable: " << why;
@@ -46,27 +84,16 @@ TEST_P(LmHeadSim, ForwardMatchesTheCpuBackend) {
   std::string why;
   auto src = mlir::lora::cuda::emitLmHeadCeFwd(Template(c), &why);
   ASSERT_TRUE(src.has_value()) << why;
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<uint16_t> x(static_cast<size_t>(c.tokens * c.hidden)), w(static_cast<size_t>(c.vocab * c.hidden));
-  for (auto& e : x) e = lorart::cpu::FloatToBf16(u(rng));
-  for (auto& e : w) e = lorart::cpu::FloatToBf16(0.5f * u(rng));
-  std::uniform_int_distribution<int64_t> tg(0, c.vocab - 1);
-  std::vector<int64_t> t64(static_cast<size_t>(c.tokens));
-  std::vector<uint8_t> mask(static_cast<size_t>(c.tokens));
-  for (int64_t i = 0; i < c.tokens; ++i) {
-    t64[i] = tg(rng);
-    mask[i] = static_cast<uint8_t>(rng() % 4 != 0);
-  }
-  std::vector<int32_t> t32(t64.begin(), t64.end());
-  void* targets = c.targets64 ? static_cast<void*>(t64.data()) : t32.data();
+  Operands op = RandomOperands(c, rng);
+  auto& x = op.x;
+  auto& w = op.w;
+  auto& mask = op.mask;
+  void* targets = op.targets();
   float loss_cpu = NAN, loss_sim = NAN;
   int64_t count_cpu = -1, count_sim = -1;
 
   const auto view = &lora_sim_test::View;
-  std::vector<TensorView> in = {view(x.data(), DType::BF16, {c.tokens, c.hidden}),
-                                view(w.data(), DType::BF16, {c.vocab, c.hidden}),
-                                view(targets, c.targets64 ? DType::I64 : DType::I32, {c.tokens}),
-                                view(mask.data(), DType::BOOL, {c.tokens})};
+  std::vector<TensorView> in = op.Views(c);
   std::vector<TensorView> out = {view(&loss_cpu, DType::F32, {}), view(&count_cpu, DType::I64, {})};
   lorart::cpu::KernelParams p;
   p.set_kind("lm_head_ce_fwd");
@@ -104,27 +131,16 @@ TEST_P(LmHeadSim, InputGradientMatchesTheCpuBackend) {
   std::string why;
   auto src = mlir::lora::cuda::emitLmHeadCeBwdX(l, 64, &why);
   ASSERT_TRUE(src.has_value()) << why;
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<uint16_t> x(static_cast<size_t>(c.tokens * c.hidden)), w(static_cast<size_t>(c.vocab * c.hidden));
-  for (auto& e : x) e = lorart::cpu::FloatToBf16(u(rng));
-  for (auto& e : w) e = lorart::cpu::FloatToBf16(0.5f * u(rng));
-  std::uniform_int_distribution<int64_t> tg(0, c.vocab - 1);
-  std::vector<int64_t> t64(static_cast<size_t>(c.tokens));
-  std::vector<uint8_t> mask(static_cast<size_t>(c.tokens));
-  for (int64_t i = 0; i < c.tokens; ++i) {
-    t64[i] = tg(rng);
-    mask[i] = static_cast<uint8_t>(rng() % 4 != 0);
-  }
-  std::vector<int32_t> t32(t64.begin(), t64.end());
-  void* targets = c.targets64 ? static_cast<void*>(t64.data()) : t32.data();
+  Operands op = RandomOperands(c, rng);
+  auto& x = op.x;
+  auto& w = op.w;
+  auto& mask = op.mask;
+  void* targets = op.targets();
   float dloss = 0.37f;
   std::vector<uint16_t> dx_cpu(x.size()), dx_sim(x.size(), 0x7fc0);
   const auto view = &lora_sim_test::View;
-  std::vector<TensorView> in = {view(x.data(), DType::BF16, {c.tokens, c.hidden}),
-                                view(w.data(), DType::BF16, {c.vocab, c.hidden}),
-                                view(targets, c.targets64 ? DType::I64 : DType::I32, {c.tokens}),
-                                view(mask.data(), DType::BOOL, {c.tokens}),
-                                view(&dloss, DType::F32, {})};
+  std::vector<TensorView> in = op.Views(c);
+  in.push_back(view(&dloss, DType::F32, {}));
   lorart::cpu::KernelParams p;
   p.set_kind("lm_head_ce_bwd_x");
   p.Set("tokens", c.tokens);
@@ -158,19 +174,11 @@ TEST_P(LmHeadSim, WeightGradientMatchesTheCpuBackend) {
     std::string why;
     auto src = mlir::lora::cuda::emitLmHeadCeBwdW(Template(c), 64, f32 ? "float" : "__nv_bfloat16", &why);
     ASSERT_TRUE(src.has_value()) << why;
-    std::uniform_real_distribution<float> u(-1.f, 1.f);
-    std::vector<uint16_t> x(static_cast<size_t>(c.tokens * c.hidden)), w(static_cast<size_t>(c.vocab * c.hidden));
-    for (auto& e : x) e = lorart::cpu::FloatToBf16(u(rng));
-    for (auto& e : w) e = lorart::cpu::FloatToBf16(0.5f * u(rng));
-    std::uniform_int_distribution<int64_t> tg(0, c.vocab - 1);
-    std::vector<int64_t> t64(static_cast<size_t>(c.tokens));
-    std::vector<uint8_t> mask(static_cast<size_t>(c.tokens));
-    for (int64_t i = 0; i < c.tokens; ++i) {
-      t64[i] = tg(rng);
-      mask[i] = static_cast<uint8_t>(rng() % 4 != 0);
-    }
-    std::vector<int32_t> t32(t64.begin(), t64.end());
-    void* targets = c.targets64 ? static_cast<void*>(t64.data()) : t32.data();
+    Operands op = RandomOperands(c, rng);
+    auto& x = op.x;
+    auto& w = op.w;
+    auto& mask = op.mask;
+    void* targets = op.targets();
     float dloss = 0.61f;
     const size_t n = static_cast<size_t>(c.vocab * c.hidden);
     std::vector<float> dw_cpu32(n), dw_sim32(n, NAN);
@@ -179,11 +187,8 @@ TEST_P(LmHeadSim, WeightGradientMatchesTheCpuBackend) {
     void* dw_sim = f32 ? static_cast<void*>(dw_sim32.data()) : dw_sim16.data();
     const DType dt = f32 ? DType::F32 : DType::BF16;
     const auto view = &lora_sim_test::View;
-    std::vector<TensorView> in = {view(x.data(), DType::BF16, {c.tokens, c.hidden}),
-                                  view(w.data(), DType::BF16, {c.vocab, c.hidden}),
-                                  view(targets, c.targets64 ? DType::I64 : DType::I32, {c.tokens}),
-                                  view(mask.data(), DType::BOOL, {c.tokens}),
-                                  view(&dloss, DType::F32, {})};
+    std::vector<TensorView> in = op.Views(c);
+    in.push_back(view(&dloss, DType::F32, {}));
     lorart::cpu::KernelParams p;
     p.set_kind("lm_head_ce_bwd_w");
     p.Set("tokens", c.tokens);
