@@ -16,22 +16,11 @@ mode="$1"; bin="$2"; ex="$3"; work="$4"
 here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work"; mkdir -p "$work"
 cd "$work"
-steps=3
-case "$mode" in
-  sim)
-    export LORART_CUDA_DRIVER="$5" LORART_NVRTC="$5" LORA_SIM_WORK="$work/sim" ;;
-  gpu)
-    if "$bin/lorart" version | grep -q "^cuda: unavailable"; then
-      echo "SKIP: no CUDA device"; exit 77
-    fi
-    steps=20 ;;
-  *) echo "MODE must be sim or gpu"; exit 2 ;;
-esac
+. "$here/cuda_test_mode.sh"
+cuda_test_mode "$mode" "$bin" "$work" 3 20 "${5:-}"
 
 . "$here/demo_model.sh"
-demo_tokenizer "$bin" "$ex"
-"$bin/lorart" init-model --config "$ex/config.json" -o base --dtype bf16 --tokenizer tokenizer.model \
-  --seed 3 > /dev/null
+demo_bf16_base "$bin" "$ex"
 head -40 "$ex/sft_train.jsonl" > train.jsonl
 head -4 "$ex/sft_val.jsonl" > val.jsonl
 "$bin/lorac" compile base --dtype bf16 --quantize-base nf4 --lora-r 8 --lora-alpha 16 \

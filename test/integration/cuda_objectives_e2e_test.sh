@@ -15,22 +15,11 @@ mode="$1"; bin="$2"; ex="$3"; work="$4"
 here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work"; mkdir -p "$work"
 cd "$work"
-steps=2
-case "$mode" in
-  sim)
-    export LORART_CUDA_DRIVER="$5" LORART_NVRTC="$5" LORA_SIM_WORK="$work/sim" ;;
-  gpu)
-    if "$bin/lorart" version | grep -q "^cuda: unavailable"; then
-      echo "SKIP: no CUDA device"; exit 77
-    fi
-    steps=10 ;;
-  *) echo "MODE must be sim or gpu"; exit 2 ;;
-esac
+. "$here/cuda_test_mode.sh"
+cuda_test_mode "$mode" "$bin" "$work" 2 10 "${5:-}"
 
 . "$here/demo_model.sh"
-demo_tokenizer "$bin" "$ex"
-"$bin/lorart" init-model --config "$ex/config.json" -o base --dtype bf16 --tokenizer tokenizer.model \
-  --seed 3 > /dev/null
+demo_bf16_base "$bin" "$ex"
 head -16 "$ex/dpo_train.jsonl" > pairs.jsonl
 head -16 "$ex/pretrain.jsonl" > general.jsonl
 sed -n 17,40p "$ex/pretrain.jsonl" > train.jsonl

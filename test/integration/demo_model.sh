@@ -13,6 +13,14 @@ for line in open(sys.argv[1]):
   "$1/lorart" train-tokenizer "$2/corpus.txt" task.txt -o tokenizer.model --vocab-size 512 > /dev/null
 }
 
+# demo_bf16_base BIN EXAMPLES: the tokenizer and ./base, the demo config
+# with random bf16 weights (seed 3).
+demo_bf16_base() {
+  demo_tokenizer "$1" "$2"
+  "$1/lorart" init-model --config "$2/config.json" -o base --dtype bf16 --tokenizer tokenizer.model \
+    --seed 3 > /dev/null
+}
+
 # demo_pretrained BIN EXAMPLES: the tokenizer, ./base (the demo config, f32,
 # seed 1) and ./pretrained (300 steps of full fine-tuning on the corpus).
 demo_pretrained() {
