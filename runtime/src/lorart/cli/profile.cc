@@ -46,9 +46,12 @@ double LaunchFlops(const std::string& kind, const cpu::KernelParams& p) {
       kind == "linear_bwd_w")
     return 2 * m * n * k;
   if (kind == "fused_linear_fwd") return 2 * m * n * k + 2 * m * r * (k + n);
-  // dx = dy·W (+ the adapter's dx), u, g, dA, dB.
-  if (kind == "fused_linear_bwd") return 2 * m * n * k + 8 * m * r * (k + n) / 2;
-  if (kind == "lora_bwd") return 8 * m * r * (k + n) / 2;
+  // The adapter's backward: u = x·Aᵀ and dA = gᵀ·x and its dx term g·A
+  // (2·m·r·k each), g = dy·B and dB = dyᵀ·u (2·m·r·n each); with the frozen
+  // weight, dx = dy·W too.
+  const double adapter = 2 * m * r * (3 * k + 2 * n);
+  if (kind == "fused_linear_bwd") return 2 * m * n * k + adapter;
+  if (kind == "lora_bwd") return adapter;
   if (kind == "lm_head_ce_fwd") return 2 * i("tokens") * i("hidden") * i("vocab");
   if (kind == "lm_head_ce_bwd_x" || kind == "lm_head_ce_bwd_w")
     return 4 * i("tokens") * i("hidden") * i("vocab");  // logits again, then the product
