@@ -38,6 +38,8 @@ struct GemmFwd {
   int64_t m = 0, n = 0, k = 0, rank = 0;
   bool bias = false;
   std::string xType, biasType, yType; ///< CUDA element types
+  /// The adapter's A and B (the tensor-core template takes bf16 only).
+  std::string aType = "__nv_bfloat16", bType = "__nv_bfloat16";
   bool wNf4 = false;                  ///< else W is dense in xType
   int64_t blockSize = 0, doubleQuantBlock = 0;
   double scaling = 0, dropout = 0;
@@ -103,6 +105,8 @@ struct LinearBwd {
   int64_t blockSize = 0, doubleQuantBlock = 0;
   double scaling = 0, dropout = 0;
   std::string dyType, xType, dxType, daType, dbType;
+  /// A, B and a dense W (the tensor-core template takes bf16 only).
+  std::string aType = "__nv_bfloat16", bType = "__nv_bfloat16", wType = "__nv_bfloat16";
 };
 std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why);
 /// The device function `lora_dyw_tile<ROWS, N, K, LDY>(acc, dy, w, m0, k0,
@@ -140,6 +144,27 @@ std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::st
 /// the last chunk rounds into dw).
 std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const std::string &dwType,
                                        std::string *why);
+
+/// The same kernels on CUDA cores (CudaSimt.cpp) for what the tensor-core
+/// templates refuse: f32 and f16 activations, bf16 ones with a rank above
+/// 64 or K not a multiple of 8. Any float, bf16 or f16 operands; f32 sums in
+/// one fixed order; f32 intermediates rounded as the CPU backend's products
+/// read them. The same arguments as the tensor-core kernels (the forward
+/// with an adapter takes a workspace for u = s·drop(x)·Aᵀ).
+std::optional<Source> emitSimtGemmFwd(const GemmFwd &g, std::string *why);
+std::optional<Source> emitSimtLinearBwd(const LinearBwd &g, std::string *why);
+std::optional<Source> emitSimtLinearBwdW(int64_t m, int64_t n, int64_t k, const std::string &dyType,
+                                         const std::string &xType, const std::string &dwType,
+                                         std::string *why);
+std::optional<Source> emitSimtLmHeadCeFwd(const LmHeadCe &l, std::string *why);
+std::optional<Source> emitSimtLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::string *why);
+std::optional<Source> emitSimtLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const std::string &dwType,
+                                           std::string *why);
+/// Attention with q, k, v and the outputs in one float type, head_dim up to
+/// 256: a warp per query row (forward; the backward's dQ) or key row (dK,
+/// dV), the same workspace as the tensor-core backward.
+std::optional<Source> emitSimtAttentionFwd(const AttentionFwd &a, std::string *why);
+std::optional<Source> emitSimtAttentionBwd(const AttentionFwd &a, std::string *why);
 
 } // namespace mlir::lora::cuda
 

@@ -15,8 +15,11 @@
 // segment_boundary_mask, select_rows, bias_bwd; the tensor-core GEMMs
 // (CudaGemm.cpp, CudaLinearBwd.cpp), attention (CudaAttention.cpp), the
 // LM-head loss (CudaLmHead.cpp) and the losses on logits, DPO, replay and
-// EWC (CudaLosses.cpp). A kernel whose case no template covers (see each
-// template's `why`) keeps no source and the runtime refuses it on CUDA.
+// EWC (CudaLosses.cpp). The GEMM-shaped kernels and attention fall back to
+// CUDA-core templates (CudaSimt.cpp) for what the tensor-core ones do not
+// cover (f32/f16 activations, ranks above 64, K not a multiple of 8). A
+// kernel whose case no template covers (see each template's `why`) keeps no
+// source and the runtime refuses it on CUDA.
 //
 //===----------------------------------------------------------------------===//
 #include "CudaGemm.h"
@@ -42,6 +45,7 @@ using namespace mlir::lora;
 namespace {
 
 constexpr int64_t kBlock = 256;
+const std::string kBf16 = "__nv_bfloat16";
 
 /// The CUDA type of a float tensor's elements.
 std::string cudaType(Type t) {
@@ -129,16 +133,21 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
       g.scaling = k.getAs<FloatAttr>("scaling").getValueAsDouble();
       g.dropout = k.getAs<FloatAttr>("dropout").getValueAsDouble();
       unsigned ia = 2 + (g.bias ? 1 : 0);
-      if (ty(op->getOperand(ia)) != "__nv_bfloat16" || ty(op->getOperand(ia + 1)) != "__nv_bfloat16")
-        return std::nullopt;
+      g.aType = ty(op->getOperand(ia));
+      g.bType = ty(op->getOperand(ia + 1));
     }
     std::string why;
-    return cuda::emitGemmFwd(g, &why);
+    std::optional<Source> s;
+    if (!g.rank || (g.aType == kBf16 && g.bType == kBf16))
+      s = cuda::emitGemmFwd(g, &why);
+    return s ? s : cuda::emitSimtGemmFwd(g, &why);
   }
   if (auto o = dyn_cast<LinearGradWOp>(op)) {
     std::string why;
-    return cuda::emitLinearBwdW(n("m"), n("n"), n("k"), ty(o.getDy()), ty(o.getX()),
-                                ty(o.getResult()), &why);
+    auto s = cuda::emitLinearBwdW(n("m"), n("n"), n("k"), ty(o.getDy()), ty(o.getX()),
+                                  ty(o.getResult()), &why);
+    return s ? s : cuda::emitSimtLinearBwdW(n("m"), n("n"), n("k"), ty(o.getDy()), ty(o.getX()),
+                                            ty(o.getResult()), &why);
   }
   if (auto o = dyn_cast<BiasGradOp>(op)) {
     // Column sums in row order, f32 (the CPU backend's order): one thread
@@ -164,7 +173,8 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     if (ty(o.getWeight()) != g.xType)
       return std::nullopt;
     std::string why;
-    return cuda::emitGemmFwd(g, &why);
+    auto s = cuda::emitGemmFwd(g, &why);
+    return s ? s : cuda::emitSimtGemmFwd(g, &why);
   }
   if (isa<CrossEntropyOp, CrossEntropyGradOp, SequenceLogProbsOp, SequenceLogProbsGradOp>(op)) {
     // Losses over materialized logits (CudaLosses.cpp): one block per row.
@@ -236,12 +246,17 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
     l.wType = ty(op->getOperand(1));
     l.targetType = indexType(op->getOperand(2));
     std::string why;
-    if (!bwd)
-      return cuda::emitLmHeadCeFwd(l, &why);
-    if (isa<LMHeadCrossEntropyGradWOp>(op))
-      return cuda::emitLmHeadCeBwdW(l, n("chunk_size"), ty(op->getResult(0)), &why);
+    if (!bwd) {
+      auto s = cuda::emitLmHeadCeFwd(l, &why);
+      return s ? s : cuda::emitSimtLmHeadCeFwd(l, &why);
+    }
+    if (isa<LMHeadCrossEntropyGradWOp>(op)) {
+      auto s = cuda::emitLmHeadCeBwdW(l, n("chunk_size"), ty(op->getResult(0)), &why);
+      return s ? s : cuda::emitSimtLmHeadCeBwdW(l, n("chunk_size"), ty(op->getResult(0)), &why);
+    }
     l.dxType = ty(op->getResult(0));
-    return cuda::emitLmHeadCeBwdX(l, n("chunk_size"), &why);
+    auto s = cuda::emitLmHeadCeBwdX(l, n("chunk_size"), &why);
+    return s ? s : cuda::emitSimtLmHeadCeBwdX(l, n("chunk_size"), &why);
   }
   if (isa<LinearGradXOp, AdapterGradOp, FusedLinearGradOp>(op)) {
     // dx, dA and dB through the frozen (dense or NF4) weight and the adapter
@@ -266,16 +281,25 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
       g.xType = ty(x);
       g.daType = ty(op->getResult(1));
       g.dbType = ty(op->getResult(2));
-      if (ty(a) != "__nv_bfloat16" || ty(b) != "__nv_bfloat16")
-        return std::nullopt;
+      g.aType = ty(a);
+      g.bType = ty(b);
     }
     g.dyType = ty(dy);
     g.dxType = ty(op->getResult(0));
     g.hasW = static_cast<bool>(w);
-    if (w && !gemmWeight(w, "__nv_bfloat16", &g.wNf4, &g.blockSize, &g.doubleQuantBlock))
-      return std::nullopt;
+    if (w) {
+      // A dense W of any float type (the LM head under DPO: an f32 dy
+      // against a bf16 W), or NF4.
+      if (!isa<NF4Type>(w.getType()))
+        g.wType = ty(w);
+      if (!gemmWeight(w, g.wType, &g.wNf4, &g.blockSize, &g.doubleQuantBlock))
+        return std::nullopt;
+    }
     std::string why;
-    return cuda::emitLinearBwd(g, &why);
+    std::optional<Source> s;
+    if (g.aType == kBf16 && g.bType == kBf16 && g.wType == kBf16)
+      s = cuda::emitLinearBwd(g, &why);
+    return s ? s : cuda::emitSimtLinearBwd(g, &why);
   }
   if (isa<AttentionOp, AttentionGradOp>(op)) {
     // FlashAttention-2 style on tensor cores (CudaAttention.cpp); every
@@ -296,14 +320,21 @@ std::optional<Source> emit(Operation *op, DictionaryAttr k) {
       a.segType = indexType(seg);
     a.qType = ty(op->getOperand(bwd ? 1 : 0));
     a.oType = ty(op->getResult(0));
+    // One float type for every tensor operand and result: bf16 on tensor
+    // cores, anything else (or a head_dim they do not cover) on CUDA cores.
     for (Value v : op->getOperands())
-      if (v != seg && ty(v) != "__nv_bfloat16")
+      if (v != seg && ty(v) != a.qType)
         return std::nullopt;
     for (Value r : op->getResults())
-      if (ty(r) != "__nv_bfloat16")
+      if (ty(r) != a.qType)
         return std::nullopt;
     std::string why;
-    return bwd ? cuda::emitAttentionBwd(a, &why) : cuda::emitAttentionFwd(a, &why);
+    std::optional<Source> s;
+    if (a.qType == kBf16)
+      s = bwd ? cuda::emitAttentionBwd(a, &why) : cuda::emitAttentionFwd(a, &why);
+    if (!s)
+      s = bwd ? cuda::emitSimtAttentionBwd(a, &why) : cuda::emitSimtAttentionFwd(a, &why);
+    return s;
   }
   if (auto o = dyn_cast<EmbeddingGradOp>(op)) {
     // One block per vocabulary row: the block scans the ids 256 at a time
@@ -633,8 +664,14 @@ struct EmitCudaPass : public lora::impl::EmitCudaBase<EmitCudaPass> {
         return WalkResult::interrupt();
       }
       std::optional<Source> s = emit(op, k);
-      if (!s)
+      if (!s) {
+        // Say so at compile time rather than when the plan is run on CUDA.
+        op->emitWarning() << "no CUDA template covers kernel '"
+                          << k.getAs<StringAttr>("kind").getValue()
+                          << "' with these operand types and sizes; the plan cannot run with "
+                             "--device cuda";
         return WalkResult::advance();
+      }
       Builder b(op->getContext());
       NamedAttrList attrs(k);
       attrs.set("cuda_source", b.getStringAttr(s->code));

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Every CUDA kernel of the tiny test plans (bf16 and f32, LoRA on a bf16 and
-# on an NF4 base, full fine-tuning) runs on the CPU simulator and matches the
+# Every CUDA kernel of the tiny test plans (bf16, f16 and f32, LoRA on a
+# bf16 and on an NF4 base, full fine-tuning) runs on the CPU simulator and matches the
 # CPU backend on fresh random inputs.
 # A tiny Qwen2 (attention biases, tied embeddings) adds bias_bwd and the
 # biased GEMMs in LoRA and full fine-tuning.
@@ -28,6 +28,11 @@ compile bf16_lora --dtype bf16 --lora-r 8 --lora-alpha 16
 compile bf16_nf4 --dtype bf16 --quantize-base nf4 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1
 compile f32_lora --dtype f32 --lora-r 4 --lora-alpha 8 --max-grad-norm 0
 compile f32_full --dtype f32 --no-lora --train full
+# The CUDA-core templates (CudaSimt.cpp) beside f32_lora and f32_full: f16
+# LoRA on packed documents (segment ids), and a bf16 rank above the
+# tensor-core templates' 64.
+compile f16_packed --dtype f16 --lora-r 8 --lora-alpha 16 --packing
+compile bf16_r128 --dtype bf16 --lora-r 128 --lora-alpha 256
 compile bf16_full --dtype bf16 --no-lora --train full
 compile_qwen qwen_lora --dtype bf16 --lora-r 8 --lora-alpha 16
 compile_qwen qwen_full --dtype bf16 --no-lora --train full
@@ -36,10 +41,10 @@ compile_qwen qwen_full --dtype bf16 --no-lora --train full
 compile dpo_replay --dtype bf16 --quantize-base nf4 --lora-r 8 --objective dpo --dpo-replay-weight 0.5
 compile ipo --dtype bf16 --lora-r 8 --objective dpo --dpo-loss ipo --dpo-beta 0.3
 compile ewc --dtype bf16 --quantize-base nf4 --lora-r 8 --ewc-lambda 0.7
-for p in bf16_lora bf16_nf4 f32_lora f32_full bf16_full qwen_lora qwen_full dpo_replay ipo ewc; do
+for p in bf16_lora bf16_nf4 f32_lora f32_full f16_packed bf16_r128 bf16_full qwen_lora qwen_full dpo_replay ipo ewc; do
   echo "== $p"
-  # Every kernel of a bf16 plan (LoRA, QLoRA, full fine-tuning, DPO, EWC) has CUDA source.
-  case $p in f32_lora|f32_full) all=0 ;; *) all=1 ;; esac
-  LORA_SIM_PLAN="$work/$p.bin" LORA_SIM_WORK="$work/sim" LORA_SIM_REQUIRE_ALL=$all \
+  # Every kernel of every plan (bf16, f16 and f32; LoRA, QLoRA, full
+  # fine-tuning, DPO, EWC) has CUDA source.
+  LORA_SIM_PLAN="$work/$p.bin" LORA_SIM_WORK="$work/sim" LORA_SIM_REQUIRE_ALL=1 \
     "$sim" --gtest_filter='SimPlan.*' --gtest_brief=1
 done

@@ -7,7 +7,9 @@
 set -eu
 bin="$1"; cfg="$2"; work="$3"
 rm -rf "$work"; mkdir -p "$work"
-for dtype in bf16 f32; do
+# Every kernel of a bf16, f32 and f16 plan has a source (the f32 and f16 ones
+# from the CUDA-core templates).
+for dtype in bf16 f32 f16; do
   "$bin/lorac" compile "$cfg" --dtype $dtype --micro-batch 2 --seq-len 16 --target cuda \
     -o "$work/$dtype.bin"
   if ! out=$("$bin/lorart" check-kernels "$work/$dtype.bin" --arch sm_80 --arch sm_90a \
@@ -17,6 +19,7 @@ for dtype in bf16 f32; do
   fi
   echo "$dtype: $out"
   case "$out" in "compiled 0 "*) echo "FAIL: no kernel compiled"; exit 1 ;; esac
+  case "$out" in *"; 0 kernels have no CUDA source"*) ;; *) echo "FAIL: kernels without source"; exit 1 ;; esac
 done
 # ptxas's report: no kernel of a QLoRA plan (the fused NF4 GEMM with its
 # adapter and dropout included) spills registers or needs a stack frame.
@@ -26,6 +29,10 @@ done
 grep -q "lora_gemm_fwd_.*nf4.*_drop sm_90a: .* 0 bytes spill stores" "$work/resources.txt" ||
   { echo "FAIL: no spill report for the fused NF4 GEMM"; cat "$work/resources.txt"; exit 1; }
 grep lora_gemm_fwd "$work/resources.txt" | sort -u | head -4
+# Nor does any kernel of the f32 plan (the CUDA-core templates).
+"$bin/lorart" check-kernels "$work/f32.bin" --arch sm_90a --no-spills > "$work/resources_f32.txt"
+grep -q "lora_simt_gemm_fwd_.* sm_90a: .* 0 bytes spill stores" "$work/resources_f32.txt" ||
+  { echo "FAIL: no spill report for the CUDA-core GEMM"; cat "$work/resources_f32.txt"; exit 1; }
 again=$("$bin/lorart" check-kernels "$work/f32.bin" --kernel-cache "$work/cache")
 echo "again: $again"
 case "$again" in *" from the cache"*) ;; *) exit 1 ;; esac

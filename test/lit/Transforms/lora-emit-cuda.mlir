@@ -1,6 +1,7 @@
 // RUN: lorac-opt %s -lora-lower-to-kernels=target=cuda -lora-emit-cuda | FileCheck %s
 // RUN: not lorac-opt %s -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=NOKERNEL
 // RUN: not lorac-opt %s -lora-lower-to-kernels=target=cuda -lora-emit-cuda -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=TWICE
+// RUN: lorac-opt %s -lora-lower-to-kernels=target=cuda -lora-emit-cuda -verify-diagnostics > /dev/null
 
 // NOKERNEL: error: no kernel to emit CUDA for: run lora-lower-to-kernels first
 // TWICE: error: 'lora.add' op already has CUDA source
@@ -86,15 +87,28 @@ func.func @attention_backward(%do: tensor<2x8x64xbf16>, %q: tensor<2x8x64xbf16>,
   return %dq, %dk, %dv : tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>
 }
 
-// Negative: f32 activations have no tensor-core template yet; the kernel is
-// kept and gets no source.
+// f32 activations: the CUDA-core templates (CudaSimt.cpp), one 64x64 tile
+// per block of 256 threads; attention one warp per query row (8 per block).
 // CHECK-LABEL: func.func @f32_linear
-// CHECK: lora.linear
-// CHECK-NOT: cuda_source
-// CHECK-SAME: kind = "linear_fwd"
-func.func @f32_linear(%x: tensor<2x8x64xf32>, %m: tensor<64x64xf32>) -> tensor<2x8x64xf32> {
+// CHECK: lora.linear {{.*}}cuda_block = array<i64: 256, 1, 1>, cuda_entry = "lora_simt_gemm_fwd_f32_m16_n64_k64_yf32", cuda_grid = array<i64: 1, 1, 1>
+// CHECK-SAME: lora_simt_tile
+// CHECK: lora.attention {{.*}}cuda_entry = "lora_simt_attention_fwd_f32_b2_t8_h4_kv2_d16", cuda_grid = array<i64: 1, 4, 2>
+func.func @f32_linear(%x: tensor<2x8x64xf32>, %m: tensor<64x64xf32>, %kv: tensor<2x8x32xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>) {
   %y = lora.linear %x, %m : (tensor<2x8x64xf32>, tensor<64x64xf32>) -> tensor<2x8x64xf32>
-  return %y : tensor<2x8x64xf32>
+  %o = lora.attention %x, %kv, %kv {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<2x8x32xf32>) -> tensor<2x8x64xf32>
+  return %y, %o : tensor<2x8x64xf32>, tensor<2x8x64xf32>
+}
+
+// Negative: no template covers attention with head_dim 512; the kernel is
+// kept, gets no source and a warning (the runtime refuses the plan on CUDA).
+// CHECK-LABEL: func.func @uncovered
+// CHECK: lora.attention
+// CHECK-NOT: cuda_source
+// CHECK-SAME: kind = "attention_fwd"
+func.func @uncovered(%q: tensor<1x4x512xf32>) -> tensor<1x4x512xf32> {
+  // expected-warning@+1 {{no CUDA template covers kernel 'attention_fwd' with these operand types and sizes; the plan cannot run with --device cuda}}
+  %o = lora.attention %q, %q, %q {num_heads = 1 : i64, num_kv_heads = 1 : i64, head_dim = 512 : i64} : (tensor<1x4x512xf32>, tensor<1x4x512xf32>, tensor<1x4x512xf32>) -> tensor<1x4x512xf32>
+  return %o : tensor<1x4x512xf32>
 }
 
 // The optimizer step's kernels all get sources: the global norm (one block,

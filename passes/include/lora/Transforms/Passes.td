@@ -644,12 +644,18 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     (`cuda_workspace` bytes, placed by lora-plan-memory). Arguments: the
     launch's inputs, its outputs, the workspace if any, then for kernels
     drawing dropout masks a pointer to the mask key (DropoutKey of the step
-    seed and the op's stream). Not yet: f32/f16 activations for the GEMMs and
-    attention, `lm_head_ce_bwd_w` (a trained LM head) and the unfused
-    `cross_entropy_*` (issue #5). `linear_bwd_w` and `bias_bwd` (full
+    seed and the op's stream). `linear_bwd_w` and `bias_bwd` (full
     fine-tuning) have templates too. `lm_head_fwd` takes the GEMM with
-    f32 output and `select_rows` an elementwise gather, so every kernel of a
-    bf16 LoRA or QLoRA plan has a source.
+    f32 output and `select_rows` an elementwise gather.
+
+    What the tensor-core templates do not cover — f32 and f16 activations,
+    bf16 ones with a LoRA rank above 64 or K not a multiple of 8, attention
+    head_dim not a multiple of 16 up to 128 — takes the CUDA-core templates
+    (passes/lib/CudaSimt.cpp): the same kernels and arguments, 64x64 output
+    tiles of f32 FMAs staged through shared memory, attention a warp per
+    query (and per key for dK/dV), every sum in one fixed order. So every
+    kernel of a bf16, f16 or f32 plan has a source; a kernel that no
+    template covers (e.g. head_dim above 256) keeps none, with a warning.
 
     After:
     ```mlir

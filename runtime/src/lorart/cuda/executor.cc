@@ -60,8 +60,8 @@ Status CheckPlanHasCudaKernels(const Plan& plan) {
     const schema::Kernel& kernel = plan.kernel(k);
     if (!kernel.cuda_source() || !kernel.entry())
       return InvalidArgumentError(StrFormat(
-          "%s: %s has no CUDA source (compile the plan with `lorac compile --target cuda`; "
-          "kernels with f32/f16 activations run on the CPU only)",
+          "%s: %s has no CUDA source (compile the plan with `lorac compile --target cuda`, "
+          "which warns about any kernel that no CUDA template covers)",
           plan.path().c_str(), KernelLabel(plan, k).c_str()));
   }
   return OkStatus();
