@@ -26,9 +26,9 @@ LORART_API const char* lorart_last_error(void);
 
 /* Opens a plan; num_threads 0 = all hardware threads. NULL on failure. */
 LORART_API lorart_session* lorart_open(const char* plan_path, int num_threads);
-/* Opens a plan on a device: "cpu", "cuda" (fails without a GPU, or when a
- * launched kernel has no CUDA source) or "auto" (the GPU when the plan can run
- * there, else the CPU). kernel_cache: the compiled-kernel cache directory,
+/* Opens a plan on a device: "cpu", "cuda" or "cuda:N" (GPU 0 or GPU N; fails
+ * without that GPU, or when a launched kernel has no CUDA source) or "auto"
+ * (GPU 0 when the plan can run there, else the CPU). kernel_cache: the compiled-kernel cache directory,
  * NULL or "" for $XDG_CACHE_HOME/lorac. */
 LORART_API lorart_session* lorart_open_device(const char* plan_path, int num_threads,
                                               const char* device, const char* kernel_cache);

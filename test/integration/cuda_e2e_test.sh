@@ -3,7 +3,8 @@
 # NF4 base, dropout on) with `lorart run --device cuda` and `--device cpu`
 # reaches the same losses and adapters within bf16 tolerance; a checkpoint
 # written on CUDA resumes on the CPU and one written on the CPU resumes on
-# CUDA; `lorart eval --device cuda` matches the CPU's loss.
+# CUDA; `lorart eval --device cuda:0` matches the CPU's loss, and
+# `--device cuda:99` fails naming the missing GPU.
 #
 # MODE sim: the CUDA driver and NVRTC are the CPU simulator's
 # (test/cuda_sim/sim_driver.cc), so the executor's own code — allocation,
@@ -48,8 +49,14 @@ evaluate() {  # evaluate DEVICE -> prints the loss
     { cat "eval_$1.log"; return 1; }
   sed -n 's/^loss \([0-9.e+-]*\),.*/\1/p' "eval_$1.log"
 }
-eval_cuda=$(evaluate cuda)
+eval_cuda=$(evaluate cuda:0)
 eval_cpu=$(evaluate cpu)
+# A GPU ordinal that does not exist: one line naming it, nothing run.
+if "$bin/lorart" eval plan.bin --data val.jsonl --base base --adapter cpu --template simple \
+    --device cuda:99 --kernel-cache "$work/kernels" > eval_99.log 2>&1; then
+  echo "FAIL: --device cuda:99 ran"; exit 1
+fi
+grep -q "CUDA device 99 does not exist" eval_99.log || { cat eval_99.log; exit 1; }
 
 python3 - "$eval_cuda" "$eval_cpu" <<'EOF'
 import json, struct, sys

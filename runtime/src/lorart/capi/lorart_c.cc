@@ -75,7 +75,7 @@ lorart_session* lorart_open_device(const char* plan_path, int num_threads, const
   }
   lorart::SessionOptions o;
   o.num_threads = num_threads;
-  lorart::StatusOr<lorart::DeviceKind> kind = lorart::ParseDevice(device);
+  lorart::StatusOr<lorart::DeviceKind> kind = lorart::ParseDevice(device, &o.cuda_device);
   if (!kind.ok()) {
     Fail(kind.status());
     return nullptr;

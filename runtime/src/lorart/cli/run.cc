@@ -91,17 +91,18 @@ Status CheckVocabulary(const Plan& plan, const data::Tokenizer& tok, const data:
 }  // namespace
 
 void DeviceFlags::Add(CLI::App* app) {
-  app->add_option("--device", device, "cpu, cuda or auto (default auto: the GPU when there is one)");
+  app->add_option("--device", device,
+                  "cpu, cuda, cuda:N (GPU N) or auto (default auto: GPU 0 when there is one)");
   app->add_option("--kernel-cache", kernel_cache,
                   "Compiled CUDA kernels (default: $XDG_CACHE_HOME/lorac)");
 }
 
 Status DeviceFlags::Apply(SessionOptions* so) const {
-  LORA_ASSIGN_OR_RETURN(so->device, ParseDevice(device));
+  LORA_ASSIGN_OR_RETURN(so->device, ParseDevice(device, &so->cuda_device));
   so->kernel_cache = kernel_cache;
   if (so->device == DeviceKind::kCuda) {
     Status gpu = cuda::CudaDeviceAvailable();
-    if (!gpu.ok()) return UnavailableError("--device cuda: " + gpu.message());
+    if (!gpu.ok()) return UnavailableError("--device " + device + ": " + gpu.message());
   }
   return OkStatus();
 }

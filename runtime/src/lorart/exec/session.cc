@@ -104,6 +104,7 @@ Status Session::Prepare(const SessionOptions& options) {
     cuda::ExecutorOptions eo;
     eo.kernel_cache = options.kernel_cache;
     eo.compile_threads = options.num_threads;
+    eo.device = options.device == DeviceKind::kCuda ? options.cuda_device : 0;
     LORA_RETURN_IF_ERROR(cuda::Executor::Create(plan_, eo, &cuda_));
   } else {
     uint64_t alignment = std::max<uint64_t>(64, plan_.arena().alignment());
@@ -186,11 +187,18 @@ std::string Session::DeviceDescription() const {
                    not_cuda_.c_str());
 }
 
-StatusOr<DeviceKind> ParseDevice(const std::string& name) {
+StatusOr<DeviceKind> ParseDevice(const std::string& name, int* cuda_ordinal) {
+  if (cuda_ordinal) *cuda_ordinal = 0;
   if (name == "cpu") return DeviceKind::kCpu;
   if (name == "cuda") return DeviceKind::kCuda;
   if (name == "auto") return DeviceKind::kAuto;
-  return InvalidArgumentError("--device must be cpu, cuda or auto, got '" + name + "'");
+  if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() <= 8 &&
+      name.find_first_not_of("0123456789", 5) == std::string::npos) {
+    if (cuda_ordinal) *cuda_ordinal = std::stoi(name.substr(5));
+    return DeviceKind::kCuda;
+  }
+  return InvalidArgumentError("--device must be cpu, cuda, cuda:N (a GPU's ordinal) or auto, got '" +
+                              name + "'");
 }
 
 Status Session::BindWeights(const std::string& model_dir) {

@@ -38,12 +38,14 @@ enum class DeviceKind { kCpu, kCuda, kAuto };
 Status DecodeFloats(lorart::DType src, const uint8_t* data, int64_t n, float* out,
                     const std::string& what);
 
-// "cpu", "cuda" or "auto".
-StatusOr<DeviceKind> ParseDevice(const std::string& name);
+// "cpu", "cuda", "cuda:N" (the GPU of ordinal N; "cuda" is "cuda:0") or
+// "auto" (GPU 0 when it can run the plan). `cuda_ordinal` (optional) gets N.
+StatusOr<DeviceKind> ParseDevice(const std::string& name, int* cuda_ordinal = nullptr);
 
 struct SessionOptions {
   int num_threads = 0;  // 0: all hardware threads (CPU kernels, CUDA compiles)
   DeviceKind device = DeviceKind::kCpu;
+  int cuda_device = 0;       // the GPU's ordinal for kCuda
   std::string kernel_cache;  // CUDA: compiled-kernel cache ("" = the default)
 };
 
