@@ -133,6 +133,10 @@ struct LmHeadCe {
   std::string xType, wType, targetType, dxType;
 };
 std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why);
+/// Its `$BASE$_sum` launch (one thread adds the workspace's per-token
+/// losses in token order and counts the masked-in tokens), shared with the
+/// CUDA-core template; `T` and the forward's `$PARAMS$` in scope.
+const char *lmHeadSumKernel();
 /// Its input gradient (`lm_head_ce_bwd_x`: x, w, targets, mask, dloss → dx):
 /// each row's logsumexp, then per chunk of `chunk` tokens (the compiler's
 /// chunk_size) the chunk's bf16 dlogits in the workspace and dx = dlogits·W.

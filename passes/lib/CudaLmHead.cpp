@@ -122,13 +122,16 @@ extern "C" __global__ void __launch_bounds__(128, 1) $BASE$_rows($PARAMS$) {
       loss_ws[row[r]] = mask[row[r]] ? (double)lse[r] - (double)tl[r] : 0.0;
 }
 
+)";
+
+const char *kLmHeadSum = R"(
 // The sum in token order and the count of masked-in tokens.
 extern "C" __global__ void __launch_bounds__(32) $BASE$_sum($PARAMS$) {
   if (threadIdx.x != 0) return;
   const double* loss_ws = (const double*)ws_;
   double sum = 0.0;
   long long count = 0;
-  for (int i = 0; i < T; ++i)
+  for (long i = 0; i < T; ++i)
     if (mask[i]) {
       sum += loss_ws[i];
       ++count;
@@ -243,6 +246,8 @@ __device__ __forceinline__ void lora_dw(const __nv_bfloat16* x, $DWT$* dw, void*
 
 } // namespace
 
+const char *lmHeadSumKernel() { return kLmHeadSum; }
+
 std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
   if (l.xType != "__nv_bfloat16" || l.wType != "__nv_bfloat16") {
     *why = "x or the weight is not bf16";
@@ -259,7 +264,7 @@ std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
                        "float* __restrict__ loss_sum, long long* __restrict__ count_, void* __restrict__ ws_";
   Source s;
   s.code = std::string(mmaPrelude()) +
-           subst(std::string(kLogitsTile) + kLmHeadCeFwd, {{"BASE", base},
+           subst(std::string(kLogitsTile) + kLmHeadCeFwd + kLmHeadSum, {{"BASE", base},
                                 {"PARAMS", params},
                                 {"T", std::to_string(l.tokens)},
                                 {"D", std::to_string(l.hidden)},

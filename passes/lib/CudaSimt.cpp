@@ -142,6 +142,32 @@ bool floatType(const std::string &t) {
 
 int64_t tiles(int64_t v) { return (v + 63) / 64; }
 
+/// "_nf4b<block>[dq<group>]" for an NF4 weight, else `dense`.
+std::string weightTag(bool nf4, int64_t blockSize, int64_t doubleQuantBlock, const char *dense) {
+  if (!nf4)
+    return dense;
+  return "_nf4b" + std::to_string(blockSize) +
+         (doubleQuantBlock ? "dq" + std::to_string(doubleQuantBlock) : "");
+}
+
+/// The variables every product template shares: its sizes, the scaling,
+/// the weight and drop(x) device functions (with their tables) and the
+/// dropout key (0 without dropout, which lora_xd then ignores).
+std::map<std::string, std::string> productVars(int64_t m, int64_t n, int64_t k, int64_t rank,
+                                               double scaling, bool drop, const std::string &wfn,
+                                               const std::string &xdfn, const std::string &tables) {
+  return {{"M", std::to_string(m)},
+          {"N", std::to_string(n)},
+          {"K", std::to_string(k)},
+          {"R", std::to_string(rank)},
+          {"S", floatLiteral(static_cast<float>(scaling))},
+          {"WFN", wfn},
+          {"XDFN", xdfn},
+          {"TABLES", tables},
+          {"KEY", drop ? "  const unsigned long long key = *key_;\n"
+                       : "  const unsigned long long key = 0;\n"}};
+}
+
 // ---------------------------------------------------------------------------
 // y = x·Wᵀ (+ bias) (+ s·drop(x)·Aᵀ·Bᵀ)
 
@@ -199,10 +225,7 @@ std::optional<Source> emitSimtGemmFwd(const GemmFwd &g, std::string *why) {
   Source s;
   s.entry = "lora_simt_gemm_fwd_" + tag(g.xType) + "_m" + std::to_string(g.m) + "_n" +
             std::to_string(g.n) + "_k" + std::to_string(g.k) +
-            (g.wNf4 ? "_nf4b" + std::to_string(g.blockSize) +
-                          (g.doubleQuantBlock ? "dq" + std::to_string(g.doubleQuantBlock) : "")
-                    : "") +
-            (g.bias ? "_bias" : "") + (g.rank ? "_r" + std::to_string(g.rank) : "") +
+            weightTag(g.wNf4, g.blockSize, g.doubleQuantBlock, "") + (g.bias ? "_bias" : "") + (g.rank ? "_r" + std::to_string(g.rank) : "") +
             (drop ? "_drop" : "") + "_y" + tag(g.yType);
   const std::string wType = g.wNf4 ? "unsigned char" : g.xType;
   std::string params = "const " + g.xType + "* __restrict__ x, const " + wType + "* __restrict__ w";
@@ -216,24 +239,17 @@ std::optional<Source> emitSimtGemmFwd(const GemmFwd &g, std::string *why) {
   if (drop)
     params += ", const unsigned long long* __restrict__ key_";
   std::string tables;
-  std::map<std::string, std::string> v;
-  v["WFN"] = weightFunction(g.wNf4, g.n, g.k, g.blockSize, g.doubleQuantBlock, wType, g.xType, &tables);
-  v["XDFN"] = g.rank ? dropFunction(g.xType, drop ? g.dropout : 0) : "";
-  v["TABLES"] = tables;
+  std::string wfn = weightFunction(g.wNf4, g.n, g.k, g.blockSize, g.doubleQuantBlock, wType, g.xType, &tables);
+  auto v = productVars(g.m, g.n, g.k, g.rank, g.scaling, drop, wfn,
+                       g.rank ? dropFunction(g.xType, drop ? g.dropout : 0) : "", tables);
   v["ENTRY"] = s.entry;
   v["PARAMS"] = params;
-  v["M"] = std::to_string(g.m);
-  v["N"] = std::to_string(g.n);
-  v["K"] = std::to_string(g.k);
-  v["R"] = std::to_string(g.rank);
-  v["S"] = floatLiteral(static_cast<float>(g.scaling));
   v["DOC"] = std::string(g.bias ? " + bias" : "") +
              (g.rank ? " + (" + floatLiteral(static_cast<float>(g.scaling)) + "·" +
                            (drop ? "drop(x)" : "x") + "·Aᵀ)·Bᵀ"
                      : "");
   v["BIAS_ADD"] = g.bias ? " + lora_ld(bias, n0 + c)" : "";
   v["ADAPTER"] = g.rank ? kGemmFwdAdapter : "";
-  v["KEY"] = drop ? "  const unsigned long long key = *key_;\n" : "  const unsigned long long key = 0;\n";
   v["U_KERNEL"] = g.rank ? subst(kGemmFwdU, v) : "";
   s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kGemmFwd, v);
   s.grid = tiles(g.n);
@@ -353,10 +369,7 @@ std::optional<Source> emitSimtLinearBwd(const LinearBwd &g, std::string *why) {
   const std::string wType = g.wNf4 ? "unsigned char" : g.wType;
   std::string base = "lora_simt_linear_bwd_" + tag(g.dyType) + "_m" + std::to_string(g.m) + "_n" +
                      std::to_string(g.n) + "_k" + std::to_string(g.k) +
-                     (g.hasW ? (g.wNf4 ? "_nf4b" + std::to_string(g.blockSize) +
-                                             (g.doubleQuantBlock ? "dq" + std::to_string(g.doubleQuantBlock) : "")
-                                       : "_w")
-                             : "") +
+                     (g.hasW ? weightTag(g.wNf4, g.blockSize, g.doubleQuantBlock, "_w") : "") +
                      (adapter ? "_r" + std::to_string(g.rank) : "") + (drop ? "_drop" : "");
   std::string params = "const " + g.dyType + "* __restrict__ dy";
   if (adapter)
@@ -372,20 +385,13 @@ std::optional<Source> emitSimtLinearBwd(const LinearBwd &g, std::string *why) {
     params += ", const unsigned long long* __restrict__ key_";
 
   std::string tables;
-  std::map<std::string, std::string> v;
-  v["WFN"] = g.hasW ? weightFunction(g.wNf4, g.n, g.k, g.blockSize, g.doubleQuantBlock, wType,
-                                     g.dyType, &tables)
-                    : "";
-  v["XDFN"] = adapter ? dropFunction(g.xType, drop ? g.dropout : 0) : "";
-  v["TABLES"] = tables;
+  std::string wfn = g.hasW ? weightFunction(g.wNf4, g.n, g.k, g.blockSize, g.doubleQuantBlock,
+                                            wType, g.dyType, &tables)
+                           : "";
+  auto v = productVars(g.m, g.n, g.k, g.rank, g.scaling, drop, wfn,
+                       adapter ? dropFunction(g.xType, drop ? g.dropout : 0) : "", tables);
   v["BASE"] = base;
   v["PARAMS"] = params;
-  v["M"] = std::to_string(g.m);
-  v["N"] = std::to_string(g.n);
-  v["K"] = std::to_string(g.k);
-  v["R"] = std::to_string(g.rank);
-  v["S"] = floatLiteral(static_cast<float>(g.scaling));
-  v["KEY"] = drop ? "  const unsigned long long key = *key_;\n" : "  const unsigned long long key = 0;\n";
   v["ADAPTER_KERNELS"] = adapter ? subst(kAdapterBwd, v) : "";
   // dy meets a dense bf16 W rounded to bf16 (an f32 dy: the LM head under
   // DPO); an NF4 W's tile is bf16 only when dy is.
@@ -528,21 +534,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_rows($PARAMS$) {
   lora_rows_lse(x, w, m0, tgt, &lse, &tl);
   if (threadIdx.x < 64 && row < T) loss_ws[row] = mask[row] ? (double)lse - (double)tl : 0.0;
 }
-
-// The sum in token order and the count of masked-in tokens.
-extern "C" __global__ void __launch_bounds__(32) $BASE$_sum($PARAMS$) {
-  if (threadIdx.x != 0) return;
-  const double* loss_ws = (const double*)ws_;
-  double sum = 0.0;
-  long long count = 0;
-  for (long i = 0; i < T; ++i)
-    if (mask[i]) {
-      sum += loss_ws[i];
-      ++count;
-    }
-  loss_sum[0] = (float)sum;
-  count_[0] = count;
-}
 )";
 
 // The backward's launches: _lse (each row's logsumexp into the workspace),
@@ -648,7 +639,8 @@ std::optional<Source> emitSimtLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
   auto v = lmHeadVars(l, base);
   v["PARAMS"] = lmHeadParams(l, false, "");
   Source s;
-  s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kLmHeadCommon, v) + subst(kLmHeadFwd, v);
+  s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kLmHeadCommon, v) + subst(kLmHeadFwd, v) +
+           subst(lmHeadSumKernel(), v);
   s.entry = base + "_rows";
   s.grid = tiles(l.tokens);
   s.block = 256;

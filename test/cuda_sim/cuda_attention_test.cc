@@ -91,19 +91,8 @@ TEST_P(AttentionSim, MatchesTheCpuBackend) {
                                 view(v.data(), DType::BF16, {c.batch, c.seq, c.kv * c.dim})};
   if (c.seg_bits)
     in.push_back(view(seg, c.seg_bits == 64 ? DType::I64 : DType::I32, {c.batch, c.seq}));
-  lorart::cpu::KernelParams p;
-  p.set_kind("attention_fwd");
-  p.Set("batch", c.batch);
-  p.Set("seq", c.seq);
-  p.Set("num_heads", c.heads);
-  p.Set("num_kv_heads", c.kv);
-  p.Set("head_dim", c.dim);
-  p.Set("scale", a.scale);
-  p.Set("causal", int64_t{c.causal});
-  p.Set("segments", int64_t{c.seg_bits != 0});
-  p.Set("sliding_window", c.window);
-  p.Set("block_q", int64_t{32});
-  p.Set("block_k", int64_t{32});
+  lorart::cpu::KernelParams p = lora_sim_test::AttentionParams(
+      "attention_fwd", c.batch, c.seq, c.heads, c.kv, c.dim, a.scale, c.causal, c.seg_bits != 0, c.window);
   lorart::cpu::KernelFn fn;
   ASSERT_TRUE(lorart::cpu::LookupKernel("attention_fwd", &fn).ok());
   lorart::Status st = fn(lorart::cpu::KernelContext(), p, in,
@@ -177,19 +166,8 @@ TEST_P(AttentionSim, BackwardMatchesTheCpuBackend) {
   std::vector<TensorView> out = {view(dq_cpu.data(), DType::BF16, qs),
                                  view(dk_cpu.data(), DType::BF16, ks),
                                  view(dv_cpu.data(), DType::BF16, ks)};
-  lorart::cpu::KernelParams p;
-  p.set_kind("attention_bwd");
-  p.Set("batch", c.batch);
-  p.Set("seq", c.seq);
-  p.Set("num_heads", c.heads);
-  p.Set("num_kv_heads", c.kv);
-  p.Set("head_dim", c.dim);
-  p.Set("scale", a.scale);
-  p.Set("causal", int64_t{c.causal});
-  p.Set("segments", int64_t{c.seg_bits != 0});
-  p.Set("sliding_window", c.window);
-  p.Set("block_q", int64_t{32});
-  p.Set("block_k", int64_t{32});
+  lorart::cpu::KernelParams p = lora_sim_test::AttentionParams(
+      "attention_bwd", c.batch, c.seq, c.heads, c.kv, c.dim, a.scale, c.causal, c.seg_bits != 0, c.window);
   lorart::cpu::KernelFn fn;
   ASSERT_TRUE(lorart::cpu::LookupKernel("attention_bwd", &fn).ok());
   lorart::Status st = fn(lorart::cpu::KernelContext(), p, in, out);

@@ -390,19 +390,9 @@ TEST_P(SimtAttentionSim, MatchesTheCpuBackend) {
     std::string why;
     auto src = bwd ? cuda::emitSimtAttentionBwd(a, &why) : cuda::emitSimtAttentionFwd(a, &why);
     ASSERT_TRUE(src.has_value()) << why;
-    lorart::cpu::KernelParams p;
-    p.set_kind(bwd ? "attention_bwd" : "attention_fwd");
-    p.Set("batch", c.batch);
-    p.Set("seq", c.seq);
-    p.Set("num_heads", c.heads);
-    p.Set("num_kv_heads", c.kv);
-    p.Set("head_dim", c.dim);
-    p.Set("scale", a.scale);
-    p.Set("causal", int64_t{c.causal});
-    p.Set("segments", int64_t{c.seg_bits != 0});
-    p.Set("sliding_window", c.window);
-    p.Set("block_q", int64_t{32});
-    p.Set("block_k", int64_t{32});
+    lorart::cpu::KernelParams p =
+        lora_sim_test::AttentionParams(bwd ? "attention_bwd" : "attention_fwd", c.batch, c.seq, c.heads,
+                                       c.kv, c.dim, a.scale, c.causal, c.seg_bits != 0, c.window);
     std::vector<Tensor> in, out;
     if (bwd) in.push_back(Random(c.dtype, qs, rng, 1.f));
     in.push_back(Random(c.dtype, qs, rng, 1.f));

@@ -49,6 +49,27 @@ inline double Bf16Error(const std::vector<uint16_t>& want, const std::vector<uin
   return err / scale;
 }
 
+// The CPU backend's attention parameters (blocks of 32 queries and keys).
+inline lorart::cpu::KernelParams AttentionParams(const char* kind, int64_t batch, int64_t seq,
+                                                 int64_t heads, int64_t kv, int64_t dim,
+                                                 double scale, bool causal, bool segments,
+                                                 int64_t window) {
+  lorart::cpu::KernelParams p;
+  p.set_kind(kind);
+  p.Set("batch", batch);
+  p.Set("seq", seq);
+  p.Set("num_heads", heads);
+  p.Set("num_kv_heads", kv);
+  p.Set("head_dim", dim);
+  p.Set("scale", scale);
+  p.Set("causal", int64_t{causal});
+  p.Set("segments", int64_t{segments});
+  p.Set("sliding_window", window);
+  p.Set("block_q", int64_t{32});
+  p.Set("block_k", int64_t{32});
+  return p;
+}
+
 // $LORA_SIM_WORK (compiled kernels are cached there), or a directory of this
 // process.
 inline std::string SimWorkDir() {
