@@ -2,13 +2,17 @@
 # Prepares the GPU benchmark for a machine that has no compiler and cannot
 # install packages (the device machine): compiles the QLoRA plan here,
 # writes synthetic training data, and bundles `lorart` with the shared
-# libraries it needs (ldd, minus the C library) into OUT. Then, on the GPU
-# machine: bash bench/gpu/run.sh OUT [STEPS].
+# libraries it needs (ldd, minus the C library) into OUT, with the GPU
+# checks' plans and test binary in OUT/check, and packs it all into
+# OUT.tar.xz. Then, on the GPU machine: bash bench/gpu/check.sh OUT (the
+# gpu-labelled tests) and bash bench/gpu/run.sh OUT [STEPS] (the
+# benchmarks); either takes OUT.tar.xz as well.
 # Usage: bench/gpu/prepare.sh BUILD_DIR OUT CONFIG_JSON [MICRO_BATCH SEQ_LEN]
 set -euo pipefail
 build="$1"; out="$2"; config="$3"; mb="${4:-8}"; seq="${5:-1024}"
 root=$(cd "$(dirname "$0")/../.." && pwd)
-rm -rf "$out"; mkdir -p "$out/lib"
+build=$(cd "$build" && pwd)
+rm -rf "$out" "$out.tar.xz"; mkdir -p "$out/lib"; out=$(cd "$out" && pwd)
 cp "$config" "$out/config.json"
 cp "$build/bin/lorart" "$out/"
 ldd "$build/bin/lorart" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
@@ -57,4 +61,36 @@ for line in open('train.jsonl'):
         print(' '.join(w[i:i + 64]))" > corpus.txt
 LD_LIBRARY_PATH="$out/lib" ./lorart train-tokenizer corpus.txt -o tokenizer.model --vocab-size 512 > /dev/null
 rm corpus.txt
-echo "prepared $out: $(du -sh . | cut -f1) (plan micro-batch $mb x $seq tokens)"
+
+# The GPU checks (bench/gpu/check.sh): the scripts of the gpu-labelled tests
+# — the backend-ops harness (every kernel of the test plans against the CPU
+# backend) and the GPU-vs-CPU fine-tunes — run on the GPU machine from the
+# repository with check/ as their BIN_DIR. It has no lorac (no MLIR there),
+# so each script runs here first with LORA_COMPILE_ONLY=1 through
+# lorac-record.sh, and check/lorac (lorac-replay.sh) hands the plans back.
+chk="$out/check"; rec="$out/.record"
+mkdir -p "$chk/plans" "$rec"
+cp "$build/bin/lorart" "$chk/lorart"
+cp "$root/bench/gpu/lorac-replay.sh" "$chk/lorac"
+cp "$build/test/cuda_sim/lorart_cuda_sim_tests" "$chk/"
+ldd "$chk/lorart_cuda_sim_tests" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
+  case "$(basename "$lib")" in libc.so.*|libm.so.*|ld-linux*|libpthread*|libdl.so*|librt.so*) ;;
+    *) [ -e "$out/lib/$(basename "$lib")" ] || cp -L "$lib" "$out/lib/" ;;
+  esac
+done
+ln -s "$build/bin/lorart" "$rec/lorart"
+cp "$root/bench/gpu/lorac-record.sh" "$rec/lorac"
+(
+  export LORAC_REAL="$build/bin/lorac" LORAC_STORE="$chk/plans" LORA_COMPILE_ONLY=1
+  cfgs="$root/test/lit/Inputs/configs"
+  sh "$root/test/cuda_sim/sim_plan_test.sh" "$rec" "$chk/lorart_cuda_sim_tests" \
+    "$cfgs/tiny-llama/config.json" "$rec/harness" "$cfgs/tiny-qwen2/config.json" > /dev/null
+  for t in cuda_e2e cuda_objectives_e2e cuda_dtypes_e2e; do
+    sh "$root/test/integration/${t}_test.sh" gpu "$rec" "$root/examples/demo" "$rec/$t" > /dev/null
+  done
+)
+rm -rf "$rec"
+echo "prepared $out: $(du -sh . | cut -f1) (plan micro-batch $mb x $seq tokens; $(ls "$chk/plans" | wc -l) plans for the GPU checks)"
+# One compressed file to carry to the GPU machine (run.sh and check.sh unpack it).
+tar -C "$(dirname "$out")" -cJf "$out.tar.xz" "$(basename "$out")"
+echo "packed $out.tar.xz: $(du -sh "$out.tar.xz" | cut -f1)"

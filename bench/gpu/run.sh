@@ -7,10 +7,16 @@
 # time goes (`lorart profile`); and the kernel benchmarks (kernels.py): the
 # fused NF4 GEMM against cuBLAS bf16 on Llama-2-7B layer shapes at M = 4096
 # and 16384, attention against PyTorch's scaled_dot_product_attention.
-# Usage: bench/gpu/run.sh DIR [STEPS]
+# Usage: bench/gpu/run.sh DIR|DIR.tar.xz [STEPS]
 set -euo pipefail
-dir=$(cd "$1" && pwd); steps="${2:-20}"
+bundle="$1"; steps="${2:-20}"
 here=$(cd "$(dirname "$0")" && pwd)
+if [ -f "$bundle" ]; then  # the .tar.xz of prepare.sh
+  mkdir -p /tmp/lorac-gpu-bench
+  tar -C /tmp/lorac-gpu-bench -xJf "$bundle"
+  bundle="/tmp/lorac-gpu-bench/$(basename "$bundle" .tar.xz)"
+fi
+dir=$(cd "$bundle" && pwd)
 export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cd "$dir"
 ./lorart version

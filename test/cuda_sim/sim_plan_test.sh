@@ -12,7 +12,7 @@ set -eu
 bin="$1"; sim="$2"; cfg="$3"; work="$4"; qwen="$5"
 if [ $# -ge 6 ]; then
   export LORART_CUDA_DRIVER="$6" LORART_NVRTC="$6"
-elif "$bin/lorart" version | grep -q "^cuda: unavailable"; then
+elif [ -z "${LORA_COMPILE_ONLY:-}" ] && "$bin/lorart" version | grep -q "^cuda: unavailable"; then
   echo "SKIP: no CUDA device"; exit 77
 fi
 rm -rf "$work"; mkdir -p "$work"
@@ -41,6 +41,9 @@ compile_qwen qwen_full --dtype bf16 --no-lora --train full
 compile dpo_replay --dtype bf16 --quantize-base nf4 --lora-r 8 --objective dpo --dpo-replay-weight 0.5
 compile ipo --dtype bf16 --lora-r 8 --objective dpo --dpo-loss ipo --dpo-beta 0.3
 compile ewc --dtype bf16 --quantize-base nf4 --lora-r 8 --ewc-lambda 0.7
+# LORA_COMPILE_ONLY=1: stop here (bench/gpu/prepare.sh records the plans
+# for a GPU machine without lorac).
+if [ -n "${LORA_COMPILE_ONLY:-}" ]; then echo "plans compiled"; exit 0; fi
 for p in bf16_lora bf16_nf4 f32_lora f32_full f16_packed bf16_r128 bf16_full qwen_lora qwen_full dpo_replay ipo ewc; do
   echo "== $p"
   # Every kernel of every plan (bf16, f16 and f32; LoRA, QLoRA, full

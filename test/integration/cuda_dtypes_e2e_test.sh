@@ -26,6 +26,7 @@ common="--target cuda --micro-batch 2 --seq-len 64"
   -o f16_packed.bin > /dev/null
 "$bin/lorac" compile base --dtype bf16 --lora-r 128 --lora-alpha 256 $common \
   -o bf16_r128.bin > /dev/null
+cuda_plans_compiled
 
 run() {  # run PLAN DEVICE
   "$bin/lorart" run "$1.bin" --data train.jsonl --base base --steps $steps --lr 3e-3 --seed 9 \

@@ -26,6 +26,7 @@ head -40 "$ex/sft_train.jsonl" > train.jsonl
 head -4 "$ex/sft_val.jsonl" > val.jsonl
 "$bin/lorac" compile base --dtype bf16 --quantize-base nf4 --lora-r 8 --lora-alpha 16 \
   --lora-dropout 0.1 --target cuda --micro-batch 2 --seq-len 64 -o plan.bin > /dev/null
+cuda_plans_compiled
 
 run() {  # run DEVICE OUT [ARGS...]
   dev="$1"; out="$2"; shift 2

@@ -32,6 +32,7 @@ set -- --dtype bf16 --quantize-base nf4 --lora-r 8 --lora-alpha 16 --lora-dropou
 # The Fisher of the general text (a full fine-tuning plan, on the CPU).
 "$bin/lorac" compile base --dtype f32 --no-lora --train full --objective pretrain --micro-batch 1 \
   --seq-len 32 -o fisher.bin > /dev/null
+cuda_plans_compiled
 "$bin/lorart" fisher fisher.bin --data general.jsonl --base base -o fisher.safetensors > /dev/null
 
 run() {  # run PLAN DEVICE OUT [ARGS...]

@@ -8,10 +8,17 @@ cuda_test_mode() {
       export LORART_CUDA_DRIVER="$6" LORART_NVRTC="$6" LORA_SIM_WORK="$3/sim"
       steps="$4" ;;
     gpu)
-      if "$2/lorart" version | grep -q "^cuda: unavailable"; then
+      if [ -z "${LORA_COMPILE_ONLY:-}" ] && "$2/lorart" version | grep -q "^cuda: unavailable"; then
         echo "SKIP: no CUDA device"; exit 77
       fi
       steps="$5" ;;
     *) echo "MODE must be sim or gpu"; exit 2 ;;
   esac
+}
+
+# LORA_COMPILE_ONLY=1 (bench/gpu/prepare.sh, on a machine without a GPU):
+# the script stops once its plans are compiled — lorac there records them
+# for the GPU machine, which has no lorac (bench/gpu/check.sh).
+cuda_plans_compiled() {
+  if [ -n "${LORA_COMPILE_ONLY:-}" ]; then echo "plans compiled"; exit 0; fi
 }
