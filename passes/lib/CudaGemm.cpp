@@ -123,9 +123,9 @@ __device__ __forceinline__ void lora_mma_bf16(float* d, const unsigned* a, const
 __device__ __forceinline__ void lora_ldsm_x4(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 4, false); }
 __device__ __forceinline__ void lora_ldsm_x2(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 2, false); }
 __device__ __forceinline__ void lora_ldsm_x4_trans(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 4, true); }
-__device__ __forceinline__ void lora_cp16(void* s, const void* g, bool pred) { if (pred) memcpy(s, g, 16); else memset(s, 0, 16); }
+__device__ __forceinline__ void lora_cp16(void* s, const void* g, bool pred) { lora_sim::CpAsync16(s, g, pred); }
 __device__ __forceinline__ void lora_cp_commit() {}
-__device__ __forceinline__ void lora_cp_wait_all() {}
+__device__ __forceinline__ void lora_cp_wait_all() { lora_sim::CpWaitAll(); }
 #else
 #ifndef INFINITY
 #define INFINITY __int_as_float(0x7f800000)

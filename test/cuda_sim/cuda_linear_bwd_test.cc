@@ -169,11 +169,15 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
       "dx", [&](size_t i) { return lorart::cpu::Bf16ToFloat(dx_cpu[i]); },
       [&](size_t i) { return lorart::cpu::Bf16ToFloat(dx_sim[i]); }, dx_cpu.size(), 1e-2);
   if (has_adapter) {
-    // f32 sums of the same bf16 products in different orders.
+    // f32 sums of bf16 products in different orders — and u, g are
+    // themselves f32 sums rounded to bf16 where they meet dy or x, so an
+    // element of them may round to the neighbouring bf16 (2^-8 apart) on one
+    // backend and not the other. Measured: up to 2.5e-4 at rank 64 with
+    // dropout (2 of 40 runs above 1e-4).
     compare("dA", [&](size_t i) { return da_cpu[i]; }, [&](size_t i) { return da_sim[i]; },
-            da_cpu.size(), 1e-4);
+            da_cpu.size(), 1e-3);
     compare("dB", [&](size_t i) { return db_cpu[i]; }, [&](size_t i) { return db_sim[i]; },
-            db_cpu.size(), 1e-4);
+            db_cpu.size(), 1e-3);
   }
 }
 

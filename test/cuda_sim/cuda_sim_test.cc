@@ -179,6 +179,36 @@ extern "C" __global__ void over(float* x) {
   EXPECT_NE(err.find("wrote past the 128 bytes of dynamic shared memory"), std::string::npos) << err;
 }
 
+// cp.async lands when the issuing thread waits: a tile read before
+// cp.async.wait_group holds what shared memory held before (stale data, as it
+// may on a GPU), and after the wait and a barrier the copy.
+TEST(SimSelf, CpAsyncLandsAtTheWait) {
+  REQUIRE_SIM();
+  const char* src = R"(
+extern "C" __global__ void stage(const float* x, float* before, float* after) {
+  __shared__ __align__(16) float tile[64];
+  tile[threadIdx.x] = -1.f;
+  __syncthreads();
+  if (threadIdx.x % 4 == 0) lora_sim::CpAsync16(&tile[threadIdx.x], &x[threadIdx.x], true);
+  __syncthreads();
+  before[threadIdx.x] = tile[threadIdx.x];
+  __syncthreads();
+  lora_sim::CpWaitAll();
+  __syncthreads();
+  after[threadIdx.x] = tile[threadIdx.x];
+}
+)";
+  SimKernel k;
+  ASSERT_EQ(k.Compile(src, "stage", WorkDir()), "");
+  std::vector<float> x(64), before(64), after(64);
+  for (int i = 0; i < 64; ++i) x[i] = static_cast<float>(i) + 0.5f;
+  ASSERT_EQ(k.Launch({1, 1, 1}, {64, 1, 1}, 0, {x.data(), before.data(), after.data()}), "");
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_EQ(before[i], -1.f) << i;
+    EXPECT_EQ(after[i], x[i]) << i;
+  }
+}
+
 TEST(SimSelf, WrongArgumentCountIsAnError) {
   REQUIRE_SIM();
   SimKernel k;

@@ -14,7 +14,8 @@
 //
 // The warp-level matrix primitives follow the PTX ISA's fragment layouts
 // (mma.m16n8k16 .row.col bf16/f16 with f32 accumulators; ldmatrix
-// .m8n8.x4[.trans].b16). What this cannot show: timing, races between
+// .m8n8.x4[.trans].b16). cp.async copies are performed when the issuing
+// thread waits for them, so reading a tile before the wait reads stale data. What this cannot show: timing, races between
 // threads that the hardware would interleave differently, bank conflicts,
 // register pressure — those need a GPU (and ptxas's resource report).
 #ifndef LORA_CUDA_SIM_H_
@@ -50,11 +51,19 @@ namespace lora_sim {
 
 enum class State { kRunnable, kBlockBarrier, kWarpBarrier, kDone };
 
+// A cp.async of 16 bytes not yet performed (zero-fill when !pred).
+struct PendingCopy {
+  void* dst;
+  const void* src;
+  bool pred;
+};
+
 struct Fiber {
   ucontext_t ctx;
   std::vector<char> stack;
   State state = State::kRunnable;
   lora_sim_dim3 tid;
+  std::vector<PendingCopy> pending;  // this thread's cp.async since its last wait
 };
 
 // Per-warp exchange slots for the collectives.
@@ -260,6 +269,24 @@ inline void Ldmatrix(uint32_t* r, const void* row_ptr, int count, bool trans) {
   __syncwarp();
 }
 
+// cp.async.cg.shared.global [dst], [src], 16 (src-size 0 when !pred: zero
+// fill): performed only when the issuing thread waits (CpWaitAll), so a
+// kernel that reads the tile before cp.async.wait_group reads what was
+// there before — stale data, as it may on a GPU — instead of the copy.
+inline void CpAsync16(void* dst, const void* src, bool pred) {
+  M().fibers[M().current].pending.push_back({dst, src, pred});
+}
+// cp.async.wait_group 0: this thread's copies land.
+inline void CpWaitAll() {
+  for (const PendingCopy& c : M().fibers[M().current].pending) {
+    if (c.pred)
+      std::memcpy(c.dst, c.src, 16);
+    else
+      std::memset(c.dst, 0, 16);
+  }
+  M().fibers[M().current].pending.clear();
+}
+
 inline void FiberMain() {
   Machine& m = M();
   m.body();
@@ -300,6 +327,7 @@ inline std::string Launch(lora_sim_dim3 grid, lora_sim_dim3 block, size_t dynami
           Fiber& f = m.fibers[i];
           f.stack.resize(kStack);
           f.state = State::kRunnable;
+          f.pending.clear();  // a copy never waited for is never seen
           f.tid = {static_cast<unsigned>(i % block.x),
                    static_cast<unsigned>((i / block.x) % block.y),
                    static_cast<unsigned>(i / (static_cast<size_t>(block.x) * block.y))};
