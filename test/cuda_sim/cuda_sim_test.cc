@@ -209,6 +209,35 @@ extern "C" __global__ void stage(const float* x, float* before, float* after) {
   }
 }
 
+// Threads run in alternating orders between barriers: reading the lower
+// neighbour's write with no barrier between — which ascending order alone
+// would hide — sees the old value; with the barrier, no thread does.
+TEST(SimSelf, ARaceWithoutABarrierIsVisible) {
+  REQUIRE_SIM();
+  const char* src = R"(
+extern "C" __global__ void race(float* out, const int* sync) {
+  __shared__ float s[64];
+  s[threadIdx.x] = 0.f;
+  __syncthreads();
+  s[threadIdx.x] = 1.f + threadIdx.x;
+  if (*sync) __syncthreads();
+  out[threadIdx.x] = threadIdx.x > 0 ? s[threadIdx.x - 1] : 0.f;  // thread t - 1's value
+}
+)";
+  SimKernel k;
+  ASSERT_EQ(k.Compile(std::string(src), "race", WorkDir()), "");
+  auto wrong = [&](int sync) {
+    std::vector<float> out(64, -1.f);
+    int s = sync;
+    EXPECT_EQ(k.Launch({1, 1, 1}, {64, 1, 1}, 0, {out.data(), &s}), "");
+    int n = 0;
+    for (int t = 0; t < 64; ++t) n += out[t] != static_cast<float>(t);
+    return n;
+  };
+  EXPECT_GT(wrong(0), 0);
+  EXPECT_EQ(wrong(1), 0);
+}
+
 TEST(SimSelf, WrongArgumentCountIsAnError) {
   REQUIRE_SIM();
   SimKernel k;

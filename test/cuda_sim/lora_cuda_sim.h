@@ -10,7 +10,9 @@
 // kernel's indexing, its shared-memory use and its fragment layouts are
 // executed exactly as written. Barriers reached by only part of a block, or a
 // shuffle that reads an exited lane, are reported as errors: the kernel would
-// hang or read garbage on a GPU.
+// hang or read garbage on a GPU. Between barriers, threads run in ascending
+// and descending order by turns, so a read of another thread's write that no
+// barrier orders sees the old value in one of the two.
 //
 // The warp-level matrix primitives follow the PTX ISA's fragment layouts
 // (mma.m16n8k16 .row.col bf16/f16 with f32 accumulators; ldmatrix
@@ -337,9 +339,14 @@ inline std::string Launch(lora_sim_dim3 grid, lora_sim_dim3 block, size_t dynami
           f.ctx.uc_link = nullptr;
           makecontext(&f.ctx, FiberMain, 0);
         }
-        for (;;) {
+        // Runnable threads run in ascending order in one round and in
+        // descending order in the next, so a thread that reads what another
+        // wrote without a barrier between them sees the old value in one of
+        // the two orders (a race the hardware may lose either way).
+        for (unsigned round = 0;; ++round) {
           bool ran = false;
-          for (size_t i = 0; i < nthreads; ++i) {
+          for (size_t j = 0; j < nthreads; ++j) {
+            const size_t i = (round & 1) ? nthreads - 1 - j : j;
             if (m.fibers[i].state != State::kRunnable) continue;
             m.current = static_cast<int>(i);
             SetBuiltins(m.fibers[i]);
