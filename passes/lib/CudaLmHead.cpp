@@ -148,6 +148,12 @@ extern "C" __global__ void __launch_bounds__(32) $BASE$_sum($PARAMS$) {
 // the workspace (`_dl_c<i>`, one block per 64 rows x 64 vocabulary entries),
 // and dx = dlogits·W for the chunk's rows (`_dx_c<i>`: a tensor-core GEMM
 // over the vocabulary, W's tile through ldmatrix.trans).
+// The backward's workspace: each row's logsumexp (f32), then the chunk's
+// bf16 dlogits from a 16-byte boundary — cp.async reads their rows 16
+// bytes at a time (row stride VP·2, VP a multiple of 8), and a misaligned
+// cp.async faults on a GPU (the simulator checks it).
+int64_t dlOffset(int64_t tokens) { return roundUp(tokens * 4, 16); }
+
 const char *kLmHeadCeBwdX = R"(
 // LM-head cross-entropy backward (dx): tokens $T$, hidden $D$, vocab $V$, chunk $C$.
 namespace {
@@ -158,7 +164,7 @@ __device__ __forceinline__ void lora_dl(const __nv_bfloat16* x, const __nv_bfloa
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int v0 = blockIdx.x * 64, m0 = c0 + blockIdx.y * 64;
   const float* lse = (const float*)ws_;
-  __nv_bfloat16* dl = (__nv_bfloat16*)((float*)ws_ + T);
+  __nv_bfloat16* dl = (__nv_bfloat16*)((unsigned char*)ws_ + $DLOFF$);
   float s[8][4];
   lora_logits_tile(s, x, w, m0, v0, smem);
   const float scale = dloss[0];
@@ -194,7 +200,7 @@ __device__ __forceinline__ void lora_dx(const __nv_bfloat16* w, __nv_bfloat16* d
     for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
-  lora_dyw_tile<ROWS, V, D, VP>(acc, (const __nv_bfloat16*)((const float*)ws_ + T), w, m0, k0, smem);
+  lora_dyw_tile<ROWS, V, D, VP>(acc, (const __nv_bfloat16*)((const unsigned char*)ws_ + $DLOFF$), w, m0, k0, smem);
   lora_tile64_each(acc, [&](int r, int c, float v) {
     if (m0 + r < ROWS && k0 + c < D) lora_st(dx, (long)(C0 + m0 + r) * D + k0 + c, v);
   });
@@ -230,7 +236,7 @@ __device__ __forceinline__ void lora_dw(const __nv_bfloat16* x, $DWT$* dw, void*
   LORA_DYNAMIC_SMEM(smem);
   const int k0 = blockIdx.x * 64, v0 = blockIdx.y * 64;
   float acc[2][4][4];
-  lora_dytx_tile<ROWS, V, D, $VP$>(acc, (const __nv_bfloat16*)((const float*)ws_ + T), x + (long)C0 * D,
+  lora_dytx_tile<ROWS, V, D, $VP$>(acc, (const __nv_bfloat16*)((const unsigned char*)ws_ + $DLOFF$), x + (long)C0 * D,
                                  v0, k0, smem);
   float* sum = $ACC$;
   lora_tile64_each(acc, [&](int r, int c, float v) {
@@ -333,6 +339,7 @@ std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::st
                                  {"V", std::to_string(l.vocab)},
                                  {"C", std::to_string(c)},
                                  {"VP", std::to_string(vp)},
+                                 {"DLOFF", std::to_string(dlOffset(l.tokens))},
                                  {"TT", l.targetType},
                                  {"CHUNK_ENTRIES", entries}});
   const int64_t tiles = 2 * 64 * (32 + 8) * 2;
@@ -348,7 +355,7 @@ std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::st
     s.next.push_back(dl);
     s.next.push_back(dx);
   }
-  s.workspace = l.tokens * 4 + c * vp * 2;
+  s.workspace = dlOffset(l.tokens) + c * vp * 2;
   return s;
 }
 
@@ -371,7 +378,7 @@ std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const s
   const bool f32 = dwType == "float";
   // The workspace: each row's logsumexp (f32), one chunk's bf16 dlogits,
   // and for a bf16 dw over several chunks the f32 sum.
-  const int64_t accOffset = roundUp(l.tokens * 4 + c * vp * 2, 256);
+  const int64_t accOffset = roundUp(dlOffset(l.tokens) + c * vp * 2, 256);
   const bool copy = !f32 && chunks > 1;
   std::string base = "lora_lm_head_ce_bwd_w_t" + std::to_string(l.tokens) + "_d" +
                      std::to_string(l.hidden) + "_v" + std::to_string(l.vocab) + "_c" +
@@ -396,6 +403,7 @@ std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const s
                                        {"V", std::to_string(l.vocab)},
                                        {"C", std::to_string(c)},
                                        {"VP", std::to_string(vp)},
+                                       {"DLOFF", std::to_string(dlOffset(l.tokens))},
                                        {"TT", l.targetType},
                                        {"DWT", dwType},
                                        {"ACC", f32 ? std::string("(float*)dw")
@@ -419,7 +427,7 @@ std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const s
     s.next.push_back(Step{base + "_dw_c" + std::to_string(i), (l.hidden + 63) / 64,
                           (l.vocab + 63) / 64, 1, 128, dytXTileSharedBytes()});
   }
-  s.workspace = copy ? accOffset + l.vocab * l.hidden * 4 : l.tokens * 4 + c * vp * 2;
+  s.workspace = copy ? accOffset + l.vocab * l.hidden * 4 : dlOffset(l.tokens) + c * vp * 2;
   return s;
 }
 

@@ -209,6 +209,26 @@ extern "C" __global__ void stage(const float* x, float* before, float* after) {
   }
 }
 
+// A cp.async or ldmatrix row off a 16-byte boundary faults on a GPU: an
+// error on the simulator.
+TEST(SimSelf, MisalignedCpAsyncIsAnError) {
+  REQUIRE_SIM();
+  const char* src = R"(
+extern "C" __global__ void off(const float* x, float* y) {
+  __shared__ __align__(16) float tile[8];
+  lora_sim::CpAsync16(&tile[0], x + 2, true);  // 8 bytes past a boundary
+  lora_sim::CpWaitAll();
+  y[0] = tile[0];
+}
+)";
+  SimKernel k;
+  ASSERT_EQ(k.Compile(src, "off", WorkDir()), "");
+  alignas(16) float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  float y = 0;
+  std::string err = k.Launch({1, 1, 1}, {1, 1, 1}, 0, {x, &y});
+  EXPECT_NE(err.find("cp.async of 16 bytes at a misaligned address"), std::string::npos) << err;
+}
+
 // Threads run in alternating orders between barriers: reading the lower
 // neighbour's write with no barrier between — which ascending order alone
 // would hide — sees the old value; with the barrier, no thread does.

@@ -252,6 +252,9 @@ inline void Ldmatrix(uint32_t* r, const void* row_ptr, int count, bool trans) {
   int me = m.current;
   WarpSlots& w = m.warps[WarpOf(me)];
   int lane = LaneOf(me);
+  // Each row of 8 b16 must start at a 16-byte boundary (a GPU faults).
+  if (lane < 8 * count && reinterpret_cast<uintptr_t>(row_ptr) % 16 != 0)
+    Fail("ldmatrix row address of lane " + std::to_string(lane) + " is not 16-byte aligned");
   w.ptr[lane] = row_ptr;
   __syncwarp();
   for (int i = 0; i < count; ++i) {
@@ -275,7 +278,13 @@ inline void Ldmatrix(uint32_t* r, const void* row_ptr, int count, bool trans) {
 // fill): performed only when the issuing thread waits (CpWaitAll), so a
 // kernel that reads the tile before cp.async.wait_group reads what was
 // there before — stale data, as it may on a GPU — instead of the copy.
+// Both addresses must be 16-byte aligned (a GPU faults: misaligned address).
 inline void CpAsync16(void* dst, const void* src, bool pred) {
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 ||
+      (pred && reinterpret_cast<uintptr_t>(src) % 16 != 0))
+    Fail("cp.async of 16 bytes at a misaligned address (shared " +
+         std::to_string(reinterpret_cast<uintptr_t>(dst) % 16) + ", global " +
+         std::to_string(reinterpret_cast<uintptr_t>(src) % 16) + " bytes past 16)");
   M().fibers[M().current].pending.push_back({dst, src, pred});
 }
 // cp.async.wait_group 0: this thread's copies land.
