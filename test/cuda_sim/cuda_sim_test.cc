@@ -229,6 +229,30 @@ extern "C" __global__ void off(const float* x, float* y) {
   EXPECT_NE(err.find("cp.async of 16 bytes at a misaligned address"), std::string::npos) << err;
 }
 
+// Kernels are built with UBSan's alignment and bounds checks, fatal: a load
+// through a misaligned typed pointer (a fault on a GPU) or an index past a
+// fixed-size array stops the run with UBSan's report.
+TEST(SimSelfDeathTest, MisalignedLoadAndOutOfBoundsIndexStopTheRun) {
+  REQUIRE_SIM();
+  const char* src = R"(
+extern "C" __global__ void bad(const float* x, const int* which, float* y) {
+  float a[4] = {1.f, 2.f, 3.f, 4.f};
+  if (*which == 0) y[0] = *(const float*)((const char*)x + 2);
+  else y[0] = a[*which];
+}
+)";
+  SimKernel k;
+  ASSERT_EQ(k.Compile(src, "bad", WorkDir()), "");
+  alignas(16) float x[4] = {1, 2, 3, 4};
+  float y = 0;
+  int misaligned = 0, past = 4, fine = 3;
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(k.Launch({1, 1, 1}, {1, 1, 1}, 0, {x, &misaligned, &y}), "misaligned address");
+  EXPECT_DEATH(k.Launch({1, 1, 1}, {1, 1, 1}, 0, {x, &past, &y}), "out of bounds");
+  EXPECT_EQ(k.Launch({1, 1, 1}, {1, 1, 1}, 0, {x, &fine, &y}), "");
+  EXPECT_EQ(y, 4.f);
+}
+
 // Threads run in alternating orders between barriers: reading the lower
 // neighbour's write with no barrier between — which ascending order alone
 // would hide — sees the old value; with the barrier, no thread does.

@@ -45,8 +45,12 @@ SimKernel::~SimKernel() {
   if (handle_) dlclose(handle_);
 }
 
+// UBSan's alignment and bounds checks, fatal: a load through a misaligned
+// typed pointer faults on a GPU, and an index past a fixed-size array (a
+// fragment, a shared tile) reads another variable there.
 const char kFlags[] =
-    " -std=c++17 -O1 -g0 -fPIC -fvisibility=hidden -w -DLORA_CUDA_SIM=1 -I" LORA_SIM_CUDA_INCLUDE;
+    " -std=c++17 -O1 -g0 -fPIC -fvisibility=hidden -w -DLORA_CUDA_SIM=1"
+    " -fsanitize=alignment,bounds -fno-sanitize-recover=all -I" LORA_SIM_CUDA_INCLUDE;
 
 // The simulator header with the CUDA headers it includes, precompiled once
 // per work directory (most of a kernel's compile time otherwise).
