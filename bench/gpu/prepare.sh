@@ -14,12 +14,17 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "$build" && pwd)
 rm -rf "$out" "$out.tar.xz"; mkdir -p "$out/lib"; out=$(cd "$out" && pwd)
 cp "$config" "$out/config.json"
+# bundle_libs BINARY: the shared libraries it needs into $out/lib (ldd,
+# minus the C library's, which the GPU machine has).
+bundle_libs() {
+  ldd "$1" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
+    case "$(basename "$lib")" in libc.so.*|libm.so.*|ld-linux*|libpthread*|libdl.so*|librt.so*) ;;
+      *) [ -e "$out/lib/$(basename "$lib")" ] || cp -L "$lib" "$out/lib/" ;;
+    esac
+  done
+}
 cp "$build/bin/lorart" "$out/"
-ldd "$build/bin/lorart" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
-  case "$(basename "$lib")" in libc.so.*|libm.so.*|ld-linux*|libpthread*|libdl.so*|librt.so*) ;;
-    *) cp -L "$lib" "$out/lib/" ;;
-  esac
-done
+bundle_libs "$build/bin/lorart"
 # The plan: QLoRA (NF4 base, bf16 compute), LoRA r=16 on every linear layer,
 # CUDA kernels generated into it; its report (FLOPs per step for MFU).
 "$build/bin/lorac" compile "$config" --target cuda --dtype bf16 --quantize-base nf4 --lora-r 16 \
@@ -73,11 +78,7 @@ mkdir -p "$chk/plans" "$rec"
 cp "$build/bin/lorart" "$chk/lorart"
 cp "$root/bench/gpu/lorac-replay.sh" "$chk/lorac"
 cp "$build/test/cuda_sim/lorart_cuda_sim_tests" "$chk/"
-ldd "$chk/lorart_cuda_sim_tests" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
-  case "$(basename "$lib")" in libc.so.*|libm.so.*|ld-linux*|libpthread*|libdl.so*|librt.so*) ;;
-    *) [ -e "$out/lib/$(basename "$lib")" ] || cp -L "$lib" "$out/lib/" ;;
-  esac
-done
+bundle_libs "$chk/lorart_cuda_sim_tests"
 ln -s "$build/bin/lorart" "$rec/lorart"
 cp "$root/bench/gpu/lorac-record.sh" "$rec/lorac"
 (
