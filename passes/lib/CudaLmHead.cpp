@@ -154,6 +154,23 @@ extern "C" __global__ void __launch_bounds__(32) $BASE$_sum($PARAMS$) {
 // cp.async faults on a GPU (the simulator checks it).
 int64_t dlOffset(int64_t tokens) { return roundUp(tokens * 4, 16); }
 
+/// The variables of the backward templates (kLmHeadCeBwdX, kLmHeadDw):
+/// sizes, chunk, the dlogits' row stride and offset, the launches' entries.
+std::map<std::string, std::string> bwdVars(const LmHeadCe &l, const std::string &base,
+                                           const std::string &params, int64_t chunk, int64_t vp,
+                                           const std::string &entries) {
+  return {{"BASE", base},
+          {"PARAMS", params},
+          {"T", std::to_string(l.tokens)},
+          {"D", std::to_string(l.hidden)},
+          {"V", std::to_string(l.vocab)},
+          {"C", std::to_string(chunk)},
+          {"VP", std::to_string(vp)},
+          {"DLOFF", std::to_string(dlOffset(l.tokens))},
+          {"TT", l.targetType},
+          {"CHUNK_ENTRIES", entries}};
+}
+
 const char *kLmHeadCeBwdX = R"(
 // LM-head cross-entropy backward (dx): tokens $T$, hidden $D$, vocab $V$, chunk $C$.
 namespace {
@@ -332,16 +349,7 @@ std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::st
   }
   Source s;
   s.code = std::string(mmaPrelude()) + dyWTileFunction("") +
-           subst(std::string(kLogitsTile) + kLmHeadCeBwdX, {{"BASE", base},
-                                 {"PARAMS", params},
-                                 {"T", std::to_string(l.tokens)},
-                                 {"D", std::to_string(l.hidden)},
-                                 {"V", std::to_string(l.vocab)},
-                                 {"C", std::to_string(c)},
-                                 {"VP", std::to_string(vp)},
-                                 {"DLOFF", std::to_string(dlOffset(l.tokens))},
-                                 {"TT", l.targetType},
-                                 {"CHUNK_ENTRIES", entries}});
+           subst(std::string(kLogitsTile) + kLmHeadCeBwdX, bwdVars(l, base, params, c, vp, entries));
   const int64_t tiles = 2 * 64 * (32 + 8) * 2;
   s.entry = base + "_lse";
   s.grid = (l.tokens + 63) / 64;
@@ -396,20 +404,10 @@ std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const s
                (i == 0 ? "true" : "false") + ", " + (i + 1 == chunks ? "true" : "false") +
                ">(x, dw, ws_); }\n";
   }
-  std::map<std::string, std::string> v{{"BASE", base},
-                                       {"PARAMS", params},
-                                       {"T", std::to_string(l.tokens)},
-                                       {"D", std::to_string(l.hidden)},
-                                       {"V", std::to_string(l.vocab)},
-                                       {"C", std::to_string(c)},
-                                       {"VP", std::to_string(vp)},
-                                       {"DLOFF", std::to_string(dlOffset(l.tokens))},
-                                       {"TT", l.targetType},
-                                       {"DWT", dwType},
-                                       {"ACC", f32 ? std::string("(float*)dw")
-                                                   : "(float*)((unsigned char*)ws_ + " +
-                                                         std::to_string(accOffset) + ")"},
-                                       {"CHUNK_ENTRIES", entries}};
+  auto v = bwdVars(l, base, params, c, vp, entries);
+  v["DWT"] = dwType;
+  v["ACC"] = f32 ? std::string("(float*)dw")
+                 : "(float*)((unsigned char*)ws_ + " + std::to_string(accOffset) + ")";
   Source s;
   // kLmHeadCeBwdX brings lora_dl and the `_lse` entry (its lora_dx is a
   // template this source never instantiates).
