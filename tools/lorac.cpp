@@ -36,6 +36,9 @@ using namespace mlir;
 
 namespace {
 
+// Every lorac option is in one of these categories: --help shows them and
+// hides the options LLVM's libraries register (backend flags and the like).
+cl::OptionCategory ioCat("Input and output options");
 cl::OptionCategory loraCat("LoRA adapter options");
 cl::OptionCategory compileCat("Training plan options");
 cl::OptionCategory hyperCat("Optimizer and schedule defaults");
@@ -52,17 +55,18 @@ cl::SubCommand compileCmd(
 //===--------------------------------------------------------------------===//
 cl::opt<std::string> importInput(cl::Positional, cl::Required,
                                  cl::desc("<HF model dir | config.json>"),
-                                 cl::sub(importCmd));
+                                 cl::sub(importCmd), cl::cat(ioCat));
 cl::opt<std::string> importOutput("o", cl::desc("Output file (default: stdout)"),
                                   cl::value_desc("model.mlir"), cl::init("-"),
-                                  cl::sub(importCmd));
+                                  cl::sub(importCmd), cl::cat(ioCat));
 cl::opt<std::string> importDtype("dtype",
                                  cl::desc("Compute dtype: bf16, f16 or f32"),
                                  cl::init("bf16"), cl::sub(importCmd),
-                                 cl::sub(compileCmd));
+                                 cl::sub(compileCmd), cl::cat(ioCat));
 cl::opt<bool> importSummary("summary",
                             cl::desc("Print the model summary to stderr"),
-                            cl::init(false), cl::sub(importCmd));
+                            cl::init(false), cl::sub(importCmd),
+                            cl::cat(ioCat));
 cl::opt<bool> noLora("no-lora",
                      cl::desc("Import without adapters (base model only)"),
                      cl::init(false), cl::sub(importCmd), cl::sub(compileCmd), cl::cat(loraCat));
@@ -100,10 +104,11 @@ cl::opt<std::string> adapterConfig(
 //===--------------------------------------------------------------------===//
 cl::opt<std::string> compileInput(
     cl::Positional, cl::Required,
-    cl::desc("<model.mlir | HF model dir | config.json>"), cl::sub(compileCmd));
+    cl::desc("<model.mlir | HF model dir | config.json>"), cl::sub(compileCmd),
+    cl::cat(ioCat));
 cl::opt<std::string> compileOutput("o", cl::desc("Output plan"),
                                    cl::value_desc("train.bin"), cl::init(""),
-                                   cl::sub(compileCmd));
+                                   cl::sub(compileCmd), cl::cat(ioCat));
 cl::opt<std::string> objective("objective",
                                cl::desc("Training objective: sft, pretrain or dpo"),
                                cl::init("sft"), cl::sub(compileCmd),
@@ -215,7 +220,7 @@ cl::SubCommand summaryCmd("summary",
                           "parameters, adapters");
 cl::opt<std::string> summaryInput(cl::Positional, cl::Required,
                                   cl::desc("<model.mlir>"),
-                                  cl::sub(summaryCmd));
+                                  cl::sub(summaryCmd), cl::cat(ioCat));
 
 int error(const Twine &msg) {
   errs() << "lorac: error: " << msg << "\n";
@@ -603,6 +608,8 @@ int runCompile() {
         lora::frontend::importModel(ctx, opts, &info);
     if (!imported)
       return error(toString(imported.takeError()));
+    for (const std::string &w : info.warnings)
+      errs() << "lorac: warning: " << w << "\n";
     module = std::move(*imported);
   }
   if (!(*module)->hasAttr(lora::kModelConfigAttrName))
@@ -738,8 +745,11 @@ int main(int argc, char **argv) {
   lora::registerLoraPasses();
   cl::SetVersionPrinter(
       [](raw_ostream &os) { os << "lorac 0.1.0 (MLIR " LLVM_VERSION_STRING ")\n"; });
-  cl::HideUnrelatedOptions(
-      {&loraCat, &compileCat, &hyperCat, &cl::getGeneralCategory()});
+  // Only lorac's own options (and --help/--version) in every help listing,
+  // --help-hidden and --help-list included.
+  const cl::OptionCategory *own[] = {&ioCat, &loraCat, &compileCat, &hyperCat};
+  for (cl::SubCommand *sub : cl::getRegisteredSubcommands())
+    cl::HideUnrelatedOptions(own, *sub);
   cl::ParseCommandLineOptions(
       argc, argv,
       "lorac: the LoRA/QLoRA training compiler\n\n"

@@ -11,12 +11,14 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/Path.h"
 
 #include <map>
+#include <optional>
 #include <set>
 
 using namespace mlir;
@@ -230,6 +232,117 @@ llvm::Error checkWeights(const std::string &dir, const ModelConfig &config,
   return llvm::Error::success();
 }
 
+/// The plain files of a directory, sorted.
+std::vector<std::string> listFiles(const std::string &dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (llvm::sys::fs::directory_iterator it(dir, ec), end; it != end && !ec;
+       it.increment(ec))
+    if (llvm::sys::fs::is_regular_file(it->path()))
+      names.push_back(llvm::sys::path::filename(it->path()).str());
+  llvm::sort(names);
+  return names;
+}
+
+bool isTokenizerFile(llvm::StringRef name) {
+  return llvm::is_contained({"tokenizer.json", "tokenizer.model",
+                             "tokenizer_config.json", "special_tokens_map.json",
+                             "added_tokens.json", "vocab.json", "merges.txt",
+                             "chat_template.jinja", "chat_template.json"},
+                            name);
+}
+
+bool isWeightFile(llvm::StringRef name) {
+  return name.ends_with(".safetensors") || name.ends_with(".bin") ||
+         name.ends_with(".pth") || name.ends_with(".pt") ||
+         name.ends_with(".gguf");
+}
+
+std::string joinNames(const std::vector<std::string> &names,
+                      size_t most = 4) {
+  std::string s;
+  for (size_t i = 0; i < names.size() && i < most; ++i)
+    s += (i ? ", " : "") + names[i];
+  if (names.size() > most)
+    s += llvm::formatv(", and {0} more", names.size() - most).str();
+  return s;
+}
+
+/// Why a directory without config.json cannot be imported, and what would
+/// work instead.
+std::string missingConfigMessage(const std::string &dir) {
+  std::string head = dir + ": no config.json in this directory";
+  const char *want = "give a Hugging Face model directory (config.json with "
+                     "model.safetensors, or sharded safetensors with "
+                     "model.safetensors.index.json) or a bare config.json";
+  std::vector<std::string> files = listFiles(dir);
+  if (files.empty())
+    return head + " (it is empty); " + want;
+  if (llvm::is_contained(files, "adapter_config.json"))
+    return head + ": it holds a PEFT adapter (adapter_config.json); give the "
+                  "base model's directory, with --adapter-config " +
+           dir + "/adapter_config.json for the adapter's LoRA options";
+  std::vector<std::string> tokenizer, weights;
+  for (const std::string &f : files) {
+    if (isTokenizerFile(f))
+      tokenizer.push_back(f);
+    if (isWeightFile(f))
+      weights.push_back(f);
+  }
+  if (!weights.empty())
+    return head + " next to " + joinNames(weights) +
+           ": lorac needs the config.json that came with these weights";
+  if (!tokenizer.empty() && tokenizer.size() == files.size())
+    return head + ": it holds only tokenizer files (" + joinNames(tokenizer) +
+           "); " + want;
+  return head + " (it has " + joinNames(files) + "); " + want;
+}
+
+/// Weights in a directory that lorac cannot check: an error when they look
+/// like a broken safetensors checkpoint, a warning when they are in another
+/// format (the import then plans the model from config.json alone).
+llvm::Error checkUnusableWeights(const std::string &dir, ImportInfo &info) {
+  std::vector<std::string> shards, other;
+  for (const std::string &f : listFiles(dir)) {
+    llvm::StringRef name(f);
+    if (name.starts_with("model-") && name.ends_with(".safetensors"))
+      shards.push_back(f);
+    else if (isWeightFile(name))
+      other.push_back(f);
+  }
+  if (!shards.empty())
+    return fail(dir + ": found " + joinNames(shards) +
+                " but no model.safetensors.index.json, which names the "
+                "shard of every tensor; copy it from the model's repository");
+  if (!other.empty())
+    info.warnings.push_back(
+        dir + ": no model.safetensors or model.safetensors.index.json (found " +
+        joinNames(other) +
+        "): the weights were not checked against config.json, and lorart "
+        "reads Hugging Face safetensors only (convert them with "
+        "save_pretrained(DIR, safe_serialization=True))");
+  return llvm::Error::success();
+}
+
+/// A file given where a config.json is expected: name what it is instead.
+std::optional<std::string> notAConfig(const std::string &path) {
+  llvm::StringRef name = llvm::sys::path::filename(path);
+  std::string parent = llvm::sys::path::parent_path(path).str();
+  if (parent.empty())
+    parent = ".";
+  if (isWeightFile(name))
+    return path + ": a weights file, not a config.json; give its directory (" +
+           parent + ", which needs config.json) or the config.json";
+  if (name == "adapter_config.json")
+    return path + ": a PEFT adapter config, not a model config.json; give "
+                  "the base model (directory or config.json) and this file "
+                  "with --adapter-config";
+  if (isTokenizerFile(name) || name == "generation_config.json")
+    return path + ": not a model config.json; give the model directory or "
+                  "its config.json";
+  return std::nullopt;
+}
+
 /// Collects diagnostics into one line for an llvm::Error.
 struct DiagnosticCollector {
   explicit DiagnosticCollector(MLIRContext &ctx)
@@ -288,8 +401,10 @@ Expected<OwningOpRef<ModuleOp>> importModel(MLIRContext &context,
     dir = options.input;
     info.configPath = (llvm::Twine(dir) + "/config.json").str();
     if (!llvm::sys::fs::exists(info.configPath))
-      return fail(options.input + ": no config.json in this directory");
+      return fail(missingConfigMessage(dir));
   } else if (llvm::sys::fs::exists(options.input)) {
+    if (std::optional<std::string> msg = notAConfig(options.input))
+      return fail(*msg);
     info.configPath = options.input; // a bare config.json
   } else {
     return fail(options.input + ": no such file or directory");
@@ -316,9 +431,12 @@ Expected<OwningOpRef<ModuleOp>> importModel(MLIRContext &context,
     bool single = llvm::sys::fs::exists(dir + "/model.safetensors");
     bool sharded =
         llvm::sys::fs::exists(dir + "/model.safetensors.index.json");
-    if (single || sharded)
+    if (single || sharded) {
       if (llvm::Error e = checkWeights(dir, *config, info))
         return e;
+    } else if (llvm::Error e = checkUnusableWeights(dir, info)) {
+      return e;
+    }
   }
 
   OwningOpRef<ModuleOp> module = buildForwardGraph(context, *config, elt);

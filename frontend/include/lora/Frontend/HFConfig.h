@@ -25,7 +25,9 @@ struct RopeScaling {
 };
 
 /// The fields of config.json the model graph depends on, with Hugging Face's
-/// defaults applied for the optional ones.
+/// defaults applied for the optional ones. The same for a config written by
+/// transformers 4.x (`rope_theta`, `rope_scaling`, `torch_dtype`) and by 5.x
+/// (`rope_parameters`, `dtype`, `layer_types`).
 struct ModelConfig {
   std::string path; // the config.json it came from
   Architecture architecture = Architecture::Llama;
@@ -46,12 +48,17 @@ struct ModelConfig {
   std::optional<int64_t> slidingWindow;
   std::optional<int64_t> maxPositionEmbeddings;
   std::optional<int64_t> bosTokenId, eosTokenId;
-  std::string torchDtype; // informational
+  std::string torchDtype; // `dtype` or `torch_dtype`; informational
 };
 
-/// Parses and validates a config.json. Errors are one line naming the file
-/// and the key: "cfg/config.json: key 'hidden_size' must be a positive
-/// integer, got \"x\"".
+/// Parses and validates a config.json in either transformers layout. Errors
+/// are one line naming the file and the key: "cfg/config.json: key
+/// 'hidden_size' must be a positive integer, got \"x\"". Both layouts in one
+/// file must agree ("keys 'rope_theta' (10000) and
+/// 'rope_parameters.rope_theta' (100000) disagree"), and a key that changes
+/// the math in a way lorac does not implement (yarn RoPE, partial rotary
+/// embeddings, soft-capping, attention dropout, per-layer sliding windows,
+/// ...) is an error, never ignored. docs/cli.md lists them.
 llvm::Expected<ModelConfig> parseModelConfig(const std::string &path);
 
 /// LoRA options, from the command line or PEFT's adapter_config.json.
