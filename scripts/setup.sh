@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3
   llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
   libflatbuffers-dev flatbuffers-compiler
-  libsentencepiece-dev sentencepiece
+  libsentencepiece-dev sentencepiece libpcre2-dev libutf8proc-dev
   libgtest-dev nlohmann-json3-dev libcli11-dev
   libdnnl-dev ocl-icd-opencl-dev
   zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev
@@ -46,6 +46,22 @@ if /usr/bin/python3 -c "import torch" 2>/dev/null && \
   /usr/bin/python3 -m pip install -q --break-system-packages \
     "transformers==4.35.2" "peft==0.6.2" "accelerate==0.24.1" || \
     echo "setup: warning: transformers/peft could not be installed (the PEFT cross-check will be skipped)"
+fi
+
+# The references of the tokenizer.json and chat-template tests (Hugging Face
+# `tokenizers`, `jinja2`), in a folder of their own (pip --target): the
+# pinned transformers above accepts only an older `tokenizers`. The tests
+# read them with PYTHONPATH=/opt/lorac-pydeps and skip without them.
+PYDEPS=/opt/lorac-pydeps
+if ! PYTHONPATH=$PYDEPS /usr/bin/python3 -c "import tokenizers, jinja2" 2>/dev/null; then
+  echo "setup: installing tokenizers and jinja2 into $PYDEPS (pip --target)"
+  if ! /usr/bin/python3 -m pip --version >/dev/null 2>&1; then
+    $SUDO apt-get update -qq || true
+    $SUDO apt-get install -y -qq --no-install-recommends python3-pip || true
+  fi
+  $SUDO /usr/bin/python3 -m pip install -q --target "$PYDEPS" --upgrade \
+    "tokenizers==0.22.1" "jinja2==3.1.6" || \
+    echo "setup: warning: tokenizers/jinja2 could not be installed (their differential tests will be skipped)"
 fi
 
 if [ -e /usr/local/cuda/include/cuda.h ]; then

@@ -13,6 +13,7 @@
 #include <sentencepiece_trainer.h>
 
 #include "lorart/base/strings.h"
+#include "lorart/data/hf/hf_tokenizer.h"
 #include "lorart/io/mapped_file.h"
 
 namespace lorart {
@@ -47,90 +48,94 @@ class LinesIterator : public sentencepiece::SentenceIterator {
   size_t index_ = 0;
 };
 
-}  // namespace
-
-Tokenizer::Tokenizer() : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
-Tokenizer::~Tokenizer() = default;
-
-StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& path) {
-  std::string file = path;
-  if (IsDirectory(path)) {
-    file = JoinPath(path, "tokenizer.model");
-    if (!Exists(file)) {
-      std::string hint;
-      if (Exists(JoinPath(path, "tokenizer.json"))) {
-        hint = "; tokenizer.json (Hugging Face tokenizers) is not supported yet";
-      }
-      return NotFoundError(StrFormat("%s: no such file (the model directory needs a "
-                                     "SentencePiece tokenizer.model%s)",
-                                     file.c_str(), hint.c_str()));
-    }
-  } else if (!Exists(path)) {
-    return NotFoundError(StrFormat("%s: no such file (the model directory needs a SentencePiece "
-                                   "tokenizer.model)",
-                                   path.c_str()));
-  }
-  MappedFile mapped;
-  LORA_RETURN_IF_ERROR(mapped.Open(file));
-  return FromBytes(mapped.view(), file);
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromBytes(std::string_view model_bytes,
-                                                          const std::string& name) {
-  std::unique_ptr<Tokenizer> tokenizer(new Tokenizer());
+// SentencePiece `tokenizer.model`.
+class SentencePieceTokenizer final : public Tokenizer {
+ public:
+  SentencePieceTokenizer() : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
+
+  Status Init(std::string_view model_bytes, const std::string& name);
+
+  const char* kind() const override { return "sentencepiece"; }
+  Status EncodeWithSpecial(std::string_view text, const std::vector<ByteRange>& special_ranges,
+                           std::vector<int32_t>* ids,
+                           std::vector<TokenSpan>* spans) const override;
+  void SpecialTokensAround(std::vector<int32_t>* prefix,
+                           std::vector<int32_t>* suffix) const override {
+    prefix->clear();
+    suffix->clear();
+    if (bos_id_ >= 0) prefix->push_back(bos_id_);
+  }
+  StatusOr<std::string> Decode(const std::vector<int32_t>& ids) const override;
+  StatusOr<std::string> DecodeWithControls(const std::vector<int32_t>& ids) const override;
+  std::string IdToPiece(int32_t id) const override {
+    if (id < 0 || id >= vocab_size_) return "";
+    return sp_->IdToPiece(id);
+  }
+  int32_t PieceToId(std::string_view piece) const override {
+    int id = sp_->PieceToId(piece);
+    // SentencePiece answers unk for an unknown piece.
+    if (id == sp_->unk_id() && piece != sp_->IdToPiece(id)) return -1;
+    return id;
+  }
+  bool IsControl(int32_t id) const override {
+    return id >= 0 && id < vocab_size_ && sp_->IsControl(id);
+  }
+
+ private:
+  // Encodes text with no control token recognised, appending.
+  Status EncodeRun(std::string_view text, uint32_t offset, std::vector<int32_t>* ids,
+                   std::vector<TokenSpan>* spans) const;
+
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  // Control pieces ("<s>", "</s>", ...) that template text may spell.
+  std::vector<std::pair<std::string, int32_t>> controls_;
+};
+
+Status SentencePieceTokenizer::Init(std::string_view model_bytes, const std::string& name) {
+  path_ = name;
   if (model_bytes.empty()) {
     return InvalidArgumentError(
         StrFormat("%s: not a SentencePiece model: the file is empty", name.c_str()));
   }
-  sentencepiece::util::Status status = tokenizer->sp_->LoadFromSerializedProto(model_bytes);
+  sentencepiece::util::Status status = sp_->LoadFromSerializedProto(model_bytes);
   if (!status.ok()) {
     return InvalidArgumentError(StrFormat("%s: not a SentencePiece model: %s", name.c_str(),
                                           SpMessage(status).c_str()));
   }
-  LORA_RETURN_IF_ERROR(tokenizer->Init(name));
-  return tokenizer;
-}
-
-Status Tokenizer::Init(const std::string& path) {
-  path_ = path;
   vocab_size_ = sp_->GetPieceSize();
   if (vocab_size_ <= 0) {
-    return InvalidArgumentError(StrFormat("%s: the SentencePiece model has no pieces", path.c_str()));
+    return InvalidArgumentError(StrFormat("%s: the SentencePiece model has no pieces", name.c_str()));
   }
   bos_id_ = sp_->bos_id();
   eos_id_ = sp_->eos_id();
   unk_id_ = sp_->unk_id();
   if (bos_id_ >= vocab_size_) bos_id_ = -1;
   if (eos_id_ >= vocab_size_) eos_id_ = -1;
+  if (unk_id_ >= vocab_size_) unk_id_ = -1;
   int32_t pad = sp_->pad_id();
   if (pad >= 0 && pad < vocab_size_) {
     pad_id_ = pad;
   } else {
     pad_id_ = eos_id_ >= 0 ? eos_id_ : 0;
   }
+  if (bos_id_ >= 0) bos_token_ = sp_->IdToPiece(bos_id_);
+  if (eos_id_ >= 0) eos_token_ = sp_->IdToPiece(eos_id_);
+  for (int32_t id = 0; id < vocab_size_; ++id) {
+    if (sp_->IsControl(id) && !sp_->IdToPiece(id).empty()) {
+      controls_.emplace_back(sp_->IdToPiece(id), id);
+    }
+  }
   return OkStatus();
 }
 
-Status Tokenizer::Encode(std::string_view text, std::vector<int32_t>* ids) const {
-  ids->clear();
-  std::vector<int> out;
-  sentencepiece::util::Status status = sp_->Encode(text, &out);
-  if (!status.ok()) {
-    return InvalidArgumentError(
-        StrFormat("%s: cannot encode text: %s", path_.c_str(), SpMessage(status).c_str()));
-  }
-  ids->assign(out.begin(), out.end());
-  return OkStatus();
-}
-
-Status Tokenizer::Encode(std::string_view text, std::vector<int32_t>* ids,
-                         std::vector<TokenSpan>* spans) const {
-  ids->clear();
-  spans->clear();
-  if (text.size() > std::numeric_limits<uint32_t>::max()) {
-    return InvalidArgumentError(StrFormat("%s: cannot encode %zu bytes of text in one piece",
-                                          path_.c_str(), text.size()));
-  }
+Status SentencePieceTokenizer::EncodeRun(std::string_view text, uint32_t offset,
+                                         std::vector<int32_t>* ids,
+                                         std::vector<TokenSpan>* spans) const {
+  if (text.empty()) return OkStatus();
   sentencepiece::ImmutableSentencePieceText spt;
   sentencepiece::util::Status status = sp_->Encode(text, spt.mutable_proto());
   if (!status.ok()) {
@@ -138,17 +143,62 @@ Status Tokenizer::Encode(std::string_view text, std::vector<int32_t>* ids,
         StrFormat("%s: cannot encode text: %s", path_.c_str(), SpMessage(status).c_str()));
   }
   size_t n = spt.pieces_size();
-  ids->reserve(n);
-  spans->reserve(n);
   for (size_t i = 0; i < n; ++i) {
     auto piece = spt.pieces(static_cast<int>(i));
     ids->push_back(static_cast<int32_t>(piece.id()));
-    spans->push_back(TokenSpan{piece.begin(), piece.end()});
+    if (spans != nullptr) {
+      spans->push_back(TokenSpan{offset + piece.begin(), offset + piece.end()});
+    }
   }
   return OkStatus();
 }
 
-StatusOr<std::string> Tokenizer::Decode(const std::vector<int32_t>& ids) const {
+// Template text that spells a control piece inside `special_ranges` becomes
+// that token; the text between control tokens is encoded run by run, each
+// with SentencePiece's own "▁" prefix (as the slow Llama tokenizer encodes
+// the text after a special token).
+Status SentencePieceTokenizer::EncodeWithSpecial(std::string_view text,
+                                                 const std::vector<ByteRange>& special_ranges,
+                                                 std::vector<int32_t>* ids,
+                                                 std::vector<TokenSpan>* spans) const {
+  ids->clear();
+  if (spans != nullptr) spans->clear();
+  if (text.size() > std::numeric_limits<uint32_t>::max()) {
+    return InvalidArgumentError(StrFormat("%s: cannot encode %zu bytes of text in one piece",
+                                          path_.c_str(), text.size()));
+  }
+  size_t run_begin = 0;
+  for (const ByteRange& range : special_ranges) {
+    size_t pos = range.begin;
+    while (pos < range.end && pos < text.size()) {
+      int32_t found = -1;
+      size_t length = 0;
+      for (const auto& [piece, id] : controls_) {
+        if (piece.size() > length && pos + piece.size() <= range.end &&
+            text.compare(pos, piece.size(), piece) == 0) {
+          found = id;
+          length = piece.size();
+        }
+      }
+      if (found < 0) {
+        ++pos;
+        continue;
+      }
+      LORA_RETURN_IF_ERROR(EncodeRun(text.substr(run_begin, pos - run_begin),
+                                     static_cast<uint32_t>(run_begin), ids, spans));
+      ids->push_back(found);
+      if (spans != nullptr) {
+        spans->push_back(
+            TokenSpan{static_cast<uint32_t>(pos), static_cast<uint32_t>(pos + length)});
+      }
+      pos += length;
+      run_begin = pos;
+    }
+  }
+  return EncodeRun(text.substr(run_begin), static_cast<uint32_t>(run_begin), ids, spans);
+}
+
+StatusOr<std::string> SentencePieceTokenizer::Decode(const std::vector<int32_t>& ids) const {
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= vocab_size_) {
       return InvalidArgumentError(StrFormat("%s: token %zu: id %d is outside the vocabulary [0, %d)",
@@ -165,7 +215,8 @@ StatusOr<std::string> Tokenizer::Decode(const std::vector<int32_t>& ids) const {
   return text;
 }
 
-StatusOr<std::string> Tokenizer::DecodeWithControls(const std::vector<int32_t>& ids) const {
+StatusOr<std::string> SentencePieceTokenizer::DecodeWithControls(
+    const std::vector<int32_t>& ids) const {
   std::string out;
   std::vector<int32_t> run;
   auto flush = [&]() -> Status {
@@ -176,7 +227,7 @@ StatusOr<std::string> Tokenizer::DecodeWithControls(const std::vector<int32_t>& 
     return OkStatus();
   };
   for (int32_t id : ids) {
-    if (id >= 0 && id < vocab_size_ && sp_->IsControl(id)) {
+    if (IsControl(id)) {
       LORA_RETURN_IF_ERROR(flush());
       out += sp_->IdToPiece(id);
     } else {
@@ -187,13 +238,47 @@ StatusOr<std::string> Tokenizer::DecodeWithControls(const std::vector<int32_t>& 
   return out;
 }
 
-std::string Tokenizer::IdToPiece(int32_t id) const {
-  if (id < 0 || id >= vocab_size_) return "";
-  return sp_->IdToPiece(id);
+}  // namespace
+
+Tokenizer::~Tokenizer() = default;
+
+StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& path) {
+  if (IsDirectory(path)) {
+    std::string json = JoinPath(path, "tokenizer.json");
+    std::string model = JoinPath(path, "tokenizer.model");
+    std::string config = JoinPath(path, "tokenizer_config.json");
+    if (Exists(json)) return LoadHfTokenizer(json, Exists(config) ? config : "");
+    if (!Exists(model)) {
+      return NotFoundError(StrFormat(
+          "%s: no tokenizer: the model directory needs tokenizer.json (Hugging Face tokenizers) "
+          "or tokenizer.model (SentencePiece); copy them from the model's Hub repository",
+          path.c_str()));
+    }
+    MappedFile mapped;
+    LORA_RETURN_IF_ERROR(mapped.Open(model));
+    return FromBytes(mapped.view(), model);
+  }
+  if (!Exists(path)) {
+    return NotFoundError(StrFormat(
+        "%s: no such file (a tokenizer is a model directory, its tokenizer.json or its "
+        "tokenizer.model)",
+        path.c_str()));
+  }
+  if (EndsWith(path, ".json")) {
+    std::string dir = path.substr(0, path.find_last_of('/') + 1);
+    std::string config = (dir.empty() ? std::string(".") : dir) + "/tokenizer_config.json";
+    return LoadHfTokenizer(path, Exists(config) ? config : "");
+  }
+  MappedFile mapped;
+  LORA_RETURN_IF_ERROR(mapped.Open(path));
+  return FromBytes(mapped.view(), path);
 }
 
-bool Tokenizer::IsControl(int32_t id) const {
-  return id >= 0 && id < vocab_size_ && sp_->IsControl(id);
+StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromBytes(std::string_view model_bytes,
+                                                          const std::string& name) {
+  auto tokenizer = std::make_unique<SentencePieceTokenizer>();
+  LORA_RETURN_IF_ERROR(tokenizer->Init(model_bytes, name));
+  return std::unique_ptr<Tokenizer>(std::move(tokenizer));
 }
 
 StatusOr<std::string> TrainTokenizerFromLines(const std::vector<std::string>& lines,
