@@ -1,5 +1,7 @@
 // The data pipeline's front half: JSONL records, the SentencePiece tokenizer
 // (trained in the test), chat templates and their loss masks.
+#include <cstdio>
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -282,14 +284,18 @@ TEST(DataTokenizerTest, MissingOrBrokenTokenizer) {
   ASSERT_FALSE(tok.ok());
   EXPECT_EQ(tok.status().code(), StatusCode::kNotFound);
   EXPECT_EQ(tok.status().message(),
-            dir.path() + "/tokenizer.model: no such file (the model directory needs a "
-                         "SentencePiece tokenizer.model)");
+            dir.path() + ": no tokenizer: the model directory needs tokenizer.json (Hugging "
+                         "Face tokenizers) or tokenizer.model (SentencePiece); copy them from "
+                         "the model's Hub repository");
+  // tokenizer.json is preferred: a broken one is an error even beside a
+  // good tokenizer.model.
   WriteFile(dir.Join("tokenizer.json"), "{}");
+  WriteFile(dir.Join("tokenizer.model"), ::lorart::testing::DataTestTokenizerBytes());
   tok = Tokenizer::Load(dir.path());
   ASSERT_FALSE(tok.ok());
-  EXPECT_NE(tok.status().message().find("tokenizer.json (Hugging Face tokenizers) is not "
-                                        "supported yet"),
-            std::string::npos);
+  EXPECT_EQ(tok.status().message().rfind(dir.path() + "/tokenizer.json: ", 0), 0u)
+      << tok.status().message();
+  ASSERT_EQ(std::remove(dir.Join("tokenizer.json").c_str()), 0);
 
   WriteFile(dir.Join("tokenizer.model"), "this is not a protobuf \xff\xff\xff");
   tok = Tokenizer::Load(dir.path());
@@ -428,9 +434,11 @@ TEST(DataTemplateTest, UnicodeAtTheReplyBoundary) {
 TEST(DataTemplateTest, Names) {
   EXPECT_EQ(ParseChatTemplate("llama2").value(), ChatTemplate::kLlama2);
   EXPECT_EQ(ParseChatTemplate("simple").value(), ChatTemplate::kSimple);
-  StatusOr<ChatTemplate> bad = ParseChatTemplate("chatml");
+  EXPECT_EQ(ParseChatTemplate("chatml").value().kind(), ChatTemplate::Kind::kJinja);
+  StatusOr<ChatTemplate> bad = ParseChatTemplate("vicuna");
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().message(), "chat template 'chatml' is not one of: llama2, simple");
+  EXPECT_EQ(bad.status().message(),
+            "chat template 'vicuna' is not one of: auto, llama2, simple, chatml, llama3, mistral");
   EXPECT_EQ(ParseObjective("pretrain").value(), Objective::kPretrain);
   EXPECT_FALSE(ParseObjective("dpo").ok());
 }

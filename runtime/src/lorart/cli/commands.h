@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "lorart/base/status.h"
+#include "lorart/data/template.h"
 #include "lorart/exec/session.h"
 
 namespace lorart {
@@ -32,6 +33,15 @@ struct DeviceFlags {
   Status Apply(SessionOptions* so) const;
 };
 
+// --template and --chat-template, shared by the commands that render chat
+// records (run, eval, fisher, generate, tokenize).
+struct TemplateFlags {
+  std::string name = "auto", file;
+  void Add(CLI::App* app);
+  // The template for the model in `model_dir` (data::ResolveChatTemplate).
+  StatusOr<data::ChatTemplate> Resolve(const std::string& model_dir) const;
+};
+
 using AddCommandFn = Command (*)(CLI::App& root, std::ostream& out);
 
 Command AddVersionCommand(CLI::App& root, std::ostream& out);
@@ -46,6 +56,7 @@ Command AddMergeCommand(CLI::App& root, std::ostream& out);
 Command AddFisherCommand(CLI::App& root, std::ostream& out);
 Command AddAverageCommand(CLI::App& root, std::ostream& out);
 Command AddProfileCommand(CLI::App& root, std::ostream& out);
+Command AddTokenizeCommand(CLI::App& root, std::ostream& out);
 
 }  // namespace cli
 }  // namespace lorart

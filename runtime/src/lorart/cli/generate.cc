@@ -25,7 +25,8 @@ struct Generator {
   double temperature = 0;
   std::mt19937_64 rng{0};
 
-  // Continues `prompt` (token ids) until EOS, max_new tokens or the plan's
+  // Continues `prompt` (token ids) until EOS or another special token (the
+  // end of a turn: "<|im_end|>", "<|eot_id|>"), max_new tokens or the plan's
   // sequence length.
   StatusOr<std::vector<int32_t>> Continue(std::vector<int32_t> tokens) {
     std::vector<int32_t> generated;
@@ -60,7 +61,7 @@ struct Generator {
         std::discrete_distribution<int32_t> d(w.begin(), w.end());
         next = d(rng);
       }
-      if (next == tokenizer->eos_id()) break;
+      if (next == tokenizer->eos_id() || tokenizer->IsControl(next)) break;
       tokens.push_back(next);
       generated.push_back(next);
     }
@@ -68,21 +69,31 @@ struct Generator {
   }
 };
 
-// The prompt of a chat record: its rendering up to the first trained token
-// (the start of the assistant's reply).
-Status PromptTokens(const data::Record& record, data::ChatTemplate tmpl,
+// The prompt of a chat record: its turns before the first assistant reply,
+// rendered up to where the reply starts. A Jinja template writes that start
+// itself (add_generation_prompt); with a hand-written one it is the
+// rendering up to the first trained token of an empty reply.
+Status PromptTokens(const data::Record& record, const data::ChatTemplate& tmpl,
                     const data::Tokenizer& tok, std::vector<int32_t>* out) {
   data::Record r = record;
-  // Keep the turns up to the first user message and ask for a reply.
   std::vector<data::Message> messages;
   for (const data::Message& m : r.messages) {
     if (m.role == data::Role::kAssistant) break;
     messages.push_back(m);
   }
-  messages.push_back({data::Role::kAssistant, ""});
-  r.messages = messages;
   r.format = data::RecordFormat::kChat;
   data::Example ex;
+  if (tmpl.kind() == data::ChatTemplate::Kind::kJinja) {
+    r.messages = messages;
+    LORA_ASSIGN_OR_RETURN(data::RenderedDocument doc,
+                          data::Render(r, tmpl, data::Objective::kSft, tok,
+                                       /*add_generation_prompt=*/true));
+    LORA_RETURN_IF_ERROR(data::Tokenize(doc, tok, &ex));
+    *out = ex.tokens;
+    return OkStatus();
+  }
+  messages.push_back({data::Role::kAssistant, ""});
+  r.messages = messages;
   LORA_RETURN_IF_ERROR(data::RecordToExample(r, tmpl, data::Objective::kSft, tok, &ex));
   out->clear();
   for (size_t i = 0; i < ex.tokens.size() && !ex.is_target[i]; ++i) out->push_back(ex.tokens[i]);
@@ -100,7 +111,8 @@ std::string Trim(std::string s) {
 
 Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
   struct Options {
-    std::string plan, base, adapter, prompt, prompts, chat_template = "llama2";
+    std::string plan, base, adapter, prompt, prompts;
+    TemplateFlags chat_template;
     int64_t max_new = 32, limit = 5;
     double temperature = 0;
     uint64_t seed = 0;
@@ -122,7 +134,7 @@ Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
   c.app->add_option("--max-new-tokens", o->max_new, "Tokens to generate at most");
   c.app->add_option("--temperature", o->temperature, "0: greedy");
   c.app->add_option("--seed", o->seed, "Sampling seed");
-  c.app->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
+  o->chat_template.Add(c.app);
   c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
   o->device.Add(c.app);
   c.run = [o, &out]() -> Status {
@@ -140,8 +152,8 @@ Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
     LORA_RETURN_IF_ERROR(s->InitTrainable(0));  // lora_B = 0: the base model
     if (!o->adapter.empty()) LORA_RETURN_IF_ERROR(s->LoadAdapter(o->adapter));
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Tokenizer> tok,
-                          data::Tokenizer::Load(o->base + "/tokenizer.model"));
-    LORA_ASSIGN_OR_RETURN(data::ChatTemplate tmpl, data::ParseChatTemplate(o->chat_template));
+                          data::Tokenizer::Load(o->base));
+    LORA_ASSIGN_OR_RETURN(data::ChatTemplate tmpl, o->chat_template.Resolve(o->base));
     const schema::Hyperparameters& d = s->plan().defaults();
     Generator g{s.get(), tok.get(), static_cast<int64_t>(d.micro_batch()),
                 static_cast<int64_t>(d.seq_len()),

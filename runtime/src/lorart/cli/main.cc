@@ -22,6 +22,7 @@ constexpr AddCommandFn kCommands[] = {
     AddRunCommand,
     AddEvalCommand,
     AddTrainTokenizerCommand,
+    AddTokenizeCommand,
     AddGenerateCommand,
     AddCheckKernelsCommand,
     AddMergeCommand,

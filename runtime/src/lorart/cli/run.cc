@@ -39,12 +39,13 @@ Status OpenAndBind(const std::string& plan, const std::string& base, const Sessi
   LORA_RETURN_IF_ERROR(out->session->InitTrainable(seed));
   if (!init_adapter.empty())
     LORA_RETURN_IF_ERROR(out->session->LoadAdapter(init_adapter));
-  LORA_ASSIGN_OR_RETURN(out->tokenizer, data::Tokenizer::Load(base + "/tokenizer.model"));
+  LORA_ASSIGN_OR_RETURN(out->tokenizer, data::Tokenizer::Load(base));
   return OkStatus();
 }
 
-StatusOr<data::DataOptions> DataOptionsFor(const Plan& plan, const std::string& chat_template,
-                                           uint64_t seed, bool shuffle) {
+StatusOr<data::DataOptions> DataOptionsFor(const Plan& plan, const TemplateFlags& chat_template,
+                                           const std::string& base, uint64_t seed,
+                                           bool shuffle) {
   const schema::Hyperparameters& d = plan.defaults();
   data::DataOptions o;
   o.seq_len = d.seq_len();
@@ -52,7 +53,7 @@ StatusOr<data::DataOptions> DataOptionsFor(const Plan& plan, const std::string& 
   o.pack = d.packing();
   o.shuffle = shuffle;
   o.seed = seed;
-  LORA_ASSIGN_OR_RETURN(o.chat_template, data::ParseChatTemplate(chat_template));
+  LORA_ASSIGN_OR_RETURN(o.chat_template, chat_template.Resolve(base));
   std::string objective = d.objective() ? d.objective()->str() : "sft";
   // DPO's data are preference pairs, rendered as chat conversations.
   o.preference = objective == "dpo";
@@ -90,6 +91,18 @@ Status CheckVocabulary(const Plan& plan, const data::Tokenizer& tok, const data:
 
 }  // namespace
 
+void TemplateFlags::Add(CLI::App* app) {
+  app->add_option("--template", name,
+                  "Chat template: auto (the model's own chat_template, else llama2), llama2, "
+                  "simple, chatml, llama3 or mistral");
+  app->add_option("--chat-template", file,
+                  "A Jinja chat template file (overrides --template)");
+}
+
+StatusOr<data::ChatTemplate> TemplateFlags::Resolve(const std::string& model_dir) const {
+  return data::ResolveChatTemplate(name, file, model_dir);
+}
+
 void DeviceFlags::Add(CLI::App* app) {
   app->add_option("--device", device,
                   "cpu, cuda, cuda:N (GPU N) or auto (default auto: GPU 0 when there is one)");
@@ -111,7 +124,8 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   struct Options {
     std::string plan, data, eval, base, output = "lora-out", resume, init_adapter, replay, fisher;
     double replay_ratio = 0.1;
-    std::string chat_template = "llama2", schedule;
+    std::string schedule;
+    TemplateFlags chat_template;
     DeviceFlags device;
     int64_t steps = 0, grad_accum = 0, warmup = -1, eval_every = 0, patience = 0, save_every = 0;
     int64_t max_skipped = 10;
@@ -127,7 +141,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   a->add_option("plan", o->plan, "train.bin from lorac compile")->required();
   a->add_option("--data", o->data, "Training JSONL (chat, Alpaca, prompt/completion or text)")
       ->required();
-  a->add_option("--base", o->base, "Base model directory (safetensors, tokenizer.model)")
+  a->add_option("--base", o->base, "Base model directory (config.json, safetensors, tokenizer.json or tokenizer.model)")
       ->required();
   a->add_option("--eval", o->eval, "Validation JSONL");
   a->add_option("--replay", o->replay,
@@ -151,7 +165,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   a->add_option("--save-every", o->save_every, "Checkpoint every N steps (0: never)");
   a->add_option("--resume", o->resume, "Continue from a checkpoint directory");
   a->add_option("--init-adapter", o->init_adapter, "Start from a PEFT adapter directory");
-  a->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
+  o->chat_template.Add(a);
   a->add_option("--spike-factor", o->spike, "Skip a step whose loss exceeds this x the mean");
   a->add_option("--max-skipped", o->max_skipped, "Stop after this many skipped steps");
   a->add_option("--threads", o->threads, "CPU threads (0: all)");
@@ -166,7 +180,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     out << "device: " << l.session->DeviceDescription() << "\n";
     const Plan& plan = l.session->plan();
     LORA_ASSIGN_OR_RETURN(data::DataOptions train_opts,
-                          DataOptionsFor(plan, o->chat_template, o->seed, true));
+                          DataOptionsFor(plan, o->chat_template, o->base, o->seed, true));
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> train,
                           LoadData(o->data, *l.tokenizer, train_opts));
     LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *train));
@@ -222,7 +236,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     if (!std::isnan(r.best_eval_loss)) out << ", best eval loss " << r.best_eval_loss;
     out << "\nwrote " << o->output
         << (plan.lora() ? "/adapter_model.safetensors, adapter_config.json"
-                        : "/model.safetensors, config.json, tokenizer.model")
+                        : "/model.safetensors, config.json and the tokenizer files")
         << ", metrics.jsonl, loss.svg\n";
     return OkStatus();
   };
@@ -231,7 +245,8 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
 
 Command AddFisherCommand(CLI::App& root, std::ostream& out) {
   struct Options {
-    std::string plan, data, base, output = "fisher.safetensors", chat_template = "llama2";
+    std::string plan, data, base, output = "fisher.safetensors";
+    TemplateFlags chat_template;
     int64_t batches = 0;
     int threads = 0;
     DeviceFlags device;
@@ -248,7 +263,7 @@ Command AddFisherCommand(CLI::App& root, std::ostream& out) {
   c.app->add_option("--base", o->base, "Base model directory")->required();
   c.app->add_option("-o,--output", o->output, "The Fisher (safetensors)");
   c.app->add_option("--batches", o->batches, "Micro-batches to average (0: the whole file)");
-  c.app->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
+  o->chat_template.Add(c.app);
   c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
   o->device.Add(c.app);
   c.run = [o, &out]() -> Status {
@@ -258,7 +273,7 @@ Command AddFisherCommand(CLI::App& root, std::ostream& out) {
     Loaded l;
     LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, 0, "", &l));
     LORA_ASSIGN_OR_RETURN(data::DataOptions opts,
-                          DataOptionsFor(l.session->plan(), o->chat_template, 0, false));
+                          DataOptionsFor(l.session->plan(), o->chat_template, o->base, 0, false));
     if (opts.preference)
       return InvalidArgumentError(o->plan + ": the Fisher needs an SFT or pretraining plan");
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> ds,
@@ -271,7 +286,8 @@ Command AddFisherCommand(CLI::App& root, std::ostream& out) {
 
 Command AddEvalCommand(CLI::App& root, std::ostream& out) {
   struct Options {
-    std::string plan, data, base, adapter, chat_template = "llama2";
+    std::string plan, data, base, adapter;
+    TemplateFlags chat_template;
     int threads = 0;
     DeviceFlags device;
   };
@@ -283,7 +299,7 @@ Command AddEvalCommand(CLI::App& root, std::ostream& out) {
   c.app->add_option("--data", o->data, "JSONL data file")->required();
   c.app->add_option("--base", o->base, "Base model directory")->required();
   c.app->add_option("--adapter", o->adapter, "PEFT adapter directory (default: none)");
-  c.app->add_option("--template", o->chat_template, "Chat template: llama2 or simple");
+  o->chat_template.Add(c.app);
   c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
   o->device.Add(c.app);
   // Written on the C API (lorart.h), as other frameworks would use it.
@@ -302,10 +318,10 @@ Command AddEvalCommand(CLI::App& root, std::ostream& out) {
     if (!o->adapter.empty() && lorart_load_adapter(session.get(), o->adapter.c_str()) != 0)
       return InvalidArgumentError(lorart_last_error());
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Tokenizer> tok,
-                          data::Tokenizer::Load(o->base + "/tokenizer.model"));
+                          data::Tokenizer::Load(o->base));
     std::unique_ptr<Plan> plan = std::make_unique<Plan>();
     LORA_RETURN_IF_ERROR(LoadPlan(o->plan, plan.get()));
-    LORA_ASSIGN_OR_RETURN(data::DataOptions opts, DataOptionsFor(*plan, o->chat_template, 0, false));
+    LORA_ASSIGN_OR_RETURN(data::DataOptions opts, DataOptionsFor(*plan, o->chat_template, o->base, 0, false));
     if (opts.preference)
       return InvalidArgumentError(o->plan + ": lorart eval does not take DPO plans yet: evaluate "
                                             "preference pairs with lorart run --eval (reward "

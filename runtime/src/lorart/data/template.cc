@@ -1,12 +1,60 @@
 #include "lorart/data/template.h"
 
+#include <limits>
 #include <utility>
 
 #include "lorart/base/strings.h"
+#include "lorart/data/jinja/jinja.h"
+#include "lorart/io/files.h"
+#include "lorart/io/json.h"
 
 namespace lorart {
 namespace data {
 namespace {
+
+// Built-in templates written in Jinja, for models that ship none or for data
+// meant for another family. Each is the widely used form of its family's
+// format (ChatML as Qwen/SmolLM2 write it; Llama 3 Instruct; Mistral
+// Instruct with the system prompt before the first user message).
+struct BuiltinTemplate {
+  const char* name;
+  const char* source;
+};
+const BuiltinTemplate kBuiltinTemplates[] = {
+    {"chatml",
+     "{% for message in messages %}"
+     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+     "{% endfor %}"
+     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"},
+    {"llama3",
+     "{{ bos_token }}"
+     "{% for message in messages %}"
+     "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + "
+     "message['content'] | trim + '<|eot_id|>' }}"
+     "{% endfor %}"
+     "{% if add_generation_prompt %}"
+     "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"},
+    {"mistral",
+     "{{ bos_token }}"
+     "{% if messages[0]['role'] == 'system' %}"
+     "{% set system = messages[0]['content'] + '\n\n' %}{% set turns = messages[1:] %}"
+     "{% else %}{% set system = '' %}{% set turns = messages %}{% endif %}"
+     "{% for message in turns %}"
+     "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+     "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+     "{% endif %}"
+     "{% if message['role'] == 'user' %}"
+     "{% if loop.first %}{{ '[INST] ' + system + message['content'] + ' [/INST]' }}"
+     "{% else %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}"
+     "{% else %}{{ message['content'] + eos_token }}{% endif %}"
+     "{% endfor %}"},
+};
+
+std::string BuiltinNames() {
+  std::string names = "llama2, simple";
+  for (const BuiltinTemplate& t : kBuiltinTemplates) names += std::string(", ") + t.name;
+  return names;
+}
 
 // Python's str.strip() for ASCII whitespace, as Llama-2's reference code
 // strips user and assistant contents.
@@ -97,21 +145,165 @@ RenderedDocument RenderSimple(const std::vector<Message>& messages) {
   return doc;
 }
 
+// Provenance labels of a Jinja render: 0 is the template's own text (and
+// bos_token/eos_token, which it may write as special tokens); message i's
+// content is 2i + 1, its role 2i + 2.
+uint32_t ContentLabel(size_t i) { return static_cast<uint32_t>(2 * i + 1); }
+uint32_t RoleLabel(size_t i) { return static_cast<uint32_t>(2 * i + 2); }
+
+// The context transformers' apply_chat_template gives a template.
+jinja::Value ChatContext(const std::vector<Message>& messages, const Tokenizer& tokenizer,
+                         bool add_generation_prompt) {
+  std::vector<jinja::Value> list;
+  list.reserve(messages.size());
+  for (size_t i = 0; i < messages.size(); ++i) {
+    jinja::Value m = jinja::Value::Dict();
+    m.Insert("role", jinja::Value::String(RoleName(messages[i].role), RoleLabel(i)));
+    m.Insert("content", jinja::Value::String(messages[i].content, ContentLabel(i)));
+    list.push_back(std::move(m));
+  }
+  jinja::Value ctx = jinja::Value::Dict();
+  ctx.Insert("messages", jinja::Value::List(std::move(list)));
+  ctx.Insert("add_generation_prompt", jinja::Value::Bool(add_generation_prompt));
+  ctx.Insert("tools", jinja::Value::None());
+  ctx.Insert("documents", jinja::Value::None());
+  // transformers passes the special tokens the tokenizer has (None for the
+  // others, which templates test with `is defined`/`is none` or print as "").
+  auto special = [&](const char* name, int32_t id, const std::string& text) {
+    if (!text.empty()) {
+      ctx.Insert(name, jinja::Value::String(text));
+    } else if (id >= 0) {
+      ctx.Insert(name, jinja::Value::String(tokenizer.IdToPiece(id)));
+    }
+  };
+  special("bos_token", tokenizer.bos_id(), tokenizer.bos_token());
+  special("eos_token", tokenizer.eos_id(), tokenizer.eos_token());
+  special("unk_token", tokenizer.unk_id(), "");
+  return ctx;
+}
+
+StatusOr<RenderedPart> RenderJinja(const std::vector<Message>& messages,
+                                   const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                                   bool add_generation_prompt) {
+  const jinja::Template* t = chat_template.jinja();
+  if (t == nullptr) return InternalError("RenderJinja needs a Jinja template");
+  LORA_ASSIGN_OR_RETURN(jinja::Rendered out,
+                        t->Render(ChatContext(messages, tokenizer, add_generation_prompt)));
+  RenderedPart part;
+  part.text = std::move(out.text);
+  part.targets_end_at_special = true;
+  for (const jinja::LabelRun& run : out.runs) {
+    if (run.label == 0) {
+      if (!part.special_ranges.empty() && part.special_ranges.back().end == run.begin) {
+        part.special_ranges.back().end = static_cast<uint32_t>(run.end);
+      } else {
+        part.special_ranges.push_back(
+            ByteRange{static_cast<uint32_t>(run.begin), static_cast<uint32_t>(run.end)});
+      }
+      continue;
+    }
+    if (run.label % 2 == 1) {
+      size_t i = (run.label - 1) / 2;
+      if (i < messages.size() && messages[i].role == Role::kAssistant) {
+        if (!part.target_ranges.empty() && part.target_ranges.back().second == run.begin) {
+          part.target_ranges.back().second = run.end;
+        } else {
+          part.target_ranges.emplace_back(run.begin, run.end);
+        }
+      }
+    }
+  }
+  if (part.text.size() > std::numeric_limits<uint32_t>::max()) {
+    return InvalidArgumentError(StrFormat("%s: the rendered conversation is too long (%zu bytes)",
+                                          chat_template.name().c_str(), part.text.size()));
+  }
+  return part;
+}
+
 }  // namespace
+
+StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view source, const std::string& name) {
+  ChatTemplate t(Kind::kJinja, name);
+  t.source_ = std::string(source);
+  LORA_ASSIGN_OR_RETURN(jinja::Template parsed, jinja::Template::Parse(source, name));
+  t.jinja_ = std::make_shared<const jinja::Template>(std::move(parsed));
+  return t;
+}
 
 StatusOr<ChatTemplate> ParseChatTemplate(std::string_view name) {
   if (name == "llama2") return ChatTemplate::kLlama2;
   if (name == "simple") return ChatTemplate::kSimple;
+  for (const BuiltinTemplate& t : kBuiltinTemplates) {
+    if (name == t.name) return ChatTemplate::FromJinja(t.source, t.name);
+  }
   return InvalidArgumentError(
-      StrFormat("chat template %s is not one of: llama2, simple", Quote(name).c_str()));
+      StrFormat("chat template %s is not one of: auto, %s", Quote(name).c_str(),
+                BuiltinNames().c_str()));
 }
 
-const char* ChatTemplateName(ChatTemplate chat_template) {
-  switch (chat_template) {
-    case ChatTemplate::kLlama2: return "llama2";
-    case ChatTemplate::kSimple: return "simple";
+const char* ChatTemplateName(const ChatTemplate& chat_template) {
+  return chat_template.name().c_str();
+}
+
+StatusOr<ChatTemplate> LoadModelChatTemplate(const std::string& model_dir) {
+  std::string file = JoinPath(model_dir, "chat_template.jinja");
+  if (PathExists(file)) {
+    LORA_ASSIGN_OR_RETURN(std::string source, ReadWholeFile(file));
+    return ChatTemplate::FromJinja(source, file);
   }
-  return "?";
+  std::string config = JoinPath(model_dir, "tokenizer_config.json");
+  if (!PathExists(config)) {
+    return NotFoundError(StrFormat("%s: the model has no chat template (no chat_template.jinja "
+                                   "or tokenizer_config.json)",
+                                   model_dir.c_str()));
+  }
+  LORA_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(config));
+  Json json;
+  LORA_RETURN_IF_ERROR(ParseJson(text, config, "tokenizer config", &json));
+  if (!json.is_object() || !json.contains("chat_template") || json["chat_template"].is_null()) {
+    return NotFoundError(StrFormat("%s: the model has no chat template (no \"chat_template\" "
+                                   "here and no chat_template.jinja beside it)",
+                                   config.c_str()));
+  }
+  const Json& value = json["chat_template"];
+  if (value.is_string()) {
+    return ChatTemplate::FromJinja(value.get_ref<const std::string&>(), config);
+  }
+  if (value.is_array()) {
+    // transformers' named templates: [{"name": "default", "template": ...}, ...].
+    for (size_t i = 0; i < value.size(); ++i) {
+      const Json& entry = value[i];
+      if (!entry.is_object() || !entry.contains("name") || !entry["name"].is_string() ||
+          !entry.contains("template") || !entry["template"].is_string()) {
+        return InvalidArgumentError(StrFormat(
+            "%s: chat_template[%zu] must be an object with string fields 'name' and 'template'",
+            config.c_str(), i));
+      }
+      if (entry["name"].get_ref<const std::string&>() == "default") {
+        return ChatTemplate::FromJinja(entry["template"].get_ref<const std::string&>(),
+                                       config + " (chat_template 'default')");
+      }
+    }
+    return NotFoundError(StrFormat("%s: chat_template lists named templates but none is "
+                                   "'default'; name one with --chat-template FILE",
+                                   config.c_str()));
+  }
+  return InvalidArgumentError(
+      StrFormat("%s: chat_template must be a string or a list of named templates, not %s",
+                config.c_str(), JsonTypeName(value)));
+}
+
+StatusOr<ChatTemplate> ResolveChatTemplate(std::string_view name, const std::string& file,
+                                           const std::string& model_dir) {
+  if (!file.empty()) {
+    LORA_ASSIGN_OR_RETURN(std::string source, ReadWholeFile(file));
+    return ChatTemplate::FromJinja(source, file);
+  }
+  if (name != "auto") return ParseChatTemplate(name);
+  StatusOr<ChatTemplate> own = LoadModelChatTemplate(model_dir);
+  if (own.ok()) return own;
+  if (own.status().code() != StatusCode::kNotFound) return own.status();
+  return ChatTemplate::kLlama2;
 }
 
 StatusOr<Objective> ParseObjective(std::string_view name) {
@@ -129,74 +321,126 @@ const char* ObjectiveName(Objective objective) {
   return "?";
 }
 
-RenderedDocument Render(const Record& record, ChatTemplate chat_template, Objective objective) {
+StatusOr<RenderedDocument> Render(const Record& record, const ChatTemplate& chat_template,
+                                  Objective objective, const Tokenizer& tokenizer,
+                                  bool add_generation_prompt) {
   RenderedDocument doc;
   if (record.format == RecordFormat::kText) {
     doc.push_back(Special(RenderedPart::Kind::kBos, false));
     doc.push_back(Text(record.text));
     doc.push_back(Special(RenderedPart::Kind::kEos, true));
     objective = Objective::kPretrain;  // raw text: every token is a target
-  } else if (chat_template == ChatTemplate::kLlama2) {
-    doc = RenderLlama2(record.messages);
   } else {
-    doc = RenderSimple(record.messages);
+    switch (chat_template.kind()) {
+      case ChatTemplate::Kind::kLlama2: doc = RenderLlama2(record.messages); break;
+      case ChatTemplate::Kind::kSimple: doc = RenderSimple(record.messages); break;
+      case ChatTemplate::Kind::kJinja: {
+        LORA_ASSIGN_OR_RETURN(RenderedPart part, RenderJinja(record.messages, chat_template,
+                                                             tokenizer, add_generation_prompt));
+        doc.push_back(std::move(part));
+        break;
+      }
+    }
   }
   if (objective == Objective::kPretrain) {
     for (RenderedPart& part : doc) {
       part.target = true;
       part.target_ranges.clear();
+      part.targets_end_at_special = false;
       if (part.kind == RenderedPart::Kind::kText) part.target_ranges.push_back({0, part.text.size()});
     }
   }
   return doc;
 }
 
+namespace {
+
+bool InRanges(const std::vector<ByteRange>& ranges, size_t begin, size_t end) {
+  for (const ByteRange& r : ranges) {
+    if (r.begin <= begin && end <= r.end) return true;
+  }
+  return false;
+}
+
+// Tokens of one text part and whether each is a target.
+Status TokenizeText(const RenderedPart& part, const Tokenizer& tokenizer, Example* out) {
+  std::vector<int32_t> ids;
+  std::vector<TokenSpan> spans;
+  LORA_RETURN_IF_ERROR(tokenizer.EncodeWithSpecial(part.text, part.special_ranges, &ids, &spans));
+  std::vector<uint8_t> target(ids.size(), 0);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    size_t b = spans[k].begin, e = spans[k].end;
+    for (const auto& [rb, re] : part.target_ranges) {
+      if (b < e ? (b < re && rb < e) : (rb <= b && b < re)) {
+        target[k] = 1;
+        break;
+      }
+    }
+  }
+  if (part.targets_end_at_special) {
+    // The end of turn: after a run of targets, the template's own tokens up
+    // to and including the first special token.
+    for (size_t k = 0; k + 1 < ids.size(); ++k) {
+      if (!target[k] || target[k + 1]) continue;
+      size_t j = k + 1;
+      while (j < ids.size() && !target[j] &&
+             InRanges(part.special_ranges, spans[j].begin, spans[j].end) &&
+             !tokenizer.IsControl(ids[j])) {
+        ++j;
+      }
+      if (j < ids.size() && !target[j] && tokenizer.IsControl(ids[j]) &&
+          InRanges(part.special_ranges, spans[j].begin, spans[j].end)) {
+        for (size_t m = k + 1; m <= j; ++m) target[m] = 1;
+        k = j;
+      }
+    }
+  }
+  out->tokens.insert(out->tokens.end(), ids.begin(), ids.end());
+  out->is_target.insert(out->is_target.end(), target.begin(), target.end());
+  return OkStatus();
+}
+
+}  // namespace
+
 Status Tokenize(const RenderedDocument& document, const Tokenizer& tokenizer, Example* out) {
   out->tokens.clear();
   out->is_target.clear();
-  std::vector<int32_t> ids;
-  std::vector<TokenSpan> spans;
+  std::vector<int32_t> prefix, suffix;
   for (const RenderedPart& part : document) {
     switch (part.kind) {
       case RenderedPart::Kind::kBos:
-        if (tokenizer.bos_id() < 0) break;  // the model family uses no BOS
-        out->tokens.push_back(tokenizer.bos_id());
-        out->is_target.push_back(part.target ? 1 : 0);
+        // What the tokenizer adds before a sequence (its BOS; none for
+        // families without one, such as Qwen).
+        tokenizer.SpecialTokensAround(&prefix, &suffix);
+        for (int32_t id : prefix) {
+          out->tokens.push_back(id);
+          out->is_target.push_back(part.target ? 1 : 0);
+        }
         break;
       case RenderedPart::Kind::kEos:
         if (tokenizer.eos_id() < 0) {
           return InvalidArgumentError(StrFormat(
-              "%s: the tokenizer has no EOS token (templates end each reply and text with one)",
+              "%s: the tokenizer has no EOS token (templates end each reply and text with one; "
+              "a Hugging Face tokenizer names it as eos_token in tokenizer_config.json)",
               tokenizer.path().c_str()));
         }
         out->tokens.push_back(tokenizer.eos_id());
         out->is_target.push_back(part.target ? 1 : 0);
         break;
-      case RenderedPart::Kind::kText: {
-        LORA_RETURN_IF_ERROR(tokenizer.Encode(part.text, &ids, &spans));
-        for (size_t k = 0; k < ids.size(); ++k) {
-          size_t b = spans[k].begin, e = spans[k].end;
-          bool target = false;
-          for (const auto& [rb, re] : part.target_ranges) {
-            if (b < e ? (b < re && rb < e) : (rb <= b && b < re)) {
-              target = true;
-              break;
-            }
-          }
-          out->tokens.push_back(ids[k]);
-          out->is_target.push_back(target ? 1 : 0);
-        }
+      case RenderedPart::Kind::kText:
+        LORA_RETURN_IF_ERROR(TokenizeText(part, tokenizer, out));
         break;
-      }
     }
   }
   if (!out->is_target.empty()) out->is_target[0] = 0;
   return OkStatus();
 }
 
-Status RecordToExample(const Record& record, ChatTemplate chat_template, Objective objective,
-                       const Tokenizer& tokenizer, Example* out) {
-  LORA_RETURN_IF_ERROR(Tokenize(Render(record, chat_template, objective), tokenizer, out));
+Status RecordToExample(const Record& record, const ChatTemplate& chat_template,
+                       Objective objective, const Tokenizer& tokenizer, Example* out) {
+  LORA_ASSIGN_OR_RETURN(RenderedDocument doc,
+                        Render(record, chat_template, objective, tokenizer));
+  LORA_RETURN_IF_ERROR(Tokenize(doc, tokenizer, out));
   out->line = record.line;
   return OkStatus();
 }

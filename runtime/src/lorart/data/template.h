@@ -6,6 +6,7 @@
 #define LORART_DATA_TEMPLATE_H_
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,21 +19,82 @@
 namespace lorart {
 namespace data {
 
-enum class ChatTemplate {
-  // Llama-2 chat, as Meta's `chat_completion` and the Hugging Face template:
-  //   <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s>
-  //   <s>[INST] {user} [/INST] {assistant} </s> ...
-  // Contents are stripped of surrounding whitespace; the system block is
-  // joined to the first user message before it is stripped, as Meta does.
-  // The loss covers " {assistant} " (from the space after [/INST]) and EOS.
-  kLlama2,
-  // <s>### System:\n{system}\n### User:\n{user}\n### Assistant:\n{assistant}\n</s>
-  //    ### User:\n{user}\n### Assistant:\n{assistant}\n</s> ...
-  kSimple,
+namespace jinja {
+class Template;
+}  // namespace jinja
+
+// How a chat record becomes text: one of two hand-written renderers (kept
+// for their exact per-turn SentencePiece encoding) or a Jinja template (the
+// model's own `chat_template`, a file, or a built-in one written in Jinja).
+class ChatTemplate {
+ public:
+  enum class Kind {
+    // Llama-2 chat, as Meta's `chat_completion` and the Hugging Face template:
+    //   <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s>
+    //   <s>[INST] {user} [/INST] {assistant} </s> ...
+    // Contents are stripped of surrounding whitespace; the system block is
+    // joined to the first user message before it is stripped, as Meta does.
+    // The loss covers " {assistant} " (from the space after [/INST]) and EOS.
+    kLlama2,
+    // <s>### System:\n{system}\n### User:\n{user}\n### Assistant:\n{assistant}\n</s>
+    //    ### User:\n{user}\n### Assistant:\n{assistant}\n</s> ...
+    kSimple,
+    // A Jinja chat template rendered as transformers' apply_chat_template
+    // does (jinja/jinja.h); the loss rule and the special-token rule follow
+    // from the provenance of every rendered byte (docs/data.md).
+    kJinja,
+  };
+  static const ChatTemplate kLlama2;
+  static const ChatTemplate kSimple;
+  // llama2.
+  ChatTemplate() : ChatTemplate(Kind::kLlama2, "llama2") {}
+
+  // Parses a Jinja chat template; `name` stands for it in messages and logs
+  // (a file name, or "chatml"). Syntax errors name it with line and column.
+  static StatusOr<ChatTemplate> FromJinja(std::string_view source, const std::string& name);
+
+  Kind kind() const { return kind_; }
+  // "llama2", "simple", or the name given to FromJinja.
+  const std::string& name() const { return name_; }
+  const std::string& source() const { return source_; }
+  const jinja::Template* jinja() const { return jinja_.get(); }
+
+  bool operator==(const ChatTemplate& other) const {
+    return kind_ == other.kind_ && source_ == other.source_;
+  }
+  bool operator!=(const ChatTemplate& other) const { return !(*this == other); }
+
+ private:
+  ChatTemplate(Kind kind, std::string name) : kind_(kind), name_(std::move(name)) {}
+
+  Kind kind_;
+  std::string name_;
+  std::string source_;
+  std::shared_ptr<const jinja::Template> jinja_;
 };
-// "llama2" or "simple"; anything else is INVALID_ARGUMENT listing both.
+
+inline const ChatTemplate ChatTemplate::kLlama2{ChatTemplate::Kind::kLlama2, "llama2"};
+inline const ChatTemplate ChatTemplate::kSimple{ChatTemplate::Kind::kSimple, "simple"};
+
+// A built-in template by name: llama2 and simple (hand-written), chatml,
+// llama3 and mistral (Jinja sources in template.cc). Anything else is
+// INVALID_ARGUMENT listing them.
 StatusOr<ChatTemplate> ParseChatTemplate(std::string_view name);
-const char* ChatTemplateName(ChatTemplate chat_template);
+const char* ChatTemplateName(const ChatTemplate& chat_template);
+
+// The model directory's own chat template, where transformers looks for it:
+// `chat_template.jinja`, else `tokenizer_config.json`'s "chat_template" (a
+// string, or a list of {"name", "template"} of which "default" is taken).
+// NOT_FOUND when the directory has none.
+StatusOr<ChatTemplate> LoadModelChatTemplate(const std::string& model_dir);
+
+// The template of `lorart run/eval/generate/tokenize`: `file` (from
+// --chat-template) when given, else `name` (from --template): "auto" is the
+// model's own template and, where the model has none, llama2 (the default of
+// lorart before Jinja templates: SentencePiece Llama-2-era directories have
+// none); any other name is a built-in.
+StatusOr<ChatTemplate> ResolveChatTemplate(std::string_view name, const std::string& file,
+                                           const std::string& model_dir);
 
 enum class Objective {
   kSft,       // loss on assistant replies (+ their EOS); text records: every token
@@ -54,14 +116,29 @@ struct RenderedPart {
   // own, like the "▁" prefix, if it sits inside one); a token straddling the
   // start of a reply ("▁Sure" after "[/INST]") is a target.
   std::vector<std::pair<size_t, size_t>> target_ranges;
+  // Byte ranges of `text` the template wrote itself: only there may text
+  // spell a special token ("<|im_end|>"); in message contents it is text.
+  std::vector<ByteRange> special_ranges;
+  // After the last token of each target range, the template's own tokens up
+  // to and including the first special token (the end of turn: "<|im_end|>",
+  // "<|eot_id|>", "</s>") are targets too, when one comes before any message
+  // text; without one, they are not.
+  bool targets_end_at_special = false;
   bool target = false;  // kBos/kEos: is this token trained on?
 };
 using RenderedDocument = std::vector<RenderedPart>;
 
-// Renders a record with `chat_template` (text records ignore it: BOS, text,
-// EOS). Records from ReadJsonl are valid; a chat record whose roles do not
-// alternate renders in message order anyway.
-RenderedDocument Render(const Record& record, ChatTemplate chat_template, Objective objective);
+// Renders a record with `chat_template` (text records ignore it: the
+// tokenizer's BOS as it adds it, text, EOS). Records from ReadJsonl are
+// valid; a chat record whose roles do not alternate renders in message order
+// with the hand-written templates; a Jinja template may refuse it
+// (raise_exception), which is an error naming the template.
+// `add_generation_prompt` asks a Jinja template for the start of an
+// assistant reply after the last message (generation).
+// The tokenizer gives a Jinja template its bos_token/eos_token.
+StatusOr<RenderedDocument> Render(const Record& record, const ChatTemplate& chat_template,
+                                  Objective objective, const Tokenizer& tokenizer,
+                                  bool add_generation_prompt = false);
 
 // Tokenizes a rendered document. The BOS part is dropped when the tokenizer
 // has no BOS; a tokenizer with no EOS is an error. `out->is_target[0]` is
@@ -69,8 +146,8 @@ RenderedDocument Render(const Record& record, ChatTemplate chat_template, Object
 Status Tokenize(const RenderedDocument& document, const Tokenizer& tokenizer, Example* out);
 
 // Render + Tokenize.
-Status RecordToExample(const Record& record, ChatTemplate chat_template, Objective objective,
-                       const Tokenizer& tokenizer, Example* out);
+Status RecordToExample(const Record& record, const ChatTemplate& chat_template,
+                       Objective objective, const Tokenizer& tokenizer, Example* out);
 
 }  // namespace data
 }  // namespace lorart

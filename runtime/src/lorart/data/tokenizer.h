@@ -16,9 +16,11 @@
 namespace lorart {
 namespace data {
 
-// Bytes [begin, end) of the text a token was encoded from. A token that adds
-// text of its own (the leading "▁" SentencePiece adds to every input) or the
-// first bytes of a character split by byte fallback has begin == end.
+// Bytes [begin, end) of the text a token was encoded from. With
+// SentencePiece, a token that adds text of its own (the leading "▁" it adds
+// to every input) or the first bytes of a character split by byte fallback
+// has begin == end; with tokenizer.json, spans are the `tokenizers` offsets
+// in bytes (each byte-fallback token spans its whole character).
 struct TokenSpan {
   uint32_t begin = 0;
   uint32_t end = 0;

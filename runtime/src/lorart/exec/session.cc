@@ -492,10 +492,14 @@ Status Session::SaveModel(const std::string& dir, const std::string& base_dir) c
     tensors.push_back(w);
   }
   LORA_RETURN_IF_ERROR(WriteSafetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}}));
-  for (const char* file : {"config.json", "tokenizer.model"}) {
+  // The files a Hugging Face model directory keeps beside its weights (the
+  // tokenizer, its config and the chat template), where the base has them.
+  for (const char* file : {"config.json", "generation_config.json", "tokenizer.model",
+                           "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "added_tokens.json", "chat_template.jinja"}) {
     MappedFile in;
     std::string src = base_dir + "/" + file;
-    if (!in.Open(src).ok()) continue;  // tokenizer.model may live elsewhere
+    if (!PathExists(src) || !in.Open(src).ok()) continue;
     LORA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/" + file, std::string(in.view())));
   }
   return OkStatus();

@@ -96,7 +96,7 @@ class Session {
 
   // Full fine-tuning: writes the model's weights (trainable ones from their
   // float32 master copies) as a Hugging Face model directory: DIR/
-  // model.safetensors, with config.json and tokenizer.model copied from
+  // model.safetensors, with config.json and the tokenizer files copied from
   // `base_dir`. Each file is written atomically.
   Status SaveModel(const std::string& dir, const std::string& base_dir) const;
 

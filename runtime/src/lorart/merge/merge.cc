@@ -140,7 +140,7 @@ void EncodeFloats(const std::vector<float>& v, DType dtype, std::vector<uint8_t>
 // The files of a model directory besides its weights.
 constexpr const char* kModelSideFiles[] = {
     "generation_config.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json"};
+    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja"};
 
 Status CheckOutput(const std::string& out) {
   if (out.empty()) return InvalidArgumentError("-o: an output directory is required");
@@ -418,13 +418,17 @@ Status MergeInto(const MergeOptions& o, const std::string& tmp, std::ostream& lo
         WriteFileAtomically(tmp + "/" + kSafetensorsIndexFile, index.dump(2) + "\n"));
   }
 
-  // config.json (its torch_dtype follows --dtype) and the tokenizer files.
+  // config.json (its dtype follows --dtype: "dtype" in the transformers 5
+  // layout, "torch_dtype" in 4.x, both where the base has both) and the
+  // tokenizer files.
   std::string cfg_path = o.base_dir + "/config.json";
   LORA_ASSIGN_OR_RETURN(std::string cfg_text, ReadWholeFile(cfg_path));
   Json cfg;
   LORA_RETURN_IF_ERROR(ParseJson(cfg_text, cfg_path, "model config", &cfg));
   if (force) {
-    cfg["torch_dtype"] = TorchDType(forced);
+    bool v5 = cfg.is_object() && cfg.contains("dtype");
+    if (!v5 || cfg.contains("torch_dtype")) cfg["torch_dtype"] = TorchDType(forced);
+    if (v5) cfg["dtype"] = TorchDType(forced);
     cfg_text = cfg.dump(2) + "\n";
   }
   LORA_RETURN_IF_ERROR(WriteFileAtomically(tmp + "/config.json", cfg_text));
