@@ -113,7 +113,8 @@ class Value {
   // keys) take `label`, numbers int or float. Key order matters (templates
   // iterate dicts and print them with tojson): lorart::Json (nlohmann::json)
   // has already sorted the keys, nlohmann::ordered_json and ParseJson keep the
-  // order of the text, as Python's json.load does.
+  // order of the text, as Python's json.load does. JSON nested deeper than
+  // kMaxJsonDepth converts to undefined.
   static Value FromJson(const Json& json, uint32_t label = 0);
   static Value FromJson(const nlohmann::ordered_json& json, uint32_t label = 0);
   // Parses JSON text keeping key order; INVALID_ARGUMENT on bad JSON or
