@@ -19,13 +19,16 @@ namespace {
 struct BuiltinTemplate {
   const char* name;
   const char* source;
+  // The special tokens it writes: a tokenizer without them cannot use it.
+  std::vector<std::string> special_tokens;
 };
 const BuiltinTemplate kBuiltinTemplates[] = {
     {"chatml",
      "{% for message in messages %}"
      "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
      "{% endfor %}"
-     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"},
+     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+     {"<|im_start|>", "<|im_end|>"}},
     {"llama3",
      "{{ bos_token }}"
      "{% for message in messages %}"
@@ -33,7 +36,8 @@ const BuiltinTemplate kBuiltinTemplates[] = {
      "message['content'] | trim + '<|eot_id|>' }}"
      "{% endfor %}"
      "{% if add_generation_prompt %}"
-     "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"},
+     "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+     {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
     {"mistral",
      "{{ bos_token }}"
      "{% if messages[0]['role'] == 'system' %}"
@@ -47,7 +51,8 @@ const BuiltinTemplate kBuiltinTemplates[] = {
      "{% if loop.first %}{{ '[INST] ' + system + message['content'] + ' [/INST]' }}"
      "{% else %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}"
      "{% else %}{{ message['content'] + eos_token }}{% endif %}"
-     "{% endfor %}"},
+     "{% endfor %}",
+     {}},
 };
 
 std::string BuiltinNames() {
@@ -187,6 +192,15 @@ StatusOr<RenderedPart> RenderJinja(const std::vector<Message>& messages,
                                    bool add_generation_prompt) {
   const jinja::Template* t = chat_template.jinja();
   if (t == nullptr) return InternalError("RenderJinja needs a Jinja template");
+  for (const std::string& token : chat_template.special_tokens()) {
+    int32_t id = tokenizer.PieceToId(token);
+    if (id < 0 || !tokenizer.IsControl(id)) {
+      return InvalidArgumentError(StrFormat(
+          "chat template '%s' writes %s, which is not a special token of %s: use the model's own "
+          "template (--template auto) or one written for its tokens",
+          chat_template.name().c_str(), Quote(token).c_str(), tokenizer.path().c_str()));
+    }
+  }
   LORA_ASSIGN_OR_RETURN(jinja::Rendered out,
                         t->Render(ChatContext(messages, tokenizer, add_generation_prompt)));
   RenderedPart part;
@@ -234,7 +248,11 @@ StatusOr<ChatTemplate> ParseChatTemplate(std::string_view name) {
   if (name == "llama2") return ChatTemplate::kLlama2;
   if (name == "simple") return ChatTemplate::kSimple;
   for (const BuiltinTemplate& t : kBuiltinTemplates) {
-    if (name == t.name) return ChatTemplate::FromJinja(t.source, t.name);
+    if (name == t.name) {
+      LORA_ASSIGN_OR_RETURN(ChatTemplate chat, ChatTemplate::FromJinja(t.source, t.name));
+      chat.set_special_tokens(t.special_tokens);
+      return chat;
+    }
   }
   return InvalidArgumentError(
       StrFormat("chat template %s is not one of: auto, %s", Quote(name).c_str(),

@@ -58,6 +58,10 @@ class ChatTemplate {
   const std::string& name() const { return name_; }
   const std::string& source() const { return source_; }
   const jinja::Template* jinja() const { return jinja_.get(); }
+  // Special tokens the template writes that a tokenizer must have (the
+  // built-ins name theirs; rendering checks them).
+  const std::vector<std::string>& special_tokens() const { return special_tokens_; }
+  void set_special_tokens(std::vector<std::string> tokens) { special_tokens_ = std::move(tokens); }
 
   bool operator==(const ChatTemplate& other) const {
     return kind_ == other.kind_ && source_ == other.source_;
@@ -71,6 +75,7 @@ class ChatTemplate {
   std::string name_;
   std::string source_;
   std::shared_ptr<const jinja::Template> jinja_;
+  std::vector<std::string> special_tokens_;
 };
 
 inline const ChatTemplate ChatTemplate::kLlama2{ChatTemplate::Kind::kLlama2, "llama2"};
