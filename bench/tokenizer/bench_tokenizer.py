@@ -111,10 +111,17 @@ def main():
     hf = json.loads(subprocess.run([sys.executable, "-c", HF_TIMER, tok_path, text_path, str(runs)],
                                    env=env, check=True, capture_output=True, text=True).stdout)
     best = max(hf, key=lambda m: hf[m]["median"])
-    out = subprocess.run([os.path.join(build, "bin", "lorart_tokenizer_bench"), tok_path, text_path,
-                          str(runs)], check=True, capture_output=True, text=True).stdout
-    last = out.strip().split("\n")[-1].split()
-    lorart_rate, lorart_tokens = float(last[1]), int(last[3])
+    def lorart_bench(spans):
+        env = dict(os.environ)
+        if spans:
+            env["LORART_TOKBENCH_SPANS"] = "1"
+        out = subprocess.run([os.path.join(build, "bin", "lorart_tokenizer_bench"), tok_path,
+                              text_path, str(runs)], check=True, capture_output=True, text=True,
+                             env=env).stdout
+        last = out.strip().split("\n")[-1].split()
+        return float(last[1]), int(last[3])
+    lorart_rate, lorart_tokens = lorart_bench(False)
+    spans_rate, _ = lorart_bench(True)
     if lorart_tokens != hf[best]["tokens"]:
         print("token counts differ: lorart %d, HF %d" % (lorart_tokens, hf[best]["tokens"]),
               file=sys.stderr)
@@ -126,7 +133,10 @@ def main():
         print("| HF tokenizers %s `%s` | %.0f |" % (__import__("tokenizers").__version__, m,
                                                  hf[m]["median"]))
     print("| lorart `Tokenizer::Encode` per line | %.0f |" % lorart_rate)
-    print("ratio lorart / HF (best, %s): %.2fx" % (best, lorart_rate / hf[best]["median"]))
+    print("| lorart `Tokenizer::Encode` per line, with byte spans (as the trainer) | %.0f |"
+          % spans_rate)
+    print("ratio lorart / HF (best, %s): %.2fx; with spans %.2fx"
+          % (best, lorart_rate / hf[best]["median"], spans_rate / hf[best]["median"]))
 
 
 if __name__ == "__main__":

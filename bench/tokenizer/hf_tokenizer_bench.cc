@@ -4,6 +4,9 @@
 //   lorart_tokenizer_bench TOKENIZER_JSON TEXT_FILE [RUNS]
 //
 // Prints one line per run and a final "median_tokens_per_s N tokens M".
+// LORART_TOKBENCH_SPANS=1 also asks for each token's byte span (what the
+// trainer asks for to build loss masks; HF tokenizers always computes
+// offsets).
 // See bench/tokenizer/bench_tokenizer.py and docs/benchmarks.md.
 #include <algorithm>
 #include <chrono>
@@ -50,14 +53,16 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  const bool with_spans = std::getenv("LORART_TOKBENCH_SPANS") != nullptr;
   std::vector<double> rates;
   size_t tokens = 0;
   std::vector<int32_t> ids;
+  std::vector<lorart::data::TokenSpan> spans;
   for (int r = 0; r < runs; ++r) {
     tokens = 0;
     auto t0 = std::chrono::steady_clock::now();
     for (std::string_view line : lines) {
-      lorart::Status s = (*tok)->Encode(line, &ids);
+      lorart::Status s = with_spans ? (*tok)->Encode(line, &ids, &spans) : (*tok)->Encode(line, &ids);
       if (!s.ok()) {
         std::fprintf(stderr, "%s\n", s.ToString().c_str());
         return 1;

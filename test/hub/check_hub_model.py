@@ -4,6 +4,8 @@ end to end against the libraries that own each format:
 
 - tokenizer.json: a byte-level BPE tokenizer with the Llama-3 pre-tokenizer,
   trained here with Hugging Face `tokenizers` on the demo corpus;
+- every published chat template of test/runtime/jinja/templates: the token
+  ids of lorart tokenize equal jinja2's rendering encoded by `tokenizers`;
 - the model's own published chat template (Llama-3.1 Instruct in
   tokenizer_config.json; SmolLM2's ChatML in chat_template.jinja);
 - config.json in the transformers 5 layout (rope_parameters, dtype) with a
@@ -39,6 +41,14 @@ import sys
 
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
             "<|eot_id|>", "<|im_start|>", "<|im_end|>", "<|finetune_right_pad_id|>"]
+# The other families' special tokens (and their BOS/EOS/UNK/PAD texts), so
+# that every published template in test/runtime/jinja/templates writes
+# special tokens this tokenizer has.
+EXTRA_SPECIALS = ["<s>", "</s>", "<unk>", "<pad>", "<bos>", "<eos>", "<|endoftext|>",
+                  "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]",
+                  "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "<start_of_turn>", "<end_of_turn>",
+                  "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "<think>", "</think>",
+                  "<|eom_id|>", "<|python_tag|>"]
 LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"
                 r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -94,7 +104,7 @@ def phase_build(src, work):
         pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=SPECIALS,
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=SPECIALS + EXTRA_SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     lines = [l.rstrip("\n") for l in open(os.path.join(src, "examples/demo/corpus.txt"))]
@@ -129,6 +139,39 @@ def phase_build(src, work):
             for c in CONVERSATIONS:
                 f.write(json.dumps({"messages": c}, ensure_ascii=False) + "\n")
         reference(d, template, tok, eos)
+    published_templates(src, work, tok)
+
+
+def published_templates(src, work, tok):
+    """Every published template of the interpreter's tests, with each
+    family's special tokens: the ids of each conversation (or the error the
+    template raises), for lorart tokenize to match."""
+    from jinja2.exceptions import TemplateError
+    tests = os.path.join(src, "test/runtime/jinja")
+    specials_of = json.load(open(os.path.join(tests, "conversations.json")))["templates"]
+    env = transformers_env()
+    for name, specials in sorted(specials_of.items()):
+        d = os.path.join(work, "templates", name[:-len(".jinja")])
+        os.makedirs(d, exist_ok=True)
+        tok.save(os.path.join(d, "tokenizer.json"))
+        template = open(os.path.join(tests, "templates", name)).read()
+        with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+            json.dump(dict(specials, chat_template=template), f)
+        compiled = env.from_string(template)
+        out = []
+        for conv in CONVERSATIONS:
+            try:
+                text = compiled.render(messages=conv, add_generation_prompt=False, tools=None,
+                                       documents=None, **specials)
+            except TemplateError as e:
+                out.append({"error": str(e)})
+                continue
+            literal = any(s in m["content"] for m in conv for s in SPECIALS + EXTRA_SPECIALS)
+            ids = (encode_template_specials_only(tok, text, conv)[0] if literal
+                   else tok.encode(text, add_special_tokens=False).ids)
+            out.append({"ids": ids, "text": text})
+        with open(os.path.join(d, "reference.json"), "w") as f:
+            json.dump(out, f)
 
 
 def reference(d, template, tok, eos):
@@ -159,10 +202,11 @@ def reference(d, template, tok, eos):
             body = m["content"] if m["content"] in turn else m["content"].strip()
             start = turn.index(body)
             end = start + len(body)
-            ends = [turn.find(s, end) for s in SPECIALS if turn.find(s, end) >= 0]
+            every = SPECIALS + EXTRA_SPECIALS
+            ends = [turn.find(s, end) for s in every if turn.find(s, end) >= 0]
             if ends:
                 first = min(ends)
-                end = first + next(len(s) for s in SPECIALS if turn.startswith(s, first))
+                end = first + max(len(s) for s in every if turn.startswith(s, first))
             target_chars.append((len(prefix) + start, len(prefix) + end))
         if literal:
             # HF would read the user's "<|eot_id|>" as the token: lorart must
@@ -181,31 +225,40 @@ def reference(d, template, tok, eos):
 
 
 def encode_template_specials_only(tok, text, conv):
-    """Encodes `text` matching special tokens only outside message contents:
-    the contents are encoded by the same tokenizer with a copy that knows no
-    special tokens (their text then goes through BPE)."""
-    from tokenizers import Tokenizer
-    plain = json.loads(tok.to_str())
-    plain["added_tokens"] = []
-    plain = Tokenizer.from_str(json.dumps(plain))
-    # Split the rendered text at the contents (in order of appearance).
-    pieces, pos = [], 0
+    """Encodes `text` as `tokenizers` does (special tokens split the text
+    first, each piece between them is normalized, pre-tokenized and merged
+    whole), except that a special token is only recognised outside the
+    messages' contents: the contents' bytes are text."""
+    # The contents' character ranges, in order of appearance.
+    content, pos = [], 0
     for m in conv:
         for body in (m["content"], m["content"].strip()):
-            k = text.find(body, pos)
+            k = text.find(body, pos) if body else -1
             if k >= 0:
-                pieces.append((text[pos:k], True))
-                pieces.append((body, False))
+                content.append((k, k + len(body)))
                 pos = k + len(body)
                 break
-    pieces.append((text[pos:], True))
-    ids, offsets, base = [], [], 0
-    for piece, template in pieces:
-        if piece:
-            enc = (tok if template else plain).encode(piece, add_special_tokens=False)
+    every = sorted(SPECIALS + EXTRA_SPECIALS, key=len, reverse=True)
+    cuts, i = [], 0  # (begin, end) of the template's special tokens
+    while i < len(text):
+        hit = next((s for s in every if text.startswith(s, i)), None)
+        if hit and not any(b < i + len(hit) and i < e for b, e in content):
+            cuts.append((i, i + len(hit)))
+            i += len(hit)
+        else:
+            i += 1
+    tok.encode_special_tokens = True
+    ids, offsets, pos = [], [], 0
+    for b, e in cuts + [(len(text), len(text))]:
+        if b > pos:
+            enc = tok.encode(text[pos:b], add_special_tokens=False)
             ids += enc.ids
-            offsets += [(b + base, e + base) for b, e in enc.offsets]
-        base += len(piece)
+            offsets += [(x + pos, y + pos) for x, y in enc.offsets]
+        if e > b:
+            ids.append(tok.token_to_id(text[b:e]))
+            offsets.append((b, e))
+        pos = e
+    tok.encode_special_tokens = False
     return ids, offsets
 
 
@@ -267,6 +320,36 @@ def main():
     config5.update({"rope_parameters": {"rope_theta": theta, "rope_type": "default"},
                     "dtype": "float32", "transformers_version": "5.0.0"})
     failures = []
+    # Every published template: lorart tokenize's ids equal jinja2 +
+    # tokenizers (a template that raises fails in both).
+    tdir = os.path.join(work, "templates")
+    for name in sorted(os.listdir(tdir)):
+        d = os.path.join(tdir, name)
+        ref = json.load(open(os.path.join(d, "reference.json")))
+        same = 0
+        for i, (conv, r) in enumerate(zip(CONVERSATIONS, ref)):
+            data = os.path.join(d, "conv%d.jsonl" % i)
+            with open(data, "w") as f:
+                f.write(json.dumps({"messages": conv}, ensure_ascii=False) + "\n")
+            p = subprocess.run([lorart, "tokenize", d, "--data", data, "--json"],
+                               capture_output=True, text=True)
+            if "error" in r:
+                if p.returncode == 0:
+                    failures.append("%s conversation %d: jinja2 raised %r, lorart did not"
+                                    % (name, i, r["error"]))
+                else:
+                    same += 1
+                continue
+            if p.returncode != 0:
+                failures.append("%s conversation %d: %s" % (name, i, p.stderr.strip()))
+                continue
+            got = json.loads(p.stdout)["ids"]
+            if got != r["ids"]:
+                failures.append("%s conversation %d: ids differ\n lorart %s\n ref    %s\n text %r"
+                                % (name, i, got, r["ids"], r["text"]))
+            else:
+                same += 1
+        print("template %s: %d/%d conversations identical" % (name, same, len(ref)))
     for name in ("llama31", "smollm2"):
         d = os.path.join(work, name)
         with open(os.path.join(work, "config4.json"), "w") as f:
