@@ -228,6 +228,38 @@ TEST(ChatTemplateTest, SyntaxErrorsNameTheTemplate) {
       << t.status().message();
 }
 
+TEST(ChatTemplateTest, TemplateVariables) {
+  std::unique_ptr<Tokenizer> tok = TinyTokenizer();
+  TempDir dir;
+  WriteFile(dir.Join("t.jinja"),
+            "{% if enable_thinking is defined and enable_thinking is false %}no-think {% endif %}"
+            "{{ greeting | default('hi') }} {{ n + 1 }}");
+  Record r = Chat(R"({"messages": [{"role": "user", "content": "q"},
+      {"role": "assistant", "content": "a"}]})");
+  auto render = [&](const std::vector<std::string>& vars) -> std::string {
+    StatusOr<ChatTemplate> t = ResolveChatTemplate("auto", dir.Join("t.jinja"), dir.path(), vars);
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    if (!t.ok()) return "";
+    StatusOr<RenderedDocument> doc = Render(r, *t, Objective::kSft, *tok);
+    EXPECT_TRUE(doc.ok()) << doc.status().ToString();
+    return doc.ok() ? (*doc)[0].text : "";
+  };
+  // JSON values keep their type; anything else is a string.
+  EXPECT_EQ(render({"enable_thinking=false", "greeting=hello there", "n=41"}),
+            "no-think hello there 42");
+  EXPECT_EQ(render({"enable_thinking=true", "greeting=\"x\"", "n=1"}), "x 2");
+  auto error = [&](const std::vector<std::string>& vars, const std::string& name) {
+    StatusOr<ChatTemplate> t = ResolveChatTemplate(name, name == "auto" ? dir.Join("t.jinja") : "",
+                                                   dir.path(), vars);
+    EXPECT_FALSE(t.ok());
+    return t.ok() ? std::string() : t.status().message();
+  };
+  EXPECT_NE(error({"no_equals"}, "auto").find("must be NAME=VALUE"), std::string::npos);
+  EXPECT_NE(error({"1x=2"}, "auto").find("must be NAME=VALUE"), std::string::npos);
+  EXPECT_NE(error({"messages=[]"}, "auto").find("set by lorart itself"), std::string::npos);
+  EXPECT_NE(error({"x=1"}, "llama2").find("takes no variables"), std::string::npos);
+}
+
 // --- where a model directory's template is found ---------------------------
 
 TEST(ChatTemplateTest, AutoFindsTheModelsOwnTemplate) {

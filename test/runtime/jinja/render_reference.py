@@ -62,19 +62,19 @@ def compile_template(source, now):
 def render_snippets(snippets_path, output_path, now):
     with open(snippets_path, encoding="utf-8") as f:
         snippets = json.load(f)
-    results = []
-    for snippet in snippets:
-        entry = {}
-        try:
-            entry["text"] = compile_template(snippet["source"], now).render(**snippet.get("context", {}))
-            entry["ok"] = True
-        except Exception as e:  # noqa: BLE001 - every error is a result
-            entry["ok"] = False
-            entry["error"] = str(e)
-            entry["error_type"] = type(e).__name__
-        results.append(entry)
+    results = [attempt(lambda: compile_template(snippet["source"], now).render(
+        **snippet.get("context", {}))) for snippet in snippets]
     with open(output_path, "w", encoding="utf-8") as f:
         json.dump(results, f, ensure_ascii=True, indent=0)
+
+
+def attempt(render):
+    """{"ok": True, "text"} or, for any error (every error is a result),
+    {"ok": False, "error", "error_type"}."""
+    try:
+        return {"ok": True, "text": render()}
+    except Exception as e:  # noqa: BLE001
+        return {"ok": False, "error": str(e), "error_type": type(e).__name__}
 
 
 def main():
@@ -95,15 +95,9 @@ def main():
                 kwargs = dict(special)
                 kwargs.update(case.get("kwargs", {}))
                 entry = {"template": name, "case": case["name"], "add_generation_prompt": agp}
-                try:
-                    entry["text"] = template.render(
-                        messages=case["messages"], tools=case.get("tools"), documents=None,
-                        add_generation_prompt=agp, **kwargs)
-                    entry["ok"] = True
-                except Exception as e:  # noqa: BLE001 - every error is a result
-                    entry["ok"] = False
-                    entry["error"] = str(e)
-                    entry["error_type"] = type(e).__name__
+                entry.update(attempt(lambda: template.render(
+                    messages=case["messages"], tools=case.get("tools"), documents=None,
+                    add_generation_prompt=agp, **kwargs)))
                 results.append(entry)
     with open(output_path, "w", encoding="utf-8") as f:
         json.dump(results, f, ensure_ascii=True, indent=0)

@@ -37,6 +37,7 @@ struct DeviceFlags {
 // records (run, eval, fisher, generate, tokenize).
 struct TemplateFlags {
   std::string name = "auto", file;
+  std::vector<std::string> variables;  // --template-var NAME=VALUE
   void Add(CLI::App* app);
   // The template for the model in `model_dir` (data::ResolveChatTemplate).
   StatusOr<data::ChatTemplate> Resolve(const std::string& model_dir) const;

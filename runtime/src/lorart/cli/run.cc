@@ -97,10 +97,13 @@ void TemplateFlags::Add(CLI::App* app) {
                   "simple, chatml, llama3 or mistral");
   app->add_option("--chat-template", file,
                   "A Jinja chat template file (overrides --template)");
+  app->add_option("--template-var", variables,
+                  "NAME=VALUE: a variable for a Jinja template, as apply_chat_template's keyword "
+                  "arguments (e.g. enable_thinking=false); VALUE is JSON or else a string");
 }
 
 StatusOr<data::ChatTemplate> TemplateFlags::Resolve(const std::string& model_dir) const {
-  return data::ResolveChatTemplate(name, file, model_dir);
+  return data::ResolveChatTemplate(name, file, model_dir, variables);
 }
 
 void DeviceFlags::Add(CLI::App* app) {

@@ -1,5 +1,6 @@
 #include "lorart/data/template.h"
 
+#include <cctype>
 #include <limits>
 #include <utility>
 
@@ -157,8 +158,8 @@ uint32_t ContentLabel(size_t i) { return static_cast<uint32_t>(2 * i + 1); }
 uint32_t RoleLabel(size_t i) { return static_cast<uint32_t>(2 * i + 2); }
 
 // The context transformers' apply_chat_template gives a template.
-jinja::Value ChatContext(const std::vector<Message>& messages, const Tokenizer& tokenizer,
-                         bool add_generation_prompt) {
+jinja::Value ChatContext(const std::vector<Message>& messages, const ChatTemplate& chat_template,
+                         const Tokenizer& tokenizer, bool add_generation_prompt) {
   std::vector<jinja::Value> list;
   list.reserve(messages.size());
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -184,6 +185,11 @@ jinja::Value ChatContext(const std::vector<Message>& messages, const Tokenizer& 
   special("bos_token", tokenizer.bos_id(), tokenizer.bos_token());
   special("eos_token", tokenizer.eos_id(), tokenizer.eos_token());
   special("unk_token", tokenizer.unk_id(), "");
+  for (const auto& [name, json] : chat_template.variables()) {
+    // Checked by AddVariable: the text parses.
+    StatusOr<jinja::Value> value = jinja::Value::ParseJson(json);
+    if (value.ok()) ctx.Insert(name, *value);
+  }
   return ctx;
 }
 
@@ -202,7 +208,7 @@ StatusOr<RenderedPart> RenderJinja(const std::vector<Message>& messages,
     }
   }
   LORA_ASSIGN_OR_RETURN(jinja::Rendered out,
-                        t->Render(ChatContext(messages, tokenizer, add_generation_prompt)));
+                        t->Render(ChatContext(messages, chat_template, tokenizer, add_generation_prompt)));
   RenderedPart part;
   part.text = std::move(out.text);
   part.targets_end_at_special = true;
@@ -242,6 +248,42 @@ StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view source, const st
   LORA_ASSIGN_OR_RETURN(jinja::Template parsed, jinja::Template::Parse(source, name));
   t.jinja_ = std::make_shared<const jinja::Template>(std::move(parsed));
   return t;
+}
+
+Status ChatTemplate::AddVariable(std::string_view assignment) {
+  size_t eq = assignment.find('=');
+  std::string name(assignment.substr(0, eq));
+  bool identifier = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0]));
+  for (char c : name) identifier &= std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  if (eq == std::string_view::npos || !identifier) {
+    return InvalidArgumentError(StrFormat(
+        "template variable %s must be NAME=VALUE with NAME an identifier (e.g. "
+        "enable_thinking=false)",
+        Quote(assignment).c_str()));
+  }
+  for (const char* reserved : {"messages", "add_generation_prompt", "bos_token", "eos_token",
+                               "unk_token", "tools", "documents"}) {
+    if (name == reserved) {
+      return InvalidArgumentError(StrFormat(
+          "template variable '%s' is set by lorart itself and cannot be given", reserved));
+    }
+  }
+  if (kind_ != Kind::kJinja) {
+    return InvalidArgumentError(StrFormat(
+        "template variable '%s': the %s template takes no variables (only Jinja templates do)",
+        name.c_str(), name_.c_str()));
+  }
+  std::string value(assignment.substr(eq + 1));
+  // A JSON value, or else the text itself as a string.
+  if (!jinja::Value::ParseJson(value).ok()) value = Json(value).dump();
+  for (auto& [n, v] : variables_) {
+    if (n == name) {
+      v = value;
+      return OkStatus();
+    }
+  }
+  variables_.emplace_back(name, value);
+  return OkStatus();
 }
 
 StatusOr<ChatTemplate> ParseChatTemplate(std::string_view name) {
@@ -302,7 +344,7 @@ StatusOr<ChatTemplate> LoadModelChatTemplate(const std::string& model_dir) {
                                        config + " (chat_template 'default')");
       }
     }
-    return NotFoundError(StrFormat("%s: chat_template lists named templates but none is "
+    return InvalidArgumentError(StrFormat("%s: chat_template lists named templates but none is "
                                    "'default'; name one with --chat-template FILE",
                                    config.c_str()));
   }
@@ -311,8 +353,10 @@ StatusOr<ChatTemplate> LoadModelChatTemplate(const std::string& model_dir) {
                 config.c_str(), JsonTypeName(value)));
 }
 
-StatusOr<ChatTemplate> ResolveChatTemplate(std::string_view name, const std::string& file,
-                                           const std::string& model_dir) {
+namespace {
+
+StatusOr<ChatTemplate> ResolveWithoutVariables(std::string_view name, const std::string& file,
+                                               const std::string& model_dir) {
   if (!file.empty()) {
     LORA_ASSIGN_OR_RETURN(std::string source, ReadWholeFile(file));
     return ChatTemplate::FromJinja(source, file);
@@ -322,6 +366,16 @@ StatusOr<ChatTemplate> ResolveChatTemplate(std::string_view name, const std::str
   if (own.ok()) return own;
   if (own.status().code() != StatusCode::kNotFound) return own.status();
   return ChatTemplate::kLlama2;
+}
+
+}  // namespace
+
+StatusOr<ChatTemplate> ResolveChatTemplate(std::string_view name, const std::string& file,
+                                           const std::string& model_dir,
+                                           const std::vector<std::string>& variables) {
+  LORA_ASSIGN_OR_RETURN(ChatTemplate t, ResolveWithoutVariables(name, file, model_dir));
+  for (const std::string& v : variables) LORA_RETURN_IF_ERROR(t.AddVariable(v));
+  return t;
 }
 
 StatusOr<Objective> ParseObjective(std::string_view name) {

@@ -62,9 +62,16 @@ class ChatTemplate {
   // built-ins name theirs; rendering checks them).
   const std::vector<std::string>& special_tokens() const { return special_tokens_; }
   void set_special_tokens(std::vector<std::string> tokens) { special_tokens_ = std::move(tokens); }
+  // Extra variables a Jinja template sees beside messages and the special
+  // tokens, as transformers' apply_chat_template(**kwargs) passes them
+  // (e.g. enable_thinking for Qwen3): "NAME=VALUE" with VALUE a JSON value
+  // (false, 3, "text", {...}) or else a string. A name the renderer sets
+  // itself (messages, add_generation_prompt, bos_token, ...) is an error.
+  Status AddVariable(std::string_view assignment);
+  const std::vector<std::pair<std::string, std::string>>& variables() const { return variables_; }
 
   bool operator==(const ChatTemplate& other) const {
-    return kind_ == other.kind_ && source_ == other.source_;
+    return kind_ == other.kind_ && source_ == other.source_ && variables_ == other.variables_;
   }
   bool operator!=(const ChatTemplate& other) const { return !(*this == other); }
 
@@ -76,6 +83,7 @@ class ChatTemplate {
   std::string source_;
   std::shared_ptr<const jinja::Template> jinja_;
   std::vector<std::string> special_tokens_;
+  std::vector<std::pair<std::string, std::string>> variables_;  // name, JSON text
 };
 
 inline const ChatTemplate ChatTemplate::kLlama2{ChatTemplate::Kind::kLlama2, "llama2"};
@@ -98,8 +106,11 @@ StatusOr<ChatTemplate> LoadModelChatTemplate(const std::string& model_dir);
 // model's own template and, where the model has none, llama2 (the default of
 // lorart before Jinja templates: SentencePiece Llama-2-era directories have
 // none); any other name is a built-in.
+// `variables` ("NAME=VALUE", from --template-var) go to a Jinja template;
+// the hand-written ones take none.
 StatusOr<ChatTemplate> ResolveChatTemplate(std::string_view name, const std::string& file,
-                                           const std::string& model_dir);
+                                           const std::string& model_dir,
+                                           const std::vector<std::string>& variables = {});
 
 enum class Objective {
   kSft,       // loss on assistant replies (+ their EOS); text records: every token

@@ -242,19 +242,6 @@ class SequenceDecoder : public Decoder {
   std::vector<std::unique_ptr<Decoder>> parts_;
 };
 
-Status GetOneChar(const JsonFields& f, const Json& json, const std::string& path, const char* key,
-                  char32_t* out) {
-  std::string s;
-  LORA_RETURN_IF_ERROR(f.GetString(json, path, key, true, &s));
-  if (FindInvalidUtf8(s) != std::string::npos || CountChars(s) != 1) {
-    return f.Error(JsonFields::Join(path, key),
-                   StrFormat("must be one character, not %s", Quote(s).c_str()));
-  }
-  size_t len;
-  *out = DecodeUtf8(s, 0, &len);
-  return OkStatus();
-}
-
 }  // namespace
 
 StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const JsonFields& f, const Json& json,
@@ -265,7 +252,7 @@ StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const JsonFields& f, const Json& 
   if (type == "ByteLevel") return std::unique_ptr<Decoder>(new ByteLevelDecoder());
   if (type == "Metaspace") {
     char32_t replacement;
-    LORA_RETURN_IF_ERROR(GetOneChar(f, json, path, "replacement", &replacement));
+    LORA_RETURN_IF_ERROR(f.GetChar(json, path, "replacement", &replacement));
     std::string scheme = "always";
     LORA_RETURN_IF_ERROR(f.GetString(json, path, "prepend_scheme", false, &scheme));
     bool add_prefix_space = true;
@@ -282,7 +269,7 @@ StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const JsonFields& f, const Json& 
   if (type == "Fuse") return std::unique_ptr<Decoder>(new FuseDecoder());
   if (type == "Strip") {
     char32_t content;
-    LORA_RETURN_IF_ERROR(GetOneChar(f, json, path, "content", &content));
+    LORA_RETURN_IF_ERROR(f.GetChar(json, path, "content", &content));
     int64_t start = 0, stop = 0;
     LORA_RETURN_IF_ERROR(f.GetInt(json, path, "start", true, &start));
     LORA_RETURN_IF_ERROR(f.GetInt(json, path, "stop", true, &stop));

@@ -1,6 +1,7 @@
 #include "lorart/data/hf/json_fields.h"
 
 #include "lorart/base/strings.h"
+#include "lorart/data/hf/unicode.h"
 
 namespace lorart {
 namespace data {
@@ -92,6 +93,18 @@ StatusOr<const Json*> JsonFields::GetArray(const Json& object, const std::string
 Status JsonFields::GetType(const Json& object, const std::string& path, std::string* type) const {
   LORA_RETURN_IF_ERROR(ExpectObject(object, path));
   return GetString(object, path, "type", true, type);
+}
+
+Status JsonFields::GetChar(const Json& object, const std::string& path, const char* key,
+                           char32_t* out) const {
+  std::string s;
+  LORA_RETURN_IF_ERROR(GetString(object, path, key, true, &s));
+  if (FindInvalidUtf8(s) != std::string::npos || CountChars(s) != 1) {
+    return Error(Join(path, key), StrFormat("must be one character, not %s", Quote(s).c_str()));
+  }
+  size_t len;
+  *out = DecodeUtf8(s, 0, &len);
+  return OkStatus();
 }
 
 }  // namespace hf

@@ -38,6 +38,10 @@ class JsonFields {
   Status GetBool(const Json& object, const std::string& path, const char* key, bool* out) const;
   Status GetInt(const Json& object, const std::string& path, const char* key, bool required,
                 int64_t* out) const;
+  // A required string field holding exactly one character (Metaspace's
+  // replacement, a delimiter).
+  Status GetChar(const Json& object, const std::string& path, const char* key,
+                 char32_t* out) const;
   // A required array field.
   StatusOr<const Json*> GetArray(const Json& object, const std::string& path, const char* key) const;
   // The "type" of a component object.

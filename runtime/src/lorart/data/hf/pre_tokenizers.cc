@@ -216,20 +216,6 @@ Status ParseBehavior(const JsonFields& f, const Json& json, const std::string& p
   return OkStatus();
 }
 
-// One character, for Metaspace's replacement and CharDelimiterSplit.
-Status GetChar(const JsonFields& f, const Json& json, const std::string& path, const char* key,
-               char32_t* out) {
-  std::string s;
-  LORA_RETURN_IF_ERROR(f.GetString(json, path, key, true, &s));
-  if (FindInvalidUtf8(s) != std::string::npos || CountChars(s) != 1) {
-    return f.Error(JsonFields::Join(path, key),
-                   StrFormat("must be one character, not %s", Quote(s).c_str()));
-  }
-  size_t len;
-  *out = DecodeUtf8(s, 0, &len);
-  return OkStatus();
-}
-
 }  // namespace
 
 StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const JsonFields& f, const Json& json,
@@ -258,7 +244,7 @@ StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const JsonFields& f, co
   }
   if (type == "Metaspace") {
     char32_t replacement;
-    LORA_RETURN_IF_ERROR(GetChar(f, json, path, "replacement", &replacement));
+    LORA_RETURN_IF_ERROR(f.GetChar(json, path, "replacement", &replacement));
     PrependScheme scheme = PrependScheme::kAlways;
     std::string s;
     LORA_RETURN_IF_ERROR(f.GetString(json, path, "prepend_scheme", false, &s));
@@ -302,7 +288,7 @@ StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const JsonFields& f, co
   }
   if (type == "CharDelimiterSplit") {
     char32_t delimiter;
-    LORA_RETURN_IF_ERROR(GetChar(f, json, path, "delimiter", &delimiter));
+    LORA_RETURN_IF_ERROR(f.GetChar(json, path, "delimiter", &delimiter));
     return std::unique_ptr<PreTokenizer>(
         new CharSplitPreTokenizer(PredEquals, delimiter, SplitBehavior::kRemoved));
   }
