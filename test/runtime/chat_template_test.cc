@@ -313,6 +313,23 @@ TEST(ChatTemplateTest, NamedTemplatesTakeDefault) {
       << t.status().message();
 }
 
+TEST(ChatTemplateTest, ATemplateMustBeUtf8) {
+  StatusOr<ChatTemplate> t = ChatTemplate::FromJinja("ok \xff\xfe", "bin.jinja");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().message(), "bin.jinja: the chat template is not valid UTF-8 at byte 3");
+}
+
+TEST(ChatTemplateTest, SpecialTokenNamesMustBeTokens) {
+  // transformers would add an unknown EOS as a new token the model's
+  // embeddings do not have: refused, naming the field.
+  StatusOr<std::unique_ptr<Tokenizer>> t = HfTokenizerFromJson(
+      TinyTokenizerJson(), R"({"eos_token": "<|nope|>"})", "tiny/tokenizer.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("eos_token: '<|nope|>' is not a token of"),
+            std::string::npos)
+      << t.status().message();
+}
+
 TEST(ChatTemplateTest, MissingChatTemplateFileIsNamed) {
   StatusOr<ChatTemplate> t = ResolveChatTemplate("auto", "/nonexistent/t.jinja", "/tmp");
   ASSERT_FALSE(t.ok());

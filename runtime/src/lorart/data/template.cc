@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "lorart/base/strings.h"
+#include "lorart/data/hf/unicode.h"
 #include "lorart/data/jinja/jinja.h"
 #include "lorart/io/files.h"
 #include "lorart/io/json.h"
@@ -243,6 +244,12 @@ StatusOr<RenderedPart> RenderJinja(const std::vector<Message>& messages,
 }  // namespace
 
 StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view source, const std::string& name) {
+  // Templates are text: transformers reads them as UTF-8.
+  size_t bad = hf::FindInvalidUtf8(source);
+  if (bad != std::string_view::npos) {
+    return InvalidArgumentError(
+        StrFormat("%s: the chat template is not valid UTF-8 at byte %zu", name.c_str(), bad));
+  }
   ChatTemplate t(Kind::kJinja, name);
   t.source_ = std::string(source);
   LORA_ASSIGN_OR_RETURN(jinja::Template parsed, jinja::Template::Parse(source, name));

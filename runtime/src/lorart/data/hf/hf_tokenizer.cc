@@ -198,17 +198,27 @@ Status HfTokenizer::LoadConfig(std::string_view config_text, const std::string& 
     if (v->is_object()) return f.GetString(*v, key, "content", true, out);
     return f.AsString(*v, key, out);
   };
+  // BOS and EOS must be tokens of tokenizer.json: transformers would add an
+  // unknown one as a new token, which the model's embeddings do not have.
+  auto known = [&](const char* key, const std::string& text, int32_t* id) -> Status {
+    *id = text.empty() ? -1 : PieceToId(text);
+    if (!text.empty() && *id < 0) {
+      return f.Error(key, StrFormat("%s is not a token of %s", Quote(text).c_str(),
+                                    path_.c_str()));
+    }
+    return OkStatus();
+  };
   std::string text;
   bool present;
   LORA_RETURN_IF_ERROR(name("bos_token", &text, &present));
   if (present) {
     bos_token_ = text;
-    bos_id_ = text.empty() ? -1 : PieceToId(text);
+    LORA_RETURN_IF_ERROR(known("bos_token", text, &bos_id_));
   }
   LORA_RETURN_IF_ERROR(name("eos_token", &text, &present));
   if (present) {
     eos_token_ = text;
-    eos_id_ = text.empty() ? -1 : PieceToId(text);
+    LORA_RETURN_IF_ERROR(known("eos_token", text, &eos_id_));
   }
   LORA_RETURN_IF_ERROR(name("unk_token", &text, &present));
   if (present && PieceToId(text) >= 0) unk_id_ = PieceToId(text);
