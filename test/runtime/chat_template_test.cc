@@ -222,7 +222,8 @@ TEST(ChatTemplateTest, RaiseExceptionFailsTheRecord) {
 }
 
 TEST(ChatTemplateTest, SyntaxErrorsNameTheTemplate) {
-  StatusOr<ChatTemplate> t = ChatTemplate::FromJinja("{% for m in messages %}\n{{ m }", "bad.jinja");
+  StatusOr<ChatTemplate> t =
+      ChatTemplate::FromJinja("{% for m in messages %}\n{{ m }", "bad.jinja");
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("bad.jinja:2"), std::string::npos)
       << t.status().message();

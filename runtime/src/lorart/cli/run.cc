@@ -324,7 +324,8 @@ Command AddEvalCommand(CLI::App& root, std::ostream& out) {
                           data::Tokenizer::Load(o->base));
     std::unique_ptr<Plan> plan = std::make_unique<Plan>();
     LORA_RETURN_IF_ERROR(LoadPlan(o->plan, plan.get()));
-    LORA_ASSIGN_OR_RETURN(data::DataOptions opts, DataOptionsFor(*plan, o->chat_template, o->base, 0, false));
+    LORA_ASSIGN_OR_RETURN(data::DataOptions opts,
+                          DataOptionsFor(*plan, o->chat_template, o->base, 0, false));
     if (opts.preference)
       return InvalidArgumentError(o->plan + ": lorart eval does not take DPO plans yet: evaluate "
                                             "preference pairs with lorart run --eval (reward "

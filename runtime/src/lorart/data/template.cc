@@ -208,8 +208,8 @@ StatusOr<RenderedPart> RenderJinja(const std::vector<Message>& messages,
           chat_template.name().c_str(), Quote(token).c_str(), tokenizer.path().c_str()));
     }
   }
-  LORA_ASSIGN_OR_RETURN(jinja::Rendered out,
-                        t->Render(ChatContext(messages, chat_template, tokenizer, add_generation_prompt)));
+  jinja::Value context = ChatContext(messages, chat_template, tokenizer, add_generation_prompt);
+  LORA_ASSIGN_OR_RETURN(jinja::Rendered out, t->Render(context));
   RenderedPart part;
   part.text = std::move(out.text);
   part.targets_end_at_special = true;
@@ -352,8 +352,8 @@ StatusOr<ChatTemplate> LoadModelChatTemplate(const std::string& model_dir) {
       }
     }
     return InvalidArgumentError(StrFormat("%s: chat_template lists named templates but none is "
-                                   "'default'; name one with --chat-template FILE",
-                                   config.c_str()));
+                                          "'default'; name one with --chat-template FILE",
+                                          config.c_str()));
   }
   return InvalidArgumentError(
       StrFormat("%s: chat_template must be a string or a list of named templates, not %s",
