@@ -53,7 +53,11 @@ fi
 # pinned transformers above accepts only an older `tokenizers`. The tests
 # read them with PYTHONPATH=/opt/lorac-pydeps and skip without them.
 PYDEPS=/opt/lorac-pydeps
-if ! PYTHONPATH=$PYDEPS /usr/bin/python3 -c "import tokenizers, jinja2" 2>/dev/null; then
+if ! PYTHONPATH=$PYDEPS /usr/bin/python3 -c "
+import sys, tokenizers, jinja2
+# The system's own (older) tokenizers does not count: the tests need these.
+sys.exit(not (tokenizers.__file__.startswith('$PYDEPS/') and tokenizers.__version__ == '0.22.1'
+              and jinja2.__file__.startswith('$PYDEPS/')))" 2>/dev/null; then
   echo "setup: installing tokenizers and jinja2 into $PYDEPS (pip --target)"
   if ! /usr/bin/python3 -m pip --version >/dev/null 2>&1; then
     $SUDO apt-get update -qq || true

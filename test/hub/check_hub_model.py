@@ -293,10 +293,11 @@ def main():
         return
     bin_dir, src, work, pydeps = sys.argv[1:5]
     env = dict(os.environ, PYTHONPATH=pydeps)
-    probe = subprocess.run([sys.executable, "-c", "import tokenizers, jinja2"], env=env,
-                           capture_output=True)
+    probe = subprocess.run([sys.executable, "-c", "import sys, tokenizers, jinja2; sys.exit("
+                            "tuple(map(int, tokenizers.__version__.split('.')[:2])) < (0, 19))"],
+                           env=env, capture_output=True)
     if probe.returncode != 0:
-        print("SKIP: tokenizers/jinja2 are not installed in %s" % pydeps)
+        print("SKIP: tokenizers >= 0.19 and jinja2 are not installed in %s" % pydeps)
         sys.exit(77)
     try:
         import torch  # noqa: F401

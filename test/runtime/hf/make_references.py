@@ -24,6 +24,11 @@ try:
 except Exception as e:  # noqa: BLE001
     print("cannot import tokenizers:", e, file=sys.stderr)
     sys.exit(3)
+# The references need ignore_merges (tokenizers 0.19): an older one (the
+# system's, pinned by transformers 4.35) counts as missing.
+if tuple(int(x) for x in tokenizers.__version__.split(".")[:2]) < (0, 19):
+    print("tokenizers %s is older than 0.19" % tokenizers.__version__, file=sys.stderr)
+    sys.exit(3)
 
 LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
