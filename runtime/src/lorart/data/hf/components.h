@@ -78,6 +78,15 @@ class Decoder {
 StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const JsonFields& f, const Json& json,
                                                const std::string& path);
 
+// How far a text of `size` bytes may grow in one normalizer, pre-tokenizer
+// or decoder, in a Sequence of them, or through the whole encoding. Real
+// pipelines grow text a few times at most (NFKD, Replace " " -> "▁",
+// ByteLevel); a tokenizer.json that repeats a growth (a Sequence of Replace
+// "a" -> "aa", of ByteLevel normalizers) would grow it exponentially.
+inline size_t MaxGrownSize(size_t size) { return 64 * size + (size_t{64} << 10); }
+// INVALID_ARGUMENT "{what} would grow a text of {from} bytes to {to} bytes ...".
+Status GrowthError(const char* what, size_t from, size_t to);
+
 // "{path}: {kind} type '{type}' is not supported (lorart reads ...)".
 Status UnsupportedType(const JsonFields& f, const std::string& path, const char* kind,
                        const std::string& type, const char* supported);

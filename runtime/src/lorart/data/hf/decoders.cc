@@ -151,8 +151,15 @@ class ReplaceDecoder : public Decoder {
       : re_(std::move(re)), content_(std::move(content)) {}
   Status DecodeChain(std::vector<std::string>* tokens) const override {
     std::vector<Match> matches;
+    size_t size = 0, grown = 0;
+    for (const auto& t : *tokens) size += t.size();
     for (auto& t : *tokens) {
       LORA_RETURN_IF_ERROR(re_->FindMatches(t, &matches));
+      grown += t.size();
+      for (const auto& m : matches) {
+        if (m.is_match) grown = grown + content_.size() - (m.e - m.b);
+      }
+      if (grown > MaxGrownSize(size)) return GrowthError("the Replace decoder", size, grown);
       std::string out;
       for (const auto& m : matches) {
         if (m.is_match) {
@@ -234,7 +241,16 @@ class SequenceDecoder : public Decoder {
  public:
   explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> parts) : parts_(std::move(parts)) {}
   Status DecodeChain(std::vector<std::string>* tokens) const override {
-    for (const auto& p : parts_) LORA_RETURN_IF_ERROR(p->DecodeChain(tokens));
+    auto total = [tokens] {
+      size_t n = 0;
+      for (const auto& t : *tokens) n += t.size();
+      return n;
+    };
+    const size_t size = total();
+    for (const auto& p : parts_) {
+      LORA_RETURN_IF_ERROR(p->DecodeChain(tokens));
+      if (total() > MaxGrownSize(size)) return GrowthError("a Sequence decoder", size, total());
+    }
     return OkStatus();
   }
 

@@ -76,6 +76,21 @@ class HfTokenizer : public Tokenizer {
   bool needs_alignment_ = false;
 };
 
+// Components of a pipeline section, its Sequences included. Real files have
+// a handful; a file with hundreds (Sequences of Sequences of ByteLevel) makes
+// every encoding take seconds or minutes, each step rewriting the text.
+constexpr size_t kMaxComponents = 64;
+
+size_t CountComponents(const Json& json, const char* list_key) {
+  if (!json.is_object()) return 0;
+  size_t n = 1;
+  auto it = json.find(list_key);
+  if (it != json.end() && it->is_array()) {
+    for (const auto& part : *it) n += CountComponents(part, list_key);  // depth <= kMaxJsonDepth
+  }
+  return n;
+}
+
 Status ParseAddedTokens(const JsonFields& f, const Json& root, std::vector<AddedToken>* out) {
   const Json* list = f.Find(root, "added_tokens");
   if (list == nullptr) return OkStatus();
@@ -124,6 +139,16 @@ StatusOr<std::unique_ptr<Tokenizer>> HfTokenizer::Build(std::string_view json_te
     const Json* v = f.Find(root, key);
     return v ? *v : kNull;
   };
+  for (const auto& [key, list_key] : {std::pair<const char*, const char*>{"normalizer", "normalizers"},
+                                      {"pre_tokenizer", "pretokenizers"},
+                                      {"post_processor", "processors"},
+                                      {"decoder", "decoders"}}) {
+    size_t n = CountComponents(section(key), list_key);
+    if (n > kMaxComponents) {
+      return f.Error(key, StrFormat("has %zu components (Sequences included); lorart reads at most %zu",
+                                    n, kMaxComponents));
+    }
+  }
   const Json* model = f.Find(root, "model");
   if (model == nullptr) return f.Error("model", "is missing");
   LORA_ASSIGN_OR_RETURN(t->model_, BpeModel::FromJson(f, *model, "model"));
@@ -288,6 +313,10 @@ Status HfTokenizer::EncodeWithSpecial(std::string_view text,
     }
   }
   // Normalize the text pieces, then find the normalized added tokens in them.
+  // The pipeline may not grow the whole text beyond MaxGrownSize either (a
+  // Prepend of a long string to every piece between added tokens).
+  const size_t max_bytes = hf::MaxGrownSize(text.size());
+  size_t normalized_bytes = 0, split_bytes = 0;
   std::vector<Part> parts2;
   parts2.reserve(parts.size());
   for (auto& part : parts) {
@@ -295,7 +324,14 @@ Status HfTokenizer::EncodeWithSpecial(std::string_view text,
       parts2.push_back(std::move(part));
       continue;
     }
-    if (normalizer_) LORA_RETURN_IF_ERROR(normalizer_->Normalize(&part.ns));
+    if (normalizer_) {
+      LORA_RETURN_IF_ERROR(normalizer_->Normalize(&part.ns), "%s: normalizing", path_.c_str());
+    }
+    normalized_bytes += part.ns.size();
+    if (normalized_bytes > max_bytes) {
+      return hf::GrowthError(StrFormat("%s: normalizing", path_.c_str()).c_str(), text.size(),
+                             normalized_bytes);
+    }
     if (added_.has_normalized()) {
       added_.FindMatches(part.ns, true, allowed, &pieces);
       for (const auto& p : pieces) {
@@ -322,7 +358,15 @@ Status HfTokenizer::EncodeWithSpecial(std::string_view text,
     }
     splits.clear();
     splits.push_back(part.ns);
-    if (pre_tokenizer_) LORA_RETURN_IF_ERROR(pre_tokenizer_->PreTokenize(&splits));
+    if (pre_tokenizer_) {
+      LORA_RETURN_IF_ERROR(pre_tokenizer_->PreTokenize(&splits), "%s: pre-tokenizing",
+                           path_.c_str());
+    }
+    for (const auto& s : splits) split_bytes += s.size();
+    if (split_bytes > max_bytes) {
+      return hf::GrowthError(StrFormat("%s: pre-tokenizing", path_.c_str()).c_str(), text.size(),
+                             split_bytes);
+    }
     for (const auto& s : splits) {
       mtoks.clear();
       LORA_RETURN_IF_ERROR(model_->Tokenize(s.get(), &mtoks));

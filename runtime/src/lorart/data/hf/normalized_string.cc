@@ -148,17 +148,31 @@ void NormalizedString::ReplaceMatches(const std::vector<Match>& matches, std::st
     normalized_ = std::move(out);
     return;
   }
-  std::vector<CharChange> dest;
-  for (char32_t c : DecodeAll(content)) dest.emplace_back(c, 1);
-  std::ptrdiff_t shift = 0;
+  // One pass (a TransformRange per match would move the tail of the string
+  // for every match: quadratic in the text). Each match is HF's
+  // transform_range(match, content's characters all inserted, removed =
+  // the match's characters): the new bytes align with the match's last
+  // byte, or for an empty match with the byte before it (none at the start).
+  std::string repl;
+  for (char32_t c : DecodeAll(content)) AppendUtf8(c, &repl);
+  std::string out;
+  std::vector<Offsets> out_align;
+  out.reserve(normalized_.size() + repl.size());
+  out_align.reserve(normalized_.size() + repl.size());
+  const Offsets none{orig_.b, orig_.b};
   for (const auto& m : matches) {
-    if (!m.is_match) continue;
-    size_t b = static_cast<size_t>(static_cast<std::ptrdiff_t>(m.b) + shift);
-    size_t e = static_cast<size_t>(static_cast<std::ptrdiff_t>(m.e) + shift);
-    size_t removed = CountChars(std::string_view(normalized_).substr(b, e - b));
-    TransformRange(b, e, dest, removed);
-    shift += static_cast<std::ptrdiff_t>(content.size()) - static_cast<std::ptrdiff_t>(m.e - m.b);
+    if (!m.is_match) {
+      out.append(normalized_, m.b, m.e - m.b);
+      out_align.insert(out_align.end(), align_.begin() + static_cast<std::ptrdiff_t>(m.b),
+                       align_.begin() + static_cast<std::ptrdiff_t>(m.e));
+      continue;
+    }
+    Offsets a = m.e > m.b ? align_[m.e - 1] : out_align.empty() ? none : out_align.back();
+    out += repl;
+    out_align.insert(out_align.end(), repl.size(), a);
   }
+  normalized_ = std::move(out);
+  align_ = std::move(out_align);
 }
 
 void NormalizedString::Lowercase() {

@@ -21,6 +21,12 @@ Status UnsupportedType(const JsonFields& f, const std::string& path, const char*
                            Quote(type).c_str(), supported));
 }
 
+Status GrowthError(const char* what, size_t from, size_t to) {
+  return InvalidArgumentError(StrFormat("%s would grow a text of %zu bytes to %zu bytes (more "
+                                        "than 64 times plus 64 KiB)",
+                                        what, from, to));
+}
+
 StatusOr<std::unique_ptr<Regex>> MakePattern(const JsonFields& f, const Json& object,
                                              const std::string& path) {
   const Json* pattern = f.Find(object, "pattern");
@@ -73,6 +79,13 @@ class ReplaceNormalizer : public Normalizer {
   Status Normalize(NormalizedString* s) const override {
     std::vector<Match> matches;
     LORA_RETURN_IF_ERROR(re_->FindMatches(s->get(), &matches));
+    size_t grown = s->size();
+    for (const auto& m : matches) {
+      if (m.is_match) grown = grown + content_.size() - (m.e - m.b);
+    }
+    if (grown > MaxGrownSize(s->size())) {
+      return GrowthError("the Replace normalizer", s->size(), grown);
+    }
     s->ReplaceMatches(matches, content_);
     return OkStatus();
   }
@@ -145,7 +158,13 @@ class SequenceNormalizer : public Normalizer {
   explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> parts)
       : parts_(std::move(parts)) {}
   Status Normalize(NormalizedString* s) const override {
-    for (const auto& p : parts_) LORA_RETURN_IF_ERROR(p->Normalize(s));
+    const size_t size = s->size();
+    for (const auto& p : parts_) {
+      LORA_RETURN_IF_ERROR(p->Normalize(s));
+      if (s->size() > MaxGrownSize(size)) {
+        return GrowthError("a Sequence normalizer", size, s->size());
+      }
+    }
     return OkStatus();
   }
 

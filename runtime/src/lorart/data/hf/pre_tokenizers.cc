@@ -181,7 +181,18 @@ class SequencePreTokenizer : public PreTokenizer {
   explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> parts)
       : parts_(std::move(parts)) {}
   Status PreTokenize(std::vector<NormalizedString>* splits) const override {
-    for (const auto& p : parts_) LORA_RETURN_IF_ERROR(p->PreTokenize(splits));
+    auto total = [splits] {
+      size_t n = 0;
+      for (const auto& s : *splits) n += s.size();
+      return n;
+    };
+    const size_t size = total();
+    for (const auto& p : parts_) {
+      LORA_RETURN_IF_ERROR(p->PreTokenize(splits));
+      if (total() > MaxGrownSize(size)) {
+        return GrowthError("a Sequence pre-tokenizer", size, total());
+      }
+    }
     return OkStatus();
   }
   void AddTraits(PreTokenizerTraits* traits) const override {

@@ -134,8 +134,11 @@ StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, bool p
   PCRE2_SIZE err_offset = 0;
   pcre2_compile_context* cc = pcre2_compile_context_create(nullptr);
   if (cc) pcre2_set_newline(cc, PCRE2_NEWLINE_LF);
+  // NEVER_BACKSLASH_C: \C matches one byte, so a match could end inside a
+  // character, and the pipeline relies on pieces of valid UTF-8.
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE | PCRE2_NO_UTF_CHECK,
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE | PCRE2_NO_UTF_CHECK |
+                                       PCRE2_NEVER_BACKSLASH_C,
                                    &err, &err_offset, cc);
   if (cc) pcre2_compile_context_free(cc);
   if (code == nullptr) {

@@ -50,6 +50,22 @@ int64_t AsInt(const Value& v, const char* what) {
   Fail(std::string("TypeError: ") + what + " must be an integer, not " + TypeName(v));
 }
 
+// Python int(x) of a float, truncating; our ints are int64, so a float
+// outside their range is an error (a C++ cast of it is undefined).
+int64_t TruncToInt(double d) {
+  if (std::isnan(d)) Fail("ValueError: cannot convert float NaN to integer");
+  if (std::isinf(d)) Fail("OverflowError: cannot convert float infinity to integer");
+  double t = std::trunc(d);
+  if (!(t >= -9223372036854775808.0 && t < 9223372036854775808.0)) Fail("integer overflow");
+  return static_cast<int64_t>(t);
+}
+
+// n * m for size checks, SIZE_MAX when it does not fit.
+size_t SaturatingMul(size_t n, size_t m) {
+  size_t r;
+  return __builtin_mul_overflow(n, m, &r) ? SIZE_MAX : r;
+}
+
 const LabelledString& AsStr(const Value& v, const char* what) {
   if (!v.is_string()) {
     CheckDefined(v);
@@ -545,7 +561,7 @@ Value CallStrMethod(Interp& in, const Value& self, const std::string& name, Call
     LabelledString fill = a[1] ? AsStr(*a[1], "fillchar") : LabelledString(" ");
     if (CodePointCount(fill.text()) != 1) Fail("TypeError: The fill character must be exactly one character long");
     int64_t w = AsInt(*a[0], "width");
-    in.CheckSize(static_cast<size_t>(std::max<int64_t>(w, 0)) * fill.size());
+    in.CheckSize(SaturatingMul(static_cast<size_t>(std::max<int64_t>(w, 0)), fill.size()));
     return Value::String(Pad(s, w, fill, name == "center" ? 0 : name == "ljust" ? 1 : 2));
   }
   if (name == "zfill") {
@@ -668,11 +684,12 @@ Value RangeFn(Interp& in, CallArgs& args) {
   }
   if (step == 0) Fail("ValueError: range() arg 3 must not be zero");
   std::vector<Value> out;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+  for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
     if (out.size() >= 100000) {
       Fail("OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
     }
     out.push_back(Value::Int(i));
+    if (__builtin_add_overflow(i, step, &i)) break;  // past int64: past stop too
   }
   in.CountIterations(0);
   return Value::List(std::move(out));
@@ -1125,7 +1142,9 @@ Value ApplyFilter(Interp& in, const std::string& name, const Value& input, CallA
       if (a[1]->is_string()) {
         o.indent = a[1]->string_value().text();
       } else {
-        o.indent = std::string(static_cast<size_t>(std::max<int64_t>(0, AsInt(*a[1], "indent"))), ' ');
+        // Cut to one byte past the output limit, as for the indent filter.
+        const int64_t max_width = static_cast<int64_t>(std::min<size_t>(in.options().max_output_bytes, INT64_MAX - 1)) + 1;
+        o.indent = std::string(static_cast<size_t>(std::clamp<int64_t>(AsInt(*a[1], "indent"), 0, max_width)), ' ');
       }
       o.item_sep = ",";
     }
@@ -1310,10 +1329,10 @@ Value ApplyFilter(Interp& in, const std::string& name, const Value& input, CallA
       case Kind::kBool: return Value::Int(input.int_value());
       case Kind::kFloat:
         if (!std::isfinite(input.double_value())) return def;
-        return Value::Int(static_cast<int64_t>(std::trunc(input.double_value())));
+        return Value::Int(TruncToInt(input.double_value()));
       case Kind::kString:
         if (ParsePyInt(input.string_value().text(), base, &r)) return Value::Int(r);
-        if (ParsePyFloat(input.string_value().text(), &d) && std::isfinite(d)) return Value::Int(static_cast<int64_t>(std::trunc(d)));
+        if (ParsePyFloat(input.string_value().text(), &d) && std::isfinite(d)) return Value::Int(TruncToInt(d));
         return def;
       default: return def;
     }
@@ -1358,7 +1377,13 @@ Value ApplyFilter(Interp& in, const std::string& name, const Value& input, CallA
       CheckDefined(input);
       Fail("TypeError: unsupported operand type(s) for +=: '" + TypeName(input) + "' and 'str'");
     }
-    LabelledString r = Indent(input.string_value(), Or(a[0], Value::Int(4)), a[1] && Truthy(*a[1]), a[2] && Truthy(*a[2]));
+    Value width = Or(a[0], Value::Int(4));
+    // An indentation longer than the output limit is cut to one byte past
+    // it: any line it indents fails the check below (building it could take
+    // seconds), a text it does not indent is unchanged.
+    const int64_t max_width = static_cast<int64_t>(std::min<size_t>(in.options().max_output_bytes, INT64_MAX - 1)) + 1;
+    if (!width.is_string() && AsInt(width, "width") > max_width) width = Value::Int(max_width);
+    LabelledString r = Indent(input.string_value(), width, a[1] && Truthy(*a[1]), a[2] && Truthy(*a[2]));
     in.CheckSize(r.size());
     return Value::String(std::move(r));
   }
@@ -1395,7 +1420,7 @@ Value ApplyFilter(Interp& in, const std::string& name, const Value& input, CallA
     } else {
       fargs = Value::Tuple(args.pos);
     }
-    LabelledString r = PercentFormat(SoftStr(input), fargs);
+    LabelledString r = PercentFormat(SoftStr(input), fargs, in.options().max_output_bytes);
     in.CheckSize(r.size());
     return Value::String(std::move(r));
   }
@@ -1527,7 +1552,7 @@ bool ApplyTest(Interp& in, const std::string& name, const Value& v, CallArgs& ar
 // ---------------------------------------------------------------------------
 // printf-style formatting
 
-LabelledString PercentFormat(const LabelledString& fmt, const Value& args) {
+LabelledString PercentFormat(const LabelledString& fmt, const Value& args, size_t max_bytes) {
   const std::string& t = fmt.text();
   LabelledString out;
   std::vector<Value> pos;
@@ -1567,11 +1592,21 @@ LabelledString PercentFormat(const LabelledString& fmt, const Value& args) {
     std::string flags;
     while (i < t.size() && strchr("-+ #0", t[i])) flags.push_back(t[i++]);
     std::string width, prec;
-    while (i < t.size() && isdigit(static_cast<unsigned char>(t[i]))) width.push_back(t[i++]);
+    // A width or precision is a number of output bytes (or more): past the
+    // output limit the result would be (formatting it takes seconds).
+    auto number = [&](std::string* out) {
+      size_t v = 0;
+      while (i < t.size() && isdigit(static_cast<unsigned char>(t[i]))) {
+        v = v * 10 + static_cast<size_t>(t[i] - '0');
+        if (v > max_bytes) Fail(StrFormat("the output would exceed %zu bytes", max_bytes));
+        out->push_back(t[i++]);
+      }
+    };
+    number(&width);
     if (i < t.size() && t[i] == '.') {
       ++i;
       prec = ".";
-      while (i < t.size() && isdigit(static_cast<unsigned char>(t[i]))) prec.push_back(t[i++]);
+      number(&prec);
     }
     if (i < t.size() && (t[i] == 'l' || t[i] == 'h' || t[i] == 'L')) ++i;
     if (i >= t.size()) Fail("ValueError: incomplete format");
@@ -1589,7 +1624,15 @@ LabelledString PercentFormat(const LabelledString& fmt, const Value& args) {
       }
     }
     std::string spec = "%" + flags + width + prec;
-    char buf[512];
+    // snprintf into a string of the size it needs.
+    auto format = [&](const std::string& f, auto value) {
+      int n = snprintf(nullptr, 0, f.c_str(), value);
+      if (n < 0) Fail("ValueError: cannot format with '" + f + "'");
+      std::string s(static_cast<size_t>(n) + 1, '\0');
+      snprintf(s.data(), s.size(), f.c_str(), value);
+      s.resize(static_cast<size_t>(n));
+      out.Append(s, 0);
+    };
     switch (conv) {
       case 's':
       case 'r':
@@ -1618,19 +1661,18 @@ LabelledString PercentFormat(const LabelledString& fmt, const Value& args) {
         if (v.kind() == Kind::kInt || v.kind() == Kind::kBool) {
           n = v.int_value();
         } else if (v.kind() == Kind::kFloat && conv != 'x' && conv != 'X' && conv != 'o' && conv != 'c') {
-          n = static_cast<int64_t>(std::trunc(v.double_value()));
+          n = TruncToInt(v.double_value());
         } else {
           Fail(StrFormat("TypeError: %%%c format: a real number is required, not %s", conv, TypeName(v).c_str()));
         }
         if (conv == 'c') {
+          if (n < 0 || n > 0x10FFFF) Fail("OverflowError: %c arg not in range(0x110000)");
           std::string c;
           EncodeUtf8(static_cast<uint32_t>(n), &c);
           out.Append(c, 0);
           break;
         }
-        std::string f = spec + "ll" + std::string(1, conv == 'u' || conv == 'i' ? 'd' : conv);
-        snprintf(buf, sizeof(buf), f.c_str(), static_cast<long long>(n));
-        out.Append(buf, 0);
+        format(spec + "ll" + std::string(1, conv == 'u' || conv == 'i' ? 'd' : conv), static_cast<long long>(n));
         break;
       }
       case 'f':
@@ -1643,9 +1685,7 @@ LabelledString PercentFormat(const LabelledString& fmt, const Value& args) {
         if (v.kind() != Kind::kInt && v.kind() != Kind::kBool && v.kind() != Kind::kFloat) {
           Fail("TypeError: must be real number, not " + TypeName(v));
         }
-        std::string f = spec + std::string(1, conv);
-        snprintf(buf, sizeof(buf), f.c_str(), v.double_value());
-        out.Append(buf, 0);
+        format(spec + std::string(1, conv), v.double_value());
         break;
       }
       default: Fail(StrFormat("ValueError: unsupported format character '%c' (0x%x)", conv, conv));

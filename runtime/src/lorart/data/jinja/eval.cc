@@ -76,6 +76,11 @@ class Evaluator : public Interp {
   void Track(std::shared_ptr<NamespaceObj> ns) override { namespaces_.push_back(std::move(ns)); }
 
   Rendered Run(const Value& context) {
+    ValueLimits limits;
+    limits.max_bytes = options_.max_output_bytes;
+    limits.max_steps = options_.max_loop_iterations;
+    limits.max_depth = 1000;  // about Python's recursion limit
+    ValueLimitsScope limits_scope(limits);
     auto globals = std::make_shared<Scope>();
     for (const auto& name : GlobalNames()) globals->Set(name, MakeGlobal(name));
     ScopePtr root = Child(globals);
@@ -171,7 +176,7 @@ class Evaluator : public Interp {
   void CountIterations(int64_t n) override {
     iterations_ += n;
     if (iterations_ > options_.max_loop_iterations) {
-      Fail(StrFormat("the template ran more than %lld loop iterations",
+      Fail(StrFormat("the template ran more than %lld loop iterations and macro calls",
                      static_cast<long long>(options_.max_loop_iterations)));
     }
   }
@@ -588,15 +593,20 @@ class Evaluator : public Interp {
   }
 
   Value Repeat(const Value& seq, int64_t times) {
-    if (times < 0) times = 0;
+    const size_t n = seq.is_string() ? seq.string_value().size() : seq.items().size();
+    // Nothing to repeat makes nothing ('' * 10**18 would loop 10**18 times).
+    if (times <= 0 || n == 0) times = 0;
+    // n * times without wrapping around (a wrapped product passes the check).
+    if (times > 0 && static_cast<uint64_t>(times) > std::numeric_limits<size_t>::max() / n) {
+      CheckSize(std::numeric_limits<size_t>::max());
+    }
+    CheckSize(n * static_cast<size_t>(times));
     if (seq.is_string()) {
       const LabelledString& s = seq.string_value();
-      CheckSize(s.size() * static_cast<size_t>(times));
       LabelledString out;
       for (int64_t i = 0; i < times; ++i) out.Append(s);
       return Value::String(std::move(out));
     }
-    CheckSize(seq.items().size() * static_cast<size_t>(times));
     std::vector<Value> items;
     for (int64_t i = 0; i < times; ++i) items.insert(items.end(), seq.items().begin(), seq.items().end());
     return seq.kind() == Value::Kind::kTuple ? Value::Tuple(std::move(items)) : Value::List(std::move(items));
@@ -622,6 +632,7 @@ class Evaluator : public Interp {
         return Value::String(std::move(s));
       }
       if ((a.kind() == Value::Kind::kList || a.kind() == Value::Kind::kTuple) && a.kind() == b.kind()) {
+        CheckSize(a.items().size() + b.items().size());  // as Repeat: doubling a list in a loop
         std::vector<Value> items = a.items();
         items.insert(items.end(), b.items().begin(), b.items().end());
         return a.kind() == Value::Kind::kTuple ? Value::Tuple(std::move(items)) : Value::List(std::move(items));
@@ -663,6 +674,7 @@ class Evaluator : public Interp {
       if (!nums) Unsupported2(op, a, b);
       if (ints) {
         if (y == 0) Fail("ZeroDivisionError: integer division or modulo by zero");
+        if (x == std::numeric_limits<int64_t>::min() && y == -1) Fail("integer overflow");
         int64_t q = x / y;
         if ((x % y != 0) && ((x < 0) != (y < 0))) --q;
         return Value::Int(q);
@@ -672,14 +684,14 @@ class Evaluator : public Interp {
     }
     if (op == "%") {
       if (a.is_string()) {
-        LabelledString s = PercentFormat(a.string_value(), b);
+        LabelledString s = PercentFormat(a.string_value(), b, options_.max_output_bytes);
         CheckSize(s.size());
         return Value::String(std::move(s));
       }
       if (!nums) Unsupported2(op, a, b);
       if (ints) {
         if (y == 0) Fail("ZeroDivisionError: integer division or modulo by zero");
-        int64_t m = x % y;
+        int64_t m = y == -1 ? 0 : x % y;  // INT64_MIN % -1 overflows in C++
         if (m != 0 && ((m < 0) != (y < 0))) m += y;
         return Value::Int(m);
       }
@@ -768,6 +780,9 @@ Value Evaluator::CallMacro(const MacroObj& m, CallArgs& args) {
   if (call_depth_ >= options_.max_call_depth) {
     Fail(StrFormat("maximum recursion depth exceeded: more than %d nested macro calls", options_.max_call_depth));
   }
+  // Calls count as loop iterations: a macro that calls itself twice runs
+  // 2^depth times without a loop.
+  CountIterations(1);
   ScopePtr scope = Child(m.closure);
   size_t nparams = n->params.size();
   std::vector<bool> bound(nparams, false);

@@ -37,12 +37,24 @@ struct JinjaError {
 // ---------------------------------------------------------------------------
 // Values: representation details
 
+// Containers destroy the values they hold with DestroyIteratively: a list
+// nested 10^5 deep (a template can build one in a loop) would overflow the
+// stack destroying itself recursively.
 struct ListRep {
   std::vector<Value> items;
+  ListRep() = default;
+  ListRep(const ListRep&) = default;
+  ~ListRep();
 };
 struct DictRep {
   std::vector<std::pair<Value, Value>> entries;
+  DictRep() = default;
+  DictRep(const DictRep&) = default;
+  ~DictRep();
 };
+// Destroys `values` (leaving it empty); the containers released meanwhile
+// hand their values to the outermost call, which destroys them in a loop.
+void DestroyIteratively(std::vector<Value>* values);
 
 struct Object {
   virtual ~Object() = default;
@@ -56,6 +68,32 @@ struct UndefinedInfo : Object {
 struct NamespaceObj : Object {
   std::vector<std::pair<std::string, Value>> attrs;
   Value* Find(std::string_view name);
+  ~NamespaceObj() override;
+};
+
+// Limits of the render running on this thread, for the value operations
+// that run without the evaluator (str/repr, tojson, ==, <). A template can
+// build values that share their parts ([d, d] again and again, in a loop)
+// so that walking them takes exponential time and space: str, repr and
+// tojson stop at the output limit, comparisons after `max_steps` steps (all
+// comparisons of the render together) or `max_depth` levels of nesting.
+// Outside a render there are no limits.
+struct ValueLimits {
+  size_t max_bytes = SIZE_MAX;
+  int64_t max_steps = INT64_MAX;
+  int max_depth = 1 << 30;
+};
+// Installs `limits` on this thread for its lifetime.
+class ValueLimitsScope {
+ public:
+  explicit ValueLimitsScope(const ValueLimits& limits);
+  ~ValueLimitsScope();
+  ValueLimitsScope(const ValueLimitsScope&) = delete;
+  ValueLimitsScope& operator=(const ValueLimitsScope&) = delete;
+
+ private:
+  ValueLimits saved_;
+  int64_t saved_steps_;
 };
 
 // ---------------------------------------------------------------------------
@@ -220,7 +258,8 @@ Value MakeGlobal(const std::string& name);
 const std::vector<std::string>& GlobalNames();
 
 // Python's `fmt % args` for strings (printf-style formatting).
-LabelledString PercentFormat(const LabelledString& fmt, const Value& args);
+// `max_bytes`: the output limit (a width or precision beyond it is an error).
+LabelledString PercentFormat(const LabelledString& fmt, const Value& args, size_t max_bytes);
 
 }  // namespace lorart::data::jinja
 

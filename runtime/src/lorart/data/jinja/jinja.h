@@ -181,7 +181,9 @@ struct RenderOptions {
   // < 0 means the current time.
   int64_t now_unix_seconds = -1;
   size_t max_output_bytes = size_t{64} << 20;  // any rendered/captured text or built string
-  int64_t max_loop_iterations = 10'000'000;    // all loops of one render together
+  // All loop iterations and macro calls of one render together; comparisons
+  // (==, <, in, sort) get as many steps of their own.
+  int64_t max_loop_iterations = 10'000'000;
   int max_call_depth = 256;                     // nested macro calls
 };
 

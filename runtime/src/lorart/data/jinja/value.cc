@@ -24,6 +24,79 @@ void Unsupported(const std::string& construct) {
 }
 
 // ---------------------------------------------------------------------------
+// Destruction of nested values, limits of value operations
+
+namespace {
+thread_local std::vector<Value>* t_pending = nullptr;  // the outermost DestroyIteratively's queue
+thread_local ValueLimits t_limits;
+thread_local int64_t t_steps = 0;  // comparison steps of the render so far
+}  // namespace
+
+void DestroyIteratively(std::vector<Value>* values) {
+  if (t_pending != nullptr) {  // inside the loop below: it destroys them
+    for (auto& v : *values) t_pending->push_back(std::move(v));
+    values->clear();
+    return;
+  }
+  std::vector<Value> queue;
+  t_pending = &queue;
+  values->clear();  // containers released here append their values to `queue`
+  while (!queue.empty()) {
+    Value v = std::move(queue.back());
+    queue.pop_back();
+    v = Value();  // and here
+  }
+  t_pending = nullptr;
+}
+
+ListRep::~ListRep() { DestroyIteratively(&items); }
+
+DictRep::~DictRep() {
+  std::vector<Value> values;
+  values.reserve(entries.size() * 2);
+  for (auto& e : entries) {
+    values.push_back(std::move(e.first));
+    values.push_back(std::move(e.second));
+  }
+  entries.clear();
+  DestroyIteratively(&values);
+}
+
+NamespaceObj::~NamespaceObj() {
+  std::vector<Value> values;
+  values.reserve(attrs.size());
+  for (auto& a : attrs) values.push_back(std::move(a.second));
+  attrs.clear();
+  DestroyIteratively(&values);
+}
+
+ValueLimitsScope::ValueLimitsScope(const ValueLimits& limits)
+    : saved_(t_limits), saved_steps_(t_steps) {
+  t_limits = limits;
+  t_steps = 0;
+}
+
+ValueLimitsScope::~ValueLimitsScope() {
+  t_limits = saved_;
+  t_steps = saved_steps_;
+}
+
+// A str/repr/tojson result may not pass the output limit.
+static void CheckBuilt(const LabelledString& out) {
+  if (out.size() > t_limits.max_bytes) {
+    Fail(StrFormat("the output would exceed %zu bytes", t_limits.max_bytes));
+  }
+}
+
+// One step of a comparison, `depth` levels into the values.
+static void CountCompareStep(int depth) {
+  if (depth > t_limits.max_depth) Fail("RecursionError: maximum recursion depth exceeded in comparison");
+  if (++t_steps > t_limits.max_steps) {
+    Fail(StrFormat("comparing values took more than %lld steps", static_cast<long long>(t_limits.max_steps)));
+  }
+}
+
+// ---------------------------------------------------------------------------
 // LabelledString
 
 LabelledString::LabelledString(std::string text, uint32_t label) : text_(std::move(text)) {
@@ -569,6 +642,7 @@ static void StrInto(const Value& v, LabelledString* out, int depth) {
 
 static void ReprInto(const Value& v, LabelledString* out, int depth) {
   if (depth > 200) Fail("maximum recursion depth exceeded while getting the repr of an object");
+  CheckBuilt(*out);
   switch (v.kind()) {
     case Value::Kind::kUndefined: return;
     case Value::Kind::kNone: out->Append("None", 0); return;
@@ -684,11 +758,15 @@ static std::string JsonFloat(double d) {
 
 static void JsonNewline(const JsonOptions& o, int level, LabelledString* out) {
   out->Append("\n", 0);
-  for (int i = 0; i < level; ++i) out->Append(o.indent, 0);
+  for (int i = 0; i < level; ++i) {
+    out->Append(o.indent, 0);
+    CheckBuilt(*out);
+  }
 }
 
 void ToJson(const Value& v, const JsonOptions& o, int level, LabelledString* out) {
   if (level > 200) Fail("maximum recursion depth exceeded while encoding a JSON object");
+  CheckBuilt(*out);
   switch (v.kind()) {
     case Value::Kind::kNone: out->Append("null", 0); return;
     case Value::Kind::kBool: out->Append(v.bool_value() ? "true" : "false", 0); return;
@@ -784,7 +862,13 @@ static bool IsNumber(const Value& v) {
   return v.kind() == Value::Kind::kBool || v.kind() == Value::Kind::kInt || v.kind() == Value::Kind::kFloat;
 }
 
-bool PyEq(const Value& a, const Value& b) {
+static bool PyEqAt(const Value& a, const Value& b, int depth);
+static bool PyLessAt(const Value& a, const Value& b, const char* op, int depth);
+
+bool PyEq(const Value& a, const Value& b) { return PyEqAt(a, b, 0); }
+
+static bool PyEqAt(const Value& a, const Value& b, int depth) {
+  CountCompareStep(depth);
   if (IsNumber(a) && IsNumber(b)) {
     if (a.kind() != Value::Kind::kFloat && b.kind() != Value::Kind::kFloat) return a.int_value() == b.int_value();
     return a.double_value() == b.double_value();
@@ -800,7 +884,7 @@ bool PyEq(const Value& a, const Value& b) {
       const auto& y = b.items();
       if (x.size() != y.size()) return false;
       for (size_t i = 0; i < x.size(); ++i) {
-        if (!PyEq(x[i], y[i])) return false;
+        if (!PyEqAt(x[i], y[i], depth + 1)) return false;
       }
       return true;
     }
@@ -809,8 +893,8 @@ bool PyEq(const Value& a, const Value& b) {
       for (const auto& e : a.entries()) {
         bool found = false;
         for (const auto& f : b.entries()) {
-          if (PyEq(e.first, f.first)) {
-            if (!PyEq(e.second, f.second)) return false;
+          if (PyEqAt(e.first, f.first, depth + 1)) {
+            if (!PyEqAt(e.second, f.second, depth + 1)) return false;
             found = true;
             break;
           }
@@ -833,7 +917,10 @@ void CheckDefined(const Value& v) {
   if (v.is_undefined()) FailUndefined(v);
 }
 
-bool PyLess(const Value& a, const Value& b, const char* op) {
+bool PyLess(const Value& a, const Value& b, const char* op) { return PyLessAt(a, b, op, 0); }
+
+static bool PyLessAt(const Value& a, const Value& b, const char* op, int depth) {
+  CountCompareStep(depth);
   CheckDefined(a);
   CheckDefined(b);
   if (IsNumber(a) && IsNumber(b)) {
@@ -847,7 +934,7 @@ bool PyLess(const Value& a, const Value& b, const char* op) {
     const auto& x = a.items();
     const auto& y = b.items();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-      if (!PyEq(x[i], y[i])) return PyLess(x[i], y[i], op);
+      if (!PyEqAt(x[i], y[i], depth + 1)) return PyLessAt(x[i], y[i], op, depth + 1);
     }
     return x.size() < y.size();
   }
