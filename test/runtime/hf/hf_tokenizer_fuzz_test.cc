@@ -11,6 +11,8 @@
 // text. A crash, a hang, a sanitizer report or a thrown exception fails.
 #include <gtest/gtest.h>
 
+#include "../fuzz_util.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -412,33 +414,9 @@ const char* const kDecoders[] = {
     R"({"type":"CTC"})",
 };
 
-// LORAC_FUZZ_SCALE=N runs N times the iterations, LORAC_FUZZ_SEED=S other
-// seeds (for longer runs by hand; the defaults are what the suite runs).
-int FuzzScale() {
-  const char* s = std::getenv("LORAC_FUZZ_SCALE");
-  return s ? std::max(1, std::atoi(s)) : 1;
-}
-uint64_t FuzzSeed(uint64_t seed) {
-  const char* s = std::getenv("LORAC_FUZZ_SEED");
-  return s ? seed ^ (std::strtoull(s, nullptr, 10) * 0x9E3779B97F4A7C15ull) : seed;
-}
-
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : rng_(seed) {}
-  size_t Below(size_t n) {
-    return n == 0 ? 0 : std::uniform_int_distribution<size_t>(0, n - 1)(rng_);
-  }
-  bool Chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
-  template <typename T, size_t N>
-  const T& Pick(const T (&a)[N]) { return a[Below(N)]; }
-  template <typename T>
-  const T& Pick(const std::vector<T>& v) { return v[Below(v.size())]; }
-  uint64_t Next() { return rng_(); }
-
- private:
-  std::mt19937_64 rng_;
-};
+using ::lorart::testing::FuzzScale;
+using ::lorart::testing::FuzzSeed;
+using ::lorart::testing::Rng;
 
 // A value found by walking the document: where it is.
 struct Node {
