@@ -186,11 +186,7 @@ jinja::Value ChatContext(const std::vector<Message>& messages, const ChatTemplat
   special("bos_token", tokenizer.bos_id(), tokenizer.bos_token());
   special("eos_token", tokenizer.eos_id(), tokenizer.eos_token());
   special("unk_token", tokenizer.unk_id(), "");
-  for (const auto& [name, json] : chat_template.variables()) {
-    // Checked by AddVariable: the text parses.
-    StatusOr<jinja::Value> value = jinja::Value::ParseJson(json);
-    if (value.ok()) ctx.Insert(name, *value);
-  }
+  for (const ChatTemplate::Variable& v : chat_template.variables()) ctx.Insert(v.name, *v.value);
   return ctx;
 }
 
@@ -280,16 +276,22 @@ Status ChatTemplate::AddVariable(std::string_view assignment) {
         "template variable '%s': the %s template takes no variables (only Jinja templates do)",
         name.c_str(), name_.c_str()));
   }
-  std::string value(assignment.substr(eq + 1));
+  std::string json(assignment.substr(eq + 1));
   // A JSON value, or else the text itself as a string.
-  if (!jinja::Value::ParseJson(value).ok()) value = Json(value).dump();
-  for (auto& [n, v] : variables_) {
-    if (n == name) {
-      v = value;
+  StatusOr<jinja::Value> value = jinja::Value::ParseJson(json);
+  if (!value.ok()) {
+    json = Json(json).dump();
+    value = jinja::Value::ParseJson(json);
+    if (!value.ok()) return value.status();
+  }
+  Variable v{name, json, std::make_shared<const jinja::Value>(std::move(value).value())};
+  for (Variable& existing : variables_) {
+    if (existing.name == name) {
+      existing = std::move(v);
       return OkStatus();
     }
   }
-  variables_.emplace_back(name, value);
+  variables_.push_back(std::move(v));
   return OkStatus();
 }
 
@@ -434,13 +436,6 @@ StatusOr<RenderedDocument> Render(const Record& record, const ChatTemplate& chat
 
 namespace {
 
-bool InRanges(const std::vector<ByteRange>& ranges, size_t begin, size_t end) {
-  for (const ByteRange& r : ranges) {
-    if (r.begin <= begin && end <= r.end) return true;
-  }
-  return false;
-}
-
 // Tokens of one text part and whether each is a target.
 Status TokenizeText(const RenderedPart& part, const Tokenizer& tokenizer, Example* out) {
   std::vector<int32_t> ids;
@@ -463,12 +458,12 @@ Status TokenizeText(const RenderedPart& part, const Tokenizer& tokenizer, Exampl
       if (!target[k] || target[k + 1]) continue;
       size_t j = k + 1;
       while (j < ids.size() && !target[j] &&
-             InRanges(part.special_ranges, spans[j].begin, spans[j].end) &&
+             InByteRanges(part.special_ranges, spans[j].begin, spans[j].end) &&
              !tokenizer.IsControl(ids[j])) {
         ++j;
       }
       if (j < ids.size() && !target[j] && tokenizer.IsControl(ids[j]) &&
-          InRanges(part.special_ranges, spans[j].begin, spans[j].end)) {
+          InByteRanges(part.special_ranges, spans[j].begin, spans[j].end)) {
         for (size_t m = k + 1; m <= j; ++m) target[m] = 1;
         k = j;
       }

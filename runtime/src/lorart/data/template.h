@@ -21,6 +21,7 @@ namespace data {
 
 namespace jinja {
 class Template;
+class Value;
 }  // namespace jinja
 
 // How a chat record becomes text: one of two hand-written renderers (kept
@@ -68,10 +69,25 @@ class ChatTemplate {
   // (false, 3, "text", {...}) or else a string. A name the renderer sets
   // itself (messages, add_generation_prompt, bos_token, ...) is an error.
   Status AddVariable(std::string_view assignment);
-  const std::vector<std::pair<std::string, std::string>>& variables() const { return variables_; }
+  struct Variable {
+    std::string name;
+    std::string json;  // the value as JSON text (what == compares)
+    std::shared_ptr<const jinja::Value> value;  // parsed once, by AddVariable
+  };
+  const std::vector<Variable>& variables() const { return variables_; }
 
   bool operator==(const ChatTemplate& other) const {
-    return kind_ == other.kind_ && source_ == other.source_ && variables_ == other.variables_;
+    if (kind_ != other.kind_ || source_ != other.source_ ||
+        variables_.size() != other.variables_.size()) {
+      return false;
+    }
+    for (size_t i = 0; i < variables_.size(); ++i) {
+      if (variables_[i].name != other.variables_[i].name ||
+          variables_[i].json != other.variables_[i].json) {
+        return false;
+      }
+    }
+    return true;
   }
   bool operator!=(const ChatTemplate& other) const { return !(*this == other); }
 
@@ -83,7 +99,7 @@ class ChatTemplate {
   std::string source_;
   std::shared_ptr<const jinja::Template> jinja_;
   std::vector<std::string> special_tokens_;
-  std::vector<std::pair<std::string, std::string>> variables_;  // name, JSON text
+  std::vector<Variable> variables_;
 };
 
 inline const ChatTemplate ChatTemplate::kLlama2{ChatTemplate::Kind::kLlama2, "llama2"};

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -239,6 +240,14 @@ StatusOr<std::string> SentencePieceTokenizer::DecodeWithControls(
 }
 
 }  // namespace
+
+bool InByteRanges(const std::vector<ByteRange>& ranges, uint32_t begin, uint32_t end) {
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), begin,
+                             [](uint32_t v, const ByteRange& r) { return v < r.begin; });
+  if (it == ranges.begin()) return false;
+  --it;
+  return begin >= it->begin && end <= it->end;
+}
 
 Tokenizer::~Tokenizer() = default;
 

@@ -32,6 +32,9 @@ struct ByteRange {
   uint32_t end = 0;
 };
 
+// Whether bytes [begin, end) lie inside one of `ranges` (sorted, disjoint).
+bool InByteRanges(const std::vector<ByteRange>& ranges, uint32_t begin, uint32_t end);
+
 // One interface, two implementations: SentencePiece `tokenizer.model`
 // (SentencePieceTokenizer, tokenizer.cc) and Hugging Face `tokenizer.json`
 // (HfTokenizer, hf_tokenizer.cc). Every method is thread-safe.

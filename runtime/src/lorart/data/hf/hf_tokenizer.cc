@@ -252,15 +252,6 @@ Status HfTokenizer::LoadConfig(std::string_view config_text, const std::string& 
   return OkStatus();
 }
 
-// Whether input bytes [b, e) lie inside one of the sorted, disjoint ranges.
-bool InRanges(const std::vector<ByteRange>& ranges, uint32_t b, uint32_t e) {
-  auto it = std::upper_bound(ranges.begin(), ranges.end(), b,
-                             [](uint32_t v, const ByteRange& r) { return v < r.begin; });
-  if (it == ranges.begin()) return false;
-  --it;
-  return b >= it->begin && e <= it->end;
-}
-
 Status HfTokenizer::EncodeWithSpecial(std::string_view text,
                                       const std::vector<ByteRange>& special_ranges,
                                       std::vector<int32_t>* ids,
@@ -292,7 +283,7 @@ Status HfTokenizer::EncodeWithSpecial(std::string_view text,
     if (special_ranges.empty()) return false;
     hf::Offsets o = s.tracking() ? s.OriginalRange(b, e)
                                  : hf::Offsets{static_cast<uint32_t>(b), static_cast<uint32_t>(e)};
-    return InRanges(special_ranges, o.b, o.e);
+    return InByteRanges(special_ranges, o.b, o.e);
   };
 
   struct Part {
