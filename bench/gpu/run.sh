@@ -7,9 +7,13 @@
 # time goes (`lorart profile`); and the kernel benchmarks (kernels.py): the
 # fused NF4 GEMM against cuBLAS bf16 on Llama-2-7B layer shapes at M = 4096
 # and 16384, attention against PyTorch's scaled_dot_product_attention.
-# Usage: bench/gpu/run.sh DIR|DIR.tar.xz [STEPS]
+# PARTS (default all): a comma list of step (the step against transformers
+# + peft), profile (where the step's time goes) and kernels (the kernel
+# benchmarks), so that a second run in a short GPU lease can repeat only
+# what a change touched.
+# Usage: bench/gpu/run.sh DIR|DIR.tar.xz [STEPS] [PARTS]
 set -euo pipefail
-bundle="$1"; steps="${2:-20}"
+bundle="$1"; steps="${2:-20}"; parts=",${3:-step,profile,kernels},"
 here=$(cd "$(dirname "$0")" && pwd)
 if [ -f "$bundle" ]; then  # the .tar.xz of prepare.sh
   mkdir -p /tmp/lorac-gpu-bench
@@ -20,8 +24,10 @@ dir=$(cd "$bundle" && pwd)
 export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cd "$dir"
 ./lorart version
-rm -rf model out
+rm -rf model
 ./lorart init-model --config config.json -o model --dtype bf16 --tokenizer tokenizer.model > /dev/null
+if [[ $parts == *,step,* ]]; then
+rm -rf out
 ./lorart run plan.bin --device "${LORART_DEVICE:-cuda}" --data train.jsonl --base model -o out \
   --steps "$steps" --warmup-steps 1 --no-progress --seed 1 --kernel-cache "$dir/kernels" > lorart.log 2>&1 || { cat lorart.log; exit 1; }
 grep "^device:" lorart.log
@@ -56,11 +62,13 @@ print("| transformers %s + peft %s (bf16 LoRA) | %.0f | %s | %.2f GiB |" % (
     hf["transformers"], hf["peft"], hf["tokens_per_s"], mfu(hf["tokens_per_s"]), hf["peak_gib"]))
 print("ratio lorart / HF: %.2fx tokens/s" % (lorart_tps / hf["tokens_per_s"]))
 PY
+fi
 
 # Where the QLoRA step's time goes, by kernel kind.
-./lorart profile plan.bin --base model --device "${LORART_DEVICE:-cuda}" --iters 5 --top 10 \
+[[ $parts == *,profile,* ]] && ./lorart profile plan.bin --base model --device "${LORART_DEVICE:-cuda}" --iters 5 --top 10 \
   --kernel-cache "$dir/kernels" --json profile_step.json
 # The kernel benchmarks on one Llama-2-7B layer.
+[[ $parts == *,kernels,* ]] || exit 0
 rm -rf model7b
 ./lorart init-model --config 7b/config.json -o model7b --dtype bf16 > /dev/null
 for m in 4096 16384; do

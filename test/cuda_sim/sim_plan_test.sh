@@ -41,6 +41,11 @@ compile_qwen qwen_full --dtype bf16 --no-lora --train full
 compile dpo_replay --dtype bf16 --quantize-base nf4 --lora-r 8 --objective dpo --dpo-replay-weight 0.5
 compile ipo --dtype bf16 --lora-r 8 --objective dpo --dpo-loss ipo --dpo-beta 0.3
 compile ewc --dtype bf16 --quantize-base nf4 --lora-r 8 --ewc-lambda 0.7
+# Full fine-tuning on 120 rows (3 x 40): the RMSNorm backward's weight
+# gradient over several 32-row chunks (the last one short), and the global
+# norm's partial sums over several blocks; only those kinds are compared.
+"$bin/lorac" compile "$cfg" --micro-batch 3 --seq-len 40 --target cuda --dtype bf16 --no-lora \
+  --train full -o "$work/wide_norms.bin"
 # LORA_COMPILE_ONLY=1: stop here (bench/gpu/prepare.sh records the plans
 # for a GPU machine without lorac).
 if [ -n "${LORA_COMPILE_ONLY:-}" ]; then echo "plans compiled"; exit 0; fi
@@ -51,3 +56,6 @@ for p in bf16_lora bf16_nf4 f32_lora f32_full f16_packed bf16_r128 bf16_full qwe
   LORA_SIM_PLAN="$work/$p.bin" LORA_SIM_WORK="$work/sim" LORA_SIM_REQUIRE_ALL=1 \
     "$sim" --gtest_filter='SimPlan.*' --gtest_brief=1
 done
+echo "== wide_norms"
+LORA_SIM_PLAN="$work/wide_norms.bin" LORA_SIM_WORK="$work/sim" LORA_SIM_KINDS=rms_norm_bwd,global_norm \
+  "$sim" --gtest_filter='SimPlan.*' --gtest_brief=1

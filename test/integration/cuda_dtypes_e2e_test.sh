@@ -4,8 +4,12 @@
 # (every GEMM, attention and the LM-head loss), f16 LoRA on packed
 # documents (segment ids), and bf16 LoRA at rank 128 (the GEMMs on CUDA
 # cores next to the tensor-core attention). Each fine-tune runs with
-# `lorart run --device cuda` and `--device cpu`; loss and gradient norm
-# agree per step (f32: within 1e-4, f16/bf16: 5e-3).
+# `lorart run --device cuda` and `--device cpu`, and its last step again on
+# CUDA from the CPU's checkpoint. One step from the same state (step 1, the
+# resumed step): loss and gradient norm agree within 1e-4 (f32) or 5e-3
+# (f16/bf16); the straight runs' losses agree on every step within 1e-4
+# (f32, with the gradient norm) or 1e-2 (f16/bf16, which drift apart:
+# cuda_compare.py).
 # MODE sim / gpu as in cuda_test_mode.sh.
 # Usage: cuda_dtypes_e2e_test.sh MODE BIN_DIR EXAMPLES_DIR WORK_DIR [SIM_DRIVER]
 set -eu
@@ -28,35 +32,43 @@ common="--target cuda --micro-batch 2 --seq-len 64"
   -o bf16_r128.bin > /dev/null
 cuda_plans_compiled
 
-run() {  # run PLAN DEVICE
-  "$bin/lorart" run "$1.bin" --data train.jsonl --base base --steps $steps --lr 3e-3 --seed 9 \
-    --threads 2 --template simple --no-progress --device "$2" --kernel-cache "$work/kernels" \
-    -o "$1_$2" > "$1_$2.log" 2>&1 || { cat "$1_$2.log"; return 1; }
+run() {  # run PLAN DEVICE [OUT ARGS...]
+  plan="$1"; dev="$2"; out="${3:-$1_$2}"; shift $(( $# >= 3 ? 3 : 2 ))
+  "$bin/lorart" run "$plan.bin" --data train.jsonl --base base --steps $steps --lr 3e-3 --seed 9 \
+    --threads 2 --template simple --no-progress --device "$dev" --kernel-cache "$work/kernels" \
+    -o "$out" "$@" > "$out.log" 2>&1 || { cat "$out.log"; return 1; }
 }
+half=$((steps - 1))
 for p in f32_nf4 f16_packed bf16_r128; do
   run $p cuda
   grep -q "^device: cuda: " ${p}_cuda.log
-  run $p cpu
+  run $p cpu ${p}_cpu --save-every $half
+  # The last step on CUDA from the CPU's checkpoint: one step from the same state.
+  run $p cuda ${p}_resumed --resume ${p}_cpu/checkpoint-$half
 done
 
-python3 - <<'PY'
-import json, sys
+python3 - "$here" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from cuda_compare import Checks, metrics
 
-def metrics(d):
-    return [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l]
-
-fail = []
-for plan, tol in (("f32_nf4", 1e-4), ("f16_packed", 5e-3), ("bf16_r128", 5e-3)):
-    cuda, cpu = metrics(plan + "_cuda"), metrics(plan + "_cpu")
-    assert len(cuda) == len(cpu) > 0, plan
-    for i, (a, b) in enumerate(zip(cuda, cpu), 1):
-        print("%s step %d: loss cuda %.6f, cpu %.6f; grad_norm cuda %.6f, cpu %.6f"
-              % (plan, i, a["loss"], b["loss"], a["grad_norm"], b["grad_norm"]))
+c = Checks()
+# (one step's tolerance, the straight runs' loss tolerance). f32 does not
+# drift measurably (an H200 matched the CPU to 1e-6 over 10 steps) and keeps
+# the tight bound on every step and on the gradient norm; f16/bf16 runs
+# drift apart (cuda_compare.py: bf16 at rank 128, scale 2, measured 2.8e-3
+# on the loss and 8% on the gradient norm by step 9 on an H200).
+for plan, step_tol, loss_tol in (("f32_nf4", 1e-4, 1e-4), ("f16_packed", 5e-3, 1e-2),
+                                 ("bf16_r128", 5e-3, 1e-2)):
+    cuda, cpu, resumed = metrics(plan + "_cuda"), metrics(plan + "_cpu"), metrics(plan + "_resumed")
+    assert len(cuda) == len(cpu) > 1, plan
+    for label, a, b in (("step 1", cuda[0], cpu[0]), ("resumed last step", resumed[-1], cpu[-1])):
         for key in ("loss", "grad_norm"):
-            if abs(a[key] - b[key]) > tol * abs(b[key]):
-                fail.append("%s step %d %s differs" % (plan, i, key))
-if fail:
-    print("FAIL: " + "; ".join(fail))
-    sys.exit(1)
-print("OK")
+            c.close("%s %s %s" % (plan, label, key), a[key], b[key], step_tol)
+    for i, (a, b) in enumerate(zip(cuda, cpu), 1):
+        c.close("%s straight step %d loss" % (plan, i), a["loss"], b["loss"], loss_tol)
+        if plan == "f32_nf4":
+            c.close("%s straight step %d grad_norm" % (plan, i), a["grad_norm"], b["grad_norm"],
+                    loss_tol)
+c.finish()
 PY

@@ -1,10 +1,13 @@
 #!/bin/sh
 # The CUDA executor end to end: the same QLoRA fine-tune (bf16 activations,
 # NF4 base, dropout on) with `lorart run --device cuda` and `--device cpu`
-# reaches the same losses and adapters within bf16 tolerance; a checkpoint
+# reaches the same losses step by step within bf16 tolerance; a checkpoint
 # written on CUDA resumes on the CPU and one written on the CPU resumes on
-# CUDA; `lorart eval --device cuda:0` matches the CPU's loss, and
-# `--device cuda:99` fails naming the missing GPU.
+# CUDA, and that last step ends where the checkpoint's own run ends (the
+# kernels held to one step's rounding: cuda_compare.py says why the straight
+# runs' adapters get a looser bound); `lorart eval --device cuda:0` matches
+# the CPU's loss, and `--device cuda:99` fails naming the missing GPU. On a
+# GPU the CUDA run twice is bitwise the same.
 #
 # MODE sim: the CUDA driver and NVRTC are the CPU simulator's
 # (test/cuda_sim/sim_driver.cc), so the executor's own code — allocation,
@@ -59,68 +62,52 @@ if "$bin/lorart" eval plan.bin --data val.jsonl --base base --adapter cpu --temp
 fi
 grep -q "CUDA device 99 does not exist" eval_99.log || { cat eval_99.log; exit 1; }
 
-python3 - "$eval_cuda" "$eval_cpu" <<'EOF'
-import json, struct, sys
+# On a GPU: the same CUDA run again is bitwise the same (no kernel uses
+# atomics; a race would show here as a moving result).
+again=""
+if [ "$mode" = gpu ]; then
+  run cuda cuda_again --save-every $half
+  again=cuda_again
+fi
 
-def losses(d):
-    return [json.loads(l)["loss"] for l in open(d + "/metrics.jsonl") if '"loss"' in l]
+python3 - "$here" "$eval_cuda" "$eval_cpu" "$again" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+from cuda_compare import Checks, adapter, metrics
 
-def adapter(d):
-    raw = open(d + "/adapter_model.safetensors", "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", (name, info["dtype"])
-        b, e = info["data_offsets"]
-        out[name] = struct.unpack("<%df" % ((e - b) // 4), raw[8 + n + b:8 + n + e])
-    return out
-
-def rel(a, b):
-    num = sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
-    den = sum(y * y for y in b) ** 0.5
-    return num / max(den, 1e-30)
-
-fail = []
-cpu, cuda = losses("cpu"), losses("cuda")
+c = Checks()
+cpu, cuda = metrics("cpu"), metrics("cuda")
 assert len(cpu) == len(cuda) > 0, (cpu, cuda)
+# The straight runs, step by step: bf16 kernels summing in other orders, a
+# few parts in 1e3 of the loss (measured on an H200 over 20 steps: 1.6e-4).
 for i, (a, b) in enumerate(zip(cuda, cpu), 1):
-    print("step %d: loss cuda %.6f, cpu %.6f" % (i, a, b))
-    # bf16 kernels summing in other orders: a few parts in 1e3.
-    if abs(a - b) > 5e-3 * abs(b):
-        fail.append("step %d loss differs" % i)
-# Adapters: Adam's first steps move every element by about the learning
-# rate whatever its gradient's size, so where a gradient is near zero the
-# devices' bf16 rounding decides the sign. lora_B starts at zero and is made
-# of such steps (measured: normalized differences up to 0.11 after 3 steps);
-# lora_A is its Kaiming init plus such steps (measured: up to 0.011).
-def check_adapters(name, got, ref):
-    worst = {"lora_A": 0.0, "lora_B": 0.0}
-    for k in ref:
-        kind = "lora_A" if ".lora_A." in k else "lora_B"
-        worst[kind] = max(worst[kind], rel(got[k], ref[k]))
-    print("%s adapters: %d tensors, worst normalized difference lora_A %.2e, lora_B %.2e"
-          % (name, len(ref), worst["lora_A"], worst["lora_B"]))
-    if worst["lora_A"] > 3e-2 or worst["lora_B"] > 0.25:
-        fail.append(name + " adapters differ")
+    c.close("step %d loss" % i, a["loss"], b["loss"], 5e-3)
+c.close("step 1 grad_norm", cuda[0]["grad_norm"], cpu[0]["grad_norm"], 5e-3)
+# Their adapters drift apart (cuda_compare.py): Adam moves an element whose
+# gradient is near zero by about the learning rate whichever way the
+# rounding decides. lora_B starts at zero and is made of such steps
+# (measured: 0.11 after 3 steps on the simulator, 0.071 after 20 on an
+# H200); lora_A is its Kaiming init plus such steps (0.011 after 3, 0.037
+# after 20). A bound on the drift, not on the kernels: those are held to one
+# step's rounding by the resumes below.
 ad_cuda, ad_cpu = adapter("cuda"), adapter("cpu")
-assert sorted(ad_cuda) == sorted(ad_cpu)
-check_adapters("cuda", ad_cuda, ad_cpu)
-# The cross-device resumes end where the straight runs end.
-for name, ref in (("cuda_then_cpu", cpu), ("cpu_then_cuda", cuda)):
-    got = losses(name)
-    print("%s: last loss %.6f (straight %.6f)" % (name, got[-1], ref[-1]))
-    if abs(got[-1] - ref[-1]) > 5e-3 * abs(ref[-1]):
-        fail.append(name + " loss differs")
-    check_adapters(name, adapter(name), ad_cpu)
-e_cuda, e_cpu = float(sys.argv[1]), float(sys.argv[2])
-print("eval loss cuda %.6f, cpu %.6f" % (e_cuda, e_cpu))
-if abs(e_cuda - e_cpu) > 5e-3 * abs(e_cpu):
-    fail.append("eval loss differs")
-if fail:
-    print("FAIL: " + "; ".join(fail))
-    sys.exit(1)
-print("OK")
+c.adapters("straight runs' adapters", ad_cuda, ad_cpu, 0.1, 0.25)
+# The cross-device resumes: the last step on the other device from the same
+# checkpoint ends where that checkpoint's own run ends, to one step's
+# rounding (measured: 6e-7 on an H200 after 19 steps).
+for name, ref, ref_ad in (("cuda_then_cpu", cuda, ad_cuda), ("cpu_then_cuda", cpu, ad_cpu)):
+    got = metrics(name)
+    names = (name, name.split("_")[0] + " straight")
+    c.close(name + " last loss", got[-1]["loss"], ref[-1]["loss"], 5e-3, names=names)
+    c.close(name + " last grad_norm", got[-1]["grad_norm"], ref[-1]["grad_norm"], 1e-2,
+            names=names)
+    c.adapters(name + " adapters", adapter(name), ref_ad, 1e-3, 2e-2)
+c.close("eval loss", float(sys.argv[2]), float(sys.argv[3]), 5e-3)
+if sys.argv[4]:
+    again = metrics(sys.argv[4])
+    c.identical("cuda run twice: losses and gradient norms",
+                [(r["loss"], r["grad_norm"]) for r in cuda],
+                [(r["loss"], r["grad_norm"]) for r in again])
+    c.identical("cuda run twice: adapters", adapter(sys.argv[4]), ad_cuda)
+c.finish()
 EOF

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Issue 6's objectives on the CUDA executor: the same short runs with
-# `lorart run --device cuda` and `--device cpu` give the same losses and
-# metrics within bf16 tolerance —
+# `lorart run --device cuda` and `--device cpu` give the same losses, and one
+# step from the same state (step 1; the last step on CUDA resumed from the
+# CPU's checkpoint) the same metrics, within bf16 tolerance —
 #  * DPO (sigmoid) on an NF4 base with replayed general text (sequence
 #    log-probabilities, the DPO loss and its metrics, the replay rows'
 #    unfused cross-entropy and its weighting, the reference pass);
@@ -41,40 +42,47 @@ run() {  # run PLAN DEVICE OUT [ARGS...]
     --template simple --no-progress --device "$dev" --kernel-cache "$work/kernels" -o "$out" "$@" \
     > "$out.log" 2>&1 || { cat "$out.log"; return 1; }
 }
+half=$((steps - 1))
 run dpo.bin cuda dpo_cuda --data pairs.jsonl --replay general.jsonl --replay-ratio 0.25
 grep "^device: cuda: " dpo_cuda.log
-run dpo.bin cpu dpo_cpu --data pairs.jsonl --replay general.jsonl --replay-ratio 0.25
+run dpo.bin cpu dpo_cpu --data pairs.jsonl --replay general.jsonl --replay-ratio 0.25 --save-every $half
+# The last step on CUDA from the CPU's checkpoint: one step from the same state.
+run dpo.bin cuda dpo_resumed --data pairs.jsonl --replay general.jsonl --replay-ratio 0.25 \
+  --resume dpo_cpu/checkpoint-$half
 run ewc.bin cuda ewc_cuda --data train.jsonl --ewc-fisher fisher.safetensors
 grep "^device: cuda: " ewc_cuda.log
-run ewc.bin cpu ewc_cpu --data train.jsonl --ewc-fisher fisher.safetensors
+run ewc.bin cpu ewc_cpu --data train.jsonl --ewc-fisher fisher.safetensors --save-every $half
+run ewc.bin cuda ewc_resumed --data train.jsonl --ewc-fisher fisher.safetensors \
+  --resume ewc_cpu/checkpoint-$half
 
-python3 - <<'EOF'
-import json, sys
+python3 - "$here" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+from cuda_compare import Checks, metrics
 
-def rows(d):
-    return [json.loads(l) for l in open(d + "/metrics.jsonl") if '"loss"' in l]
-
-fail = []
-def compare(name, keys, rel):
-    cuda, cpu = rows(name + "_cuda"), rows(name + "_cpu")
-    assert len(cuda) == len(cpu) > 0, (name, len(cuda), len(cpu))
-    for i, (a, b) in enumerate(zip(cuda, cpu), 1):
+c = Checks()
+def compare(name, keys, step_tol, loss_tol):
+    cuda, cpu, resumed = metrics(name + "_cuda"), metrics(name + "_cpu"), metrics(name + "_resumed")
+    assert len(cuda) == len(cpu) > 1, (name, len(cuda), len(cpu))
+    # One step from the same state — step 1, and the last step resumed on
+    # CUDA from the CPU's checkpoint — every metric within one step's bf16
+    # rounding: a few parts in 1e3 of the value (or of the loss, for the
+    # rewards and the penalty, which start near zero).
+    for label, a, b in (("step 1", cuda[0], cpu[0]), ("resumed last step", resumed[-1], cpu[-1])):
         for k in keys:
             assert k in a and k in b, (name, k, sorted(b))
-            x, y = a[k], b[k]
-            print("%s step %d %s: cuda %.6f, cpu %.6f" % (name, i, k, x, y))
-            # bf16 kernels summing in other orders: a few parts in 1e3 of the
-            # value (or of the loss, for the rewards, which start near zero).
-            scale = max(abs(y), abs(b["loss"]))
-            if abs(x - y) > rel * scale:
-                fail.append("%s step %d %s differs" % (name, i, k))
+            c.close("%s %s %s" % (name, label, k), a[k], b[k], step_tol,
+                    max(abs(b[k]), abs(b["loss"])))
+    # The straight runs side by side: the same training, drifting apart
+    # (cuda_compare.py). DPO at lr 1e-2 spikes at step 6; measured on an H200
+    # the losses stay within 8.8e-3 of each other over 10 steps while the
+    # gradient norm at the spike differs by 11%. Only the loss is held here.
+    for i, (a, b) in enumerate(zip(cuda, cpu), 1):
+        c.close("%s straight step %d loss" % (name, i), a["loss"], b["loss"], loss_tol)
 compare("dpo", ["loss", "grad_norm", "replay_loss", "rewards/chosen", "rewards/rejected",
-               "rewards/margin"], 1e-2)
-# Step 1 starts from lora_B = 0 (no penalty, no EWC gradient); step 2's
-# penalty and gradient norm carry it.
-compare("ewc", ["loss", "grad_norm", "ewc_penalty"], 5e-3)
-if fail:
-    print("FAIL: " + "; ".join(fail))
-    sys.exit(1)
-print("OK")
+               "rewards/margin"], 1e-2, 2e-2)
+# EWC: step 1 starts from lora_B = 0 (no penalty, no EWC gradient); the
+# resumed step carries both.
+compare("ewc", ["loss", "grad_norm", "ewc_penalty"], 5e-3, 1e-2)
+c.finish()
 EOF

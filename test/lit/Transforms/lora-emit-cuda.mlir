@@ -111,10 +111,12 @@ func.func @uncovered(%q: tensor<1x4x512xf32>) -> tensor<1x4x512xf32> {
   return %o : tensor<1x4x512xf32>
 }
 
-// The optimizer step's kernels all get sources: the global norm (one block,
-// double accumulation), the clip factor and AdamW.
+// The optimizer step's kernels all get sources: the global norm (block
+// partial sums in double into the workspace, then one block adds them in
+// order), the clip factor and AdamW.
 // CHECK-LABEL: func.func @opt
-// CHECK: lora.global_norm {{.*}}cuda_entry = "lora_global_norm_2", cuda_grid = array<i64: 1, 1, 1>
+// CHECK: lora.global_norm {{.*}}cuda_entry = "lora_global_norm_2_part", cuda_grid = array<i64: 1, 1, 1>, cuda_next = [{block = array<i64: 256, 1, 1>, entry = "lora_global_norm_2_sum", grid = array<i64: 1, 1, 1>, shared = 0 : i64}]
+// CHECK-SAME: cuda_workspace = 8 : i64
 // CHECK: lora.clip_scale {{.*}}cuda_entry = "lora_clip_scale_f32_n1"
 // CHECK: lora.adamw {{.*}}cuda_entry = "lora_adamw_f32_n8"
 func.func @opt(%g: tensor<2x4xf32>, %h: tensor<4xf32>, %count: tensor<f32>, %lr: tensor<f32>, %step: tensor<f32>) -> (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) {
@@ -144,4 +146,19 @@ func.func @losses(%logits: tensor<2x8x100xf32>, %t: tensor<2x8xi32>, %m: tensor<
   %d:6 = lora.dpo_loss %lp, %lp, %pairs {beta = 0.25 : f64, loss_type = "ipo"} : (tensor<4xf32>, tensor<4xf32>, tensor<2xi1>) -> (tensor<f32>, tensor<i64>, tensor<f32>, tensor<f32>, tensor<f32>, tensor<f32>)
   %w, %p = lora.ewc_penalty %a, %b, %f, %n {lambda = 100.0 : f64, scaling = 2.0 : f64} : (tensor<4x64xf32>, tensor<20x4xf32>, tensor<20x64xf32>, tensor<i64>) -> (tensor<f32>, tensor<f32>)
   return %l, %d#0, %w : tensor<f32>, tensor<f32>, tensor<f32>
+}
+
+// Large reductions spread over blocks: a million gradient elements give 256
+// blocks of partial sums (2 KiB of workspace); the RMSNorm backward's weight
+// gradient sums chunks of 32 rows per block (128 rows: 4 chunks of the one
+// 256-column strip), adds the chunks per column, then computes dx per row.
+// CHECK-LABEL: func.func @wide
+// CHECK: lora.global_norm {{.*}}cuda_entry = "lora_global_norm_1_part", cuda_grid = array<i64: 256, 1, 1>
+// CHECK-SAME: cuda_workspace = 2048 : i64
+// CHECK: lora.rms_norm_grad {{.*}}cuda_entry = "lora_rms_norm_bwd_bf16_r128_h64_dwp", cuda_grid = array<i64: 1, 4, 1>, cuda_next = [{block = array<i64: 256, 1, 1>, entry = "lora_rms_norm_bwd_bf16_r128_h64_dws", grid = array<i64: 1, 1, 1>, shared = 0 : i64}, {block = array<i64: 256, 1, 1>, entry = "lora_rms_norm_bwd_bf16_r128_h64_dx", grid = array<i64: 128, 1, 1>, shared = 0 : i64}]
+// CHECK-SAME: cuda_workspace = 2048 : i64
+func.func @wide(%g: tensor<1024x1024xf32>, %dy: tensor<2x64x64xbf16>, %x: tensor<2x64x64xbf16>, %w: tensor<64xbf16>) -> (tensor<f32>, tensor<2x64x64xbf16>, tensor<64xbf16>) {
+  %norm = lora.global_norm %g : (tensor<1024x1024xf32>) -> tensor<f32>
+  %dx, %dw = lora.rms_norm_grad %dy, %x, %w {eps = 1.0e-05 : f64} : (tensor<2x64x64xbf16>, tensor<2x64x64xbf16>, tensor<64xbf16>) -> (tensor<2x64x64xbf16>, tensor<64xbf16>)
+  return %norm, %dx, %dw : tensor<f32>, tensor<2x64x64xbf16>, tensor<64xbf16>
 }
