@@ -68,6 +68,23 @@ sys.exit(not (tokenizers.__file__.startswith('$PYDEPS/') and tokenizers.__versio
     echo "setup: warning: tokenizers/jinja2 could not be installed (their differential tests will be skipped)"
 fi
 
+# transformers 5 and a current peft for the cross-checks of the model
+# families the pinned transformers above does not know (Qwen3) and of
+# transformers 5 itself, in a third folder (pip --target, no dependencies:
+# huggingface_hub and tokenizers come from $PYDEPS, torch from the system).
+# The tests read PYTHONPATH=/opt/lorac-hf5:/opt/lorac-pydeps and skip
+# without them.
+HF5=/opt/lorac-hf5
+if ! PYTHONPATH=$HF5:$PYDEPS /usr/bin/python3 -c "
+import sys, transformers, peft
+sys.exit(not (transformers.__file__.startswith('$HF5/') and transformers.__version__ == '5.0.0'
+              and peft.__version__ == '0.21.2'))" 2>/dev/null; then
+  echo "setup: installing transformers 5 and peft into $HF5 (pip --target)"
+  $SUDO /usr/bin/python3 -m pip install -q --no-deps --target "$HF5" --upgrade \
+    "transformers==5.0.0" "peft==0.21.2" "accelerate==1.16.0" || \
+    echo "setup: warning: transformers 5/peft could not be installed (the Qwen3 and transformers 5 cross-checks will be skipped)"
+fi
+
 if [ -e /usr/local/cuda/include/cuda.h ]; then
   echo "setup: CUDA toolkit found at /usr/local/cuda (CUDA backend sources can be checked)"
 else

@@ -23,6 +23,8 @@ const char *architectureName(Architecture arch) {
     return "MistralForCausalLM";
   case Architecture::Qwen2:
     return "Qwen2ForCausalLM";
+  case Architecture::Qwen3:
+    return "Qwen3ForCausalLM";
   }
   return "?";
 }
@@ -199,6 +201,8 @@ const char *modelTypeOf(Architecture arch) {
     return "mistral";
   case Architecture::Qwen2:
     return "qwen2";
+  case Architecture::Qwen3:
+    return "qwen3";
   }
   return "?";
 }
@@ -208,13 +212,12 @@ Expected<Architecture> readArchitecture(const Reader &r) {
   std::string type;
   ASSIGN_OR_RETURN_ERR(type, r.stringOr("model_type", ""));
   if (!type.empty()) {
-    for (Architecture a :
-         {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2})
+    for (Architecture a : kArchitectures)
       if (type == modelTypeOf(a))
         fromType = a;
     if (!fromType)
       return fail(r.path, "unsupported model_type '" + type +
-                              "' (supported: llama, mistral, qwen2)");
+                              "' (supported: llama, mistral, qwen2, qwen3)");
   }
   if (!r.has("architectures")) {
     if (fromType)
@@ -228,15 +231,15 @@ Expected<Architecture> readArchitecture(const Reader &r) {
                             show(a));
   std::string name = a[0].get<std::string>();
   std::optional<Architecture> arch;
-  for (Architecture x :
-       {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2})
+  for (Architecture x : kArchitectures)
     if (name == architectureName(x))
       arch = x;
   if (!arch)
     return fail(r.path, "key 'architectures': unsupported architecture '" +
                             name +
                             "' (supported: LlamaForCausalLM, "
-                            "MistralForCausalLM, Qwen2ForCausalLM)");
+                            "MistralForCausalLM, Qwen2ForCausalLM, "
+                            "Qwen3ForCausalLM)");
   // transformers builds the config class (and its defaults) from model_type
   // and AutoModelForCausalLM picks the model from it too: a mismatch is two
   // different models.
@@ -576,7 +579,10 @@ llvm::Error readAttentionKinds(const Reader &r,
     }
     return llvm::Error::success();
   }
-  case Architecture::Qwen2: {
+  case Architecture::Qwen2:
+  case Architecture::Qwen3: {
+    // Qwen3Config reads the window keys exactly as Qwen2Config does.
+    const char *name = c.architecture == Architecture::Qwen2 ? "Qwen2" : "Qwen3";
     bool use;
     int64_t maxWindowLayers;
     std::optional<int64_t> window;
@@ -594,16 +600,16 @@ llvm::Error readAttentionKinds(const Reader &r,
           return layerError(i, "'use_sliding_window' is false");
         if (window)
           return layerError(i, llvm::formatv("per-layer sliding windows of "
-                                             "Qwen2 ({0} tokens) are not "
+                                             "{0} ({1} tokens) are not "
                                              "supported yet",
-                                             *window));
+                                             name, *window));
       } else if (use && window && i >= maxWindowLayers) {
         return fail(r.path, llvm::formatv(
                                 "key 'use_sliding_window': per-layer sliding "
-                                "windows of Qwen2 are not supported yet "
+                                "windows of {3} are not supported yet "
                                 "(layers {0} and up would attend to the last "
                                 "{1} tokens; 'max_window_layers' is {2})",
-                                i, *window, maxWindowLayers));
+                                i, *window, maxWindowLayers, name));
       }
     }
     return llvm::Error::success();
@@ -716,7 +722,8 @@ Expected<ModelConfig> parseModelConfig(const std::string &path) {
   int64_t kvDefault = c.numAttentionHeads;
   if (c.architecture == Architecture::Mistral)
     kvDefault = 8;
-  else if (c.architecture == Architecture::Qwen2)
+  else if (c.architecture == Architecture::Qwen2 ||
+           c.architecture == Architecture::Qwen3)
     kvDefault = 32;
   ASSIGN_OR_RETURN_ERR(c.numKeyValueHeads,
                        r.positiveIntOr("num_key_value_heads", kvDefault));
@@ -725,9 +732,12 @@ Expected<ModelConfig> parseModelConfig(const std::string &path) {
                                     "divide 'num_attention_heads' ({1})",
                                     c.numKeyValueHeads, c.numAttentionHeads));
   // A free head_dim (q/k/v widths heads * head_dim, o_proj back to
-  // hidden_size) is what all three model classes implement.
+  // hidden_size) is what all four model classes implement. Qwen3Config's
+  // default is 128, not hidden_size / heads.
   if (r.has("head_dim")) {
     ASSIGN_OR_RETURN_ERR(c.headDim, r.positiveInt("head_dim"));
+  } else if (c.architecture == Architecture::Qwen3) {
+    c.headDim = 128;
   } else {
     if (c.hiddenSize % c.numAttentionHeads != 0)
       return fail(path, llvm::formatv("key 'hidden_size' ({0}) must be a "
@@ -766,6 +776,13 @@ Expected<ModelConfig> parseModelConfig(const std::string &path) {
     break; // no biases, whatever attention_bias/mlp_bias say
   case Architecture::Qwen2:
     c.attentionBias = true; // Qwen2 always has q/k/v biases, never o_proj.
+    break;
+  case Architecture::Qwen3:
+    // Qwen3Attention: attention_bias on q/k/v and o_proj alike, none on the
+    // MLP; RMSNorm (rms_norm_eps) over each head of q and k before RoPE.
+    ASSIGN_OR_RETURN_ERR(c.attentionBias, r.boolOr("attention_bias", false));
+    c.outputBias = c.attentionBias;
+    c.qkNorm = true;
     break;
   }
   RETURN_IF_ERR(readAttentionKinds(r, layerTypes, c));

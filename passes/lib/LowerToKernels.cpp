@@ -216,15 +216,19 @@ struct LowerToKernelsPass
                   .i("vocab", shapeOf(o.getDtable())[0]);
               return k.get();
             })
+            // A norm per group of features (weight smaller than x's last
+            // axis) is the same kernel over [rows·groups, group].
             .Case([&](RMSNormOp o) {
               KernelBuilder k(ctx, "rms_norm_fwd");
-              k.i("rows", rows(o.getX())).i("hidden", shapeOf(o.getX()).back())
+              int64_t g = shapeOf(o.getWeight())[0];
+              k.i("rows", rows(o.getX()) * (shapeOf(o.getX()).back() / g)).i("hidden", g)
                   .f("eps", o.getEps().convertToDouble());
               return k.get();
             })
             .Case([&](RMSNormGradOp o) {
               KernelBuilder k(ctx, "rms_norm_bwd");
-              k.i("rows", rows(o.getX())).i("hidden", shapeOf(o.getX()).back())
+              int64_t g = shapeOf(o.getWeight())[0];
+              k.i("rows", rows(o.getX()) * (shapeOf(o.getX()).back() / g)).i("hidden", g)
                   .f("eps", o.getEps().convertToDouble());
               return k.get();
             })

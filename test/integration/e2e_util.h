@@ -16,9 +16,10 @@ namespace lorart::testing {
 
 // `lorart init-model` of the tiny test config into the test temp directory,
 // once per (name, dtype, seed).
-inline std::string MakeTinyModel(const std::string& name, const char* dtype, int seed) {
+inline std::string MakeTinyModel(const std::string& name, const char* dtype, int seed,
+                                 const char* config = LORAC_TINY_CONFIG) {
   std::string d = ::testing::TempDir() + name;
-  std::string cmd = std::string(LORART_BIN) + " init-model --config " + LORAC_TINY_CONFIG +
+  std::string cmd = std::string(LORART_BIN) + " init-model --config " + config +
                     " -o " + d + " --dtype " + dtype + " --seed " + std::to_string(seed) +
                     " > /dev/null";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Cross-check against Hugging Face: an adapter trained and saved by lorart
 (through liblorart.so, the C API, via ctypes) is loaded with
-peft.PeftModel.from_pretrained on top of transformers' LlamaForCausalLM built
-from the same model directory, and both compute the loss of one batch: they
+peft.PeftModel.from_pretrained on top of transformers' model (AutoModelForCausalLM:
+Llama, Qwen3, ...) built from the same model directory, and both compute the loss of one batch: they
 must agree. This checks the PEFT layout lorart writes and, at once, that
 lorart's forward pass (RMSNorm, RoPE, GQA attention, SwiGLU, LoRA scaling)
 is the Hugging Face model's. Then `lorart merge` folds the adapter: transformers
 loads the merged directory (one file and sharded), computes PEFT's logits, and
 its weights equal PEFT's merge_and_unload().
 
-Usage: check_peft_load.py BIN_DIR LIBLORART CONFIG WORK_DIR
-Exits 77 (skipped) when torch, transformers or peft are not importable."""
+Usage: check_peft_load.py BIN_DIR LIBLORART CONFIG WORK_DIR [MIN_TRANSFORMERS]
+Exits 77 (skipped) when torch, transformers or peft are not importable, or
+transformers is older than MIN_TRANSFORMERS (e.g. 5.0 for Qwen3 through
+scripts/setup.sh's /opt/lorac-hf5)."""
 import ctypes
 import json
 import os
@@ -20,13 +22,22 @@ import sys
 
 try:
     import torch
+    import transformers
     from peft import PeftModel
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 except ImportError as e:  # not installed: skipped, not failed
     print("SKIP: %s" % e)
     sys.exit(77)
 
 bin_dir, lib_path, config, work = sys.argv[1:5]
+major = int(transformers.__version__.split(".")[0])
+if len(sys.argv) > 5 and major < int(sys.argv[5].split(".")[0]):
+    print("SKIP: transformers %s is older than %s" % (transformers.__version__, sys.argv[5]))
+    sys.exit(77)
+print("transformers %s, peft %s, torch %s" % (transformers.__version__,
+                                             __import__("peft").__version__, torch.__version__))
+# transformers 5 renamed from_pretrained's torch_dtype to dtype.
+F32 = {"dtype" if major >= 5 else "torch_dtype": torch.float32}
 os.makedirs(work, exist_ok=True)
 model_dir, plan, adapter = (os.path.join(work, n) for n in ("model", "plan.bin", "adapter"))
 subprocess.run([os.path.join(bin_dir, "lorart"), "init-model", "--config", config, "-o", model_dir,
@@ -82,7 +93,7 @@ check(lib.lorart_save_adapter(s, adapter.encode(), model_dir.encode()))
 lib.lorart_close(s)
 lorart_loss = loss.value / count.value
 
-model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+model = AutoModelForCausalLM.from_pretrained(model_dir, **F32)
 base_logits = model(input_ids=torch.tensor(tokens)).logits
 model = PeftModel.from_pretrained(model, adapter)
 model.eval()
@@ -107,7 +118,7 @@ for name, extra in (("merged", []), ("merged_sharded", ["--max-shard-size", "0.0
                     adapter, "-o", out, "--dtype", "f32"] + extra, check=True)
     if extra:
         assert os.path.exists(os.path.join(out, "model.safetensors.index.json")), "not sharded"
-    merged = LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32)
+    merged = AutoModelForCausalLM.from_pretrained(out, **F32)
     merged.eval()
     with torch.no_grad():
         merged_logits = merged(input_ids=torch.tensor(tokens)).logits.float()

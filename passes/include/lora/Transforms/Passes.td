@@ -607,8 +607,9 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     then its outputs, as device pointers.
 
     Templates so far: `add`, `swiglu_fwd`, `swiglu_bwd`, `cast`,
-    `accumulate`, `copy`, `zero`, `fill`, `adamw`, `global_norm` (one
-    block, double accumulation), `clip_scale` — so every kernel of
+    `accumulate`, `copy`, `zero`, `fill`, `adamw`, `global_norm` (block
+    partial sums in double, then one block adding them in order),
+    `clip_scale` — so every kernel of
     `@optimizer_step` has a source — `rms_norm_fwd` (one block per row,
     warp-shuffle reduction), `rope_fwd`/`rope_bwd` (the frequencies,
     with linear or llama3 scaling, are computed here and baked into the
@@ -627,7 +628,8 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     `linear_bwd_x`/`lora_bwd`/`fused_linear_bwd` (passes/lib/CudaLinearBwd.cpp:
     u = drop(x)·Aᵀ and g = dy·B on tensor cores into a workspace, then dB,
     dA and dx = dy·deq(W) + s·drop'(g·A) as further launches),
-    `rms_norm_bwd` (two launches), `embedding_bwd` (a block per vocabulary
+    `rms_norm_bwd` (three launches: dw's partial sums per 32-row chunk,
+    their sum per column, dx per row), `embedding_bwd` (a block per vocabulary
     row, no atomics), `lm_head_ce_fwd` (online logsumexp over vocabulary
     tiles, no [tokens, vocab] matrix; passes/lib/CudaLmHead.cpp),
     `lm_head_ce_bwd_x` (per chunk of `chunk_size` tokens: bf16 dlogits in

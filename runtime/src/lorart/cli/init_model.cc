@@ -61,15 +61,18 @@ Status ReadModelDims(const std::string& path, HfModelDims* dims, double* init_st
   LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "vocab_size", &dims->vocab_size));
   LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "num_key_value_heads", &dims->num_key_value_heads,
                                    dims->num_attention_heads));
-  if (dims->hidden_size % dims->num_attention_heads != 0 && !cfg.contains("head_dim"))
+  std::string type = cfg.value("model_type", std::string("llama"));
+  // Qwen3Config's head_dim defaults to 128; the others' to hidden / heads.
+  bool qwen3 = type == "qwen3";
+  if (dims->hidden_size % dims->num_attention_heads != 0 && !cfg.contains("head_dim") && !qwen3)
     return InvalidArgumentError(path + ": hidden_size must be a multiple of num_attention_heads");
   LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "head_dim", &dims->head_dim,
-                                   dims->hidden_size / dims->num_attention_heads));
+                                   qwen3 ? 128 : dims->hidden_size / dims->num_attention_heads));
   dims->tie_word_embeddings = cfg.value("tie_word_embeddings", false);
-  std::string type = cfg.value("model_type", std::string("llama"));
   bool bias = cfg.value("attention_bias", false);
   dims->qkv_bias = bias || type == "qwen2";
-  dims->output_bias = bias && type == "llama";
+  dims->output_bias = bias && (type == "llama" || qwen3);
+  dims->qk_norm = qwen3;
   dims->mlp_bias = cfg.value("mlp_bias", false);
   *init_std = cfg.value("initializer_range", 0.02);
   return OkStatus();

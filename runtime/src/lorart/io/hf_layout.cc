@@ -19,6 +19,10 @@ std::vector<HfTensorSpec> LlamaFamilyTensors(const HfModelDims& c) {
     lin("self_attn.k_proj", kv, D, c.qkv_bias);
     lin("self_attn.v_proj", kv, D, c.qkv_bias);
     lin("self_attn.o_proj", D, q, c.output_bias);
+    if (c.qk_norm) {
+      t.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
+      t.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
+    }
     t.push_back({p + "post_attention_layernorm.weight", {D}});
     lin("mlp.gate_proj", I, D, c.mlp_bias);
     lin("mlp.up_proj", I, D, c.mlp_bias);

@@ -1,4 +1,4 @@
-// The checkpoint layout of a Llama-family model (Llama, Mistral, Qwen2): the
+// The checkpoint layout of a Llama-family model (Llama, Mistral, Qwen2, Qwen3): the
 // name and shape of every tensor a Hugging Face config implies. Shared by the
 // compiler's importer (to check safetensors headers) and the runtime (to
 // create a randomly initialized model, to merge adapters).
@@ -23,6 +23,7 @@ struct HfModelDims {
   bool qkv_bias = false;     // bias on q/k/v projections
   bool output_bias = false;  // bias on o_proj
   bool mlp_bias = false;
+  bool qk_norm = false;      // q_norm/k_norm [head_dim] per layer (Qwen3)
 };
 
 struct HfTensorSpec {
