@@ -30,4 +30,26 @@ emit "$build/dialects/include/lora/Dialect/Lora/IR/LoraDialect.md" docs/dialect.
   "The lora dialect" "dialects/include/lora/Dialect/Lora/IR/*.td"
 emit "$build/passes/include/lora/Transforms/LoraPasses.md" docs/passes.md \
   "lora passes" passes/include/lora/Transforms/Passes.td
+# The kernel kinds' table (runtime/src/lorart/plan/kernel_kinds.def, as
+# `lorart kernels` prints it) between docs/kernels.md's markers.
+kinds_tmp=$(mktemp)
+python3 - "$root/docs/kernels.md" "$build/bin/lorart" > "$kinds_tmp" <<'PY'
+import subprocess, sys
+doc, lorart = sys.argv[1:3]
+text = open(doc).read()
+begin, end = "<!-- BEGIN lorart kernels -->\n", "<!-- END lorart kernels -->"
+a, b = text.index(begin) + len(begin), text.index(end)
+table = subprocess.run([lorart, "kernels"], check=True, capture_output=True, text=True).stdout
+sys.stdout.write(text[:a] + table + text[b:])
+PY
+if [ "$mode" = "--check" ]; then
+  if ! cmp -s "$kinds_tmp" "$root/docs/kernels.md"; then
+    echo "docs: docs/kernels.md's kernel table is out of date with kernel_kinds.def: run 'make docs'" >&2
+    status=1
+  fi
+  rm -f "$kinds_tmp"
+else
+  mv "$kinds_tmp" "$root/docs/kernels.md"
+  echo "docs: wrote docs/kernels.md's kernel table"
+fi
 exit $status

@@ -12,7 +12,8 @@ add_custom_target(check-lit
   DEPENDS lorac lorac-opt
   USES_TERMINAL)
 
-# docs/dialect.md and docs/passes.md must match the ODS they are generated from.
+# docs/dialect.md and docs/passes.md must match the ODS they are generated
+# from, and docs/kernels.md's kernel table `lorart kernels` (kernel_kinds.def).
 add_test(NAME docs_up_to_date
   COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/gen-docs.sh ${PROJECT_BINARY_DIR} --check)
 set_tests_properties(docs_up_to_date PROPERTIES LABELS "compiler")

@@ -26,7 +26,9 @@
 #include "CudaLosses.h"
 
 #include "lora/Dialect/Lora/IR/LoraOps.h"
+#include "lora/Transforms/KernelContract.h"
 #include "lora/Transforms/Passes.h"
+#include "lorart/plan/rope.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -524,29 +526,28 @@ extern "C" __global__ void __launch_bounds__({0}) {1}_dx({2}) {{
     Value x = op->getOperand(0);
     int64_t batch = n("batch"), seq = n("seq"), features = n("features"),
             hd = n("head_dim");
-    double theta = k.getAs<FloatAttr>("theta").getValueAsDouble();
-    StringRef scaling = k.getAs<StringAttr>("scaling").getValue();
+    // lorart/plan/rope.h: the same doubles as the CPU kernel.
+    lorart::rope::Scaling sc;
+    sc.kind = k.getAs<StringAttr>("scaling").getValue().str();
+    if (auto a = k.getAs<FloatAttr>("factor"))
+      sc.factor = a.getValueAsDouble();
+    if (auto a = k.getAs<FloatAttr>("low_freq_factor"))
+      sc.low_freq_factor = a.getValueAsDouble();
+    if (auto a = k.getAs<FloatAttr>("high_freq_factor"))
+      sc.high_freq_factor = a.getValueAsDouble();
+    if (auto a = k.getAs<IntegerAttr>("original_max_position_embeddings"))
+      sc.original_max_position_embeddings = a.getInt();
+    std::vector<double> inv;
+    std::string bad = lorart::rope::InverseFrequencies(
+        hd, k.getAs<FloatAttr>("theta").getValueAsDouble(), sc, &inv);
+    if (!bad.empty()) {
+      op->emitOpError() << "lora.kernel: " << bad;
+      return std::nullopt;
+    }
     std::string freqs;
-    for (int64_t i = 0; i < hd / 2; ++i) {
-      double f = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
-      if (scaling == "linear") {
-        f /= k.getAs<FloatAttr>("factor").getValueAsDouble();
-      } else if (scaling == "llama3") {
-        double factor = k.getAs<FloatAttr>("factor").getValueAsDouble();
-        double lo = k.getAs<FloatAttr>("low_freq_factor").getValueAsDouble();
-        double hi = k.getAs<FloatAttr>("high_freq_factor").getValueAsDouble();
-        double orig = static_cast<double>(
-            k.getAs<IntegerAttr>("original_max_position_embeddings").getInt());
-        double wavelen = 2 * M_PI / f;
-        if (wavelen > orig / lo) {
-          f /= factor;
-        } else if (wavelen >= orig / hi) {
-          double smooth = (orig / wavelen - lo) / (hi - lo);
-          f = (1 - smooth) * f / factor + smooth * f;
-        }
-      }
+    for (size_t i = 0; i < inv.size(); ++i) {
       char buf[32];
-      snprintf(buf, sizeof buf, "%s%.17g", i ? ", " : "", f); // exact double
+      snprintf(buf, sizeof buf, "%s%.17g", i ? ", " : "", inv[i]); // exact double
       freqs += buf;
     }
     std::string t = ty(x);
@@ -715,7 +716,21 @@ struct EmitCudaPass : public lora::impl::EmitCudaBase<EmitCudaPass> {
         op->emitOpError() << "already has CUDA source";
         return WalkResult::interrupt();
       }
+      // The templates read the parameters unchecked: a hand-written or
+      // edited lora.kernel is checked against kernel_kinds.def first.
+      if (failed(verifyKernelParams(op, k)))
+        return WalkResult::interrupt();
+      // An error emit() reported (values no template can take) fails the
+      // pass; a kernel no template covers is only a warning.
+      bool failedHere = false;
+      ScopedDiagnosticHandler watch(op->getContext(), [&](Diagnostic &d) {
+        if (d.getSeverity() == DiagnosticSeverity::Error)
+          failedHere = true;
+        return failure(); // and let it through to the next handler
+      });
       std::optional<Source> s = emit(op, k);
+      if (failedHere)
+        return WalkResult::interrupt();
       if (!s) {
         // Say so at compile time rather than when the plan is run on CUDA.
         op->emitWarning() << "no CUDA template covers kernel '"

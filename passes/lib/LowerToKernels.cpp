@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
+#include "lora/Transforms/KernelContract.h"
 #include "lora/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -128,6 +129,10 @@ struct LowerToKernelsPass
         attrs.set("dropout", FloatAttr::get(Float64Type::get(op->getContext()), 0.0));
         k = attrs.getDictionary(op->getContext());
       }
+      // The builders above and kernel_kinds.def must agree: a parameter
+      // the runtime would refuse at load time is a compiler error here.
+      if (failed(verifyKernelParams(op, *k)))
+        return WalkResult::interrupt();
       op->setAttr(kKernelAttrName, *k);
       return WalkResult::advance();
     });

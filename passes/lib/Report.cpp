@@ -2,6 +2,7 @@
 #include "lora/Transforms/Report.h"
 
 #include "lora/Dialect/Lora/IR/LoraOps.h"
+#include "lora/Transforms/KernelContract.h"
 #include "lora/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -27,41 +28,6 @@ std::string mlir::lora::formatBytes(int64_t bytes) {
   else
     snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
   return buf;
-}
-
-double mlir::lora::kernelFlops(DictionaryAttr k) {
-  auto i = [&](StringRef key) -> double {
-    auto a = k.getAs<IntegerAttr>(key);
-    return a ? static_cast<double>(a.getInt()) : 0.0;
-  };
-  StringRef kind = k.getAs<StringAttr>("kind").getValue();
-  double m = i("m"), n = i("n"), kk = i("k"), r = i("rank");
-  if (kind == "linear_fwd" || kind == "lm_head_fwd" ||
-      kind == "linear_bwd_x" || kind == "linear_bwd_w")
-    return 2 * m * n * kk;
-  if (kind == "fused_linear_fwd")
-    return 2 * m * n * kk + 2 * m * r * (kk + n);
-  if (kind == "lora_fwd")
-    return 2 * m * r * (kk + n);
-  // dX through W; dY·B and (dY·B)·A; u = x·Aᵀ recomputed; dA and dB.
-  if (kind == "fused_linear_bwd")
-    return 2 * m * n * kk + 4 * m * n * r + 6 * m * kk * r;
-  if (kind == "lora_bwd")
-    return 4 * m * n * r + 6 * m * kk * r;
-  // Causal attention does half of the T×T work: QKᵀ and PV forward, five
-  // T×T products backward (FlashAttention's recomputation included).
-  double attn = i("batch") * i("num_heads") * i("seq") * i("seq") *
-                i("head_dim");
-  if (kind == "attention_fwd")
-    return 2 * attn;
-  if (kind == "attention_bwd")
-    return 5 * attn;
-  double lm = 2 * i("tokens") * i("vocab") * i("hidden");
-  if (kind == "lm_head_ce_fwd")
-    return lm;
-  if (kind == "lm_head_ce_bwd_x" || kind == "lm_head_ce_bwd_w")
-    return 2 * lm; // logits recomputed per chunk, then the product
-  return 0;
 }
 
 FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,

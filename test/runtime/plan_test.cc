@@ -178,16 +178,23 @@ std::unique_ptr<s::PlanT> SamplePlan() {
   plan->arena->size = 256;
   plan->arena->alignment = 64;
 
+  // Kernels of declared kinds with their parameters (kernel_kinds.def).
   auto embed = std::make_unique<s::KernelT>();
-  embed->kind = "embedding";
+  embed->kind = "embedding_fwd";
   embed->params.push_back(Param("vocab", Int(16)));
+  embed->params.push_back(Param("tokens", Int(4)));
+  embed->params.push_back(Param("hidden", Int(8)));
   plan->kernels.push_back(std::move(embed));
   auto linear = std::make_unique<s::KernelT>();
-  linear->kind = "fused_linear";
+  linear->kind = "fused_linear_fwd";
   linear->name = "fused_linear_q_proj";
   linear->params.push_back(Param("scaling", Float(2.0)));
-  linear->params.push_back(Param("activation", String("none")));
-  linear->params.push_back(Param("tile", Ints({64, 64, 32})));
+  linear->params.push_back(Param("weight_format", String("dense")));
+  linear->params.push_back(Param("m", Int(4)));
+  linear->params.push_back(Param("n", Int(8)));
+  linear->params.push_back(Param("k", Int(8)));
+  linear->params.push_back(Param("bias", Int(0)));
+  linear->params.push_back(Param("rank", Int(2)));
   linear->cuda_source = "extern \"C\" __global__ void k(float* x) {}";
   linear->entry = "k";
   linear->grid = std::make_unique<s::Dim3>(4, 1, 1);
@@ -195,11 +202,17 @@ std::unique_ptr<s::PlanT> SamplePlan() {
   linear->shared_bytes = 1024;
   plan->kernels.push_back(std::move(linear));
   auto ce = std::make_unique<s::KernelT>();
-  ce->kind = "cross_entropy";
+  ce->kind = "cross_entropy_fwd";
+  ce->params.push_back(Param("tokens", Int(4)));
+  ce->params.push_back(Param("vocab", Int(16)));
   plan->kernels.push_back(std::move(ce));
   auto adamw = std::make_unique<s::KernelT>();
   adamw->kind = "adamw";
-  adamw->params.push_back(Param("betas", Floats({0.9, 0.999})));
+  adamw->params.push_back(Param("elements", Int(16)));
+  adamw->params.push_back(Param("beta1", Float(0.9)));
+  adamw->params.push_back(Param("beta2", Float(0.999)));
+  adamw->params.push_back(Param("eps", Float(1e-8)));
+  adamw->params.push_back(Param("weight_decay", Float(0.0)));
   plan->kernels.push_back(std::move(adamw));
 
   auto train = std::make_unique<s::ProgramT>();
@@ -324,7 +337,7 @@ TEST(PlanTest, RoundTrip) {
   EXPECT_EQ(plan.arena().size(), 256u);
   EXPECT_EQ(plan.num_kernels(), 4u);
   EXPECT_EQ(plan.kernel(1).grid()->x(), 4u);
-  EXPECT_EQ(plan.kernel(1).params()->Get(2)->value_as_IntListValue()->values()->Get(1), 64);
+  EXPECT_EQ(plan.kernel(1).params()->Get(2)->value_as_IntValue()->value(), 4);
   ASSERT_NE(plan.FindProgram("train_step"), nullptr);
   EXPECT_EQ(plan.FindProgram("train_step")->launches()->size(), 3u);
   EXPECT_TRUE(plan.FindProgram("train_step")->launches()->Get(1)->recompute());
@@ -723,18 +736,31 @@ const SemanticCase kSemanticCases[] = {
     {"KernelWithoutKind", [](s::PlanT& p) { p.kernels[2]->kind.clear(); }, kInvalid,
      "kernel 2: field 'kind' is missing"},
     {"ParamWithoutValue", [](s::PlanT& p) { p.kernels[0]->params[0]->value.Reset(); }, kInvalid,
-     "kernel 0 'embedding': param 'vocab': field 'value' is missing"},
+     "kernel 0 'embedding_fwd': param 'vocab': field 'value' is missing"},
     {"ParamWithoutKey", [](s::PlanT& p) { p.kernels[0]->params[0]->key.clear(); }, kInvalid,
-     "kernel 0 'embedding': field 'params'[0]: field 'key' is missing"},
+     "kernel 0 'embedding_fwd': field 'params'[0]: field 'key' is missing"},
     {"DuplicateParamKey", [](s::PlanT& p) { p.kernels[1]->params[2]->key = "scaling"; }, kInvalid,
-     "kernel 1 'fused_linear': params 0 and 2 both have the key 'scaling'"},
+     "kernel 1 'fused_linear_fwd': params 0 and 2 both have the key 'scaling'"},
+    // Against the kind's declaration (kernel_kinds.def).
+    {"UnknownKernelKind", [](s::PlanT& p) { p.kernels[2]->kind = "softmax_fwd"; }, kInvalid,
+     "kernel 2 'softmax_fwd': unknown kernel kind 'softmax_fwd'"},
+    {"MissingRequiredParam", [](s::PlanT& p) { p.kernels[3]->params.erase(p.kernels[3]->params.begin() + 2); },
+     kInvalid, "kernel 3 'adamw': required parameter 'beta2' (float) of kernel kind 'adamw' is missing"},
+    {"UndeclaredParam", [](s::PlanT& p) { p.kernels[2]->params.push_back(Param("tile", Ints({64, 64}))); },
+     kInvalid, "kernel 2 'cross_entropy_fwd': parameter 'tile' is not a parameter of kernel kind "
+     "'cross_entropy_fwd'"},
+    {"MistypedParam", [](s::PlanT& p) { p.kernels[1]->params[2]->value.Set(Float(4.0)); }, kInvalid,
+     "kernel 1 'fused_linear_fwd': parameter 'm' of kernel kind 'fused_linear_fwd' must be int, got "
+     "float"},
+    {"ListParam", [](s::PlanT& p) { p.kernels[3]->params[1]->value.Set(Floats({0.9, 0.99})); },
+     kInvalid, "kernel 3 'adamw': parameter 'beta1' of kernel kind 'adamw' must be float, got list"},
     {"CudaWithoutEntry", [](s::PlanT& p) { p.kernels[1]->entry.clear(); }, kInvalid,
-     "kernel 1 'fused_linear': field 'cuda_source' is set but field 'entry' is missing"},
+     "kernel 1 'fused_linear_fwd': field 'cuda_source' is set but field 'entry' is missing"},
     {"CudaWithoutGrid", [](s::PlanT& p) { p.kernels[1]->grid.reset(); }, kInvalid,
      "field 'cuda_source' is set but field 'grid' is missing"},
     {"CudaZeroBlock",
      [](s::PlanT& p) { p.kernels[1]->block = std::make_unique<s::Dim3>(128, 0, 1); }, kInvalid,
-     "kernel 1 'fused_linear': field 'block' (128, 0, 1) has a zero dimension"},
+     "kernel 1 'fused_linear_fwd': field 'block' (128, 0, 1) has a zero dimension"},
     {"CudaStepWithoutEntry",
      [](s::PlanT& p) {
        auto st = std::make_unique<s::CudaStepT>();
@@ -742,7 +768,7 @@ const SemanticCase kSemanticCases[] = {
        st->block = std::make_unique<s::Dim3>(32, 1, 1);
        p.kernels[1]->cuda_next.push_back(std::move(st));
      },
-     kInvalid, "kernel 1 'fused_linear': cuda_next[0]: field 'entry' is missing"},
+     kInvalid, "kernel 1 'fused_linear_fwd': cuda_next[0]: field 'entry' is missing"},
     {"CudaStepZeroGrid",
      [](s::PlanT& p) {
        auto st = std::make_unique<s::CudaStepT>();
@@ -780,7 +806,7 @@ TEST(PlanTest, UnknownParamType) {
   ASSERT_NE(field, nullptr);
   bytes[field - plan.data()] = 9;
   ExpectError(ParsePlan(bytes, "plan.bin", &plan), kInvalid,
-              "kernel 0 'embedding': param 'vocab': field 'value' has the type 9, which this "
+              "kernel 0 'embedding_fwd': param 'vocab': field 'value' has the type 9, which this "
               "lorart does not know");
 }
 
@@ -837,9 +863,10 @@ TEST(PlanInspectTest, Text) {
            "  optimizer_state      1     64\n",
            "arena: 256 bytes (256 B), alignment 64",
            "kernels: 4",
-           "  1  fused_linear (fused_linear_q_proj): cuda 41 bytes, entry k, grid (4, 1, 1), "
-           "block (128, 1, 1), shared 1024: scaling=2 activation='none' tile=[64, 64, 32]",
-           "  3  adamw: betas=[0.9, 0.999]",
+           "  1  fused_linear_fwd (fused_linear_q_proj): cuda 41 bytes, entry k, grid (4, 1, 1), "
+           "block (128, 1, 1), shared 1024: scaling=2 weight_format='dense' m=4 n=8 k=8 bias=0 "
+           "rank=2",
+           "  3  adamw: elements=16 beta1=0.9 beta2=0.999 eps=1e-08 weight_decay=0",
            "programs: 3",
            "  train_step      3 launches (1 recomputed), 1 input, 1 output\n"
            "  optimizer_step  1 launch, 1 input, 0 outputs\n"
@@ -886,8 +913,8 @@ TEST(PlanInspectTest, Json) {
   EXPECT_EQ(j["tensors"]["list"][7]["buffer"]["offset"], 64);
   EXPECT_EQ(j["tensors"]["list"][5]["of"], kLoraAName);
   EXPECT_EQ(j["arena"]["size"], 256);
-  EXPECT_EQ(j["kernels"][1]["params"]["tile"], nlohmann::json::array({64, 64, 32}));
-  EXPECT_EQ(j["kernels"][1]["params"]["activation"], "none");
+  EXPECT_EQ(j["kernels"][1]["params"]["m"], 4);
+  EXPECT_EQ(j["kernels"][1]["params"]["weight_format"], "dense");
   EXPECT_EQ(j["kernels"][1]["grid"], nlohmann::json::array({4, 1, 1}));
   EXPECT_EQ(j["programs"][0]["name"], "train_step");
   EXPECT_EQ(j["programs"][0]["launches"], 3);

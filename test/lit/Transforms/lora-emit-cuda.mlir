@@ -2,9 +2,24 @@
 // RUN: not lorac-opt %s -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=NOKERNEL
 // RUN: not lorac-opt %s -lora-lower-to-kernels=target=cuda -lora-emit-cuda -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=TWICE
 // RUN: lorac-opt %s -lora-lower-to-kernels=target=cuda -lora-emit-cuda -verify-diagnostics > /dev/null
+// A hand-written lora.kernel is checked against kernel_kinds.def before any
+// template reads it.
+// RUN: echo 'func.func @f(%%x: tensor<8xf32>) -> tensor<8xf32> { %%0 = lora.add %%x, %%x {lora.kernel = {kind = "add"}} : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32> return %%0 : tensor<8xf32> }' > %t.missing.mlir
+// RUN: not lorac-opt %t.missing.mlir -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=MISSING
+// RUN: echo 'func.func @f(%%x: tensor<8xf32>) -> tensor<8xf32> { %%0 = lora.add %%x, %%x {lora.kernel = {kind = "add", elements = 8.0 : f64}} : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32> return %%0 : tensor<8xf32> }' > %t.type.mlir
+// RUN: not lorac-opt %t.type.mlir -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=TYPE
+// RUN: echo 'func.func @f(%%x: tensor<8xf32>) -> tensor<8xf32> { %%0 = lora.add %%x, %%x {lora.kernel = {kind = "softmax"}} : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32> return %%0 : tensor<8xf32> }' > %t.kind.mlir
+// RUN: not lorac-opt %t.kind.mlir -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=KIND
+// RoPE's frequencies come from lorart/plan/rope.h, which checks the values.
+// RUN: echo 'func.func @f(%%x: tensor<1x4x8xf32>, %%p: tensor<1x4xi32>) -> tensor<1x4x8xf32> { %%0 = lora.rope %%x, %%p {head_dim = 8 : i64, theta = 10000.0 : f64, lora.kernel = {kind = "rope_fwd", batch = 1 : i64, seq = 4 : i64, features = 8 : i64, head_dim = 8 : i64, theta = -1.0 : f64, scaling = "none"}} : (tensor<1x4x8xf32>, tensor<1x4xi32>) -> tensor<1x4x8xf32> return %%0 : tensor<1x4x8xf32> }' > %t.theta.mlir
+// RUN: not lorac-opt %t.theta.mlir -lora-emit-cuda 2>&1 | FileCheck %s --check-prefix=THETA
 
 // NOKERNEL: error: no kernel to emit CUDA for: run lora-lower-to-kernels first
 // TWICE: error: 'lora.add' op already has CUDA source
+// MISSING: error: 'lora.add' op lora.kernel: required parameter 'elements' (int) of kernel kind 'add' is missing
+// TYPE: error: 'lora.add' op lora.kernel: parameter 'elements' of kernel kind 'add' must be int, got float
+// KIND: error: 'lora.add' op has an unknown kernel kind 'softmax'
+// THETA: error: 'lora.rope' op lora.kernel: 'theta' must be positive
 
 // An elementwise kernel specialised by dtype and size, with its geometry.
 // CHECK-LABEL: func.func @f

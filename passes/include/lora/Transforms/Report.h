@@ -38,10 +38,6 @@ struct CompileReport {
   }
 };
 
-/// The FLOPs of one kernel launch from its `lora.kernel` parameters (matrix
-/// products and attention; elementwise work counts 0).
-double kernelFlops(DictionaryAttr kernel);
-
 FailureOr<CompileReport> computeReport(ModuleOp module, int64_t microBatch,
                                        int64_t seqLen, int64_t gradAccum);
 void printReport(const CompileReport &r, llvm::raw_ostream &os);

@@ -58,6 +58,7 @@ Command AddFisherCommand(CLI::App& root, std::ostream& out);
 Command AddAverageCommand(CLI::App& root, std::ostream& out);
 Command AddProfileCommand(CLI::App& root, std::ostream& out);
 Command AddTokenizeCommand(CLI::App& root, std::ostream& out);
+Command AddKernelsCommand(CLI::App& root, std::ostream& out);
 
 }  // namespace cli
 }  // namespace lorart

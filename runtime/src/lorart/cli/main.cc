@@ -29,6 +29,7 @@ constexpr AddCommandFn kCommands[] = {
     AddFisherCommand,
     AddAverageCommand,
     AddProfileCommand,
+    AddKernelsCommand,
 };
 
 // Messages are one line: any newline a library put in becomes "; ".

@@ -22,6 +22,7 @@
 #include "lorart/cli/commands.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/io/safetensors_write.h"
+#include "lorart/plan/kernel_kinds.h"
 #include "lorart/train/trainer.h"
 
 namespace lorart {
@@ -35,32 +36,15 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Floating-point operations of a launch, for the kernels whose work is
-// matrix products (0 for the rest). Adapter products count; causal attention
-// counts the allowed half of the [T, T] scores; its backward is 2.5 times
-// its forward (FlashAttention's convention: five products, S recomputed).
+// Floating-point operations of a launch: kernel_kinds.def's model, the one
+// `lorac compile --report` uses too.
 double LaunchFlops(const std::string& kind, const cpu::KernelParams& p) {
-  auto i = [&](const char* k) { return static_cast<double>(p.IntOr(k, 0)); };
-  double m = i("m"), n = i("n"), k = i("k"), r = i("rank");
-  if (kind == "linear_fwd" || kind == "lm_head_fwd" || kind == "linear_bwd_x" ||
-      kind == "linear_bwd_w")
-    return 2 * m * n * k;
-  if (kind == "fused_linear_fwd") return 2 * m * n * k + 2 * m * r * (k + n);
-  // The adapter's backward: u = x·Aᵀ and dA = gᵀ·x and its dx term g·A
-  // (2·m·r·k each), g = dy·B and dB = dyᵀ·u (2·m·r·n each); with the frozen
-  // weight, dx = dy·W too.
-  const double adapter = 2 * m * r * (3 * k + 2 * n);
-  if (kind == "fused_linear_bwd") return 2 * m * n * k + adapter;
-  if (kind == "lora_bwd") return adapter;
-  if (kind == "lm_head_ce_fwd") return 2 * i("tokens") * i("hidden") * i("vocab");
-  if (kind == "lm_head_ce_bwd_x" || kind == "lm_head_ce_bwd_w")
-    return 4 * i("tokens") * i("hidden") * i("vocab");  // logits again, then the product
-  if (kind == "attention_fwd" || kind == "attention_bwd") {
-    double t = i("seq"), pairs = i("causal") ? t * (t + 1) / 2 : t * t;
-    double f = 4 * i("batch") * i("num_heads") * pairs * i("head_dim");
-    return kind == "attention_fwd" ? f : 2.5 * f;
-  }
-  return 0;
+  struct Params : kernels::IntParams {
+    const cpu::KernelParams* p;
+    double Int(const char* name) const override { return static_cast<double>(p->IntOr(name, 0)); }
+  } params;
+  params.p = &p;
+  return kernels::KernelFlops(kind, params);
 }
 
 // A short description of a launch's problem: "m=4096 n=4096 k=4096 r=16".

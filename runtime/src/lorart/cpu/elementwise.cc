@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lorart/cpu/kernel.h"
+#include "lorart/plan/rope.h"
 
 namespace lorart::cpu {
 namespace {
@@ -263,10 +264,8 @@ struct RopeDims {
   std::vector<double> inv_freq;  // head_dim / 2 frequencies, scaling applied
 };
 
-// inv_freq[i] = theta^(-2i/head_dim), rescaled as Hugging Face's
-// ROPE_INIT_FUNCTIONS: "linear" divides by `factor`; "llama3" is
-// _compute_llama3_parameters. Computed in double (HF uses f32; the angles
-// below are also double, so positions up to 2^17 keep ~1e-11 rad accuracy).
+// The dimensions and the inverse frequencies (lorart/plan/rope.h, the same
+// doubles lora-emit-cuda bakes into the CUDA kernels).
 Status ParseRope(const KernelParams& p, RopeDims* d) {
   LORA_RETURN_IF_ERROR(NonNegativeInt(p, "batch", &d->batch));
   LORA_RETURN_IF_ERROR(NonNegativeInt(p, "seq", &d->seq));
@@ -279,51 +278,22 @@ Status ParseRope(const KernelParams& p, RopeDims* d) {
                   static_cast<long long>(d->features)));
   double theta;
   LORA_RETURN_IF_ERROR(p.Float("theta", &theta));
-  if (!(theta > 0.0) || !std::isfinite(theta))
-    return InvalidArgumentError(
-        StrFormat("kernel '%s': 'theta' must be positive, got %g", p.kind().c_str(), theta));
-  const int64_t half = d->head_dim / 2;
-  d->inv_freq.resize(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i)
-    d->inv_freq[static_cast<size_t>(i)] =
-        1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(d->head_dim));
-
-  const std::string scaling = p.StringOr("scaling", "none");
-  if (scaling == "none") return OkStatus();
-  if (scaling != "linear" && scaling != "llama3")
+  rope::Scaling sc;
+  sc.kind = p.StringOr("scaling", "none");
+  if (sc.kind != "none" && sc.kind != "linear" && sc.kind != "llama3")
     return UnimplementedError(
         StrFormat("kernel '%s': rope scaling '%s' is not supported (none, linear, llama3)",
-                  p.kind().c_str(), scaling.c_str()));
-  double factor;
-  LORA_RETURN_IF_ERROR(p.Float("factor", &factor));
-  if (!(factor > 0.0) || !std::isfinite(factor))
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s': rope scaling 'factor' must be positive, got %g", p.kind().c_str(), factor));
-  if (scaling == "linear") {
-    for (double& f : d->inv_freq) f /= factor;
-    return OkStatus();
+                  p.kind().c_str(), sc.kind.c_str()));
+  if (sc.kind != "none") LORA_RETURN_IF_ERROR(p.Float("factor", &sc.factor));
+  if (sc.kind == "llama3") {
+    LORA_RETURN_IF_ERROR(p.Float("low_freq_factor", &sc.low_freq_factor));
+    LORA_RETURN_IF_ERROR(p.Float("high_freq_factor", &sc.high_freq_factor));
+    LORA_RETURN_IF_ERROR(PositiveInt(p, "original_max_position_embeddings",
+                                     &sc.original_max_position_embeddings));
   }
-  double low, high;
-  int64_t orig;
-  LORA_RETURN_IF_ERROR(p.Float("low_freq_factor", &low));
-  LORA_RETURN_IF_ERROR(p.Float("high_freq_factor", &high));
-  LORA_RETURN_IF_ERROR(PositiveInt(p, "original_max_position_embeddings", &orig));
-  if (!(low > 0.0) || !(high > low))
-    return InvalidArgumentError(
-        StrFormat("kernel '%s': llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor, "
-                  "got %g and %g",
-                  p.kind().c_str(), low, high));
-  const double old_len = static_cast<double>(orig);
-  const double low_wavelen = old_len / low, high_wavelen = old_len / high;
-  for (double& f : d->inv_freq) {
-    const double wavelen = 2.0 * M_PI / f;
-    if (wavelen > low_wavelen) {
-      f = f / factor;
-    } else if (wavelen >= high_wavelen) {
-      const double smooth = (old_len / wavelen - low) / (high - low);
-      f = (1.0 - smooth) * f / factor + smooth * f;
-    }  // wavelen < high_wavelen: unchanged
-  }
+  std::string bad = rope::InverseFrequencies(d->head_dim, theta, sc, &d->inv_freq);
+  if (!bad.empty())
+    return InvalidArgumentError(StrFormat("kernel '%s': %s", p.kind().c_str(), bad.c_str()));
   return OkStatus();
 }
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "lorart/base/strings.h"
+#include "lorart/plan/kernel_kinds.h"
 
 namespace lorart {
 
@@ -375,6 +376,31 @@ Status Validator::CheckKernels() const {
         return Invalid(where + ": field 'value' is missing");
       }
     }
+    // The parameters against the kind's declaration (kernel_kinds.def): a
+    // kernel the runtime would read a missing or mistyped value from is
+    // refused here, naming it, instead of failing (or worse) mid-run.
+    const kernels::KindSpec* spec = kernels::FindKind(View(kernel.kind()));
+    if (!spec) {
+      return Invalid(KernelLabel(k) + ": unknown kernel kind " + Quote(View(kernel.kind())) +
+                     " (this lorart's kinds: `lorart kernels`)");
+    }
+    std::vector<std::string> names;
+    for (uint32_t i = 0; i < Size(kernel.params()); ++i)
+      names.emplace_back(View(kernel.params()->Get(i)->key()));
+    std::string bad = kernels::CheckParams(
+        *spec, names, [&](const char* name, kernels::ParamType* type) {
+          auto it = keys.find(name);
+          if (it == keys.end()) return false;
+          switch (kernel.params()->Get(it->second)->value_type()) {
+            case schema::ParamValue::IntValue: *type = kernels::ParamType::kInt; break;
+            case schema::ParamValue::FloatValue: *type = kernels::ParamType::kFloat; break;
+            case schema::ParamValue::StringValue: *type = kernels::ParamType::kString; break;
+            default: *type = static_cast<kernels::ParamType>(-1); break;
+          }
+          return true;
+        },
+        [](const std::string& name) { return Quote(name); });
+    if (!bad.empty()) return Invalid(KernelLabel(k) + ": " + bad);
     if (!Empty(kernel.cuda_source())) {
       if (Empty(kernel.entry())) {
         return Invalid(KernelLabel(k) + ": field 'cuda_source' is set but field 'entry' is missing");
