@@ -137,6 +137,13 @@ Status Session::Prepare(const SessionOptions& options) {
       if (t.name()) persistent_by_name_[t.name()->str()] = id;
     }
   }
+  // Masters by the schema's `of`, not by their names.
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.init() != schema::TensorInit::CopyOfOwner || !t.of()) continue;
+    auto owner = persistent_by_name_.find(t.of()->str());
+    if (owner != persistent_by_name_.end()) master_of_[owner->second] = id;
+  }
 
   if (cuda_) return OkStatus();
   kernels_.resize(plan_.num_kernels());
@@ -367,8 +374,8 @@ Status Session::LoadAdapter(const std::string& dir) {
                                        file.data() + header.DataOffset() + info->begin,
                                        v.numel(), tmp.data(), path + ": '" + name + "'"));
     cpu::FromFloat(tmp.data(), v.numel(), v, 0);
-    auto master = persistent_by_name_.find("master/" + name);
-    if (master != persistent_by_name_.end())
+    auto master = master_of_.find(id);
+    if (master != master_of_.end())
       std::memcpy(views_[master->second].data, tmp.data(), sizeof(float) * tmp.size());
   }
   return OkStatus();
@@ -386,11 +393,11 @@ Status Session::SaveAdapter(const std::string& dir, const std::string& base_mode
     const schema::Tensor& t = plan_.tensor(id);
     if (t.role() != Role::Trainable) continue;
     std::string name = t.name()->str();
-    auto master = persistent_by_name_.find("master/" + name);
+    auto master = master_of_.find(id);
     TensorToWrite w;
     w.name = name;
     w.shape = views_[id].shape;
-    if (master != persistent_by_name_.end()) {
+    if (master != master_of_.end()) {
       w.dtype = lorart::DType::kF32;
       w.data = views_[master->second].data;
     } else {
@@ -474,8 +481,8 @@ Status Session::SaveModel(const std::string& dir, const std::string& base_dir) c
     TensorToWrite w;
     w.name = name;
     w.shape = views_[id].shape;
-    auto master = persistent_by_name_.find("master/" + name);
-    if (master != persistent_by_name_.end()) {
+    auto master = master_of_.find(id);
+    if (master != master_of_.end()) {
       w.dtype = lorart::DType::kF32;
       w.data = views_[master->second].data;
     } else if (views_[id].dtype == schema::DType::NF4) {
@@ -639,8 +646,8 @@ StatusOr<std::vector<Session::StateTensor>> Session::State() const {
   for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
     const schema::Tensor& t = plan_.tensor(id);
     if (t.storage() != schema::Storage::Persistent || t.role() == Role::Frozen) continue;
-    out.push_back({t.name()->str(), t.dtype(), views_[id].shape,
-                   persistent_[id].data(), persistent_[id].size()});
+    out.push_back({t.name()->str(), t.role(), t.of() ? t.of()->str() : std::string(), t.dtype(),
+                   views_[id].shape, persistent_[id].data(), persistent_[id].size()});
   }
   return out;
 }

@@ -121,6 +121,8 @@ class Session {
   // gradients), for checkpoints: name -> (dtype, shape, bytes).
   struct StateTensor {
     std::string name;
+    schema::Role role;  // Trainable, OptimizerState or Gradient
+    std::string of;     // the Trainable tensor a moment or gradient belongs to
     schema::DType dtype;
     std::vector<int64_t> shape;
     uint8_t* data;
@@ -167,6 +169,9 @@ class Session {
   std::vector<Prepared> kernels_;
   cpu::KernelContext ctx_;
   std::map<std::string, uint32_t> persistent_by_name_;
+  // The float32 master copy of a Trainable tensor (the tensor whose init is
+  // CopyOfOwner and whose `of` names it), by tensor id; absent for none.
+  std::map<uint32_t, uint32_t> master_of_;
 
   std::unique_ptr<cuda::Executor> cuda_;
   std::string not_cuda_;              // kAuto chose the CPU: why

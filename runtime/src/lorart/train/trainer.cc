@@ -162,8 +162,8 @@ Status EstimateFisher(Session* session, data::Dataset* dataset, int64_t max_batc
   {
     LORA_ASSIGN_OR_RETURN(std::vector<Session::StateTensor> state, session->State());
     for (const Session::StateTensor& t : state) {
-      if (t.name.rfind("grad/", 0) != 0 || t.shape.size() != 2) continue;
-      std::string w = t.name.substr(5);
+      if (t.role != schema::Role::Gradient || t.shape.size() != 2) continue;
+      const std::string& w = t.of;
       // A base model's linear layer (not an adapter's A or B).
       if (w.find("layers.") == std::string::npos || w.find(".lora_") != std::string::npos ||
           w.rfind("base_model.", 0) == 0 || w.size() < 7 ||
@@ -194,8 +194,8 @@ Status EstimateFisher(Session* session, data::Dataset* dataset, int64_t max_batc
     if (count <= 0) continue;
     LORA_ASSIGN_OR_RETURN(std::vector<Session::StateTensor> state, session->State());
     for (const Session::StateTensor& t : state) {
-      if (t.name.rfind("grad/", 0) != 0) continue;
-      auto it = fisher.find(t.name.substr(5));
+      if (t.role != schema::Role::Gradient) continue;
+      auto it = fisher.find(t.of);
       if (it == fisher.end()) continue;
       const float* g = reinterpret_cast<const float*>(t.data);
       for (size_t e = 0; e < it->second.size(); ++e) {
