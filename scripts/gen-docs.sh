@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Copies the dialect and pass references that mlir-tblgen generated from the
-# ODS descriptions into docs/, with a header saying where they come from.
+# ODS descriptions into docs/, with a header saying where they come from, and
+# the kernel kinds' table (`lorart kernels`) into docs/kernels.md.
 # `--check` compares instead of writing (used by the test suite).
 set -euo pipefail
 build=${1:-build}
@@ -11,20 +12,23 @@ gen() { # generated-file title source
   cat "$1"
 }
 status=0
+settle() { # new-content-file docs-file source: compare (--check) or write
+  if [ "$mode" = "--check" ]; then
+    if ! cmp -s "$1" "$root/$2"; then
+      echo "docs: $2 is out of date with $3: run 'make docs'" >&2
+      status=1
+    fi
+    rm -f "$1"
+  else
+    mv "$1" "$root/$2"
+    echo "docs: wrote $2"
+  fi
+}
 emit() { # generated-file docs-file title source
   local tmp
   tmp=$(mktemp)
   gen "$1" "$3" "$4" > "$tmp"
-  if [ "$mode" = "--check" ]; then
-    if ! cmp -s "$tmp" "$root/$2"; then
-      echo "docs: $2 is out of date with $4: run 'make docs'" >&2
-      status=1
-    fi
-    rm -f "$tmp"
-  else
-    mv "$tmp" "$root/$2"
-    echo "docs: wrote $2"
-  fi
+  settle "$tmp" "$2" "$4"
 }
 emit "$build/dialects/include/lora/Dialect/Lora/IR/LoraDialect.md" docs/dialect.md \
   "The lora dialect" "dialects/include/lora/Dialect/Lora/IR/*.td"
@@ -42,14 +46,5 @@ a, b = text.index(begin) + len(begin), text.index(end)
 table = subprocess.run([lorart, "kernels"], check=True, capture_output=True, text=True).stdout
 sys.stdout.write(text[:a] + table + text[b:])
 PY
-if [ "$mode" = "--check" ]; then
-  if ! cmp -s "$kinds_tmp" "$root/docs/kernels.md"; then
-    echo "docs: docs/kernels.md's kernel table is out of date with kernel_kinds.def: run 'make docs'" >&2
-    status=1
-  fi
-  rm -f "$kinds_tmp"
-else
-  mv "$kinds_tmp" "$root/docs/kernels.md"
-  echo "docs: wrote docs/kernels.md's kernel table"
-fi
+settle "$kinds_tmp" docs/kernels.md runtime/src/lorart/plan/kernel_kinds.def
 exit $status
