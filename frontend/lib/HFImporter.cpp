@@ -5,6 +5,7 @@
 #include "lora/Transforms/Passes.h"
 #include "lorart/io/hf_layout.h"
 #include "lorart/io/safetensors.h"
+#include "lorart/plan/program_inputs.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -58,8 +59,8 @@ public:
     auto logits = RankedTensorType::get({dyn, dyn, c.vocabSize}, b.getF32Type());
     auto fn = b.create<func::FuncOp>(fileLoc, "forward",
                                      b.getFunctionType({ids, ids}, {logits}));
-    fn.setArgAttr(0, kInputAttrName, b.getStringAttr("tokens"));
-    fn.setArgAttr(1, kInputAttrName, b.getStringAttr("positions"));
+    fn.setArgAttr(0, kInputAttrName, b.getStringAttr(lorart::inputs::kTokens));
+    fn.setArgAttr(1, kInputAttrName, b.getStringAttr(lorart::inputs::kPositions));
     Block *entry = fn.addEntryBlock();
     b.setInsertionPointToStart(entry);
     Value tokens = entry->getArgument(0), positions = entry->getArgument(1);

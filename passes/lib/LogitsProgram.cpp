@@ -1,6 +1,7 @@
 //===- LogitsProgram.cpp - the next-token logits program for generation ---===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
+#include "lorart/plan/program_inputs.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -52,7 +53,7 @@ struct LogitsProgramPass
     unsigned n = fn.getNumArguments();
     fn.insertArgument(n, RankedTensorType::get({batch}, b.getI32Type()),
                       b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr("last_index"))),
+                          kInputAttrName, b.getStringAttr(lorart::inputs::kLastIndex))),
                       fn.getLoc());
     Value last = fn.getArgument(n);
     auto fret = cast<func::ReturnOp>(fn.getBody().back().getTerminator());

@@ -1,6 +1,7 @@
 //===- Objective.cpp - attach the training objective to the forward graph -===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
+#include "lorart/plan/program_inputs.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -80,11 +81,11 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     unsigned n = fn.getNumArguments();
     fn.insertArgument(n, grid(b.getI32Type()),
                       b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr("targets"))),
+                          kInputAttrName, b.getStringAttr(lorart::inputs::kTargets))),
                       loc);
     fn.insertArgument(n + 1, grid(b.getI1Type()),
                       b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr("loss_mask"))),
+                          kInputAttrName, b.getStringAttr(lorart::inputs::kLossMask))),
                       loc);
     Value targets = fn.getArgument(n), mask = fn.getArgument(n + 1);
     if (objective == "dpo") {
@@ -118,18 +119,18 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     unsigned n = fn.getNumArguments();
     fn.insertArgument(n, targets.getType(),
                       b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr("sequence_ids"))),
+                          kInputAttrName, b.getStringAttr(lorart::inputs::kSequenceIds))),
                       loc);
     fn.insertArgument(n + 1, RankedTensorType::get({numPairs}, b.getI1Type()),
                       b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr("pair_mask"))),
+                          kInputAttrName, b.getStringAttr(lorart::inputs::kPairMask))),
                       loc);
     Value seqIds = fn.getArgument(n), pairMask = fn.getArgument(n + 1);
     Value replayMask;
     if (replayWeight > 0) {
       fn.insertArgument(n + 2, mask.getType(),
                         b.getDictionaryAttr(b.getNamedAttr(
-                            kInputAttrName, b.getStringAttr("replay_mask"))),
+                            kInputAttrName, b.getStringAttr(lorart::inputs::kReplayMask))),
                         loc);
       replayMask = fn.getArgument(n + 2);
     }

@@ -1,6 +1,7 @@
 //===- Packing.cpp - sequence packing without cross-contamination ---------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
+#include "lorart/plan/program_inputs.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -29,7 +30,7 @@ struct SequencePackingPass
         continue;
       for (unsigned i = 0; i < fn.getNumArguments(); ++i)
         if (auto name = fn.getArgAttrOfType<StringAttr>(i, kInputAttrName))
-          if (name.getValue() == "segment_ids") {
+          if (name.getValue() == lorart::inputs::kSegmentIds) {
             fn.emitOpError() << "is already packed (has a segment_ids input)";
             return signalPassFailure();
           }
@@ -37,7 +38,7 @@ struct SequencePackingPass
       std::optional<unsigned> posIndex;
       for (unsigned i = 0; i < fn.getNumArguments(); ++i)
         if (auto name = fn.getArgAttrOfType<StringAttr>(i, kInputAttrName))
-          if (name.getValue() == "positions")
+          if (name.getValue() == lorart::inputs::kPositions)
             posIndex = i;
       if (!posIndex) {
         fn.emitOpError() << "has no positions input (lora.input = "
@@ -49,7 +50,7 @@ struct SequencePackingPass
       unsigned segIndex = *posIndex + 1;
       fn.insertArgument(segIndex, segType,
                         b.getDictionaryAttr(b.getNamedAttr(
-                            kInputAttrName, b.getStringAttr("segment_ids"))),
+                            kInputAttrName, b.getStringAttr(lorart::inputs::kSegmentIds))),
                         fn.getLoc());
       Value seg = fn.getArgument(segIndex);
 

@@ -31,6 +31,9 @@ except ImportError as e:  # not installed: skipped, not failed
 
 bin_dir, lib_path, config, work = sys.argv[1:5]
 major = int(transformers.__version__.split(".")[0])
+if not transformers.utils.is_torch_available():  # e.g. a torch too old for this transformers
+    print("SKIP: transformers %s cannot use torch %s" % (transformers.__version__, torch.__version__))
+    sys.exit(77)
 if len(sys.argv) > 5 and major < int(sys.argv[5].split(".")[0]):
     print("SKIP: transformers %s is older than %s" % (transformers.__version__, sys.argv[5]))
     sys.exit(77)

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
 
 struct lorart_session {
@@ -33,18 +34,16 @@ lorart::Status Feed(lorart::Session& s, const char* program, const int32_t* toke
   size_t n = static_cast<size_t>(d.micro_batch()) * d.seq_len();
   if (!tokens || !positions || !targets || !mask)
     return lorart::InvalidArgumentError("tokens, positions, targets and loss_mask are required");
-  LORA_RETURN_IF_ERROR(s.SetInput(program, "tokens", tokens, n * 4));
-  LORA_RETURN_IF_ERROR(s.SetInput(program, "positions", positions, n * 4));
-  if (segments) {
-    LORA_RETURN_IF_ERROR(s.SetInput(program, "segment_ids", segments, n * 4));
-  } else if (s.plan().FindProgram(program)) {
-    // A packed plan needs segment ids.
-    lorart::Status probe = s.SetInput(program, "segment_ids", tokens, 0);
-    if (probe.code() != lorart::StatusCode::kNotFound)
-      return lorart::InvalidArgumentError("this plan packs sequences: segment_ids is required");
-  }
-  LORA_RETURN_IF_ERROR(s.SetInput(program, "targets", targets, n * 4));
-  return s.SetInput(program, "loss_mask", mask, n);
+  namespace in = lorart::inputs;
+  // A packed plan needs segment ids.
+  if (!segments && lorart::HasInput(s.plan(), program, in::kSegmentIds))
+    return lorart::InvalidArgumentError("this plan packs sequences: segment_ids is required");
+  return lorart::FeedInputs(&s, program,
+                            {{in::kTokens, tokens, n * 4},
+                             {in::kPositions, positions, n * 4},
+                             {in::kSegmentIds, segments, n * 4, /*optional=*/true},
+                             {in::kTargets, targets, n * 4},
+                             {in::kLossMask, mask, n}});
 }
 
 lorart::Status Step(lorart::Session& s, const char* program, uint64_t seed, double* loss,

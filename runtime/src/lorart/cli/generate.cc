@@ -10,6 +10,7 @@
 #include "lorart/data/jsonl.h"
 #include "lorart/data/template.h"
 #include "lorart/data/tokenizer.h"
+#include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
 
 namespace lorart {
@@ -43,11 +44,12 @@ struct Generator {
           seg[b * seq + t] = real ? 0 : -1;
         }
       std::fill(last.begin(), last.end(), static_cast<int32_t>(n - 1));
-      LORA_RETURN_IF_ERROR(session->SetInput("logits_step", "tokens", tok.data(), tok.size() * 4));
-      LORA_RETURN_IF_ERROR(session->SetInput("logits_step", "positions", pos.data(), pos.size() * 4));
-      Status st = session->SetInput("logits_step", "segment_ids", seg.data(), seg.size() * 4);
-      if (!st.ok() && st.code() != StatusCode::kNotFound) return st;
-      LORA_RETURN_IF_ERROR(session->SetInput("logits_step", "last_index", last.data(), last.size() * 4));
+      LORA_RETURN_IF_ERROR(FeedInputs(
+          session, "logits_step",
+          {{inputs::kTokens, tok.data(), tok.size() * 4},
+           {inputs::kPositions, pos.data(), pos.size() * 4},
+           {inputs::kSegmentIds, seg.data(), seg.size() * 4, /*optional=*/true},
+           {inputs::kLastIndex, last.data(), last.size() * 4}}));
       LORA_RETURN_IF_ERROR(session->Run("logits_step", 0));
       LORA_RETURN_IF_ERROR(session->GetOutput("logits_step", "logits", logits.data(), logits.size() * 4));
       const float* row = logits.data();

@@ -11,6 +11,7 @@
 #include "lorart/cuda/nvrtc.h"
 #include "lorart/data/dataset.h"
 #include "lorart/data/tokenizer.h"
+#include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
 #include "lorart/train/trainer.h"
 
@@ -59,15 +60,6 @@ StatusOr<data::DataOptions> DataOptionsFor(const Plan& plan, const TemplateFlags
   o.preference = objective == "dpo";
   LORA_ASSIGN_OR_RETURN(o.objective, data::ParseObjective(o.preference ? "sft" : objective));
   return o;
-}
-
-// Whether @train_step has the input `name`.
-bool HasInput(const Plan& plan, const std::string& name) {
-  const schema::Program* p = plan.FindProgram("train_step");
-  if (p && p->inputs())
-    for (uint32_t id : *p->inputs())
-      if (plan.tensor(id).name() && plan.tensor(id).name()->str() == name) return true;
-  return false;
 }
 
 // The training or validation file: preference pairs for a DPO plan.
@@ -187,7 +179,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> train,
                           LoadData(o->data, *l.tokenizer, train_opts));
     LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *train));
-    if (!o->replay.empty() && train_opts.preference && !HasInput(plan, "replay_mask"))
+    if (!o->replay.empty() && train_opts.preference && !HasInput(plan, "train_step", inputs::kReplayMask))
       return InvalidArgumentError(o->plan + ": --replay with a DPO plan needs a replay loss in "
                                             "it: compile with --dpo-replay-weight W");
     if (!o->replay.empty()) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lorart/cpu/kernel.h"
+#include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
 #include "lorart/io/files.h"
 #include "lorart/io/json.h"
@@ -177,11 +178,12 @@ Status CompareLogits(Session& ref, Session& merged, double* max_diff, double* ma
     for (int64_t r = 0; r < batch; ++r)
       last[r] = static_cast<int32_t>(std::max<int64_t>(0, (run + 1) * seq / 4 - 1 - r % 3));
     for (Session* s : {&ref, &merged}) {
-      LORA_RETURN_IF_ERROR(s->SetInput("logits_step", "tokens", tok.data(), tok.size() * 4));
-      LORA_RETURN_IF_ERROR(s->SetInput("logits_step", "positions", pos.data(), pos.size() * 4));
-      Status st = s->SetInput("logits_step", "segment_ids", seg.data(), seg.size() * 4);
-      if (!st.ok() && st.code() != StatusCode::kNotFound) return st;
-      LORA_RETURN_IF_ERROR(s->SetInput("logits_step", "last_index", last.data(), last.size() * 4));
+      LORA_RETURN_IF_ERROR(FeedInputs(
+          s, "logits_step",
+          {{inputs::kTokens, tok.data(), tok.size() * 4},
+           {inputs::kPositions, pos.data(), pos.size() * 4},
+           {inputs::kSegmentIds, seg.data(), seg.size() * 4, /*optional=*/true},
+           {inputs::kLastIndex, last.data(), last.size() * 4}}));
       LORA_RETURN_IF_ERROR(s->Run("logits_step", 0));
     }
     LORA_RETURN_IF_ERROR(ref.GetOutput("logits_step", "logits", a.data(), a.size() * 4));

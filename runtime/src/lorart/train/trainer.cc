@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "lorart/exec/feed.h"
 #include "lorart/io/files.h"
 #include "lorart/io/json.h"
 #include "lorart/io/mapped_file.h"
@@ -67,13 +68,13 @@ double ScheduledLearningRate(const TrainOptions& o, int64_t step, int64_t total)
 }
 
 Status FeedBatch(Session* s, const std::string& program, const data::Batch& b) {
-  LORA_RETURN_IF_ERROR(s->SetInput(program, "tokens", b.tokens.data(), b.tokens.size() * 4));
-  LORA_RETURN_IF_ERROR(
-      s->SetInput(program, "positions", b.positions.data(), b.positions.size() * 4));
-  Status seg = s->SetInput(program, "segment_ids", b.segment_ids.data(), b.segment_ids.size() * 4);
-  if (!seg.ok() && seg.code() != StatusCode::kNotFound) return seg;
-  LORA_RETURN_IF_ERROR(s->SetInput(program, "targets", b.targets.data(), b.targets.size() * 4));
-  LORA_RETURN_IF_ERROR(s->SetInput(program, "loss_mask", b.loss_mask.data(), b.loss_mask.size()));
+  LORA_RETURN_IF_ERROR(FeedInputs(
+      s, program,
+      {{inputs::kTokens, b.tokens.data(), b.tokens.size() * 4},
+       {inputs::kPositions, b.positions.data(), b.positions.size() * 4},
+       {inputs::kSegmentIds, b.segment_ids.data(), b.segment_ids.size() * 4, /*optional=*/true},
+       {inputs::kTargets, b.targets.data(), b.targets.size() * 4},
+       {inputs::kLossMask, b.loss_mask.data(), b.loss_mask.size()}}));
   // A DPO plan takes the responses' ids and the pairs present; its data is
   // preference pairs (and only its).
   bool wants_pairs = s->plan().defaults().objective() &&
@@ -84,19 +85,17 @@ Status FeedBatch(Session* s, const std::string& program, const data::Batch& b) {
                                             : "preference pairs need a plan compiled with "
                                               "--objective dpo");
   if (!wants_pairs) return OkStatus();
-  LORA_RETURN_IF_ERROR(
-      s->SetInput(program, "sequence_ids", b.sequence_ids.data(), b.sequence_ids.size() * 4));
-  LORA_RETURN_IF_ERROR(s->SetInput(program, "pair_mask", b.pair_mask.data(), b.pair_mask.size()));
   // Replayed general text packed beside the pairs: a plan compiled with
   // --dpo-replay-weight trains on it.
-  Status replay = s->SetInput(program, "replay_mask", b.replay_mask.data(), b.replay_mask.size());
-  if (replay.code() == StatusCode::kNotFound) {
-    if (std::count(b.replay_mask.begin(), b.replay_mask.end(), 1) > 0)
-      return InvalidArgumentError("the batches hold replayed text but the DPO plan has no "
-                                  "replay loss: compile it with --dpo-replay-weight");
-    return OkStatus();
-  }
-  return replay;
+  if (!HasInput(s->plan(), program, inputs::kReplayMask) &&
+      std::count(b.replay_mask.begin(), b.replay_mask.end(), 1) > 0)
+    return InvalidArgumentError("the batches hold replayed text but the DPO plan has no "
+                                "replay loss: compile it with --dpo-replay-weight");
+  return FeedInputs(
+      s, program,
+      {{inputs::kSequenceIds, b.sequence_ids.data(), b.sequence_ids.size() * 4},
+       {inputs::kPairMask, b.pair_mask.data(), b.pair_mask.size()},
+       {inputs::kReplayMask, b.replay_mask.data(), b.replay_mask.size(), /*optional=*/true}});
 }
 
 

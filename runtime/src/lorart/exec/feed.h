@@ -1,0 +1,35 @@
+// One feeder for every caller that binds data to a program's inputs (the
+// trainer, the C API, generate, merge's check): the input names come from
+// lorart/plan/program_inputs.h, and what a program lacks is decided here,
+// once.
+#ifndef LORART_EXEC_FEED_H_
+#define LORART_EXEC_FEED_H_
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+
+#include "lorart/base/status.h"
+#include "lorart/exec/session.h"
+#include "lorart/plan/program_inputs.h"
+
+namespace lorart {
+
+struct InputData {
+  const char* name;  // an inputs::k* name
+  const void* data;
+  size_t bytes;
+  // Set when the program has this input, skipped when it has none (a plan
+  // without packing has no segment ids); a required input the program lacks
+  // is an error naming it.
+  bool optional = false;
+};
+
+Status FeedInputs(Session* s, const std::string& program, std::initializer_list<InputData> inputs);
+
+// Whether `program` of `plan` takes the input `name`.
+bool HasInput(const Plan& plan, const std::string& program, const char* name);
+
+}  // namespace lorart
+
+#endif  // LORART_EXEC_FEED_H_
