@@ -44,12 +44,7 @@ struct Generator {
           seg[b * seq + t] = real ? 0 : -1;
         }
       std::fill(last.begin(), last.end(), static_cast<int32_t>(n - 1));
-      LORA_RETURN_IF_ERROR(FeedInputs(
-          session, "logits_step",
-          {{inputs::kTokens, tok.data(), tok.size() * 4},
-           {inputs::kPositions, pos.data(), pos.size() * 4},
-           {inputs::kSegmentIds, seg.data(), seg.size() * 4, /*optional=*/true},
-           {inputs::kLastIndex, last.data(), last.size() * 4}}));
+      LORA_RETURN_IF_ERROR(FeedLogitsStep(session, tok, pos, seg, last));
       LORA_RETURN_IF_ERROR(session->Run("logits_step", 0));
       LORA_RETURN_IF_ERROR(session->GetOutput("logits_step", "logits", logits.data(), logits.size() * 4));
       const float* row = logits.data();

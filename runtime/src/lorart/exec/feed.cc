@@ -19,4 +19,14 @@ Status FeedInputs(Session* s, const std::string& program,
   return OkStatus();
 }
 
+Status FeedLogitsStep(Session* s, const std::vector<int32_t>& tokens,
+                      const std::vector<int32_t>& positions, const std::vector<int32_t>& segments,
+                      const std::vector<int32_t>& last_index) {
+  return FeedInputs(s, "logits_step",
+                    {{inputs::kTokens, tokens.data(), tokens.size() * 4},
+                     {inputs::kPositions, positions.data(), positions.size() * 4},
+                     {inputs::kSegmentIds, segments.data(), segments.size() * 4, /*optional=*/true},
+                     {inputs::kLastIndex, last_index.data(), last_index.size() * 4}});
+}
+
 }  // namespace lorart

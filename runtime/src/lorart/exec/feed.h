@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "lorart/base/status.h"
 #include "lorart/exec/session.h"
@@ -26,6 +27,12 @@ struct InputData {
 };
 
 Status FeedInputs(Session* s, const std::string& program, std::initializer_list<InputData> inputs);
+
+// @logits_step's inputs (generate, merge's check): I32 tokens, positions and
+// segment ids [rows, seq] (the ids only where the plan packs), last_index [rows].
+Status FeedLogitsStep(Session* s, const std::vector<int32_t>& tokens,
+                      const std::vector<int32_t>& positions, const std::vector<int32_t>& segments,
+                      const std::vector<int32_t>& last_index);
 
 // Whether `program` of `plan` takes the input `name`.
 bool HasInput(const Plan& plan, const std::string& program, const char* name);

@@ -178,12 +178,7 @@ Status CompareLogits(Session& ref, Session& merged, double* max_diff, double* ma
     for (int64_t r = 0; r < batch; ++r)
       last[r] = static_cast<int32_t>(std::max<int64_t>(0, (run + 1) * seq / 4 - 1 - r % 3));
     for (Session* s : {&ref, &merged}) {
-      LORA_RETURN_IF_ERROR(FeedInputs(
-          s, "logits_step",
-          {{inputs::kTokens, tok.data(), tok.size() * 4},
-           {inputs::kPositions, pos.data(), pos.size() * 4},
-           {inputs::kSegmentIds, seg.data(), seg.size() * 4, /*optional=*/true},
-           {inputs::kLastIndex, last.data(), last.size() * 4}}));
+      LORA_RETURN_IF_ERROR(FeedLogitsStep(s, tok, pos, seg, last));
       LORA_RETURN_IF_ERROR(s->Run("logits_step", 0));
     }
     LORA_RETURN_IF_ERROR(ref.GetOutput("logits_step", "logits", a.data(), a.size() * 4));
