@@ -457,6 +457,18 @@ TEST(JinjaFuzzTest, PublishedTemplatesRenderRandomContexts) {
   EXPECT_GT(counts.render_errors, 50);  // raise_exception on odd roles, bad types
 }
 
+// `rounds` mutations of `s`, each of its tokens with probability
+// `token_chance`, else of its bytes.
+void Mutate(Rng& r, size_t rounds, double token_chance, std::string* s) {
+  for (size_t k = 0; k < rounds; ++k) {
+    if (r.Chance(token_chance)) {
+      MutateTokens(r, s);
+    } else {
+      MutateBytes(r, s);
+    }
+  }
+}
+
 TEST(JinjaFuzzTest, MutatedTemplatesParseAndRenderOrFailCleanly) {
   const std::vector<std::string> templates = PublishedTemplates();
   const int kMutantsPerTemplate = 150 * FuzzScale();  // 13 templates: ~2000 sources
@@ -465,13 +477,7 @@ TEST(JinjaFuzzTest, MutatedTemplatesParseAndRenderOrFailCleanly) {
   for (const std::string& seed : templates) {
     for (int i = 0; i < kMutantsPerTemplate; ++i) {
       std::string s = seed;
-      for (size_t k = 0, n = 1 + r.Below(3); k < n; ++k) {
-        if (r.Chance(0.5)) {
-          MutateTokens(r, &s);
-        } else {
-          MutateBytes(r, &s);
-        }
-      }
+      Mutate(r, 1 + r.Below(3), 0.5, &s);
       ParseAndRender(s, r, 2, &counts);
       if (HasFatalFailure()) {
         ADD_FAILURE() << "template: " << s;
@@ -491,15 +497,7 @@ TEST(JinjaFuzzTest, GeneratedSnippetsParseAndRenderOrFailCleanly) {
   Counts counts;
   for (int i = 0; i < 3000 * FuzzScale(); ++i) {
     std::string s = Body(r, 1 + static_cast<int>(r.Below(4)));
-    if (r.Chance(0.5)) {
-      for (size_t k = 0, n = 1 + r.Below(2); k < n; ++k) {
-        if (r.Chance(0.6)) {
-          MutateTokens(r, &s);
-        } else {
-          MutateBytes(r, &s);
-        }
-      }
-    }
+    if (r.Chance(0.5)) Mutate(r, 1 + r.Below(2), 0.6, &s);
     ParseAndRender(s, r, 2, &counts);
     if (HasFatalFailure()) {
       ADD_FAILURE() << "template: " << s;
