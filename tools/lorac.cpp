@@ -387,23 +387,6 @@ Pipeline buildPipeline(ModuleOp module) {
   return p;
 }
 
-LogicalResult runPipeline(ModuleOp module, StringRef pipeline) {
-  PassManager pm(module->getContext());
-  std::string err;
-  llvm::raw_string_ostream es(err);
-  // The pass manager is anchored on the module: parse what is inside
-  // builtin.module(...).
-  StringRef inner = pipeline;
-  if (inner.consume_front("builtin.module("))
-    inner.consume_back(")");
-  if (failed(parsePassPipeline(inner, pm, es))) {
-    module.emitError() << "internal error: bad pipeline '" << pipeline
-                       << "': " << es.str();
-    return failure();
-  }
-  return pm.run(module);
-}
-
 /// Checks the flags of `lorac compile`; an error message or nothing.
 std::optional<std::string> checkCompileFlags() {
   auto bad = [](const Twine &t) { return std::optional<std::string>(t.str()); };
@@ -483,96 +466,6 @@ FailureOr<int64_t> plannedBytes(ModuleOp module) {
   return r->totalBytes();
 }
 
-/// --remat auto: the fewest decoder layers to recompute (those freeing the
-/// most memory per recomputed op first) so that the plan fits the budget.
-/// `module` has been through the pipeline prefix; on success it has been
-/// through the rest too and `chosen` holds the remat stage of the pipeline.
-LogicalResult chooseRemat(OwningOpRef<ModuleOp> &module,
-                          const Pipeline &pipeline, int64_t budget,
-                          std::string &chosen) {
-  auto train = (*module).lookupSymbol<func::FuncOp>("train_step");
-  FailureOr<SmallVector<lora::LayerRematInfo>> info =
-      lora::analyzeRematerialization(train);
-  if (failed(info))
-    return failure();
-  SmallVector<lora::LayerRematInfo> layers(*info);
-  llvm::stable_sort(layers, [](const auto &a, const auto &b) {
-    return a.savedBytes * std::max<int64_t>(b.recomputedOps, 1) >
-           b.savedBytes * std::max<int64_t>(a.recomputedOps, 1);
-  });
-  auto stage = [&](size_t k) -> std::string {
-    if (k == 0)
-      return "";
-    SmallVector<int64_t> ids;
-    for (size_t i = 0; i < k; ++i)
-      ids.push_back(layers[i].layer);
-    llvm::sort(ids);
-    std::string list;
-    for (int64_t id : ids)
-      list += (list.empty() ? "" : ",") + std::to_string(id);
-    return "lora-remat{policy=auto layers-to-remat=" + list + "}";
-  };
-  // Peak with the first k layers recomputed.
-  auto evaluate = [&](size_t k, OwningOpRef<ModuleOp> &out) -> FailureOr<int64_t> {
-    out = cast<ModuleOp>((*module)->clone());
-    std::string st = stage(k);
-    std::string pipe = "builtin.module(" + (st.empty() ? "" : st + ",") +
-                       pipeline.suffix + ")";
-    if (failed(runPipeline(*out, pipe)))
-      return failure();
-    return plannedBytes(*out);
-  };
-  OwningOpRef<ModuleOp> best;
-  FailureOr<int64_t> none = evaluate(0, best);
-  if (failed(none))
-    return failure();
-  if (*none <= budget) {
-    module = std::move(best);
-    chosen = "";
-    return success();
-  }
-  OwningOpRef<ModuleOp> all;
-  FailureOr<int64_t> smallest = evaluate(layers.size(), all);
-  if (failed(smallest))
-    return failure();
-  if (*smallest > budget)
-    return (*module).emitError()
-           << "--memory-budget " << lora::formatBytes(budget)
-           << " cannot be met: the smallest planned peak is "
-           << lora::formatBytes(*smallest) << " (every one of the "
-           << layers.size() << " decoder layers recomputed; without "
-           << "recomputation " << lora::formatBytes(*none)
-           << "); lower --micro-batch or --seq-len, or use --quantize-base nf4";
-  // The smallest k that fits (the peak falls as more layers are recomputed).
-  size_t lo = 1, hi = layers.size();
-  best = std::move(all);
-  size_t bestK = layers.size();
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    OwningOpRef<ModuleOp> candidate;
-    FailureOr<int64_t> bytes = evaluate(mid, candidate);
-    if (failed(bytes))
-      return failure();
-    if (*bytes <= budget) {
-      hi = mid;
-      best = std::move(candidate);
-      bestK = mid;
-    } else {
-      lo = mid + 1;
-    }
-  }
-  if (bestK != lo) {
-    OwningOpRef<ModuleOp> candidate;
-    if (failed(evaluate(lo, candidate)))
-      return failure();
-    best = std::move(candidate);
-    bestK = lo;
-  }
-  module = std::move(best);
-  chosen = stage(bestK);
-  return success();
-}
-
 int runCompile() {
   if (std::optional<std::string> err = checkCompileFlags())
     return error(*err);
@@ -636,18 +529,24 @@ int runCompile() {
     rematStage = "lora-remat{policy=layer}";
   {
     std::string prefix = "builtin.module(" + pipeline.prefix + ")";
-    if (failed(runPipeline(*module, prefix)))
+    if (failed(lora::runModulePipeline(*module, prefix)))
       return 1;
   }
   if (remat == "auto") {
     int64_t budget = *lora::parseByteSize(memoryBudget);
-    if (failed(chooseRemat(module, pipeline, budget, rematStage)))
+    lora::RematBudgetSearch search;
+    search.restPipeline = pipeline.suffix;
+    search.plannedBytes = plannedBytes;
+    FailureOr<std::string> chosen =
+        lora::chooseRematForBudget(module, search, budget);
+    if (failed(chosen))
       return 1;
+    rematStage = *chosen;
   } else {
     std::string rest = "builtin.module(" +
                        (rematStage.empty() ? "" : rematStage + ",") +
                        pipeline.suffix + ")";
-    if (failed(runPipeline(*module, rest)))
+    if (failed(lora::runModulePipeline(*module, rest)))
       return 1;
   }
   std::string fullPipeline = pipeline.full(rematStage);

@@ -37,16 +37,55 @@ LogicalResult ParamOp::verify() {
                          << " must be frozen, not "
                          << stringifyParamRole(getRole());
   }
-  if (getRole() == ParamRole::OptimizerState && !getOf())
-    return emitOpError() << "optimizer_state parameter '" << getName()
+  ParamRole role = getRole();
+  ParamInit init = getEffectiveInit();
+  bool owned = role == ParamRole::OptimizerState || role == ParamRole::Gradient;
+  if (owned && !getOf())
+    return emitOpError() << stringifyParamRole(role) << " parameter '"
+                         << getName()
                          << "' needs an 'of' attribute naming its trainable "
                             "parameter";
-  if (getRole() != ParamRole::OptimizerState && getOf())
-    return emitOpError() << "attribute 'of' is only valid on "
-                            "optimizer_state parameters";
+  if (init == ParamInit::Fisher && !getOf())
+    return emitOpError() << "parameter '" << getName()
+                         << "' with init(fisher) needs an 'of' attribute "
+                            "naming the weight whose Fisher it is";
+  if (!owned && init != ParamInit::Fisher && getOf())
+    return emitOpError() << "attribute 'of' is only valid on optimizer_state "
+                            "and gradient parameters and on init(fisher)";
   if (getOf() && getOf()->empty())
     return emitOpError() << "attribute 'of' must not be empty";
+  // Which fillings fit which role.
+  bool fits = false;
+  switch (init) {
+  case ParamInit::Checkpoint:
+    fits = role == ParamRole::Frozen || role == ParamRole::Trainable;
+    break;
+  case ParamInit::KaimingUniform:
+    fits = role == ParamRole::Trainable;
+    break;
+  case ParamInit::Zeros:
+    fits = role != ParamRole::Frozen;
+    break;
+  case ParamInit::CopyOfOwner:
+    fits = role == ParamRole::OptimizerState;
+    break;
+  case ParamInit::Fisher:
+    fits = role == ParamRole::Frozen;
+    break;
+  }
+  if (!fits)
+    return emitOpError() << "init(" << stringifyParamInit(init)
+                         << ") is not valid for a " << stringifyParamRole(role)
+                         << " parameter";
   return success();
+}
+
+ParamInit ParamOp::getEffectiveInit() {
+  if (std::optional<ParamInit> init = getInit())
+    return *init;
+  return getRole() == ParamRole::Frozen || getRole() == ParamRole::Trainable
+             ? ParamInit::Checkpoint
+             : ParamInit::Zeros;
 }
 
 //===----------------------------------------------------------------------===//

@@ -117,9 +117,8 @@ private:
         {ShapedType::kDynamic, ShapedType::kDynamic, features}, elt);
   }
   Value param(const std::string &name, llvm::ArrayRef<int64_t> shape) {
-    return b.create<ParamOp>(
-        loc(name), RankedTensorType::get(shape, elt), b.getStringAttr(name),
-        ParamRoleAttr::get(&ctx, ParamRole::Frozen), StringAttr());
+    return b.create<ParamOp>(loc(name), RankedTensorType::get(shape, elt),
+                             name, ParamRole::Frozen);
   }
   Value norm(const std::string &module, Value x) {
     Value w = param(module + ".weight", {c.hiddenSize});

@@ -160,11 +160,11 @@ struct AttachAdaptersPass
     Location loc = op.getLoc();
     std::string prefix = "base_model.model." + name;
     auto a = b.create<ParamOp>(loc, RankedTensorType::get({rank, in}, elt),
-                               b.getStringAttr(prefix + ".lora_A.weight"),
-                               ParamRole::Trainable, StringAttr());
+                               prefix + ".lora_A.weight", ParamRole::Trainable,
+                               StringRef(), ParamInit::KaimingUniform);
     auto bp = b.create<ParamOp>(loc, RankedTensorType::get({out, rank}, elt),
-                                b.getStringAttr(prefix + ".lora_B.weight"),
-                                ParamRole::Trainable, StringAttr());
+                                prefix + ".lora_B.weight", ParamRole::Trainable,
+                                StringRef(), ParamInit::Zeros);
     auto delta = b.create<AdapterOp>(loc, op.getType(), op.getX(), a, bp,
                                      b.getF64FloatAttr(alpha),
                                      b.getF64FloatAttr(dropout));

@@ -86,7 +86,7 @@ struct ElasticWeightConsolidationPass
       b.setInsertionPoint(ret);
       Value fisher = b.create<ParamOp>(
           loc, RankedTensorType::get({bt.getDimSize(0), at.getDimSize(1)}, at.getElementType()),
-          b.getStringAttr("ewc.fisher/" + base->str()), ParamRole::Frozen, StringAttr());
+          "ewc.fisher/" + base->str(), ParamRole::Frozen, *base, ParamInit::Fisher);
       auto pen = b.create<EWCPenaltyOp>(loc, TypeRange{f32, f32}, a.getA(), a.getB(), fisher,
                                         count, b.getF64FloatAttr(a.getScaling()),
                                         b.getF64FloatAttr(lambda));

@@ -10,7 +10,9 @@
 //===----------------------------------------------------------------------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/KernelContract.h"
+#include "lora/Transforms/ModelSummary.h"
 #include "lora/Transforms/Passes.h"
+#include "lorart/plan/kernel_params.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -26,57 +28,54 @@ using namespace mlir::lora;
 
 namespace {
 
-/// Collects a kernel's kind and parameters.
-class KernelBuilder {
-public:
-  KernelBuilder(MLIRContext *ctx, StringRef kind) : b(ctx) {
-    attrs.push_back(b.getNamedAttr("kind", b.getStringAttr(kind)));
-  }
-  KernelBuilder &i(StringRef k, int64_t v) {
-    attrs.push_back(b.getNamedAttr(k, b.getI64IntegerAttr(v)));
-    return *this;
-  }
-  KernelBuilder &f(StringRef k, double v) {
-    attrs.push_back(b.getNamedAttr(k, b.getF64FloatAttr(v)));
-    return *this;
-  }
-  KernelBuilder &s(StringRef k, StringRef v) {
-    attrs.push_back(b.getNamedAttr(k, b.getStringAttr(v)));
-    return *this;
-  }
-  /// The weight's storage: "nf4" with its layout, or the float dtype.
-  KernelBuilder &weight(Value w) {
-    if (auto nf4 = dyn_cast<NF4Type>(w.getType())) {
-      s("weight_format", "nf4");
-      i("block_size", nf4.getBlockSize());
-      i("double_quant_block", nf4.getDoubleQuantBlock());
-    } else {
-      s("weight_format", "dense");
-    }
-    return *this;
-  }
-  DictionaryAttr get() { return b.getDictionaryAttr(attrs); }
+namespace params = lorart::kernels::params;
 
-private:
-  Builder b;
-  SmallVector<NamedAttribute> attrs;
-};
+/// The `lora.kernel` dictionary of a kernel: `kind` and one entry per field
+/// of its kind's typed parameter struct (lorart/plan/kernel_params.h,
+/// generated from kernel_kinds.def), optional fields only when set. The
+/// builders below fill structs, so a parameter's name and type come from the
+/// declaration and a misspelt one does not compile.
+template <class P>
+DictionaryAttr kernelAttr(MLIRContext *ctx, const P &p) {
+  struct Sink {
+    Builder b;
+    SmallVector<NamedAttribute> attrs;
+    void Set(const char *k, int64_t v) {
+      attrs.push_back(b.getNamedAttr(k, b.getI64IntegerAttr(v)));
+    }
+    void Set(const char *k, double v) {
+      attrs.push_back(b.getNamedAttr(k, b.getF64FloatAttr(v)));
+    }
+    void Set(const char *k, const std::string &v) {
+      attrs.push_back(b.getNamedAttr(k, b.getStringAttr(v)));
+    }
+  } sink{Builder(ctx), {}};
+  sink.attrs.push_back(sink.b.getNamedAttr(
+      "kind", sink.b.getStringAttr(lorart::kernels::KindName(P::kKind))));
+  lorart::kernels::WriteParams(sink, p);
+  return sink.b.getDictionaryAttr(sink.attrs);
+}
+
+/// The weight's storage: "nf4" with its layout, or "dense".
+template <class P>
+void setWeight(P &p, Value w) {
+  if (auto nf4 = dyn_cast<NF4Type>(w.getType())) {
+    p.weight_format = "nf4";
+    p.block_size = nf4.getBlockSize();
+    p.double_quant_block = nf4.getDoubleQuantBlock();
+  } else {
+    p.weight_format = "dense";
+  }
+}
 
 /// The dropout random stream of an op: a hash of its module name (its
 /// NameLoc), shared by the forward op, its gradient op and any recomputed
 /// clone, so that all of them draw the same mask for a given step seed.
 int64_t rngStream(Operation *op) {
-  Location loc = op->getLoc();
-  std::string name;
-  loc->walk([&](Location l) {
-    if (auto nl = dyn_cast<NameLoc>(l)) {
-      name = nl.getName().str();
-      return WalkResult::interrupt();
-    }
-    return WalkResult::advance();
-  });
-  if (name.empty())
+  std::optional<StringRef> module = getModuleName(op->getLoc());
+  if (!module || module->empty())
     return 0;
+  StringRef name = *module;
   uint64_t h = 1469598103934665603ull; // FNV-1a
   for (char c : name) {
     h ^= static_cast<unsigned char>(c);
@@ -118,19 +117,15 @@ struct LowerToKernelsPass
     WalkResult r = module.walk([&](Operation *op) {
       if (isa<ModuleOp, func::FuncOp, func::ReturnOp, ParamOp>(op))
         return WalkResult::advance();
-      FailureOr<DictionaryAttr> k = kernelFor(op);
-      if (failed(k))
-        return WalkResult::interrupt();
       // Dropout is a training-time regularizer: only @train_step draws
       // masks; every other program runs the adapters deterministically.
       auto fn = op->getParentOfType<func::FuncOp>();
-      if (k->get("dropout") && (!fn || fn.getName() != "train_step")) {
-        NamedAttrList attrs(*k);
-        attrs.set("dropout", FloatAttr::get(Float64Type::get(op->getContext()), 0.0));
-        k = attrs.getDictionary(op->getContext());
-      }
-      // The builders above and kernel_kinds.def must agree: a parameter
-      // the runtime would refuse at load time is a compiler error here.
+      bool training = fn && fn.getName() == "train_step";
+      FailureOr<DictionaryAttr> k = kernelFor(op, training);
+      if (failed(k))
+        return WalkResult::interrupt();
+      // The builders fill kernel_kinds.def's structs; this also checks what
+      // the structs cannot (a required string left empty is still present).
       if (failed(verifyKernelParams(op, *k)))
         return WalkResult::interrupt();
       op->setAttr(kKernelAttrName, *k);
@@ -140,7 +135,7 @@ struct LowerToKernelsPass
       return signalPassFailure();
   }
 
-  FailureOr<DictionaryAttr> kernelFor(Operation *op) {
+  FailureOr<DictionaryAttr> kernelFor(Operation *op, bool training) {
     MLIRContext *ctx = op->getContext();
     for (Value v : op->getOperands())
       if (auto t = dyn_cast<RankedTensorType>(v.getType());
@@ -149,166 +144,199 @@ struct LowerToKernelsPass
                           << ": run lora-specialize-shapes first";
         return failure();
       }
-    auto matmul = [&](StringRef kind, Value x, Value w) {
-      KernelBuilder k(ctx, kind);
+    // m, n, k of x [m, k] times w [n, k]ᵀ, and the weight's storage.
+    auto matmul = [&](auto &p, Value x, Value w) {
       ArrayRef<int64_t> ws = shapeOf(w);
-      k.i("m", rows(x)).i("n", ws[0]).i("k", ws[1]).weight(w);
-      return k;
+      p.m = rows(x);
+      p.n = ws[0];
+      p.k = ws[1];
+      setWeight(p, w);
     };
-    auto attention = [&](StringRef kind, Value q, bool seg, int64_t heads,
-                         int64_t kv, int64_t hd, double scale,
+    // An adapter of rank r with lora_alpha / r scaling.
+    auto adapter = [&](auto &p, int64_t r, double scaling, APFloat dropout) {
+      p.rank = r;
+      p.scaling = scaling;
+      p.dropout = training ? dropout.convertToDouble() : 0.0;
+      p.rng_stream = rngStream(op);
+    };
+    auto attention = [&](auto p, Value q, bool seg, int64_t heads, int64_t kv,
+                         int64_t hd, double scale,
                          std::optional<int64_t> window) {
       ArrayRef<int64_t> s = shapeOf(q);
-      KernelBuilder k(ctx, kind);
-      k.i("batch", s[0]).i("seq", s[1]).i("num_heads", heads)
-          .i("num_kv_heads", kv).i("head_dim", hd).f("scale", scale)
-          .i("causal", 1).i("segments", seg ? 1 : 0)
-          .i("sliding_window", window.value_or(0))
-          .i("block_q", attentionBlock).i("block_k", attentionBlock);
-      return k.get();
+      p.batch = s[0];
+      p.seq = s[1];
+      p.num_heads = heads;
+      p.num_kv_heads = kv;
+      p.head_dim = hd;
+      p.scale = scale;
+      p.causal = 1;
+      p.segments = seg ? 1 : 0;
+      p.sliding_window = window.value_or(0);
+      p.block_q = attentionBlock;
+      p.block_k = attentionBlock;
+      return kernelAttr(ctx, p);
     };
-    auto rope = [&](StringRef kind, Value x, int64_t hd, double theta,
+    auto rope = [&](auto p, Value x, int64_t hd, double theta,
                     RopeScalingAttr sc) {
       ArrayRef<int64_t> s = shapeOf(x);
-      KernelBuilder k(ctx, kind);
-      k.i("batch", s[0]).i("seq", s[1]).i("features", s[2]).i("head_dim", hd)
-          .f("theta", theta);
+      p.batch = s[0];
+      p.seq = s[1];
+      p.features = s[2];
+      p.head_dim = hd;
+      p.theta = theta;
+      p.scaling = "none";
       if (sc) {
-        k.s("scaling", stringifyRopeScalingKind(sc.getKind()))
-            .f("factor", sc.getFactor().convertToDouble())
-            .f("low_freq_factor", sc.getLowFreqFactor().convertToDouble())
-            .f("high_freq_factor", sc.getHighFreqFactor().convertToDouble())
-            .i("original_max_position_embeddings",
-               sc.getOriginalMaxPositionEmbeddings());
-      } else {
-        k.s("scaling", "none");
+        p.scaling = stringifyRopeScalingKind(sc.getKind()).str();
+        p.factor = sc.getFactor().convertToDouble();
+        p.low_freq_factor = sc.getLowFreqFactor().convertToDouble();
+        p.high_freq_factor = sc.getHighFreqFactor().convertToDouble();
+        p.original_max_position_embeddings =
+            sc.getOriginalMaxPositionEmbeddings();
       }
-      return k.get();
+      return kernelAttr(ctx, p);
     };
-    auto elementwise = [&](StringRef kind, Value v) {
-      KernelBuilder k(ctx, kind);
+    auto elements = [&](auto p, int64_t n) {
+      p.elements = n;
+      return kernelAttr(ctx, p);
+    };
+    auto elementwise = [&](auto p, Value v) {
       int64_t n = 1;
       for (int64_t d : shapeOf(v))
         n *= d;
-      k.i("elements", n);
-      return k.get();
+      return elements(p, n);
     };
-    auto lmLoss = [&](StringRef kind, Value x, Value w, int64_t chunk) {
-      KernelBuilder k(ctx, kind);
-      k.i("tokens", rows(x)).i("hidden", shapeOf(w)[1])
-          .i("vocab", shapeOf(w)[0]).i("chunk_size", chunk);
-      return k.get();
+    auto lmLoss = [&](auto p, Value x, Value w, int64_t chunk) {
+      p.tokens = rows(x);
+      p.hidden = shapeOf(w)[1];
+      p.vocab = shapeOf(w)[0];
+      p.chunk_size = chunk;
+      return kernelAttr(ctx, p);
     };
     // The EWC penalty of an adapter (a [r, k], b [n, r]) and its gradient.
-    auto ewc = [&](StringRef kind, Value a, Value b, APFloat scaling, APFloat lambda) {
-      KernelBuilder k(ctx, kind);
-      k.i("n", shapeOf(b)[0]).i("k", shapeOf(a)[1]).i("rank", shapeOf(a)[0])
-          .f("scaling", scaling.convertToDouble()).f("lambda", lambda.convertToDouble());
-      return k.get();
+    auto ewc = [&](auto p, Value a, Value b, APFloat scaling, APFloat lambda) {
+      p.n = shapeOf(b)[0];
+      p.k = shapeOf(a)[1];
+      p.rank = shapeOf(a)[0];
+      p.scaling = scaling.convertToDouble();
+      p.lambda = lambda.convertToDouble();
+      return kernelAttr(ctx, p);
+    };
+    auto embedding = [&](auto p, Value rowsOf, Value table) {
+      p.tokens = rows(rowsOf);
+      p.hidden = shapeOf(table)[1];
+      p.vocab = shapeOf(table)[0];
+      return kernelAttr(ctx, p);
+    };
+    // A norm per group of features (weight smaller than x's last axis) is
+    // the same kernel over [rows·groups, group].
+    auto norm = [&](auto p, Value x, Value weight, APFloat eps) {
+      int64_t g = shapeOf(weight)[0];
+      p.rows = rows(x) * (shapeOf(x).back() / g);
+      p.hidden = g;
+      p.eps = eps.convertToDouble();
+      return kernelAttr(ctx, p);
+    };
+    auto logits = [&](auto p, Value l) {
+      p.tokens = rows(l);
+      p.vocab = shapeOf(l).back();
+      return p;
+    };
+    auto dpo = [&](auto p, Value pairMask, APFloat beta, StringRef lossType) {
+      p.pairs = shapeOf(pairMask)[0];
+      p.beta = beta.convertToDouble();
+      p.ipo = lossType == "ipo" ? 1 : 0;
+      return kernelAttr(ctx, p);
+    };
+    auto replay = [&](auto p, Value pairMask, APFloat weight) {
+      p.pairs = shapeOf(pairMask)[0];
+      p.weight = weight.convertToDouble();
+      return kernelAttr(ctx, p);
     };
 
     std::optional<DictionaryAttr> result =
         llvm::TypeSwitch<Operation *, std::optional<DictionaryAttr>>(op)
             .Case([&](EmbeddingOp o) {
-              KernelBuilder k(ctx, "embedding_fwd");
-              k.i("tokens", rows(o.getResult())).i("hidden", shapeOf(o.getTable())[1])
-                  .i("vocab", shapeOf(o.getTable())[0]);
-              return k.get();
+              return embedding(params::embedding_fwd{}, o.getResult(), o.getTable());
             })
             .Case([&](EmbeddingGradOp o) {
-              KernelBuilder k(ctx, "embedding_bwd");
-              k.i("tokens", rows(o.getDy())).i("hidden", shapeOf(o.getDtable())[1])
-                  .i("vocab", shapeOf(o.getDtable())[0]);
-              return k.get();
+              return embedding(params::embedding_bwd{}, o.getDy(), o.getDtable());
             })
-            // A norm per group of features (weight smaller than x's last
-            // axis) is the same kernel over [rows·groups, group].
             .Case([&](RMSNormOp o) {
-              KernelBuilder k(ctx, "rms_norm_fwd");
-              int64_t g = shapeOf(o.getWeight())[0];
-              k.i("rows", rows(o.getX()) * (shapeOf(o.getX()).back() / g)).i("hidden", g)
-                  .f("eps", o.getEps().convertToDouble());
-              return k.get();
+              return norm(params::rms_norm_fwd{}, o.getX(), o.getWeight(), o.getEps());
             })
             .Case([&](RMSNormGradOp o) {
-              KernelBuilder k(ctx, "rms_norm_bwd");
-              int64_t g = shapeOf(o.getWeight())[0];
-              k.i("rows", rows(o.getX()) * (shapeOf(o.getX()).back() / g)).i("hidden", g)
-                  .f("eps", o.getEps().convertToDouble());
-              return k.get();
+              return norm(params::rms_norm_bwd{}, o.getX(), o.getWeight(), o.getEps());
             })
             .Case([&](LinearOp o) {
-              auto k = matmul("linear_fwd", o.getX(), o.getWeight());
-              k.i("bias", o.getBias() ? 1 : 0);
-              return k.get();
+              params::linear_fwd p;
+              matmul(p, o.getX(), o.getWeight());
+              p.bias = o.getBias() ? 1 : 0;
+              return kernelAttr(ctx, p);
             })
             .Case([&](FusedLinearOp o) {
-              auto k = matmul("fused_linear_fwd", o.getX(), o.getWeight());
-              k.i("bias", o.getBias() ? 1 : 0);
+              params::fused_linear_fwd p;
+              matmul(p, o.getX(), o.getWeight());
+              p.bias = o.getBias() ? 1 : 0;
+              p.rank = 0;
               if (o.getA()) {
                 int64_t r = shapeOf(o.getA())[0];
-                k.i("rank", r)
-                    .f("scaling", o.getAlpha()->convertToDouble() / r)
-                    .f("dropout", o.getDropout().convertToDouble())
-                    .i("rng_stream", rngStream(o));
-              } else {
-                k.i("rank", 0);
+                adapter(p, r, o.getAlpha()->convertToDouble() / r, o.getDropout());
               }
-              return k.get();
+              return kernelAttr(ctx, p);
             })
             .Case([&](LinearGradXOp o) {
-              return matmul("linear_bwd_x", o.getDx(), o.getWeight()).get();
+              params::linear_bwd_x p;
+              matmul(p, o.getDx(), o.getWeight());
+              return kernelAttr(ctx, p);
             })
             .Case([&](LinearGradWOp o) {
-              KernelBuilder k(ctx, "linear_bwd_w");
-              k.i("m", rows(o.getX())).i("n", shapeOf(o.getDweight())[0])
-                  .i("k", shapeOf(o.getDweight())[1]);
-              return k.get();
+              params::linear_bwd_w p;
+              p.m = rows(o.getX());
+              p.n = shapeOf(o.getDweight())[0];
+              p.k = shapeOf(o.getDweight())[1];
+              return kernelAttr(ctx, p);
             })
             .Case([&](BiasGradOp o) {
-              KernelBuilder k(ctx, "bias_bwd");
-              k.i("rows", rows(o.getDy())).i("n", shapeOf(o.getDy()).back());
-              return k.get();
+              params::bias_bwd p;
+              p.rows = rows(o.getDy());
+              p.n = shapeOf(o.getDy()).back();
+              return kernelAttr(ctx, p);
             })
             .Case([&](AdapterOp o) {
-              KernelBuilder k(ctx, "lora_fwd");
+              params::lora_fwd p;
               int64_t r = shapeOf(o.getA())[0];
-              k.i("m", rows(o.getX())).i("n", shapeOf(o.getB())[0])
-                  .i("k", shapeOf(o.getA())[1]).i("rank", r)
-                  .f("scaling", o.getScaling())
-                  .f("dropout", o.getDropout().convertToDouble())
-                  .i("rng_stream", rngStream(o));
-              return k.get();
+              p.m = rows(o.getX());
+              p.n = shapeOf(o.getB())[0];
+              p.k = shapeOf(o.getA())[1];
+              adapter(p, r, o.getScaling(), o.getDropout());
+              return kernelAttr(ctx, p);
             })
             .Case([&](AdapterGradOp o) {
-              KernelBuilder k(ctx, "lora_bwd");
+              params::lora_bwd p;
               int64_t r = shapeOf(o.getA())[0];
-              k.i("m", rows(o.getX())).i("n", shapeOf(o.getB())[0])
-                  .i("k", shapeOf(o.getA())[1]).i("rank", r)
-                  .f("scaling", o.getAlpha().convertToDouble() / r)
-                  .f("dropout", o.getDropout().convertToDouble())
-                  .i("rng_stream", rngStream(o));
-              return k.get();
+              p.m = rows(o.getX());
+              p.n = shapeOf(o.getB())[0];
+              p.k = shapeOf(o.getA())[1];
+              adapter(p, r, o.getAlpha().convertToDouble() / r, o.getDropout());
+              return kernelAttr(ctx, p);
             })
             .Case([&](FusedLinearGradOp o) {
-              auto k = matmul("fused_linear_bwd", o.getX(), o.getWeight());
+              params::fused_linear_bwd p;
+              matmul(p, o.getX(), o.getWeight());
               int64_t r = shapeOf(o.getA())[0];
-              k.i("rank", r)
-                  .f("scaling", o.getAlpha().convertToDouble() / r)
-                  .f("dropout", o.getDropout().convertToDouble())
-                  .i("rng_stream", rngStream(o));
-              return k.get();
+              adapter(p, r, o.getAlpha().convertToDouble() / r, o.getDropout());
+              return kernelAttr(ctx, p);
             })
             .Case([&](RopeOp o) {
-              return rope("rope_fwd", o.getX(), o.getHeadDim(),
+              return rope(params::rope_fwd{}, o.getX(), o.getHeadDim(),
                           o.getTheta().convertToDouble(), o.getScalingAttr());
             })
             .Case([&](RopeGradOp o) {
-              return rope("rope_bwd", o.getDy(), o.getHeadDim(),
+              return rope(params::rope_bwd{}, o.getDy(), o.getHeadDim(),
                           o.getTheta().convertToDouble(), o.getScalingAttr());
             })
             .Case([&](AttentionOp o) {
-              return attention("attention_fwd", o.getQ(),
+              return attention(params::attention_fwd{}, o.getQ(),
                                static_cast<bool>(o.getSegmentIds()),
                                o.getNumHeads(), o.getNumKvHeads(),
                                o.getHeadDim(), o.getEffectiveScale(),
@@ -318,124 +346,116 @@ struct LowerToKernelsPass
               double scale = o.getScale() ? o.getScale()->convertToDouble()
                                           : 1.0 / std::sqrt(static_cast<double>(
                                                       o.getHeadDim()));
-              return attention("attention_bwd", o.getQ(),
+              return attention(params::attention_bwd{}, o.getQ(),
                                static_cast<bool>(o.getSegmentIds()),
                                o.getNumHeads(), o.getNumKvHeads(),
                                o.getHeadDim(), scale, o.getSlidingWindow());
             })
-            .Case([&](SwiGLUOp o) { return elementwise("swiglu_fwd", o.getGate()); })
-            .Case([&](SwiGLUGradOp o) { return elementwise("swiglu_bwd", o.getGate()); })
-            .Case([&](AddOp o) { return elementwise("add", o.getLhs()); })
+            .Case([&](SwiGLUOp o) { return elementwise(params::swiglu_fwd{}, o.getGate()); })
+            .Case([&](SwiGLUGradOp o) { return elementwise(params::swiglu_bwd{}, o.getGate()); })
+            .Case([&](AddOp o) { return elementwise(params::add{}, o.getLhs()); })
             .Case([&](LMHeadOp o) {
-              return matmul("lm_head_fwd", o.getX(), o.getWeight()).get();
+              params::lm_head_fwd p;
+              matmul(p, o.getX(), o.getWeight());
+              return kernelAttr(ctx, p);
             })
             .Case([&](CrossEntropyOp o) {
-              KernelBuilder k(ctx, "cross_entropy_fwd");
-              k.i("tokens", rows(o.getLogits())).i("vocab", shapeOf(o.getLogits()).back());
-              return k.get();
+              return kernelAttr(ctx, logits(params::cross_entropy_fwd{}, o.getLogits()));
             })
             .Case([&](CrossEntropyGradOp o) {
-              KernelBuilder k(ctx, "cross_entropy_bwd");
-              k.i("tokens", rows(o.getLogits())).i("vocab", shapeOf(o.getLogits()).back());
-              return k.get();
+              return kernelAttr(ctx, logits(params::cross_entropy_bwd{}, o.getLogits()));
             })
             .Case([&](SequenceLogProbsOp o) {
-              KernelBuilder k(ctx, "sequence_logprobs_fwd");
-              k.i("tokens", rows(o.getLogits())).i("vocab", shapeOf(o.getLogits()).back())
-                  .i("sequences", o.getNumSequences());
-              return k.get();
+              auto p = logits(params::sequence_logprobs_fwd{}, o.getLogits());
+              p.sequences = o.getNumSequences();
+              return kernelAttr(ctx, p);
             })
             .Case([&](SequenceLogProbsGradOp o) {
-              KernelBuilder k(ctx, "sequence_logprobs_bwd");
-              k.i("tokens", rows(o.getLogits())).i("vocab", shapeOf(o.getLogits()).back())
-                  .i("sequences", shapeOf(o.getDlogprobs())[0]);
-              return k.get();
+              auto p = logits(params::sequence_logprobs_bwd{}, o.getLogits());
+              p.sequences = shapeOf(o.getDlogprobs())[0];
+              return kernelAttr(ctx, p);
             })
             .Case([&](ReplayLossOp o) {
-              KernelBuilder k(ctx, "replay_loss_fwd");
-              k.i("pairs", shapeOf(o.getPairMask())[0]).f("weight", o.getWeight().convertToDouble());
-              return k.get();
+              return replay(params::replay_loss_fwd{}, o.getPairMask(), o.getWeight());
             })
             .Case([&](ReplayLossGradOp o) {
-              KernelBuilder k(ctx, "replay_loss_bwd");
-              k.i("pairs", shapeOf(o.getPairMask())[0]).f("weight", o.getWeight().convertToDouble());
-              return k.get();
+              return replay(params::replay_loss_bwd{}, o.getPairMask(), o.getWeight());
             })
             .Case([&](EWCPenaltyOp o) {
-              return ewc("ewc_penalty_fwd", o.getA(), o.getB(), o.getScaling(), o.getLambda());
+              return ewc(params::ewc_penalty_fwd{}, o.getA(), o.getB(), o.getScaling(),
+                         o.getLambda());
             })
             .Case([&](EWCPenaltyGradOp o) {
-              return ewc("ewc_penalty_bwd", o.getA(), o.getB(), o.getScaling(), o.getLambda());
+              return ewc(params::ewc_penalty_bwd{}, o.getA(), o.getB(), o.getScaling(),
+                         o.getLambda());
             })
             .Case([&](DPOLossOp o) {
-              KernelBuilder k(ctx, "dpo_loss_fwd");
-              k.i("pairs", shapeOf(o.getPairMask())[0]).f("beta", o.getBeta().convertToDouble())
-                  .i("ipo", o.getLossType() == "ipo" ? 1 : 0);
-              return k.get();
+              return dpo(params::dpo_loss_fwd{}, o.getPairMask(), o.getBeta(), o.getLossType());
             })
             .Case([&](DPOLossGradOp o) {
-              KernelBuilder k(ctx, "dpo_loss_bwd");
-              k.i("pairs", shapeOf(o.getPairMask())[0]).f("beta", o.getBeta().convertToDouble())
-                  .i("ipo", o.getLossType() == "ipo" ? 1 : 0);
-              return k.get();
+              return dpo(params::dpo_loss_bwd{}, o.getPairMask(), o.getBeta(), o.getLossType());
             })
             .Case([&](LMHeadCrossEntropyOp o) {
-              return lmLoss("lm_head_ce_fwd", o.getX(), o.getWeight(), o.getChunkSize());
+              return lmLoss(params::lm_head_ce_fwd{}, o.getX(), o.getWeight(), o.getChunkSize());
             })
             .Case([&](LMHeadCrossEntropyGradOp o) {
-              return lmLoss("lm_head_ce_bwd_x", o.getX(), o.getWeight(), o.getChunkSize());
+              return lmLoss(params::lm_head_ce_bwd_x{}, o.getX(), o.getWeight(),
+                            o.getChunkSize());
             })
             .Case([&](LMHeadCrossEntropyGradWOp o) {
-              return lmLoss("lm_head_ce_bwd_w", o.getX(), o.getWeight(), o.getChunkSize());
+              return lmLoss(params::lm_head_ce_bwd_w{}, o.getX(), o.getWeight(),
+                            o.getChunkSize());
             })
             .Case([&](SelectRowsOp o) {
-              KernelBuilder k(ctx, "select_rows");
+              params::select_rows p;
               ArrayRef<int64_t> s = shapeOf(o.getX());
-              k.i("batch", s[0]).i("seq", s[1]).i("hidden", s[2]);
-              return k.get();
+              p.batch = s[0];
+              p.seq = s[1];
+              p.hidden = s[2];
+              return kernelAttr(ctx, p);
             })
             .Case([&](SegmentBoundaryMaskOp o) {
-              KernelBuilder k(ctx, "segment_boundary_mask");
-              k.i("batch", shapeOf(o.getMask())[0]).i("seq", shapeOf(o.getMask())[1]);
-              return k.get();
+              params::segment_boundary_mask p;
+              p.batch = shapeOf(o.getMask())[0];
+              p.seq = shapeOf(o.getMask())[1];
+              return kernelAttr(ctx, p);
             })
             .Case([&](DequantizeOp o) {
-              KernelBuilder k(ctx, "dequantize");
-              k.weight(o.getInput()).i("elements", cast<NF4Type>(o.getInput().getType()).getNumElements());
-              return k.get();
+              params::dequantize p;
+              setWeight(p, o.getInput());
+              return elements(p, cast<NF4Type>(o.getInput().getType()).getNumElements());
             })
             .Case([&](ScalarOp o) {
-              KernelBuilder k(ctx, "fill");
-              k.f("value", o.getValue().convertToDouble()).i("elements", 1);
-              return k.get();
+              params::fill p;
+              p.value = o.getValue().convertToDouble();
+              return elements(p, 1);
             })
-            .Case([&](AccumulateOp o) { return elementwise("accumulate", o.getAcc()); })
-            .Case([&](AssignOp o) { return elementwise("copy", o.getValue()); })
+            .Case([&](AccumulateOp o) { return elementwise(params::accumulate{}, o.getAcc()); })
+            .Case([&](AssignOp o) { return elementwise(params::copy{}, o.getValue()); })
             .Case([&](ResetOp o) {
-              KernelBuilder k(ctx, "zero");
-              k.i("elements", cast<RankedTensorType>(o.getStorageType()).getNumElements());
-              return k.get();
+              return elements(params::zero{},
+                              cast<RankedTensorType>(o.getStorageType()).getNumElements());
             })
             .Case([&](GlobalNormOp o) {
-              KernelBuilder k(ctx, "global_norm");
-              k.i("tensors", o.getInputs().size());
-              return k.get();
+              params::global_norm p;
+              p.tensors = static_cast<int64_t>(o.getInputs().size());
+              return kernelAttr(ctx, p);
             })
             .Case([&](ClipScaleOp o) {
-              KernelBuilder k(ctx, "clip_scale");
-              k.f("max_norm", o.getMaxNorm().convertToDouble());
-              return k.get();
+              params::clip_scale p;
+              p.max_norm = o.getMaxNorm().convertToDouble();
+              return kernelAttr(ctx, p);
             })
             .Case([&](AdamWOp o) {
-              KernelBuilder k(ctx, "adamw");
-              int64_t n = cast<RankedTensorType>(o.getParam().getType()).getNumElements();
-              k.i("elements", n).f("beta1", o.getBeta1().convertToDouble())
-                  .f("beta2", o.getBeta2().convertToDouble())
-                  .f("eps", o.getEps().convertToDouble())
-                  .f("weight_decay", o.getWeightDecay().convertToDouble());
-              return k.get();
+              params::adamw p;
+              p.beta1 = o.getBeta1().convertToDouble();
+              p.beta2 = o.getBeta2().convertToDouble();
+              p.eps = o.getEps().convertToDouble();
+              p.weight_decay = o.getWeightDecay().convertToDouble();
+              return elements(
+                  p, cast<RankedTensorType>(o.getParam().getType()).getNumElements());
             })
-            .Case([&](CastOp o) { return elementwise("cast", o.getInput()); })
+            .Case([&](CastOp o) { return elementwise(params::cast{}, o.getInput()); })
             .Default([](Operation *) { return std::nullopt; });
     if (!result) {
       op->emitOpError() << "has no kernel";

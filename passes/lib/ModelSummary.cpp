@@ -36,6 +36,18 @@ std::optional<int64_t> mlir::lora::getLayerIndex(StringRef moduleName) {
   return std::nullopt;
 }
 
+std::optional<StringRef> mlir::lora::getModuleName(Location loc) {
+  std::optional<StringRef> name;
+  loc->walk([&](Location l) {
+    if (auto nl = dyn_cast<NameLoc>(l)) {
+      name = nl.getName().getValue();
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  return name;
+}
+
 static int64_t storedBytes(Type t) {
   if (auto nf4 = dyn_cast<NF4Type>(t))
     return nf4.getStorageBytes();
@@ -148,6 +160,7 @@ FailureOr<ModelSummary> mlir::lora::summarizeModule(ModuleOp module) {
       s.frozenBytes += storedBytes(type);
       break;
     case ParamRole::OptimizerState:
+    case ParamRole::Gradient:
       s.totalParams -= n; // optimizer state is not a model parameter
       break;
     }

@@ -68,10 +68,8 @@ struct OptimizerPass : public lora::impl::OptimizerBase<OptimizerPass> {
       auto accType = RankedTensorType::get(gt.getShape(), f32);
       std::string accName = ("grad/" + of.getValue()).str();
       Location loc = v.getLoc();
-      Value acc = b.create<ParamOp>(loc, accType, b.getStringAttr(accName),
-                                    ParamRoleAttr::get(ctx,
-                                                       ParamRole::OptimizerState),
-                                    of);
+      Value acc = b.create<ParamOp>(loc, accType, accName, ParamRole::Gradient,
+                                    of.getValue());
       Value sum = b.create<AccumulateOp>(loc, accType, acc, v);
       b.create<AssignOp>(loc, b.getStringAttr(accName), sum);
       params.push_back({of.getValue().str(), gt});
@@ -104,21 +102,25 @@ struct OptimizerPass : public lora::impl::OptimizerBase<OptimizerPass> {
     b.setInsertionPointToStart(entry);
     Value lr = entry->getArgument(0), step = entry->getArgument(1),
           count = entry->getArgument(2);
-    auto state = [&](const std::string &prefix, const Trainable &t) -> Value {
-      return b.create<ParamOp>(
-          loc, RankedTensorType::get(t.type.getShape(), f32),
-          b.getStringAttr(prefix + t.name),
-          ParamRoleAttr::get(ctx, ParamRole::OptimizerState),
-          b.getStringAttr(t.name));
+    // The names are only the keys the runtime saves the tensors under; what
+    // each is comes from its role and init.
+    auto state = [&](const std::string &prefix, const Trainable &t,
+                     ParamRole role = ParamRole::OptimizerState,
+                     std::optional<ParamInit> init = std::nullopt) -> Value {
+      return b.create<ParamOp>(loc,
+                               RankedTensorType::get(t.type.getShape(), f32),
+                               prefix + t.name, role, t.name, init);
     };
     SmallVector<Value> grads;
     for (const Trainable &t : params)
-      grads.push_back(state("grad/", t));
+      grads.push_back(state("grad/", t, ParamRole::Gradient));
     Value norm = b.create<GlobalNormOp>(loc, scalar, grads);
     Value scale = b.create<ClipScaleOp>(loc, scalar, norm, count,
                                         b.getF64FloatAttr(maxGradNorm));
     for (auto [t, g] : llvm::zip(params, grads)) {
-      Value master = state("master/", t), m = state("adam_m/", t),
+      Value master = state("master/", t, ParamRole::OptimizerState,
+                           ParamInit::CopyOfOwner),
+            m = state("adam_m/", t),
             v = state("adam_v/", t);
       auto up = b.create<AdamWOp>(
           loc, master.getType(), master.getType(), master.getType(), master, g,

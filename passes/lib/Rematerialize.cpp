@@ -14,10 +14,13 @@
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/ModelSummary.h"
 #include "lora/Transforms/Passes.h"
+#include "lora/Transforms/Report.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/STLExtras.h"
@@ -39,25 +42,6 @@ namespace {
 
 constexpr llvm::StringLiteral kNoSeedMessage =
     "no gradient seed (lora.scalar) found: run lora-autodiff first";
-
-/// The first NameLoc's name inside `loc`, looking through fused and call-site
-/// locations.
-std::optional<StringRef> firstName(Location loc) {
-  if (auto name = dyn_cast<NameLoc>(loc))
-    return name.getName().getValue();
-  if (auto fused = dyn_cast<FusedLoc>(loc)) {
-    for (Location l : fused.getLocations())
-      if (std::optional<StringRef> n = firstName(l))
-        return n;
-    return std::nullopt;
-  }
-  if (auto call = dyn_cast<CallSiteLoc>(loc)) {
-    if (std::optional<StringRef> n = firstName(call.getCallee()))
-      return n;
-    return firstName(call.getCaller());
-  }
-  return std::nullopt;
-}
 
 bool isSeed(Operation *op) {
   auto s = dyn_cast<ScalarOp>(op);
@@ -133,7 +117,7 @@ FailureOr<TrainingGraph> buildGraph(func::FuncOp func) {
   for (Operation &op : *g.body) {
     if (&op == terminator || g.backward.contains(&op) || isReusable(&op))
       continue;
-    std::optional<StringRef> name = firstName(op.getLoc());
+    std::optional<StringRef> name = getModuleName(op.getLoc());
     if (!name)
       continue;
     if (std::optional<int64_t> layer = getLayerIndex(*name)) {
@@ -354,6 +338,113 @@ std::optional<int64_t> mlir::lora::parseByteSize(StringRef text) {
     return static_cast<int64_t>(bytes);
   }
   return std::nullopt;
+}
+
+LogicalResult mlir::lora::runModulePipeline(ModuleOp module,
+                                            StringRef pipeline) {
+  PassManager pm(module->getContext());
+  std::string err;
+  llvm::raw_string_ostream es(err);
+  // The pass manager is anchored on the module: parse what is inside
+  // builtin.module(...).
+  StringRef inner = pipeline;
+  if (inner.consume_front("builtin.module("))
+    inner.consume_back(")");
+  if (failed(parsePassPipeline(inner, pm, es))) {
+    module.emitError() << "internal error: bad pipeline '" << pipeline
+                       << "': " << es.str();
+    return failure();
+  }
+  return pm.run(module);
+}
+
+FailureOr<std::string>
+mlir::lora::chooseRematForBudget(OwningOpRef<ModuleOp> &module,
+                                 const RematBudgetSearch &search,
+                                 int64_t budget) {
+  auto train = (*module).lookupSymbol<func::FuncOp>("train_step");
+  if (!train)
+    return (*module).emitError()
+           << "--remat auto needs a @train_step function";
+  FailureOr<SmallVector<LayerRematInfo>> info =
+      analyzeRematerialization(train);
+  if (failed(info))
+    return failure();
+  SmallVector<LayerRematInfo> layers(*info);
+  llvm::stable_sort(layers, [](const auto &a, const auto &b) {
+    return a.savedBytes * std::max<int64_t>(b.recomputedOps, 1) >
+           b.savedBytes * std::max<int64_t>(a.recomputedOps, 1);
+  });
+  auto stage = [&](size_t k) -> std::string {
+    if (k == 0)
+      return "";
+    SmallVector<int64_t> ids;
+    for (size_t i = 0; i < k; ++i)
+      ids.push_back(layers[i].layer);
+    llvm::sort(ids);
+    std::string list;
+    for (int64_t id : ids)
+      list += (list.empty() ? "" : ",") + std::to_string(id);
+    return "lora-remat{policy=auto layers-to-remat=" + list + "}";
+  };
+  // Peak with the first k layers recomputed.
+  auto evaluate = [&](size_t k,
+                      OwningOpRef<ModuleOp> &out) -> FailureOr<int64_t> {
+    out = cast<ModuleOp>((*module)->clone());
+    std::string st = stage(k);
+    std::string pipe = "builtin.module(" + (st.empty() ? "" : st + ",") +
+                       search.restPipeline + ")";
+    if (failed(runModulePipeline(*out, pipe)))
+      return failure();
+    return search.plannedBytes(*out);
+  };
+  OwningOpRef<ModuleOp> best;
+  FailureOr<int64_t> none = evaluate(0, best);
+  if (failed(none))
+    return failure();
+  if (*none <= budget) {
+    module = std::move(best);
+    return std::string();
+  }
+  OwningOpRef<ModuleOp> all;
+  FailureOr<int64_t> smallest = evaluate(layers.size(), all);
+  if (failed(smallest))
+    return failure();
+  if (*smallest > budget)
+    return (*module).emitError()
+           << "--memory-budget " << formatBytes(budget)
+           << " cannot be met: the smallest planned peak is "
+           << formatBytes(*smallest) << " (every one of the " << layers.size()
+           << " decoder layers recomputed; without recomputation "
+           << formatBytes(*none)
+           << "); lower --micro-batch or --seq-len, or use --quantize-base nf4";
+  // The smallest k that fits (the peak falls as more layers are recomputed).
+  size_t lo = 1, hi = layers.size();
+  best = std::move(all);
+  size_t bestK = layers.size();
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    OwningOpRef<ModuleOp> candidate;
+    FailureOr<int64_t> bytes = evaluate(mid, candidate);
+    if (failed(bytes))
+      return failure();
+    if (*bytes <= budget) {
+      hi = mid;
+      best = std::move(candidate);
+      bestK = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  if (bestK != lo) {
+    OwningOpRef<ModuleOp> candidate;
+    if (failed(evaluate(lo, candidate)))
+      return failure();
+    best = std::move(candidate);
+    bestK = lo;
+  }
+  module = std::move(best);
+  return stage(bestK);
 }
 
 namespace {

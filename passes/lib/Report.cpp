@@ -60,7 +60,6 @@ FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
       bytes = static_cast<int64_t>(bufferBytes(t));
       elems = cast<RankedTensorType>(t).getNumElements();
     }
-    StringRef name = p.getName();
     switch (p.getRole()) {
     case ParamRole::Frozen:
       r.frozenBytes += bytes;
@@ -70,10 +69,10 @@ FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
       r.trainableBytes += bytes;
       break;
     case ParamRole::OptimizerState:
-      if (name.starts_with("grad/"))
-        r.gradientBytes += bytes;
-      else
-        r.optimizerBytes += bytes;
+      r.optimizerBytes += bytes;
+      break;
+    case ParamRole::Gradient:
+      r.gradientBytes += bytes;
       break;
     }
   });

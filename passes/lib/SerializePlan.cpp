@@ -11,7 +11,9 @@
 #include "lora/Transforms/SerializePlan.h"
 
 #include "lora/Dialect/Lora/IR/LoraOps.h"
+#include "lora/Transforms/ModelSummary.h"
 #include "lora/Transforms/Passes.h"
+#include "lorart/plan/format_version.h"
 #include "lorart/schema/train_bin_generated.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -26,7 +28,6 @@ namespace sc = lorart::schema;
 
 namespace {
 
-constexpr uint32_t kFormatVersion = 1;
 
 std::optional<sc::DType> dtypeOf(Type t) {
   if (isa<NF4Type>(t))
@@ -59,9 +60,8 @@ ArrayRef<int64_t> shapeOf(Type t) {
 /// A readable name for an arena value: its location's module name if any.
 std::string debugName(Value v, StringRef program, unsigned id) {
   std::string base;
-  Location loc = v.getLoc();
-  if (auto nl = dyn_cast<NameLoc>(loc))
-    base = nl.getName().str();
+  if (std::optional<StringRef> module = getModuleName(v.getLoc()))
+    base = module->str();
   else if (auto op = v.getDefiningOp())
     base = op->getName().getStringRef().str();
   return (program + "/" + base + "#" + std::to_string(id)).str();
@@ -77,7 +77,7 @@ public:
     WalkResult r = module.walk([&](Operation *op) {
       if (auto p = dyn_cast<ParamOp>(op))
         if (failed(persistent(p.getName(), p.getType(), p.getRole(),
-                              p.getOf(), op)))
+                              p.getEffectiveInit(), p.getOf(), op)))
           return WalkResult::interrupt();
       if (auto a = dyn_cast<AssignOp>(op))
         if (failed(persistentForWrite(a.getName(), a.getValue().getType(),
@@ -126,7 +126,7 @@ public:
     auto prov = sc::CreateProvenanceDirect(
         b, opts.compilerVersion.c_str(), opts.pipeline.c_str(),
         opts.inputHash.c_str(), opts.source.c_str());
-    auto plan = sc::CreatePlan(b, kFormatVersion, *model, lora, tensorsVec,
+    auto plan = sc::CreatePlan(b, lorart::kPlanFormatVersion, *model, lora, tensorsVec,
                                arenaT, kernelsVec, programsVec, defaults,
                                prov);
     sc::FinishSizePrefixedPlanBuffer(b, plan);
@@ -138,7 +138,8 @@ private:
   /// A persistent tensor named `name`; the same name must always have the
   /// same type.
   LogicalResult persistent(StringRef name, Type type, ParamRole role,
-                           std::optional<StringRef> of, Operation *op) {
+                           ParamInit pinit, std::optional<StringRef> of,
+                           Operation *op) {
     auto it = byName.find(name);
     if (it != byName.end()) {
       if (types[name] != type)
@@ -151,25 +152,37 @@ private:
     if (!dt)
       return op->emitOpError() << "type " << type
                                << " cannot be stored in train.bin";
+    // The tensor's role and filling come from the op (role, init), never
+    // from its name.
     sc::Role srole = sc::Role::Frozen;
-    sc::TensorInit init = sc::TensorInit::Checkpoint;
     switch (role) {
     case ParamRole::Frozen:
       break;
     case ParamRole::Trainable:
       srole = sc::Role::Trainable;
-      // PEFT's initialization of a new adapter; base weights trained in
-      // full start from the checkpoint.
-      if (name.ends_with(".lora_A.weight"))
-        init = sc::TensorInit::KaimingUniform;
-      else if (name.ends_with(".lora_B.weight"))
-        init = sc::TensorInit::Zeros;
       break;
     case ParamRole::OptimizerState:
-      srole = name.starts_with("grad/") ? sc::Role::Gradient
-                                        : sc::Role::OptimizerState;
-      init = name.starts_with("master/") ? sc::TensorInit::CopyOfOwner
-                                         : sc::TensorInit::Zeros;
+      srole = sc::Role::OptimizerState;
+      break;
+    case ParamRole::Gradient:
+      srole = sc::Role::Gradient;
+      break;
+    }
+    sc::TensorInit init = sc::TensorInit::Checkpoint;
+    switch (pinit) {
+    case ParamInit::Checkpoint:
+      break;
+    case ParamInit::KaimingUniform:
+      init = sc::TensorInit::KaimingUniform;
+      break;
+    case ParamInit::Zeros:
+      init = sc::TensorInit::Zeros;
+      break;
+    case ParamInit::CopyOfOwner:
+      init = sc::TensorInit::CopyOfOwner;
+      break;
+    case ParamInit::Fisher:
+      init = sc::TensorInit::Fisher;
       break;
     }
     fb::Offset<sc::QuantInfo> quant = 0;
@@ -188,16 +201,17 @@ private:
     return success();
   }
 
-  /// A name written by lora.assign / lora.reset: normally read somewhere
-  /// with lora.param too; otherwise it is an optimizer-owned state.
+  /// A name written by lora.assign / lora.reset must be declared by a
+  /// lora.param (which says what the tensor is), with the same type.
   LogicalResult persistentForWrite(StringRef name, Type type, Operation *op) {
-    if (byName.count(name)) {
-      if (types[name] != type)
-        return op->emitOpError() << "writes '" << name << "' as " << type
-                                 << " but it is " << types[name];
-      return success();
-    }
-    return persistent(name, type, ParamRole::OptimizerState, name, op);
+    if (!byName.count(name))
+      return op->emitOpError() << "writes '" << name
+                               << "', which no lora.param declares (its role "
+                                  "and initialization are unknown)";
+    if (types[name] != type)
+      return op->emitOpError() << "writes '" << name << "' as " << type
+                               << " but it is " << types[name];
+    return success();
   }
 
   uint32_t arenaTensor(Value v, StringRef program, sc::Role role,

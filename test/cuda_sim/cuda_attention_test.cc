@@ -1,4 +1,4 @@
-// The attention forward template (passes/lib/CudaAttention.cpp) on the CPU
+// The attention forward template (codegen/cuda/attention.cpp) on the CPU
 // simulator against the CPU backend's attention_fwd, on shapes that reach
 // every path: sequence lengths that are not multiples of the 64-row tiles,
 // several query tiles, head_dim 16/64/128, grouped-query heads, a sliding
@@ -11,7 +11,11 @@
 #include <string>
 #include <unistd.h>
 
-#include "CudaGemm.h"
+#include "cuda/attention.h"
+#include "cuda/gemm.h"
+#include "cuda/linear_bwd.h"
+#include "cuda/lm_head.h"
+#include "cuda/simt.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/nvrtc.h"
 #include "sim_runner.h"
@@ -35,8 +39,8 @@ std::string Name(const Case& c) {
          (c.seg_bits ? "_seg" + std::to_string(c.seg_bits) : "");
 }
 
-mlir::lora::cuda::AttentionFwd Template(const Case& c) {
-  mlir::lora::cuda::AttentionFwd a;
+lorac::cuda::AttentionFwd Template(const Case& c) {
+  lorac::cuda::AttentionFwd a;
   a.batch = c.batch;
   a.seq = c.seq;
   a.heads = c.heads;
@@ -60,7 +64,7 @@ TEST_P(AttentionSim, MatchesTheCpuBackend) {
   std::uniform_real_distribution<float> u(-2.f, 2.f);
   auto a = Template(c);
   std::string why;
-  auto src = mlir::lora::cuda::emitAttentionFwd(a, &why);
+  auto src = lorac::cuda::emitAttentionFwd(a, &why);
   ASSERT_TRUE(src.has_value()) << why;
 
   const int64_t tokens = c.batch * c.seq;
@@ -134,7 +138,7 @@ TEST_P(AttentionSim, BackwardMatchesTheCpuBackend) {
   std::uniform_real_distribution<float> u(-2.f, 2.f);
   auto a = Template(c);
   std::string why;
-  auto src = mlir::lora::cuda::emitAttentionBwd(a, &why);
+  auto src = lorac::cuda::emitAttentionBwd(a, &why);
   ASSERT_TRUE(src.has_value()) << why;
   const int64_t tokens = c.batch * c.seq;
   auto random = [&](int64_t n) {
@@ -193,10 +197,10 @@ TEST_P(AttentionSim, BackwardMatchesTheCpuBackend) {
 
 TEST_P(AttentionSim, CompilesWithoutSpills) {
   std::string why;
-  auto fwd = mlir::lora::cuda::emitAttentionFwd(Template(GetParam()), &why);
+  auto fwd = lorac::cuda::emitAttentionFwd(Template(GetParam()), &why);
   ASSERT_TRUE(fwd.has_value()) << why;
   lora_sim_test::ExpectNoSpills(*fwd);
-  auto bwd = mlir::lora::cuda::emitAttentionBwd(Template(GetParam()), &why);
+  auto bwd = lorac::cuda::emitAttentionBwd(Template(GetParam()), &why);
   ASSERT_TRUE(bwd.has_value()) << why;
   lora_sim_test::ExpectNoSpills(*bwd);
 }
@@ -214,14 +218,14 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<Case>& info) { return Name(info.param); });
 
 TEST(AttentionTemplate, RefusesWhatItDoesNotCover) {
-  mlir::lora::cuda::AttentionFwd a = Template(Case{1, 16, 2, 1, 16, 0, true, 0});
+  lorac::cuda::AttentionFwd a = Template(Case{1, 16, 2, 1, 16, 0, true, 0});
   std::string why;
   a.headDim = 24;
-  EXPECT_FALSE(mlir::lora::cuda::emitAttentionFwd(a, &why).has_value());
+  EXPECT_FALSE(lorac::cuda::emitAttentionFwd(a, &why).has_value());
   EXPECT_EQ(why, "head_dim is not a multiple of 16 up to 128");
   a.headDim = 16;
   a.qType = "float";
-  EXPECT_FALSE(mlir::lora::cuda::emitAttentionFwd(a, &why).has_value());
+  EXPECT_FALSE(lorac::cuda::emitAttentionFwd(a, &why).has_value());
   EXPECT_EQ(why, "q is not bf16");
 }
 

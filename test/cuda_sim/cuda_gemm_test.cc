@@ -1,4 +1,4 @@
-// The tensor-core GEMM template (passes/lib/CudaGemm.cpp) on the CPU
+// The tensor-core GEMM template (codegen/cuda/gemm.cpp) on the CPU
 // simulator against the CPU backend's fused_linear_fwd / linear_fwd, on
 // shapes chosen to reach every path: both tile shapes, partial tiles in M, N
 // and K, bias, ranks that are and are not multiples of 16, dropout, a bf16
@@ -12,7 +12,11 @@
 #include <string>
 #include <unistd.h>
 
-#include "CudaGemm.h"
+#include "cuda/attention.h"
+#include "cuda/gemm.h"
+#include "cuda/linear_bwd.h"
+#include "cuda/lm_head.h"
+#include "cuda/simt.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/nvrtc.h"
 #include "lorart/quant/nf4.h"
@@ -52,7 +56,7 @@ TEST_P(GemmSim, MatchesTheCpuBackend) {
   const Case c = GetParam();
   std::mt19937_64 rng(std::random_device{}());
 
-  mlir::lora::cuda::GemmFwd g;
+  lorac::cuda::GemmFwd g;
   g.m = c.m;
   g.n = c.n;
   g.k = c.k;
@@ -68,7 +72,7 @@ TEST_P(GemmSim, MatchesTheCpuBackend) {
   g.scaling = 2.0 / std::max<int64_t>(c.rank, 1);
   g.dropout = c.dropout;
   std::string why;
-  auto src = mlir::lora::cuda::emitGemmFwd(g, &why);
+  auto src = lorac::cuda::emitGemmFwd(g, &why);
   ASSERT_TRUE(src.has_value()) << why;
 
   // Inputs.
@@ -177,7 +181,7 @@ INSTANTIATE_TEST_SUITE_P(
 // spills or a stack frame (ptxas's report).
 TEST_P(GemmSim, CompilesWithoutSpills) {
   const Case c = GetParam();
-  mlir::lora::cuda::GemmFwd g;
+  lorac::cuda::GemmFwd g;
   g.m = c.m;
   g.n = c.n;
   g.k = c.k;
@@ -191,32 +195,32 @@ TEST_P(GemmSim, CompilesWithoutSpills) {
   g.scaling = 0.5;
   g.dropout = c.dropout;
   std::string why;
-  auto src = mlir::lora::cuda::emitGemmFwd(g, &why);
+  auto src = lorac::cuda::emitGemmFwd(g, &why);
   ASSERT_TRUE(src.has_value()) << why;
   lora_sim_test::ExpectNoSpills(*src);
 }
 
 TEST(GemmTemplate, RefusesWhatItDoesNotCover) {
-  mlir::lora::cuda::GemmFwd g;
+  lorac::cuda::GemmFwd g;
   g.m = 64;
   g.n = 64;
   g.k = 64;
   g.xType = "float";
   g.yType = "float";
   std::string why;
-  EXPECT_FALSE(mlir::lora::cuda::emitGemmFwd(g, &why).has_value());
+  EXPECT_FALSE(lorac::cuda::emitGemmFwd(g, &why).has_value());
   EXPECT_EQ(why, "activations are not bf16");
   g.xType = g.yType = "__nv_bfloat16";
   g.k = 60;
-  EXPECT_FALSE(mlir::lora::cuda::emitGemmFwd(g, &why).has_value());
+  EXPECT_FALSE(lorac::cuda::emitGemmFwd(g, &why).has_value());
   EXPECT_EQ(why, "K is not a multiple of 8");
   g.k = 64;
   g.rank = 128;
-  EXPECT_FALSE(mlir::lora::cuda::emitGemmFwd(g, &why).has_value());
+  EXPECT_FALSE(lorac::cuda::emitGemmFwd(g, &why).has_value());
   EXPECT_EQ(why, "rank above 64");
   g.rank = 64;
   g.tile = 128;
-  EXPECT_FALSE(mlir::lora::cuda::emitGemmFwd(g, &why).has_value());
+  EXPECT_FALSE(lorac::cuda::emitGemmFwd(g, &why).has_value());
   EXPECT_EQ(why, "rank above 32 with 128x128 tiles");
 }
 

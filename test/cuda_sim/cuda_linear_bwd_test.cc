@@ -1,4 +1,4 @@
-// The linear backward template (passes/lib/CudaLinearBwd.cpp) on the CPU
+// The linear backward template (codegen/cuda/linear_bwd.cpp) on the CPU
 // simulator against the CPU backend's fused_linear_bwd, lora_bwd and
 // linear_bwd_x: partial tiles in every dimension, ranks 8/16/24/64, dropout,
 // bf16 and NF4 weights (with and without double quantization); and every
@@ -17,7 +17,11 @@
 #include <string>
 #include <unistd.h>
 
-#include "CudaGemm.h"
+#include "cuda/attention.h"
+#include "cuda/gemm.h"
+#include "cuda/linear_bwd.h"
+#include "cuda/lm_head.h"
+#include "cuda/simt.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/nvrtc.h"
 #include "lorart/quant/nf4.h"
@@ -43,8 +47,8 @@ std::string Name(const Case& c) {
          (c.nf4 ? "_nf4_" + std::to_string(c.double_quant) : "") + (c.dropout > 0 ? "_drop" : "");
 }
 
-mlir::lora::cuda::LinearBwd Template(const Case& c) {
-  mlir::lora::cuda::LinearBwd g;
+lorac::cuda::LinearBwd Template(const Case& c) {
+  lorac::cuda::LinearBwd g;
   g.m = c.m;
   g.n = c.n;
   g.k = c.k;
@@ -71,7 +75,7 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
   std::mt19937_64 rng(std::random_device{}());
   auto g = Template(c);
   std::string why;
-  auto src = mlir::lora::cuda::emitLinearBwd(g, &why);
+  auto src = lorac::cuda::emitLinearBwd(g, &why);
   ASSERT_TRUE(src.has_value()) << why;
 
   auto random = [&](int64_t n, float scale) {
@@ -183,7 +187,7 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
 
 TEST_P(LinearBwdSim, CompilesWithoutSpills) {
   std::string why;
-  auto src = mlir::lora::cuda::emitLinearBwd(Template(GetParam()), &why);
+  auto src = lorac::cuda::emitLinearBwd(Template(GetParam()), &why);
   ASSERT_TRUE(src.has_value()) << why;
   lora_sim_test::ExpectNoSpills(*src);
 }
@@ -204,15 +208,15 @@ TEST(LinearBwdTemplate, RefusesWhatItDoesNotCover) {
   auto g = Template(Case{"fused_linear_bwd", 64, 64, 64, 8, false, 0, 0.0});
   std::string why;
   g.dyType = "float";
-  EXPECT_FALSE(mlir::lora::cuda::emitLinearBwd(g, &why).has_value());
+  EXPECT_FALSE(lorac::cuda::emitLinearBwd(g, &why).has_value());
   EXPECT_EQ(why, "activations are not bf16");
   g.dyType = "__nv_bfloat16";
   g.n = 60;
-  EXPECT_FALSE(mlir::lora::cuda::emitLinearBwd(g, &why).has_value());
+  EXPECT_FALSE(lorac::cuda::emitLinearBwd(g, &why).has_value());
   EXPECT_EQ(why, "N or K is not a multiple of 8");
   g.n = 64;
   g.rank = 65;
-  EXPECT_FALSE(mlir::lora::cuda::emitLinearBwd(g, &why).has_value());
+  EXPECT_FALSE(lorac::cuda::emitLinearBwd(g, &why).has_value());
   EXPECT_EQ(why, "rank above 64");
 }
 

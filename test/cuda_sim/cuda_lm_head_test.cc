@@ -1,4 +1,4 @@
-// The LM-head cross-entropy forward template (passes/lib/CudaLmHead.cpp) on
+// The LM-head cross-entropy forward template (codegen/cuda/lm_head.cpp) on
 // the CPU simulator against the CPU backend's lm_head_ce_fwd: token counts,
 // hidden sizes and vocabularies that are not multiples of the tiles, int32
 // and int64 targets, random masks; lm_head_ce_bwd_x and lm_head_ce_bwd_w (f32
@@ -10,7 +10,11 @@
 #include <string>
 #include <unistd.h>
 
-#include "CudaGemm.h"
+#include "cuda/attention.h"
+#include "cuda/gemm.h"
+#include "cuda/linear_bwd.h"
+#include "cuda/lm_head.h"
+#include "cuda/simt.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/nvrtc.h"
 #include "sim_runner.h"
@@ -28,8 +32,8 @@ struct Case {
 
 class LmHeadSim : public ::testing::TestWithParam<Case> {};
 
-mlir::lora::cuda::LmHeadCe Template(const Case& c) {
-  mlir::lora::cuda::LmHeadCe l;
+lorac::cuda::LmHeadCe Template(const Case& c) {
+  lorac::cuda::LmHeadCe l;
   l.tokens = c.tokens;
   l.hidden = c.hidden;
   l.vocab = c.vocab;
@@ -82,7 +86,7 @@ TEST_P(LmHeadSim, ForwardMatchesTheCpuBackend) {
   const Case c = GetParam();
   std::mt19937_64 rng(std::random_device{}());
   std::string why;
-  auto src = mlir::lora::cuda::emitLmHeadCeFwd(Template(c), &why);
+  auto src = lorac::cuda::emitLmHeadCeFwd(Template(c), &why);
   ASSERT_TRUE(src.has_value()) << why;
   Operands op = RandomOperands(c, rng);
   auto& x = op.x;
@@ -129,7 +133,7 @@ TEST_P(LmHeadSim, InputGradientMatchesTheCpuBackend) {
   auto l = Template(c);
   l.dxType = "__nv_bfloat16";
   std::string why;
-  auto src = mlir::lora::cuda::emitLmHeadCeBwdX(l, 64, &why);
+  auto src = lorac::cuda::emitLmHeadCeBwdX(l, 64, &why);
   ASSERT_TRUE(src.has_value()) << why;
   Operands op = RandomOperands(c, rng);
   auto& x = op.x;
@@ -172,7 +176,7 @@ TEST_P(LmHeadSim, WeightGradientMatchesTheCpuBackend) {
   for (bool f32 : {true, false}) {
     SCOPED_TRACE(f32 ? "f32 dw" : "bf16 dw");
     std::string why;
-    auto src = mlir::lora::cuda::emitLmHeadCeBwdW(Template(c), 64, f32 ? "float" : "__nv_bfloat16", &why);
+    auto src = lorac::cuda::emitLmHeadCeBwdW(Template(c), 64, f32 ? "float" : "__nv_bfloat16", &why);
     ASSERT_TRUE(src.has_value()) << why;
     Operands op = RandomOperands(c, rng);
     auto& x = op.x;
@@ -221,13 +225,13 @@ TEST_P(LmHeadSim, CompilesWithoutSpills) {
   std::string why;
   auto l = Template(GetParam());
   l.dxType = "__nv_bfloat16";
-  auto fwd = mlir::lora::cuda::emitLmHeadCeFwd(l, &why);
+  auto fwd = lorac::cuda::emitLmHeadCeFwd(l, &why);
   ASSERT_TRUE(fwd.has_value()) << why;
   lora_sim_test::ExpectNoSpills(*fwd);
-  auto bwd = mlir::lora::cuda::emitLmHeadCeBwdX(l, 64, &why);
+  auto bwd = lorac::cuda::emitLmHeadCeBwdX(l, 64, &why);
   ASSERT_TRUE(bwd.has_value()) << why;
   lora_sim_test::ExpectNoSpills(*bwd);
-  auto bwdw = mlir::lora::cuda::emitLmHeadCeBwdW(l, 64, "__nv_bfloat16", &why);
+  auto bwdw = lorac::cuda::emitLmHeadCeBwdW(l, 64, "__nv_bfloat16", &why);
   ASSERT_TRUE(bwdw.has_value()) << why;
   lora_sim_test::ExpectNoSpills(*bwdw);
 }

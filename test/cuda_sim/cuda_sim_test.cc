@@ -33,6 +33,14 @@
 
 namespace {
 
+// The dropout mask stream of an adapter kernel (0 when it draws none).
+int64_t DropStream(const lorart::cpu::KernelParams& params) {
+  lorart::kernels::AnyParams typed;
+  if (!params.TypedAny(&typed).ok()) return 0;
+  std::optional<lorart::kernels::DropoutDraw> drop = lorart::kernels::DropoutOf(typed);
+  return drop ? drop->stream : 0;
+}
+
 using lora_sim_test::SimKernel;
 
 // $LORA_SIM_WORK (shared by runs: compiled kernels are cached there), or a
@@ -375,7 +383,8 @@ void FixInputs(const std::string& kind, const lorart::cpu::KernelParams& params,
                std::vector<Buffer*>& in) {
   auto set = [&](size_t i, float v) { lorart::cpu::StoreFloat(in[i]->view, 0, v); };
   if ((kind == "sequence_logprobs_fwd" || kind == "sequence_logprobs_bwd") && in.size() >= 4) {
-    const int64_t sequences = params.IntOr("sequences", 1);
+    int64_t sequences = 1;
+    params.Get("sequences", &sequences);
     const lorart::cpu::TensorView& mask = in[2]->view;
     lorart::cpu::TensorView& ids = in[3]->view;
     for (int64_t i = 0; i < ids.numel(); ++i) {
@@ -447,7 +456,9 @@ class DeviceLauncher {
     lorart::cpu::KernelParams params;
     ASSERT_TRUE(lorart::cpu::KernelParamsFromPlan(kernel, &params).ok());
     // Kernels that draw dropout masks take a pointer to their key last.
-    if (params.FloatOr("dropout", 0.0) > 0.0) {
+    lorart::kernels::AnyParams typed;
+    ASSERT_TRUE(params.TypedAny(&typed).ok());
+    if (lorart::kernels::DropoutOf(typed)) {
       ASSERT_NO_FATAL_FAILURE(alloc(&key, sizeof key, &key_ptr));
       args.push_back(key_ptr);
     }
@@ -583,7 +594,7 @@ TEST(SimPlan, EveryKernelWithCudaSourceMatchesTheCpuBackend) {
 
       ASSERT_NO_FATAL_FAILURE(device.Run(
           kernel, ids, gpu,
-          lorart::cpu::DropoutKey(seed, static_cast<uint64_t>(params.IntOr("rng_stream", 0)))));
+          lorart::cpu::DropoutKey(seed, static_cast<uint64_t>(DropStream(params)))));
       for (auto& [id, b] : gpu) Rebind(b);
 
       for (uint32_t id : *launch->outputs()) {

@@ -1,4 +1,4 @@
-// The CUDA-core templates (passes/lib/CudaSimt.cpp) on the CPU simulator
+// The CUDA-core templates (codegen/cuda/simt.cpp) on the CPU simulator
 // against the CPU backend, on fresh random inputs: f32, f16 and bf16
 // operands; partial tiles in every dimension (and K not a multiple of 16);
 // NF4 weights with and without double quantization; ranks 4 and 128;
@@ -19,7 +19,11 @@
 #include <string>
 #include <vector>
 
-#include "CudaGemm.h"
+#include "cuda/attention.h"
+#include "cuda/gemm.h"
+#include "cuda/linear_bwd.h"
+#include "cuda/lm_head.h"
+#include "cuda/simt.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/quant/nf4.h"
 #include "sim_runner.h"
@@ -29,7 +33,7 @@ namespace {
 
 using lorart::cpu::TensorView;
 using lorart::schema::DType;
-namespace cuda = mlir::lora::cuda;
+namespace cuda = lorac::cuda;
 
 std::string CudaType(DType d) {
   return d == DType::F32 ? "float" : d == DType::F16 ? "__half" : "__nv_bfloat16";
@@ -105,7 +109,9 @@ void Compare(const cuda::Source& src, lorart::cpu::KernelParams p, std::vector<T
   std::vector<uint8_t> workspace(static_cast<size_t>(src.workspace) + 16, 0xcd);
   if (src.workspace > 0) args.push_back(workspace.data());
   uint64_t key = lorart::cpu::DropoutKey(seed, stream);
-  if (p.FloatOr("dropout", 0.0) > 0.0) args.push_back(&key);
+  lorart::kernels::AnyParams typed;
+  ASSERT_TRUE(p.TypedAny(&typed).ok());
+  if (lorart::kernels::DropoutOf(typed)) args.push_back(&key);
   lora_sim_test::RunAll(src, args);
 
   for (size_t o = 0; o < out.size(); ++o) {
@@ -192,8 +198,8 @@ TEST_P(SimtLinearSim, MatchesTheCpuBackend) {
     p.Set("block_size", int64_t{64});
     p.Set("double_quant_block", c.double_quant);
   }
+  p.Set("rank", c.rank);  // declared required: 0 is "no adapter"
   if (c.rank) {
-    p.Set("rank", c.rank);
     p.Set("scaling", 2.0 / c.rank);
     p.Set("dropout", c.dropout);
   }

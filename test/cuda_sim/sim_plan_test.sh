@@ -28,7 +28,7 @@ compile bf16_lora --dtype bf16 --lora-r 8 --lora-alpha 16
 compile bf16_nf4 --dtype bf16 --quantize-base nf4 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1
 compile f32_lora --dtype f32 --lora-r 4 --lora-alpha 8 --max-grad-norm 0
 compile f32_full --dtype f32 --no-lora --train full
-# The CUDA-core templates (CudaSimt.cpp) beside f32_lora and f32_full: f16
+# The CUDA-core templates (codegen/cuda) beside f32_lora and f32_full: f16
 # LoRA on packed documents (segment ids), and a bf16 rank above the
 # tensor-core templates' 64.
 compile f16_packed --dtype f16 --lora-r 8 --lora-alpha 16 --packing

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "CudaGemm.h"
+#include "cuda/common.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/nvrtc.h"
 #include "sim_runner.h"
@@ -78,15 +78,15 @@ inline std::string SimWorkDir() {
 }
 
 // The source's launches in order: its entry, then Source::next.
-inline std::vector<mlir::lora::cuda::Step> Launches(const mlir::lora::cuda::Source& src) {
-  std::vector<mlir::lora::cuda::Step> steps;
+inline std::vector<lorac::cuda::Step> Launches(const lorac::cuda::Source& src) {
+  std::vector<lorac::cuda::Step> steps;
   steps.push_back({src.entry, src.grid, src.gridY, src.gridZ, src.block, src.shared});
   for (const auto& s : src.next) steps.push_back(s);
   return steps;
 }
 
 // Runs every launch of `src` on the simulator with `args`.
-inline void RunAll(const mlir::lora::cuda::Source& src, const std::vector<void*>& args) {
+inline void RunAll(const lorac::cuda::Source& src, const std::vector<void*>& args) {
   for (const auto& s : Launches(src)) {
     SimKernel k;
     ASSERT_EQ(k.Compile(src.code, s.entry, SimWorkDir()), "");
@@ -99,7 +99,7 @@ inline void RunAll(const mlir::lora::cuda::Source& src, const std::vector<void*>
 
 // Every launch of `src` compiles with NVRTC for sm_80 and sm_90a with no
 // register spill and no stack frame (skipped without NVRTC).
-inline void ExpectNoSpills(const mlir::lora::cuda::Source& src) {
+inline void ExpectNoSpills(const lorac::cuda::Source& src) {
   auto nvrtc = lorart::cuda::Nvrtc::Get();
   if (!nvrtc.ok()) GTEST_SKIP() << nvrtc.status().ToString();
   std::vector<std::string> opts = lorart::cuda::DefaultNvrtcOptions();

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Plans outside the tensor-core templates run on CUDA end to end: the
-# CUDA-core kernels (passes/lib/CudaSimt.cpp) for f32 QLoRA with dropout
+# CUDA-core kernels (codegen/cuda, the CUDA-core variants) for f32 QLoRA with dropout
 # (every GEMM, attention and the LM-head loss), f16 LoRA on packed
 # documents (segment ids), and bf16 LoRA at rank 128 (the GEMMs on CUDA
 # cores next to the tensor-core attention). Each fine-tune runs with

@@ -44,8 +44,8 @@ const std::string& Qwen3ModelDir() {
   return dir;
 }
 
-// A random positive diagonal Fisher for every "ewc.fisher/<weight>" tensor
-// of an EWC plan (what lorart fisher writes), by weight name.
+// A random positive diagonal Fisher for every init-Fisher tensor of an EWC
+// plan (what lorart fisher writes), by the name of the weight in its `of`.
 std::string FisherFile(const lorart::Plan& plan) {
   std::string path = ::testing::TempDir() + "lorart_e2e_fisher.safetensors";
   std::vector<TensorToWrite> tensors;
@@ -53,8 +53,8 @@ std::string FisherFile(const lorart::Plan& plan) {
   data.reserve(plan.num_tensors());
   for (uint32_t id = 0; id < plan.num_tensors(); ++id) {
     const schema::Tensor& t = plan.tensor(id);
-    if (!t.name() || t.name()->str().rfind(Session::kFisherPrefix, 0) != 0) continue;
-    std::string w = t.name()->str().substr(std::strlen(Session::kFisherPrefix));
+    if (t.init() != schema::TensorInit::Fisher || !t.of()) continue;
+    std::string w = t.of()->str();
     std::vector<int64_t> shape(t.shape()->begin(), t.shape()->end());
     std::mt19937_64 rng(std::hash<std::string>()(w));
     std::uniform_real_distribution<float> d(0.0f, 2.0f);

@@ -319,7 +319,7 @@ TEST(PlanTest, RoundTrip) {
   ASSERT_TRUE(status.ok()) << status.ToString();
   EXPECT_TRUE(plan.is_loaded());
   EXPECT_EQ(plan.size(), bytes.size());
-  EXPECT_EQ(plan.format_version(), 1u);
+  EXPECT_EQ(plan.format_version(), 2u);
   EXPECT_EQ(plan.model().architecture()->str(), "LlamaForCausalLM");
   EXPECT_EQ(plan.model().rope_scaling()->kind(), s::RopeScalingKind::Llama3);
   EXPECT_EQ(plan.model().rope_scaling()->high_freq_factor(), 4.0);  // schema default
@@ -437,12 +437,14 @@ TEST(PlanTest, SizePrefixDisagrees) {
 }
 
 TEST(PlanTest, WrongVersion) {
-  for (uint32_t version : {0u, 2u, 77u}) {
+  // 1: the format before the Fisher's TensorInit (a version-1 EWC plan
+  // named its Fisher tensors by prefix, which this lorart no longer reads).
+  for (uint32_t version : {0u, 1u, 3u, 77u}) {
     auto plan = SamplePlan();
     plan->format_version = version;
     Plan loaded;
     ExpectError(ParsePlan(Pack(*plan), "plan.bin", &loaded), StatusCode::kInvalidArgument,
-                StrFormat("train.bin format version %u, but this lorart reads format version 1",
+                StrFormat("train.bin format version %u, but this lorart reads format version 2",
                           version));
   }
 }
@@ -454,18 +456,18 @@ TEST(PlanTest, WrongVersionWithIncompatibleLayout) {
   // Field 1 (`model`, a table here) written as a scalar, as a future format
   // might.
   auto start = fbb.StartTable();
-  fbb.AddElement<uint32_t>(s::Plan::VT_FORMAT_VERSION, 2, 0);
+  fbb.AddElement<uint32_t>(s::Plan::VT_FORMAT_VERSION, 3, 0);
   fbb.AddElement<uint32_t>(s::Plan::VT_MODEL, 12345, 0);
   fbb.FinishSizePrefixed(flatbuffers::Offset<s::Plan>(fbb.EndTable(start)), "LORA");
   const std::string bytes(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
   Plan plan;
   ExpectError(ParsePlan(bytes, "plan.bin", &plan), StatusCode::kInvalidArgument,
-              "format version 2, but this lorart reads format version 1");
+              "format version 3, but this lorart reads format version 2");
 
-  // The same layout at version 1 is simply corrupt.
+  // The same layout at version 2 is simply corrupt.
   flatbuffers::FlatBufferBuilder fbb1;
   start = fbb1.StartTable();
-  fbb1.AddElement<uint32_t>(s::Plan::VT_FORMAT_VERSION, 1, 0);
+  fbb1.AddElement<uint32_t>(s::Plan::VT_FORMAT_VERSION, 2, 0);
   fbb1.AddElement<uint32_t>(s::Plan::VT_MODEL, 12345, 0);
   fbb1.FinishSizePrefixed(flatbuffers::Offset<s::Plan>(fbb1.EndTable(start)), "LORA");
   const std::string bytes1(reinterpret_cast<const char*>(fbb1.GetBufferPointer()),
@@ -847,7 +849,7 @@ TEST(PlanInspectTest, Text) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   for (const char* needle : {
-           ": train.bin format version 1, ",
+           ": train.bin format version 2, ",
            "model: LlamaForCausalLM, 1 layer, hidden 8, intermediate 16, 2 heads (1 kv, "
            "head_dim 4), vocab 16",
            "rope_scaling llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, "
@@ -903,7 +905,7 @@ TEST(PlanInspectTest, Json) {
   ASSERT_EQ(r.code, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["kind"], "train.bin");
-  EXPECT_EQ(j["format_version"], 1);
+  EXPECT_EQ(j["format_version"], 2);
   EXPECT_EQ(j["model"]["architecture"], "LlamaForCausalLM");
   EXPECT_EQ(j["model"]["rope_scaling"]["kind"], "llama3");
   EXPECT_EQ(j["lora"]["target_modules"], nlohmann::json::array({"q_proj", "v_proj"}));

@@ -21,15 +21,15 @@
 // ALL-LABEL: func.func @forward
 // ALL: %[[X0:.*]] = lora.rms_norm
 // ALL: %[[Q0:.*]] = lora.linear %[[X0]], %{{.*}} : (tensor<?x?x64xf32>, tensor<64x64xf32>)
-// ALL: %[[A:.*]] = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable : tensor<16x64xf32>
-// ALL: %[[B:.*]] = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight" trainable : tensor<64x16xf32>
+// ALL: %[[A:.*]] = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable init(kaiming_uniform) : tensor<16x64xf32>
+// ALL: %[[B:.*]] = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight" trainable init(zeros) : tensor<64x16xf32>
 // ALL: %[[D:.*]] = lora.adapter %[[X0]], %[[A]], %[[B]] {alpha = 3.200000e+01 : f64, dropout = 5.000000e-02 : f64}
 // ALL: %[[Q1:.*]] = lora.add %[[Q0]], %[[D]]
-// ALL: "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight" trainable : tensor<16x64xf32>
-// ALL: "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight" trainable : tensor<32x16xf32>
+// ALL: "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight" trainable init(kaiming_uniform) : tensor<16x64xf32>
+// ALL: "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight" trainable init(zeros) : tensor<32x16xf32>
 // The adapted output replaces the old one for every user.
 // ALL: lora.rope %[[Q1]],
-// ALL: "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight" trainable : tensor<16x128xf32>
+// ALL: "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight" trainable init(kaiming_uniform) : tensor<16x128xf32>
 // ALL: "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"
 // ALL-NOT: lm_head.lora_A
 // ALL: lora.lm_head
@@ -38,10 +38,10 @@
 
 // QV-LABEL: module attributes
 // QV-SAME: r = 8 : i64, target_modules = ["q_proj", "v_proj"]
-// QV: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable : tensor<8x64xf32>
+// QV: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable init(kaiming_uniform) : tensor<8x64xf32>
 // Dropout 0 is the default and is not printed.
 // QV: lora.adapter {{.*}} {alpha = 1.600000e+01 : f64} :
-// QV: "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight" trainable : tensor<32x8xf32>
+// QV: "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight" trainable init(zeros) : tensor<32x8xf32>
 // QV-NOT: down_proj.lora_A
 // QV: "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"
 
@@ -54,7 +54,7 @@
 
 // REGEX-LABEL: module attributes
 // REGEX-SAME: target_modules = ["down_proj"], target_regex =
-// REGEX: "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight" trainable : tensor<4x128xf32>
+// REGEX: "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight" trainable init(kaiming_uniform) : tensor<4x128xf32>
 // REGEX-NOT: lora.adapter {{.*}}layers.1
 
 // NOMATCH: error: no linear layer matches targets 'c_attn' (linear layers: down_proj, q_proj, v_proj)

@@ -11,10 +11,10 @@
 // CHECK-LABEL: func.func @forward
 // CHECK-SAME: -> (tensor<f32> {lora.output = "loss_sum"}, tensor<i64> {lora.output = "count"}, tensor<f32> {lora.output = "ewc_penalty"})
 // CHECK: %[[L:[a-z0-9_]+]], %[[N:[a-z0-9_]+]] = lora.cross_entropy
-// CHECK: %[[F0:.*]] = lora.param "ewc.fisher/model.layers.0.self_attn.q_proj.weight" frozen : tensor<64x64xf32>
+// CHECK: %[[F0:.*]] = lora.param "ewc.fisher/model.layers.0.self_attn.q_proj.weight" frozen init(fisher) {of = "model.layers.0.self_attn.q_proj.weight"} : tensor<64x64xf32>
 // CHECK: %[[W0:.*]], %[[P0:.*]] = lora.ewc_penalty %{{.*}}, %{{.*}}, %[[F0]], %[[N]] {lambda = 1.000000e+02 : f64, scaling = 2.000000e+00 : f64}
 // CHECK: %[[T0:.*]] = lora.add %[[L]], %[[W0]]
-// CHECK: %[[F1:.*]] = lora.param "ewc.fisher/model.layers.0.mlp.up_proj.weight" frozen : tensor<128x64xf32>
+// CHECK: %[[F1:.*]] = lora.param "ewc.fisher/model.layers.0.mlp.up_proj.weight" frozen init(fisher) {of = "model.layers.0.mlp.up_proj.weight"} : tensor<128x64xf32>
 // CHECK: %[[W1:.*]], %[[P1:.*]] = lora.ewc_penalty %{{.*}}, %{{.*}}, %[[F1]], %[[N]]
 // CHECK: %[[T1:.*]] = lora.add %[[T0]], %[[W1]]
 // CHECK: %[[P:.*]] = lora.add %[[P0]], %[[P1]]

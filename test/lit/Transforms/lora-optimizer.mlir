@@ -11,10 +11,10 @@
 // float32, into its persistent accumulator.
 // CHECK-LABEL: func.func @train_step
 // CHECK-SAME: -> (tensor<f32>, tensor<i64>)
-// CHECK: %[[ACC:.*]] = lora.param "grad/a" optimizer_state {of = "a"} : tensor<4x8xf32>
+// CHECK: %[[ACC:.*]] = lora.param "grad/a" gradient {of = "a"} : tensor<4x8xf32>
 // CHECK: %[[SUM:.*]] = lora.accumulate %[[ACC]], %{{.*}} : (tensor<4x8xf32>, tensor<4x8xbf16>) -> tensor<4x8xf32>
 // CHECK: lora.assign "grad/a", %[[SUM]] : tensor<4x8xf32>
-// CHECK: lora.param "grad/b" optimizer_state {of = "b"} : tensor<8x4xf32>
+// CHECK: lora.param "grad/b" gradient {of = "b"} : tensor<8x4xf32>
 // CHECK: return %{{.*}}, %{{.*}} : tensor<f32>, tensor<i64>
 
 // @optimizer_step: norm of the summed gradients, normalisation by the
@@ -22,12 +22,12 @@
 // master, cast back to bf16, accumulator reset.
 // CHECK-LABEL: func.func @optimizer_step
 // CHECK-SAME: (%[[LR:.*]]: tensor<f32> {lora.input = "learning_rate"}, %[[STEP:.*]]: tensor<f32> {lora.input = "step"}, %[[N:.*]]: tensor<f32> {lora.input = "token_count"})
-// CHECK: %[[GA:.*]] = lora.param "grad/a"
+// CHECK: %[[GA:.*]] = lora.param "grad/a" gradient {of = "a"}
 // CHECK: %[[GB:.*]] = lora.param "grad/b"
 // CHECK: %[[NORM:.*]] = lora.global_norm %[[GA]], %[[GB]] : (tensor<4x8xf32>, tensor<8x4xf32>) -> tensor<f32>
 // CHECK: %[[SCALE:.*]] = lora.clip_scale %[[NORM]], %[[N]] {max_norm = 5.000000e-01 : f64}
-// CHECK: %[[P:.*]] = lora.param "master/a" optimizer_state {of = "a"} : tensor<4x8xf32>
-// CHECK: %[[M:.*]] = lora.param "adam_m/a"
+// CHECK: %[[P:.*]] = lora.param "master/a" optimizer_state init(copy_of_owner) {of = "a"} : tensor<4x8xf32>
+// CHECK: %[[M:.*]] = lora.param "adam_m/a" optimizer_state {of = "a"}
 // CHECK: %[[V:.*]] = lora.param "adam_v/a"
 // CHECK: %[[NP:.*]], %[[NM:.*]], %[[NV:.*]] = lora.adamw %[[P]], %[[GA]], %[[M]], %[[V]], %[[LR]], %[[STEP]], %[[SCALE]] {beta1 = 8.000000e-01 : f64, beta2 = 0.99899999999999999 : f64, eps = 1.000000e-08 : f64, weight_decay = 1.000000e-02 : f64}
 // CHECK: lora.assign "master/a", %[[NP]]

@@ -1,16 +1,21 @@
 // The CPU backend and kernel_kinds.def agree: every declared kind has a CPU
 // kernel and every CPU kernel is declared (the plan loader refuses kinds the
 // table lacks, so an undeclared CPU kernel could never run); the FLOP model
-// of the matrix kinds; the Markdown table docs/kernels.md copies.
+// of the matrix kinds; the Markdown table docs/kernels.md copies; the typed
+// parameter structs (kernel_params.h) against the same declaration.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 #include <set>
+#include <optional>
 #include <string>
+#include <type_traits>
+#include <variant>
 
 #include "lorart/cpu/kernel.h"
 #include "lorart/plan/kernel_kinds.h"
+#include "lorart/plan/kernel_params.h"
 
 namespace lorart {
 namespace {
@@ -96,6 +101,101 @@ TEST(KernelKinds, MarkdownListsEveryKind) {
   for (const kernels::KindSpec& k : kernels::AllKinds())
     EXPECT_NE(md.find(std::string("| `") + k.kind + "` |"), std::string::npos) << k.kind;
   EXPECT_NE(md.find("`original_max_position_embeddings?` int"), std::string::npos);
+}
+
+
+// A sink for WriteParams that records what it is given, by name.
+struct RecordingSink {
+  std::map<std::string, std::string> seen;
+  void Set(const char* k, int64_t v) { seen[k] = "i" + std::to_string(v); }
+  void Set(const char* k, double v) { seen[k] = "f" + std::to_string(v); }
+  void Set(const char* k, const std::string& v) { seen[k] = "s" + v; }
+};
+
+TEST(KernelParams, EveryKindsStructHasTheDeclaredFieldsInOrder) {
+  // ReadParams over an empty source names each kind's first required
+  // parameter; with every declared parameter present it succeeds, and
+  // WriteParams gives back exactly the declared names.
+  for (const kernels::KindSpec& k : kernels::AllKinds()) {
+    std::optional<kernels::Kind> kind = kernels::KindOf(k.kind);
+    ASSERT_TRUE(kind.has_value()) << k.kind;
+    EXPECT_STREQ(kernels::KindName(*kind), k.kind);
+    cpu::KernelParams empty, full;
+    empty.set_kind(k.kind);
+    full.set_kind(k.kind);
+    std::string first_required;
+    for (const kernels::ParamSpec& p : k.params) {
+      if (p.need == kernels::Need::kRequired && first_required.empty()) first_required = p.name;
+      switch (p.type) {
+        case kernels::ParamType::kInt: full.Set(p.name, int64_t{3}); break;
+        case kernels::ParamType::kFloat: full.Set(p.name, 0.25); break;
+        case kernels::ParamType::kString: full.Set(p.name, std::string("dense")); break;
+      }
+    }
+    kernels::AnyParams any;
+    std::string missing;
+    EXPECT_EQ(kernels::ReadAnyParams(*kind, empty, &any, &missing), first_required.empty())
+        << k.kind;
+    EXPECT_EQ(missing, first_required) << k.kind;
+    ASSERT_TRUE(kernels::ReadAnyParams(*kind, full, &any, &missing)) << k.kind << ": " << missing;
+    RecordingSink sink;
+    std::visit(
+        [&](const auto& p) {
+          if constexpr (!std::is_same_v<std::decay_t<decltype(p)>, std::monostate>)
+            kernels::WriteParams(sink, p);
+        },
+        any);
+    EXPECT_EQ(sink.seen.size(), k.params.size()) << k.kind;
+    for (const kernels::ParamSpec& p : k.params) {
+      const char* want = p.type == kernels::ParamType::kInt     ? "i3"
+                         : p.type == kernels::ParamType::kFloat ? "f0.250000"
+                                                                : "sdense";
+      EXPECT_EQ(sink.seen[p.name], want) << k.kind << "." << p.name;
+    }
+  }
+}
+
+TEST(KernelParams, TypedReadsFieldsAndNamesAMissingOne) {
+  cpu::KernelParams p;
+  p.set_kind("fused_linear_fwd");
+  p.Set("m", int64_t{4});
+  p.Set("n", int64_t{5});
+  p.Set("k", int64_t{6});
+  p.Set("weight_format", std::string("nf4"));
+  p.Set("block_size", int64_t{64});
+  p.Set("bias", int64_t{0});
+  kernels::params::fused_linear_fwd f;
+  Status st = p.Typed(&f);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("kernel 'fused_linear_fwd': required parameter 'rank' is missing"),
+            std::string::npos)
+      << st.ToString();
+  p.Set("rank", int64_t{8});
+  p.Set("dropout", 0.1);
+  ASSERT_TRUE(p.Typed(&f).ok());
+  EXPECT_EQ(f.m, 4);
+  EXPECT_EQ(f.k, 6);
+  EXPECT_EQ(f.weight_format, "nf4");
+  EXPECT_EQ(f.block_size, std::optional<int64_t>(64));
+  EXPECT_FALSE(f.double_quant_block.has_value());
+  EXPECT_FALSE(f.scaling.has_value());
+  // The CUDA executor's question: does this launch draw dropout masks?
+  kernels::AnyParams any;
+  ASSERT_TRUE(p.TypedAny(&any).ok());
+  std::optional<kernels::DropoutDraw> drop = kernels::DropoutOf(any);
+  ASSERT_TRUE(drop.has_value());
+  EXPECT_DOUBLE_EQ(drop->probability, 0.1);
+  EXPECT_EQ(drop->stream, 0);
+  p.Set("dropout", 0.0);
+  ASSERT_TRUE(p.TypedAny(&any).ok());
+  EXPECT_FALSE(kernels::DropoutOf(any).has_value());
+  // A string where an integer is declared reads as missing (the loader
+  // refuses such a plan earlier, naming the type).
+  p.Set("rank", std::string("8"));
+  EXPECT_FALSE(p.Typed(&f).ok());
+  cpu::KernelParams unknown;
+  unknown.set_kind("no_such_kind");
+  EXPECT_FALSE(unknown.TypedAny(&any).ok());
 }
 
 }  // namespace

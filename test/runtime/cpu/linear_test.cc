@@ -912,20 +912,26 @@ TEST(LinearTest, BadOperandsAndParametersAreErrors) {
   Params missing;
   missing.I("m", m).I("n", n);
   expect(RunKernel("linear_fwd", missing, {x.get(), w.get()}, {y.get()}), "'k' is missing");
+  // (Every other parameter the kind declares is given: the kernel checks
+  // what the plan loader cannot, the values.)
   Params zero = Matmul(0, n, k);
+  zero.I("bias", 0);
   expect(RunKernel("linear_fwd", zero, {x.get(), w.get()}, {y.get()}), "'m' must be positive");
   Params fmt = Matmul(m, n, k);
-  fmt.S("weight_format", "int8");
+  fmt.S("weight_format", "int8").I("bias", 0);
   expect(RunKernel("linear_fwd", fmt, {x.get(), w.get()}, {y.get()}), "weight_format");
   Params nf4 = Nf4Matmul(m, n, k, 4, 0);
+  nf4.I("bias", 0);
   expect(RunKernel("linear_fwd", nf4, {x.get(), w.get()}, {y.get()}), "needs an NF4 weight");
   auto q = RandNf4(n, k, 4, 0, rng);
   Params nf4_bad = Nf4Matmul(m, n, k, 3, 0);
+  nf4_bad.I("bias", 0);
   q->view.nf4.block_size = 0;  // layout from the parameters only: 3 is no power of two
   Status s = RunKernel("linear_fwd", nf4_bad, {x.get(), q.get()}, {y.get()});
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   q->view.nf4.block_size = 4;
   Params nf4_mismatch = Nf4Matmul(m, n, k, 2, 0);
+  nf4_mismatch.I("bias", 0);
   expect(RunKernel("linear_fwd", nf4_mismatch, {x.get(), q.get()}, {y.get()}), "differs");
 
   auto A = Rand(DType::F32, {2, k}, rng), B = Rand(DType::F32, {n, 2}, rng);
@@ -934,7 +940,8 @@ TEST(LinearTest, BadOperandsAndParametersAreErrors) {
   WithAdapter(lp, 2, 1.0, 1.0, 0);
   expect(RunKernel("lora_fwd", lp, {x.get(), A.get(), B.get()}, {y.get()}), "dropout");
   Params lr;
-  lr.I("m", m).I("n", n).I("k", k).I("rank", 0);
+  lr.I("m", m).I("n", n).I("k", k);
+  WithAdapter(lr, 0, 1.0, 0.0, 0);
   expect(RunKernel("lora_fwd", lr, {x.get(), A.get(), B.get()}, {y.get()}),
          "'rank' must be positive");
   Params lw;

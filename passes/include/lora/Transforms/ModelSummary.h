@@ -30,6 +30,13 @@ std::optional<std::string> getLinearModuleName(LinearOp op);
 /// layers.
 std::optional<int64_t> getLayerIndex(llvm::StringRef moduleName);
 
+/// The module an op belongs to: the name of the first NameLoc inside `loc`
+/// (the importer names each op's location after its Hugging Face module,
+/// "model.layers.3.self_attn.q_proj"; passes keep it in fused and call-site
+/// locations). The one reader of that convention: the dropout stream, the
+/// rematerialization's layers and the plan's debug names all use it.
+std::optional<llvm::StringRef> getModuleName(Location loc);
+
 struct AdaptedMatrix {
   std::string module;
   int64_t in = 0, out = 0, rank = 0;

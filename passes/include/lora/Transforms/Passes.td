@@ -25,7 +25,9 @@ def AttachAdapters : Pass<"lora-attach-adapters", "::mlir::ModuleOp"> {
     with `target-regex` when the regex matches the whole module name.
     `all-linear` selects every linear layer of the decoder (not the LM head).
     `layers` restricts the selection to the given decoder layer indices
-    (PEFT's `layers_to_transform`).
+    (PEFT's `layers_to_transform`). The new `lora_A` starts as PEFT's
+    `init(kaiming_uniform)` and `lora_B` as `init(zeros)`: the plan takes the
+    initialization from these attributes, not from the names.
 
     Before:
     ```mlir
@@ -36,8 +38,8 @@ def AttachAdapters : Pass<"lora-attach-adapters", "::mlir::ModuleOp"> {
     ```mlir
     %w = lora.param "model.layers.0.self_attn.q_proj.weight" frozen : tensor<64x64xf32>
     %q = lora.linear %x, %w : (tensor<?x?x64xf32>, tensor<64x64xf32>) -> tensor<?x?x64xf32>
-    %a = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable : tensor<8x64xf32>
-    %b = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight" trainable : tensor<64x8xf32>
+    %a = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable init(kaiming_uniform) : tensor<8x64xf32>
+    %b = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight" trainable init(zeros) : tensor<64x8xf32>
     %d = lora.adapter %x, %a, %b {alpha = 1.600000e+01 : f64, dropout = 5.000000e-02 : f64} : ...
     %q2 = lora.add %q, %d : ...
     ```
@@ -165,8 +167,9 @@ def ElasticWeightConsolidation : Pass<"lora-ewc", "::mlir::ModuleOp"> {
     where the base's loss on reference data is sensitive: for each adapter,
     with `ΔW = (α/r)·B·A` the update it makes to its linear layer's weight
     `W` and `F` the diagonal Fisher of `W` on reference data (estimated by
-    `lorart fisher`, bound at run time from its file as the frozen parameter
-    `ewc.fisher/<W's name>`), the pass adds `count · λ · Σ F ⊙ ΔW²`
+    `lorart fisher`, bound at run time from its file as a frozen parameter
+    with `init(fisher)` and `of` = W's name; its own name
+    `ewc.fisher/<W's name>` is only a unique key), the pass adds `count · λ · Σ F ⊙ ΔW²`
     (`lora.ewc_penalty`) to the summed loss that `function` returns, so that
     the optimizer's division by the token count leaves `λ · Σ F ⊙ ΔW²` once
     per step, and returns the penalty itself as the extra output
@@ -175,7 +178,7 @@ def ElasticWeightConsolidation : Pass<"lora-ewc", "::mlir::ModuleOp"> {
 
     After `-lora-ewc="lambda=100"`:
     ```mlir
-    %f = lora.param "ewc.fisher/model.layers.0.self_attn.q_proj.weight" frozen : tensor<64x64xf32>
+    %f = lora.param "ewc.fisher/model.layers.0.self_attn.q_proj.weight" frozen init(fisher) {of = "model.layers.0.self_attn.q_proj.weight"} : tensor<64x64xf32>
     %w, %p = lora.ewc_penalty %a, %b, %f, %count {lambda = 1.000000e+02 : f64, scaling = 2.000000e+00 : f64} : ...
     %total = lora.add %loss, %w : ...
     return %total, %count, %p : tensor<f32>, tensor<i64>, tensor<f32>
@@ -354,10 +357,10 @@ def Rematerialize : Pass<"lora-remat", "::mlir::ModuleOp"> {
     * `none` (default): the IR is unchanged.
     * `layer`: every decoder layer is rematerialized.
     * `auto`: the layers in `layers-to-remat` are rematerialized. `lorac
-      compile --remat auto` picks them under `memory-budget` with the memory
-      planner (the C++ API `rematerializeLayers` and
-      `analyzeRematerialization` in `lora/Transforms/Rematerialize.h`); here
-      the budget is only checked.
+      compile --remat auto` picks them under `memory-budget` with
+      `chooseRematForBudget` (`lora/Transforms/Rematerialize.h`, next to this
+      pass: it re-plans clones of the module with the memory planner and
+      searches the fewest layers that fit); here the budget is only checked.
 
     Before (layer 1 of a training function):
     ```mlir
@@ -469,7 +472,8 @@ def Optimizer : Pass<"lora-optimizer", "::mlir::ModuleOp"> {
   let description = [{
     Runs after `lora-autodiff`. In `@train_step`, every gradient result
     (`lora.grad_of`) is added into a float32 accumulator
-    `grad/<name>` (`lora.accumulate` + `lora.assign`) instead of being
+    `grad/<name>` (a `gradient` parameter; `lora.accumulate` +
+    `lora.assign`) instead of being
     returned: `@train_step` runs once per micro-batch and returns its summed
     loss and target-token count. A new `@optimizer_step(learning_rate, step,
     token_count)` runs once per optimizer step: it takes the global norm of
@@ -477,7 +481,8 @@ def Optimizer : Pass<"lora-optimizer", "::mlir::ModuleOp"> {
     normalises by the number of target tokens of the whole accumulated batch
     (`token_count`: the sum of the micro-batches' counts, not a mean of
     per-micro-batch means) and clips, `lora.adamw` updates the float32 master
-    copy `master/<name>` and the moments `adam_m/<name>`, `adam_v/<name>`,
+    copy `master/<name>` (`init(copy_of_owner)`) and the moments
+    `adam_m/<name>`, `adam_v/<name>` (`optimizer_state`, zero at first),
     the master is cast back to the compute dtype into the parameter, and the
     accumulator is reset. The learning rate is a per-step runtime input (the
     schedule lives in the runtime's trainer). Returns the gradient norm and
@@ -487,10 +492,10 @@ def Optimizer : Pass<"lora-optimizer", "::mlir::ModuleOp"> {
     ```mlir
     func.func @optimizer_step(%lr: tensor<f32> {lora.input = "learning_rate"}, %step: tensor<f32> {lora.input = "step"},
                               %count: tensor<f32> {lora.input = "token_count"}) -> (tensor<f32>, tensor<f32>) {
-      %g = lora.param "grad/A" optimizer_state {of = "A"} : tensor<16x64xf32>
+      %g = lora.param "grad/A" gradient {of = "A"} : tensor<16x64xf32>
       %norm = lora.global_norm %g : (tensor<16x64xf32>) -> tensor<f32>
       %scale = lora.clip_scale %norm, %count {max_norm = 1.0 : f64} : ...
-      %p = lora.param "master/A" optimizer_state {of = "A"} : tensor<16x64xf32>
+      %p = lora.param "master/A" optimizer_state init(copy_of_owner) {of = "A"} : tensor<16x64xf32>
       ...
       %p2, %m2, %v2 = lora.adamw %p, %g, %m, %v, %lr, %step, %scale {...}
       lora.assign "master/A", %p2 : tensor<16x64xf32>
@@ -527,9 +532,15 @@ def LowerToKernels : Pass<"lora-lower-to-kernels", "::mlir::ModuleOp"> {
     (`weight_format = "nf4"` with `block_size` and `double_quant_block`, or
     `"dense"`), LoRA rank, scaling and dropout, RoPE frequencies and scaling,
     and algorithm choices (`block_q`/`block_k` of the FlashAttention-style
-    attention, `chunk_size` of the LM-head cross-entropy). The serializer
-    writes them into train.bin; the CUDA target will also attach generated
-    source (issue #5).
+    attention, `chunk_size` of the LM-head cross-entropy). Each builder fills
+    the kind's typed parameter struct generated from
+    `runtime/src/lorart/plan/kernel_kinds.def` (`lorart::kernels::params`)
+    and writes it as the dictionary, so names and types come from the one
+    declaration the runtime reads; the dictionary is then checked against it
+    (an unknown kind, a missing or mistyped parameter is an error). Dropout
+    is kept only in `@train_step`; every other program gets `dropout = 0`.
+    The serializer writes the kernels into train.bin; `lora-emit-cuda`
+    attaches the CUDA source.
 
     After:
     ```mlir
@@ -606,7 +617,15 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     with NVRTC (cached on disk). Kernel arguments are the launch's inputs
     then its outputs, as device pointers.
 
-    Templates so far: `add`, `swiglu_fwd`, `swiglu_bwd`, `cast`,
+    The pass is a table-driven dispatcher: it describes each kernel without
+    MLIR (its kind's typed parameters from kernel_kinds.def, and its operand
+    and result element types) and calls the code generator of `codegen/cuda`
+    (an MLIR-free library, one file per kernel family holding the
+    tensor-core template and its CUDA-core variant), which finds the kind's
+    emitter in its family's table. Values no template can take (a rope
+    scaling it does not know) fail the pass with the kernel's location.
+
+    Templates: `add`, `swiglu_fwd`, `swiglu_bwd`, `cast`,
     `accumulate`, `copy`, `zero`, `fill`, `adamw`, `global_norm` (block
     partial sums in double, then one block adding them in order),
     `clip_scale` — so every kernel of
@@ -619,23 +638,23 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     buffering, ldmatrix) that dequantizes an NF4 weight tile by tile into
     shared memory (never to global memory) and runs the adapter's two
     products (with dropout) inside the same kernel; 64x64 or 128x128 tiles
-    chosen by problem size (passes/lib/CudaGemm.cpp); `attention_fwd` with
+    chosen by problem size (codegen/cuda/gemm.cpp); `attention_fwd` with
     bf16 q/k/v: FlashAttention-2 on tensor cores (online softmax, P kept in
     registers as the A fragment of P·V, causal / sliding-window tile
-    skipping, segment ids, grouped-query heads; passes/lib/CudaAttention.cpp)
+    skipping, segment ids, grouped-query heads; codegen/cuda/attention.cpp)
     and `attention_bwd` (dQ with each row's logsumexp and rowsum(dO∘O) into
     a workspace, then dK/dV per key tile in one fixed order, no atomics).
-    `linear_bwd_x`/`lora_bwd`/`fused_linear_bwd` (passes/lib/CudaLinearBwd.cpp:
+    `linear_bwd_x`/`lora_bwd`/`fused_linear_bwd` (codegen/cuda/linear_bwd.cpp:
     u = drop(x)·Aᵀ and g = dy·B on tensor cores into a workspace, then dB,
     dA and dx = dy·deq(W) + s·drop'(g·A) as further launches),
     `rms_norm_bwd` (three launches: dw's partial sums per 32-row chunk,
     their sum per column, dx per row), `embedding_bwd` (a block per vocabulary
     row, no atomics), `lm_head_ce_fwd` (online logsumexp over vocabulary
-    tiles, no [tokens, vocab] matrix; passes/lib/CudaLmHead.cpp),
+    tiles, no [tokens, vocab] matrix; codegen/cuda/lm_head.cpp),
     `lm_head_ce_bwd_x` (per chunk of `chunk_size` tokens: bf16 dlogits in
     the workspace, then dx = dlogits·W) and `lm_head_ce_bwd_w` (per chunk
     dw += dlogitsᵀ·x, summed in f32). The losses on materialized logits and
-    the preference and forgetting objectives (passes/lib/CudaLosses.cpp):
+    the preference and forgetting objectives (codegen/cuda/losses.cpp):
     `cross_entropy_fwd/bwd`, `sequence_logprobs_fwd/bwd` (a block per token
     row, token sums in a second launch), `dpo_loss_fwd/bwd`,
     `replay_loss_fwd/bwd`, `ewc_penalty_fwd/bwd` (a warp per row of the
@@ -653,8 +672,8 @@ def EmitCuda : Pass<"lora-emit-cuda", "::mlir::ModuleOp"> {
     What the tensor-core templates do not cover — f32 and f16 activations,
     bf16 ones with a LoRA rank above 64 or K not a multiple of 8, attention
     head_dim not a multiple of 16 up to 128 — takes the CUDA-core templates
-    (passes/lib/CudaSimt.cpp): the same kernels and arguments, 64x64 output
-    tiles of f32 FMAs staged through shared memory, attention a warp per
+    (the CUDA-core half of each family file, with codegen/cuda/simt.cpp):
+    the same kernels and arguments, 64x64 output tiles of f32 FMAs staged through shared memory, attention a warp per
     query (and per key for dK/dV), every sum in one fixed order. So every
     kernel of a bf16, f16 or f32 plan has a source; a kernel that no
     template covers (e.g. head_dim above 256) keeps none, with a warning.

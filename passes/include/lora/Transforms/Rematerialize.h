@@ -1,7 +1,8 @@
 //===- Rematerialize.h - gradient checkpointing per decoder layer -*- C++ -*-===//
 //
-// The analysis and rewrite behind `lora-remat`, reusable by `lorac compile`
-// (which picks the layers to recompute under a memory budget).
+// The analysis and rewrite behind `lora-remat`, and the search that picks
+// the layers to recompute under `--memory-budget` (`lorac compile --remat
+// auto`, which only calls it).
 //
 // A training function (as lora-autodiff builds it) holds the forward ops,
 // then the gradient seed `lora.scalar 1.0`, then the backward ops: the ops
@@ -14,12 +15,15 @@
 #define LORA_TRANSFORMS_REMATERIALIZE_H
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
 #include "mlir/Support/LogicalResult.h"
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringRef.h"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -60,6 +64,32 @@ LogicalResult rematerializeLayers(func::FuncOp func,
 /// insensitive, optional "B". nullopt on garbage, a non-positive size or
 /// overflow.
 std::optional<int64_t> parseByteSize(llvm::StringRef text);
+
+/// What `--remat auto` runs after choosing the layers: `restPipeline` is
+/// the pass pipeline after the remat stage (a `builtin.module(...)` body),
+/// `plannedBytes` the peak the plan of a lowered module needs (the compile
+/// report's total).
+struct RematBudgetSearch {
+  std::string restPipeline;
+  std::function<FailureOr<int64_t>(ModuleOp)> plannedBytes;
+};
+
+/// `--remat auto --memory-budget`: the fewest decoder layers of
+/// `@train_step` to recompute (those freeing the most activation memory per
+/// recomputed op first) so that the planned peak fits `budget`. `module` has
+/// been through the pipeline up to the remat stage; on success it has been
+/// through the rest too (with the chosen stage) and the result is that
+/// stage ("" when nothing needs recomputing,
+/// "lora-remat{policy=auto layers-to-remat=...}" otherwise). Fails with a
+/// diagnostic naming the smallest reachable peak when even recomputing every
+/// layer does not fit.
+FailureOr<std::string> chooseRematForBudget(OwningOpRef<ModuleOp> &module,
+                                            const RematBudgetSearch &search,
+                                            int64_t budget);
+
+/// Runs `pipeline` ("builtin.module(...)" or its body) on `module`; a bad
+/// pipeline string is an internal error on the module.
+LogicalResult runModulePipeline(ModuleOp module, llvm::StringRef pipeline);
 
 } // namespace mlir::lora
 

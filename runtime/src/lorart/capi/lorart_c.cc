@@ -6,6 +6,7 @@
 
 #include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
+#include "lorart/io/peft_adapter.h"
 
 struct lorart_session {
   std::unique_ptr<lorart::Session> session;
@@ -108,12 +109,12 @@ int lorart_bind_weights(lorart_session* s, const char* model_dir, uint64_t seed)
 
 int lorart_load_adapter(lorart_session* s, const char* dir) {
   if (!s || !dir) return Fail(lorart::InvalidArgumentError("lorart_load_adapter: NULL argument"));
-  return Check(s->session->LoadAdapter(dir));
+  return Check(lorart::LoadAdapter(s->session.get(), dir));
 }
 
 int lorart_save_adapter(const lorart_session* s, const char* dir, const char* base_model) {
   if (!s || !dir) return Fail(lorart::InvalidArgumentError("lorart_save_adapter: NULL argument"));
-  return Check(s->session->SaveAdapter(dir, base_model ? base_model : ""));
+  return Check(lorart::SaveAdapter(*s->session, dir, base_model ? base_model : ""));
 }
 
 int64_t lorart_micro_batch(const lorart_session* s) {

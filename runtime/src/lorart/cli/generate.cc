@@ -12,6 +12,7 @@
 #include "lorart/data/tokenizer.h"
 #include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
+#include "lorart/io/peft_adapter.h"
 
 namespace lorart {
 namespace cli {
@@ -147,7 +148,7 @@ Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
                                             "with this lorac)");
     LORA_RETURN_IF_ERROR(s->BindWeights(o->base));
     LORA_RETURN_IF_ERROR(s->InitTrainable(0));  // lora_B = 0: the base model
-    if (!o->adapter.empty()) LORA_RETURN_IF_ERROR(s->LoadAdapter(o->adapter));
+    if (!o->adapter.empty()) LORA_RETURN_IF_ERROR(LoadAdapter(s.get(), o->adapter));
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Tokenizer> tok,
                           data::Tokenizer::Load(o->base));
     LORA_ASSIGN_OR_RETURN(data::ChatTemplate tmpl, o->chat_template.Resolve(o->base));

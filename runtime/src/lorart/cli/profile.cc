@@ -41,7 +41,10 @@ double Median(std::vector<double> v) {
 double LaunchFlops(const std::string& kind, const cpu::KernelParams& p) {
   struct Params : kernels::IntParams {
     const cpu::KernelParams* p;
-    double Int(const char* name) const override { return static_cast<double>(p->IntOr(name, 0)); }
+    double Int(const char* name) const override {
+      int64_t v = 0;
+      return p->Get(name, &v) ? static_cast<double>(v) : 0.0;
+    }
   } params;
   params.p = &p;
   return kernels::KernelFlops(kind, params);
@@ -51,8 +54,8 @@ double LaunchFlops(const std::string& kind, const cpu::KernelParams& p) {
 std::string Shape(const std::string& kind, const cpu::KernelParams& p) {
   std::string s;
   auto add = [&](const char* label, const char* key) {
-    int64_t v = p.IntOr(key, -1);
-    if (v >= 0) s += StrFormat("%s%s=%lld", s.empty() ? "" : " ", label, static_cast<long long>(v));
+    int64_t v = -1;
+    if (p.Get(key, &v) && v >= 0) s += StrFormat("%s%s=%lld", s.empty() ? "" : " ", label, static_cast<long long>(v));
   };
   if (kind.rfind("attention", 0) == 0) {
     add("b", "batch");
@@ -65,7 +68,8 @@ std::string Shape(const std::string& kind, const cpu::KernelParams& p) {
   add("m", "m");
   add("n", "n");
   add("k", "k");
-  if (p.IntOr("rank", 0) > 0) add("r", "rank");
+  int64_t rank = 0;
+  if (p.Get("rank", &rank) && rank > 0) add("r", "rank");
   add("tokens", "tokens");
   add("hidden", "hidden");
   add("vocab", "vocab");

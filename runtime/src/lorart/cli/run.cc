@@ -8,11 +8,14 @@
 
 #include "lorart.h"
 #include "lorart/cli/commands.h"
+#include "lorart/cuda/driver.h"
 #include "lorart/cuda/nvrtc.h"
 #include "lorart/data/dataset.h"
 #include "lorart/data/tokenizer.h"
 #include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
+#include "lorart/io/peft_adapter.h"
+#include "lorart/train/fisher.h"
 #include "lorart/train/trainer.h"
 
 namespace lorart {
@@ -39,7 +42,7 @@ Status OpenAndBind(const std::string& plan, const std::string& base, const Sessi
                        base.c_str());
   LORA_RETURN_IF_ERROR(out->session->InitTrainable(seed));
   if (!init_adapter.empty())
-    LORA_RETURN_IF_ERROR(out->session->LoadAdapter(init_adapter));
+    LORA_RETURN_IF_ERROR(LoadAdapter(out->session.get(), init_adapter));
   LORA_ASSIGN_OR_RETURN(out->tokenizer, data::Tokenizer::Load(base));
   return OkStatus();
 }

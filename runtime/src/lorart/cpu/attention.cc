@@ -127,42 +127,45 @@ struct Dims {
   bool causal = true, segments = false;
 };
 
-Status Positive(const KernelParams& p, const char* key, int64_t* v) {
-  LORA_RETURN_IF_ERROR(p.Int(key, v));
+Status Positive(const KernelParams& p, const char* key, int64_t value, int64_t* v) {
+  *v = value;
   if (*v <= 0)
     return InvalidArgumentError(StrFormat("kernel '%s': '%s' must be positive, got %lld",
                                           p.kind().c_str(), key, static_cast<long long>(*v)));
   return OkStatus();
 }
 
+// P: params::attention_fwd or params::attention_bwd (the same fields).
+template <class P>
 Status ParseDims(const KernelParams& p, Dims* d) {
-  LORA_RETURN_IF_ERROR(p.Int("batch", &d->B));
-  LORA_RETURN_IF_ERROR(p.Int("seq", &d->T));
+  P prm;
+  LORA_RETURN_IF_ERROR(p.Typed(&prm));
+  d->B = prm.batch;
+  d->T = prm.seq;
   if (d->B < 0 || d->T < 0)
     return InvalidArgumentError(
         StrFormat("kernel '%s': 'batch' and 'seq' must not be negative", p.kind().c_str()));
-  LORA_RETURN_IF_ERROR(Positive(p, "num_heads", &d->H));
-  LORA_RETURN_IF_ERROR(Positive(p, "num_kv_heads", &d->KV));
-  LORA_RETURN_IF_ERROR(Positive(p, "head_dim", &d->D));
+  LORA_RETURN_IF_ERROR(Positive(p, "num_heads", prm.num_heads, &d->H));
+  LORA_RETURN_IF_ERROR(Positive(p, "num_kv_heads", prm.num_kv_heads, &d->KV));
+  LORA_RETURN_IF_ERROR(Positive(p, "head_dim", prm.head_dim, &d->D));
   if (d->H % d->KV != 0)
     return InvalidArgumentError(
         StrFormat("kernel '%s': 'num_heads' (%lld) is not a multiple of 'num_kv_heads' (%lld)",
                   p.kind().c_str(), static_cast<long long>(d->H), static_cast<long long>(d->KV)));
   d->group = d->H / d->KV;
-  double scale;
-  LORA_RETURN_IF_ERROR(p.Float("scale", &scale));
+  const double scale = prm.scale;
   if (!(scale > 0.0) || !std::isfinite(scale))
     return InvalidArgumentError(
         StrFormat("kernel '%s': 'scale' must be positive, got %g", p.kind().c_str(), scale));
   d->scale = static_cast<float>(scale);
-  d->causal = p.IntOr("causal", 1) != 0;
-  d->segments = p.IntOr("segments", 0) != 0;
-  d->window = p.IntOr("sliding_window", 0);
+  d->causal = prm.causal != 0;
+  d->segments = prm.segments != 0;
+  d->window = prm.sliding_window;
   if (d->window < 0)
     return InvalidArgumentError(
         StrFormat("kernel '%s': 'sliding_window' must not be negative", p.kind().c_str()));
-  LORA_RETURN_IF_ERROR(Positive(p, "block_q", &d->bq));
-  LORA_RETURN_IF_ERROR(Positive(p, "block_k", &d->bk));
+  LORA_RETURN_IF_ERROR(Positive(p, "block_q", prm.block_q, &d->bq));
+  LORA_RETURN_IF_ERROR(Positive(p, "block_k", prm.block_k, &d->bk));
   // Tiles never need to be larger than the sequence.
   d->bq = std::max<int64_t>(1, std::min(d->bq, d->T));
   d->bk = std::max<int64_t>(1, std::min(d->bk, d->T));
@@ -380,7 +383,7 @@ void ForwardRows(const Problem& pr, Tiles& t, int64_t b, int64_t kv, int64_t i0,
 Status AttentionFwd(const KernelContext& ctx, const KernelParams& p,
                     const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   Problem pr;
-  LORA_RETURN_IF_ERROR(ParseDims(p, &pr.d));
+  LORA_RETURN_IF_ERROR(ParseDims<kernels::params::attention_fwd>(p, &pr.d));
   const Dims& d = pr.d;
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, d.segments ? 4 : 3, out, 1));
   std::vector<int64_t> seg;
@@ -416,7 +419,7 @@ Status AttentionFwd(const KernelContext& ctx, const KernelParams& p,
 Status AttentionBwd(const KernelContext& ctx, const KernelParams& p,
                     const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   Problem pr;
-  LORA_RETURN_IF_ERROR(ParseDims(p, &pr.d));
+  LORA_RETURN_IF_ERROR(ParseDims<kernels::params::attention_bwd>(p, &pr.d));
   const Dims& d = pr.d;
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, d.segments ? 5 : 4, out, 3));
   std::vector<int64_t> seg;

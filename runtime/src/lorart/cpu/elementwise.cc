@@ -1,259 +1,15 @@
-// Elementwise and row-wise kernels of the CPU backend: RMSNorm, RoPE, SwiGLU,
-// residual adds, the packed-sequence loss mask, and the small data-movement
-// kinds (fill, accumulate, copy, zero, cast). docs/kernels.md describes each
-// kind's operands and parameters.
-//
-// Every float kernel loads its operands into f32 (a row, or a chunk of
-// kChunk elements, in per-thread buffers), computes in f32 and stores in the
-// output's dtype (round to nearest even). Chunks and rows are independent, so
-// an output may be the same buffer as one of its inputs.
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <string>
-#include <vector>
-
-#include "lorart/cpu/kernel.h"
+// Elementwise kernels of the CPU backend: RoPE, SwiGLU, residual adds, the
+// packed-sequence loss mask, and the small data-movement kinds (fill,
+// accumulate, copy, zero, cast). docs/kernels.md describes each kind's
+// operands and parameters; rowwise.h holds the loops they share with
+// norms.cc.
+#include "lorart/cpu/rowwise.h"
 #include "lorart/plan/rope.h"
 
 namespace lorart::cpu {
 namespace {
 
-// Elements per unit of work of the chunked elementwise loops (fits L1 with
-// three f32 buffers).
-constexpr int64_t kChunk = 1024;
-
-int Threads(const KernelContext& ctx) { return ctx.num_threads > 0 ? ctx.num_threads : 1; }
-
-// Rounds an f32 value to `dtype` and back (what storing it as x's dtype and
-// reading it again gives).
-inline float RoundTo(DType dtype, float v) {
-  switch (dtype) {
-    case DType::BF16:
-      return Bf16ToFloat(FloatToBf16(v));
-    case DType::F16:
-      return HalfToFloat(FloatToHalf(v));
-    default:
-      return v;
-  }
-}
-
-size_t ElementBytes(DType d) {
-  switch (d) {
-    case DType::F32:
-    case DType::I32:
-      return 4;
-    case DType::F16:
-    case DType::BF16:
-      return 2;
-    case DType::I64:
-      return 8;
-    case DType::BOOL:
-      return 1;
-    default:
-      return 0;  // NF4: not an element-addressable dtype
-  }
-}
-
-bool IsIndex(DType d) { return d == DType::I32 || d == DType::I64; }
-
-inline int64_t LoadIndex(const TensorView& t, int64_t i) {
-  return t.dtype == DType::I64 ? t.as<const int64_t>()[i] : t.as<const int32_t>()[i];
-}
-
-// f(offset, length) over [0, n) in chunks of kChunk, in parallel.
-template <typename F>
-void ParallelChunks(const KernelContext& ctx, int64_t n, F&& f) {
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) num_threads(Threads(ctx)) if (chunks > 8)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t off = c * kChunk;
-    f(off, std::min(kChunk, n - off));
-  }
-}
-
-// The `elements` parameter, checked to be non-negative.
-Status Elements(const KernelParams& p, int64_t* n) {
-  LORA_RETURN_IF_ERROR(p.Int("elements", n));
-  if (*n < 0)
-    return InvalidArgumentError(StrFormat("kernel '%s': 'elements' is negative (%lld)",
-                                          p.kind().c_str(), static_cast<long long>(*n)));
-  return OkStatus();
-}
-
-// Checks that every listed operand is a float tensor of n elements.
-Status ExpectFloatElements(const KernelParams& p,
-                           std::initializer_list<std::pair<const TensorView*, const char*>> ts,
-                           int64_t n) {
-  for (const auto& [t, what] : ts) {
-    LORA_RETURN_IF_ERROR(ExpectFloat(p, *t, what));
-    LORA_RETURN_IF_ERROR(ExpectElements(p, *t, n, what));
-  }
-  return OkStatus();
-}
-
-Status PositiveInt(const KernelParams& p, const char* key, int64_t* v) {
-  LORA_RETURN_IF_ERROR(p.Int(key, v));
-  if (*v <= 0)
-    return InvalidArgumentError(StrFormat("kernel '%s': '%s' must be positive, got %lld",
-                                          p.kind().c_str(), key, static_cast<long long>(*v)));
-  return OkStatus();
-}
-
-Status NonNegativeInt(const KernelParams& p, const char* key, int64_t* v) {
-  LORA_RETURN_IF_ERROR(p.Int(key, v));
-  if (*v < 0)
-    return InvalidArgumentError(StrFormat("kernel '%s': '%s' must not be negative, got %lld",
-                                          p.kind().c_str(), key, static_cast<long long>(*v)));
-  return OkStatus();
-}
-
-//===----------------------------------------------------------------------===//
-// RMSNorm
-//===----------------------------------------------------------------------===//
-
-struct NormDims {
-  int64_t rows = 0, hidden = 0;
-  float eps = 0;
-};
-
-Status ParseNorm(const KernelParams& p, NormDims* d) {
-  LORA_RETURN_IF_ERROR(NonNegativeInt(p, "rows", &d->rows));
-  LORA_RETURN_IF_ERROR(PositiveInt(p, "hidden", &d->hidden));
-  double eps;
-  LORA_RETURN_IF_ERROR(p.Float("eps", &eps));
-  if (!(eps >= 0.0) || !std::isfinite(eps))
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s': 'eps' must be finite and non-negative, got %g", p.kind().c_str(), eps));
-  d->eps = static_cast<float>(eps);
-  return OkStatus();
-}
-
-// 1 / sqrt(mean(x²) + eps) of one f32 row (as LlamaRMSNorm: f32 throughout).
-inline float InvRms(const float* __restrict x, int64_t h, float eps) {
-  float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-  for (int64_t i = 0; i < h; ++i) ss += x[i] * x[i];
-  return 1.0f / std::sqrt(ss / static_cast<float>(h) + eps);
-}
-
-// [x [rows, hidden], w [hidden]] -> [y]: y = w · round_x(x / rms(x)).
-Status RmsNormFwd(const KernelContext& ctx, const KernelParams& p,
-                  const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
-  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
-  NormDims d;
-  LORA_RETURN_IF_ERROR(ParseNorm(p, &d));
-  const int64_t H = d.hidden;
-  LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&in[0], "x"}, {&out[0], "y"}}, d.rows * H));
-  LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&in[1], "weight"}}, H));
-  const TensorView &x = in[0], &y = out[0];
-  std::vector<float> w(static_cast<size_t>(H));
-  ToFloat(in[1], 0, H, w.data());
-  const DType xt = x.dtype;
-#pragma omp parallel num_threads(Threads(ctx)) if (d.rows * H > 8 * kChunk)
-  {
-    std::vector<float> buf(static_cast<size_t>(H));
-    float* __restrict row = buf.data();
-    const float* __restrict wp = w.data();
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < d.rows; ++r) {
-      ToFloat(x, r * H, H, row);
-      const float inv = InvRms(row, H, d.eps);
-      if (xt == DType::F32) {
-#pragma omp simd
-        for (int64_t i = 0; i < H; ++i) row[i] = wp[i] * (row[i] * inv);
-      } else {
-        for (int64_t i = 0; i < H; ++i) row[i] = wp[i] * RoundTo(xt, row[i] * inv);
-      }
-      FromFloat(row, H, y, r * H);
-    }
-  }
-  return OkStatus();
-}
-
-// [dy, x, w] -> [dx, dw]. With n = x·r, r = 1/rms(x), g = dy·w:
-// dx = r·(g − n·mean(g·n)), dw = Σ_rows dy·round_x(n).
-// Three passes so that dx may share a buffer with dy or x: r per row; dw over
-// column strips (each strip sums all rows in order, in double: deterministic
-// for any thread count); then dx per row.
-Status RmsNormBwd(const KernelContext& ctx, const KernelParams& p,
-                  const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
-  LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 2));
-  NormDims d;
-  LORA_RETURN_IF_ERROR(ParseNorm(p, &d));
-  const int64_t H = d.hidden, R = d.rows;
-  LORA_RETURN_IF_ERROR(
-      ExpectFloatElements(p, {{&in[0], "dy"}, {&in[1], "x"}, {&out[0], "dx"}}, R * H));
-  LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&in[2], "weight"}, {&out[1], "dweight"}}, H));
-  const TensorView &dy = in[0], &x = in[1], &dx = out[0], &dw = out[1];
-  const DType xt = x.dtype;
-  std::vector<float> w(static_cast<size_t>(H)), inv(static_cast<size_t>(R));
-  ToFloat(in[2], 0, H, w.data());
-  const int nt = Threads(ctx);
-  const bool par = R * H > 8 * kChunk;
-
-#pragma omp parallel num_threads(nt) if (par)
-  {
-    std::vector<float> buf(static_cast<size_t>(H));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
-      ToFloat(x, r * H, H, buf.data());
-      inv[static_cast<size_t>(r)] = InvRms(buf.data(), H, d.eps);
-    }
-  }
-
-  constexpr int64_t kStrip = 256;
-  const int64_t strips = (H + kStrip - 1) / kStrip;
-#pragma omp parallel num_threads(nt) if (par)
-  {
-    double acc[kStrip];
-    float xs[kStrip], gs[kStrip], res[kStrip];
-#pragma omp for schedule(static)
-    for (int64_t s = 0; s < strips; ++s) {
-      const int64_t c0 = s * kStrip, n = std::min(kStrip, H - c0);
-      std::fill(acc, acc + n, 0.0);
-      for (int64_t r = 0; r < R; ++r) {
-        ToFloat(x, r * H + c0, n, xs);
-        ToFloat(dy, r * H + c0, n, gs);
-        const float ir = inv[static_cast<size_t>(r)];
-        if (xt == DType::F32) {
-#pragma omp simd
-          for (int64_t i = 0; i < n; ++i) acc[i] += double(gs[i]) * double(xs[i] * ir);
-        } else {
-          for (int64_t i = 0; i < n; ++i) acc[i] += double(gs[i]) * double(RoundTo(xt, xs[i] * ir));
-        }
-      }
-      for (int64_t i = 0; i < n; ++i) res[i] = static_cast<float>(acc[i]);
-      FromFloat(res, n, dw, c0);
-    }
-  }
-
-#pragma omp parallel num_threads(nt) if (par)
-  {
-    std::vector<float> xb(static_cast<size_t>(H)), gb(static_cast<size_t>(H));
-    float* __restrict xr = xb.data();
-    float* __restrict gr = gb.data();
-    const float* __restrict wp = w.data();
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
-      ToFloat(x, r * H, H, xr);
-      ToFloat(dy, r * H, H, gr);
-      const float ir = inv[static_cast<size_t>(r)];
-      float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t i = 0; i < H; ++i) {
-        xr[i] *= ir;     // n
-        gr[i] *= wp[i];  // g
-        dot += gr[i] * xr[i];
-      }
-      const float c = dot / static_cast<float>(H);
-#pragma omp simd
-      for (int64_t i = 0; i < H; ++i) gr[i] = ir * (gr[i] - xr[i] * c);
-      FromFloat(gr, H, dx, r * H);
-    }
-  }
-  return OkStatus();
-}
+using namespace rowwise;  // NOLINT: the shared loops and checks
 
 //===----------------------------------------------------------------------===//
 // RoPE
@@ -266,29 +22,43 @@ struct RopeDims {
 
 // The dimensions and the inverse frequencies (lorart/plan/rope.h, the same
 // doubles lora-emit-cuda bakes into the CUDA kernels).
+// P: params::rope_fwd or params::rope_bwd.
+template <class P>
 Status ParseRope(const KernelParams& p, RopeDims* d) {
-  LORA_RETURN_IF_ERROR(NonNegativeInt(p, "batch", &d->batch));
-  LORA_RETURN_IF_ERROR(NonNegativeInt(p, "seq", &d->seq));
-  LORA_RETURN_IF_ERROR(PositiveInt(p, "features", &d->features));
-  LORA_RETURN_IF_ERROR(PositiveInt(p, "head_dim", &d->head_dim));
+  P prm;
+  LORA_RETURN_IF_ERROR(p.Typed(&prm));
+  LORA_RETURN_IF_ERROR(NonNegativeInt(p, "batch", prm.batch, &d->batch));
+  LORA_RETURN_IF_ERROR(NonNegativeInt(p, "seq", prm.seq, &d->seq));
+  LORA_RETURN_IF_ERROR(PositiveInt(p, "features", prm.features, &d->features));
+  LORA_RETURN_IF_ERROR(PositiveInt(p, "head_dim", prm.head_dim, &d->head_dim));
   if (d->head_dim % 2 != 0 || d->features % d->head_dim != 0)
     return InvalidArgumentError(
         StrFormat("kernel '%s': 'head_dim' (%lld) must be even and divide 'features' (%lld)",
                   p.kind().c_str(), static_cast<long long>(d->head_dim),
                   static_cast<long long>(d->features)));
-  double theta;
-  LORA_RETURN_IF_ERROR(p.Float("theta", &theta));
+  const double theta = prm.theta;
   rope::Scaling sc;
-  sc.kind = p.StringOr("scaling", "none");
+  sc.kind = prm.scaling;
   if (sc.kind != "none" && sc.kind != "linear" && sc.kind != "llama3")
     return UnimplementedError(
         StrFormat("kernel '%s': rope scaling '%s' is not supported (none, linear, llama3)",
                   p.kind().c_str(), sc.kind.c_str()));
-  if (sc.kind != "none") LORA_RETURN_IF_ERROR(p.Float("factor", &sc.factor));
+  // The optional parameters the scaling needs.
+  auto need = [&](const char* key, const auto& field, auto* out) -> Status {
+    if (!field)
+      return InvalidArgumentError(StrFormat("kernel '%s': rope scaling '%s' needs parameter '%s'",
+                                            p.kind().c_str(), sc.kind.c_str(), key));
+    *out = *field;
+    return OkStatus();
+  };
+  if (sc.kind != "none") LORA_RETURN_IF_ERROR(need("factor", prm.factor, &sc.factor));
   if (sc.kind == "llama3") {
-    LORA_RETURN_IF_ERROR(p.Float("low_freq_factor", &sc.low_freq_factor));
-    LORA_RETURN_IF_ERROR(p.Float("high_freq_factor", &sc.high_freq_factor));
-    LORA_RETURN_IF_ERROR(PositiveInt(p, "original_max_position_embeddings",
+    LORA_RETURN_IF_ERROR(need("low_freq_factor", prm.low_freq_factor, &sc.low_freq_factor));
+    LORA_RETURN_IF_ERROR(need("high_freq_factor", prm.high_freq_factor, &sc.high_freq_factor));
+    int64_t original = 0;
+    LORA_RETURN_IF_ERROR(
+        need("original_max_position_embeddings", prm.original_max_position_embeddings, &original));
+    LORA_RETURN_IF_ERROR(PositiveInt(p, "original_max_position_embeddings", original,
                                      &sc.original_max_position_embeddings));
   }
   std::string bad = rope::InverseFrequencies(d->head_dim, theta, sc, &d->inv_freq);
@@ -301,11 +71,12 @@ Status ParseRope(const KernelParams& p, RopeDims* d) {
 // pair (i, i + head_dim/2) is rotated by `sign`·positions·inv_freq[i]:
 // +1 for the forward (HF rotate_half), −1 for the backward (the inverse
 // rotation; RoPE is orthogonal, so its VJP is its transpose).
+template <class P>
 Status Rope(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
             const std::vector<TensorView>& out, double sign) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
   RopeDims d;
-  LORA_RETURN_IF_ERROR(ParseRope(p, &d));
+  LORA_RETURN_IF_ERROR(ParseRope<P>(p, &d));
   const int64_t F = d.features, tokens = d.batch * d.seq;
   LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&in[0], "x"}, {&out[0], "y"}}, tokens * F));
   const TensorView &x = in[0], &pos = in[1], &y = out[0];
@@ -347,11 +118,11 @@ Status Rope(const KernelContext& ctx, const KernelParams& p, const std::vector<T
 
 Status RopeFwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
                const std::vector<TensorView>& out) {
-  return Rope(ctx, p, in, out, 1.0);
+  return Rope<kernels::params::rope_fwd>(ctx, p, in, out, 1.0);
 }
 Status RopeBwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
                const std::vector<TensorView>& out) {
-  return Rope(ctx, p, in, out, -1.0);
+  return Rope<kernels::params::rope_bwd>(ctx, p, in, out, -1.0);
 }
 
 //===----------------------------------------------------------------------===//
@@ -364,8 +135,8 @@ inline float Sigmoid(float g) { return 1.0f / (1.0f + std::exp(-g)); }
 Status SwigluFwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
                  const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
-  int64_t n;
-  LORA_RETURN_IF_ERROR(Elements(p, &n));
+  int64_t n = 0;
+  LORA_RETURN_IF_ERROR(Elements<kernels::params::swiglu_fwd>(p, &n));
   LORA_RETURN_IF_ERROR(
       ExpectFloatElements(p, {{&in[0], "gate"}, {&in[1], "up"}, {&out[0], "y"}}, n));
   ParallelChunks(ctx, n, [&](int64_t off, int64_t len) {
@@ -383,8 +154,8 @@ Status SwigluFwd(const KernelContext& ctx, const KernelParams& p, const std::vec
 Status SwigluBwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
                  const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 2));
-  int64_t n;
-  LORA_RETURN_IF_ERROR(Elements(p, &n));
+  int64_t n = 0;
+  LORA_RETURN_IF_ERROR(Elements<kernels::params::swiglu_bwd>(p, &n));
   LORA_RETURN_IF_ERROR(ExpectFloatElements(
       p, {{&in[0], "dy"}, {&in[1], "gate"}, {&in[2], "up"}, {&out[0], "dgate"}, {&out[1], "dup"}},
       n));
@@ -409,8 +180,8 @@ Status SwigluBwd(const KernelContext& ctx, const KernelParams& p, const std::vec
 Status Add(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
            const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
-  int64_t n;
-  LORA_RETURN_IF_ERROR(Elements(p, &n));
+  int64_t n = 0;
+  LORA_RETURN_IF_ERROR(Elements<kernels::params::add>(p, &n));
   LORA_RETURN_IF_ERROR(
       ExpectFloatElements(p, {{&in[0], "lhs"}, {&in[1], "rhs"}, {&out[0], "result"}}, n));
   ParallelChunks(ctx, n, [&](int64_t off, int64_t len) {
@@ -433,9 +204,11 @@ Status Add(const KernelContext& ctx, const KernelParams& p, const std::vector<Te
 Status SegmentBoundaryMask(const KernelContext& ctx, const KernelParams& p,
                            const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
+  kernels::params::segment_boundary_mask prm;
+  LORA_RETURN_IF_ERROR(p.Typed(&prm));
   int64_t B, T;
-  LORA_RETURN_IF_ERROR(NonNegativeInt(p, "batch", &B));
-  LORA_RETURN_IF_ERROR(NonNegativeInt(p, "seq", &T));
+  LORA_RETURN_IF_ERROR(NonNegativeInt(p, "batch", prm.batch, &B));
+  LORA_RETURN_IF_ERROR(NonNegativeInt(p, "seq", prm.seq, &T));
   const TensorView &mask = in[0], &seg = in[1], &res = out[0];
   if (mask.dtype != DType::BOOL || res.dtype != DType::BOOL)
     return InvalidArgumentError(
@@ -468,10 +241,10 @@ Status SegmentBoundaryMask(const KernelContext& ctx, const KernelParams& p,
 Status Fill(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
             const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 0, out, 1));
-  int64_t n;
-  LORA_RETURN_IF_ERROR(Elements(p, &n));
-  double value;
-  LORA_RETURN_IF_ERROR(p.Float("value", &value));
+  int64_t n = 0;
+  kernels::params::fill prm;
+  LORA_RETURN_IF_ERROR(Elements(p, &n, &prm));
+  const double value = prm.value;
   LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&out[0], "result"}}, n));
   const float v = static_cast<float>(value);
   ParallelChunks(ctx, n, [&](int64_t off, int64_t len) {
@@ -486,8 +259,8 @@ Status Fill(const KernelContext& ctx, const KernelParams& p, const std::vector<T
 Status Accumulate(const KernelContext& ctx, const KernelParams& p,
                   const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 2, out, 1));
-  int64_t n;
-  LORA_RETURN_IF_ERROR(Elements(p, &n));
+  int64_t n = 0;
+  LORA_RETURN_IF_ERROR(Elements<kernels::params::accumulate>(p, &n));
   LORA_RETURN_IF_ERROR(
       ExpectFloatElements(p, {{&in[0], "acc"}, {&in[1], "value"}, {&out[0], "result"}}, n));
   if (in[0].dtype != DType::F32 || out[0].dtype != DType::F32)
@@ -510,8 +283,8 @@ Status Accumulate(const KernelContext& ctx, const KernelParams& p,
 Status Copy(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
             const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 1, out, 1));
-  int64_t n;
-  LORA_RETURN_IF_ERROR(Elements(p, &n));
+  int64_t n = 0;
+  LORA_RETURN_IF_ERROR(Elements<kernels::params::copy>(p, &n));
   const TensorView &src = in[0], &dst = out[0];
   LORA_RETURN_IF_ERROR(ExpectElements(p, src, n, "value"));
   LORA_RETURN_IF_ERROR(ExpectElements(p, dst, n, "target"));
@@ -546,8 +319,8 @@ Status Copy(const KernelContext& ctx, const KernelParams& p, const std::vector<T
 Status Zero(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
             const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 0, out, 1));
-  int64_t n;
-  LORA_RETURN_IF_ERROR(Elements(p, &n));
+  int64_t n = 0;
+  LORA_RETURN_IF_ERROR(Elements<kernels::params::zero>(p, &n));
   const TensorView& t = out[0];
   LORA_RETURN_IF_ERROR(ExpectElements(p, t, n, "target"));
   const size_t eb = ElementBytes(t.dtype);
@@ -568,8 +341,8 @@ Status Zero(const KernelContext& ctx, const KernelParams& p, const std::vector<T
 Status Cast(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
             const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 1, out, 1));
-  int64_t n;
-  LORA_RETURN_IF_ERROR(Elements(p, &n));
+  int64_t n = 0;
+  LORA_RETURN_IF_ERROR(Elements<kernels::params::cast>(p, &n));
   LORA_RETURN_IF_ERROR(ExpectFloatElements(p, {{&in[0], "input"}, {&out[0], "result"}}, n));
   ParallelChunks(ctx, n, [&](int64_t off, int64_t len) {
     float b[kChunk];
@@ -582,8 +355,6 @@ Status Cast(const KernelContext& ctx, const KernelParams& p, const std::vector<T
 }  // namespace
 
 void RegisterElementwiseKernels() {
-  RegisterKernel("rms_norm_fwd", RmsNormFwd);
-  RegisterKernel("rms_norm_bwd", RmsNormBwd);
   RegisterKernel("rope_fwd", RopeFwd);
   RegisterKernel("rope_bwd", RopeBwd);
   RegisterKernel("swiglu_fwd", SwigluFwd);

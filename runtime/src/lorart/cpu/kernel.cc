@@ -18,6 +18,9 @@ void EnsureRegistered() {
   static std::once_flag once;
   std::call_once(once, [] {
     RegisterLinearKernels();
+    RegisterLmHeadKernels();
+    RegisterLossKernels();
+    RegisterNormKernels();
     RegisterElementwiseKernels();
     RegisterAttentionKernels();
     RegisterOptimizerKernels();
@@ -45,54 +48,32 @@ std::vector<std::string> RegisteredKernels() {
   return kinds;
 }
 
-Status KernelParams::Int(std::string_view key, int64_t* out) const {
-  auto it = values_.find(key);
-  if (it == values_.end() || !std::holds_alternative<int64_t>(it->second))
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s': integer parameter '%.*s' is missing", kind_.c_str(),
-        static_cast<int>(key.size()), key.data()));
+bool KernelParams::Get(const char* key, int64_t* out) const {
+  auto it = values_.find(std::string_view(key));
+  if (it == values_.end() || !std::holds_alternative<int64_t>(it->second)) return false;
   *out = std::get<int64_t>(it->second);
-  return OkStatus();
+  return true;
 }
 
-Status KernelParams::Float(std::string_view key, double* out) const {
-  auto it = values_.find(key);
-  if (it != values_.end()) {
-    if (std::holds_alternative<double>(it->second)) {
-      *out = std::get<double>(it->second);
-      return OkStatus();
-    }
-    if (std::holds_alternative<int64_t>(it->second)) {
-      *out = static_cast<double>(std::get<int64_t>(it->second));
-      return OkStatus();
-    }
+bool KernelParams::Get(const char* key, double* out) const {
+  auto it = values_.find(std::string_view(key));
+  if (it == values_.end()) return false;
+  if (std::holds_alternative<double>(it->second)) {
+    *out = std::get<double>(it->second);
+    return true;
   }
-  return InvalidArgumentError(StrFormat(
-      "kernel '%s': float parameter '%.*s' is missing", kind_.c_str(),
-      static_cast<int>(key.size()), key.data()));
+  if (std::holds_alternative<int64_t>(it->second)) {
+    *out = static_cast<double>(std::get<int64_t>(it->second));
+    return true;
+  }
+  return false;
 }
 
-Status KernelParams::String(std::string_view key, std::string* out) const {
-  auto it = values_.find(key);
-  if (it == values_.end() || !std::holds_alternative<std::string>(it->second))
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s': string parameter '%.*s' is missing", kind_.c_str(),
-        static_cast<int>(key.size()), key.data()));
+bool KernelParams::Get(const char* key, std::string* out) const {
+  auto it = values_.find(std::string_view(key));
+  if (it == values_.end() || !std::holds_alternative<std::string>(it->second)) return false;
   *out = std::get<std::string>(it->second);
-  return OkStatus();
-}
-
-int64_t KernelParams::IntOr(std::string_view key, int64_t dflt) const {
-  int64_t v;
-  return Int(key, &v).ok() ? v : dflt;
-}
-double KernelParams::FloatOr(std::string_view key, double dflt) const {
-  double v;
-  return Float(key, &v).ok() ? v : dflt;
-}
-std::string KernelParams::StringOr(std::string_view key, std::string dflt) const {
-  std::string v;
-  return String(key, &v).ok() ? v : dflt;
+  return true;
 }
 
 float HalfToFloat(uint16_t h) {
@@ -126,8 +107,7 @@ uint16_t FloatToHalf(float f) {
   uint32_t sign = (u >> 16) & 0x8000u;
   int32_t exp = static_cast<int32_t>((u >> 23) & 0xff) - 127 + 15;
   uint32_t man = u & 0x7fffffu;
-  if (((u >> 23) & 0xff) == 0xff)
-    return static_cast<uint16_t>(sign | 0x7c00u | (man ? 0x200u : 0));
+  if (((u >> 23) & 0xff) == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (man ? 0x200u : 0));
   if (exp >= 31) return static_cast<uint16_t>(sign | 0x7c00u);
   if (exp <= 0) {
     if (exp < -10) return static_cast<uint16_t>(sign);
@@ -201,37 +181,36 @@ Status KernelParamsFromPlan(const schema::Kernel& kernel, KernelParams* out) {
         p.Set(key, kp->value_as_StringValue()->value()->str());
         break;
       default:
-        return UnimplementedError(StrFormat("'%s': list parameter '%s' is not supported by the "
-                                            "CPU backend",
-                                            p.kind().c_str(), key.c_str()));
+        return UnimplementedError(
+            StrFormat("'%s': list parameter '%s' is not supported by the "
+                      "CPU backend",
+                      p.kind().c_str(), key.c_str()));
     }
   }
   return OkStatus();
 }
 
-Status ExpectArity(const KernelParams& p, const std::vector<TensorView>& in,
-                   size_t n_in, const std::vector<TensorView>& out, size_t n_out) {
+Status ExpectArity(const KernelParams& p, const std::vector<TensorView>& in, size_t n_in,
+                   const std::vector<TensorView>& out, size_t n_out) {
   if (in.size() != n_in || out.size() != n_out)
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s' takes %zu inputs and %zu outputs, got %zu and %zu",
-        p.kind().c_str(), n_in, n_out, in.size(), out.size()));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s' takes %zu inputs and %zu outputs, got %zu and %zu", p.kind().c_str(),
+                  n_in, n_out, in.size(), out.size()));
   return OkStatus();
 }
 
 Status ExpectFloat(const KernelParams& p, const TensorView& t, const char* what) {
   if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16)
-    return InvalidArgumentError(StrFormat("kernel '%s': %s must be a float tensor",
-                                          p.kind().c_str(), what));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': %s must be a float tensor", p.kind().c_str(), what));
   return OkStatus();
 }
 
-Status ExpectElements(const KernelParams& p, const TensorView& t, int64_t n,
-                      const char* what) {
+Status ExpectElements(const KernelParams& p, const TensorView& t, int64_t n, const char* what) {
   if (t.numel() != n)
-    return InvalidArgumentError(StrFormat(
-        "kernel '%s': %s has %lld elements, the parameters imply %lld",
-        p.kind().c_str(), what, static_cast<long long>(t.numel()),
-        static_cast<long long>(n)));
+    return InvalidArgumentError(
+        StrFormat("kernel '%s': %s has %lld elements, the parameters imply %lld", p.kind().c_str(),
+                  what, static_cast<long long>(t.numel()), static_cast<long long>(n)));
   return OkStatus();
 }
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "lorart/base/status.h"
+#include "lorart/plan/kernel_params.h"
 #include "lorart/schema/train_bin_generated.h"
 
 namespace lorart::cpu {
@@ -43,23 +44,46 @@ struct TensorView {
     return n;
   }
   template <typename T>
-  T* as() const { return static_cast<T*>(data); }
+  T* as() const {
+    return static_cast<T*>(data);
+  }
 };
 
-// Typed kernel parameters (schema::KernelParam), looked up by key.
+// A kernel's parameters (schema::KernelParam) by key, read by the kernels as
+// their kind's typed struct through Typed().
 class KernelParams {
  public:
   using Value = std::variant<int64_t, double, std::string>;
   void Set(std::string key, Value v) { values_[std::move(key)] = std::move(v); }
   bool Has(std::string_view key) const { return values_.count(std::string(key)) != 0; }
-  // Errors name the key and the kernel kind.
-  Status Int(std::string_view key, int64_t* out) const;
-  Status Float(std::string_view key, double* out) const;  // ints convert
-  Status String(std::string_view key, std::string* out) const;
-  // Defaulted lookups for optional keys.
-  int64_t IntOr(std::string_view key, int64_t dflt) const;
-  double FloatOr(std::string_view key, double dflt) const;
-  std::string StringOr(std::string_view key, std::string dflt) const;
+  // The parameters as the typed struct of the kernel's kind
+  // (lorart/plan/kernel_params.h, generated from kernel_kinds.def): kernels
+  // read fields, never keys. A missing required parameter is an error naming
+  // it and the kind (the plan loader refuses such plans before they run).
+  template <class P>
+  Status Typed(P* out) const {
+    std::string missing;
+    if (!kernels::ReadParams(*this, out, &missing))
+      return InvalidArgumentError("kernel '" + kind_ + "': required parameter '" + missing +
+                                  "' is missing");
+    return OkStatus();
+  }
+  // All parameters as the variant of the kind's struct (an unknown kind is
+  // an error).
+  Status TypedAny(kernels::AnyParams* out) const {
+    std::optional<kernels::Kind> kind = kernels::KindOf(kind_);
+    if (!kind) return InvalidArgumentError("kernel kind '" + kind_ + "' is unknown");
+    std::string missing;
+    if (!kernels::ReadAnyParams(*kind, *this, out, &missing))
+      return InvalidArgumentError("kernel '" + kind_ + "': required parameter '" + missing +
+                                  "' is missing");
+    return OkStatus();
+  }
+  // kernel_params.h's source interface: whether the parameter is present
+  // (with its value). Integers read as floats too.
+  bool Get(const char* key, int64_t* out) const;
+  bool Get(const char* key, double* out) const;
+  bool Get(const char* key, std::string* out) const;
   const std::string& kind() const { return kind_; }
   void set_kind(std::string kind) { kind_ = std::move(kind); }
   // Every parameter, by key.
@@ -91,8 +115,11 @@ using KernelFn = Status (*)(const KernelContext& ctx, const KernelParams& params
 // (Explicit calls rather than static initializers: nothing is lost when the
 // library is linked statically.)
 void RegisterKernel(const char* kind, KernelFn fn);
-void RegisterLinearKernels();       // linear.cc: matmuls, LoRA, LM head, embedding
-void RegisterElementwiseKernels();  // elementwise.cc: norms, RoPE, SwiGLU, masks, casts, copies
+void RegisterLinearKernels();       // linear.cc: matmuls, LoRA, embedding, dequantize
+void RegisterLmHeadKernels();       // lm_head.cc: logits, chunked LM head + cross-entropy
+void RegisterLossKernels();         // losses.cc: cross-entropy, log-probs, DPO, replay, EWC
+void RegisterNormKernels();         // norms.cc: RMSNorm
+void RegisterElementwiseKernels();  // elementwise.cc: RoPE, SwiGLU, masks, casts, copies
 void RegisterAttentionKernels();    // attention.cc
 void RegisterOptimizerKernels();    // optimizer.cc: AdamW, global norm, clip scale
 void RegisterSelectKernels();       // select.cc: select_rows (generation)
@@ -150,18 +177,29 @@ uint16_t FloatToHalf(float f);
 // Element i of a float tensor (F32, BF16, F16) as float / stored from float.
 inline float LoadFloat(const TensorView& t, int64_t i) {
   switch (t.dtype) {
-    case DType::F32: return t.as<const float>()[i];
-    case DType::BF16: return Bf16ToFloat(t.as<const uint16_t>()[i]);
-    case DType::F16: return HalfToFloat(t.as<const uint16_t>()[i]);
-    default: return 0.0f;
+    case DType::F32:
+      return t.as<const float>()[i];
+    case DType::BF16:
+      return Bf16ToFloat(t.as<const uint16_t>()[i]);
+    case DType::F16:
+      return HalfToFloat(t.as<const uint16_t>()[i]);
+    default:
+      return 0.0f;
   }
 }
 inline void StoreFloat(const TensorView& t, int64_t i, float v) {
   switch (t.dtype) {
-    case DType::F32: t.as<float>()[i] = v; break;
-    case DType::BF16: t.as<uint16_t>()[i] = FloatToBf16(v); break;
-    case DType::F16: t.as<uint16_t>()[i] = FloatToHalf(v); break;
-    default: break;
+    case DType::F32:
+      t.as<float>()[i] = v;
+      break;
+    case DType::BF16:
+      t.as<uint16_t>()[i] = FloatToBf16(v);
+      break;
+    case DType::F16:
+      t.as<uint16_t>()[i] = FloatToHalf(v);
+      break;
+    default:
+      break;
   }
 }
 // Converts n elements of a float tensor starting at `offset` to f32 / back.
@@ -169,11 +207,10 @@ void ToFloat(const TensorView& t, int64_t offset, int64_t n, float* out);
 void FromFloat(const float* in, int64_t n, const TensorView& t, int64_t offset);
 
 // Checks shared by kernels; errors name the kernel kind and the operand.
-Status ExpectArity(const KernelParams& p, const std::vector<TensorView>& in,
-                   size_t n_in, const std::vector<TensorView>& out, size_t n_out);
+Status ExpectArity(const KernelParams& p, const std::vector<TensorView>& in, size_t n_in,
+                   const std::vector<TensorView>& out, size_t n_out);
 Status ExpectFloat(const KernelParams& p, const TensorView& t, const char* what);
-Status ExpectElements(const KernelParams& p, const TensorView& t, int64_t n,
-                      const char* what);
+Status ExpectElements(const KernelParams& p, const TensorView& t, int64_t n, const char* what);
 
 }  // namespace lorart::cpu
 

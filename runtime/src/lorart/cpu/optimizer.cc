@@ -28,8 +28,9 @@ Status Scalar(const KernelParams& p, const TensorView& t, const char* what, floa
 // order: the result does not depend on the thread count.
 Status GlobalNorm(const KernelContext& ctx, const KernelParams& p,
                   const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
-  int64_t n;
-  LORA_RETURN_IF_ERROR(p.Int("tensors", &n));
+  kernels::params::global_norm prm;
+  LORA_RETURN_IF_ERROR(p.Typed(&prm));
+  const int64_t n = prm.tensors;
   if (n < 0)
     return InvalidArgumentError(StrFormat("kernel '%s': 'tensors' is negative", p.kind().c_str()));
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, static_cast<size_t>(n), out, 1));
@@ -83,8 +84,9 @@ Status ClipScale(const KernelContext&, const KernelParams& p, const std::vector<
   LORA_RETURN_IF_ERROR(Scalar(p, in[0], "the norm", &norm));
   LORA_RETURN_IF_ERROR(Scalar(p, in[1], "the count", &count));
   LORA_RETURN_IF_ERROR(Scalar(p, out[0], "the scale", nullptr));
-  double max_norm;
-  LORA_RETURN_IF_ERROR(p.Float("max_norm", &max_norm));
+  kernels::params::clip_scale prm;
+  LORA_RETURN_IF_ERROR(p.Typed(&prm));
+  const double max_norm = prm.max_norm;
   if (!(count > 0.0f) || !std::isfinite(count))
     return InvalidArgumentError(
         StrFormat("kernel '%s': no target tokens in the accumulated batch (token count %g)",
@@ -106,15 +108,12 @@ Status ClipScale(const KernelContext&, const KernelParams& p, const std::vector<
 Status AdamW(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
              const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 7, out, 3));
-  int64_t n;
-  LORA_RETURN_IF_ERROR(p.Int("elements", &n));
+  kernels::params::adamw prm;
+  LORA_RETURN_IF_ERROR(p.Typed(&prm));
+  const int64_t n = prm.elements;
   if (n < 0)
     return InvalidArgumentError(StrFormat("kernel '%s': 'elements' is negative", p.kind().c_str()));
-  double beta1, beta2, eps, wd;
-  LORA_RETURN_IF_ERROR(p.Float("beta1", &beta1));
-  LORA_RETURN_IF_ERROR(p.Float("beta2", &beta2));
-  LORA_RETURN_IF_ERROR(p.Float("eps", &eps));
-  LORA_RETURN_IF_ERROR(p.Float("weight_decay", &wd));
+  const double beta1 = prm.beta1, beta2 = prm.beta2, eps = prm.eps, wd = prm.weight_decay;
   if (!(beta1 >= 0.0 && beta1 < 1.0) || !(beta2 >= 0.0 && beta2 < 1.0))
     return InvalidArgumentError(StrFormat("kernel '%s': betas must lie in [0, 1), got %g and %g",
                                           p.kind().c_str(), beta1, beta2));

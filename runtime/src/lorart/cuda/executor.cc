@@ -251,10 +251,12 @@ Status Executor::BindPrograms() {
         cpu::KernelParams params;
         LORA_RETURN_IF_ERROR(cpu::KernelParamsFromPlan(kernel, &params), "%s",
                              KernelLabel(plan, l->kernel()).c_str());
-        if (params.FloatOr("dropout", 0.0) > 0.0) {
+        kernels::AnyParams typed;
+        LORA_RETURN_IF_ERROR(params.TypedAny(&typed), "%s", KernelLabel(plan, l->kernel()).c_str());
+        if (std::optional<kernels::DropoutDraw> drop = kernels::DropoutOf(typed)) {
           launch.key_arg = static_cast<int>(launch.args.size());
           launch.key_slot = prog.num_keys++;
-          launch.rng_stream = static_cast<uint64_t>(params.IntOr("rng_stream", 0));
+          launch.rng_stream = static_cast<uint64_t>(drop->stream);
           launch.args.push_back(0);
         }
         prog.launches.push_back(std::move(launch));

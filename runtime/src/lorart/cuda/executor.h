@@ -7,7 +7,9 @@
 // cache. Run walks a program's launches in order: each launch's arguments
 // (input and output device pointers, its workspace, its dropout key) were
 // bound when the executor was created; only the dropout keys change per run.
-// It decides nothing about the graph.
+// It decides nothing about the graph. It implements lorart::Executor
+// (lorart/exec/executor.h) with its own device copy of the persistent
+// tensors (host_resident() is false): Session uploads and downloads them.
 #ifndef LORART_CUDA_EXECUTOR_H_
 #define LORART_CUDA_EXECUTOR_H_
 
@@ -19,6 +21,7 @@
 
 #include "lorart/base/status.h"
 #include "lorart/cuda/driver.h"
+#include "lorart/exec/executor.h"
 #include "lorart/plan/plan.h"
 
 namespace lorart::cuda {
@@ -37,20 +40,21 @@ std::vector<std::string> KernelEntries(const schema::Kernel& kernel);
 // or FailedPrecondition-style InvalidArgument naming the first one without.
 Status CheckPlanHasCudaKernels(const Plan& plan);
 
-class Executor {
+class Executor final : public ::lorart::Executor {
  public:
   // Opens the device, checks the plan (every launched kernel has CUDA source,
   // shared memory within the device's limit), compiles the kernels, and
   // allocates and zeroes the device memory. `plan` must outlive the executor.
   static Status Create(const Plan& plan, const ExecutorOptions& options,
                        std::unique_ptr<Executor>* out);
-  ~Executor();
+  ~Executor() override;
 
+  bool host_resident() const override { return false; }
   // Whole-tensor copies between the host and a tensor's device memory
   // (`bytes` must be Plan::tensor_bytes(id)).
-  Status Write(uint32_t id, const void* data, size_t bytes);
-  Status Read(uint32_t id, void* data, size_t bytes) const;
-  Status Zero(uint32_t id);
+  Status Write(uint32_t id, const void* data, size_t bytes) override;
+  Status Read(uint32_t id, void* data, size_t bytes) const override;
+  Status Zero(uint32_t id) override;
 
   // Runs a program's launches in order and waits for them; `step_seed` seeds
   // dropout masks (keys DropoutKey(step_seed, rng_stream) per launch).
@@ -58,12 +62,12 @@ class Executor {
   // each launch (all its cuda_next steps) is timed with device events and
   // its milliseconds stored in program order.
   Status Run(const std::string& program, uint64_t step_seed,
-             std::vector<double>* launch_ms = nullptr);
+             std::vector<double>* launch_ms) override;
 
   Device& device() const { return *device_; }
   // "NVIDIA H200 (sm_90a, 139.8 GiB): 41 kernels from 29 sources (3 compiled,
   // 26 from the cache), 1.2 GiB of device memory".
-  const std::string& description() const { return description_; }
+  const std::string& description() const override { return description_; }
   uint64_t device_bytes() const { return arena_bytes_ + persistent_bytes_ + keys_bytes_; }
 
  private:

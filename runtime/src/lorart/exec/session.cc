@@ -2,20 +2,15 @@
 
 #include <sys/stat.h>
 
-#include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <random>
-#include <thread>
 
-#include <nlohmann/json.hpp>
-
+#include "lorart/cpu/executor.h"
+#include "lorart/cuda/executor.h"
 #include "lorart/cuda/nvrtc.h"
-#include "lorart/io/files.h"
 #include "lorart/io/mapped_file.h"
 #include "lorart/io/safetensors.h"
-#include "lorart/io/safetensors_write.h"
 #include "lorart/quant/nf4.h"
 
 namespace lorart {
@@ -73,7 +68,18 @@ Status DecodeFloats(lorart::DType src, const uint8_t* data, int64_t n,
   }
 }
 
-Session::~Session() { std::free(arena_); }
+Session::~Session() = default;
+
+DType SafetensorsDType(schema::DType dtype) {
+  switch (dtype) {
+    case schema::DType::F32: return DType::kF32;
+    case schema::DType::BF16: return DType::kBF16;
+    case schema::DType::F16: return DType::kF16;
+    case schema::DType::I32: return DType::kI32;
+    case schema::DType::I64: return DType::kI64;
+    default: return DType::kU8;
+  }
+}
 
 Status Session::Open(const std::string& plan_path, const SessionOptions& options,
                      std::unique_ptr<Session>* out) {
@@ -85,10 +91,8 @@ Status Session::Open(const std::string& plan_path, const SessionOptions& options
 }
 
 Status Session::Prepare(const SessionOptions& options) {
-  ctx_.num_threads = options.num_threads > 0
-                         ? options.num_threads
-                         : std::max(1u, std::thread::hardware_concurrency());
   DeviceKind device = options.device;
+  std::string not_cuda;  // kAuto chose the CPU: why
   if (device == DeviceKind::kAuto) {
     Status why = cuda::CudaDeviceAvailable();
     if (why.ok()) why = cuda::CheckPlanHasCudaKernels(plan_);
@@ -97,24 +101,18 @@ Status Session::Prepare(const SessionOptions& options) {
       if (!nvrtc.ok()) why = nvrtc.status();
     }
     device = why.ok() ? DeviceKind::kCuda : DeviceKind::kCpu;
-    not_cuda_ = why.message();
+    not_cuda = why.message();
   }
+  device_ = device;
   if (device == DeviceKind::kCuda) {
     // The arena lives on the device only.
     cuda::ExecutorOptions eo;
     eo.kernel_cache = options.kernel_cache;
     eo.compile_threads = options.num_threads;
     eo.device = options.device == DeviceKind::kCuda ? options.cuda_device : 0;
-    LORA_RETURN_IF_ERROR(cuda::Executor::Create(plan_, eo, &cuda_));
-  } else {
-    uint64_t alignment = std::max<uint64_t>(64, plan_.arena().alignment());
-    uint64_t size = (plan_.arena().size() + alignment - 1) / alignment * alignment;
-    arena_ = static_cast<uint8_t*>(
-        std::aligned_alloc(alignment, std::max<uint64_t>(size, alignment)));
-    if (!arena_)
-      return UnavailableError(StrFormat("cannot allocate the %llu-byte arena",
-                                        static_cast<unsigned long long>(size)));
-    std::memset(arena_, 0, size);
+    std::unique_ptr<cuda::Executor> gpu;
+    LORA_RETURN_IF_ERROR(cuda::Executor::Create(plan_, eo, &gpu));
+    executor_ = std::move(gpu);
   }
 
   uint32_t n = plan_.num_tensors();
@@ -129,9 +127,7 @@ Status Session::Prepare(const SessionOptions& options) {
       v.nf4.block_size = t.quant()->block_size();
       v.nf4.double_quant_block = t.quant()->double_quant_block();
     }
-    if (t.storage() == schema::Storage::Arena) {
-      v.data = arena_ ? arena_ + t.buffer()->offset() : nullptr;
-    } else {
+    if (t.storage() != schema::Storage::Arena) {
       persistent_[id].assign(plan_.tensor_bytes(id), 0);
       v.data = persistent_[id].data();
       if (t.name()) persistent_by_name_[t.name()->str()] = id;
@@ -145,14 +141,16 @@ Status Session::Prepare(const SessionOptions& options) {
     if (owner != persistent_by_name_.end()) master_of_[owner->second] = id;
   }
 
-  if (cuda_) return OkStatus();
-  kernels_.resize(plan_.num_kernels());
-  for (uint32_t k = 0; k < plan_.num_kernels(); ++k) {
-    const schema::Kernel& kernel = plan_.kernel(k);
-    std::string kind = kernel.kind()->str();
-    LORA_RETURN_IF_ERROR(cpu::LookupKernel(kind, &kernels_[k].fn), "kernel %u", k);
-    LORA_RETURN_IF_ERROR(cpu::KernelParamsFromPlan(kernel, &kernels_[k].params), "kernel %u", k);
-  }
+  if (executor_) return OkStatus();
+  // The CPU: the kernels use the host copies of the persistent tensors in
+  // place (persistent_'s buffers are never reallocated after this), and
+  // views_ gets the arena tensors' host memory.
+  cpu::ExecutorOptions co;
+  co.num_threads = options.num_threads;
+  co.note = not_cuda;
+  std::unique_ptr<cpu::Executor> host;
+  LORA_RETURN_IF_ERROR(cpu::Executor::Create(plan_, co, &views_, &host));
+  executor_ = std::move(host);
   return OkStatus();
 }
 
@@ -163,12 +161,12 @@ Status Session::BeginHostWrite() {
 }
 
 Status Session::SyncDevice() {
-  if (!cuda_ || device_current_) return OkStatus();
+  if (executor_->host_resident() || device_current_) return OkStatus();
   for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
     const schema::Tensor& t = plan_.tensor(id);
     if (t.storage() != schema::Storage::Persistent) continue;
     if (t.role() == Role::Frozen && frozen_on_device_) continue;
-    LORA_RETURN_IF_ERROR(cuda_->Write(id, persistent_[id].data(), persistent_[id].size()),
+    LORA_RETURN_IF_ERROR(executor_->Write(id, persistent_[id].data(), persistent_[id].size()),
                          "uploading '%s'", t.name() ? t.name()->c_str() : "?");
   }
   device_current_ = true;
@@ -177,11 +175,11 @@ Status Session::SyncDevice() {
 }
 
 Status Session::SyncHost() const {
-  if (!cuda_ || host_current_) return OkStatus();
+  if (executor_->host_resident() || host_current_) return OkStatus();
   for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
     const schema::Tensor& t = plan_.tensor(id);
     if (t.storage() != schema::Storage::Persistent || t.role() == Role::Frozen) continue;
-    LORA_RETURN_IF_ERROR(cuda_->Read(id, persistent_[id].data(), persistent_[id].size()),
+    LORA_RETURN_IF_ERROR(executor_->Read(id, persistent_[id].data(), persistent_[id].size()),
                          "downloading '%s'", t.name() ? t.name()->c_str() : "?");
   }
   host_current_ = true;
@@ -189,9 +187,8 @@ Status Session::SyncHost() const {
 }
 
 std::string Session::DeviceDescription() const {
-  if (cuda_) return "cuda: " + cuda_->description();
-  return StrFormat("cpu (%d threads%s%s)", ctx_.num_threads, not_cuda_.empty() ? "" : "; ",
-                   not_cuda_.c_str());
+  if (device_ == DeviceKind::kCuda) return "cuda: " + executor_->description();
+  return executor_->description();
 }
 
 StatusOr<DeviceKind> ParseDevice(const std::string& name, int* cuda_ordinal) {
@@ -220,7 +217,6 @@ Status Session::BindWeights(const std::string& model_dir) {
     const schema::Tensor& t = plan_.tensor(id);
     if (t.init() != schema::TensorInit::Checkpoint) continue;
     std::string name = t.name()->str();
-    if (name.rfind(kFisherPrefix, 0) == 0) continue;  // BindFisher
     const SafetensorsHeader* shard = nullptr;
     const TensorInfo* info = model.Find(name, &shard);
     if (!info)
@@ -253,8 +249,8 @@ Status Session::BindWeights(const std::string& model_dir) {
 }
 
 bool Session::HasEwcPenalty() const {
-  for (const auto& [name, id] : persistent_by_name_)
-    if (name.rfind(kFisherPrefix, 0) == 0) return true;
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id)
+    if (plan_.tensor(id).init() == schema::TensorInit::Fisher) return true;
   return false;
 }
 
@@ -265,10 +261,10 @@ Status Session::BindFisher(const std::string& path) {
   LORA_RETURN_IF_ERROR(file.Open(path));
   LORA_RETURN_IF_ERROR(BeginHostWrite());
   frozen_on_device_ = false;
-  const size_t prefix = std::strlen(kFisherPrefix);
-  for (const auto& [name, id] : persistent_by_name_) {
-    if (name.rfind(kFisherPrefix, 0) != 0) continue;
-    std::string weight = name.substr(prefix);
+  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
+    const schema::Tensor& t = plan_.tensor(id);
+    if (t.init() != schema::TensorInit::Fisher || !t.of()) continue;
+    std::string weight = t.of()->str();
     const TensorInfo* info = header.Find(weight);
     if (!info)
       return NotFoundError(StrFormat("%s: no Fisher for '%s' (made by lorart fisher for "
@@ -346,169 +342,21 @@ Status Session::InitTrainable(uint64_t seed) {
   return OkStatus();
 }
 
-Status Session::LoadAdapter(const std::string& dir) {
+Status Session::SetTrainable(const std::string& name, const float* values, int64_t count) {
+  auto it = persistent_by_name_.find(name);
+  if (it == persistent_by_name_.end() || plan_.tensor(it->second).role() != Role::Trainable)
+    return NotFoundError(StrFormat("the plan has no trainable tensor '%s'", name.c_str()));
+  uint32_t id = it->second;
+  TensorView& v = views_[id];
+  if (count != v.numel())
+    return InvalidArgumentError(StrFormat("tensor '%s' has %lld elements, got %lld", name.c_str(),
+                                          static_cast<long long>(v.numel()),
+                                          static_cast<long long>(count)));
   LORA_RETURN_IF_ERROR(BeginHostWrite());
-  std::string path = dir + "/adapter_model.safetensors";
-  SafetensorsHeader header;
-  LORA_RETURN_IF_ERROR(ReadSafetensorsHeader(path, &header));
-  MappedFile file;
-  LORA_RETURN_IF_ERROR(file.Open(path));
-  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
-    const schema::Tensor& t = plan_.tensor(id);
-    if (t.role() != Role::Trainable) continue;
-    std::string name = t.name()->str();
-    const TensorInfo* info = header.Find(name);
-    if (!info)
-      return NotFoundError(StrFormat("%s: no tensor '%s' (the adapter does not match this "
-                                     "plan's targets)",
-                                     path.c_str(), name.c_str()));
-    TensorView& v = views_[id];
-    if (info->shape != v.shape)
-      return InvalidArgumentError(StrFormat("%s: tensor '%s' has shape %s, the plan needs %s "
-                                            "(a different rank or model?)",
-                                            path.c_str(), name.c_str(),
-                                            ShapeToString(info->shape).c_str(),
-                                            ShapeToString(v.shape).c_str()));
-    std::vector<float> tmp(static_cast<size_t>(v.numel()));
-    LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype,
-                                       file.data() + header.DataOffset() + info->begin,
-                                       v.numel(), tmp.data(), path + ": '" + name + "'"));
-    cpu::FromFloat(tmp.data(), v.numel(), v, 0);
-    auto master = master_of_.find(id);
-    if (master != master_of_.end())
-      std::memcpy(views_[master->second].data, tmp.data(), sizeof(float) * tmp.size());
-  }
-  return OkStatus();
-}
-
-Status Session::SaveAdapter(const std::string& dir, const std::string& base_model) const {
-  const schema::LoraConfig* lora = plan_.lora();
-  if (!lora)
-    return InvalidArgumentError("this plan trains no adapter (full fine-tuning): there is no "
-                                "adapter to save");
-  LORA_RETURN_IF_ERROR(SyncHost());
-  LORA_RETURN_IF_ERROR(MakeDirs(dir));
-  std::vector<TensorToWrite> tensors;
-  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
-    const schema::Tensor& t = plan_.tensor(id);
-    if (t.role() != Role::Trainable) continue;
-    std::string name = t.name()->str();
-    auto master = master_of_.find(id);
-    TensorToWrite w;
-    w.name = name;
-    w.shape = views_[id].shape;
-    if (master != master_of_.end()) {
-      w.dtype = lorart::DType::kF32;
-      w.data = views_[master->second].data;
-    } else {
-      w.dtype = views_[id].dtype == schema::DType::BF16   ? lorart::DType::kBF16
-                : views_[id].dtype == schema::DType::F16 ? lorart::DType::kF16
-                                                 : lorart::DType::kF32;
-      w.data = views_[id].data;
-    }
-    tensors.push_back(w);
-  }
-  LORA_RETURN_IF_ERROR(WriteSafetensors(dir + "/adapter_model.safetensors", tensors,
-                                        AdapterMetadata()));
-  // Only keys every PEFT release since 0.4 reads: newer flags (use_rslora,
-  // use_dora, rank_pattern, ...) are left out and take their defaults, so
-  // older PEFT versions, which reject unknown keys, load the adapter too.
-  nlohmann::ordered_json cfg;
-  cfg["auto_mapping"] = nullptr;
-  cfg["base_model_name_or_path"] = base_model;
-  cfg["bias"] = "none";
-  cfg["fan_in_fan_out"] = false;
-  cfg["inference_mode"] = true;
-  cfg["init_lora_weights"] = true;
-  cfg["layers_pattern"] = nullptr;
-  if (lora->layers_to_transform() && lora->layers_to_transform()->size() > 0) {
-    std::vector<int> layers(lora->layers_to_transform()->begin(),
-                            lora->layers_to_transform()->end());
-    cfg["layers_to_transform"] = layers;
-    cfg["layers_pattern"] = "layers";
-  } else {
-    cfg["layers_to_transform"] = nullptr;
-  }
-  cfg["lora_alpha"] = lora->alpha();
-  cfg["lora_dropout"] = lora->dropout();
-  cfg["modules_to_save"] = nullptr;
-  cfg["peft_type"] = "LORA";
-  cfg["r"] = lora->r();
-  cfg["revision"] = nullptr;
-  if (lora->target_regex() && lora->target_regex()->size() > 0) {
-    cfg["target_modules"] = lora->target_regex()->str();
-  } else {
-    std::vector<std::string> targets;
-    if (lora->target_modules())
-      for (const flatbuffers::String* s : *lora->target_modules()) targets.push_back(s->str());
-    cfg["target_modules"] = targets;
-  }
-  cfg["task_type"] = "CAUSAL_LM";
-  return WriteFileAtomically(dir + "/adapter_config.json", cfg.dump(2) + "\n");
-}
-
-std::map<std::string, std::string> Session::AdapterMetadata() const {
-  // PEFT reads only "format"; the rest says which base weights the adapter
-  // was trained against, for `lorart merge`.
-  std::map<std::string, std::string> meta = {{"format", "pt"}};
-  std::string names;
-  int64_t block = 0, dq = 0;
-  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
-    const schema::Tensor& t = plan_.tensor(id);
-    if (t.dtype() != schema::DType::NF4 || !t.name()) continue;
-    names += (names.empty() ? "" : ",") + t.name()->str();
-    block = views_[id].nf4.block_size;
-    dq = views_[id].nf4.double_quant_block;
-  }
-  if (!names.empty()) {
-    meta["lorac.base_quantization"] = "nf4";
-    meta["lorac.nf4_block_size"] = std::to_string(block);
-    meta["lorac.nf4_double_quant_block"] = std::to_string(dq);
-    meta["lorac.nf4_tensors"] = names;
-  }
-  return meta;
-}
-
-Status Session::SaveModel(const std::string& dir, const std::string& base_dir) const {
-  LORA_RETURN_IF_ERROR(SyncHost());
-  LORA_RETURN_IF_ERROR(MakeDirs(dir));
-  std::vector<TensorToWrite> tensors;
-  for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
-    const schema::Tensor& t = plan_.tensor(id);
-    bool weight = t.role() == Role::Frozen || t.role() == Role::Trainable;
-    if (!weight || t.init() != schema::TensorInit::Checkpoint) continue;
-    std::string name = t.name()->str();
-    TensorToWrite w;
-    w.name = name;
-    w.shape = views_[id].shape;
-    auto master = master_of_.find(id);
-    if (master != master_of_.end()) {
-      w.dtype = lorart::DType::kF32;
-      w.data = views_[master->second].data;
-    } else if (views_[id].dtype == schema::DType::NF4) {
-      return InvalidArgumentError(StrFormat("tensor '%s' is NF4-quantized: a quantized base is "
-                                            "not saved (merge an adapter into the original "
-                                            "weights instead)",
-                                            name.c_str()));
-    } else {
-      w.dtype = views_[id].dtype == schema::DType::BF16   ? lorart::DType::kBF16
-                : views_[id].dtype == schema::DType::F16 ? lorart::DType::kF16
-                                                         : lorart::DType::kF32;
-      w.data = views_[id].data;
-    }
-    tensors.push_back(w);
-  }
-  LORA_RETURN_IF_ERROR(WriteSafetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}}));
-  // The files a Hugging Face model directory keeps beside its weights (the
-  // tokenizer, its config and the chat template), where the base has them.
-  for (const char* file : {"config.json", "generation_config.json", "tokenizer.model",
-                           "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                           "added_tokens.json", "chat_template.jinja"}) {
-    MappedFile in;
-    std::string src = base_dir + "/" + file;
-    if (!PathExists(src) || !in.Open(src).ok()) continue;
-    LORA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/" + file, std::string(in.view())));
-  }
+  cpu::FromFloat(values, count, v, 0);
+  auto master = master_of_.find(id);
+  if (master != master_of_.end())
+    std::memcpy(views_[master->second].data, values, sizeof(float) * count);
   return OkStatus();
 }
 
@@ -536,14 +384,13 @@ Status Session::SetInput(const std::string& program, const std::string& name, co
                                           program.c_str(), name.c_str(),
                                           static_cast<unsigned long long>(plan_.tensor_bytes(id)),
                                           bytes));
-  if (cuda_) {
-    // Persistent inputs keep their host copy current too.
-    if (plan_.tensor(id).storage() == schema::Storage::Persistent)
-      std::memcpy(views_[id].data, data, bytes);
-    return cuda_->Write(id, data, bytes);
-  }
+  if (plan_.tensor(id).storage() == schema::Storage::Arena)
+    return executor_->Write(id, data, bytes);
+  // A persistent input goes to the host copy, and to the device's when the
+  // executor has its own.
   std::memcpy(views_[id].data, data, bytes);
-  return OkStatus();
+  if (executor_->host_resident()) return OkStatus();
+  return executor_->Write(id, data, bytes);
 }
 
 Status Session::GetOutput(const std::string& program, const std::string& name, void* data,
@@ -555,8 +402,9 @@ Status Session::GetOutput(const std::string& program, const std::string& name, v
                                           program.c_str(), name.c_str(),
                                           static_cast<unsigned long long>(plan_.tensor_bytes(id)),
                                           bytes));
-  if (cuda_ && (plan_.tensor(id).storage() == schema::Storage::Arena || !host_current_))
-    return cuda_->Read(id, data, bytes);
+  if (plan_.tensor(id).storage() == schema::Storage::Arena ||
+      (!executor_->host_resident() && !host_current_))
+    return executor_->Read(id, data, bytes);
   std::memcpy(data, views_[id].data, bytes);
   return OkStatus();
 }
@@ -596,45 +444,17 @@ Status Session::Run(const std::string& program, uint64_t step_seed,
                     std::vector<double>* launch_ms) {
   const schema::Program* p = plan_.FindProgram(program);
   if (!p) return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
-  if (cuda_) {
-    LORA_RETURN_IF_ERROR(SyncDevice());
-    host_current_ = false;
-    return cuda_->Run(program, step_seed, launch_ms);
-  }
-  if (launch_ms) launch_ms->clear();
-  cpu::KernelContext ctx = ctx_;
-  ctx.step_seed = step_seed;
-  std::vector<TensorView> in, out;
-  uint32_t index = 0;
-  if (p->launches()) {
-    for (const schema::Launch* l : *p->launches()) {
-      in.clear();
-      out.clear();
-      if (l->inputs())
-        for (uint32_t t : *l->inputs()) in.push_back(views_[t]);
-      if (l->outputs())
-        for (uint32_t t : *l->outputs()) out.push_back(views_[t]);
-      const Prepared& k = kernels_[l->kernel()];
-      std::chrono::steady_clock::time_point start;
-      if (launch_ms) start = std::chrono::steady_clock::now();
-      LORA_RETURN_IF_ERROR(k.fn(ctx, k.params, in, out), "in %s, launch %u (%s)",
-                           program.c_str(), index, k.params.kind().c_str());
-      if (launch_ms)
-        launch_ms->push_back(
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                .count());
-      ++index;
-    }
-  }
-  return OkStatus();
+  LORA_RETURN_IF_ERROR(SyncDevice());
+  if (!executor_->host_resident()) host_current_ = false;
+  return executor_->Run(program, step_seed, launch_ms);
 }
 
 Status Session::ZeroGradients() {
   for (uint32_t id = 0; id < plan_.num_tensors(); ++id) {
     if (plan_.tensor(id).role() != Role::Gradient) continue;
-    // On CUDA the device's gradients are zeroed in place; the host copy too,
+    // A device executor's gradients are zeroed in place; the host copy too,
     // which leaves it as current as it was.
-    if (cuda_) LORA_RETURN_IF_ERROR(cuda_->Zero(id));
+    if (!executor_->host_resident()) LORA_RETURN_IF_ERROR(executor_->Zero(id));
     std::memset(views_[id].data, 0, persistent_[id].size());
   }
   return OkStatus();
@@ -668,6 +488,13 @@ Status Session::SetState(const std::string& name, const void* data, uint64_t byt
 const TensorView* Session::FindPersistent(const std::string& name) const {
   auto it = persistent_by_name_.find(name);
   return it == persistent_by_name_.end() ? nullptr : &views_[it->second];
+}
+
+const TensorView* Session::FindMaster(const std::string& name) const {
+  auto it = persistent_by_name_.find(name);
+  if (it == persistent_by_name_.end()) return nullptr;
+  auto master = master_of_.find(it->second);
+  return master == master_of_.end() ? nullptr : &views_[master->second];
 }
 
 }  // namespace lorart

@@ -1,17 +1,20 @@
 // A Session executes a train.bin plan: it owns the plan, the persistent
 // tensors (base weights bound by name from safetensors, quantized to NF4 at
-// load when the plan says so; adapters; optimizer state), one arena of the
-// planned size, and the kernels resolved for its device. It walks the
-// programs' launches in order; it decides nothing about the graph.
+// load when the plan says so; adapters; optimizer state) and one Executor
+// (lorart/exec/executor.h) for its device, which owns the arena and the
+// kernels and walks the programs' launches in order. It decides nothing
+// about the graph. Saving and loading adapters and models is in
+// lorart/io/peft_adapter.h and lorart/io/hf_model.h, over this public API.
 //
-// Devices: on the CPU the kernels of lorart/cpu run on host memory. On CUDA
-// a cuda::Executor holds the arena and a device copy of every persistent
-// tensor and runs the plan's generated kernels; the host keeps its copies of
-// the persistent tensors for binding, initialization, checkpoints and
-// adapters. Host changes (weights, adapters, state) reach the device before
-// the next Run; device results come back to the host when the host reads
-// them (State, SaveAdapter, SaveModel, SyncHost) — frozen weights only go
-// up, once. Program inputs and outputs move directly.
+// Devices: on the CPU a cpu::Executor runs the kernels of lorart/cpu on the
+// host copies of the persistent tensors, in place. On CUDA a cuda::Executor
+// holds the arena and a device copy of every persistent tensor and runs the
+// plan's generated kernels; the host keeps its copies of the persistent
+// tensors for binding, initialization, checkpoints and adapters. Host
+// changes (weights, adapters, state) reach the device before the next Run;
+// device results come back to the host when the host reads them (State,
+// SyncHost, and so SaveAdapter and SaveModel) — frozen weights only go up,
+// once. Program inputs and outputs move directly.
 #ifndef LORART_EXEC_SESSION_H_
 #define LORART_EXEC_SESSION_H_
 
@@ -23,7 +26,7 @@
 
 #include "lorart/base/status.h"
 #include "lorart/cpu/kernel.h"
-#include "lorart/cuda/executor.h"
+#include "lorart/exec/executor.h"
 #include "lorart/io/safetensors.h"
 #include "lorart/plan/plan.h"
 
@@ -42,6 +45,10 @@ Status DecodeFloats(lorart::DType src, const uint8_t* data, int64_t n, float* ou
 // "auto" (GPU 0 when it can run the plan). `cuda_ordinal` (optional) gets N.
 StatusOr<DeviceKind> ParseDevice(const std::string& name, int* cuda_ordinal = nullptr);
 
+// The safetensors dtype a plan tensor of `dtype` is written as
+// (checkpoints, adapters, models); U8 for NF4's packed bytes.
+DType SafetensorsDType(schema::DType dtype);
+
 struct SessionOptions {
   int num_threads = 0;  // 0: all hardware threads (CPU kernels, CUDA compiles)
   DeviceKind device = DeviceKind::kCpu;
@@ -51,8 +58,9 @@ struct SessionOptions {
 
 class Session {
  public:
-  // Loads and validates the plan, resolves every kernel on the CPU backend
-  // and allocates the arena and the persistent tensors.
+  // Loads and validates the plan, allocates the persistent tensors and
+  // creates the executor for the device (which resolves or compiles every
+  // kernel and allocates the arena).
   static Status Open(const std::string& plan_path, const SessionOptions& options,
                      std::unique_ptr<Session>* out);
   ~Session();
@@ -66,10 +74,10 @@ class Session {
   // directory and the tensor.
   Status BindWeights(const std::string& model_dir);
   // A plan compiled with --ewc-lambda reads the diagonal Fisher of each
-  // adapted weight as the frozen tensor "ewc.fisher/<weight name>", bound
-  // here from `lorart fisher`'s safetensors file (not from the model
-  // directory). Errors name the file and the tensor.
-  static constexpr const char* kFisherPrefix = "ewc.fisher/";
+  // adapted weight as a frozen tensor with init Fisher whose `of` names the
+  // weight, bound here from `lorart fisher`'s safetensors file (where it is
+  // stored under the weight's name), not from the model directory. Errors
+  // name the file and the tensor.
   bool HasEwcPenalty() const;
   Status BindFisher(const std::string& path);
   // Replaces one tensor bound from the checkpoint (a frozen weight, say) by
@@ -80,25 +88,10 @@ class Session {
   // (lora_A Kaiming-uniform, lora_B zero) from `seed`, then the optimizer
   // state (master copies from their owners, moments and gradients zero).
   Status InitTrainable(uint64_t seed);
-  // Loads adapter weights from a PEFT adapter directory
-  // (adapter_model.safetensors); their master copies follow.
-  Status LoadAdapter(const std::string& dir);
-  // Writes the trainable tensors (their float32 master copies) in PEFT's
-  // layout: DIR/adapter_model.safetensors and DIR/adapter_config.json, each
-  // atomically.
-  Status SaveAdapter(const std::string& dir, const std::string& base_model) const;
-
-  // The safetensors metadata of a saved adapter: {"format": "pt"}, and for a
-  // plan with an NF4 base "lorac.base_quantization" = "nf4",
-  // "lorac.nf4_block_size", "lorac.nf4_double_quant_block" and
-  // "lorac.nf4_tensors" (the quantized base tensors, comma-separated).
-  std::map<std::string, std::string> AdapterMetadata() const;
-
-  // Full fine-tuning: writes the model's weights (trainable ones from their
-  // float32 master copies) as a Hugging Face model directory: DIR/
-  // model.safetensors, with config.json and the tokenizer files copied from
-  // `base_dir`. Each file is written atomically.
-  Status SaveModel(const std::string& dir, const std::string& base_dir) const;
+  // Sets Trainable tensor `name` from `values` (its element count),
+  // converted to the plan's dtype, and its float32 master copy, if it has
+  // one, to `values` exactly (LoadAdapter in lorart/io/peft_adapter.h).
+  Status SetTrainable(const std::string& name, const float* values, int64_t count);
 
   // Program I/O by name ("tokens", "loss_sum", ...). Sizes must match.
   Status SetInput(const std::string& program, const std::string& name, const void* data,
@@ -134,14 +127,18 @@ class Session {
   Status SetState(const std::string& name, const void* data, uint64_t bytes);
 
   // The host view of a persistent tensor by name (null when absent). On CUDA
-  // it is current after SyncHost (or State, SaveAdapter, SaveModel).
+  // it is current after SyncHost (or State).
   const cpu::TensorView* FindPersistent(const std::string& name) const;
+  // The host view of the float32 master copy of Trainable tensor `name` (the
+  // tensor whose init is CopyOfOwner and whose `of` names it); null when it
+  // has none. Current as FindPersistent's.
+  const cpu::TensorView* FindMaster(const std::string& name) const;
 
   // CUDA: copies the device's trainable, optimizer and gradient tensors to
   // the host copies if a Run changed them since. A no-op on the CPU.
   Status SyncHost() const;
 
-  DeviceKind device() const { return cuda_ ? DeviceKind::kCuda : DeviceKind::kCpu; }
+  DeviceKind device() const { return device_; }
   // One line: "cpu (2 threads)", with why not CUDA when it was chosen
   // automatically, or "cuda: " and the CUDA executor's description.
   std::string DeviceDescription() const;
@@ -151,30 +148,27 @@ class Session {
   Status Prepare(const SessionOptions& options);
   Status FindProgramTensor(const std::string& program, const std::string& name, bool input,
                            uint32_t* id) const;
-  // CUDA: uploads host changes of persistent tensors before a Run.
+  // A device executor: uploads host changes of persistent tensors before a
+  // Run. A no-op when the executor is host-resident.
   Status SyncDevice();
   // Before a host-side change of persistent tensors: the host copies must be
   // current; afterwards the device's are not.
   Status BeginHostWrite();
 
   Plan plan_;
-  std::vector<cpu::TensorView> views_;            // per tensor id
+  // Per tensor id: dtype, shape, NF4 layout, and the host data: of the
+  // persistent tensors, and with a host-resident executor (the CPU) of the
+  // arena tensors too, in the executor's arena (null on CUDA).
+  std::vector<cpu::TensorView> views_;
   // Per tensor id (empty for arena). Mutable: SyncHost refreshes it.
   mutable std::vector<std::vector<uint8_t>> persistent_;
-  uint8_t* arena_ = nullptr;  // the host arena (CPU only)
-  struct Prepared {
-    cpu::KernelFn fn = nullptr;
-    cpu::KernelParams params;
-  };
-  std::vector<Prepared> kernels_;
-  cpu::KernelContext ctx_;
   std::map<std::string, uint32_t> persistent_by_name_;
   // The float32 master copy of a Trainable tensor (the tensor whose init is
   // CopyOfOwner and whose `of` names it), by tensor id; absent for none.
   std::map<uint32_t, uint32_t> master_of_;
 
-  std::unique_ptr<cuda::Executor> cuda_;
-  std::string not_cuda_;              // kAuto chose the CPU: why
+  std::unique_ptr<Executor> executor_;
+  DeviceKind device_ = DeviceKind::kCpu;
   bool device_current_ = false;       // the device's persistent tensors equal the host's
   bool frozen_on_device_ = false;     // frozen weights uploaded since they last changed
   mutable bool host_current_ = true;  // the host's persistent tensors equal the device's

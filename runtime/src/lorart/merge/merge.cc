@@ -16,6 +16,7 @@
 #include "lorart/io/files.h"
 #include "lorart/io/json.h"
 #include "lorart/io/mapped_file.h"
+#include "lorart/io/peft_adapter.h"
 #include "lorart/io/safetensors.h"
 #include "lorart/io/safetensors_write.h"
 #include "lorart/quant/nf4.h"
@@ -216,7 +217,7 @@ Status Verify(const MergeOptions& o, const std::string& merged_dir,
     LORA_RETURN_IF_ERROR(ref->SetWeight(name, values.data(), static_cast<int64_t>(values.size())),
                          "in --verify's plan");
   LORA_RETURN_IF_ERROR(ref->InitTrainable(0));
-  LORA_RETURN_IF_ERROR(ref->LoadAdapter(o.adapter_dir), "in --verify's plan");
+  LORA_RETURN_IF_ERROR(LoadAdapter(ref.get(), o.adapter_dir), "in --verify's plan");
   // The merged model, adapters at zero.
   LORA_RETURN_IF_ERROR(Session::Open(o.verify_plan, so, &merged));
   LORA_RETURN_IF_ERROR(merged->BindWeights(merged_dir));

@@ -58,15 +58,15 @@ inline const char* TypeName(ParamType t) {
 inline const std::vector<KindSpec>& AllKinds() {
   static const std::vector<KindSpec> kinds = {
 #define LORA_PARAM(name, type, need, doc) \
-  ParamSpec{#name, ParamType::k##type, Need::k##need, doc}
-#define LORA_KERNEL(kind, operands, flops, ...)                            \
+  ParamSpec{#name, ParamType::k##type, Need::k##need, doc},
+#define LORA_KERNEL(kind, operands, flops, params)                          \
   KindSpec{#kind, operands,                                               \
            [](const IntParams& p) -> double {                             \
              auto I = [&p](const char* n) { return p.Int(n); };           \
              (void)I;                                                     \
              return static_cast<double>(flops);                           \
            },                                                             \
-           #flops, {__VA_ARGS__}},
+           #flops, {params}},
 #define I(name) I(#name)
 #include "lorart/plan/kernel_kinds.def"
 #undef I

@@ -333,7 +333,17 @@ Status Validator::CheckTensors(std::vector<uint64_t>* tensor_bytes,
   for (uint32_t id = 0; id < num_tensors_; ++id) {
     const schema::Tensor& t = *plan_.tensors()->Get(id);
     const bool owned = t.role() == Role::OptimizerState || t.role() == Role::Gradient;
-    if (owned) {
+    if (t.init() == schema::TensorInit::Fisher) {
+      if (t.role() != Role::Frozen)
+        return Invalid(TensorLabel(id) + ": init Fisher needs role Frozen, not " +
+                       RoleToString(t.role()));
+      if (Empty(t.of()))
+        return Invalid(TensorLabel(id) +
+                       ": field 'of' is missing (init Fisher names the weight whose Fisher it is)");
+      if (parameters->count(View(t.of())) == 0)
+        return Invalid(TensorLabel(id) + ": field 'of' is " + Quote(View(t.of())) +
+                       ", which is not the name of a tensor of the plan");
+    } else if (owned) {
       if (Empty(t.of())) {
         return Invalid(TensorLabel(id) + ": field 'of' is missing (a " + RoleToString(t.role()) +
                        " tensor names the Trainable tensor it belongs to)");

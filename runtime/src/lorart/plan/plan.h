@@ -20,12 +20,11 @@
 
 #include "lorart/base/status.h"
 #include "lorart/io/mapped_file.h"
+#include "lorart/plan/format_version.h"
 #include "lorart/schema/train_bin_generated.h"
 
 namespace lorart {
 
-// The train.bin format version this runtime reads and lorac writes.
-inline constexpr uint32_t kPlanFormatVersion = 1;
 // Bytes [8, 12) of every train.bin (after the size prefix and root offset).
 inline constexpr char kPlanFileIdentifier[] = "LORA";
 // FlatBuffers' limit: a buffer is smaller than 2 GiB.

@@ -4,6 +4,9 @@
 // number of target tokens of the whole accumulated batch. It evaluates,
 // stops early, skips steps whose loss is not finite or spikes, writes
 // checkpoints atomically and resumes from them bit for bit.
+//
+// Beside it: checkpoint.h (checkpoint files), dpo_metrics.h (DPO's reward
+// metrics), plot.h (the loss curve), fisher.h (lorart fisher).
 #ifndef LORART_TRAIN_TRAINER_H_
 #define LORART_TRAIN_TRAINER_H_
 
@@ -16,6 +19,8 @@
 #include "lorart/base/status.h"
 #include "lorart/data/dataset.h"
 #include "lorart/exec/session.h"
+#include "lorart/train/checkpoint.h"
+#include "lorart/train/dpo_metrics.h"
 
 namespace lorart {
 
@@ -51,31 +56,11 @@ struct TrainResult {
   bool stopped_early = false;
 };
 
-// DPO's reward metrics (a plan's chosen_rewards, rejected_rewards, accuracy
-// and margin outputs), summed over micro-batches; absent for other
-// objectives.
-struct RewardSums {
-  bool present = false;
-  double chosen = 0, rejected = 0, accuracy = 0, margin = 0;
-  // Adds `program`'s outputs after a run (nothing when it has none).
-  Status Add(const Session& session, const std::string& program);
-  // `, "<prefix>rewards/chosen": ..., ...` per pair, or "" when absent.
-  std::string JsonFields(double pairs, const char* prefix) const;
-};
-
 struct EvalResult {
   double loss = 0;       // per target token, or per pair for DPO
   double count = 0;      // target tokens, or pairs
   RewardSums rewards;
 };
-
-// lorart fisher: the diagonal empirical Fisher of every linear layer's
-// weight on a reference data set — the mean over micro-batches of the
-// squared gradient of the batch's mean loss — from a plan that computes
-// those gradients (full fine-tuning), written to `out_path` (safetensors,
-// float32, one tensor per weight name) for a plan with --ewc-lambda.
-Status EstimateFisher(Session* session, data::Dataset* dataset, int64_t max_batches,
-                      const std::string& out_path, std::ostream* log);
 
 class Trainer {
  public:
@@ -88,9 +73,6 @@ class Trainer {
   static StatusOr<EvalResult> Evaluate(Session* session, data::Dataset* dataset);
 
  private:
-  Status SaveCheckpoint(int64_t step, const std::string& dir);
-  Status WriteCheckpointFiles(int64_t step, const std::string& tmp, const std::string& dir);
-  Status LoadCheckpoint(const std::string& dir);
   Status WriteMetrics(const std::string& line);
 
   Session* session_;
@@ -99,24 +81,13 @@ class Trainer {
   TrainOptions o_;
   std::ostream* log_;
   data::Batcher batcher_;
-  // Trainer state saved in checkpoints.
-  int64_t step_ = 0;
-  int64_t skipped_ = 0;
-  double loss_mean_ = 0;  // running mean of accepted step losses
-  int64_t loss_count_ = 0;
-  double best_eval_ = 0;
-  int64_t evals_without_improvement_ = 0;
-  bool have_best_ = false;
+  TrainerState state_;  // saved in checkpoints
   std::vector<std::pair<int64_t, double>> train_curve_, eval_curve_;
 };
 
 // Feeds a data batch to a program's inputs (segment_ids only when the plan
 // has them: unpacked plans do not).
 Status FeedBatch(Session* session, const std::string& program, const data::Batch& batch);
-
-// An SVG line chart of training (and evaluation) loss per step.
-std::string LossCurveSvg(const std::vector<std::pair<int64_t, double>>& train,
-                         const std::vector<std::pair<int64_t, double>>& eval);
 
 }  // namespace lorart
 

@@ -46,10 +46,55 @@ func.func @f() {
 
 // -----
 
-// Only optimizer state has an owner.
+// Only optimizer state, gradients and Fishers have an owner.
 func.func @f() {
-  // expected-error @+1 {{attribute 'of' is only valid on optimizer_state parameters}}
+  // expected-error @+1 {{attribute 'of' is only valid on optimizer_state and gradient parameters and on init(fisher)}}
   %0 = lora.param "w" trainable {of = "x"} : tensor<4xf32>
+  return
+}
+
+// -----
+
+// A gradient accumulator must say whose it is.
+func.func @f() {
+  // expected-error @+1 {{gradient parameter 'g' needs an 'of' attribute}}
+  %0 = lora.param "g" gradient : tensor<4xf32>
+  return
+}
+
+// -----
+
+// A Fisher names its weight.
+func.func @f() {
+  // expected-error @+1 {{with init(fisher) needs an 'of' attribute}}
+  %0 = lora.param "f" frozen init(fisher) : tensor<4xf32>
+  return
+}
+
+// -----
+
+// A frozen weight cannot start as PEFT's random lora_A.
+func.func @f() {
+  // expected-error @+1 {{init(kaiming_uniform) is not valid for a frozen parameter}}
+  %0 = lora.param "w" frozen init(kaiming_uniform) : tensor<4xf32>
+  return
+}
+
+// -----
+
+// Only optimizer state copies its owner.
+func.func @f() {
+  // expected-error @+1 {{init(copy_of_owner) is not valid for a gradient parameter}}
+  %0 = lora.param "g" gradient init(copy_of_owner) {of = "w"} : tensor<4xf32>
+  return
+}
+
+// -----
+
+// A Fisher is frozen.
+func.func @f() {
+  // expected-error @+1 {{init(fisher) is not valid for a trainable parameter}}
+  %0 = lora.param "f" trainable init(fisher) {of = "w"} : tensor<4xf32>
   return
 }
 

@@ -12,6 +12,14 @@ func.func @params() -> (tensor<64x32xbf16>, tensor<8x32xf32>, tensor<8x32xf32>, 
   %a = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable : tensor<8x32xf32>
   // CHECK: lora.param "adamw.m.0" optimizer_state {of = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"} : tensor<8x32xf32>
   %m = lora.param "adamw.m.0" optimizer_state {of = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"} : tensor<8x32xf32>
+  // CHECK: lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight" trainable init(zeros) : tensor<32x8xf32>
+  %bz = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight" trainable init(zeros) : tensor<32x8xf32>
+  // CHECK: lora.param "grad/a" gradient {of = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"} : tensor<8x32xf32>
+  %g = lora.param "grad/a" gradient {of = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"} : tensor<8x32xf32>
+  // CHECK: lora.param "master/a" optimizer_state init(copy_of_owner) {of = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"} : tensor<8x32xf32>
+  %ms = lora.param "master/a" optimizer_state init(copy_of_owner) {of = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"} : tensor<8x32xf32>
+  // CHECK: lora.param "fisher/w" frozen init(fisher) {of = "model.layers.0.self_attn.q_proj.weight"} : tensor<64x32xf32>
+  %f = lora.param "fisher/w" frozen init(fisher) {of = "model.layers.0.self_attn.q_proj.weight"} : tensor<64x32xf32>
   // CHECK: lora.param "model.layers.0.mlp.up_proj.weight" frozen : !lora.nf4<64x32, block_size = 64, double_quant = 256>
   %q = lora.param "model.layers.0.mlp.up_proj.weight" frozen : !lora.nf4<64x32, block_size = 64, double_quant = 256>
   return %w, %a, %m, %q : tensor<64x32xbf16>, tensor<8x32xf32>, tensor<8x32xf32>, !lora.nf4<64x32, block_size = 64, double_quant = 256>

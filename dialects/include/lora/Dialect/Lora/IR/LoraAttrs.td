@@ -14,7 +14,19 @@ def Lora_ParamRole : I32EnumAttr<"ParamRole",
     "the role of a parameter in training", [
       I32EnumAttrCase<"Frozen", 0, "frozen">,
       I32EnumAttrCase<"Trainable", 1, "trainable">,
-      I32EnumAttrCase<"OptimizerState", 2, "optimizer_state">
+      I32EnumAttrCase<"OptimizerState", 2, "optimizer_state">,
+      I32EnumAttrCase<"Gradient", 3, "gradient">
+    ]> {
+  let cppNamespace = "::mlir::lora";
+}
+
+def Lora_ParamInit : I32EnumAttr<"ParamInit",
+    "how the runtime fills a parameter before training", [
+      I32EnumAttrCase<"Checkpoint", 0, "checkpoint">,
+      I32EnumAttrCase<"KaimingUniform", 1, "kaiming_uniform">,
+      I32EnumAttrCase<"Zeros", 2, "zeros">,
+      I32EnumAttrCase<"CopyOfOwner", 3, "copy_of_owner">,
+      I32EnumAttrCase<"Fisher", 4, "fisher">
     ]> {
   let cppNamespace = "::mlir::lora";
 }

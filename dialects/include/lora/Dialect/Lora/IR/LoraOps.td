@@ -39,19 +39,55 @@ def Lora_ParamOp : Lora_Op<"param", [Pure]> {
     * `trainable`: receives a gradient and an optimizer update.
     * `optimizer_state`: state owned by the optimizer (AdamW moments, float32
       master copies); `of` names the trainable parameter it belongs to.
+    * `gradient`: the float32 gradient accumulator of the trainable
+      parameter `of`.
+
+    `init` says how the runtime fills it before the first step (train.bin's
+    `TensorInit`); without it, `frozen` and `trainable` parameters come from
+    the checkpoint by name and `optimizer_state` and `gradient` start at
+    zero:
+
+    * `checkpoint`: bound by name from the model's safetensors;
+    * `kaiming_uniform`: PEFT's initialization of a new `lora_A`;
+    * `zeros`: all zero (a new `lora_B`, moments, gradients);
+    * `copy_of_owner`: a float32 copy of `of` (the optimizer's master
+      weights);
+    * `fisher`: a frozen tensor bound from `lorart run --ewc-fisher FILE`,
+      the diagonal Fisher of the weight `of` (EWC).
+
+    Meaning is carried by `role`, `init` and `of`, never by the name, which
+    is only the key the runtime binds or saves the tensor under.
 
     The result is a float tensor, or `!lora.nf4` for a quantized frozen weight.
 
     ```mlir
     %w = lora.param "model.layers.0.self_attn.q_proj.weight" frozen : tensor<4096x4096xbf16>
-    %a = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable : tensor<16x4096xbf16>
+    %a = lora.param "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" trainable init(kaiming_uniform) : tensor<16x4096xbf16>
     %m = lora.param "adamw.m.lora_A" optimizer_state {of = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"} : tensor<16x4096xf32>
     ```
   }];
   let arguments = (ins StrAttr:$name, Lora_ParamRole:$role,
-                       OptionalAttr<StrAttr>:$of);
+                       OptionalAttr<StrAttr>:$of,
+                       OptionalAttr<Lora_ParamInit>:$init);
   let results = (outs Lora_WeightType:$result);
-  let assemblyFormat = "$name $role attr-dict `:` type($result)";
+  let assemblyFormat = "$name $role (`init` `(` $init^ `)`)? attr-dict `:` type($result)";
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$type, "::llvm::StringRef":$name,
+                   "::mlir::lora::ParamRole":$role,
+                   CArg<"::llvm::StringRef", "{}">:$of,
+                   CArg<"std::optional<::mlir::lora::ParamInit>", "std::nullopt">:$init), [{
+      build($_builder, $_state, type, $_builder.getStringAttr(name),
+            ::mlir::lora::ParamRoleAttr::get($_builder.getContext(), role),
+            of.empty() ? ::mlir::StringAttr() : $_builder.getStringAttr(of),
+            init ? ::mlir::lora::ParamInitAttr::get($_builder.getContext(), *init)
+                 : ::mlir::lora::ParamInitAttr());
+    }]>
+  ];
+  let extraClassDeclaration = [{
+    /// `init`, or the role's default (checkpoint for frozen and trainable,
+    /// zeros for optimizer_state and gradient).
+    ::mlir::lora::ParamInit getEffectiveInit();
+  }];
   let hasVerifier = 1;
 }
 

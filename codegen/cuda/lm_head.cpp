@@ -1,4 +1,4 @@
-//===- CudaLmHead.cpp - CUDA C++ template of the LM-head loss ------------===//
+//===- lm_head.cpp - The LM-head loss: tensor-core and CUDA-core templates ===//
 //
 // `lm_head_ce_fwd` with bf16 activations and weight: the cross-entropy of
 // the logits x·Wᵀ without a [tokens, vocab] matrix. `_rows`: one block per
@@ -11,11 +11,14 @@
 // order) and counts the masked-in tokens.
 //
 //===----------------------------------------------------------------------===//
-#include "CudaGemm.h"
+#include "cuda/lm_head.h"
+#include "cuda/linear_bwd.h"
+#include "cuda/codegen.h"
+#include "cuda/simt.h"
 
 #include <map>
 
-namespace mlir::lora::cuda {
+namespace lorac::cuda {
 namespace {
 
 
@@ -304,9 +307,9 @@ std::optional<Source> emitLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
   return s;
 }
 
-} // namespace mlir::lora::cuda
+} // namespace lorac::cuda
 
-namespace mlir::lora::cuda {
+namespace lorac::cuda {
 
 namespace {
 // The shape checks of the chunked backward kernels.
@@ -367,9 +370,9 @@ std::optional<Source> emitLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::st
   return s;
 }
 
-} // namespace mlir::lora::cuda
+} // namespace lorac::cuda
 
-namespace mlir::lora::cuda {
+namespace lorac::cuda {
 
 std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const std::string &dwType,
                                        std::string *why) {
@@ -429,4 +432,308 @@ std::optional<Source> emitLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const s
   return s;
 }
 
-} // namespace mlir::lora::cuda
+// ===========================================================================
+// The LM-head loss on CUDA cores (any float type): see simt.h.
+
+using namespace simt;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// The LM-head cross-entropy: logits tiles x·Wᵀ, never a [tokens, vocab]
+// matrix in the forward; per chunk of C tokens in the backward.
+
+const char *kLmHeadCommon = R"(
+// LM-head cross-entropy on CUDA cores: tokens $T$, hidden $D$, vocab $V$.
+namespace {
+constexpr long T = $T$, D = $D$, V = $V$;
+// The logits tile of rows m0.., vocabulary entries v0.. (64 each).
+__device__ __forceinline__ void lora_logits(float (&acc)[4][4], const $X$* x, const $W$* w, long m0, long v0) {
+  lora_simt_zero(acc);
+  lora_simt_tile(acc, [=](int r, long k) { return m0 + r < T ? lora_ld(x, (m0 + r) * D + k) : 0.f; },
+                 [=](int c, long k) { return v0 + c < V ? lora_ld(w, (v0 + c) * D + k) : 0.f; }, 0, D);
+}
+// Each of the 64 rows from m0 (threads 0..63, one row each): the logsumexp
+// over the vocabulary (online, tile by tile through shared memory) and the
+// logit of the row's target (any value outside [0, V) picks nothing).
+__device__ __forceinline__ void lora_rows_lse(const $X$* x, const $W$* w, long m0, long tgt, float* lse, float* tl) {
+  __shared__ float st[64][65];
+  float mrow = -INFINITY, lrow = 0.f;
+  *tl = 0.f;
+  for (long v0 = 0; v0 < V; v0 += 64) {
+    float acc[4][4];
+    lora_logits(acc, x, w, m0, v0);
+    lora_simt_each(acc, [&](int r, int c, float v) { st[r][c] = v; });
+    __syncthreads();
+    if (threadIdx.x < 64) {
+      const int r = threadIdx.x;
+      const int n = V - v0 < 64 ? (int)(V - v0) : 64;
+      float mx = -INFINITY;
+      for (int c = 0; c < n; ++c) {
+        mx = fmaxf(mx, st[r][c]);
+        if (v0 + c == tgt) *tl = st[r][c];
+      }
+      const float mnew = fmaxf(mrow, mx);
+      if (mnew != -INFINITY) {
+        lrow *= __expf(mrow - mnew);
+        for (int c = 0; c < n; ++c) lrow += __expf(st[r][c] - mnew);
+        mrow = mnew;
+      }
+    }
+    __syncthreads();
+  }
+  *lse = mrow + logf(lrow);
+}
+}  // namespace
+)";
+
+const char *kLmHeadFwd = R"(
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_rows($PARAMS$) {
+  const long m0 = blockIdx.x * 64L, row = m0 + threadIdx.x;
+  double* loss_ws = (double*)ws_;
+  const long tgt = threadIdx.x < 64 && row < T ? (long)targets[row] : -1;
+  float lse, tl;
+  lora_rows_lse(x, w, m0, tgt, &lse, &tl);
+  if (threadIdx.x < 64 && row < T) loss_ws[row] = mask[row] ? (double)lse - (double)tl : 0.0;
+}
+)";
+
+// The backward's launches: _lse (each row's logsumexp into the workspace),
+// then per chunk _dl_c<i> (the chunk's dlogits dloss·softmax − dloss·onehot
+// in f32, the CPU's SoftmaxGrad; zero for masked-out rows) and the product.
+const char *kLmHeadBwd = R"(
+namespace {
+constexpr long C = $C$;
+}  // namespace
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_lse($PARAMS$) {
+  const long m0 = blockIdx.x * 64L, row = m0 + threadIdx.x;
+  float lse, tl;
+  lora_rows_lse(x, w, m0, -1, &lse, &tl);
+  if (threadIdx.x < 64 && row < T) ((float*)ws_)[row] = lse;
+}
+
+// dlogits of rows [c0, c0 + C) into the workspace (row stride V).
+__device__ __forceinline__ void lora_dl(const $X$* x, const $W$* w, const $TT$* targets, const unsigned char* mask,
+                                        const float* dloss, void* ws_, long c0) {
+  const long v0 = blockIdx.x * 64L, m0 = c0 + blockIdx.y * 64L;
+  const float* lse = (const float*)ws_;
+  float* dl = (float*)ws_ + T;
+  float acc[4][4];
+  lora_logits(acc, x, w, m0, v0);
+  const float scale = dloss[0];
+  lora_simt_each(acc, [&](int r, int c, float v) {
+    const long row = m0 + r, col = v0 + c;
+    if (row >= T || row >= c0 + C || col >= V) return;
+    float g = 0.f;
+    if (mask[row]) {
+      const float l = lse[row];
+      g = isfinite(l) ? scale * __expf(v - l) - (col == (long)targets[row] ? scale : 0.f) : NAN;
+    }
+    dl[(row - c0) * V + col] = lora_opnd(($OPND$*)0, g);
+  });
+}
+$PRODUCT$
+)";
+
+const char *kLmHeadDx = R"(
+// dx of rows [c0, c0 + C) = dlogits·W over the vocabulary.
+__device__ __forceinline__ void lora_dx(const $W$* w, $DX$* dx, const void* ws_, long c0) {
+  const long k0 = blockIdx.x * 64L, m0 = blockIdx.y * 64L;  // m0: row within the chunk
+  const long rows = T - c0 < C ? T - c0 : C;
+  const float* dl = (const float*)ws_ + T;
+  float acc[4][4];
+  lora_simt_zero(acc);
+  lora_simt_tile(acc, [=](int r, long j) { return m0 + r < rows ? dl[(m0 + r) * V + j] : 0.f; },
+                 [=](int c, long j) { return k0 + c < D ? lora_ld(w, j * D + k0 + c) : 0.f; }, 0, V);
+  lora_simt_each(acc, [&](int r, int c, float v) {
+    if (m0 + r < rows && k0 + c < D) lora_st(dx, (c0 + m0 + r) * D + k0 + c, v);
+  });
+}
+)";
+
+// dw (+)= dlogitsᵀ·x of the chunk, summed over the chunks in f32: in dw
+// itself when it is f32, else in an f32 copy after the dlogits that the last
+// chunk rounds into dw.
+const char *kSimtLmHeadDw = R"(
+__device__ __forceinline__ void lora_dw(const $X$* x, $DW$* dw, void* ws_, long c0, bool first, bool last) {
+  const long d0 = blockIdx.x * 64L, v0 = blockIdx.y * 64L;
+  const long rows = T - c0 < C ? T - c0 : C;
+  const float* dl = (const float*)ws_ + T;
+  float* sum = $SUM$;
+  float acc[4][4];
+  lora_simt_zero(acc);
+  lora_simt_tile(acc, [=](int r, long i) { return v0 + r < V ? dl[i * V + v0 + r] : 0.f; },
+                 [=](int c, long i) { return d0 + c < D ? lora_ld(x, (c0 + i) * D + d0 + c) : 0.f; }, 0, rows);
+  lora_simt_each(acc, [&](int r, int c, float v) {
+    if (v0 + r >= V || d0 + c >= D) return;
+    const long e = (v0 + r) * D + d0 + c;
+    if (!first) v += sum ? sum[e] : lora_ld(dw, e);
+    if (sum && !last) sum[e] = v;
+    else lora_st(dw, e, v);
+  });
+}
+)";
+
+} // namespace
+
+static std::string lmHeadParams(const LmHeadCe &l, bool bwd, const std::string &outType) {
+  std::string p = "const " + l.xType + "* __restrict__ x, const " + l.wType + "* __restrict__ w, const " +
+                  l.targetType + "* __restrict__ targets, const unsigned char* __restrict__ mask";
+  if (!bwd)
+    return p + ", float* __restrict__ loss_sum, long long* __restrict__ count_, void* __restrict__ ws_";
+  return p + ", const float* __restrict__ dloss, " + outType + "* __restrict__ out_, void* __restrict__ ws_";
+}
+
+static std::map<std::string, std::string> lmHeadVars(const LmHeadCe &l, const std::string &base) {
+  return {{"T", std::to_string(l.tokens)}, {"D", std::to_string(l.hidden)},
+          {"V", std::to_string(l.vocab)},  {"X", l.xType},
+          {"W", l.wType},                  {"TT", l.targetType},
+          {"BASE", base}};
+}
+
+std::optional<Source> emitSimtLmHeadCeFwd(const LmHeadCe &l, std::string *why) {
+  if (!floatType(l.xType) || !floatType(l.wType)) {
+    *why = "an operand is not float, bf16 or f16";
+    return std::nullopt;
+  }
+  const std::string base = "lora_simt_lm_head_ce_fwd_" + tag(l.xType) + "_t" + std::to_string(l.tokens) +
+                           "_d" + std::to_string(l.hidden) + "_v" + std::to_string(l.vocab);
+  auto v = lmHeadVars(l, base);
+  v["PARAMS"] = lmHeadParams(l, false, "");
+  Source s;
+  s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kLmHeadCommon, v) + subst(kLmHeadFwd, v) +
+           subst(lmHeadSumKernel(), v);
+  s.entry = base + "_rows";
+  s.grid = tiles(l.tokens);
+  s.block = 256;
+  s.next.push_back({base + "_sum", 1, 1, 1, 32, 0});
+  s.workspace = l.tokens * 8;
+  return s;
+}
+
+static std::optional<Source> lmHeadBwd(const LmHeadCe &l, int64_t chunk, const std::string &outType,
+                                       bool weight, std::string *why) {
+  if (!floatType(l.xType) || !floatType(l.wType) || !floatType(outType)) {
+    *why = "an operand is not float, bf16 or f16";
+    return std::nullopt;
+  }
+  if (chunk <= 0 || l.tokens <= 0) {
+    *why = "chunk size and tokens must be positive";
+    return std::nullopt;
+  }
+  chunk = std::min(chunk, l.tokens);
+  const int64_t chunks = (l.tokens + chunk - 1) / chunk;
+  const std::string base = std::string("lora_simt_lm_head_ce_bwd_") + (weight ? "w_" : "x_") +
+                           tag(l.xType) + "_t" + std::to_string(l.tokens) + "_d" +
+                           std::to_string(l.hidden) + "_v" + std::to_string(l.vocab) + "_c" +
+                           std::to_string(chunk) + "_" + tag(outType);
+  auto v = lmHeadVars(l, base);
+  v["PARAMS"] = lmHeadParams(l, true, outType);
+  v["C"] = std::to_string(chunk);
+  v["DX"] = v["DW"] = outType;
+  // dlogits meet W (dx) or x (dw) in the next product.
+  v["OPND"] = weight ? l.xType : l.wType;
+  // A non-f32 dw over several chunks sums in an f32 copy after the dlogits.
+  const bool copy = weight && outType != "float" && chunks > 1;
+  v["SUM"] = copy ? "(float*)ws_ + T + C * V" : "(float*)nullptr";
+  v["PRODUCT"] = weight ? subst(kSimtLmHeadDw, v) : subst(kLmHeadDx, v);
+  std::string kernels;
+  Source s;
+  s.entry = base + "_lse";
+  s.grid = tiles(l.tokens);
+  s.block = 256;
+  for (int64_t i = 0; i < chunks; ++i) {
+    const int64_t c0 = i * chunk, rows = std::min(chunk, l.tokens - c0);
+    const std::string dl = base + "_dl_c" + std::to_string(i), prod = base + (weight ? "_dw_c" : "_dx_c") + std::to_string(i);
+    kernels += "extern \"C\" __global__ void __launch_bounds__(256, 1) " + dl + "(" + v["PARAMS"] +
+               ") { lora_dl(x, w, targets, mask, dloss, ws_, " + std::to_string(c0) + "L); }\n";
+    if (weight)
+      kernels += "extern \"C\" __global__ void __launch_bounds__(256, 1) " + prod + "(" + v["PARAMS"] +
+                 ") { lora_dw(x, out_, ws_, " + std::to_string(c0) + "L, " + (i == 0 ? "true" : "false") +
+                 ", " + (i + 1 == chunks ? "true" : "false") + "); }\n";
+    else
+      kernels += "extern \"C\" __global__ void __launch_bounds__(256, 1) " + prod + "(" + v["PARAMS"] +
+                 ") { lora_dx(w, out_, ws_, " + std::to_string(c0) + "L); }\n";
+    s.next.push_back({dl, tiles(l.vocab), tiles(rows), 1, 256, 0});
+    if (weight)
+      s.next.push_back({prod, tiles(l.hidden), tiles(l.vocab), 1, 256, 0});
+    else
+      s.next.push_back({prod, tiles(l.hidden), tiles(rows), 1, 256, 0});
+  }
+  s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kLmHeadCommon, v) + subst(kLmHeadBwd, v) + kernels;
+  s.workspace = l.tokens * 4 + chunk * l.vocab * 4 + (copy ? l.vocab * l.hidden * 4 : 0);
+  return s;
+}
+
+std::optional<Source> emitSimtLmHeadCeBwdX(const LmHeadCe &l, int64_t chunk, std::string *why) {
+  return lmHeadBwd(l, chunk, l.dxType, false, why);
+}
+
+std::optional<Source> emitSimtLmHeadCeBwdW(const LmHeadCe &l, int64_t chunk, const std::string &dwType,
+                                           std::string *why) {
+  return lmHeadBwd(l, chunk, dwType, true, why);
+}
+
+} // namespace lorac::cuda
+
+// ===========================================================================
+// The family's emitters (codegen.h): operands x, weight, targets, mask
+// (, dloss).
+
+namespace lorac::cuda {
+namespace {
+
+template <class P> LmHeadCe lmHeadCe(const KernelDesc &d, const P &p) {
+  LmHeadCe l;
+  l.tokens = p.tokens;
+  l.hidden = p.hidden;
+  l.vocab = p.vocab;
+  l.xType = d.inputs[0].type;
+  l.wType = d.inputs[1].type;
+  l.targetType = d.inputs[2].type;
+  return l;
+}
+
+Emitted lmHeadCeFwdKernel(const KernelDesc &d) {
+  LmHeadCe l = lmHeadCe(d, d.get<kernels::params::lm_head_ce_fwd>());
+  std::string why;
+  std::optional<Source> s = emitLmHeadCeFwd(l, &why);
+  if (!s)
+    s = emitSimtLmHeadCeFwd(l, &why);
+  return emitted(std::move(s), why);
+}
+
+Emitted lmHeadCeBwdXKernel(const KernelDesc &d) {
+  const auto &p = d.get<kernels::params::lm_head_ce_bwd_x>();
+  LmHeadCe l = lmHeadCe(d, p);
+  l.dxType = d.outputs[0].type;
+  std::string why;
+  std::optional<Source> s = emitLmHeadCeBwdX(l, p.chunk_size, &why);
+  if (!s)
+    s = emitSimtLmHeadCeBwdX(l, p.chunk_size, &why);
+  return emitted(std::move(s), why);
+}
+
+Emitted lmHeadCeBwdWKernel(const KernelDesc &d) {
+  const auto &p = d.get<kernels::params::lm_head_ce_bwd_w>();
+  LmHeadCe l = lmHeadCe(d, p);
+  const std::string &dw = d.outputs[0].type;
+  std::string why;
+  std::optional<Source> s = emitLmHeadCeBwdW(l, p.chunk_size, dw, &why);
+  if (!s)
+    s = emitSimtLmHeadCeBwdW(l, p.chunk_size, dw, &why);
+  return emitted(std::move(s), why);
+}
+
+} // namespace
+
+const std::vector<Emitter> &lmHeadEmitters() {
+  static const std::vector<Emitter> t = {
+      {kernels::Kind::lm_head_ce_fwd, lmHeadCeFwdKernel},
+      {kernels::Kind::lm_head_ce_bwd_x, lmHeadCeBwdXKernel},
+      {kernels::Kind::lm_head_ce_bwd_w, lmHeadCeBwdWKernel},
+  };
+  return t;
+}
+
+} // namespace lorac::cuda

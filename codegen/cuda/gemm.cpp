@@ -1,4 +1,4 @@
-//===- CudaGemm.cpp - CUDA C++ templates of the tensor-core GEMMs ---------===//
+//===- gemm.cpp - The linear forward: tensor-core and CUDA-core templates -===//
 //
 // The forward of the fused linear layer on tensor cores (mma.sync
 // m16n8k16 bf16 with f32 accumulators, sm_80+):
@@ -24,7 +24,9 @@
 // simulator's implementations of the same fragment layouts.
 //
 //===----------------------------------------------------------------------===//
-#include "CudaGemm.h"
+#include "cuda/gemm.h"
+#include "cuda/codegen.h"
+#include "cuda/simt.h"
 
 #include "lorart/quant/nf4.h"
 
@@ -32,197 +34,8 @@
 #include <map>
 #include <string>
 
-namespace mlir::lora::cuda {
-
-/// Replaces every $KEY$ in `tpl`.
-std::string subst(std::string tpl, const std::map<std::string, std::string> &vars) {
-  for (const auto &[key, value] : vars) {
-    std::string pat = "$" + key + "$";
-    for (size_t pos = tpl.find(pat); pos != std::string::npos;
-         pos = tpl.find(pat, pos + value.size()))
-      tpl.replace(pos, pat.size(), value);
-  }
-  return tpl;
-}
-
-/// A float literal that parses back to exactly `v`.
-std::string floatLiteral(float v) {
-  char buf[48];
-  snprintf(buf, sizeof buf, "%.9ef", static_cast<double>(v));
-  return buf;
-}
-
-/// A double literal that parses back to exactly `v`.
-std::string doubleLiteral(double v) {
-  char buf[48];
-  snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
-
-/// `n` float literals separated by commas.
-std::string floatTable(const float *v, int n) {
-  std::string s;
-  char buf[48];
-  for (int i = 0; i < n; ++i) {
-    snprintf(buf, sizeof buf, "%s%.9ef", i ? ", " : "", static_cast<double>(v[i]));
-    s += buf;
-  }
-  return s;
-}
-
-int64_t roundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
-
-std::string nf4AbsmaxCode(int64_t n, int64_t k, int64_t blockSize, int64_t doubleQuantBlock,
-                          const std::string &var, const std::string &indent,
-                          std::string *tables) {
-  *tables += "__constant__ float lora_nf4[16] = {" + floatTable(lorart::kNf4Codebook, 16) + "};\n";
-  const int64_t codeBytes = n * k / 2;
-  if (doubleQuantBlock <= 0)
-    return indent + var + " = *(const float*)(wbytes + " + std::to_string(codeBytes) + " + 4 * blk);";
-  *tables += "__constant__ float lora_dynamic8[256] = {" + floatTable(lorart::DynamicMap8(), 256) + "};\n";
-  const int64_t blocks = n * k / blockSize;
-  const int64_t groups = (blocks + doubleQuantBlock - 1) / doubleQuantBlock;
-  // absmax' = dynamic[q]·absmax2 + offset, two roundings (no FMA).
-  return subst(R"($I$$VAR$ = __fadd_rn(__fmul_rn(lora_dynamic8[wbytes[$CB$ + 4 * $G$ + 4 + blk]],
-$I$                                   *(const float*)(wbytes + $CB$ + 4 * (blk / $DQ$))),
-$I$                         *(const float*)(wbytes + $CB$ + 4 * $G$));)",
-               {{"I", indent},
-                {"VAR", var},
-                {"CB", std::to_string(codeBytes)},
-                {"DQ", std::to_string(doubleQuantBlock)},
-                {"G", std::to_string(groups)}});
-}
-
-const char *basePrelude() {
-  return R"(#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#ifndef INFINITY
-#define INFINITY __int_as_float(0x7f800000)
-#endif
-#ifndef NAN
-#define NAN __int_as_float(0x7fffffff)
-#endif
-__device__ __forceinline__ float lora_ld(const float* p, long i) { return p[i]; }
-__device__ __forceinline__ float lora_ld(const __nv_bfloat16* p, long i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ float lora_ld(const __half* p, long i) { return __half2float(p[i]); }
-__device__ __forceinline__ void lora_st(float* p, long i, float v) { p[i] = v; }
-__device__ __forceinline__ void lora_st(__nv_bfloat16* p, long i, float v) { p[i] = __float2bfloat16(v); }
-__device__ __forceinline__ void lora_st(__half* p, long i, float v) { p[i] = __float2half(v); }
-// v rounded to the element type of p (the CPU backend's RoundTo).
-__device__ __forceinline__ float lora_round(const float*, float v) { return v; }
-__device__ __forceinline__ float lora_round(const __nv_bfloat16*, float v) { return __bfloat162float(__float2bfloat16(v)); }
-__device__ __forceinline__ float lora_round(const __half*, float v) { return __half2float(__float2half(v)); }
-)";
-}
-
+namespace lorac::cuda {
 namespace {
-
-const char *kMmaLayer = R"(#ifdef LORA_CUDA_SIM
-#define LORA_DYNAMIC_SMEM(name) unsigned char* name = (unsigned char*)lora_sim::DynamicSmem()
-__device__ __forceinline__ void lora_mma_bf16(float* d, const unsigned* a, const unsigned* b) { lora_sim::Mma16816(d, a, b, true); }
-__device__ __forceinline__ void lora_ldsm_x4(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 4, false); }
-__device__ __forceinline__ void lora_ldsm_x2(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 2, false); }
-__device__ __forceinline__ void lora_ldsm_x4_trans(unsigned* r, const void* p) { lora_sim::Ldmatrix(r, p, 4, true); }
-__device__ __forceinline__ void lora_cp16(void* s, const void* g, bool pred) { lora_sim::CpAsync16(s, g, pred); }
-__device__ __forceinline__ void lora_cp_commit() {}
-__device__ __forceinline__ void lora_cp_wait_all() { lora_sim::CpWaitAll(); }
-#else
-#ifndef INFINITY
-#define INFINITY __int_as_float(0x7f800000)
-#endif
-#define LORA_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
-__device__ __forceinline__ void lora_mma_bf16(float* d, const unsigned* a, const unsigned* b) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-__device__ __forceinline__ void lora_ldsm_x4(unsigned* r, const void* p) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-__device__ __forceinline__ void lora_ldsm_x2(unsigned* r, const void* p) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
-}
-__device__ __forceinline__ void lora_ldsm_x4_trans(unsigned* r, const void* p) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-// 16 bytes global -> shared, asynchronously; zero-filled when !pred.
-__device__ __forceinline__ void lora_cp16(void* s, const void* g, bool pred) {
-  const unsigned sa = (unsigned)__cvta_generic_to_shared(s);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(sa), "l"(g), "r"(pred ? 16 : 0));
-}
-__device__ __forceinline__ void lora_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void lora_cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
-#endif
-// One k16 step of a warp's MT x NT tile of m16n8 products. The A fragments
-// of rows row0 + 16i, columns k..k+15 of a shared tile with row stride LDA
-// (ATRANS: stored [k][row]); then acc[i][j] += A_i · B_j with B's columns
-// col0 + 8j, rows k..k+15, from a tile stored [col][k] (BTRANS: [k][col]).
-template <int MT, int LDA, bool ATRANS>
-__device__ __forceinline__ void lora_load_a(unsigned (*af)[4], const __nv_bfloat16* a, int row0, int k) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int i = 0; i < MT; ++i) {
-    if (ATRANS)
-      lora_ldsm_x4_trans(af[i], a + (k + (lane % 8) + (lane / 16) * 8) * LDA + row0 + i * 16 + ((lane / 8) % 2) * 8);
-    else
-      lora_ldsm_x4(af[i], a + (row0 + i * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LDA + k + (lane / 16) * 8);
-  }
-}
-template <int MT, int NT, int LDB, bool BTRANS>
-__device__ __forceinline__ void lora_mma_b(float (*acc)[NT][4], const unsigned (*af)[4], const __nv_bfloat16* b,
-                                           int col0, int k) {
-  const int lane = threadIdx.x & 31;
-  unsigned bf[NT][2];
-#pragma unroll
-  for (int j = 0; j < NT; j += 2) {
-    unsigned r4[4];
-    if (BTRANS)
-      lora_ldsm_x4_trans(r4, b + (k + (lane % 8) + ((lane / 8) % 2) * 8) * LDB + col0 + j * 8 + (lane / 16) * 8);
-    else
-      lora_ldsm_x4(r4, b + (col0 + j * 8 + (lane % 8) + (lane / 16) * 8) * LDB + k + ((lane / 8) % 2) * 8);
-    bf[j][0] = r4[0]; bf[j][1] = r4[1]; bf[j + 1][0] = r4[2]; bf[j + 1][1] = r4[3];
-  }
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int j = 0; j < NT; ++j) lora_mma_bf16(acc[i][j], af[i], bf[j]);
-}
-// Dropout: the CPU backend's counter-based mask (lorart/cpu/kernel.h);
-// key = DropoutKey(step seed, stream), the kernel's last argument.
-__device__ __forceinline__ bool lora_keep(unsigned long long key, unsigned long long index, double p) {
-  unsigned long long z = key ^ (index + 0x165667B19E3779F9ull);
-  z ^= z >> 30; z *= 0xBF58476D1CE4E5B9ull;
-  z ^= z >> 27; z *= 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return (double)(z >> 11) * 0x1.0p-53 >= p;
-}
-__device__ __forceinline__ unsigned lora_pack_bf16(float lo, float hi) {
-  return (unsigned)__bfloat16_as_ushort(__float2bfloat16(lo)) |
-         ((unsigned)__bfloat16_as_ushort(__float2bfloat16(hi)) << 16);
-}
-__device__ __forceinline__ float lora_unpack_bf16(unsigned v, int hi) {
-  return __bfloat162float(__ushort_as_bfloat16((unsigned short)(hi ? v >> 16 : v & 0xffffu)));
-}
-// The accumulators of a 64x64 tile computed by 4 warps of 32x32 (acc[2][4][4],
-// m16n8 fragments): f(row, col, value) for each, row and column within the tile.
-template <typename F>
-__device__ __forceinline__ void lora_tile64_each(const float (&acc)[2][4][4], F f) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp / 2, wn = warp % 2;
-  const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c)
-        f(wm * 32 + i * 16 + g + (c >= 2 ? 8 : 0), wn * 32 + j * 8 + 2 * t + (c & 1), acc[i][j][c]);
-}
-)";
 
 const char *kGemmFwd = R"(
 $TABLES$
@@ -421,11 +234,6 @@ $ABSMAX$
 
 } // namespace
 
-const char *mmaPrelude() {
-  static const std::string prelude = std::string(basePrelude()) + kMmaLayer;
-  return prelude.c_str();
-}
-
 std::optional<Source> emitGemmFwd(const GemmFwd &g, std::string *why) {
   if (g.xType != "__nv_bfloat16") {
     *why = "activations are not bf16";
@@ -540,4 +348,190 @@ std::optional<Source> emitGemmFwd(const GemmFwd &g, std::string *why) {
   return s;
 }
 
-} // namespace mlir::lora::cuda
+// ===========================================================================
+// The same on CUDA cores (any float type): see simt.h.
+
+using namespace simt;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// y = x·Wᵀ (+ bias) (+ s·drop(x)·Aᵀ·Bᵀ)
+
+const char *kSimtGemmFwd = R"(
+$TABLES$
+// y[$M$, $N$] = x[$M$, $K$]·W[$N$, $K$]ᵀ$DOC$ on CUDA cores.
+namespace {
+constexpr long M = $M$, N = $N$, K = $K$, R = $R$;
+$WFN$$XDFN$}  // namespace
+$U_KERNEL$
+extern "C" __global__ void __launch_bounds__(256, 1) $ENTRY$($PARAMS$) {
+  const long n0 = blockIdx.x * 64L, m0 = blockIdx.y * 64L;
+  float acc[4][4];
+  lora_simt_zero(acc);
+  lora_simt_tile(acc, [=](int r, long k) { return m0 + r < M ? lora_ld(x, (m0 + r) * K + k) : 0.f; },
+                 [=](int c, long k) { return n0 + c < N ? lora_w(w, n0 + c, k) : 0.f; }, 0, K);
+$ADAPTER$
+  lora_simt_each(acc, [&](int r, int c, float v) {
+    if (m0 + r < M && n0 + c < N) lora_st(y, (m0 + r) * N + n0 + c, v$BIAS_ADD$);
+  });
+}
+)";
+
+// u = s·drop(x)·Aᵀ [M, R] (f32 in the workspace, rounded as the operand of
+// the product with B), one 64x64 tile per block.
+const char *kSimtGemmFwdU = R"(
+extern "C" __global__ void __launch_bounds__(256, 1) $ENTRY$_u($PARAMS$) {
+  const long c0 = blockIdx.x * 64L, m0 = blockIdx.y * 64L;
+$KEY$  float* u = (float*)ws_;
+  float acc[4][4];
+  lora_simt_zero(acc);
+  lora_simt_tile(acc, [=](int r, long k) { return m0 + r < M ? lora_xd(x, (m0 + r) * K + k, key) : 0.f; },
+                 [=](int c, long k) { return c0 + c < R ? lora_ld(a_, (c0 + c) * K + k) : 0.f; }, 0, K);
+  lora_simt_each(acc, [&](int r, int c, float v) {
+    if (m0 + r < M && c0 + c < R) u[(m0 + r) * R + c0 + c] = lora_opnd(b_, $S$ * v);
+  });
+}
+)";
+
+const char *kSimtGemmFwdAdapter = R"(  {  // + u·Bᵀ into the same accumulators
+    const float* u = (const float*)ws_;
+    lora_simt_tile(acc, [=](int r, long j) { return m0 + r < M ? u[(m0 + r) * R + j] : 0.f; },
+                   [=](int c, long j) { return n0 + c < N ? lora_ld(b_, (n0 + c) * R + j) : 0.f; }, 0, R);
+  })";
+
+} // namespace
+
+std::optional<Source> emitSimtGemmFwd(const GemmFwd &g, std::string *why) {
+  if (!floatType(g.xType) || !floatType(g.yType) || (g.bias && !floatType(g.biasType)) ||
+      (g.rank && (!floatType(g.aType) || !floatType(g.bType)))) {
+    *why = "an operand is not float, bf16 or f16";
+    return std::nullopt;
+  }
+  const bool drop = g.rank > 0 && g.dropout > 0;
+  Source s;
+  s.entry = "lora_simt_gemm_fwd_" + tag(g.xType) + "_m" + std::to_string(g.m) + "_n" +
+            std::to_string(g.n) + "_k" + std::to_string(g.k) +
+            weightTag(g.wNf4, g.blockSize, g.doubleQuantBlock, "") + (g.bias ? "_bias" : "") + (g.rank ? "_r" + std::to_string(g.rank) : "") +
+            (drop ? "_drop" : "") + "_y" + tag(g.yType);
+  const std::string wType = g.wNf4 ? "unsigned char" : g.xType;
+  std::string params = "const " + g.xType + "* __restrict__ x, const " + wType + "* __restrict__ w";
+  if (g.bias)
+    params += ", const " + g.biasType + "* __restrict__ bias";
+  if (g.rank)
+    params += ", const " + g.aType + "* __restrict__ a_, const " + g.bType + "* __restrict__ b_";
+  params += ", " + g.yType + "* __restrict__ y";
+  if (g.rank)
+    params += ", void* __restrict__ ws_";
+  if (drop)
+    params += ", const unsigned long long* __restrict__ key_";
+  std::string tables;
+  std::string wfn = weightFunction(g.wNf4, g.n, g.k, g.blockSize, g.doubleQuantBlock, wType, g.xType, &tables);
+  auto v = productVars(g.m, g.n, g.k, g.rank, g.scaling, drop, wfn,
+                       g.rank ? dropFunction(g.xType, drop ? g.dropout : 0) : "", tables);
+  v["ENTRY"] = s.entry;
+  v["PARAMS"] = params;
+  v["DOC"] = std::string(g.bias ? " + bias" : "") +
+             (g.rank ? " + (" + floatLiteral(static_cast<float>(g.scaling)) + "·" +
+                           (drop ? "drop(x)" : "x") + "·Aᵀ)·Bᵀ"
+                     : "");
+  v["BIAS_ADD"] = g.bias ? " + lora_ld(bias, n0 + c)" : "";
+  v["ADAPTER"] = g.rank ? kSimtGemmFwdAdapter : "";
+  v["U_KERNEL"] = g.rank ? subst(kSimtGemmFwdU, v) : "";
+  s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kSimtGemmFwd, v);
+  s.grid = tiles(g.n);
+  s.gridY = tiles(g.m);
+  s.block = 256;
+  if (g.rank) {
+    // _u first (the adapter's first product), then the main launch.
+    s.workspace = g.m * g.rank * 4;
+    Step main{s.entry, s.grid, s.gridY, 1, 256, 0};
+    s.next.push_back(main);
+    s.entry += "_u";
+    s.grid = tiles(g.rank);
+  }
+  return s;
+}
+
+} // namespace lorac::cuda
+
+// ===========================================================================
+// The family's emitters (codegen.h): operands x, W (, bias) (, A, B) -> y.
+
+namespace lorac::cuda {
+namespace {
+
+const char *const kBf16 = "__nv_bfloat16";
+
+/// The tensor-core template, else its CUDA-core variant.
+Emitted gemmFwd(const GemmFwd &g, bool tensorCores) {
+  std::string why;
+  std::optional<Source> s;
+  if (tensorCores)
+    s = emitGemmFwd(g, &why);
+  if (!s)
+    s = emitSimtGemmFwd(g, &why);
+  return emitted(std::move(s), why);
+}
+
+template <class P> Emitted linearFwd(const KernelDesc &d, const P &p, int64_t rank) {
+  GemmFwd g;
+  g.m = p.m;
+  g.n = p.n;
+  g.k = p.k;
+  g.bias = p.bias != 0;
+  g.xType = d.inputs[0].type;
+  g.yType = d.outputs[0].type;
+  if (g.bias)
+    g.biasType = d.inputs[2].type;
+  if (!gemmWeight(d.inputs[1], g.xType, &g.wNf4, &g.blockSize, &g.doubleQuantBlock))
+    return notCovered("the weight's type differs from the activations'");
+  if constexpr (std::is_same_v<P, kernels::params::fused_linear_fwd>) {
+    if (rank > 0) {
+      g.rank = rank;
+      g.scaling = p.scaling.value_or(0);
+      g.dropout = p.dropout.value_or(0);
+      size_t ia = 2 + (g.bias ? 1 : 0);
+      g.aType = d.inputs[ia].type;
+      g.bType = d.inputs[ia + 1].type;
+    }
+  }
+  return gemmFwd(g, !g.rank || (g.aType == kBf16 && g.bType == kBf16));
+}
+
+Emitted linearFwdKernel(const KernelDesc &d) {
+  return linearFwd(d, d.get<kernels::params::linear_fwd>(), 0);
+}
+
+Emitted fusedLinearFwdKernel(const KernelDesc &d) {
+  const auto &p = d.get<kernels::params::fused_linear_fwd>();
+  return linearFwd(d, p, p.rank);
+}
+
+/// f32 logits x·Wᵀ (generation's last positions): the GEMM with an f32
+/// output.
+Emitted lmHeadFwdKernel(const KernelDesc &d) {
+  const auto &p = d.get<kernels::params::lm_head_fwd>();
+  GemmFwd g;
+  g.m = p.m;
+  g.n = p.n;
+  g.k = p.k;
+  g.xType = d.inputs[0].type;
+  g.yType = d.outputs[0].type;
+  if (d.inputs[1].nf4 || d.inputs[1].type != g.xType)
+    return notCovered("the weight's type differs from the activations'");
+  return gemmFwd(g, true);
+}
+
+} // namespace
+
+const std::vector<Emitter> &gemmEmitters() {
+  static const std::vector<Emitter> t = {
+      {kernels::Kind::linear_fwd, linearFwdKernel},
+      {kernels::Kind::fused_linear_fwd, fusedLinearFwdKernel},
+      {kernels::Kind::lm_head_fwd, lmHeadFwdKernel},
+  };
+  return t;
+}
+
+} // namespace lorac::cuda

@@ -1,4 +1,4 @@
-//===- CudaLosses.cpp - CUDA C++ templates of the losses on logits -------===//
+//===- losses.cpp - The losses on logits, DPO, replay and EWC ------------===//
 //
 // The objectives that take materialized logits or per-sequence values:
 // `cross_entropy_fwd/bwd` (the unfused loss), `sequence_logprobs_fwd/bwd`
@@ -26,11 +26,12 @@
 //   time, the rows summed in order).
 //
 //===----------------------------------------------------------------------===//
-#include "CudaLosses.h"
+#include "cuda/losses.h"
+#include "cuda/codegen.h"
 
 #include <map>
 
-namespace mlir::lora::cuda {
+namespace lorac::cuda {
 namespace {
 
 // Block reductions for 256 threads (8 warps) and the row logsumexp.
@@ -513,4 +514,111 @@ extern "C" __global__ void __launch_bounds__(256) $BASE$_da($PARAMS$) {
   return s;
 }
 
-} // namespace mlir::lora::cuda
+} // namespace lorac::cuda
+
+// ===========================================================================
+// The family's emitters (codegen.h).
+
+namespace lorac::cuda {
+namespace {
+
+/// Losses over materialized logits: operands logits, targets, mask
+/// (, sequence ids) (, dlogprobs).
+template <class P> LogitsLoss logitsLoss(const KernelDesc &d, const P &p) {
+  LogitsLoss l;
+  l.tokens = p.tokens;
+  l.vocab = p.vocab;
+  l.logitsType = d.inputs[0].type;
+  l.targetType = d.inputs[1].type;
+  if constexpr (std::is_same_v<P, kernels::params::sequence_logprobs_fwd> ||
+                std::is_same_v<P, kernels::params::sequence_logprobs_bwd>) {
+    l.sequences = p.sequences;
+    l.seqType = d.inputs[3].type;
+  }
+  return l;
+}
+
+Emitted crossEntropyFwdKernel(const KernelDesc &d) {
+  std::string why;
+  auto s = emitCrossEntropyFwd(logitsLoss(d, d.get<kernels::params::cross_entropy_fwd>()), &why);
+  return emitted(std::move(s), why);
+}
+Emitted crossEntropyBwdKernel(const KernelDesc &d) {
+  LogitsLoss l = logitsLoss(d, d.get<kernels::params::cross_entropy_bwd>());
+  l.dlogitsType = d.outputs[0].type;
+  std::string why;
+  auto s = emitCrossEntropyBwd(l, &why);
+  return emitted(std::move(s), why);
+}
+Emitted sequenceLogProbsFwdKernel(const KernelDesc &d) {
+  std::string why;
+  auto s = emitSequenceLogProbsFwd(
+      logitsLoss(d, d.get<kernels::params::sequence_logprobs_fwd>()), &why);
+  return emitted(std::move(s), why);
+}
+Emitted sequenceLogProbsBwdKernel(const KernelDesc &d) {
+  LogitsLoss l = logitsLoss(d, d.get<kernels::params::sequence_logprobs_bwd>());
+  l.dlogitsType = d.outputs[0].type;
+  std::string why;
+  auto s = emitSequenceLogProbsBwd(l, &why);
+  return emitted(std::move(s), why);
+}
+
+Emitted dpoLossFwdKernel(const KernelDesc &d) {
+  const auto &p = d.get<kernels::params::dpo_loss_fwd>();
+  return emitted(emitDpoLossFwd(p.pairs, p.beta, p.ipo != 0));
+}
+Emitted dpoLossBwdKernel(const KernelDesc &d) {
+  const auto &p = d.get<kernels::params::dpo_loss_bwd>();
+  return emitted(emitDpoLossBwd(p.pairs, p.beta, p.ipo != 0));
+}
+Emitted replayLossFwdKernel(const KernelDesc &d) {
+  const auto &p = d.get<kernels::params::replay_loss_fwd>();
+  return emitted(emitReplayLoss(p.pairs, p.weight, false));
+}
+Emitted replayLossBwdKernel(const KernelDesc &d) {
+  const auto &p = d.get<kernels::params::replay_loss_bwd>();
+  return emitted(emitReplayLoss(p.pairs, p.weight, true));
+}
+
+/// Operands A, B, Fisher, ...
+template <class P> Emitted ewc(const KernelDesc &d, const P &p, bool bwd) {
+  EwcPenalty e;
+  e.n = p.n;
+  e.k = p.k;
+  e.rank = p.rank;
+  e.scaling = p.scaling;
+  e.lambda = p.lambda;
+  e.aType = d.inputs[0].type;
+  e.bType = d.inputs[1].type;
+  e.fisherType = d.inputs[2].type;
+  std::string why;
+  auto s = emitEwcPenalty(e, bwd, &why);
+  return emitted(std::move(s), why);
+}
+Emitted ewcPenaltyFwdKernel(const KernelDesc &d) {
+  return ewc(d, d.get<kernels::params::ewc_penalty_fwd>(), false);
+}
+Emitted ewcPenaltyBwdKernel(const KernelDesc &d) {
+  return ewc(d, d.get<kernels::params::ewc_penalty_bwd>(), true);
+}
+
+} // namespace
+
+const std::vector<Emitter> &lossEmitters() {
+  static const std::vector<Emitter> t = {
+      {kernels::Kind::cross_entropy_fwd, crossEntropyFwdKernel},
+      {kernels::Kind::cross_entropy_bwd, crossEntropyBwdKernel},
+      {kernels::Kind::sequence_logprobs_fwd, sequenceLogProbsFwdKernel},
+      {kernels::Kind::sequence_logprobs_bwd, sequenceLogProbsBwdKernel},
+      {kernels::Kind::dpo_loss_fwd, dpoLossFwdKernel},
+      {kernels::Kind::dpo_loss_bwd, dpoLossBwdKernel},
+      {kernels::Kind::replay_loss_fwd, replayLossFwdKernel},
+      {kernels::Kind::replay_loss_bwd, replayLossBwdKernel},
+      {kernels::Kind::ewc_penalty_fwd, ewcPenaltyFwdKernel},
+      {kernels::Kind::ewc_penalty_bwd, ewcPenaltyBwdKernel},
+  };
+  return t;
+}
+
+} // namespace lorac::cuda

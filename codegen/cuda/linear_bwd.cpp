@@ -1,4 +1,4 @@
-//===- CudaLinearBwd.cpp - CUDA C++ template of the linear backward ------===//
+//===- linear_bwd.cpp - The linear backward: tensor-core and CUDA-core ---===//
 //
 // The backward of the fused linear layer (`fused_linear_bwd`), of the plain
 // frozen linear (`linear_bwd_x`) and of an adapter alone (`lora_bwd`), with
@@ -21,14 +21,16 @@
 // No atomics: every sum has one order, so the gradients are reproducible.
 //
 //===----------------------------------------------------------------------===//
-#include "CudaGemm.h"
+#include "cuda/linear_bwd.h"
+#include "cuda/codegen.h"
+#include "cuda/simt.h"
 
 #include "lorart/quant/nf4.h"
 
 #include <cstdio>
 #include <map>
 
-namespace mlir::lora::cuda {
+namespace lorac::cuda {
 namespace {
 
 const char *kCommon = R"(
@@ -532,9 +534,9 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
   return s;
 }
 
-} // namespace mlir::lora::cuda
+} // namespace lorac::cuda
 
-namespace mlir::lora::cuda {
+namespace lorac::cuda {
 
 std::optional<Source> emitLinearBwdW(int64_t m, int64_t n, int64_t k, const std::string &dyType,
                                      const std::string &xType, const std::string &dwType,
@@ -562,4 +564,309 @@ std::optional<Source> emitLinearBwdW(int64_t m, int64_t n, int64_t k, const std:
   return s;
 }
 
-} // namespace mlir::lora::cuda
+// ===========================================================================
+// The linear backward on CUDA cores (any float type): see simt.h.
+
+using namespace simt;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// The linear backward: u = drop(x)·Aᵀ, g = dy·B (f32, workspace),
+// db = s·dyᵀ·u, da = s·gᵀ·drop(x), dx = dy·deq(W) + s·drop'(g·A).
+
+const char *kLinearBwd = R"(
+$TABLES$
+// Linear backward on CUDA cores: m=$M$ n=$N$ k=$K$ rank=$R$, scaling $S$.
+namespace {
+constexpr long M = $M$, N = $N$, K = $K$, R = $R$;
+$WFN$$XDFN$}  // namespace
+$ADAPTER_KERNELS$
+// dx = dy·deq(W)$DX_DOC$, rounded once.
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_dx($PARAMS$) {
+  const long k0 = blockIdx.x * 64L, m0 = blockIdx.y * 64L;
+$KEY$  float acc[4][4], acc2[4][4];
+  lora_simt_zero(acc);
+  lora_simt_zero(acc2);
+$DX_W$$DX_G$  lora_simt_each2(acc, acc2, [&](int r, int c, float v, float a2) {
+    if (m0 + r >= M || k0 + c >= K) return;
+    const long e = (m0 + r) * K + k0 + c;
+$DX_COMBINE$    lora_st(dx, e, v);
+  });
+  (void)key;
+}
+)";
+
+const char *kDxW = R"(  lora_simt_tile(acc, [=](int r, long j) { return m0 + r < M ? lora_opnd((const $WOPND$*)0, lora_ld(dy, (m0 + r) * N + j)) : 0.f; },
+                 [=](int c, long j) { return k0 + c < K ? lora_w(w, j, k0 + c) : 0.f; }, 0, N);
+)";
+
+const char *kDxG = R"(  {
+    const float* g = (const float*)ws_ + M * R;
+    lora_simt_tile(acc2, [=](int r, long j) { return m0 + r < M ? lora_opnd(a_, g[(m0 + r) * R + j]) : 0.f; },
+                   [=](int c, long j) { return k0 + c < K ? lora_ld(a_, j * K + k0 + c) : 0.f; }, 0, R);
+  }
+)";
+
+const char *kAdapterBwd = R"(
+// u = drop(x)·Aᵀ (blockIdx.z 0) and g = dy·B (1), f32, into the workspace.
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_ug($PARAMS$) {
+  const long c0 = blockIdx.x * 64L, m0 = blockIdx.y * 64L;
+$KEY$  float* out = (float*)ws_ + blockIdx.z * M * R;
+  float acc[4][4];
+  lora_simt_zero(acc);
+  if (blockIdx.z == 0)
+    lora_simt_tile(acc, [=](int r, long k) { return m0 + r < M ? lora_xd(x, (m0 + r) * K + k, key) : 0.f; },
+                   [=](int c, long k) { return c0 + c < R ? lora_ld(a_, (c0 + c) * K + k) : 0.f; }, 0, K);
+  else
+    lora_simt_tile(acc, [=](int r, long j) { return m0 + r < M ? lora_opnd(b_, lora_ld(dy, (m0 + r) * N + j)) : 0.f; },
+                   [=](int c, long j) { return c0 + c < R ? lora_ld(b_, j * R + c0 + c) : 0.f; }, 0, N);
+  lora_simt_each(acc, [&](int r, int c, float v) {
+    if (m0 + r < M && c0 + c < R) out[(m0 + r) * R + c0 + c] = v;
+  });
+}
+
+// db[n, c] = s·Σ_m dy[m, n]·u[m, c], m in order.
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_db($PARAMS$) {
+  const long c0 = blockIdx.x * 64L, n0 = blockIdx.y * 64L;
+  const float* u = (const float*)ws_;
+  float acc[4][4];
+  lora_simt_zero(acc);
+  lora_simt_tile(acc, [=](int r, long m) { return n0 + r < N ? lora_ld(dy, m * N + n0 + r) : 0.f; },
+                 [=](int c, long m) { return c0 + c < R ? lora_opnd(dy, u[m * R + c0 + c]) : 0.f; }, 0, M);
+  lora_simt_each(acc, [&](int r, int c, float v) {
+    if (n0 + r < N && c0 + c < R) lora_st(db, (n0 + r) * R + c0 + c, $S$ * v);
+  });
+}
+
+// da[c, k] = s·Σ_m g[m, c]·drop(x)[m, k], m in order.
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_da($PARAMS$) {
+  const long k0 = blockIdx.x * 64L, c0 = blockIdx.y * 64L;
+$KEY$  const float* g = (const float*)ws_ + M * R;
+  float acc[4][4];
+  lora_simt_zero(acc);
+  lora_simt_tile(acc, [=](int r, long m) { return c0 + r < R ? lora_opnd(x, g[m * R + c0 + r]) : 0.f; },
+                 [=](int c, long m) { return k0 + c < K ? lora_xd(x, m * K + k0 + c, key) : 0.f; }, 0, M);
+  lora_simt_each(acc, [&](int r, int c, float v) {
+    if (c0 + r < R && k0 + c < K) lora_st(da, (c0 + r) * K + k0 + c, $S$ * v);
+  });
+}
+)";
+
+} // namespace
+
+std::optional<Source> emitSimtLinearBwd(const LinearBwd &g, std::string *why) {
+  const bool adapter = g.rank > 0;
+  if (!floatType(g.dyType) || !floatType(g.dxType) ||
+      (adapter && (!floatType(g.xType) || !floatType(g.daType) || !floatType(g.dbType) ||
+                   !floatType(g.aType) || !floatType(g.bType))) ||
+      (g.hasW && !g.wNf4 && !floatType(g.wType))) {
+    *why = "an operand is not float, bf16 or f16";
+    return std::nullopt;
+  }
+  if (!g.hasW && !adapter) {
+    *why = "neither a weight nor an adapter";
+    return std::nullopt;
+  }
+  const bool drop = adapter && g.dropout > 0;
+  const std::string wType = g.wNf4 ? "unsigned char" : g.wType;
+  std::string base = "lora_simt_linear_bwd_" + tag(g.dyType) + "_m" + std::to_string(g.m) + "_n" +
+                     std::to_string(g.n) + "_k" + std::to_string(g.k) +
+                     (g.hasW ? weightTag(g.wNf4, g.blockSize, g.doubleQuantBlock, "_w") : "") +
+                     (adapter ? "_r" + std::to_string(g.rank) : "") + (drop ? "_drop" : "");
+  std::string params = "const " + g.dyType + "* __restrict__ dy";
+  if (adapter)
+    params += ", const " + g.xType + "* __restrict__ x";
+  if (g.hasW)
+    params += ", const " + wType + "* __restrict__ w";
+  if (adapter)
+    params += ", const " + g.aType + "* __restrict__ a_, const " + g.bType + "* __restrict__ b_";
+  params += ", " + g.dxType + "* __restrict__ dx";
+  if (adapter)
+    params += ", " + g.daType + "* __restrict__ da, " + g.dbType + "* __restrict__ db, void* __restrict__ ws_";
+  if (drop)
+    params += ", const unsigned long long* __restrict__ key_";
+
+  std::string tables;
+  std::string wfn = g.hasW ? weightFunction(g.wNf4, g.n, g.k, g.blockSize, g.doubleQuantBlock,
+                                            wType, g.dyType, &tables)
+                           : "";
+  auto v = productVars(g.m, g.n, g.k, g.rank, g.scaling, drop, wfn,
+                       adapter ? dropFunction(g.xType, drop ? g.dropout : 0) : "", tables);
+  v["BASE"] = base;
+  v["PARAMS"] = params;
+  v["ADAPTER_KERNELS"] = adapter ? subst(kAdapterBwd, v) : "";
+  // dy meets a dense bf16 W rounded to bf16 (an f32 dy: the LM head under
+  // DPO); an NF4 W's tile is bf16 only when dy is.
+  v["WOPND"] = g.wNf4 ? "float" : wType;
+  v["DX_W"] = g.hasW ? subst(kDxW, v) : "";
+  v["DX_G"] = adapter ? kDxG : "";
+  v["DX_DOC"] = adapter ? std::string(" + s·") + (drop ? "drop'" : "") + "(g·A)" : "";
+  if (!adapter) {
+    v["DX_COMBINE"] = "";
+  } else {
+    // The CPU's InputGradient: s·g·A accumulated onto the product (beta 1),
+    // or with dropout (s/(1-p))·g·A masked and added.
+    const float s = static_cast<float>(g.scaling);
+    const float sInv = drop ? s * static_cast<float>(1.0 / (1.0 - g.dropout)) : s;
+    v["DX_COMBINE"] =
+        drop ? "    const float t = " + floatLiteral(sInv) + " * a2;\n    v += lora_keep(key, (unsigned long long)e, " +
+                   doubleLiteral(g.dropout) + ") ? t : 0.f;\n"
+             : "    v = fmaf(" + floatLiteral(s) + ", a2, v);\n";
+    if (!g.hasW)
+      v["DX_COMBINE"] = drop ? "    const float t = " + floatLiteral(sInv) + " * a2;\n    v = lora_keep(key, (unsigned long long)e, " +
+                                   doubleLiteral(g.dropout) + ") ? t : 0.f;\n"
+                             : "    v = " + floatLiteral(s) + " * a2;\n";
+  }
+  Source s;
+  s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kLinearBwd, v);
+  // _ug, _db, _da, then _dx (dx may be read by nothing earlier, but it comes
+  // last as in the tensor-core template).
+  if (adapter) {
+    s.entry = base + "_ug";
+    s.grid = tiles(g.rank);
+    s.gridY = tiles(g.m);
+    s.gridZ = 2;
+    s.next.push_back({base + "_db", tiles(g.rank), tiles(g.n), 1, 256, 0});
+    s.next.push_back({base + "_da", tiles(g.k), tiles(g.rank), 1, 256, 0});
+    s.next.push_back({base + "_dx", tiles(g.k), tiles(g.m), 1, 256, 0});
+    s.workspace = 2 * g.m * g.rank * 4;
+  } else {
+    s.entry = base + "_dx";
+    s.grid = tiles(g.k);
+    s.gridY = tiles(g.m);
+  }
+  s.block = 256;
+  return s;
+}
+
+std::optional<Source> emitSimtLinearBwdW(int64_t m, int64_t n, int64_t k, const std::string &dyType,
+                                         const std::string &xType, const std::string &dwType,
+                                         std::string *why) {
+  if (!floatType(dyType) || !floatType(xType) || !floatType(dwType)) {
+    *why = "an operand is not float, bf16 or f16";
+    return std::nullopt;
+  }
+  Source s;
+  s.entry = "lora_simt_linear_bwd_w_" + tag(dyType) + "_m" + std::to_string(m) + "_n" +
+            std::to_string(n) + "_k" + std::to_string(k) + "_" + tag(dwType);
+  s.code = std::string(mmaPrelude()) + kSimtPrelude +
+           subst(R"(
+// dw[$N$, $K$] = dyᵀ·x over m = $M$ in order, on CUDA cores.
+extern "C" __global__ void __launch_bounds__(256, 1) $ENTRY$(const $DY$* __restrict__ dy, const $X$* __restrict__ x, $DW$* __restrict__ dw) {
+  constexpr long M = $M$, N = $N$, K = $K$;
+  const long k0 = blockIdx.x * 64L, n0 = blockIdx.y * 64L;
+  float acc[4][4];
+  lora_simt_zero(acc);
+  lora_simt_tile(acc, [=](int r, long i) { return n0 + r < N ? lora_ld(dy, i * N + n0 + r) : 0.f; },
+                 [=](int c, long i) { return k0 + c < K ? lora_ld(x, i * K + k0 + c) : 0.f; }, 0, M);
+  lora_simt_each(acc, [&](int r, int c, float v) {
+    if (n0 + r < N && k0 + c < K) lora_st(dw, (n0 + r) * K + k0 + c, v);
+  });
+}
+)",
+                 {{"ENTRY", s.entry},
+                  {"M", std::to_string(m)},
+                  {"N", std::to_string(n)},
+                  {"K", std::to_string(k)},
+                  {"DY", dyType},
+                  {"X", xType},
+                  {"DW", dwType}});
+  s.grid = tiles(k);
+  s.gridY = tiles(n);
+  s.block = 256;
+  return s;
+}
+
+} // namespace lorac::cuda
+
+// ===========================================================================
+// The family's emitters (codegen.h).
+
+namespace lorac::cuda {
+namespace {
+
+const char *const kBf16 = "__nv_bfloat16";
+
+/// dx, dA and dB through the frozen (dense or NF4) weight and the adapter:
+/// several launches sharing a workspace for u and g. Operands: dy, W for
+/// linear_bwd_x; dy, x, A, B for lora_bwd; dy, x, W, A, B for
+/// fused_linear_bwd. Results dx (, dA, dB).
+template <class P>
+Emitted linearBwd(const KernelDesc &d, const P &p, bool hasX, bool hasW) {
+  LinearBwd g;
+  g.m = p.m;
+  g.n = p.n;
+  g.k = p.k;
+  const Operand *w = nullptr;
+  if (!hasX) {
+    w = &d.inputs[1];
+  } else {
+    if (hasW)
+      w = &d.inputs[2];
+    const Operand &a = d.inputs[hasW ? 3 : 2], &b = d.inputs[hasW ? 4 : 3];
+    if constexpr (!std::is_same_v<P, kernels::params::linear_bwd_x>) {
+      g.rank = p.rank;
+      g.scaling = p.scaling;
+      g.dropout = p.dropout;
+    }
+    g.xType = d.inputs[1].type;
+    g.daType = d.outputs[1].type;
+    g.dbType = d.outputs[2].type;
+    g.aType = a.type;
+    g.bType = b.type;
+  }
+  g.dyType = d.inputs[0].type;
+  g.dxType = d.outputs[0].type;
+  g.hasW = w != nullptr;
+  if (w) {
+    // A dense W of any float type (the LM head under DPO: an f32 dy
+    // against a bf16 W), or NF4.
+    if (!w->nf4)
+      g.wType = w->type;
+    if (!gemmWeight(*w, g.wType, &g.wNf4, &g.blockSize, &g.doubleQuantBlock))
+      return notCovered("the weight's type is not covered");
+  }
+  std::string why;
+  std::optional<Source> s;
+  if (g.aType == kBf16 && g.bType == kBf16 && g.wType == kBf16)
+    s = emitLinearBwd(g, &why);
+  if (!s)
+    s = emitSimtLinearBwd(g, &why);
+  return emitted(std::move(s), why);
+}
+
+Emitted linearBwdXKernel(const KernelDesc &d) {
+  return linearBwd(d, d.get<kernels::params::linear_bwd_x>(), false, true);
+}
+Emitted loraBwdKernel(const KernelDesc &d) {
+  return linearBwd(d, d.get<kernels::params::lora_bwd>(), true, false);
+}
+Emitted fusedLinearBwdKernel(const KernelDesc &d) {
+  return linearBwd(d, d.get<kernels::params::fused_linear_bwd>(), true, true);
+}
+
+/// dW = dyᵀ·x.
+Emitted linearBwdWKernel(const KernelDesc &d) {
+  const auto &p = d.get<kernels::params::linear_bwd_w>();
+  const std::string &dy = d.inputs[0].type, &x = d.inputs[1].type, &dw = d.outputs[0].type;
+  std::string why;
+  std::optional<Source> s = emitLinearBwdW(p.m, p.n, p.k, dy, x, dw, &why);
+  if (!s)
+    s = emitSimtLinearBwdW(p.m, p.n, p.k, dy, x, dw, &why);
+  return emitted(std::move(s), why);
+}
+
+} // namespace
+
+const std::vector<Emitter> &linearBwdEmitters() {
+  static const std::vector<Emitter> t = {
+      {kernels::Kind::linear_bwd_x, linearBwdXKernel},
+      {kernels::Kind::lora_bwd, loraBwdKernel},
+      {kernels::Kind::fused_linear_bwd, fusedLinearBwdKernel},
+      {kernels::Kind::linear_bwd_w, linearBwdWKernel},
+  };
+  return t;
+}
+
+} // namespace lorac::cuda

@@ -1,16 +1,16 @@
-//===- CudaLosses.h - CUDA C++ templates of the losses on logits -*- C++ -*-===//
+//===- losses.h - CUDA C++ templates of the losses on logits -*- C++ -*-===//
 //
-// Used by lora-emit-cuda (EmitCuda.cpp); see CudaLosses.cpp. Kernel
+// Used through the dispatcher (codegen.h); see losses.cpp. Kernel
 // arguments follow the ABI of every template: the op's inputs, its outputs,
 // then the workspace where the Source asks for one.
 //
 //===----------------------------------------------------------------------===//
-#ifndef LORA_PASSES_LIB_CUDALOSSES_H
-#define LORA_PASSES_LIB_CUDALOSSES_H
+#ifndef LORAC_CODEGEN_CUDA_LOSSES_H
+#define LORAC_CODEGEN_CUDA_LOSSES_H
 
-#include "CudaGemm.h"
+#include "cuda/common.h"
 
-namespace mlir::lora::cuda {
+namespace lorac::cuda {
 
 /// Losses over materialized logits [tokens, vocab].
 struct LogitsLoss {
@@ -46,6 +46,6 @@ struct EwcPenalty {
 /// fwd: → weighted, penalty (workspace: a double per row); bwd (+ dloss) → da, db.
 std::optional<Source> emitEwcPenalty(const EwcPenalty &e, bool bwd, std::string *why);
 
-} // namespace mlir::lora::cuda
+} // namespace lorac::cuda
 
-#endif // LORA_PASSES_LIB_CUDALOSSES_H
+#endif // LORAC_CODEGEN_CUDA_LOSSES_H

@@ -1,4 +1,4 @@
-//===- CudaAttention.cpp - CUDA C++ template of attention forward ---------===//
+//===- attention.cpp - Attention: tensor-core and CUDA-core templates ---===//
 //
 // Causal grouped-query attention forward, FlashAttention-2 style on tensor
 // cores (mma.sync m16n8k16 bf16, f32 accumulators):
@@ -16,12 +16,14 @@
 // key gets a zero output (the CPU backend's convention).
 //
 //===----------------------------------------------------------------------===//
-#include "CudaGemm.h"
+#include "cuda/attention.h"
+#include "cuda/codegen.h"
+#include "cuda/simt.h"
 
 #include <cstdio>
 #include <map>
 
-namespace mlir::lora::cuda {
+namespace lorac::cuda {
 namespace {
 
 
@@ -520,9 +522,9 @@ std::optional<Source> emitAttentionFwd(const AttentionFwd &a, std::string *why) 
   return s;
 }
 
-} // namespace mlir::lora::cuda
+} // namespace lorac::cuda
 
-namespace mlir::lora::cuda {
+namespace lorac::cuda {
 
 std::optional<Source> emitAttentionBwd(const AttentionFwd &a, std::string *why) {
   if (a.qType != "__nv_bfloat16" || a.oType != "__nv_bfloat16") {
@@ -590,4 +592,385 @@ std::optional<Source> emitAttentionBwd(const AttentionFwd &a, std::string *why) 
   return s;
 }
 
-} // namespace mlir::lora::cuda
+// ===========================================================================
+// Attention on CUDA cores (any float type): see simt.h.
+
+using namespace simt;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Attention: one warp per query row (forward, dQ) or key row (dK, dV).
+
+const char *kAttnCommon = R"(
+// Attention on CUDA cores: batch $B$, seq $T$, heads $H$ (kv $KV$), head_dim $D$, scale $SCALE$$MASKDOC$.
+namespace {
+constexpr long B = $B$, T = $T$, H = $H$, KV = $KV$, D = $D$, G = H / KV, WIN = $WIN$;
+constexpr int DL = (D + 31) / 32;  // head dimensions per lane: lane + 32·t
+constexpr bool CAUSAL = $CAUSAL$;
+constexpr float SCALE = $SCALE$;
+__device__ __forceinline__ long lora_qoff(long b, long t, long h) { return ((b * T + t) * H + h) * D; }
+__device__ __forceinline__ long lora_koff(long b, long t, long kv) { return ((b * T + t) * KV + kv) * D; }
+// Keys [lo, hi) that query i can reach (the causal / window band).
+__device__ __forceinline__ void lora_key_range(long i, long* lo, long* hi) {
+  *hi = CAUSAL ? i + 1 : T;
+  *lo = WIN > 0 ? (i - WIN + 1 > 0 ? i - WIN + 1 : 0) : 0;
+}
+// Queries [lo, hi) that reach key j.
+__device__ __forceinline__ void lora_query_range(long j, long* lo, long* hi) {
+  *lo = CAUSAL ? j : 0;
+  *hi = WIN > 0 ? (j + WIN < T ? j + WIN : T) : T;
+}
+__device__ __forceinline__ float lora_warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float lora_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+// A dot product of a row in shared memory (f32) with a row of a tensor.
+template <class TP>
+__device__ __forceinline__ float lora_dot(const float* s, const TP* p, long off) {
+  float acc = 0.f;
+  for (long d = 0; d < D; ++d) acc = fmaf(s[d], lora_ld(p, off + d), acc);
+  return acc;
+}
+$SEGFN$
+// The forward of query i of head h (this warp): running max m, sum l and the
+// unnormalized output o (lane's dimensions), queries pre-scaled in qs.
+__device__ __forceinline__ void lora_attn_row(const $TY$* k, const $TY$* v, const $SEGT$* seg, long b, long h, long i,
+                                              const float* qs, float* ps, float* m_, float* l_, float (&o)[DL]) {
+  const int lane = threadIdx.x & 31;
+  const long kvh = h / G;
+  long lo, hi;
+  lora_key_range(i, &lo, &hi);
+  float m = -INFINITY, l = 0.f;
+  for (int t = 0; t < DL; ++t) o[t] = 0.f;
+  for (long j0 = lo; j0 < hi; j0 += 32) {
+    const long j = j0 + lane;
+    const bool ok = j < hi && lora_same_segment(seg, b, i, j);
+    const float s = ok ? lora_dot(qs, k, lora_koff(b, j, kvh)) : -INFINITY;
+    const float mx = lora_warp_max(s);
+    if (mx == -INFINITY) continue;  // no allowed key in these 32
+    const float mnew = fmaxf(m, mx), alpha = __expf(m - mnew);
+    const float p = ok ? __expf(s - mnew) : 0.f;
+    l = l * alpha + lora_warp_sum(p);
+    ps[lane] = p;
+    __syncwarp();
+    const long n = hi - j0 < 32 ? hi - j0 : 32;
+    for (int t = 0; t < DL; ++t) {
+      const long d = lane + 32 * t;
+      float acc = o[t] * alpha;
+      if (d < D)
+        for (long jj = 0; jj < n; ++jj) acc = fmaf(ps[jj], lora_ld(v, lora_koff(b, j0 + jj, kvh) + d), acc);
+      o[t] = acc;
+    }
+    __syncwarp();
+    m = mnew;
+  }
+  *m_ = m;
+  *l_ = l;
+}
+}  // namespace
+)";
+
+const char *kAttnFwd = R"(
+// o[b, i, h] for 8 query rows per block (one per warp): grid (T/8, H, B).
+extern "C" __global__ void __launch_bounds__(256, 1) $ENTRY$(const $TY$* __restrict__ q, const $TY$* __restrict__ k, const $TY$* __restrict__ v$SEGP$, $TY$* __restrict__ out) {
+  __shared__ float qs_[8][D], ps_[8][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const long i = blockIdx.x * 8L + warp, h = blockIdx.y, b = blockIdx.z;
+  if (i >= T) return;  // the whole warp
+  float* qs = qs_[warp];
+  for (long d = lane; d < D; d += 32) qs[d] = lora_ld(q, lora_qoff(b, i, h) + d) * SCALE;
+  __syncwarp();
+  float m, l, o[DL];
+  lora_attn_row(k, v, $SEGA$, b, h, i, qs, ps_[warp], &m, &l, o);
+  const float inv = l > 0.f ? 1.f / l : 0.f;
+  for (int t = 0; t < DL; ++t) {
+    const long d = lane + 32 * t;
+    if (d < D) lora_st(out, lora_qoff(b, i, h) + d, o[t] * inv);
+  }
+}
+)";
+
+const char *kAttnBwd = R"(
+// Pass A: per query row, the forward again for L = m + log l (+inf without
+// an allowed key: zero gradients) and Dd = rowsum(dO∘O) into the
+// workspace, then dQ = scale·Σ_j dS_ij·k_j with P = exp(s − L),
+// dP = dO·v_j, dS = P·(dP − Dd). Grid (T/8, H, B).
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_dq($PARAMS$) {
+  __shared__ float qs_[8][D], dos_[8][D], ps_[8][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const long i = blockIdx.x * 8L + warp, h = blockIdx.y, b = blockIdx.z;
+  if (i >= T) return;
+  float* qs = qs_[warp];
+  float* dos = dos_[warp];
+  float* ps = ps_[warp];
+  const long qo = lora_qoff(b, i, h);
+  for (long d = lane; d < D; d += 32) {
+    qs[d] = lora_ld(q, qo + d) * SCALE;
+    dos[d] = lora_ld(dout, qo + d);
+  }
+  __syncwarp();
+  float m, l, o[DL];
+  lora_attn_row(k, v, $SEGA$, b, h, i, qs, ps, &m, &l, o);
+  float dd = 0.f;
+  const float inv = l > 0.f ? 1.f / l : 0.f;
+  for (int t = 0; t < DL; ++t) {
+    const long d = lane + 32 * t;
+    if (d < D) dd = fmaf(dos[d], o[t] * inv, dd);
+  }
+  dd = lora_warp_sum(dd);
+  const float L = l > 0.f ? m + logf(l) : INFINITY;
+  float* ws = (float*)ws_;
+  const long row = (b * H + h) * T + i;
+  if (lane == 0) {
+    ws[row] = L;
+    ws[B * H * T + row] = dd;
+  }
+  const long kvh = h / G;
+  long lo, hi;
+  lora_key_range(i, &lo, &hi);
+  float dq[DL];
+  for (int t = 0; t < DL; ++t) dq[t] = 0.f;
+  for (long j0 = lo; j0 < hi && L != INFINITY; j0 += 32) {
+    const long j = j0 + lane;
+    float ds = 0.f;
+    if (j < hi && lora_same_segment($SEGA$, b, i, j)) {
+      const float p = __expf(lora_dot(qs, k, lora_koff(b, j, kvh)) - L);
+      ds = p * (lora_dot(dos, v, lora_koff(b, j, kvh)) - dd);
+    }
+    __syncwarp();
+    ps[lane] = ds;
+    __syncwarp();
+    const long n = hi - j0 < 32 ? hi - j0 : 32;
+    for (int t = 0; t < DL; ++t) {
+      const long d = lane + 32 * t;
+      if (d < D)
+        for (long jj = 0; jj < n; ++jj) dq[t] = fmaf(ps[jj], lora_ld(k, lora_koff(b, j0 + jj, kvh) + d), dq[t]);
+    }
+  }
+  for (int t = 0; t < DL; ++t) {
+    const long d = lane + 32 * t;
+    if (d < D) lora_st(dq_, qo + d, SCALE * dq[t]);
+  }
+}
+
+// Pass B: per key row j of kv head kvh, over the group's query heads and the
+// queries that reach j, in order: dV = Σ P·dO, dK = scale·Σ dS·q.
+// Grid (T/8, KV, B).
+extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_dkdv($PARAMS$) {
+  __shared__ float ks_[8][D], vs_[8][D], ps_[8][32], dss_[8][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const long j = blockIdx.x * 8L + warp, kvh = blockIdx.y, b = blockIdx.z;
+  if (j >= T) return;
+  float* ks = ks_[warp];
+  float* vs = vs_[warp];
+  float* ps = ps_[warp];
+  float* dss = dss_[warp];
+  const long ko = lora_koff(b, j, kvh);
+  for (long d = lane; d < D; d += 32) {
+    ks[d] = lora_ld(k, ko + d);
+    vs[d] = lora_ld(v, ko + d);
+  }
+  __syncwarp();
+  const float* ws = (const float*)ws_;
+  long lo, hi;
+  lora_query_range(j, &lo, &hi);
+  float dk[DL], dv[DL];
+  for (int t = 0; t < DL; ++t) dk[t] = dv[t] = 0.f;
+  for (long g = 0; g < G; ++g) {
+    const long h = kvh * G + g;
+    for (long i0 = lo; i0 < hi; i0 += 32) {
+      const long i = i0 + lane;
+      float p = 0.f, ds = 0.f;
+      if (i < hi && lora_same_segment($SEGA$, b, i, j)) {
+        const long row = (b * H + h) * T + i;
+        const float L = ws[row];
+        if (L != INFINITY) {
+          const long qo = lora_qoff(b, i, h);
+          float s = 0.f, dp = 0.f;
+          for (long d = 0; d < D; ++d) {
+            s = fmaf(lora_ld(q, qo + d) * SCALE, ks[d], s);
+            dp = fmaf(lora_ld(dout, qo + d), vs[d], dp);
+          }
+          p = __expf(s - L);
+          ds = p * (dp - ws[B * H * T + row]);
+        }
+      }
+      __syncwarp();
+      ps[lane] = p;
+      dss[lane] = ds;
+      __syncwarp();
+      const long n = hi - i0 < 32 ? hi - i0 : 32;
+      for (int t = 0; t < DL; ++t) {
+        const long d = lane + 32 * t;
+        if (d >= D) continue;
+        for (long ii = 0; ii < n; ++ii) {
+          const long qo = lora_qoff(b, i0 + ii, h) + d;
+          dv[t] = fmaf(ps[ii], lora_ld(dout, qo), dv[t]);
+          dk[t] = fmaf(dss[ii], lora_ld(q, qo), dk[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < DL; ++t) {
+    const long d = lane + 32 * t;
+    if (d < D) {
+      lora_st(dk_, ko + d, SCALE * dk[t]);
+      lora_st(dv_, ko + d, dv[t]);
+    }
+  }
+}
+)";
+
+std::map<std::string, std::string> attnVars(const AttentionFwd &a) {
+  std::map<std::string, std::string> v;
+  v["B"] = std::to_string(a.batch);
+  v["T"] = std::to_string(a.seq);
+  v["H"] = std::to_string(a.heads);
+  v["KV"] = std::to_string(a.kvHeads);
+  v["D"] = std::to_string(a.headDim);
+  v["WIN"] = std::to_string(a.slidingWindow);
+  v["CAUSAL"] = a.causal ? "true" : "false";
+  v["SCALE"] = floatLiteral(static_cast<float>(a.scale));
+  v["TY"] = a.qType;
+  const bool seg = !a.segType.empty();
+  v["SEGT"] = seg ? a.segType : "int";
+  v["SEGP"] = seg ? ", const " + a.segType + "* __restrict__ seg" : "";
+  v["SEGA"] = seg ? "seg" : "(const int*)nullptr";
+  v["SEGFN"] = seg ? "__device__ __forceinline__ bool lora_same_segment(const " + a.segType +
+                         "* seg, long b, long i, long j) { return seg[b * T + i] == seg[b * T + j]; }"
+                   : "__device__ __forceinline__ bool lora_same_segment(const int*, long, long, long) { return true; }";
+  v["MASKDOC"] = std::string(a.causal ? ", causal" : "") +
+                 (a.slidingWindow ? ", window " + std::to_string(a.slidingWindow) : "") +
+                 (seg ? ", segment ids" : "");
+  return v;
+}
+
+bool attnCovered(const AttentionFwd &a, std::string *why) {
+  if (!floatType(a.qType) || a.oType != a.qType) {
+    *why = "q, k, v and the outputs must share one float type";
+    return false;
+  }
+  if (a.headDim <= 0 || a.headDim > 256) {
+    *why = "head_dim above 256";
+    return false;
+  }
+  if (a.kvHeads <= 0 || a.heads % a.kvHeads != 0) {
+    *why = "heads not a multiple of kv heads";
+    return false;
+  }
+  return true;
+}
+
+std::string attnBase(const AttentionFwd &a, const char *what) {
+  return std::string("lora_simt_attention_") + what + "_" + tag(a.qType) + "_b" + std::to_string(a.batch) +
+         "_t" + std::to_string(a.seq) + "_h" + std::to_string(a.heads) + "_kv" +
+         std::to_string(a.kvHeads) + "_d" + std::to_string(a.headDim) + (a.causal ? "" : "_bidir") +
+         (a.slidingWindow ? "_w" + std::to_string(a.slidingWindow) : "") +
+         (a.segType.empty() ? "" : "_seg" + std::string(a.segType == "int" ? "32" : "64"));
+}
+
+} // namespace
+
+std::optional<Source> emitSimtAttentionFwd(const AttentionFwd &a, std::string *why) {
+  if (!attnCovered(a, why))
+    return std::nullopt;
+  auto v = attnVars(a);
+  Source s;
+  s.entry = attnBase(a, "fwd");
+  v["ENTRY"] = s.entry;
+  s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kAttnCommon, v) + subst(kAttnFwd, v);
+  s.grid = (a.seq + 7) / 8;
+  s.gridY = a.heads;
+  s.gridZ = a.batch;
+  s.block = 256;
+  return s;
+}
+
+std::optional<Source> emitSimtAttentionBwd(const AttentionFwd &a, std::string *why) {
+  if (!attnCovered(a, why))
+    return std::nullopt;
+  auto v = attnVars(a);
+  const std::string base = attnBase(a, "bwd");
+  v["BASE"] = base;
+  const std::string t = a.qType;
+  v["PARAMS"] = "const " + t + "* __restrict__ dout, const " + t + "* __restrict__ q, const " + t +
+                "* __restrict__ k, const " + t + "* __restrict__ v" + v["SEGP"] + ", " + t +
+                "* __restrict__ dq_, " + t + "* __restrict__ dk_, " + t + "* __restrict__ dv_, void* __restrict__ ws_";
+  Source s;
+  s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kAttnCommon, v) + subst(kAttnBwd, v);
+  s.entry = base + "_dq";
+  s.grid = (a.seq + 7) / 8;
+  s.gridY = a.heads;
+  s.gridZ = a.batch;
+  s.block = 256;
+  s.next.push_back({base + "_dkdv", (a.seq + 7) / 8, a.kvHeads, a.batch, 256, 0});
+  s.workspace = 2 * a.batch * a.heads * a.seq * 4;
+  return s;
+}
+
+} // namespace lorac::cuda
+
+// ===========================================================================
+// The family's emitters (codegen.h): q, k, v (, segment ids) -> out and
+// dout, q, k, v (, segment ids) -> dq, dk, dv.
+
+namespace lorac::cuda {
+namespace {
+
+template <class P> Emitted attention(const KernelDesc &d, const P &p, bool bwd) {
+  AttentionFwd a;
+  a.batch = p.batch;
+  a.seq = p.seq;
+  a.heads = p.num_heads;
+  a.kvHeads = p.num_kv_heads;
+  a.headDim = p.head_dim;
+  a.scale = p.scale;
+  a.causal = p.causal != 0;
+  a.slidingWindow = p.sliding_window;
+  // The segment ids, when present, are the last operand.
+  size_t tensors = bwd ? 4 : 3;
+  bool seg = d.inputs.size() > tensors;
+  if (seg)
+    a.segType = d.inputs.back().type;
+  a.qType = d.inputs[bwd ? 1 : 0].type;
+  a.oType = d.outputs[0].type;
+  // One float type for every tensor operand and result: bf16 on tensor
+  // cores, anything else (or a head_dim they do not cover) on CUDA cores.
+  for (size_t i = 0; i < tensors && i < d.inputs.size(); ++i)
+    if (d.inputs[i].type != a.qType)
+      return notCovered("operands of different types");
+  for (const Operand &r : d.outputs)
+    if (r.type != a.qType)
+      return notCovered("results of different types");
+  std::string why;
+  std::optional<Source> s;
+  if (a.qType == "__nv_bfloat16")
+    s = bwd ? emitAttentionBwd(a, &why) : emitAttentionFwd(a, &why);
+  if (!s)
+    s = bwd ? emitSimtAttentionBwd(a, &why) : emitSimtAttentionFwd(a, &why);
+  return emitted(std::move(s), why);
+}
+
+Emitted attentionFwdKernel(const KernelDesc &d) {
+  return attention(d, d.get<kernels::params::attention_fwd>(), false);
+}
+Emitted attentionBwdKernel(const KernelDesc &d) {
+  return attention(d, d.get<kernels::params::attention_bwd>(), true);
+}
+
+} // namespace
+
+const std::vector<Emitter> &attentionEmitters() {
+  static const std::vector<Emitter> t = {
+      {kernels::Kind::attention_fwd, attentionFwdKernel},
+      {kernels::Kind::attention_bwd, attentionBwdKernel},
+  };
+  return t;
+}
+
+} // namespace lorac::cuda

@@ -1,0 +1,143 @@
+#include "lorart/io/peft_adapter.h"
+
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lorart/cpu/kernel.h"
+#include "lorart/io/files.h"
+#include "lorart/io/mapped_file.h"
+#include "lorart/io/safetensors.h"
+#include "lorart/io/safetensors_write.h"
+
+namespace lorart {
+
+using cpu::TensorView;
+using schema::Role;
+
+Status LoadAdapter(Session* session, const std::string& dir) {
+  const Plan& plan = session->plan();
+  std::string path = dir + "/adapter_model.safetensors";
+  SafetensorsHeader header;
+  LORA_RETURN_IF_ERROR(ReadSafetensorsHeader(path, &header));
+  MappedFile file;
+  LORA_RETURN_IF_ERROR(file.Open(path));
+  for (uint32_t id = 0; id < plan.num_tensors(); ++id) {
+    const schema::Tensor& t = plan.tensor(id);
+    if (t.role() != Role::Trainable) continue;
+    std::string name = t.name()->str();
+    const TensorInfo* info = header.Find(name);
+    if (!info)
+      return NotFoundError(StrFormat("%s: no tensor '%s' (the adapter does not match this "
+                                     "plan's targets)",
+                                     path.c_str(), name.c_str()));
+    // Trainable tensors are persistent and named (the plan loader checks).
+    const TensorView* v = session->FindPersistent(name);
+    if (!v) return InternalError(StrFormat("trainable tensor '%s' is not bound", name.c_str()));
+    if (info->shape != v->shape)
+      return InvalidArgumentError(StrFormat("%s: tensor '%s' has shape %s, the plan needs %s "
+                                            "(a different rank or model?)",
+                                            path.c_str(), name.c_str(),
+                                            ShapeToString(info->shape).c_str(),
+                                            ShapeToString(v->shape).c_str()));
+    std::vector<float> tmp(static_cast<size_t>(v->numel()));
+    LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype,
+                                      file.data() + header.DataOffset() + info->begin,
+                                      v->numel(), tmp.data(), path + ": '" + name + "'"));
+    LORA_RETURN_IF_ERROR(session->SetTrainable(name, tmp.data(), v->numel()));
+  }
+  return OkStatus();
+}
+
+Status SaveAdapter(const Session& session, const std::string& dir,
+                   const std::string& base_model) {
+  const Plan& plan = session.plan();
+  const schema::LoraConfig* lora = plan.lora();
+  if (!lora)
+    return InvalidArgumentError("this plan trains no adapter (full fine-tuning): there is no "
+                                "adapter to save");
+  LORA_RETURN_IF_ERROR(session.SyncHost());
+  LORA_RETURN_IF_ERROR(MakeDirs(dir));
+  std::vector<TensorToWrite> tensors;
+  for (uint32_t id = 0; id < plan.num_tensors(); ++id) {
+    const schema::Tensor& t = plan.tensor(id);
+    if (t.role() != Role::Trainable) continue;
+    std::string name = t.name()->str();
+    const TensorView* v = session.FindPersistent(name);
+    if (!v) return InternalError(StrFormat("trainable tensor '%s' is not bound", name.c_str()));
+    const TensorView* master = session.FindMaster(name);
+    TensorToWrite w;
+    w.name = name;
+    w.shape = v->shape;
+    if (master) {
+      w.dtype = lorart::DType::kF32;
+      w.data = master->data;
+    } else {
+      w.dtype = SafetensorsDType(v->dtype);
+      w.data = v->data;
+    }
+    tensors.push_back(w);
+  }
+  LORA_RETURN_IF_ERROR(WriteSafetensors(dir + "/adapter_model.safetensors", tensors,
+                                        AdapterMetadata(plan)));
+  // Only keys every PEFT release since 0.4 reads: newer flags (use_rslora,
+  // use_dora, rank_pattern, ...) are left out and take their defaults, so
+  // older PEFT versions, which reject unknown keys, load the adapter too.
+  nlohmann::ordered_json cfg;
+  cfg["auto_mapping"] = nullptr;
+  cfg["base_model_name_or_path"] = base_model;
+  cfg["bias"] = "none";
+  cfg["fan_in_fan_out"] = false;
+  cfg["inference_mode"] = true;
+  cfg["init_lora_weights"] = true;
+  cfg["layers_pattern"] = nullptr;
+  if (lora->layers_to_transform() && lora->layers_to_transform()->size() > 0) {
+    std::vector<int> layers(lora->layers_to_transform()->begin(),
+                            lora->layers_to_transform()->end());
+    cfg["layers_to_transform"] = layers;
+    cfg["layers_pattern"] = "layers";
+  } else {
+    cfg["layers_to_transform"] = nullptr;
+  }
+  cfg["lora_alpha"] = lora->alpha();
+  cfg["lora_dropout"] = lora->dropout();
+  cfg["modules_to_save"] = nullptr;
+  cfg["peft_type"] = "LORA";
+  cfg["r"] = lora->r();
+  cfg["revision"] = nullptr;
+  if (lora->target_regex() && lora->target_regex()->size() > 0) {
+    cfg["target_modules"] = lora->target_regex()->str();
+  } else {
+    std::vector<std::string> targets;
+    if (lora->target_modules())
+      for (const flatbuffers::String* s : *lora->target_modules()) targets.push_back(s->str());
+    cfg["target_modules"] = targets;
+  }
+  cfg["task_type"] = "CAUSAL_LM";
+  return WriteFileAtomically(dir + "/adapter_config.json", cfg.dump(2) + "\n");
+}
+
+std::map<std::string, std::string> AdapterMetadata(const Plan& plan) {
+  // PEFT reads only "format"; the rest says which base weights the adapter
+  // was trained against, for `lorart merge`.
+  std::map<std::string, std::string> meta = {{"format", "pt"}};
+  std::string names;
+  int64_t block = 0, dq = 0;
+  for (uint32_t id = 0; id < plan.num_tensors(); ++id) {
+    const schema::Tensor& t = plan.tensor(id);
+    if (t.dtype() != schema::DType::NF4 || !t.name()) continue;
+    names += (names.empty() ? "" : ",") + t.name()->str();
+    // The tensor's NF4 layout, as Session's views hold it (0 without one).
+    block = t.quant() ? t.quant()->block_size() : 0;
+    dq = t.quant() ? t.quant()->double_quant_block() : 0;
+  }
+  if (!names.empty()) {
+    meta["lorac.base_quantization"] = "nf4";
+    meta["lorac.nf4_block_size"] = std::to_string(block);
+    meta["lorac.nf4_double_quant_block"] = std::to_string(dq);
+    meta["lorac.nf4_tensors"] = names;
+  }
+  return meta;
+}
+
+}  // namespace lorart
