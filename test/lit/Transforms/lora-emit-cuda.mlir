@@ -102,7 +102,7 @@ func.func @attention_backward(%do: tensor<2x8x64xbf16>, %q: tensor<2x8x64xbf16>,
   return %dq, %dk, %dv : tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>
 }
 
-// f32 activations: the CUDA-core templates (CudaSimt.cpp), one 64x64 tile
+// f32 activations: the CUDA-core templates (codegen/cuda/simt.cpp and the family files), one 64x64 tile
 // per block of 256 threads; attention one warp per query row (8 per block).
 // CHECK-LABEL: func.func @f32_linear
 // CHECK: lora.linear {{.*}}cuda_block = array<i64: 256, 1, 1>, cuda_entry = "lora_simt_gemm_fwd_f32_m16_n64_k64_yf32", cuda_grid = array<i64: 1, 1, 1>
