@@ -377,21 +377,9 @@ struct DiagnosticCollector {
 } // namespace
 
 std::vector<ExpectedTensor> expectedTensors(const ModelConfig &c) {
-  lorart::HfModelDims dims;
-  dims.hidden_size = c.hiddenSize;
-  dims.intermediate_size = c.intermediateSize;
-  dims.num_hidden_layers = c.numHiddenLayers;
-  dims.num_attention_heads = c.numAttentionHeads;
-  dims.num_key_value_heads = c.numKeyValueHeads;
-  dims.head_dim = c.headDim;
-  dims.vocab_size = c.vocabSize;
-  dims.tie_word_embeddings = c.tieWordEmbeddings;
-  dims.qkv_bias = c.attentionBias;
-  dims.output_bias = c.outputBias;
-  dims.qk_norm = c.qkNorm;
-  dims.mlp_bias = c.mlpBias;
   std::vector<ExpectedTensor> t;
-  for (const lorart::HfTensorSpec &spec : lorart::LlamaFamilyTensors(dims))
+  for (const lorart::HfTensorSpec &spec :
+       lorart::LlamaFamilyTensors(lorart::hf::ModelDimsOf(c)))
     t.push_back({spec.name, spec.shape});
   return t;
 }

@@ -1,86 +1,36 @@
 //===- HFConfig.h - Hugging Face config.json and PEFT configs ---*- C++ -*-===//
+//
+// The importer's view of the one model-config representation, which lives
+// with the runtime (lorart/io/hf_config.h) so that the compiler and
+// `lorart init-model` read config.json the same way. These wrappers turn
+// its Status errors into llvm::Error with the same one-line message.
+//
+//===----------------------------------------------------------------------===//
 #ifndef LORA_FRONTEND_HFCONFIG_H
 #define LORA_FRONTEND_HFCONFIG_H
 
+#include "lorart/io/hf_config.h"
+
 #include "llvm/Support/Error.h"
 
-#include <cstdint>
-#include <optional>
 #include <string>
-#include <vector>
 
 namespace mlir::lora::frontend {
 
-/// Architectures the importer understands (all "RMSNorm + RoPE + GQA +
-/// SwiGLU" decoders; Qwen3 adds a per-head RMSNorm on q and k).
-enum class Architecture { Llama, Mistral, Qwen2, Qwen3 };
-inline constexpr Architecture kArchitectures[] = {
-    Architecture::Llama, Architecture::Mistral, Architecture::Qwen2,
-    Architecture::Qwen3};
-const char *architectureName(Architecture arch); // "LlamaForCausalLM", ...
+using lorart::hf::Architecture;
+using lorart::hf::kArchitectures;
+using lorart::hf::LoraOptions;
+using lorart::hf::ModelConfig;
+using lorart::hf::RopeScaling;
 
-struct RopeScaling {
-  std::string type; // "linear" or "llama3"
-  double factor = 1.0;
-  double lowFreqFactor = 1.0;
-  double highFreqFactor = 4.0;
-  int64_t originalMaxPositionEmbeddings = 8192;
-};
+inline const char *architectureName(Architecture arch) {
+  return lorart::hf::ArchitectureName(arch);
+}
 
-/// The fields of config.json the model graph depends on, with Hugging Face's
-/// defaults applied for the optional ones. The same for a config written by
-/// transformers 4.x (`rope_theta`, `rope_scaling`, `torch_dtype`) and by 5.x
-/// (`rope_parameters`, `dtype`, `layer_types`).
-struct ModelConfig {
-  std::string path; // the config.json it came from
-  Architecture architecture = Architecture::Llama;
-  int64_t hiddenSize = 0;
-  int64_t intermediateSize = 0;
-  int64_t numHiddenLayers = 0;
-  int64_t numAttentionHeads = 0;
-  int64_t numKeyValueHeads = 0;
-  int64_t headDim = 0;
-  int64_t vocabSize = 0;
-  double rmsNormEps = 1e-6;
-  double ropeTheta = 10000.0;
-  std::optional<RopeScaling> ropeScaling;
-  bool tieWordEmbeddings = false;
-  bool attentionBias = false; // bias on q/k/v (and o for Llama)
-  bool outputBias = false;    // bias on o_proj
-  bool mlpBias = false;
-  /// RMSNorm over each head of q and k before RoPE (`q_norm`, `k_norm`, a
-  /// `[head_dim]` scale each; Qwen3).
-  bool qkNorm = false;
-  std::optional<int64_t> slidingWindow;
-  std::optional<int64_t> maxPositionEmbeddings;
-  std::optional<int64_t> bosTokenId, eosTokenId;
-  std::string torchDtype; // `dtype` or `torch_dtype`; informational
-};
-
-/// Parses and validates a config.json in either transformers layout. Errors
-/// are one line naming the file and the key: "cfg/config.json: key
-/// 'hidden_size' must be a positive integer, got \"x\"". Both layouts in one
-/// file must agree ("keys 'rope_theta' (10000) and
-/// 'rope_parameters.rope_theta' (100000) disagree"), and a key that changes
-/// the math in a way lorac does not implement (yarn RoPE, partial rotary
-/// embeddings, soft-capping, attention dropout, per-layer sliding windows,
-/// ...) is an error, never ignored. docs/cli.md lists them.
+/// lorart::hf::ParseModelConfig (see there for the rules and messages).
 llvm::Expected<ModelConfig> parseModelConfig(const std::string &path);
 
-/// LoRA options, from the command line or PEFT's adapter_config.json.
-struct LoraOptions {
-  int64_t rank = 16;
-  double alpha = 32.0;
-  double dropout = 0.05;
-  std::string targets = "all-linear"; // comma list or all-linear
-  std::string targetRegex;            // overrides targets when set
-  std::vector<int64_t> layers;        // layers_to_transform
-};
-
-/// Reads PEFT's adapter_config.json (r, lora_alpha, lora_dropout,
-/// target_modules as a list or a regex string, layers_to_transform) and
-/// rejects the options lorac does not implement (DoRA, rsLoRA, per-module
-/// rank/alpha patterns, modules_to_save, bias training) with one clear line.
+/// lorart::hf::ParsePeftAdapterConfig.
 llvm::Expected<LoraOptions> parsePeftAdapterConfig(const std::string &path);
 
 } // namespace mlir::lora::frontend

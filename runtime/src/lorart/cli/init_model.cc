@@ -11,72 +11,13 @@
 
 #include "lorart/cli/commands.h"
 #include "lorart/cpu/kernel.h"
+#include "lorart/io/hf_config.h"
 #include "lorart/io/hf_layout.h"
-#include "lorart/io/json.h"
+#include "lorart/io/files.h"
 #include "lorart/io/safetensors_write.h"
 
 namespace lorart {
 namespace cli {
-
-namespace {
-
-Status ReadFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError(StrFormat("%s: cannot read: %s", path.c_str(), std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return OkStatus();
-}
-
-Status PositiveInt(const Json& cfg, const std::string& path, const char* key, int64_t* out,
-                   int64_t dflt = -1) {
-  if (!cfg.contains(key) || cfg[key].is_null()) {
-    if (dflt >= 0) {
-      *out = dflt;
-      return OkStatus();
-    }
-    return InvalidArgumentError(StrFormat("%s: missing required key '%s'", path.c_str(), key));
-  }
-  if (!cfg[key].is_number_integer() || cfg[key].get<int64_t>() <= 0)
-    return InvalidArgumentError(StrFormat("%s: key '%s' must be a positive integer, got %s",
-                                          path.c_str(), key, JsonSnippet(cfg[key]).c_str()));
-  *out = cfg[key].get<int64_t>();
-  return OkStatus();
-}
-
-}  // namespace
-
-// Reads the dimensions of a Llama-family config.json.
-Status ReadModelDims(const std::string& path, HfModelDims* dims, double* init_std) {
-  std::string text;
-  LORA_RETURN_IF_ERROR(ReadFile(path, &text));
-  Json cfg;
-  LORA_RETURN_IF_ERROR(ParseJson(text, path, "config", &cfg));
-  if (!cfg.is_object()) return InvalidArgumentError(path + ": expected a JSON object");
-  LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "hidden_size", &dims->hidden_size));
-  LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "intermediate_size", &dims->intermediate_size));
-  LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "num_hidden_layers", &dims->num_hidden_layers));
-  LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "num_attention_heads", &dims->num_attention_heads));
-  LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "vocab_size", &dims->vocab_size));
-  LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "num_key_value_heads", &dims->num_key_value_heads,
-                                   dims->num_attention_heads));
-  std::string type = cfg.value("model_type", std::string("llama"));
-  // Qwen3Config's head_dim defaults to 128; the others' to hidden / heads.
-  bool qwen3 = type == "qwen3";
-  if (dims->hidden_size % dims->num_attention_heads != 0 && !cfg.contains("head_dim") && !qwen3)
-    return InvalidArgumentError(path + ": hidden_size must be a multiple of num_attention_heads");
-  LORA_RETURN_IF_ERROR(PositiveInt(cfg, path, "head_dim", &dims->head_dim,
-                                   qwen3 ? 128 : dims->hidden_size / dims->num_attention_heads));
-  dims->tie_word_embeddings = cfg.value("tie_word_embeddings", false);
-  bool bias = cfg.value("attention_bias", false);
-  dims->qkv_bias = bias || type == "qwen2";
-  dims->output_bias = bias && (type == "llama" || qwen3);
-  dims->qk_norm = qwen3;
-  dims->mlp_bias = cfg.value("mlp_bias", false);
-  *init_std = cfg.value("initializer_range", 0.02);
-  return OkStatus();
-}
 
 Command AddInitModelCommand(CLI::App& root, std::ostream& out) {
   struct Options {
@@ -98,9 +39,11 @@ Command AddInitModelCommand(CLI::App& root, std::ostream& out) {
   command.run = [opts, &out]() -> Status {
     if (opts->dtype != "bf16" && opts->dtype != "f32")
       return InvalidArgumentError("--dtype must be bf16 or f32, got '" + opts->dtype + "'");
-    HfModelDims dims;
-    double stddev = 0.02;
-    LORA_RETURN_IF_ERROR(ReadModelDims(opts->config, &dims, &stddev));
+    // The same reading of config.json as lorac's importer (hf_config.h):
+    // a config lorac could not import is refused here too.
+    LORA_ASSIGN_OR_RETURN(hf::ModelConfig config, hf::ParseModelConfig(opts->config));
+    const HfModelDims dims = hf::ModelDimsOf(config);
+    const double stddev = config.initializerRange;
     if (::mkdir(opts->output.c_str(), 0755) != 0 && errno != EEXIST)
       return UnavailableError(StrFormat("%s: cannot create directory: %s", opts->output.c_str(),
                                         std::strerror(errno)));
@@ -128,12 +71,10 @@ Command AddInitModelCommand(CLI::App& root, std::ostream& out) {
     }
     LORA_RETURN_IF_ERROR(WriteSafetensors(opts->output + "/model.safetensors", tensors,
                                           {{"format", "pt"}}));
-    std::string config;
-    LORA_RETURN_IF_ERROR(ReadFile(opts->config, &config));
-    LORA_RETURN_IF_ERROR(WriteFileAtomically(opts->output + "/config.json", config));
+    LORA_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(opts->config));
+    LORA_RETURN_IF_ERROR(WriteFileAtomically(opts->output + "/config.json", text));
     if (!opts->tokenizer.empty()) {
-      std::string tok;
-      LORA_RETURN_IF_ERROR(ReadFile(opts->tokenizer, &tok));
+      LORA_ASSIGN_OR_RETURN(std::string tok, ReadWholeFile(opts->tokenizer));
       LORA_RETURN_IF_ERROR(WriteFileAtomically(opts->output + "/tokenizer.model", tok));
     }
     out << "wrote " << opts->output << ": " << specs.size() << " tensors ("
