@@ -379,7 +379,7 @@ struct DiagnosticCollector {
 std::vector<ExpectedTensor> expectedTensors(const ModelConfig &c) {
   std::vector<ExpectedTensor> t;
   for (const lorart::HfTensorSpec &spec :
-       lorart::LlamaFamilyTensors(lorart::hf::ModelDimsOf(c)))
+       lorart::LlamaFamilyTensors(c))
     t.push_back({spec.name, spec.shape});
   return t;
 }

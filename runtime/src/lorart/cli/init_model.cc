@@ -42,12 +42,11 @@ Command AddInitModelCommand(CLI::App& root, std::ostream& out) {
     // The same reading of config.json as lorac's importer (hf_config.h):
     // a config lorac could not import is refused here too.
     LORA_ASSIGN_OR_RETURN(hf::ModelConfig config, hf::ParseModelConfig(opts->config));
-    const HfModelDims dims = hf::ModelDimsOf(config);
     const double stddev = config.initializerRange;
     if (::mkdir(opts->output.c_str(), 0755) != 0 && errno != EEXIST)
       return UnavailableError(StrFormat("%s: cannot create directory: %s", opts->output.c_str(),
                                         std::strerror(errno)));
-    std::vector<HfTensorSpec> specs = LlamaFamilyTensors(dims);
+    std::vector<HfTensorSpec> specs = LlamaFamilyTensors(config);
     std::vector<std::vector<uint8_t>> storage;
     std::vector<TensorToWrite> tensors;
     bool bf16 = opts->dtype == "bf16";

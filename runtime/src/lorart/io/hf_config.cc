@@ -921,21 +921,4 @@ StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
   return o;
 }
 
-HfModelDims ModelDimsOf(const ModelConfig &c) {
-  HfModelDims dims;
-  dims.hidden_size = c.hiddenSize;
-  dims.intermediate_size = c.intermediateSize;
-  dims.num_hidden_layers = c.numHiddenLayers;
-  dims.num_attention_heads = c.numAttentionHeads;
-  dims.num_key_value_heads = c.numKeyValueHeads;
-  dims.head_dim = c.headDim;
-  dims.vocab_size = c.vocabSize;
-  dims.tie_word_embeddings = c.tieWordEmbeddings;
-  dims.qkv_bias = c.attentionBias;
-  dims.output_bias = c.outputBias;
-  dims.qk_norm = c.qkNorm;
-  dims.mlp_bias = c.mlpBias;
-  return dims;
-}
-
 } // namespace lorart::hf

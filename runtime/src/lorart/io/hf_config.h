@@ -2,7 +2,7 @@
 // once for the compiler and the runtime: `lorac import`/`compile` build the
 // graph from ModelConfig (frontend/HFConfig.h re-exports it), `lorart
 // init-model` writes a random model of it, and both derive the checkpoint
-// layout from it (ModelDimsOf + hf_layout.h). Free of LLVM and MLIR.
+// layout from it (hf_layout.h). Free of LLVM and MLIR.
 //
 // The fields are the ones the model graph depends on, with Hugging Face's
 // class defaults applied, the same for a config written by transformers
@@ -22,7 +22,6 @@
 #include <vector>
 
 #include "lorart/base/status.h"
-#include "lorart/io/hf_layout.h"
 
 namespace lorart::hf {
 
@@ -72,10 +71,6 @@ struct ModelConfig {
 
 // Parses and validates a config.json in either transformers layout.
 StatusOr<ModelConfig> ParseModelConfig(const std::string& path);
-
-// The checkpoint layout's dimensions of a config (hf_layout.h's
-// LlamaFamilyTensors lists the tensors).
-HfModelDims ModelDimsOf(const ModelConfig& config);
 
 // LoRA options, from the command line or PEFT's adapter_config.json.
 struct LoraOptions {
