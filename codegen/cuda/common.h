@@ -9,6 +9,8 @@
 #ifndef LORAC_CODEGEN_CUDA_COMMON_H
 #define LORAC_CODEGEN_CUDA_COMMON_H
 
+#include "lorart/base/strings.h"
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -43,24 +45,12 @@ std::string floatTable(const float *v, int n);
 int64_t roundUp(int64_t v, int64_t to);
 const char *basePrelude();
 
-/// An argument of `format`: an integer, a double (always written as `%e`:
-/// the templates spell it `{N:e}`) or text.
-struct FormatArg {
-  enum class Type { kInt, kDouble, kText } type;
-  int64_t i = 0;
-  double d = 0;
-  std::string s;
-  FormatArg(int v) : type(Type::kInt), i(v) {}
-  FormatArg(long v) : type(Type::kInt), i(v) {}
-  FormatArg(long long v) : type(Type::kInt), i(v) {}
-  FormatArg(unsigned long v) : type(Type::kInt), i(static_cast<int64_t>(v)) {}
-  FormatArg(double v) : type(Type::kDouble), d(v) {}
-  FormatArg(std::string v) : type(Type::kText), s(std::move(v)) {}
-  FormatArg(const char *v) : type(Type::kText), s(v) {}
-};
-/// `{N}` replaced by argument N (`{N:e}`: a double as printf's %e), `{{` by
-/// `{`: the small subset of llvm::formatv the templates use, without LLVM.
-std::string format(const std::string &tpl, const std::vector<FormatArg> &args);
+/// `{N}` / `{N:e}` formatting (lorart/base/strings.h, shared with the
+/// runtime).
+using lorart::FormatArg;
+inline std::string format(const std::string &tpl, const std::vector<FormatArg> &args) {
+  return lorart::Format(tpl, args);
+}
 
 /// The NF4 decoding shared by the GEMM templates: `tables` gets the
 /// codebook (and the dynamic map with double quantization) as __constant__

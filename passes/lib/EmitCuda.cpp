@@ -82,15 +82,10 @@ struct DictSource {
     return static_cast<bool>(a);
   }
   bool Get(const char *name, double *out) const {
-    if (auto a = k.getAs<FloatAttr>(name)) {
+    auto a = k.getAs<FloatAttr>(name);
+    if (a)
       *out = a.getValueAsDouble();
-      return true;
-    }
-    if (auto a = k.getAs<IntegerAttr>(name)) {
-      *out = static_cast<double>(a.getInt());
-      return true;
-    }
-    return false;
+    return static_cast<bool>(a);
   }
   bool Get(const char *name, std::string *out) const {
     auto a = k.getAs<StringAttr>(name);

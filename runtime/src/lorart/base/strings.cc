@@ -1,5 +1,7 @@
 #include "lorart/base/strings.h"
 
+#include <cstdio>
+
 #include "lorart/base/status.h"
 
 namespace lorart {
@@ -91,6 +93,40 @@ bool NaturalLess(std::string_view a, std::string_view b) {
     }
   }
   return (a.size() - i) < (b.size() - j);
+}
+
+std::string Format(std::string_view tpl, const std::vector<FormatArg>& args) {
+  std::string out;
+  for (size_t i = 0; i < tpl.size(); ++i) {
+    if (tpl[i] != '{') {
+      out += tpl[i];
+      continue;
+    }
+    if (i + 1 < tpl.size() && tpl[i + 1] == '{') {
+      out += '{';
+      ++i;
+      continue;
+    }
+    size_t close = tpl.find('}', i);
+    std::string spec(tpl.substr(i + 1, close - i - 1));
+    size_t colon = spec.find(':');
+    const FormatArg& a = args.at(std::stoul(spec.substr(0, colon)));
+    char buf[64];
+    switch (a.type) {
+      case FormatArg::Type::kInt:
+        out += std::to_string(a.i);
+        break;
+      case FormatArg::Type::kDouble:
+        snprintf(buf, sizeof buf, "%e", a.d);
+        out += buf;
+        break;
+      case FormatArg::Type::kText:
+        out += a.s;
+        break;
+    }
+    i = close;
+  }
+  return out;
 }
 
 }  // namespace lorart

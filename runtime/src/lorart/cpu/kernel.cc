@@ -57,16 +57,9 @@ bool KernelParams::Get(const char* key, int64_t* out) const {
 
 bool KernelParams::Get(const char* key, double* out) const {
   auto it = values_.find(std::string_view(key));
-  if (it == values_.end()) return false;
-  if (std::holds_alternative<double>(it->second)) {
-    *out = std::get<double>(it->second);
-    return true;
-  }
-  if (std::holds_alternative<int64_t>(it->second)) {
-    *out = static_cast<double>(std::get<int64_t>(it->second));
-    return true;
-  }
-  return false;
+  if (it == values_.end() || !std::holds_alternative<double>(it->second)) return false;
+  *out = std::get<double>(it->second);
+  return true;
 }
 
 bool KernelParams::Get(const char* key, std::string* out) const {

@@ -63,9 +63,7 @@ class KernelParams {
   template <class P>
   Status Typed(P* out) const {
     std::string missing;
-    if (!kernels::ReadParams(*this, out, &missing))
-      return InvalidArgumentError("kernel '" + kind_ + "': required parameter '" + missing +
-                                  "' is missing");
+    if (!kernels::ReadParams(*this, out, &missing)) return MissingError(missing);
     return OkStatus();
   }
   // All parameters as the variant of the kind's struct (an unknown kind is
@@ -74,13 +72,11 @@ class KernelParams {
     std::optional<kernels::Kind> kind = kernels::KindOf(kind_);
     if (!kind) return InvalidArgumentError("kernel kind '" + kind_ + "' is unknown");
     std::string missing;
-    if (!kernels::ReadAnyParams(*kind, *this, out, &missing))
-      return InvalidArgumentError("kernel '" + kind_ + "': required parameter '" + missing +
-                                  "' is missing");
+    if (!kernels::ReadAnyParams(*kind, *this, out, &missing)) return MissingError(missing);
     return OkStatus();
   }
   // kernel_params.h's source interface: whether the parameter is present
-  // (with its value). Integers read as floats too.
+  // with a value of that type (its readers take an integer for a float).
   bool Get(const char* key, int64_t* out) const;
   bool Get(const char* key, double* out) const;
   bool Get(const char* key, std::string* out) const;
@@ -90,6 +86,11 @@ class KernelParams {
   const std::map<std::string, Value, std::less<>>& values() const { return values_; }
 
  private:
+  Status MissingError(const std::string& name) const {
+    return InvalidArgumentError("kernel '" + kind_ + "': required parameter '" + name +
+                                "' is missing");
+  }
+
   std::string kind_;
   std::map<std::string, Value, std::less<>> values_;
 };

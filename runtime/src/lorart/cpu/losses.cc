@@ -14,14 +14,14 @@ using namespace matmul;  // NOLINT: the family's shared machinery
 
 // The sizes of a kernel over materialized logits (P: the params of
 // cross_entropy_* or sequence_logprobs_*, which declare `tokens` and `vocab`)
-// and the operands they share: logits [t, v], targets, mask.
+// and the operands they share: logits [t, v], targets, mask; the
+// parameters land in *prm.
 template <class P>
-Status LogitsOperands(const KernelParams& p, const std::vector<TensorView>& in, int64_t* t,
+Status LogitsOperands(const KernelParams& p, const std::vector<TensorView>& in, P* prm, int64_t* t,
                       int64_t* v) {
-  P prm;
-  LORA_RETURN_IF_ERROR(p.Typed(&prm));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", prm.tokens, t));
-  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", prm.vocab, v));
+  LORA_RETURN_IF_ERROR(p.Typed(prm));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "tokens", prm->tokens, t));
+  LORA_RETURN_IF_ERROR(SizeParam(p, "vocab", prm->vocab, v));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], *t * *v, "the logits"));
   return CheckLossOperands(p, in[1], in[2], *t);
 }
@@ -29,8 +29,9 @@ Status LogitsOperands(const KernelParams& p, const std::vector<TensorView>& in, 
 Status CrossEntropyFwd(const KernelContext& ctx, const KernelParams& p,
                        const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 3, out, 2));
+  kernels::params::cross_entropy_fwd prm;
   int64_t t = 0, v = 0;
-  LORA_RETURN_IF_ERROR(LogitsOperands<kernels::params::cross_entropy_fwd>(p, in, &t, &v));
+  LORA_RETURN_IF_ERROR(LogitsOperands(p, in, &prm, &t, &v));
   LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, 1, "the loss sum"));
   LORA_RETURN_IF_ERROR(ExpectTyped(p, out[1], DType::I64, 1, "the count"));
   int64_t count = 0;
@@ -56,8 +57,9 @@ Status CrossEntropyFwd(const KernelContext& ctx, const KernelParams& p,
 Status CrossEntropyBwd(const KernelContext& ctx, const KernelParams& p,
                        const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   LORA_RETURN_IF_ERROR(ExpectArity(p, in, 4, out, 1));
+  kernels::params::cross_entropy_bwd prm;
   int64_t t = 0, v = 0;
-  LORA_RETURN_IF_ERROR(LogitsOperands<kernels::params::cross_entropy_bwd>(p, in, &t, &v));
+  LORA_RETURN_IF_ERROR(LogitsOperands(p, in, &prm, &t, &v));
   LORA_RETURN_IF_ERROR(ExpectTyped(p, in[3], DType::F32, 1, "dloss"));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], t * v, "the logits gradient"));
   int64_t count = 0;
@@ -105,9 +107,8 @@ Status CheckSequenceIds(const KernelParams& p, const TensorView& ids, const Tens
 template <class P>
 Status SequenceLogProbsOperands(const KernelParams& p, const std::vector<TensorView>& in,
                                 int64_t* t, int64_t* v, int64_t* n) {
-  LORA_RETURN_IF_ERROR(LogitsOperands<P>(p, in, t, v));
   P prm;
-  LORA_RETURN_IF_ERROR(p.Typed(&prm));
+  LORA_RETURN_IF_ERROR(LogitsOperands(p, in, &prm, t, v));
   LORA_RETURN_IF_ERROR(SizeParam(p, "sequences", prm.sequences, n));
   int64_t count = 0;
   LORA_RETURN_IF_ERROR(CheckTargets(p, in[1], in[2], *t, *v, &count));

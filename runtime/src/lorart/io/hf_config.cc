@@ -12,8 +12,9 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <type_traits>
 #include <nlohmann/json.hpp>
+
+#include "lorart/base/strings.h"
 
 using json = nlohmann::json;
 
@@ -37,28 +38,6 @@ namespace {
 
 Status fail(const std::string &path, const std::string &msg) {
   return InvalidArgumentError(path + ": " + msg);
-}
-
-// "{0} ... {1}" with the arguments in order (strings and integers).
-std::string str(const std::string &s) { return s; }
-std::string str(const char *s) { return s; }
-template <class T, std::enable_if_t<std::is_integral_v<T>, int> = 0>
-std::string str(T v) {
-  return std::to_string(v);
-}
-template <class... A>
-std::string fmt(const char *tpl, const A &...a) {
-  const std::string args[] = {str(a)...};
-  std::string out;
-  for (const char *c = tpl; *c; ++c) {
-    if (*c == '{' && c[1] >= '0' && c[1] <= '9' && c[2] == '}') {
-      out += args[c[1] - '0'];
-      c += 2;
-    } else {
-      out += *c;
-    }
-  }
-  return out;
 }
 
 /// Loads a JSON object; syntax errors name line and column.
@@ -87,7 +66,7 @@ StatusOr<json> loadJsonObject(const std::string &path) {
           ++col;
         }
       }
-      return fail(path, fmt("{0}:{1}: invalid JSON", line, col));
+      return fail(path, Format("{0}:{1}: invalid JSON", {line, col}));
     }
     return fail(path, "invalid JSON");
   }
@@ -136,7 +115,7 @@ public:
 
   StatusOr<int64_t> positiveInt(const char *key) const {
     if (!has(key))
-      return fail(path, fmt("missing required key '{0}'", name(key)));
+      return fail(path, Format("missing required key '{0}'", {name(key)}));
     return positiveIntOf(key, obj[key]);
   }
   StatusOr<int64_t> positiveIntOr(const char *key, int64_t dflt) const {
@@ -146,9 +125,8 @@ public:
   }
   StatusOr<int64_t> positiveIntOf(const char *key, const json &v) const {
     if (!v.is_number_integer() || v.get<int64_t>() <= 0)
-      return fail(path, fmt("key '{0}' must be a positive integer, "
-                                      "got {1}",
-                                      name(key), show(v)));
+      return fail(path, Format("key '{0}' must be a positive integer, "
+                                      "got {1}", {name(key), show(v)}));
     return v.get<int64_t>();
   }
   StatusOr<int64_t> nonNegativeIntOr(const char *key, int64_t dflt) const {
@@ -156,14 +134,13 @@ public:
       return dflt;
     const json &v = obj[key];
     if (!v.is_number_integer() || v.get<int64_t>() < 0)
-      return fail(path, fmt("key '{0}' must be a non-negative "
-                                      "integer, got {1}",
-                                      name(key), show(v)));
+      return fail(path, Format("key '{0}' must be a non-negative "
+                                      "integer, got {1}", {name(key), show(v)}));
     return v.get<int64_t>();
   }
   StatusOr<double> positiveNumber(const char *key) const {
     if (!has(key))
-      return fail(path, fmt("missing required key '{0}'", name(key)));
+      return fail(path, Format("missing required key '{0}'", {name(key)}));
     return positiveNumberOr(key, 0.0);
   }
   StatusOr<double> positiveNumberOr(const char *key, double dflt) const {
@@ -172,18 +149,16 @@ public:
     const json &v = obj[key];
     if (!v.is_number() || !(v.get<double>() > 0.0) ||
         !std::isfinite(v.get<double>()))
-      return fail(path, fmt("key '{0}' must be a positive number, "
-                                      "got {1}",
-                                      name(key), show(v)));
+      return fail(path, Format("key '{0}' must be a positive number, "
+                                      "got {1}", {name(key), show(v)}));
     return v.get<double>();
   }
   StatusOr<bool> boolOr(const char *key, bool dflt) const {
     if (!has(key))
       return dflt;
     if (!obj[key].is_boolean())
-      return fail(path, fmt("key '{0}' must be true or false, got "
-                                      "{1}",
-                                      name(key), show(obj[key])));
+      return fail(path, Format("key '{0}' must be true or false, got "
+                                      "{1}", {name(key), show(obj[key])}));
     return obj[key].get<bool>();
   }
   StatusOr<std::string> stringOr(const char *key,
@@ -191,8 +166,7 @@ public:
     if (!has(key))
       return dflt;
     if (!obj[key].is_string())
-      return fail(path, fmt("key '{0}' must be a string, got {1}",
-                                      name(key), show(obj[key])));
+      return fail(path, Format("key '{0}' must be a string, got {1}", {name(key), show(obj[key])}));
     return obj[key].get<std::string>();
   }
 
@@ -272,9 +246,8 @@ StatusOr<Architecture> readArchitecture(const Reader &r) {
   // and AutoModelForCausalLM picks the model from it too: a mismatch is two
   // different models.
   if (fromType && *fromType != *arch)
-    return fail(r.path, fmt("key 'model_type': '{0}' does not match "
-                                      "'architectures' {1} (expected '{2}')",
-                                      type, name, modelTypeOf(*arch)));
+    return fail(r.path, Format("key 'model_type': '{0}' does not match "
+                                      "'architectures' {1} (expected '{2}')", {type, name, modelTypeOf(*arch)}));
   return *arch;
 }
 
@@ -316,10 +289,9 @@ StatusOr<RopeDict> readRopeDict(const std::string &path,
   ASSIGN_OR_RETURN_ERR(ropeType, s.stringOr("rope_type", ""));
   ASSIGN_OR_RETURN_ERR(legacyType, s.stringOr("type", ""));
   if (!ropeType.empty() && !legacyType.empty() && ropeType != legacyType)
-    return fail(path, fmt("keys '{0}' ('{1}') and '{2}' ('{3}') "
-                                    "disagree",
-                                    d.key("rope_type"), ropeType,
-                                    d.key("type"), legacyType));
+    return fail(path, Format("keys '{0}' ('{1}') and '{2}' ('{3}') "
+                                    "disagree", {d.key("rope_type"), ropeType,
+                                    d.key("type"), legacyType}));
   if (!ropeType.empty()) {
     d.type = ropeType;
     d.typeKey = d.key("rope_type");
@@ -382,16 +354,14 @@ StatusOr<RopeDict> readRopeDict(const std::string &path,
 Status checkSameScaling(const std::string &path, const RopeDict &a,
                              const RopeDict &b) {
   if (a.type != b.type)
-    return fail(path, fmt("keys '{0}' ({1}) and '{2}' ({3}) "
-                                    "disagree",
-                                    a.typeKeyShown(), a.typeShown(),
-                                    b.typeKeyShown(), b.typeShown()));
+    return fail(path, Format("keys '{0}' ({1}) and '{2}' ({3}) "
+                                    "disagree", {a.typeKeyShown(), a.typeShown(),
+                                    b.typeKeyShown(), b.typeShown()}));
   auto same = [&](const char *k, std::optional<double> x,
                   std::optional<double> y) -> Status {
     if (x && y && *x != *y)
-      return fail(path, fmt("keys '{0}' ({1}) and '{2}' ({3}) "
-                                      "disagree",
-                                      a.key(k), num(*x), b.key(k), num(*y)));
+      return fail(path, Format("keys '{0}' ({1}) and '{2}' ({3}) "
+                                      "disagree", {a.key(k), num(*x), b.key(k), num(*y)}));
     return OkStatus();
   };
   RETURN_IF_ERR(same("factor", a.factor, b.factor));
@@ -410,10 +380,9 @@ template <typename T> struct Agreed {
     if (!v)
       return OkStatus();
     if (value && *value != *v)
-      return fail(path, fmt("keys '{0}' ({1}) and '{2}' ({3}) "
-                                      "disagree",
-                                      key, num(double(*value)), k,
-                                      num(double(*v))));
+      return fail(path, Format("keys '{0}' ({1}) and '{2}' ({3}) "
+                                      "disagree", {key, num(double(*value)), k,
+                                      num(double(*v))}));
     if (!value) {
       value = v;
       key = k;
@@ -543,18 +512,16 @@ StatusOr<std::vector<std::string>> readLayerTypes(const Reader &r,
   for (size_t i = 0; ok && i < lt.size(); ++i)
     ok = lt[i].is_string();
   if (!ok)
-    return fail(r.path, fmt("key 'layer_types' must be a list of "
+    return fail(r.path, Format("key 'layer_types' must be a list of "
                                       "num_hidden_layers ({0}) strings, got "
-                                      "{1}",
-                                      numLayers, show(lt)));
+                                      "{1}", {numLayers, show(lt)}));
   for (size_t i = 0; i < lt.size(); ++i) {
     std::string t = lt[i].get<std::string>();
     if (t != "full_attention" && t != "sliding_attention")
-      return fail(r.path, fmt("key 'layer_types': layer {0} is "
+      return fail(r.path, Format("key 'layer_types': layer {0} is "
                                         "'{1}', which lorac does not "
                                         "implement (supported: "
-                                        "full_attention, sliding_attention)",
-                                        i, t));
+                                        "full_attention, sliding_attention)", {i, t}));
     types.push_back(t);
   }
   return types;
@@ -576,9 +543,8 @@ Status readAttentionKinds(const Reader &r,
                                const std::vector<std::string> &types,
                                ModelConfig &c) {
   auto layerError = [&](size_t i, const std::string &why) {
-    return fail(r.path, fmt("key 'layer_types': layer {0} is '{1}' "
-                                      "but {2}",
-                                      i, types[i], why));
+    return fail(r.path, Format("key 'layer_types': layer {0} is '{1}' "
+                                      "but {2}", {i, types[i], why}));
   };
   switch (c.architecture) {
   case Architecture::Llama:
@@ -597,11 +563,10 @@ Status readAttentionKinds(const Reader &r,
       if (sliding && !c.slidingWindow)
         return layerError(i, "'sliding_window' is null");
       if (!sliding && c.slidingWindow)
-        return layerError(i, fmt("MistralForCausalLM applies "
+        return layerError(i, Format("MistralForCausalLM applies "
                                            "'sliding_window' ({0}) to every "
                                            "layer; per-layer attention kinds "
-                                           "are not supported",
-                                           *c.slidingWindow));
+                                           "are not supported", {*c.slidingWindow}));
     }
     return OkStatus();
   }
@@ -625,17 +590,15 @@ Status readAttentionKinds(const Reader &r,
         if (!use)
           return layerError(i, "'use_sliding_window' is false");
         if (window)
-          return layerError(i, fmt("per-layer sliding windows of "
+          return layerError(i, Format("per-layer sliding windows of "
                                              "{0} ({1} tokens) are not "
-                                             "supported yet",
-                                             name, *window));
+                                             "supported yet", {name, *window}));
       } else if (use && window && i >= maxWindowLayers) {
-        return fail(r.path, fmt(
+        return fail(r.path, Format(
                                 "key 'use_sliding_window': per-layer sliding "
                                 "windows of {3} are not supported yet "
                                 "(layers {0} and up would attend to the last "
-                                "{1} tokens; 'max_window_layers' is {2})",
-                                i, *window, maxWindowLayers, name));
+                                "{1} tokens; 'max_window_layers' is {2})", {i, *window, maxWindowLayers, name}));
       }
     }
     return OkStatus();
@@ -700,9 +663,8 @@ Status rejectUnimplemented(const Reader &r) {
       break;
     }
     if (!neutral)
-      return fail(r.path, fmt("key '{0}': {1} is not supported "
-                                        "({2})",
-                                        u.key, show(v), u.why));
+      return fail(r.path, Format("key '{0}': {1} is not supported "
+                                        "({2})", {u.key, show(v), u.why}));
   }
   return OkStatus();
 }
@@ -715,9 +677,8 @@ StatusOr<std::optional<int64_t>> readTokenId(const Reader &r, const char *key) {
   if (v.is_array() && !v.empty())
     v = v[0];
   if (!v.is_number_integer() || v.get<int64_t>() < 0)
-    return fail(r.path, fmt("key '{0}' must be a non-negative "
-                                      "integer or a list of them, got {1}",
-                                      key, show(r.obj[key])));
+    return fail(r.path, Format("key '{0}' must be a non-negative "
+                                      "integer or a list of them, got {1}", {key, show(r.obj[key])}));
   return std::optional<int64_t>(v.get<int64_t>());
 }
 
@@ -754,9 +715,8 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string &path) {
   ASSIGN_OR_RETURN_ERR(c.numKeyValueHeads,
                        r.positiveIntOr("num_key_value_heads", kvDefault));
   if (c.numAttentionHeads % c.numKeyValueHeads != 0)
-    return fail(path, fmt("key 'num_key_value_heads' ({0}) must "
-                                    "divide 'num_attention_heads' ({1})",
-                                    c.numKeyValueHeads, c.numAttentionHeads));
+    return fail(path, Format("key 'num_key_value_heads' ({0}) must "
+                                    "divide 'num_attention_heads' ({1})", {c.numKeyValueHeads, c.numAttentionHeads}));
   // A free head_dim (q/k/v widths heads * head_dim, o_proj back to
   // hidden_size) is what all four model classes implement. Qwen3Config's
   // default is 128, not hidden_size / heads.
@@ -766,16 +726,14 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string &path) {
     c.headDim = 128;
   } else {
     if (c.hiddenSize % c.numAttentionHeads != 0)
-      return fail(path, fmt("key 'hidden_size' ({0}) must be a "
+      return fail(path, Format("key 'hidden_size' ({0}) must be a "
                                       "multiple of 'num_attention_heads' "
-                                      "({1}) when 'head_dim' is not given",
-                                      c.hiddenSize, c.numAttentionHeads));
+                                      "({1}) when 'head_dim' is not given", {c.hiddenSize, c.numAttentionHeads}));
     c.headDim = c.hiddenSize / c.numAttentionHeads;
   }
   if (c.headDim % 2 != 0)
-    return fail(path, fmt("head_dim ({0}) must be even for rotary "
-                                    "embeddings",
-                                    c.headDim));
+    return fail(path, Format("head_dim ({0}) must be even for rotary "
+                                    "embeddings", {c.headDim}));
 
   ASSIGN_OR_RETURN_ERR(c.rmsNormEps, r.positiveNumberOr("rms_norm_eps", 1e-6));
   std::vector<std::string> layerTypes;
@@ -864,14 +822,12 @@ StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
     bool on;
     ASSIGN_OR_RETURN_ERR(on, r.boolOr(k, false));
     if (on)
-      return fail(path, fmt("key '{0}': true is not supported yet",
-                                      k));
+      return fail(path, Format("key '{0}': true is not supported yet", {k}));
   }
   for (const char *k : {"rank_pattern", "alpha_pattern"})
     if (r.has(k) && !(r.obj[k].is_object() && r.obj[k].empty()))
-      return fail(path, fmt("key '{0}': per-module ranks/alphas are "
-                                      "not supported yet",
-                                      k));
+      return fail(path, Format("key '{0}': per-module ranks/alphas are "
+                                      "not supported yet", {k}));
   if (r.has("modules_to_save") &&
       !(r.obj["modules_to_save"].is_array() &&
         r.obj["modules_to_save"].empty()))

@@ -86,16 +86,26 @@ using AnyParams = std::variant<std::monostate
 
 namespace detail {
 // A source gives `bool Get(const char* name, T* out)` for T in int64_t,
-// double, std::string: whether it has the parameter (the declared type was
-// checked when the kernel was loaded or built).
+// double, std::string: whether it has the parameter with a value of exactly
+// that type (the declared type was checked when the kernel was loaded or
+// built).
 template <class Source, class T>
 bool ReadField(const Source& src, const char* name, T* out) {
   return src.Get(name, out);
 }
+// A float parameter given as an integer reads as its value.
+template <class Source>
+bool ReadField(const Source& src, const char* name, double* out) {
+  if (src.Get(name, out)) return true;
+  int64_t i = 0;
+  if (!src.Get(name, &i)) return false;
+  *out = static_cast<double>(i);
+  return true;
+}
 template <class Source, class T>
 bool ReadField(const Source& src, const char* name, std::optional<T>* out) {
   T v{};
-  if (src.Get(name, &v)) *out = std::move(v);
+  if (ReadField(src, name, &v)) *out = std::move(v);
   return true;  // optional: absence is fine
 }
 template <class Sink, class T>
