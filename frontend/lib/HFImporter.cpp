@@ -5,7 +5,7 @@
 #include "lora/Transforms/Passes.h"
 #include "lorart/io/hf_layout.h"
 #include "lorart/io/safetensors.h"
-#include "lorart/plan/program_inputs.h"
+#include "lorart/plan/ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -25,6 +25,7 @@
 using namespace mlir;
 using namespace mlir::lora;
 using llvm::Expected;
+using lorart::schema::InputPort;
 
 namespace mlir::lora::frontend {
 
@@ -59,8 +60,8 @@ public:
     auto logits = RankedTensorType::get({dyn, dyn, c.vocabSize}, b.getF32Type());
     auto fn = b.create<func::FuncOp>(fileLoc, "forward",
                                      b.getFunctionType({ids, ids}, {logits}));
-    fn.setArgAttr(0, kInputAttrName, b.getStringAttr(lorart::inputs::kTokens));
-    fn.setArgAttr(1, kInputAttrName, b.getStringAttr(lorart::inputs::kPositions));
+    fn.setArgAttr(0, kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::Tokens)));
+    fn.setArgAttr(1, kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::Positions)));
     Block *entry = fn.addEntryBlock();
     b.setInsertionPointToStart(entry);
     Value tokens = entry->getArgument(0), positions = entry->getArgument(1);

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
+#include "lorart/plan/ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -20,6 +21,7 @@ namespace mlir::lora {
 
 using namespace mlir;
 using namespace mlir::lora;
+using lorart::schema::OutputPort;
 
 namespace {
 
@@ -107,7 +109,8 @@ struct ElasticWeightConsolidationPass
     fn.setType(FunctionType::get(&getContext(), fn.getArgumentTypes(), types));
     for (unsigned i = 0; i < attrs.size(); ++i)
       fn.setResultAttrs(i, attrs[i]);
-    fn.setResultAttr(results.size() - 1, kOutputAttrName, b.getStringAttr("ewc_penalty"));
+    fn.setResultAttr(results.size() - 1, kOutputAttrName,
+                     b.getStringAttr(lorart::PortName(OutputPort::EwcPenalty)));
   }
 };
 

@@ -1,7 +1,7 @@
 //===- LogitsProgram.cpp - the next-token logits program for generation ---===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
-#include "lorart/plan/program_inputs.h"
+#include "lorart/plan/ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -13,6 +13,8 @@ namespace mlir::lora {
 
 using namespace mlir;
 using namespace mlir::lora;
+using lorart::schema::InputPort;
+using lorart::schema::OutputPort;
 
 namespace {
 
@@ -53,7 +55,7 @@ struct LogitsProgramPass
     unsigned n = fn.getNumArguments();
     fn.insertArgument(n, RankedTensorType::get({batch}, b.getI32Type()),
                       b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr(lorart::inputs::kLastIndex))),
+                          kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::LastIndex)))),
                       fn.getLoc());
     Value last = fn.getArgument(n);
     auto fret = cast<func::ReturnOp>(fn.getBody().back().getTerminator());
@@ -74,7 +76,7 @@ struct LogitsProgramPass
     fhead.erase();
     fn.setType(FunctionType::get(&getContext(), fn.getArgumentTypes(),
                                  {logitsType}));
-    fn.setResultAttr(0, kOutputAttrName, b.getStringAttr("logits"));
+    fn.setResultAttr(0, kOutputAttrName, b.getStringAttr(lorart::PortName(OutputPort::Logits)));
   }
 };
 

@@ -1,7 +1,7 @@
 //===- Objective.cpp - attach the training objective to the forward graph -===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
-#include "lorart/plan/program_inputs.h"
+#include "lorart/plan/ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -14,6 +14,8 @@ namespace mlir::lora {
 
 using namespace mlir;
 using namespace mlir::lora;
+using lorart::schema::InputPort;
+using lorart::schema::OutputPort;
 
 namespace {
 
@@ -81,11 +83,11 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     unsigned n = fn.getNumArguments();
     fn.insertArgument(n, grid(b.getI32Type()),
                       b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr(lorart::inputs::kTargets))),
+                          kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::Targets)))),
                       loc);
     fn.insertArgument(n + 1, grid(b.getI1Type()),
                       b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr(lorart::inputs::kLossMask))),
+                          kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::LossMask)))),
                       loc);
     Value targets = fn.getArgument(n), mask = fn.getArgument(n + 1);
     if (objective == "dpo") {
@@ -102,8 +104,8 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     fn.setType(FunctionType::get(&getContext(), fn.getArgumentTypes(),
                                  ce.getResultTypes()));
     fn->setAttr(kObjectiveAttrName, b.getStringAttr(objective));
-    fn.setResultAttr(0, kOutputAttrName, b.getStringAttr("loss_sum"));
-    fn.setResultAttr(1, kOutputAttrName, b.getStringAttr("count"));
+    fn.setResultAttr(0, kOutputAttrName, b.getStringAttr(lorart::PortName(OutputPort::LossSum)));
+    fn.setResultAttr(1, kOutputAttrName, b.getStringAttr(lorart::PortName(OutputPort::Count)));
   }
 
   // DPO: the policy's per-sequence log-probabilities from the forward graph
@@ -117,21 +119,23 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     int64_t numPairs = pairs > 0 ? int64_t(pairs) : lt.getDimSize(0);
     int64_t numSeqs = 2 * numPairs;
     unsigned n = fn.getNumArguments();
-    fn.insertArgument(n, targets.getType(),
-                      b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr(lorart::inputs::kSequenceIds))),
-                      loc);
+    fn.insertArgument(
+        n, targets.getType(),
+        b.getDictionaryAttr(b.getNamedAttr(
+            kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::SequenceIds)))),
+        loc);
     fn.insertArgument(n + 1, RankedTensorType::get({numPairs}, b.getI1Type()),
                       b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr(lorart::inputs::kPairMask))),
+                          kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::PairMask)))),
                       loc);
     Value seqIds = fn.getArgument(n), pairMask = fn.getArgument(n + 1);
     Value replayMask;
     if (replayWeight > 0) {
-      fn.insertArgument(n + 2, mask.getType(),
-                        b.getDictionaryAttr(b.getNamedAttr(
-                            kInputAttrName, b.getStringAttr(lorart::inputs::kReplayMask))),
-                        loc);
+      fn.insertArgument(
+          n + 2, mask.getType(),
+          b.getDictionaryAttr(b.getNamedAttr(
+              kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::ReplayMask)))),
+          loc);
       replayMask = fn.getArgument(n + 2);
     }
 
@@ -184,8 +188,9 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
                                    TypeRange{f32, i64, f32, f32, f32, f32}, pol, ref, pairMask,
                                    b.getF64FloatAttr(beta), b.getStringAttr(lossType));
     SmallVector<Value> results(dpo.getResults());
-    SmallVector<StringRef> names = {"loss_sum", "count", "chosen_rewards", "rejected_rewards",
-                                    "accuracy", "margin"};
+    SmallVector<OutputPort> names = {OutputPort::LossSum,       OutputPort::Count,
+                                     OutputPort::ChosenRewards, OutputPort::RejectedRewards,
+                                     OutputPort::Accuracy,      OutputPort::Margin};
     if (replayMask) {
       // Replayed general text: the policy's cross-entropy on its tokens,
       // weighted into the per-pair loss.
@@ -197,8 +202,8 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
       results[0] = b.create<AddOp>(loc, f32, results[0], term);
       results.push_back(ce.getLossSum());
       results.push_back(ce.getCount());
-      names.push_back("replay_loss_sum");
-      names.push_back("replay_count");
+      names.push_back(OutputPort::ReplayLossSum);
+      names.push_back(OutputPort::ReplayCount);
     }
     b.create<func::ReturnOp>(loc, results);
     ret.erase();
@@ -208,7 +213,7 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     fn.setType(FunctionType::get(&getContext(), fn.getArgumentTypes(), types));
     fn->setAttr(kObjectiveAttrName, b.getStringAttr(objective));
     for (unsigned i = 0; i < names.size(); ++i)
-      fn.setResultAttr(i, kOutputAttrName, b.getStringAttr(names[i]));
+      fn.setResultAttr(i, kOutputAttrName, b.getStringAttr(lorart::PortName(names[i])));
     return success();
   }
 };

@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
+#include "lorart/plan/ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -21,6 +22,8 @@ namespace mlir::lora {
 
 using namespace mlir;
 using namespace mlir::lora;
+using lorart::schema::InputPort;
+using lorart::schema::OutputPort;
 
 namespace {
 
@@ -93,11 +96,15 @@ struct OptimizerPass : public lora::impl::OptimizerBase<OptimizerPass> {
     auto fn = mb.create<func::FuncOp>(
         loc, "optimizer_step",
         FunctionType::get(ctx, {scalar, scalar, scalar}, {scalar, scalar}));
-    const char *inputs[] = {"learning_rate", "step", "token_count"};
+    InputPort inputs[] = {InputPort::LearningRate, InputPort::Step,
+                          InputPort::TokenCount};
     for (unsigned i = 0; i < 3; ++i)
-      fn.setArgAttr(i, kInputAttrName, mb.getStringAttr(inputs[i]));
-    fn.setResultAttr(0, kOutputAttrName, mb.getStringAttr("grad_norm"));
-    fn.setResultAttr(1, kOutputAttrName, mb.getStringAttr("grad_scale"));
+      fn.setArgAttr(i, kInputAttrName,
+                    mb.getStringAttr(lorart::PortName(inputs[i])));
+    fn.setResultAttr(0, kOutputAttrName,
+                     mb.getStringAttr(lorart::PortName(OutputPort::GradNorm)));
+    fn.setResultAttr(1, kOutputAttrName,
+                     mb.getStringAttr(lorart::PortName(OutputPort::GradScale)));
     Block *entry = fn.addEntryBlock();
     b.setInsertionPointToStart(entry);
     Value lr = entry->getArgument(0), step = entry->getArgument(1),

@@ -1,7 +1,7 @@
 //===- Packing.cpp - sequence packing without cross-contamination ---------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
-#include "lorart/plan/program_inputs.h"
+#include "lorart/plan/ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -13,6 +13,7 @@ namespace mlir::lora {
 
 using namespace mlir;
 using namespace mlir::lora;
+using lorart::schema::InputPort;
 
 namespace {
 
@@ -30,7 +31,7 @@ struct SequencePackingPass
         continue;
       for (unsigned i = 0; i < fn.getNumArguments(); ++i)
         if (auto name = fn.getArgAttrOfType<StringAttr>(i, kInputAttrName))
-          if (name.getValue() == lorart::inputs::kSegmentIds) {
+          if (name.getValue() == lorart::PortName(InputPort::SegmentIds)) {
             fn.emitOpError() << "is already packed (has a segment_ids input)";
             return signalPassFailure();
           }
@@ -38,7 +39,7 @@ struct SequencePackingPass
       std::optional<unsigned> posIndex;
       for (unsigned i = 0; i < fn.getNumArguments(); ++i)
         if (auto name = fn.getArgAttrOfType<StringAttr>(i, kInputAttrName))
-          if (name.getValue() == lorart::inputs::kPositions)
+          if (name.getValue() == lorart::PortName(InputPort::Positions))
             posIndex = i;
       if (!posIndex) {
         fn.emitOpError() << "has no positions input (lora.input = "
@@ -48,10 +49,11 @@ struct SequencePackingPass
       OpBuilder b(fn.getContext());
       Type segType = fn.getArgument(*posIndex).getType();
       unsigned segIndex = *posIndex + 1;
-      fn.insertArgument(segIndex, segType,
-                        b.getDictionaryAttr(b.getNamedAttr(
-                            kInputAttrName, b.getStringAttr(lorart::inputs::kSegmentIds))),
-                        fn.getLoc());
+      fn.insertArgument(
+          segIndex, segType,
+          b.getDictionaryAttr(b.getNamedAttr(
+              kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::SegmentIds)))),
+          fn.getLoc());
       Value seg = fn.getArgument(segIndex);
 
       // Attention becomes block-diagonal causal: a query sees only keys of

@@ -14,6 +14,7 @@
 #include "lora/Transforms/ModelSummary.h"
 #include "lora/Transforms/Passes.h"
 #include "lorart/plan/format_version.h"
+#include "lorart/plan/ports.h"
 #include "lorart/schema/train_bin_generated.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -94,9 +95,10 @@ public:
     std::vector<fb::Offset<sc::Program>> programs;
     uint64_t arena = 0;
     for (StringRef name :
-         {"train_step", "optimizer_step", "eval_step", "logits_step"}) {
+         {lorart::programs::kTrainStep, lorart::programs::kOptimizerStep,
+          lorart::programs::kEvalStep, lorart::programs::kLogitsStep}) {
       auto fn = module.lookupSymbol<func::FuncOp>(name);
-      if (!fn && name == "logits_step")
+      if (!fn && name == lorart::programs::kLogitsStep)
         continue; // optional: only plans compiled for generation have it
       if (!fn)
         return module.emitError() << "the module has no @" << name
@@ -329,6 +331,8 @@ private:
       return fn.emitOpError() << "has no memory plan: run lora-plan-memory";
     llvm::DenseMap<Value, uint32_t> ids;
     std::vector<uint32_t> inputs, outputs;
+    std::vector<sc::InputPort> inputPorts;
+    std::vector<sc::OutputPort> outputPorts;
     for (BlockArgument arg : fn.getArguments()) {
       auto off = fn.getArgAttrOfType<IntegerAttr>(arg.getArgNumber(),
                                                   "lora.offset");
@@ -342,6 +346,16 @@ private:
         return fn.emitOpError() << "input #" << arg.getArgNumber()
                                 << " has no '" << kInputAttrName
                                 << "' naming what the runtime feeds it";
+      std::optional<sc::InputPort> port =
+          lorart::ParseInputPort(what.getValue().str());
+      if (!port)
+        return fn.emitOpError()
+               << "input #" << arg.getArgNumber() << " is '" << what.getValue()
+               << "', which is not an input the runtime "
+               << "feeds (" << lorart::PortList(/*inputs=*/true) << ")";
+      if (llvm::is_contained(inputPorts, *port))
+        return fn.emitOpError() << "has two inputs '" << what.getValue() << "'";
+      inputPorts.push_back(*port);
       uint32_t id = arenaTensor(arg, name, sc::Role::Input, off.getInt(),
                                 what.getValue());
       ids[arg] = id;
@@ -354,6 +368,17 @@ private:
       if (!what)
         return fn.emitOpError() << "result #" << i << " has no '"
                                 << kOutputAttrName << "' naming it";
+      std::optional<sc::OutputPort> port =
+          lorart::ParseOutputPort(what.getValue().str());
+      if (!port)
+        return fn.emitOpError()
+               << "result #" << i << " is '" << what.getValue()
+               << "', which is not an output the runtime reads ("
+               << lorart::PortList(/*inputs=*/false) << ")";
+      if (llvm::is_contained(outputPorts, *port))
+        return fn.emitOpError()
+               << "has two results '" << what.getValue() << "'";
+      outputPorts.push_back(*port);
       returned[v] = what.str();
     }
     std::vector<fb::Offset<sc::Launch>> launches;
@@ -400,7 +425,7 @@ private:
     for (Value v : ret->getOperands())
       outputs.push_back(ids.lookup(v));
     return sc::CreateProgramDirect(b, name.str().c_str(), &inputs, &outputs,
-                                   &launches);
+                                   &launches, &inputPorts, &outputPorts);
   }
 
   FailureOr<fb::Offset<sc::ModelConfig>> modelConfig() {

@@ -97,11 +97,11 @@ void Feed(Session& s, const std::string& program, uint64_t seed) {
     targets[i] = static_cast<int32_t>(rng() % 256);
     mask[i] = (i % 16 != 9 && i % 16 != 15) ? 1 : 0;
   }
-  ASSERT_TRUE(s.SetInput(program, "tokens", tokens.data(), n * 4).ok());
-  ASSERT_TRUE(s.SetInput(program, "positions", positions.data(), n * 4).ok());
-  ASSERT_TRUE(s.SetInput(program, "segment_ids", segments.data(), n * 4).ok());
-  ASSERT_TRUE(s.SetInput(program, "targets", targets.data(), n * 4).ok());
-  ASSERT_TRUE(s.SetInput(program, "loss_mask", mask.data(), n).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::Tokens, tokens.data(), n * 4).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::Positions, positions.data(), n * 4).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::SegmentIds, segments.data(), n * 4).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::Targets, targets.data(), n * 4).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::LossMask, mask.data(), n).ok());
 }
 
 double RelativeError(const std::vector<float>& a, const std::vector<float>& b) {
@@ -114,8 +114,8 @@ double RelativeError(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 void Step(Session& s) {
-  Feed(s, "train_step", 21);
-  Status st = s.Run("train_step", 77);  // dropout on: the same masks on both devices
+  Feed(s, programs::kTrainStep, 21);
+  Status st = s.Run(programs::kTrainStep, 77);  // dropout on: the same masks on both devices
   ASSERT_TRUE(st.ok()) << st.ToString();
 }
 
@@ -129,10 +129,11 @@ TEST(CudaSession, TrainAndOptimizerStepsMatchTheCpu) {
   RandomAdapters(*gpu);
   Step(*cpu);
   Step(*gpu);
-  double lc = *cpu->GetScalar("train_step", "loss_sum");
-  double lg = *gpu->GetScalar("train_step", "loss_sum");
+  double lc = *cpu->GetScalar(programs::kTrainStep, OutputPort::LossSum);
+  double lg = *gpu->GetScalar(programs::kTrainStep, OutputPort::LossSum);
   EXPECT_NEAR(lg, lc, 5e-3 * std::fabs(lc));
-  EXPECT_EQ(*gpu->GetScalar("train_step", "count"), *cpu->GetScalar("train_step", "count"));
+  EXPECT_EQ(*gpu->GetScalar(programs::kTrainStep, OutputPort::Count),
+            *cpu->GetScalar(programs::kTrainStep, OutputPort::Count));
   int grads = 0;
   for (const Session::StateTensor& t : StateOf(*cpu)) {
     if (t.name.rfind("grad/", 0) != 0) continue;
@@ -155,17 +156,17 @@ TEST(CudaSession, TrainAndOptimizerStepsMatchTheCpu) {
       ASSERT_TRUE(gpu->SetState(t.name, t.data, t.bytes).ok());
     }
   }
-  float tokens = static_cast<float>(*cpu->GetScalar("train_step", "count"));
+  float tokens = static_cast<float>(*cpu->GetScalar(programs::kTrainStep, OutputPort::Count));
   for (Session* s : {cpu.get(), gpu.get()}) {
-    ASSERT_TRUE(s->SetScalar("optimizer_step", "learning_rate", 1e-2f).ok());
-    ASSERT_TRUE(s->SetScalar("optimizer_step", "step", 1.0f).ok());
-    ASSERT_TRUE(s->SetScalar("optimizer_step", "token_count", tokens).ok());
-    Status st = s->Run("optimizer_step", 0);
+    ASSERT_TRUE(s->SetScalar(programs::kOptimizerStep, InputPort::LearningRate, 1e-2f).ok());
+    ASSERT_TRUE(s->SetScalar(programs::kOptimizerStep, InputPort::Step, 1.0f).ok());
+    ASSERT_TRUE(s->SetScalar(programs::kOptimizerStep, InputPort::TokenCount, tokens).ok());
+    Status st = s->Run(programs::kOptimizerStep, 0);
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
-  EXPECT_NEAR(*gpu->GetScalar("optimizer_step", "grad_norm"),
-              *cpu->GetScalar("optimizer_step", "grad_norm"),
-              1e-5 * *cpu->GetScalar("optimizer_step", "grad_norm"));
+  EXPECT_NEAR(*gpu->GetScalar(programs::kOptimizerStep, OutputPort::GradNorm),
+              *cpu->GetScalar(programs::kOptimizerStep, OutputPort::GradNorm),
+              1e-5 * *cpu->GetScalar(programs::kOptimizerStep, OutputPort::GradNorm));
   int masters = 0;
   for (const Session::StateTensor& t : StateOf(*cpu)) {
     if (t.name.rfind("master/", 0) == 0 || t.name.rfind("adam_", 0) == 0) {

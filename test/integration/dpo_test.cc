@@ -103,22 +103,23 @@ void MakeRow1Replay(PairBatch& b) {
 
 void Feed(Session& s, const std::string& program, const PairBatch& b, bool dpo) {
   size_t n = b.tokens.size();
-  ASSERT_TRUE(s.SetInput(program, "tokens", b.tokens.data(), n * 4).ok());
-  ASSERT_TRUE(s.SetInput(program, "positions", b.positions.data(), n * 4).ok());
-  ASSERT_TRUE(s.SetInput(program, "segment_ids", b.segments.data(), n * 4).ok());
-  ASSERT_TRUE(s.SetInput(program, "targets", b.targets.data(), n * 4).ok());
-  ASSERT_TRUE(s.SetInput(program, "loss_mask", b.mask.data(), n).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::Tokens, b.tokens.data(), n * 4).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::Positions, b.positions.data(), n * 4).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::SegmentIds, b.segments.data(), n * 4).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::Targets, b.targets.data(), n * 4).ok());
+  ASSERT_TRUE(s.SetInput(program, InputPort::LossMask, b.mask.data(), n).ok());
   if (dpo) {
-    ASSERT_TRUE(s.SetInput(program, "sequence_ids", b.sequence_ids.data(), n * 4).ok());
-    ASSERT_TRUE(s.SetInput(program, "pair_mask", b.pair_mask.data(), b.pair_mask.size()).ok());
-    Status st = s.SetInput(program, "replay_mask", b.replay_mask.data(), n);
+    ASSERT_TRUE(s.SetInput(program, InputPort::SequenceIds, b.sequence_ids.data(), n * 4).ok());
+    ASSERT_TRUE(
+        s.SetInput(program, InputPort::PairMask, b.pair_mask.data(), b.pair_mask.size()).ok());
+    Status st = s.SetInput(program, InputPort::ReplayMask, b.replay_mask.data(), n);
     ASSERT_TRUE(st.ok() || st.code() == StatusCode::kNotFound) << st.ToString();
   }
 }
 
-double Out(Session& s, const std::string& program, const char* name) {
-  StatusOr<double> v = s.GetScalar(program, name);
-  EXPECT_TRUE(v.ok()) << name << ": " << v.status().ToString();
+double Out(Session& s, const std::string& program, OutputPort port) {
+  StatusOr<double> v = s.GetScalar(program, port);
+  EXPECT_TRUE(v.ok()) << PortName(port) << ": " << v.status().ToString();
   return v.ok() ? *v : NAN;
 }
 
@@ -126,10 +127,10 @@ double Out(Session& s, const std::string& program, const char* name) {
 double SequenceLogProb(Session& sft, const PairBatch& b, int id) {
   PairBatch one = b;
   for (size_t i = 0; i < one.mask.size(); ++i) one.mask[i] = b.sequence_ids[i] == id;
-  Feed(sft, "eval_step", one, false);
-  Status st = sft.Run("eval_step", 0);
+  Feed(sft, programs::kEvalStep, one, false);
+  Status st = sft.Run(programs::kEvalStep, 0);
   EXPECT_TRUE(st.ok()) << st.ToString();
-  return -Out(sft, "eval_step", "loss_sum");
+  return -Out(sft, programs::kEvalStep, OutputPort::LossSum);
 }
 
 void CheckAgainstDirectComputation(const std::string& plan, double beta, bool ipo) {
@@ -141,8 +142,8 @@ void CheckAgainstDirectComputation(const std::string& plan, double beta, bool ip
   SetAdapters(*reference, true);
   PairBatch b = MakePairs(4);
   b.pair_mask = {1, 0};  // the second pair is absent: it must not count
-  Feed(*dpo, "eval_step", b, true);
-  Status st = dpo->Run("eval_step", 0);
+  Feed(*dpo, programs::kEvalStep, b, true);
+  Status st = dpo->Run(programs::kEvalStep, 0);
   ASSERT_TRUE(st.ok()) << st.ToString();
   double lp[2], lr[2];
   for (int id = 0; id < 2; ++id) {
@@ -152,15 +153,18 @@ void CheckAgainstDirectComputation(const std::string& plan, double beta, bool ip
   double h = (lp[0] - lr[0]) - (lp[1] - lr[1]);
   double want = ipo ? (h - 1 / (2 * beta)) * (h - 1 / (2 * beta))
                     : std::log1p(std::exp(-beta * h));
-  EXPECT_NEAR(Out(*dpo, "eval_step", "loss_sum"), want, 1e-4 * std::max(1.0, want));
-  EXPECT_EQ(Out(*dpo, "eval_step", "count"), 1);
-  EXPECT_NEAR(Out(*dpo, "eval_step", "chosen_rewards"), beta * (lp[0] - lr[0]), 1e-4);
-  EXPECT_NEAR(Out(*dpo, "eval_step", "rejected_rewards"), beta * (lp[1] - lr[1]), 1e-4);
-  EXPECT_NEAR(Out(*dpo, "eval_step", "margin"), beta * h, 1e-4);
-  EXPECT_EQ(Out(*dpo, "eval_step", "accuracy"), h > 0 ? 1 : 0);
+  EXPECT_NEAR(Out(*dpo, programs::kEvalStep, OutputPort::LossSum), want,
+              1e-4 * std::max(1.0, want));
+  EXPECT_EQ(Out(*dpo, programs::kEvalStep, OutputPort::Count), 1);
+  EXPECT_NEAR(Out(*dpo, programs::kEvalStep, OutputPort::ChosenRewards), beta * (lp[0] - lr[0]),
+              1e-4);
+  EXPECT_NEAR(Out(*dpo, programs::kEvalStep, OutputPort::RejectedRewards), beta * (lp[1] - lr[1]),
+              1e-4);
+  EXPECT_NEAR(Out(*dpo, programs::kEvalStep, OutputPort::Margin), beta * h, 1e-4);
+  EXPECT_EQ(Out(*dpo, programs::kEvalStep, OutputPort::Accuracy), h > 0 ? 1 : 0);
   EXPECT_GT(std::fabs(h), 1e-3) << "the adapters changed nothing";
   std::printf("%s: h = %.5f, loss %.6f (direct %.6f)\n", plan.c_str(), h,
-              Out(*dpo, "eval_step", "loss_sum"), want);
+              Out(*dpo, programs::kEvalStep, OutputPort::LossSum), want);
 }
 
 TEST(Dpo, SigmoidLossEqualsADirectComputation) { CheckAgainstDirectComputation("dpo_b2_t16", 0.5, false); }
@@ -175,21 +179,22 @@ TEST(Dpo, ReplayAddsTheWeightedCrossEntropyOfTheGeneralText) {
   for (Session* s : {dpo.get(), plain.get(), policy.get()}) SetAdapters(*s, false);
   PairBatch b = MakePairs(4);
   MakeRow1Replay(b);
-  Feed(*dpo, "eval_step", b, true);
-  ASSERT_TRUE(dpo->Run("eval_step", 0).ok());
-  Feed(*plain, "eval_step", b, true);
-  ASSERT_TRUE(plain->Run("eval_step", 0).ok());
+  Feed(*dpo, programs::kEvalStep, b, true);
+  ASSERT_TRUE(dpo->Run(programs::kEvalStep, 0).ok());
+  Feed(*plain, programs::kEvalStep, b, true);
+  ASSERT_TRUE(plain->Run(programs::kEvalStep, 0).ok());
   PairBatch general = b;
   general.mask = b.replay_mask;
-  Feed(*policy, "eval_step", general, false);
-  ASSERT_TRUE(policy->Run("eval_step", 0).ok());
-  double ce = Out(*policy, "eval_step", "loss_sum"), n = Out(*policy, "eval_step", "count");
+  Feed(*policy, programs::kEvalStep, general, false);
+  ASSERT_TRUE(policy->Run(programs::kEvalStep, 0).ok());
+  double ce = Out(*policy, programs::kEvalStep, OutputPort::LossSum),
+         n = Out(*policy, programs::kEvalStep, OutputPort::Count);
   EXPECT_GT(n, 5);
-  EXPECT_NEAR(Out(*dpo, "eval_step", "replay_loss_sum"), ce, 1e-4 * ce);
-  EXPECT_EQ(Out(*dpo, "eval_step", "replay_count"), n);
-  EXPECT_EQ(Out(*dpo, "eval_step", "count"), 1);
-  double want = Out(*plain, "eval_step", "loss_sum") + 0.7 * 1 * ce / n;
-  EXPECT_NEAR(Out(*dpo, "eval_step", "loss_sum"), want, 1e-4 * want);
+  EXPECT_NEAR(Out(*dpo, programs::kEvalStep, OutputPort::ReplayLossSum), ce, 1e-4 * ce);
+  EXPECT_EQ(Out(*dpo, programs::kEvalStep, OutputPort::ReplayCount), n);
+  EXPECT_EQ(Out(*dpo, programs::kEvalStep, OutputPort::Count), 1);
+  double want = Out(*plain, programs::kEvalStep, OutputPort::LossSum) + 0.7 * 1 * ce / n;
+  EXPECT_NEAR(Out(*dpo, programs::kEvalStep, OutputPort::LossSum), want, 1e-4 * want);
 }
 
 void CheckFiniteDifferences(const std::string& plan) {
@@ -198,16 +203,16 @@ void CheckFiniteDifferences(const std::string& plan) {
   SetAdapters(*s, false);
   PairBatch b = MakePairs(7);
   if (plan == "dpo_replay") MakeRow1Replay(b);
-  Feed(*s, "train_step", b, true);
-  Status st = s->Run("train_step", 1);
+  Feed(*s, programs::kTrainStep, b, true);
+  Status st = s->Run(programs::kTrainStep, 1);
   ASSERT_TRUE(st.ok()) << st.ToString();
   auto eval_loss = [&] {
-    Feed(*s, "eval_step", b, true);
-    Status e = s->Run("eval_step", 0);
+    Feed(*s, programs::kEvalStep, b, true);
+    Status e = s->Run(programs::kEvalStep, 0);
     EXPECT_TRUE(e.ok()) << e.ToString();
-    return Out(*s, "eval_step", "loss_sum");
+    return Out(*s, programs::kEvalStep, OutputPort::LossSum);
   };
-  EXPECT_NEAR(eval_loss(), Out(*s, "train_step", "loss_sum"), 1e-6);
+  EXPECT_NEAR(eval_loss(), Out(*s, programs::kTrainStep, OutputPort::LossSum), 1e-6);
   std::mt19937_64 rng(3);
   int checked = 0;
   for (const Session::StateTensor& t : StateOf(*s)) {

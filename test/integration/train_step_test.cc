@@ -136,31 +136,31 @@ Batch MakeBatch(int64_t rows, int64_t seq, const std::vector<std::vector<int>>& 
 }
 
 void Feed(Session& s, const std::string& program, const Batch& b) {
-  auto set = [&](const char* name, const void* data, size_t bytes) {
-    Status st = s.SetInput(program, name, data, bytes);
+  auto set = [&](InputPort port, const void* data, size_t bytes) {
+    Status st = s.SetInput(program, port, data, bytes);
     // Unpacked plans have no segment_ids input.
-    if (!st.ok() && std::string(name) == "segment_ids") return;
+    if (!st.ok() && port == InputPort::SegmentIds) return;
     ASSERT_TRUE(st.ok()) << st.ToString();
   };
-  set("tokens", b.tokens.data(), b.tokens.size() * 4);
-  set("positions", b.positions.data(), b.positions.size() * 4);
-  set("segment_ids", b.segments.data(), b.segments.size() * 4);
-  set("targets", b.targets.data(), b.targets.size() * 4);
-  set("loss_mask", b.mask.data(), b.mask.size());
+  set(InputPort::Tokens, b.tokens.data(), b.tokens.size() * 4);
+  set(InputPort::Positions, b.positions.data(), b.positions.size() * 4);
+  set(InputPort::SegmentIds, b.segments.data(), b.segments.size() * 4);
+  set(InputPort::Targets, b.targets.data(), b.targets.size() * 4);
+  set(InputPort::LossMask, b.mask.data(), b.mask.size());
 }
 
 double EvalLoss(Session& s, const Batch& b) {
-  Feed(s, "eval_step", b);
-  Status st = s.Run("eval_step", 0);
+  Feed(s, programs::kEvalStep, b);
+  Status st = s.Run(programs::kEvalStep, 0);
   EXPECT_TRUE(st.ok()) << st.ToString();
-  return *s.GetScalar("eval_step", "loss_sum");
+  return *s.GetScalar(programs::kEvalStep, OutputPort::LossSum);
 }
 
 double TrainLoss(Session& s, const Batch& b) {
-  Feed(s, "train_step", b);
-  Status st = s.Run("train_step", 1);
+  Feed(s, programs::kTrainStep, b);
+  Status st = s.Run(programs::kTrainStep, 1);
   EXPECT_TRUE(st.ok()) << st.ToString();
-  return *s.GetScalar("train_step", "loss_sum");
+  return *s.GetScalar(programs::kTrainStep, OutputPort::LossSum);
 }
 
 std::vector<float> Floats(const Session& s, const std::string& name) {
@@ -259,8 +259,8 @@ TEST(TrainStep, EwcLossIsTheCrossEntropyPlusThePenalty) {
   ASSERT_TRUE(ewc && plain);
   Batch b = MakeBatch(2, 8, {{4, 4}, {8}}, kStream);
   double total = EvalLoss(*ewc, b), ce = EvalLoss(*plain, b);
-  double count = *ewc->GetScalar("eval_step", "count");
-  double penalty = *ewc->GetScalar("eval_step", "ewc_penalty");
+  double count = *ewc->GetScalar(programs::kEvalStep, OutputPort::Count);
+  double penalty = *ewc->GetScalar(programs::kEvalStep, OutputPort::EwcPenalty);
   // Direct: from the adapters and the Fisher file.
   SafetensorsHeader header;
   std::string path = FisherFile(ewc->plan());
@@ -339,11 +339,12 @@ TEST(TrainStep, AccumulatedMicroBatchesEqualOneBatch) {
   TrainLoss(*micro, r1);
   ASSERT_EQ(both.target_tokens, r0.target_tokens + r1.target_tokens);
   for (Session* s : {whole.get(), micro.get()}) {
-    ASSERT_TRUE(s->SetScalar("optimizer_step", "learning_rate", 1e-2f).ok());
-    ASSERT_TRUE(s->SetScalar("optimizer_step", "step", 1.0f).ok());
-    ASSERT_TRUE(s->SetScalar("optimizer_step", "token_count",
-                             static_cast<float>(both.target_tokens)).ok());
-    Status st = s->Run("optimizer_step", 0);
+    ASSERT_TRUE(s->SetScalar(programs::kOptimizerStep, InputPort::LearningRate, 1e-2f).ok());
+    ASSERT_TRUE(s->SetScalar(programs::kOptimizerStep, InputPort::Step, 1.0f).ok());
+    ASSERT_TRUE(s->SetScalar(programs::kOptimizerStep, InputPort::TokenCount,
+                             static_cast<float>(both.target_tokens))
+                    .ok());
+    Status st = s->Run(programs::kOptimizerStep, 0);
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
   for (const std::string& name : TrainableNames(*whole)) {
@@ -370,11 +371,13 @@ void CheckDescent(const std::string& plan) {
   double before = EvalLoss(*s, b);
   for (int step = 1; step <= 5; ++step) {
     TrainLoss(*s, b);
-    ASSERT_TRUE(s->SetScalar("optimizer_step", "learning_rate", 1e-2f).ok());
-    ASSERT_TRUE(s->SetScalar("optimizer_step", "step", static_cast<float>(step)).ok());
-    ASSERT_TRUE(s->SetScalar("optimizer_step", "token_count",
-                             static_cast<float>(b.target_tokens)).ok());
-    Status st = s->Run("optimizer_step", 0);
+    ASSERT_TRUE(s->SetScalar(programs::kOptimizerStep, InputPort::LearningRate, 1e-2f).ok());
+    ASSERT_TRUE(
+        s->SetScalar(programs::kOptimizerStep, InputPort::Step, static_cast<float>(step)).ok());
+    ASSERT_TRUE(s->SetScalar(programs::kOptimizerStep, InputPort::TokenCount,
+                             static_cast<float>(b.target_tokens))
+                    .ok());
+    Status st = s->Run(programs::kOptimizerStep, 0);
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
   double after = EvalLoss(*s, b);

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lorart/cli/main.h"
+#include "lorart/plan/ports.h"
 #include "test_util.h"
 
 namespace lorart {
@@ -218,7 +219,9 @@ std::unique_ptr<s::PlanT> SamplePlan() {
   auto train = std::make_unique<s::ProgramT>();
   train->name = "train_step";
   train->inputs = {kTokens};
+  train->input_ports = {s::InputPort::Tokens};
   train->outputs = {kLoss};
+  train->output_ports = {s::OutputPort::LossSum};
   train->launches.push_back(MakeLaunch(0, {kTokens, kEmbed}, {kHidden}));
   train->launches.push_back(MakeLaunch(1, {kHidden, kQProj, kLoraA, kLoraB}, {kHidden}, true));
   train->launches.push_back(MakeLaunch(2, {kHidden, kTokens}, {kLoss, kGradA}));
@@ -226,12 +229,15 @@ std::unique_ptr<s::PlanT> SamplePlan() {
   auto opt = std::make_unique<s::ProgramT>();
   opt->name = "optimizer_step";
   opt->inputs = {kLr};
+  opt->input_ports = {s::InputPort::LearningRate};
   opt->launches.push_back(MakeLaunch(3, {kLoraA, kGradA, kMomentA, kLr}, {kLoraA, kMomentA}));
   plan->programs.push_back(std::move(opt));
   auto eval = std::make_unique<s::ProgramT>();
   eval->name = "eval_step";
   eval->inputs = {kTokens};
+  eval->input_ports = {s::InputPort::Tokens};
   eval->outputs = {kLoss};
+  eval->output_ports = {s::OutputPort::LossSum};
   eval->launches.push_back(MakeLaunch(0, {kTokens, kEmbed}, {kHidden}));
   eval->launches.push_back(MakeLaunch(2, {kHidden, kTokens}, {kLoss}));
   plan->programs.push_back(std::move(eval));
@@ -319,7 +325,7 @@ TEST(PlanTest, RoundTrip) {
   ASSERT_TRUE(status.ok()) << status.ToString();
   EXPECT_TRUE(plan.is_loaded());
   EXPECT_EQ(plan.size(), bytes.size());
-  EXPECT_EQ(plan.format_version(), 2u);
+  EXPECT_EQ(plan.format_version(), 3u);
   EXPECT_EQ(plan.model().architecture()->str(), "LlamaForCausalLM");
   EXPECT_EQ(plan.model().rope_scaling()->kind(), s::RopeScalingKind::Llama3);
   EXPECT_EQ(plan.model().rope_scaling()->high_freq_factor(), 4.0);  // schema default
@@ -438,13 +444,14 @@ TEST(PlanTest, SizePrefixDisagrees) {
 
 TEST(PlanTest, WrongVersion) {
   // 1: the format before the Fisher's TensorInit (a version-1 EWC plan
-  // named its Fisher tensors by prefix, which this lorart no longer reads).
-  for (uint32_t version : {0u, 1u, 3u, 77u}) {
+  // named its Fisher tensors by prefix, which this lorart no longer reads);
+  // 2: the format before program ports (inputs bound by tensor name).
+  for (uint32_t version : {0u, 1u, 2u, 4u, 77u}) {
     auto plan = SamplePlan();
     plan->format_version = version;
     Plan loaded;
     ExpectError(ParsePlan(Pack(*plan), "plan.bin", &loaded), StatusCode::kInvalidArgument,
-                StrFormat("train.bin format version %u, but this lorart reads format version 2",
+                StrFormat("train.bin format version %u, but this lorart reads format version 3",
                           version));
   }
 }
@@ -456,18 +463,18 @@ TEST(PlanTest, WrongVersionWithIncompatibleLayout) {
   // Field 1 (`model`, a table here) written as a scalar, as a future format
   // might.
   auto start = fbb.StartTable();
-  fbb.AddElement<uint32_t>(s::Plan::VT_FORMAT_VERSION, 3, 0);
+  fbb.AddElement<uint32_t>(s::Plan::VT_FORMAT_VERSION, 4, 0);
   fbb.AddElement<uint32_t>(s::Plan::VT_MODEL, 12345, 0);
   fbb.FinishSizePrefixed(flatbuffers::Offset<s::Plan>(fbb.EndTable(start)), "LORA");
   const std::string bytes(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
   Plan plan;
   ExpectError(ParsePlan(bytes, "plan.bin", &plan), StatusCode::kInvalidArgument,
-              "format version 3, but this lorart reads format version 2");
+              "format version 4, but this lorart reads format version 3");
 
-  // The same layout at version 2 is simply corrupt.
+  // The same layout at version 3 is simply corrupt.
   flatbuffers::FlatBufferBuilder fbb1;
   start = fbb1.StartTable();
-  fbb1.AddElement<uint32_t>(s::Plan::VT_FORMAT_VERSION, 2, 0);
+  fbb1.AddElement<uint32_t>(s::Plan::VT_FORMAT_VERSION, 3, 0);
   fbb1.AddElement<uint32_t>(s::Plan::VT_MODEL, 12345, 0);
   fbb1.FinishSizePrefixed(flatbuffers::Offset<s::Plan>(fbb1.EndTable(start)), "LORA");
   const std::string bytes1(reinterpret_cast<const char*>(fbb1.GetBufferPointer()),
@@ -651,6 +658,32 @@ const SemanticCase kSemanticCases[] = {
      "programs 0 and 2 are both named 'train_step'"},
     {"ProgramWithoutName", [](s::PlanT& p) { Program(p, 1).name = ""; }, kInvalid,
      "program 1: field 'name' is missing"},
+    // Program signatures (format version 3).
+    {"PortsMissing", [](s::PlanT& p) { Program(p, 0).input_ports.clear(); }, kInvalid,
+     "program 'train_step': field 'input_ports' has 0 entries for 1 inputs (one port per "
+     "tensor)"},
+    {"UnknownPort",
+     [](s::PlanT& p) { Program(p, 2).output_ports = {static_cast<s::OutputPort>(200)}; },
+     kInvalid,
+     "program 'eval_step': field 'output_ports'[0] has the value 200, which this lorart does not "
+     "know"},
+    {"PortTwice",
+     [](s::PlanT& p) {
+       Program(p, 0).inputs = {kTokens, kTokens};
+       Program(p, 0).input_ports = {s::InputPort::Tokens, s::InputPort::Tokens};
+     },
+     kInvalid, "program 'train_step': field 'input_ports' names 'tokens' twice"},
+    {"PortWrongDtype",
+     [](s::PlanT& p) { Program(p, 0).input_ports = {s::InputPort::LossMask}; }, kInvalid,
+     "program 'train_step': inputs[0] is tensor 6 'tokens', I32 of rank 2, but 'loss_mask' is "
+     "BOOL of rank 2"},
+    {"PortWrongRank",
+     [](s::PlanT& p) { Program(p, 1).input_ports = {s::InputPort::LastIndex}; }, kInvalid,
+     "program 'optimizer_step': inputs[0] is tensor 9 'lr', F32 of rank 0, but 'last_index' is "
+     "I32 of rank 1"},
+    {"OutputPortWrongDtype",
+     [](s::PlanT& p) { Program(p, 0).output_ports = {s::OutputPort::Count}; }, kInvalid,
+     "outputs[0] is tensor 8 'loss', F32 of rank 0, but 'count' is I64 of rank 0"},
     // Required tables.
     {"NoModel", [](s::PlanT& p) { p.model.reset(); }, kInvalid, "field 'model' is missing"},
     {"NoArena", [](s::PlanT& p) { p.arena.reset(); }, kInvalid, "field 'arena' is missing"},
@@ -849,7 +882,7 @@ TEST(PlanInspectTest, Text) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   for (const char* needle : {
-           ": train.bin format version 2, ",
+           ": train.bin format version 3, ",
            "model: LlamaForCausalLM, 1 layer, hidden 8, intermediate 16, 2 heads (1 kv, "
            "head_dim 4), vocab 16",
            "rope_scaling llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, "
@@ -905,7 +938,7 @@ TEST(PlanInspectTest, Json) {
   ASSERT_EQ(r.code, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["kind"], "train.bin");
-  EXPECT_EQ(j["format_version"], 2);
+  EXPECT_EQ(j["format_version"], 3);
   EXPECT_EQ(j["model"]["architecture"], "LlamaForCausalLM");
   EXPECT_EQ(j["model"]["rope_scaling"]["kind"], "llama3");
   EXPECT_EQ(j["lora"]["target_modules"], nlohmann::json::array({"q_proj", "v_proj"}));
@@ -919,6 +952,8 @@ TEST(PlanInspectTest, Json) {
   EXPECT_EQ(j["kernels"][1]["params"]["weight_format"], "dense");
   EXPECT_EQ(j["kernels"][1]["grid"], nlohmann::json::array({4, 1, 1}));
   EXPECT_EQ(j["programs"][0]["name"], "train_step");
+  EXPECT_EQ(j["programs"][0]["input_ports"], nlohmann::json::array({"tokens"}));
+  EXPECT_EQ(j["programs"][0]["output_ports"], nlohmann::json::array({"loss_sum"}));
   EXPECT_EQ(j["programs"][0]["launches"], 3);
   EXPECT_EQ(j["programs"][0]["recompute_launches"], 1);
   EXPECT_EQ(j["defaults"]["seed"], 42);
@@ -939,6 +974,28 @@ TEST(PlanInspectTest, ErrorsAreOneLine) {
   r = Lorart({"inspect", dir.Join("pytorch_model.bin")});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("not a train.bin: file identifier is "), std::string::npos) << r.err;
+}
+
+// The IR spells each port as the snake_case of its schema enumerator, and
+// the conversion goes both ways for every port.
+TEST(Ports, NamesRoundTrip) {
+  EXPECT_EQ(PortName(InputPort::SegmentIds), "segment_ids");
+  EXPECT_EQ(PortName(InputPort::Tokens), "tokens");
+  EXPECT_EQ(PortName(OutputPort::EwcPenalty), "ewc_penalty");
+  EXPECT_EQ(PortName(OutputPort::Logits), "logits");
+  for (InputPort p : schema::EnumValuesInputPort()) {
+    ASSERT_TRUE(ParseInputPort(PortName(p)).has_value()) << PortName(p);
+    EXPECT_EQ(*ParseInputPort(PortName(p)), p);
+    EXPECT_GE(RuleOf(p).rank, 0) << PortName(p);
+  }
+  for (OutputPort p : schema::EnumValuesOutputPort()) {
+    ASSERT_TRUE(ParseOutputPort(PortName(p)).has_value()) << PortName(p);
+    EXPECT_EQ(*ParseOutputPort(PortName(p)), p);
+  }
+  EXPECT_FALSE(ParseInputPort("input_ids").has_value());
+  EXPECT_FALSE(ParseInputPort("loss_sum").has_value());
+  EXPECT_FALSE(ParseOutputPort("tokens").has_value());
+  EXPECT_EQ(PortList(/*inputs=*/false).substr(0, 16), "loss_sum, count,");
 }
 
 }  // namespace

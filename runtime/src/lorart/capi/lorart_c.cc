@@ -15,6 +15,10 @@ struct lorart_session {
 
 namespace {
 
+using lorart::InputPort;
+using lorart::OutputPort;
+namespace programs = lorart::programs;
+
 thread_local std::string last_error;
 
 int Fail(const lorart::Status& st) {
@@ -35,23 +39,22 @@ lorart::Status Feed(lorart::Session& s, const char* program, const int32_t* toke
   size_t n = static_cast<size_t>(d.micro_batch()) * d.seq_len();
   if (!tokens || !positions || !targets || !mask)
     return lorart::InvalidArgumentError("tokens, positions, targets and loss_mask are required");
-  namespace in = lorart::inputs;
   // A packed plan needs segment ids.
-  if (!segments && lorart::HasInput(s.plan(), program, in::kSegmentIds))
+  if (!segments && lorart::HasInput(s.plan(), program, InputPort::SegmentIds))
     return lorart::InvalidArgumentError("this plan packs sequences: segment_ids is required");
   return lorart::FeedInputs(&s, program,
-                            {{in::kTokens, tokens, n * 4},
-                             {in::kPositions, positions, n * 4},
-                             {in::kSegmentIds, segments, n * 4, /*optional=*/true},
-                             {in::kTargets, targets, n * 4},
-                             {in::kLossMask, mask, n}});
+                            {{InputPort::Tokens, tokens, n * 4},
+                             {InputPort::Positions, positions, n * 4},
+                             {InputPort::SegmentIds, segments, n * 4, /*optional=*/true},
+                             {InputPort::Targets, targets, n * 4},
+                             {InputPort::LossMask, mask, n}});
 }
 
 lorart::Status Step(lorart::Session& s, const char* program, uint64_t seed, double* loss,
                     double* count) {
   LORA_RETURN_IF_ERROR(s.Run(program, seed));
-  LORA_ASSIGN_OR_RETURN(double l, s.GetScalar(program, "loss_sum"));
-  LORA_ASSIGN_OR_RETURN(double c, s.GetScalar(program, "count"));
+  LORA_ASSIGN_OR_RETURN(double l, s.GetScalar(program, OutputPort::LossSum));
+  LORA_ASSIGN_OR_RETURN(double c, s.GetScalar(program, OutputPort::Count));
   if (loss) *loss = l;
   if (count) *count = c;
   return lorart::OkStatus();
@@ -128,20 +131,20 @@ int lorart_train_step(lorart_session* s, const int32_t* tokens, const int32_t* p
                       const int32_t* segment_ids, const int32_t* targets, const uint8_t* loss_mask,
                       uint64_t step_seed, double* loss_sum, double* count) {
   if (!s) return Fail(lorart::InvalidArgumentError("lorart_train_step: NULL session"));
-  lorart::Status st = Feed(*s->session, "train_step", tokens, positions, segment_ids, targets,
-                           loss_mask);
+  lorart::Status st =
+      Feed(*s->session, programs::kTrainStep, tokens, positions, segment_ids, targets, loss_mask);
   if (!st.ok()) return Fail(st);
-  return Check(Step(*s->session, "train_step", step_seed, loss_sum, count));
+  return Check(Step(*s->session, programs::kTrainStep, step_seed, loss_sum, count));
 }
 
 int lorart_eval_step(lorart_session* s, const int32_t* tokens, const int32_t* positions,
                      const int32_t* segment_ids, const int32_t* targets, const uint8_t* loss_mask,
                      double* loss_sum, double* count) {
   if (!s) return Fail(lorart::InvalidArgumentError("lorart_eval_step: NULL session"));
-  lorart::Status st = Feed(*s->session, "eval_step", tokens, positions, segment_ids, targets,
-                           loss_mask);
+  lorart::Status st =
+      Feed(*s->session, programs::kEvalStep, tokens, positions, segment_ids, targets, loss_mask);
   if (!st.ok()) return Fail(st);
-  return Check(Step(*s->session, "eval_step", 0, loss_sum, count));
+  return Check(Step(*s->session, programs::kEvalStep, 0, loss_sum, count));
 }
 
 int lorart_optimizer_step(lorart_session* s, float lr, int64_t step, double token_count,
@@ -149,12 +152,15 @@ int lorart_optimizer_step(lorart_session* s, float lr, int64_t step, double toke
   if (!s) return Fail(lorart::InvalidArgumentError("lorart_optimizer_step: NULL session"));
   if (step < 1) return Fail(lorart::InvalidArgumentError("lorart_optimizer_step: step must be >= 1"));
   lorart::Session& x = *s->session;
-  lorart::Status st = x.SetScalar("optimizer_step", "learning_rate", lr);
-  if (st.ok()) st = x.SetScalar("optimizer_step", "step", static_cast<float>(step));
-  if (st.ok()) st = x.SetScalar("optimizer_step", "token_count", static_cast<float>(token_count));
-  if (st.ok()) st = x.Run("optimizer_step", 0);
+  lorart::Status st = x.SetScalar(programs::kOptimizerStep, InputPort::LearningRate, lr);
+  if (st.ok())
+    st = x.SetScalar(programs::kOptimizerStep, InputPort::Step, static_cast<float>(step));
+  if (st.ok())
+    st = x.SetScalar(programs::kOptimizerStep, InputPort::TokenCount,
+                     static_cast<float>(token_count));
+  if (st.ok()) st = x.Run(programs::kOptimizerStep, 0);
   if (!st.ok()) return Fail(st);
-  lorart::StatusOr<double> norm = x.GetScalar("optimizer_step", "grad_norm");
+  lorart::StatusOr<double> norm = x.GetScalar(programs::kOptimizerStep, OutputPort::GradNorm);
   if (!norm.ok()) return Fail(norm.status());
   if (grad_norm) *grad_norm = *norm;
   last_error.clear();

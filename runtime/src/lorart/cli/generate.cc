@@ -46,8 +46,9 @@ struct Generator {
         }
       std::fill(last.begin(), last.end(), static_cast<int32_t>(n - 1));
       LORA_RETURN_IF_ERROR(FeedLogitsStep(session, tok, pos, seg, last));
-      LORA_RETURN_IF_ERROR(session->Run("logits_step", 0));
-      LORA_RETURN_IF_ERROR(session->GetOutput("logits_step", "logits", logits.data(), logits.size() * 4));
+      LORA_RETURN_IF_ERROR(session->Run(programs::kLogitsStep, 0));
+      LORA_RETURN_IF_ERROR(session->GetOutput(programs::kLogitsStep, OutputPort::Logits,
+                                              logits.data(), logits.size() * 4));
       const float* row = logits.data();
       int32_t next = 0;
       if (temperature <= 0) {
@@ -143,7 +144,7 @@ Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
     LORA_RETURN_IF_ERROR(o->device.Apply(&so));
     std::unique_ptr<Session> s;
     LORA_RETURN_IF_ERROR(Session::Open(o->plan, so, &s));
-    if (!s->plan().FindProgram("logits_step"))
+    if (!s->plan().FindProgram(programs::kLogitsStep))
       return InvalidArgumentError(o->plan + ": the plan has no logits_step program (compile it "
                                             "with this lorac)");
     LORA_RETURN_IF_ERROR(s->BindWeights(o->base));

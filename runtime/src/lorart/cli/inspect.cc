@@ -18,6 +18,7 @@
 #include "lorart/cli/commands.h"
 #include "lorart/io/safetensors.h"
 #include "lorart/plan/plan.h"
+#include "lorart/plan/ports.h"
 
 namespace lorart {
 namespace cli {
@@ -345,9 +346,16 @@ Status PrintPlanJson(const InspectOptions& options, const Plan& plan, std::ostre
   OJson programs = OJson::array();
   for (uint32_t p = 0; p < plan.num_programs(); ++p) {
     const schema::Program& program = plan.program(p);
+    OJson in_ports = OJson::array(), out_ports = OJson::array();
+    if (program.input_ports())
+      for (InputPort port : *program.input_ports()) in_ports.push_back(PortName(port));
+    if (program.output_ports())
+      for (OutputPort port : *program.output_ports()) out_ports.push_back(PortName(port));
     programs.push_back({{"name", Raw(program.name())},
                         {"inputs", JsonList(program.inputs())},
+                        {"input_ports", std::move(in_ports)},
                         {"outputs", JsonList(program.outputs())},
+                        {"output_ports", std::move(out_ports)},
                         {"launches", Count(program.launches())},
                         {"recompute_launches", Recomputed(program)}});
   }

@@ -156,11 +156,11 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
     LORA_RETURN_IF_ERROR(s->BindWeights(o->base));
     LORA_RETURN_IF_ERROR(s->InitTrainable(1));
     const Plan& plan = s->plan();
-    std::vector<std::string> programs = o->programs;
-    if (programs.empty())
-      for (const char* name : {"train_step", "optimizer_step"})
-        if (plan.FindProgram(name)) programs.push_back(name);
-    if (programs.empty()) return InvalidArgumentError(o->plan + ": no program to profile");
+    std::vector<std::string> names = o->programs;
+    if (names.empty())
+      for (const char* name : {programs::kTrainStep, programs::kOptimizerStep})
+        if (plan.FindProgram(name)) names.push_back(name);
+    if (names.empty()) return InvalidArgumentError(o->plan + ": no program to profile");
     std::vector<cpu::KernelParams> params(plan.num_kernels());
     for (uint32_t k = 0; k < plan.num_kernels(); ++k)
       LORA_RETURN_IF_ERROR(cpu::KernelParamsFromPlan(plan.kernel(k), &params[k]));
@@ -171,7 +171,7 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
                              {"micro_batch", plan.defaults().micro_batch()},
                              {"seq_len", plan.defaults().seq_len()},
                              {"programs", nlohmann::json::object()}};
-    for (const std::string& name : programs) {
+    for (const std::string& name : names) {
       const schema::Program* prog = plan.FindProgram(name);
       if (!prog) return NotFoundError(StrFormat("the plan has no program '%s'", name.c_str()));
       const size_t n = prog->launches() ? prog->launches()->size() : 0;
@@ -180,11 +180,11 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
       for (int it = 0; it < o->warmup + o->iters; ++it) {
         // Inputs before every run: a program may reuse its inputs' arena
         // space once it has read them.
-        if (name == "optimizer_step") {
-          LORA_RETURN_IF_ERROR(s->SetScalar(name, "learning_rate", 1e-5f));
-          LORA_RETURN_IF_ERROR(s->SetScalar(name, "step", 1.0f));
+        if (name == programs::kOptimizerStep) {
+          LORA_RETURN_IF_ERROR(s->SetScalar(name, InputPort::LearningRate, 1e-5f));
+          LORA_RETURN_IF_ERROR(s->SetScalar(name, InputPort::Step, 1.0f));
           LORA_RETURN_IF_ERROR(
-              s->SetScalar(name, "token_count", static_cast<float>(batch.target_tokens)));
+              s->SetScalar(name, InputPort::TokenCount, static_cast<float>(batch.target_tokens)));
         } else if (name != "logits") {
           LORA_RETURN_IF_ERROR(FeedBatch(s.get(), name, batch), "feeding %s", name.c_str());
         }
@@ -196,7 +196,7 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
         for (size_t i = 0; i < n && i < ms.size(); ++i) per_launch[i].push_back(ms[i]);
       }
       // A skipped update must not leave the gradients growing run after run.
-      if (name == "train_step") LORA_RETURN_IF_ERROR(s->ZeroGradients());
+      if (name == programs::kTrainStep) LORA_RETURN_IF_ERROR(s->ZeroGradients());
       std::vector<LaunchStats> launches;
       double total = 0, flops = 0;
       for (size_t i = 0; i < n; ++i) {

@@ -182,7 +182,8 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> train,
                           LoadData(o->data, *l.tokenizer, train_opts));
     LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *train));
-    if (!o->replay.empty() && train_opts.preference && !HasInput(plan, "train_step", inputs::kReplayMask))
+    if (!o->replay.empty() && train_opts.preference &&
+        !HasInput(plan, programs::kTrainStep, InputPort::ReplayMask))
       return InvalidArgumentError(o->plan + ": --replay with a DPO plan needs a replay loss in "
                                             "it: compile with --dpo-replay-weight W");
     if (!o->replay.empty()) {

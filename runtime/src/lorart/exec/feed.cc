@@ -2,19 +2,15 @@
 
 namespace lorart {
 
-bool HasInput(const Plan& plan, const std::string& program, const char* name) {
-  const schema::Program* p = plan.FindProgram(program);
-  if (p && p->inputs())
-    for (uint32_t id : *p->inputs())
-      if (plan.tensor(id).name() && plan.tensor(id).name()->str() == name) return true;
-  return false;
+bool HasInput(const Plan& plan, const std::string& program, schema::InputPort port) {
+  return plan.FindInput(program, port) >= 0;
 }
 
 Status FeedInputs(Session* s, const std::string& program,
                   std::initializer_list<InputData> inputs) {
   for (const InputData& in : inputs) {
-    if (in.optional && !HasInput(s->plan(), program, in.name)) continue;
-    LORA_RETURN_IF_ERROR(s->SetInput(program, in.name, in.data, in.bytes));
+    if (in.optional && !HasInput(s->plan(), program, in.port)) continue;
+    LORA_RETURN_IF_ERROR(s->SetInput(program, in.port, in.data, in.bytes));
   }
   return OkStatus();
 }
@@ -22,11 +18,12 @@ Status FeedInputs(Session* s, const std::string& program,
 Status FeedLogitsStep(Session* s, const std::vector<int32_t>& tokens,
                       const std::vector<int32_t>& positions, const std::vector<int32_t>& segments,
                       const std::vector<int32_t>& last_index) {
-  return FeedInputs(s, "logits_step",
-                    {{inputs::kTokens, tokens.data(), tokens.size() * 4},
-                     {inputs::kPositions, positions.data(), positions.size() * 4},
-                     {inputs::kSegmentIds, segments.data(), segments.size() * 4, /*optional=*/true},
-                     {inputs::kLastIndex, last_index.data(), last_index.size() * 4}});
+  using P = schema::InputPort;
+  return FeedInputs(s, programs::kLogitsStep,
+                    {{P::Tokens, tokens.data(), tokens.size() * 4},
+                     {P::Positions, positions.data(), positions.size() * 4},
+                     {P::SegmentIds, segments.data(), segments.size() * 4, /*optional=*/true},
+                     {P::LastIndex, last_index.data(), last_index.size() * 4}});
 }
 
 }  // namespace lorart

@@ -1,7 +1,7 @@
 // One feeder for every caller that binds data to a program's inputs (the
-// trainer, the C API, generate, merge's check): the input names come from
-// lorart/plan/program_inputs.h, and what a program lacks is decided here,
-// once.
+// trainer, the C API, generate, merge's check): inputs are bound by their
+// port (train.bin's Program.input_ports, lorart/plan/ports.h), and what a
+// program lacks is decided here, once.
 #ifndef LORART_EXEC_FEED_H_
 #define LORART_EXEC_FEED_H_
 
@@ -12,12 +12,12 @@
 
 #include "lorart/base/status.h"
 #include "lorart/exec/session.h"
-#include "lorart/plan/program_inputs.h"
+#include "lorart/plan/ports.h"
 
 namespace lorart {
 
 struct InputData {
-  const char* name;  // an inputs::k* name
+  schema::InputPort port;
   const void* data;
   size_t bytes;
   // Set when the program has this input, skipped when it has none (a plan
@@ -34,8 +34,8 @@ Status FeedLogitsStep(Session* s, const std::vector<int32_t>& tokens,
                       const std::vector<int32_t>& positions, const std::vector<int32_t>& segments,
                       const std::vector<int32_t>& last_index);
 
-// Whether `program` of `plan` takes the input `name`.
-bool HasInput(const Plan& plan, const std::string& program, const char* name);
+// Whether `program` of `plan` takes the input `port`.
+bool HasInput(const Plan& plan, const std::string& program, schema::InputPort port);
 
 }  // namespace lorart
 

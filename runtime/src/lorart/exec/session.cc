@@ -360,30 +360,38 @@ Status Session::SetTrainable(const std::string& name, const float* values, int64
   return OkStatus();
 }
 
-Status Session::FindProgramTensor(const std::string& program, const std::string& name,
-                                  bool input, uint32_t* id) const {
-  const schema::Program* p = plan_.FindProgram(program);
-  if (!p) return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
-  const auto* ids = input ? p->inputs() : p->outputs();
-  if (ids)
-    for (uint32_t t : *ids)
-      if (plan_.tensor(t).name() && plan_.tensor(t).name()->str() == name) {
-        *id = t;
-        return OkStatus();
-      }
-  return NotFoundError(StrFormat("program '%s' has no %s '%s'", program.c_str(),
-                                 input ? "input" : "output", name.c_str()));
+Status Session::FindInputTensor(const std::string& program, schema::InputPort port,
+                                uint32_t* id) const {
+  if (!plan_.FindProgram(program))
+    return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
+  const int64_t t = plan_.FindInput(program, port);
+  if (t < 0)
+    return NotFoundError(
+        StrFormat("program '%s' has no input '%s'", program.c_str(), PortName(port).c_str()));
+  *id = static_cast<uint32_t>(t);
+  return OkStatus();
 }
 
-Status Session::SetInput(const std::string& program, const std::string& name, const void* data,
+Status Session::FindOutputTensor(const std::string& program, schema::OutputPort port,
+                                 uint32_t* id) const {
+  if (!plan_.FindProgram(program))
+    return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
+  const int64_t t = plan_.FindOutput(program, port);
+  if (t < 0)
+    return NotFoundError(
+        StrFormat("program '%s' has no output '%s'", program.c_str(), PortName(port).c_str()));
+  *id = static_cast<uint32_t>(t);
+  return OkStatus();
+}
+
+Status Session::SetInput(const std::string& program, schema::InputPort port, const void* data,
                          size_t bytes) {
   uint32_t id;
-  LORA_RETURN_IF_ERROR(FindProgramTensor(program, name, true, &id));
+  LORA_RETURN_IF_ERROR(FindInputTensor(program, port, &id));
   if (bytes != plan_.tensor_bytes(id))
-    return InvalidArgumentError(StrFormat("%s input '%s' takes %llu bytes, got %zu",
-                                          program.c_str(), name.c_str(),
-                                          static_cast<unsigned long long>(plan_.tensor_bytes(id)),
-                                          bytes));
+    return InvalidArgumentError(StrFormat(
+        "%s input '%s' takes %llu bytes, got %zu", program.c_str(), PortName(port).c_str(),
+        static_cast<unsigned long long>(plan_.tensor_bytes(id)), bytes));
   if (plan_.tensor(id).storage() == schema::Storage::Arena)
     return executor_->Write(id, data, bytes);
   // A persistent input goes to the host copy, and to the device's when the
@@ -393,15 +401,14 @@ Status Session::SetInput(const std::string& program, const std::string& name, co
   return executor_->Write(id, data, bytes);
 }
 
-Status Session::GetOutput(const std::string& program, const std::string& name, void* data,
+Status Session::GetOutput(const std::string& program, schema::OutputPort port, void* data,
                           size_t bytes) const {
   uint32_t id;
-  LORA_RETURN_IF_ERROR(FindProgramTensor(program, name, false, &id));
+  LORA_RETURN_IF_ERROR(FindOutputTensor(program, port, &id));
   if (bytes != plan_.tensor_bytes(id))
-    return InvalidArgumentError(StrFormat("%s output '%s' has %llu bytes, asked for %zu",
-                                          program.c_str(), name.c_str(),
-                                          static_cast<unsigned long long>(plan_.tensor_bytes(id)),
-                                          bytes));
+    return InvalidArgumentError(StrFormat(
+        "%s output '%s' has %llu bytes, asked for %zu", program.c_str(), PortName(port).c_str(),
+        static_cast<unsigned long long>(plan_.tensor_bytes(id)), bytes));
   if (plan_.tensor(id).storage() == schema::Storage::Arena ||
       (!executor_->host_resident() && !host_current_))
     return executor_->Read(id, data, bytes);
@@ -409,16 +416,17 @@ Status Session::GetOutput(const std::string& program, const std::string& name, v
   return OkStatus();
 }
 
-Status Session::SetScalar(const std::string& program, const std::string& name, float value) {
-  return SetInput(program, name, &value, sizeof value);
+Status Session::SetScalar(const std::string& program, schema::InputPort port, float value) {
+  return SetInput(program, port, &value, sizeof value);
 }
 
-StatusOr<double> Session::GetScalar(const std::string& program, const std::string& name) const {
+StatusOr<double> Session::GetScalar(const std::string& program, schema::OutputPort port) const {
   uint32_t id;
-  LORA_RETURN_IF_ERROR(FindProgramTensor(program, name, false, &id));
+  LORA_RETURN_IF_ERROR(FindOutputTensor(program, port, &id));
   const TensorView& v = views_[id];
+  // The loader checked each port's dtype and rank (PortRule).
   if (v.numel() != 1)
-    return InvalidArgumentError(StrFormat("output '%s' is not a scalar", name.c_str()));
+    return InvalidArgumentError(StrFormat("output '%s' is not a scalar", PortName(port).c_str()));
   union {
     float f;
     int64_t i64;
@@ -428,10 +436,10 @@ StatusOr<double> Session::GetScalar(const std::string& program, const std::strin
     case schema::DType::F32:
     case schema::DType::I64:
     case schema::DType::I32:
-      LORA_RETURN_IF_ERROR(GetOutput(program, name, &value, plan_.tensor_bytes(id)));
+      LORA_RETURN_IF_ERROR(GetOutput(program, port, &value, plan_.tensor_bytes(id)));
       break;
     default:
-      return InvalidArgumentError(StrFormat("output '%s' is not a scalar", name.c_str()));
+      return InvalidArgumentError(StrFormat("output '%s' is not a scalar", PortName(port).c_str()));
   }
   switch (v.dtype) {
     case schema::DType::F32: return static_cast<double>(value.f);

@@ -29,6 +29,7 @@
 #include "lorart/exec/executor.h"
 #include "lorart/io/safetensors.h"
 #include "lorart/plan/plan.h"
+#include "lorart/plan/ports.h"
 
 namespace lorart {
 
@@ -93,13 +94,14 @@ class Session {
   // one, to `values` exactly (LoadAdapter in lorart/io/peft_adapter.h).
   Status SetTrainable(const std::string& name, const float* values, int64_t count);
 
-  // Program I/O by name ("tokens", "loss_sum", ...). Sizes must match.
-  Status SetInput(const std::string& program, const std::string& name, const void* data,
+  // Program I/O by port (Program.input_ports / output_ports, lorart/plan/
+  // ports.h); `program` is a programs::k* name. Sizes must match.
+  Status SetInput(const std::string& program, schema::InputPort port, const void* data,
                   size_t bytes);
-  Status GetOutput(const std::string& program, const std::string& name, void* data,
+  Status GetOutput(const std::string& program, schema::OutputPort port, void* data,
                    size_t bytes) const;
-  Status SetScalar(const std::string& program, const std::string& name, float value);
-  StatusOr<double> GetScalar(const std::string& program, const std::string& name) const;
+  Status SetScalar(const std::string& program, schema::InputPort port, float value);
+  StatusOr<double> GetScalar(const std::string& program, schema::OutputPort port) const;
 
   // Runs a program's launches in order; `step_seed` seeds dropout masks.
   // With `launch_ms`, each launch's time in milliseconds, in program order
@@ -146,8 +148,8 @@ class Session {
  private:
   Session() = default;
   Status Prepare(const SessionOptions& options);
-  Status FindProgramTensor(const std::string& program, const std::string& name, bool input,
-                           uint32_t* id) const;
+  Status FindInputTensor(const std::string& program, schema::InputPort port, uint32_t* id) const;
+  Status FindOutputTensor(const std::string& program, schema::OutputPort port, uint32_t* id) const;
   // A device executor: uploads host changes of persistent tensors before a
   // Run. A no-op when the executor is host-resident.
   Status SyncDevice();

@@ -180,10 +180,12 @@ Status CompareLogits(Session& ref, Session& merged, double* max_diff, double* ma
       last[r] = static_cast<int32_t>(std::max<int64_t>(0, (run + 1) * seq / 4 - 1 - r % 3));
     for (Session* s : {&ref, &merged}) {
       LORA_RETURN_IF_ERROR(FeedLogitsStep(s, tok, pos, seg, last));
-      LORA_RETURN_IF_ERROR(s->Run("logits_step", 0));
+      LORA_RETURN_IF_ERROR(s->Run(programs::kLogitsStep, 0));
     }
-    LORA_RETURN_IF_ERROR(ref.GetOutput("logits_step", "logits", a.data(), a.size() * 4));
-    LORA_RETURN_IF_ERROR(merged.GetOutput("logits_step", "logits", b.data(), b.size() * 4));
+    LORA_RETURN_IF_ERROR(
+        ref.GetOutput(programs::kLogitsStep, OutputPort::Logits, a.data(), a.size() * 4));
+    LORA_RETURN_IF_ERROR(
+        merged.GetOutput(programs::kLogitsStep, OutputPort::Logits, b.data(), b.size() * 4));
     for (size_t i = 0; i < a.size(); ++i) {
       if (!std::isfinite(a[i]) || !std::isfinite(b[i]))
         return InvalidArgumentError("--verify: a logit is not finite");
@@ -201,7 +203,7 @@ Status Verify(const MergeOptions& o, const std::string& merged_dir,
   so.num_threads = o.num_threads;
   std::unique_ptr<Session> ref, merged;
   LORA_RETURN_IF_ERROR(Session::Open(o.verify_plan, so, &ref));
-  if (!ref->plan().FindProgram("logits_step"))
+  if (!ref->plan().FindProgram(programs::kLogitsStep))
     return InvalidArgumentError(o.verify_plan + ": --verify needs a plan with a logits_step");
   for (uint32_t id = 0; id < ref->plan().num_tensors(); ++id)
     if (ref->plan().tensor(id).dtype() == schema::DType::NF4)

@@ -11,7 +11,10 @@ namespace lorart {
 // 2: EWC's Fisher tensors are marked by TensorInit Fisher and `of` (version 1
 // recognized them by an "ewc.fisher/" name prefix); LoRA initialization,
 // gradients and master copies come only from role/init/of.
-inline constexpr uint32_t kPlanFormatVersion = 2;
+// 3: each program declares what its inputs and outputs are
+// (Program.input_ports / output_ports); the runtime binds them by port, no
+// longer by tensor name.
+inline constexpr uint32_t kPlanFormatVersion = 3;
 
 }  // namespace lorart
 

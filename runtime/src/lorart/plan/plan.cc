@@ -7,6 +7,7 @@
 
 #include "lorart/base/strings.h"
 #include "lorart/plan/kernel_kinds.h"
+#include "lorart/plan/ports.h"
 
 namespace lorart {
 
@@ -102,6 +103,9 @@ class Validator {
   Status CheckModel() const;
   Status CheckLora() const;
   Status CheckDefaults() const;
+  template <typename Port>
+  Status CheckPorts(const std::string& where, const char* field, const char* ports_field,
+                    const fb::Vector<uint32_t>* ids, const fb::Vector<Port>* ports) const;
   Status CheckTensors(std::vector<uint64_t>* tensor_bytes,
                       std::unordered_map<std::string_view, uint32_t>* parameters) const;
   Status CheckKernels() const;
@@ -462,6 +466,42 @@ Status Validator::CheckIds(const std::string& where, const char* field,
   return OkStatus();
 }
 
+template <typename Port>
+Status Validator::CheckPorts(const std::string& where, const char* field, const char* ports_field,
+                             const fb::Vector<uint32_t>* ids, const fb::Vector<Port>* ports) const {
+  if (Size(ports) != Size(ids)) {
+    return Invalid(where + StrFormat(": field '%s' has %u entries for %u %s (one port per tensor)",
+                                     ports_field, Size(ports), Size(ids), field));
+  }
+  std::vector<bool> seen;
+  for (uint32_t i = 0; i < Size(ids); ++i) {
+    const Port port = ports->Get(i);
+    if (!InRange(port)) {
+      return Invalid(where + StrFormat(": field '%s'[%u] has the value %d, which this lorart does "
+                                       "not know",
+                                       ports_field, i, AsInt(port)));
+    }
+    const size_t index = static_cast<size_t>(AsInt(port));
+    if (seen.size() <= index) seen.resize(index + 1);
+    if (seen[index]) {
+      return Invalid(
+          where + StrFormat(": field '%s' names '%s' twice", ports_field, PortName(port).c_str()));
+    }
+    seen[index] = true;
+    const uint32_t id = ids->Get(i);
+    const schema::Tensor& t = *plan_.tensors()->Get(id);
+    const PortRule rule = RuleOf(port);
+    const int rank = static_cast<int>(Size(t.shape()));
+    if (t.dtype() != rule.dtype || rank != rule.rank) {
+      return Invalid(where + StrFormat(": %s[%u] is ", field, i) + TensorLabel(id) + ", " +
+                     DTypeToString(t.dtype()) + StrFormat(" of rank %d, but '", rank) +
+                     PortName(port) + "' is " + DTypeToString(rule.dtype) +
+                     StrFormat(" of rank %d", rule.rank));
+    }
+  }
+  return OkStatus();
+}
+
 Status Validator::CheckPrograms(std::unordered_map<std::string_view, uint32_t>* programs) const {
   for (uint32_t p = 0; p < Size(plan_.programs()); ++p) {
     const schema::Program& program = *plan_.programs()->Get(p);
@@ -474,6 +514,10 @@ Status Validator::CheckPrograms(std::unordered_map<std::string_view, uint32_t>* 
     const std::string label = ProgramLabel(p);
     LORA_RETURN_IF_ERROR(CheckIds(label, "inputs", program.inputs()));
     LORA_RETURN_IF_ERROR(CheckIds(label, "outputs", program.outputs()));
+    LORA_RETURN_IF_ERROR(
+        CheckPorts(label, "inputs", "input_ports", program.inputs(), program.input_ports()));
+    LORA_RETURN_IF_ERROR(
+        CheckPorts(label, "outputs", "output_ports", program.outputs(), program.output_ports()));
     for (uint32_t l = 0; l < Size(program.launches()); ++l) {
       const schema::Launch& launch = *program.launches()->Get(l);
       const std::string where = label + StrFormat(": launch %u", l);
@@ -643,6 +687,30 @@ const schema::Program& Plan::program(uint32_t index) const {
 const schema::Program* Plan::FindProgram(std::string_view name) const {
   auto it = programs_.find(name);
   return it == programs_.end() ? nullptr : root_->programs()->Get(it->second);
+}
+
+namespace {
+
+template <typename Port>
+int64_t FindPort(const schema::Program* p, const fb::Vector<uint32_t>* ids,
+                 const fb::Vector<Port>* ports, Port port) {
+  if (!p) return -1;
+  // The loader checked that `ports` and `ids` have the same length.
+  for (uint32_t i = 0; i < Size(ports); ++i)
+    if (ports->Get(i) == port) return ids->Get(i);
+  return -1;
+}
+
+}  // namespace
+
+int64_t Plan::FindInput(std::string_view program, schema::InputPort port) const {
+  const schema::Program* p = FindProgram(program);
+  return p ? FindPort(p, p->inputs(), p->input_ports(), port) : -1;
+}
+
+int64_t Plan::FindOutput(std::string_view program, schema::OutputPort port) const {
+  const schema::Program* p = FindProgram(program);
+  return p ? FindPort(p, p->outputs(), p->output_ports(), port) : -1;
 }
 
 int64_t Plan::FindParameter(std::string_view name) const {

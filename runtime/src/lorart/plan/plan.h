@@ -76,6 +76,12 @@ class Plan {
   // Null when the plan has no program of that name.
   const schema::Program* FindProgram(std::string_view name) const;
 
+  // The tensor that program `program` takes as `port` / returns as `port`
+  // (Program.input_ports / output_ports): its id, or -1 when the plan has no
+  // such program or the program no such port.
+  int64_t FindInput(std::string_view program, schema::InputPort port) const;
+  int64_t FindOutput(std::string_view program, schema::OutputPort port) const;
+
   // The Frozen, Trainable or OptimizerState tensor bound by `name`: its id,
   // or -1.
   int64_t FindParameter(std::string_view name) const;

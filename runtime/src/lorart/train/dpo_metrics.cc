@@ -5,11 +5,11 @@
 namespace lorart {
 
 Status RewardSums::Add(const Session& session, const std::string& program) {
-  StatusOr<double> c = session.GetScalar(program, "chosen_rewards");
+  StatusOr<double> c = session.GetScalar(program, OutputPort::ChosenRewards);
   if (!c.ok()) return c.status().code() == StatusCode::kNotFound ? OkStatus() : c.status();
-  LORA_ASSIGN_OR_RETURN(double r, session.GetScalar(program, "rejected_rewards"));
-  LORA_ASSIGN_OR_RETURN(double a, session.GetScalar(program, "accuracy"));
-  LORA_ASSIGN_OR_RETURN(double m, session.GetScalar(program, "margin"));
+  LORA_ASSIGN_OR_RETURN(double r, session.GetScalar(program, OutputPort::RejectedRewards));
+  LORA_ASSIGN_OR_RETURN(double a, session.GetScalar(program, OutputPort::Accuracy));
+  LORA_ASSIGN_OR_RETURN(double m, session.GetScalar(program, OutputPort::Margin));
   present = true;
   chosen += *c;
   rejected += r;

@@ -42,10 +42,11 @@ Status EstimateFisher(Session* session, data::Dataset* dataset, int64_t max_batc
   for (int64_t i = 0; i < batches; ++i) {
     LORA_RETURN_IF_ERROR(dataset->GetBatch(0, i, &batch));
     LORA_RETURN_IF_ERROR(session->ZeroGradients());
-    LORA_RETURN_IF_ERROR(FeedBatch(session, "train_step", batch));
-    LORA_RETURN_IF_ERROR(session->Run("train_step", 0), "fisher batch %lld",
+    LORA_RETURN_IF_ERROR(FeedBatch(session, programs::kTrainStep, batch));
+    LORA_RETURN_IF_ERROR(session->Run(programs::kTrainStep, 0), "fisher batch %lld",
                          static_cast<long long>(i));
-    LORA_ASSIGN_OR_RETURN(double count, session->GetScalar("train_step", "count"));
+    LORA_ASSIGN_OR_RETURN(double count,
+                          session->GetScalar(programs::kTrainStep, OutputPort::Count));
     if (count <= 0) continue;
     LORA_ASSIGN_OR_RETURN(std::vector<Session::StateTensor> state, session->State());
     for (const Session::StateTensor& t : state) {

@@ -54,11 +54,11 @@ double ScheduledLearningRate(const TrainOptions& o, int64_t step, int64_t total)
 Status FeedBatch(Session* s, const std::string& program, const data::Batch& b) {
   LORA_RETURN_IF_ERROR(FeedInputs(
       s, program,
-      {{inputs::kTokens, b.tokens.data(), b.tokens.size() * 4},
-       {inputs::kPositions, b.positions.data(), b.positions.size() * 4},
-       {inputs::kSegmentIds, b.segment_ids.data(), b.segment_ids.size() * 4, /*optional=*/true},
-       {inputs::kTargets, b.targets.data(), b.targets.size() * 4},
-       {inputs::kLossMask, b.loss_mask.data(), b.loss_mask.size()}}));
+      {{InputPort::Tokens, b.tokens.data(), b.tokens.size() * 4},
+       {InputPort::Positions, b.positions.data(), b.positions.size() * 4},
+       {InputPort::SegmentIds, b.segment_ids.data(), b.segment_ids.size() * 4, /*optional=*/true},
+       {InputPort::Targets, b.targets.data(), b.targets.size() * 4},
+       {InputPort::LossMask, b.loss_mask.data(), b.loss_mask.size()}}));
   // A DPO plan takes the responses' ids and the pairs present; its data is
   // preference pairs (and only its).
   bool wants_pairs = s->plan().defaults().objective() &&
@@ -71,15 +71,15 @@ Status FeedBatch(Session* s, const std::string& program, const data::Batch& b) {
   if (!wants_pairs) return OkStatus();
   // Replayed general text packed beside the pairs: a plan compiled with
   // --dpo-replay-weight trains on it.
-  if (!HasInput(s->plan(), program, inputs::kReplayMask) &&
+  if (!HasInput(s->plan(), program, InputPort::ReplayMask) &&
       std::count(b.replay_mask.begin(), b.replay_mask.end(), 1) > 0)
     return InvalidArgumentError("the batches hold replayed text but the DPO plan has no "
                                 "replay loss: compile it with --dpo-replay-weight");
   return FeedInputs(
       s, program,
-      {{inputs::kSequenceIds, b.sequence_ids.data(), b.sequence_ids.size() * 4},
-       {inputs::kPairMask, b.pair_mask.data(), b.pair_mask.size()},
-       {inputs::kReplayMask, b.replay_mask.data(), b.replay_mask.size(), /*optional=*/true}});
+      {{InputPort::SequenceIds, b.sequence_ids.data(), b.sequence_ids.size() * 4},
+       {InputPort::PairMask, b.pair_mask.data(), b.pair_mask.size()},
+       {InputPort::ReplayMask, b.replay_mask.data(), b.replay_mask.size(), /*optional=*/true}});
 }
 
 Trainer::Trainer(Session* session, data::Dataset* train, data::Dataset* eval,
@@ -94,14 +94,14 @@ StatusOr<EvalResult> Trainer::Evaluate(Session* session, data::Dataset* dataset)
   data::Batch batch;
   for (int64_t i = 0; i < dataset->batches_per_epoch(); ++i) {
     LORA_RETURN_IF_ERROR(dataset->GetBatch(0, i, &batch));
-    LORA_RETURN_IF_ERROR(FeedBatch(session, "eval_step", batch));
-    LORA_RETURN_IF_ERROR(session->Run("eval_step", 0));
-    LORA_ASSIGN_OR_RETURN(double l, session->GetScalar("eval_step", "loss_sum"));
-    LORA_ASSIGN_OR_RETURN(double n, session->GetScalar("eval_step", "count"));
-    LORA_RETURN_IF_ERROR(result.rewards.Add(*session, "eval_step"));
+    LORA_RETURN_IF_ERROR(FeedBatch(session, programs::kEvalStep, batch));
+    LORA_RETURN_IF_ERROR(session->Run(programs::kEvalStep, 0));
+    LORA_ASSIGN_OR_RETURN(double l, session->GetScalar(programs::kEvalStep, OutputPort::LossSum));
+    LORA_ASSIGN_OR_RETURN(double n, session->GetScalar(programs::kEvalStep, OutputPort::Count));
+    LORA_RETURN_IF_ERROR(result.rewards.Add(*session, programs::kEvalStep));
     // An EWC plan's loss includes its penalty (once per token); the
     // evaluation reports the data's loss alone.
-    StatusOr<double> penalty = session->GetScalar("eval_step", "ewc_penalty");
+    StatusOr<double> penalty = session->GetScalar(programs::kEvalStep, OutputPort::EwcPenalty);
     if (penalty.ok()) l -= *penalty * n;
     loss += l;
     count += n;
@@ -170,16 +170,19 @@ Status Trainer::Run(TrainResult* result) {
     int64_t real = 0;
     for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
       LORA_RETURN_IF_ERROR(batcher_.Next(&batch));
-      LORA_RETURN_IF_ERROR(FeedBatch(session_, "train_step", batch));
-      LORA_RETURN_IF_ERROR(session_->Run("train_step", StepSeed(o_.seed, state_.step, micro)),
-                           "at step %lld", static_cast<long long>(state_.step));
-      LORA_ASSIGN_OR_RETURN(double l, session_->GetScalar("train_step", "loss_sum"));
-      LORA_ASSIGN_OR_RETURN(double n, session_->GetScalar("train_step", "count"));
-      LORA_RETURN_IF_ERROR(rewards.Add(*session_, "train_step"));
-      StatusOr<double> rs = session_->GetScalar("train_step", "replay_loss_sum");
+      LORA_RETURN_IF_ERROR(FeedBatch(session_, programs::kTrainStep, batch));
+      LORA_RETURN_IF_ERROR(
+          session_->Run(programs::kTrainStep, StepSeed(o_.seed, state_.step, micro)),
+          "at step %lld", static_cast<long long>(state_.step));
+      LORA_ASSIGN_OR_RETURN(double l,
+                            session_->GetScalar(programs::kTrainStep, OutputPort::LossSum));
+      LORA_ASSIGN_OR_RETURN(double n, session_->GetScalar(programs::kTrainStep, OutputPort::Count));
+      LORA_RETURN_IF_ERROR(rewards.Add(*session_, programs::kTrainStep));
+      StatusOr<double> rs = session_->GetScalar(programs::kTrainStep, OutputPort::ReplayLossSum);
       if (rs.ok()) {
         replay_sum += *rs;
-        LORA_ASSIGN_OR_RETURN(double rc, session_->GetScalar("train_step", "replay_count"));
+        LORA_ASSIGN_OR_RETURN(double rc,
+                              session_->GetScalar(programs::kTrainStep, OutputPort::ReplayCount));
         replay_count += rc;
       }
       loss_sum += l;
@@ -207,12 +210,15 @@ Status Trainer::Run(TrainResult* result) {
       continue;
     }
     double lr = ScheduledLearningRate(o_, state_.step, total);
-    LORA_RETURN_IF_ERROR(session_->SetScalar("optimizer_step", "learning_rate", static_cast<float>(lr)));
-    LORA_RETURN_IF_ERROR(
-        session_->SetScalar("optimizer_step", "step", static_cast<float>(state_.step + 1)));
-    LORA_RETURN_IF_ERROR(session_->SetScalar("optimizer_step", "token_count", static_cast<float>(count)));
-    LORA_RETURN_IF_ERROR(session_->Run("optimizer_step", 0));
-    LORA_ASSIGN_OR_RETURN(double grad_norm, session_->GetScalar("optimizer_step", "grad_norm"));
+    LORA_RETURN_IF_ERROR(session_->SetScalar(programs::kOptimizerStep, InputPort::LearningRate,
+                                             static_cast<float>(lr)));
+    LORA_RETURN_IF_ERROR(session_->SetScalar(programs::kOptimizerStep, InputPort::Step,
+                                             static_cast<float>(state_.step + 1)));
+    LORA_RETURN_IF_ERROR(session_->SetScalar(programs::kOptimizerStep, InputPort::TokenCount,
+                                             static_cast<float>(count)));
+    LORA_RETURN_IF_ERROR(session_->Run(programs::kOptimizerStep, 0));
+    LORA_ASSIGN_OR_RETURN(double grad_norm,
+                          session_->GetScalar(programs::kOptimizerStep, OutputPort::GradNorm));
     ++state_.step;
     state_.loss_mean += (loss - state_.loss_mean) / static_cast<double>(++state_.loss_count);
     last_loss = loss;
@@ -227,7 +233,7 @@ Status Trainer::Run(TrainResult* result) {
              "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f",
              static_cast<long long>(state_.step), loss, lr, grad_norm / std::max(count, 1.0),
              static_cast<long long>(tokens_seen), tps, elapsed);
-    StatusOr<double> penalty = session_->GetScalar("train_step", "ewc_penalty");
+    StatusOr<double> penalty = session_->GetScalar(programs::kTrainStep, OutputPort::EwcPenalty);
     std::string ewc = penalty.ok() ? StrFormat(", \"ewc_penalty\": %.6g", *penalty) : "";
     if (replay_count > 0)
       ewc += StrFormat(", \"replay_loss\": %.6g", replay_sum / replay_count);
