@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev nlohmann-json3-dev libcli11-dev
   libdnnl-dev ocl-icd-opencl-dev
   zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev
+  libxxhash-dev
 )
 
 missing=()
@@ -83,6 +84,20 @@ sys.exit(not (transformers.__file__.startswith('$HF5/') and transformers.__versi
   $SUDO /usr/bin/python3 -m pip install -q --no-deps --target "$HF5" --upgrade \
     "transformers==5.0.0" "peft==0.21.2" "accelerate==1.16.0" || \
     echo "setup: warning: transformers 5/peft could not be installed (the Qwen3 and transformers 5 cross-checks will be skipped)"
+fi
+
+# bitsandbytes, the reference of the NF4 cross-check (test/runtime/
+# nf4_bnb_test.cc, which skips without it), in a folder of its own (pip
+# --target, no dependencies: torch and numpy come from the system).
+BNB=/opt/lorac-bnb
+if ! PYTHONPATH=$BNB /usr/bin/python3 -c "
+import sys, bitsandbytes
+sys.exit(not (bitsandbytes.__file__.startswith('$BNB/') and bitsandbytes.__version__ == '0.50.2'))" \
+    2>/dev/null; then
+  echo "setup: installing bitsandbytes into $BNB (pip --target)"
+  $SUDO /usr/bin/python3 -m pip install -q --no-deps --target "$BNB" --upgrade \
+    "bitsandbytes==0.50.2" || \
+    echo "setup: warning: bitsandbytes could not be installed (the NF4 cross-check will be skipped)"
 fi
 
 if [ -e /usr/local/cuda/include/cuda.h ]; then

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 #include "lora/Dialect/Lora/IR/LoraDialect.h"
 #include "lora/Frontend/HFImporter.h"
+#include "lora/Support/SourceLimits.h"
 #include "lora/Transforms/ModelSummary.h"
 #include "lora/Transforms/Passes.h"
 #include "lora/Transforms/Rematerialize.h"
@@ -482,7 +483,9 @@ int runCompile() {
     auto file = openInputFile(compileInput, &err);
     if (!file)
       return error(compileInput + ": " + err);
-    sourceMgr.AddNewSourceBuffer(std::move(file), SMLoc());
+    unsigned id = sourceMgr.AddNewSourceBuffer(std::move(file), SMLoc());
+    if (lora::reportExcessiveNesting(sourceMgr, id))
+      return 1;
     module = parseSourceFile<ModuleOp>(sourceMgr, &ctx);
     if (!module)
       return 1;
@@ -597,6 +600,13 @@ int runCompile() {
     lorart::Status st = lorart::ParsePlan(*bytes, compileOutput, &check);
     if (!st.ok())
       return error("internal error: the plan does not load: " + st.message());
+    // The run machine may differ, but a plan too big for this one is worth
+    // a word (lorart run refuses it where it does not fit).
+    lorart::Status fits =
+        lorart::CheckPlanFitsHostMemory(check, /*arena_on_device=*/target == "cuda");
+    if (!fits.ok())
+      errs() << "lorac: warning: " << fits.message()
+             << " (on this machine; lorart run checks the machine it runs on)\n";
     if (int rc = writeFile(compileOutput,
                            [&](raw_ostream &os) { os << *bytes; }))
       return rc;
@@ -626,7 +636,9 @@ int runSummary() {
   auto file = openInputFile(summaryInput, &err);
   if (!file)
     return error(summaryInput + ": " + err);
-  sourceMgr.AddNewSourceBuffer(std::move(file), SMLoc());
+  unsigned id = sourceMgr.AddNewSourceBuffer(std::move(file), SMLoc());
+  if (lora::reportExcessiveNesting(sourceMgr, id))
+    return 1;
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &ctx);
   if (!module)
     return 1; // the parser or verifier printed the diagnostic

@@ -77,7 +77,8 @@ Emitted clipScaleKernel(const KernelDesc &d) {
   return emitted(elementwise("clip_scale", {"float", "float"}, {"float"}, 1,
                              format("  const float n = in1[0];\n"
                                     "  float coef = 1.f;\n"
-                                    "  if ({0:e}f > 0.f) coef = fminf(1.f, {0:e}f / (in0[0] / n + 1e-6f));\n"
+                                    "  if (!isfinite(in0[0])) coef = nanf(\"\");  // NaN: adamw skips\n"
+                                    "  else if ({0:e}f > 0.f) coef = fminf(1.f, {0:e}f / (in0[0] / n + 1e-6f));\n"
                                     "  out0[0] = coef / n;",
                                     {maxNorm}),
                              "f32"));
@@ -87,12 +88,16 @@ Emitted adamwKernel(const KernelDesc &d) {
   const auto &p = d.get<kernels::params::adamw>();
   std::string body = format(
       "  const float lr = in4[0], t = in5[0], scale = in6[0];\n"
+      "  if (!isfinite(scale)) {{  // a non-finite gradient (clip_scale): no update\n"
+      "    out0[i] = in0[i]; out1[i] = in2[i]; out2[i] = in3[i];\n"
+      "  } else {{\n"
       "  const float g = scale * in1[i];\n"
       "  const float m = {0:e}f * in2[i] + (1.f - {0:e}f) * g;\n"
       "  const float v = {1:e}f * in3[i] + (1.f - {1:e}f) * g * g;\n"
       "  const float mh = m / (1.f - powf({0:e}f, t)), vh = v / (1.f - powf({1:e}f, t));\n"
       "  out0[i] = in0[i] - lr * (mh / (sqrtf(vh) + {2:e}f) + {3:e}f * in0[i]);\n"
-      "  out1[i] = m;\n  out2[i] = v;",
+      "  out1[i] = m;\n  out2[i] = v;\n"
+      "  }",
       {p.beta1, p.beta2, p.eps, p.weight_decay});
   return emitted(elementwise("adamw", {"float", "float", "float", "float", "float", "float", "float"},
                              {"float", "float", "float"}, p.elements, body, "f32"));

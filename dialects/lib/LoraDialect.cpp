@@ -61,6 +61,32 @@ bool isStringArray(Attribute a) {
 }
 } // namespace
 
+namespace {
+/// In a lora model every lora.param of one name is one persistent tensor:
+/// its type agrees wherever it is declared (train.bin holds it once). (The
+/// role may differ: a program that only reads a trained weight, such as
+/// @logits_step, declares it frozen.)
+LogicalResult verifyParamsAgree(Operation *module) {
+  llvm::StringMap<ParamOp> first;
+  WalkResult r = module->walk([&](ParamOp p) {
+    auto [it, inserted] = first.try_emplace(p.getName(), p);
+    if (inserted)
+      return WalkResult::advance();
+    ParamOp q = it->second;
+    if (q.getType() == p.getType())
+      return WalkResult::advance();
+    InFlightDiagnostic d =
+        p.emitOpError() << "declares '" << p.getName() << "' as " << p.getType()
+                        << " (" << stringifyParamRole(p.getRole())
+                        << "), but it is " << q.getType() << " ("
+                        << stringifyParamRole(q.getRole()) << ") elsewhere";
+    d.attachNote(q.getLoc()) << "first declared here";
+    return WalkResult::interrupt();
+  });
+  return failure(r.wasInterrupted());
+}
+} // namespace
+
 LogicalResult LoraDialect::verifyOperationAttribute(Operation *op,
                                                     NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
@@ -161,7 +187,7 @@ LogicalResult LoraDialect::verifyOperationAttribute(Operation *op,
              << "attribute '" << name << "': num_attention_heads (" << heads
              << ") must be a multiple of num_key_value_heads (" << kvHeads
              << ")";
-    return success();
+    return verifyParamsAgree(op);
   }
 
   // lora.adapter_config: the PEFT LoraConfig the adapters were attached with.

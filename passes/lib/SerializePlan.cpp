@@ -15,6 +15,7 @@
 #include "lora/Transforms/Passes.h"
 #include "lorart/plan/format_version.h"
 #include "lorart/plan/ports.h"
+#include "lorart/plan/seal.h"
 #include "lorart/schema/train_bin_generated.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -132,8 +133,9 @@ public:
                                arenaT, kernelsVec, programsVec, defaults,
                                prov);
     sc::FinishSizePrefixedPlanBuffer(b, plan);
-    return std::string(reinterpret_cast<const char *>(b.GetBufferPointer()),
-                       b.GetSize());
+    // The checksum trailer makes any later change of a byte a load error.
+    return lorart::SealPlan(std::string_view(
+        reinterpret_cast<const char *>(b.GetBufferPointer()), b.GetSize()));
   }
 
 private:

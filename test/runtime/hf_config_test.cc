@@ -73,6 +73,20 @@ TEST(HfConfig, ErrorsNameTheFileAndTheKey) {
           "rope_theta": 10000, "rope_parameters": {"rope_type": "default", "rope_theta": 500000}})",
        "keys 'rope_theta' (10000) and 'rope_parameters.rope_theta' (500000) disagree"},
       {"{not json", "1:3: invalid JSON"},
+      // A number no double holds (nlohmann throws out_of_range for it, which
+      // used to abort lorac), absurd sizes, hostile nesting.
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 1e400})",
+       "invalid JSON: number overflow parsing '1e400'"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+          "num_hidden_layers": 1000000000000, "num_attention_heads": 4, "vocab_size": 100})",
+       "key 'num_hidden_layers' is 1000000000000, more than the largest supported value 1024"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 18446744073709551615})",
+       "key 'hidden_size' must be a positive integer, got 18446744073709551615"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 4294967296})",
+       "key 'vocab_size' is 4294967296, more than the largest supported value 16777216"},
+      {"{\"a\": " + std::string(100, '[') + std::string(100, ']') + "}",
+       "1:70: JSON nests deeper than 64 levels"},
   };
   for (const Case& c : cases) {
     std::string path = Config(c.body);

@@ -20,6 +20,7 @@
 
 #include "lorart/cli/main.h"
 #include "lorart/plan/ports.h"
+#include "lorart/plan/seal.h"
 #include "test_util.h"
 
 namespace lorart {
@@ -259,12 +260,15 @@ std::unique_ptr<s::PlanT> SamplePlan() {
   return plan;
 }
 
-// The bytes of a train.bin: size-prefixed, with the file identifier.
-std::string Pack(const s::PlanT& plan) {
+// The FlatBuffer of a train.bin: size-prefixed, with the file identifier.
+std::string PackUnsealed(const s::PlanT& plan) {
   flatbuffers::FlatBufferBuilder fbb;
   s::FinishSizePrefixedPlanBuffer(fbb, s::Plan::Pack(fbb, &plan));
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
+
+// The bytes of a train.bin: the FlatBuffer and its checksum trailer.
+std::string Pack(const s::PlanT& plan) { return SealPlan(PackUnsealed(plan)); }
 
 std::string SampleBytes() { return Pack(*SamplePlan()); }
 
@@ -477,10 +481,42 @@ TEST(PlanTest, WrongVersionWithIncompatibleLayout) {
   fbb1.AddElement<uint32_t>(s::Plan::VT_FORMAT_VERSION, 3, 0);
   fbb1.AddElement<uint32_t>(s::Plan::VT_MODEL, 12345, 0);
   fbb1.FinishSizePrefixed(flatbuffers::Offset<s::Plan>(fbb1.EndTable(start)), "LORA");
-  const std::string bytes1(reinterpret_cast<const char*>(fbb1.GetBufferPointer()),
-                           fbb1.GetSize());
+  const std::string bytes1 = SealPlan(std::string_view(
+      reinterpret_cast<const char*>(fbb1.GetBufferPointer()), fbb1.GetSize()));
   ExpectError(ParsePlan(bytes1, "plan.bin", &plan), StatusCode::kDataLoss,
               "corrupt train.bin: FlatBuffers verification failed");
+}
+
+// The checksum trailer: every single-bit flip anywhere in a plan is refused
+// before a field is read (the header's bytes get their own messages); a plan
+// without the trailer, or with a wrong one, is refused naming it.
+TEST(PlanTest, ChecksumCatchesEveryBitFlip) {
+  const std::string bytes = SampleBytes();
+  size_t by_checksum = 0;
+  for (size_t pos = 0; pos < bytes.size(); ++pos) {
+    for (int bit = 0; bit < 8; bit += 3) {
+      std::string flipped = bytes;
+      flipped[pos] ^= static_cast<char>(1u << bit);
+      Plan plan;
+      Status st = ParsePlan(flipped, "plan.bin", &plan);
+      ASSERT_FALSE(st.ok()) << "a flip of bit " << bit << " of byte " << pos << " loaded";
+      EXPECT_EQ(st.message().find('\n'), std::string::npos);
+      if (st.message().find("its checksum does not match its contents") != std::string::npos)
+        ++by_checksum;
+    }
+  }
+  // All but the flips in the size prefix, the identifier and the trailer's
+  // magic, which fail the framing checks first.
+  EXPECT_GE(by_checksum, 3 * (bytes.size() - 4 - 4 - 8) - 3 * 4);
+
+  Plan plan;
+  ExpectError(ParsePlan(PackUnsealed(*SamplePlan()), "plan.bin", &plan), StatusCode::kDataLoss,
+              "corrupt train.bin: the checksum trailer ('LORAXXH3' and the XXH3-64 of the plan, "
+              "16 bytes after the FlatBuffer) is missing");
+  std::string wrong = bytes;
+  wrong[wrong.size() - 1] ^= 1;
+  ExpectError(ParsePlan(wrong, "plan.bin", &plan), StatusCode::kDataLoss,
+              "corrupt train.bin: its checksum does not match its contents (stored ");
 }
 
 TEST(PlanTest, EveryPrefixIsRejected) {
@@ -504,12 +540,15 @@ TEST(PlanTest, EveryPrefixIsRejected) {
 // to walk, or is rejected with a one-line message. Crashes, sanitizer
 // reports and aborts fail the test.
 TEST(PlanTest, ByteFlipFuzz) {
-  std::vector<std::string> seeds = {SampleBytes()};
+  // The edits go into the FlatBuffer, which is then sealed (as a buggy
+  // writer would produce it): the checksum would catch every one of them
+  // (ChecksumCatchesEveryBitFlip), and this test is about what lies behind it.
+  std::vector<std::string> seeds = {PackUnsealed(*SamplePlan())};
   {
     auto full = SamplePlan();
     full->lora.reset();
     full->model->rope_scaling.reset();
-    seeds.push_back(Pack(*full));
+    seeds.push_back(PackUnsealed(*full));
   }
   std::mt19937_64 rng(20240611);
   auto below = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
@@ -537,6 +576,7 @@ TEST(PlanTest, ByteFlipFuzz) {
           break;
       }
     }
+    bytes = SealPlan(bytes);
     Plan plan;
     Status status = ParsePlan(bytes, "fuzz.bin", &plan);
     if (status.ok()) {
@@ -658,6 +698,20 @@ const SemanticCase kSemanticCases[] = {
      "programs 0 and 2 are both named 'train_step'"},
     {"ProgramWithoutName", [](s::PlanT& p) { Program(p, 1).name = ""; }, kInvalid,
      "program 1: field 'name' is missing"},
+    // A twin of a Trainable tensor (moment, gradient, master copy) has its
+    // shape: the runtime copies element for element (a changed shape used to
+    // make InitTrainable write past the master copy).
+    {"TwinShapeDiffers", [](s::PlanT& p) { T(p, kLoraA).shape = {2097160, 8}; }, kInvalid,
+     "tensor 4 'adamw.m.lora_A': shape [2, 8] differs from the shape [2097160, 8] of tensor 2 "
+     "'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', which field 'of' names"},
+    {"GradientShapeDiffers", [](s::PlanT& p) { T(p, kGradA).shape = {8, 2}; }, kInvalid,
+     "tensor 5 'grad.lora_A': shape [8, 2] differs from the shape [2, 8]"},
+    {"MasterCopyNotF32",
+     [](s::PlanT& p) {
+       T(p, kMomentA).init = s::TensorInit::CopyOfOwner;
+       T(p, kMomentA).dtype = s::DType::BF16;
+     },
+     kInvalid, "tensor 4 'adamw.m.lora_A': init CopyOfOwner makes an F32 copy, but the dtype is BF16"},
     // Program signatures (format version 3).
     {"PortsMissing", [](s::PlanT& p) { Program(p, 0).input_ports.clear(); }, kInvalid,
      "program 'train_step': field 'input_ports' has 0 entries for 1 inputs (one port per "
@@ -840,6 +894,8 @@ TEST(PlanTest, UnknownParamType) {
   const uint8_t* field = table->GetAddressOf(s::KernelParam::VT_VALUE_TYPE);
   ASSERT_NE(field, nullptr);
   bytes[field - plan.data()] = 9;
+  // Resealed, as a writer with that bug would produce it.
+  bytes = SealPlan(std::string_view(bytes).substr(0, bytes.size() - kPlanTrailerBytes));
   ExpectError(ParsePlan(bytes, "plan.bin", &plan), kInvalid,
               "kernel 0 'embedding_fwd': param 'vocab': field 'value' has the type 9, which this "
               "lorart does not know");
@@ -968,8 +1024,11 @@ TEST(PlanInspectTest, ErrorsAreOneLine) {
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.err, "lorart: error: " + dir.Join("cut.bin") +
                        ": truncated train.bin: the size prefix says " +
-                       std::to_string(bytes.size() - 4) + " bytes follow it, the file has " +
-                       std::to_string(bytes.size() / 2 - 4) + " (is the file truncated?)\n");
+                       std::to_string(bytes.size() - 4 - kPlanTrailerBytes) +
+                       " bytes follow it, and the 16-byte checksum trailer after them; the file "
+                       "has " +
+                       std::to_string(bytes.size() / 2 - 4) + " after the prefix (is the file "
+                       "truncated?)\n");
   WriteFile(dir.Join("pytorch_model.bin"), "PK\x03\x04 not a plan at all");
   r = Lorart({"inspect", dir.Join("pytorch_model.bin")});
   EXPECT_EQ(r.code, 1);

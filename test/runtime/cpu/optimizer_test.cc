@@ -4,6 +4,7 @@
 // (separate and in-place outputs), and the errors for bad operands.
 #include <cmath>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -81,8 +82,13 @@ TEST(OptimizerTest, ClipScaleCases) {
   EXPECT_FLOAT_EQ(ClipScale(0.0, 1e6f, 8.0f), 0.125f);
   // Exactly at the threshold the 1e-6 keeps it (just) below 1.
   EXPECT_FLOAT_EQ(ClipScale(1.0, 3.0f, 3.0f), float(1.0 / (1.0 + 1e-6) / 3.0));
-  // A NaN norm gives a NaN scale.
-  EXPECT_TRUE(std::isnan(ClipScale(1.0, std::numeric_limits<float>::quiet_NaN(), 2.0f)));
+  // A NaN or infinite norm gives a NaN scale (adamw then skips), with or
+  // without clipping: an infinite norm used to clip to a scale of 0 (decay
+  // still applied) or, unclipped, to feed Inf into the update.
+  for (double max_norm : {1.0, 0.0}) {
+    EXPECT_TRUE(std::isnan(ClipScale(max_norm, std::numeric_limits<float>::quiet_NaN(), 2.0f)));
+    EXPECT_TRUE(std::isnan(ClipScale(max_norm, std::numeric_limits<float>::infinity(), 2.0f)));
+  }
   // No target tokens.
   for (float bad : {0.0f, -1.0f, std::numeric_limits<float>::quiet_NaN()}) {
     Status s;
@@ -140,6 +146,35 @@ TEST(OptimizerTest, AdamWTwoStepsByHand) {
   EXPECT_NEAR(v.get(0), 0.00049975, 1e-9);
   EXPECT_NEAR(m.get(1), -0.19, 1e-7);
   EXPECT_NEAR(v.get(1), 0.001999, 1e-9);
+}
+
+// A non-finite gradient scale (clip_scale's signal) leaves parameters and
+// moments exactly as they were, in place and into separate outputs.
+TEST(OptimizerTest, AdamWSkipsOnNonFiniteScale) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int64_t n = 37;
+  Owned p(DType::F32, {n}), g(DType::F32, {n}), m(DType::F32, {n}), v(DType::F32, {n});
+  for (int64_t i = 0; i < n; ++i) {
+    p.set(i, u(rng)), g.set(i, u(rng)), m.set(i, u(rng)), v.set(i, std::fabs(u(rng)));
+  }
+  const std::vector<float> p0 = p.floats(), m0 = m.floats(), v0 = v.floats();
+  Owned lr = Scalar(0.1f), st = Scalar(3.0f);
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    Owned scale = Scalar(bad);
+    Owned p2(DType::F32, {n}), m2(DType::F32, {n}), v2(DType::F32, {n});
+    ASSERT_TRUE(
+        RunKernel("adamw", AdamParams(n), {&p, &g, &m, &v, &lr, &st, &scale}, {&p2, &m2, &v2})
+            .ok());
+    EXPECT_EQ(p2.floats(), p0);
+    EXPECT_EQ(m2.floats(), m0);
+    EXPECT_EQ(v2.floats(), v0);
+    ASSERT_TRUE(
+        RunKernel("adamw", AdamParams(n), {&p, &g, &m, &v, &lr, &st, &scale}, {&p, &m, &v}).ok());
+    EXPECT_EQ(p.floats(), p0);
+    EXPECT_EQ(m.floats(), m0);
+    EXPECT_EQ(v.floats(), v0);
+  }
 }
 
 TEST(OptimizerTest, AdamWMatchesReferenceLoop) {

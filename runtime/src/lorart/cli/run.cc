@@ -30,7 +30,7 @@ struct Loaded {
 
 Status OpenAndBind(const std::string& plan, const std::string& base, const SessionOptions& so,
                    uint64_t seed, const std::string& init_adapter, Loaded* out,
-                   const std::string& fisher = "") {
+                   const std::string& fisher = "", bool allow_nonfinite = false) {
   LORA_RETURN_IF_ERROR(Session::Open(plan, so, &out->session));
   if (out->session->HasEwcPenalty() != !fisher.empty())
     return InvalidArgumentError(
@@ -38,8 +38,8 @@ Status OpenAndBind(const std::string& plan, const std::string& base, const Sessi
                                 "with --ewc-fisher FILE (from lorart fisher)"
                        : plan + ": --ewc-fisher needs a plan compiled with --ewc-lambda");
   if (!fisher.empty()) LORA_RETURN_IF_ERROR(out->session->BindFisher(fisher));
-  LORA_RETURN_IF_ERROR(out->session->BindWeights(base), "while binding weights from %s",
-                       base.c_str());
+  LORA_RETURN_IF_ERROR(out->session->BindWeights(base, allow_nonfinite),
+                       "while binding weights from %s", base.c_str());
   LORA_RETURN_IF_ERROR(out->session->InitTrainable(seed));
   if (!init_adapter.empty())
     LORA_RETURN_IF_ERROR(LoadAdapter(out->session.get(), init_adapter));
@@ -130,7 +130,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     double epochs = 1, lr = 0, min_lr = -1, spike = 5.0;
     uint64_t seed = 0;
     int threads = 0;
-    bool no_progress = false;
+    bool no_progress = false, allow_nonfinite = false;
   };
   auto o = std::make_shared<Options>();
   Command c;
@@ -169,12 +169,15 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   a->add_option("--threads", o->threads, "CPU threads (0: all)");
   o->device.Add(a);
   a->add_flag("--no-progress", o->no_progress, "Plain log lines instead of a progress bar");
+  a->add_flag("--allow-nonfinite-weights", o->allow_nonfinite,
+              "Bind base weights with NaN/Inf values (refused by default)");
   c.run = [o, &out]() -> Status {
     SessionOptions so;
     so.num_threads = o->threads;
     LORA_RETURN_IF_ERROR(o->device.Apply(&so));
     Loaded l;
-    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l, o->fisher));
+    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l, o->fisher,
+                                     o->allow_nonfinite));
     out << "device: " << l.session->DeviceDescription() << "\n";
     const Plan& plan = l.session->plan();
     LORA_ASSIGN_OR_RETURN(data::DataOptions train_opts,

@@ -4,6 +4,7 @@
 // computed by the plan, so these kernels hold no state.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "lorart/cpu/kernel.h"
@@ -93,8 +94,10 @@ Status ClipScale(const KernelContext&, const KernelParams& p, const std::vector<
                   p.kind().c_str(), static_cast<double>(count)));
   const double n = count, mean_norm = static_cast<double>(norm) / n;
   double clip = 1.0;
-  if (std::isnan(mean_norm)) {
-    clip = mean_norm;
+  if (!std::isfinite(mean_norm)) {
+    // A NaN or infinite gradient: the scale says so, and adamw then leaves
+    // every tensor as it is (the trainer counts the step as skipped).
+    clip = std::nan("");
   } else if (max_norm > 0.0) {
     clip = std::min(1.0, max_norm / (mean_norm + 1e-6));
   }
@@ -155,6 +158,13 @@ Status AdamW(const KernelContext& ctx, const KernelParams& p, const std::vector<
   float* P2 = out[0].as<float>();
   float* M2 = out[1].as<float>();
   float* V2 = out[2].as<float>();
+  if (!std::isfinite(gs)) {
+    // clip_scale's signal of a non-finite gradient: no update at all.
+    if (P2 != P) std::memmove(P2, P, sizeof(float) * static_cast<size_t>(n));
+    if (M2 != M) std::memmove(M2, M, sizeof(float) * static_cast<size_t>(n));
+    if (V2 != V) std::memmove(V2, V, sizeof(float) * static_cast<size_t>(n));
+    return OkStatus();
+  }
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) num_threads(Threads(ctx)) if (chunks > 4)

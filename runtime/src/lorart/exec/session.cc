@@ -9,6 +9,7 @@
 #include "lorart/cpu/executor.h"
 #include "lorart/cuda/executor.h"
 #include "lorart/cuda/nvrtc.h"
+#include "lorart/io/hf_config.h"
 #include "lorart/io/mapped_file.h"
 #include "lorart/io/safetensors.h"
 #include "lorart/quant/nf4.h"
@@ -115,6 +116,8 @@ Status Session::Prepare(const SessionOptions& options) {
     executor_ = std::move(gpu);
   }
 
+  LORA_RETURN_IF_ERROR(CheckPlanFitsHostMemory(plan_, device == DeviceKind::kCuda));
+
   uint32_t n = plan_.num_tensors();
   views_.resize(n);
   persistent_.resize(n);
@@ -205,11 +208,100 @@ StatusOr<DeviceKind> ParseDevice(const std::string& name, int* cuda_ordinal) {
                               name + "'");
 }
 
-Status Session::BindWeights(const std::string& model_dir) {
+namespace {
+
+// The first difference between the plan's model and the base directory's
+// config.json (if it has one), and any tensor of a layer the plan lacks.
+Status CheckBaseMatchesPlan(const Plan& plan, const std::string& model_dir,
+                            const SafetensorsModel& model) {
+  const schema::ModelConfig* m = &plan.model();
+  const std::string config_path = model_dir + "/config.json";
+  struct stat st;
+  if (::stat(config_path.c_str(), &st) == 0) {
+    StatusOr<hf::ModelConfig> parsed = hf::ParseModelConfig(config_path);
+    if (!parsed.ok()) {
+      Status st = parsed.status();
+      st.WithContext("while checking the base against the plan");
+      return st;
+    }
+    const hf::ModelConfig& c = *parsed;
+    auto differ = [&](const char* key, const std::string& base, const std::string& planned) {
+      return InvalidArgumentError(StrFormat(
+          "%s: %s is %s, but the plan was compiled for %s (a plan is tied to the base it was "
+          "compiled for: recompile it for this base)",
+          config_path.c_str(), key, base.c_str(), planned.c_str()));
+    };
+    const std::string arch = m->architecture() ? m->architecture()->str() : "";
+    const std::string base_arch = hf::ArchitectureName(c.architecture);
+    if (base_arch != arch) return differ("architecture", base_arch, arch);
+    const std::pair<const char*, std::pair<int64_t, uint64_t>> sizes[] = {
+        {"hidden_size", {c.hiddenSize, m->hidden_size()}},
+        {"intermediate_size", {c.intermediateSize, m->intermediate_size()}},
+        {"num_hidden_layers", {c.numHiddenLayers, m->num_hidden_layers()}},
+        {"num_attention_heads", {c.numAttentionHeads, m->num_attention_heads()}},
+        {"num_key_value_heads", {c.numKeyValueHeads, m->num_key_value_heads()}},
+        {"head_dim", {c.headDim, m->head_dim()}},
+        {"vocab_size", {c.vocabSize, m->vocab_size()}},
+    };
+    for (const auto& [key, v] : sizes)
+      if (static_cast<uint64_t>(v.first) != v.second)
+        return differ(key, std::to_string(v.first), std::to_string(v.second));
+    auto yes = [](bool b) { return std::string(b ? "true" : "false"); };
+    if (c.tieWordEmbeddings != m->tie_word_embeddings())
+      return differ("tie_word_embeddings", yes(c.tieWordEmbeddings), yes(m->tie_word_embeddings()));
+    if (c.attentionBias != m->attention_bias())
+      return differ("attention_bias", yes(c.attentionBias), yes(m->attention_bias()));
+    if (c.rmsNormEps != m->rms_norm_eps())
+      return differ("rms_norm_eps", StrFormat("%g", c.rmsNormEps),
+                    StrFormat("%g", m->rms_norm_eps()));
+    if (c.ropeTheta != m->rope_theta())
+      return differ("rope_theta", StrFormat("%g", c.ropeTheta), StrFormat("%g", m->rope_theta()));
+  }
+  // A base with more layers than the plan (and no config.json to say so).
+  const std::string prefix = "model.layers.";
+  for (const SafetensorsHeader& shard : model.shards)
+    for (const TensorInfo& info : shard.tensors) {
+      const std::string& name = info.name;
+      if (name.compare(0, prefix.size(), prefix) != 0) continue;
+      const uint64_t layer = std::strtoull(name.c_str() + prefix.size(), nullptr, 10);
+      if (layer >= m->num_hidden_layers())
+        return InvalidArgumentError(StrFormat(
+            "%s: tensor '%s' belongs to layer %llu, but the plan was compiled for %llu layers "
+            "(a plan is tied to the base it was compiled for: recompile it for this base)",
+            shard.path.c_str(), name.c_str(), static_cast<unsigned long long>(layer),
+            static_cast<unsigned long long>(m->num_hidden_layers())));
+    }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status CheckFiniteValues(const float* x, int64_t n, const std::string& what,
+                         const std::string& hint) {
+  bool bad = false;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) bad |= !std::isfinite(x[i]);
+  if (!bad) return OkStatus();
+  int64_t count = 0, first = -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) {
+      if (first < 0) first = i;
+      ++count;
+    }
+  return InvalidArgumentError(StrFormat("%s has %lld non-finite values (the first at element "
+                                        "%lld: %g)",
+                                        what.c_str(), static_cast<long long>(count),
+                                        static_cast<long long>(first),
+                                        static_cast<double>(x[first])) +
+                              hint);
+}
+
+Status Session::BindWeights(const std::string& model_dir, bool allow_nonfinite) {
   LORA_RETURN_IF_ERROR(BeginHostWrite());
   frozen_on_device_ = false;
   SafetensorsModel model;
   LORA_RETURN_IF_ERROR(OpenSafetensorsModelHeaders(model_dir, &model));
+  LORA_RETURN_IF_ERROR(CheckBaseMatchesPlan(plan_, model_dir, model));
   std::vector<MappedFile> files(model.shards.size());
   for (size_t i = 0; i < model.shards.size(); ++i)
     LORA_RETURN_IF_ERROR(files[i].Open(model.shards[i].path));
@@ -234,6 +326,11 @@ Status Session::BindWeights(const std::string& model_dir) {
     std::vector<float> tmp(static_cast<size_t>(count));
     std::string what = shard->path + ": tensor '" + name + "'";
     LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype, src, count, tmp.data(), what));
+    if (!allow_nonfinite)
+      LORA_RETURN_IF_ERROR(CheckFiniteValues(
+          tmp.data(), count, what,
+          "; a NaN or Inf weight trains to NaN (lorart run --allow-nonfinite-weights binds it "
+          "anyway)"));
     if (v.dtype == schema::DType::NF4) {
       StatusOr<Nf4Layout> layout =
           Nf4Layout::Make(count, v.nf4.block_size, v.nf4.double_quant_block);

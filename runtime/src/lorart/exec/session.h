@@ -41,6 +41,10 @@ enum class DeviceKind { kCpu, kCuda, kAuto };
 // other dtypes are an error naming `what`.
 Status DecodeFloats(lorart::DType src, const uint8_t* data, int64_t n, float* out,
                     const std::string& what);
+// OK when all `n` values are finite; else INVALID_ARGUMENT "<what> has N
+// non-finite values (the first at element i: nan)<hint>".
+Status CheckFiniteValues(const float* x, int64_t n, const std::string& what,
+                         const std::string& hint = "");
 
 // "cpu", "cuda", "cuda:N" (the GPU of ordinal N; "cuda" is "cuda:0") or
 // "auto" (GPU 0 when it can run the plan). `cuda_ordinal` (optional) gets N.
@@ -73,7 +77,14 @@ class Session {
   // directory's safetensors (one file or shards with an index), converting
   // bf16/f16/f32 to the plan's dtype or quantizing to NF4. Errors name the
   // directory and the tensor.
-  Status BindWeights(const std::string& model_dir);
+  //
+  // The plan is pinned to the base it was compiled for: when the directory
+  // has a config.json, its architecture and sizes must equal the plan's
+  // ModelConfig, and no safetensors tensor may belong to a layer the plan
+  // does not have; the error names the first difference. Every bound value
+  // must be finite (a NaN or Inf weight is an error naming the tensor, the
+  // count and the first index) unless `allow_nonfinite`.
+  Status BindWeights(const std::string& model_dir, bool allow_nonfinite = false);
   // A plan compiled with --ewc-lambda reads the diagonal Fisher of each
   // adapted weight as a frozen tensor with init Fisher whose `of` names the
   // weight, bound here from `lorart fisher`'s safetensors file (where it is

@@ -11,10 +11,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "lorart/base/strings.h"
+#include "lorart/io/json.h"
 
 using json = nlohmann::json;
 
@@ -48,27 +50,37 @@ StatusOr<json> loadJsonObject(const std::string &path) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string text = ss.str();
-  json j = json::parse(text.begin(), text.end(), nullptr,
-                       /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    // Re-parse with exceptions to learn where it failed.
-    try {
-      json discard = json::parse(text.begin(), text.end());
-      (void)discard;
-    } catch (const json::parse_error &e) {
-      size_t byte = e.byte > 0 ? e.byte - 1 : 0;
-      size_t line = 1, col = 1;
-      for (size_t i = 0; i < byte && i < text.size(); ++i) {
-        if (text[i] == '\n') {
-          ++line;
-          col = 1;
-        } else {
-          ++col;
-        }
+  // Where byte `offset` is, as "line:column".
+  auto where = [&](size_t offset) {
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i < offset && i < text.size(); ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
       }
-      return fail(path, Format("{0}:{1}: invalid JSON", {line, col}));
     }
-    return fail(path, "invalid JSON");
+    return Format("{0}:{1}", {line, col});
+  };
+  // Deep nesting is refused before parsing: the parsed value's destructor
+  // and every walk over it recurse.
+  size_t deep = 0;
+  if (JsonTooDeep(text, &deep))
+    return fail(path, Format("{0}: JSON nests deeper than {1} levels",
+                             {where(deep), kMaxJsonDepth}));
+  json j;
+  try {
+    j = json::parse(text.begin(), text.end());
+  } catch (const json::parse_error &e) {
+    return fail(path, where(e.byte > 0 ? e.byte - 1 : 0) + ": invalid JSON");
+  } catch (const json::exception &e) {
+    // e.g. out_of_range.406 "number overflow parsing '1e400'".
+    std::string reason = e.what();
+    size_t bracket = reason.find("] ");
+    if (bracket != std::string::npos)
+      reason.erase(0, bracket + 2);
+    return fail(path, "invalid JSON: " + reason);
   }
   if (!j.is_object())
     return fail(path, "expected a JSON object at the top level");
@@ -76,7 +88,8 @@ StatusOr<json> loadJsonObject(const std::string &path) {
 }
 
 std::string show(const json &v) {
-  std::string s = v.dump();
+  // Invalid UTF-8 in a string is shown replaced, never thrown.
+  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
   if (s.size() > 60)
     s = s.substr(0, 57) + "...";
   return s;
@@ -95,6 +108,31 @@ std::string num(double v) {
       break;
   }
   return buf;
+}
+
+/// The largest value accepted for an integer key: generous for every
+/// published model (Llama 3.1 405B: hidden 16384, 126 layers; Gemma:
+/// vocab 262144; 10M-token contexts), small enough that products of sizes
+/// stay far from overflow.
+int64_t sizeLimit(const char *key) {
+  static const std::pair<const char *, int64_t> kLimits[] = {
+      {"hidden_size", int64_t(1) << 17},
+      {"intermediate_size", int64_t(1) << 20},
+      {"num_hidden_layers", 1024},
+      {"num_attention_heads", 4096},
+      {"num_key_value_heads", 4096},
+      {"head_dim", 8192},
+      {"vocab_size", int64_t(1) << 24},
+      {"max_position_embeddings", int64_t(1) << 30},
+      {"original_max_position_embeddings", int64_t(1) << 30},
+      {"sliding_window", int64_t(1) << 30},
+      {"max_window_layers", 1024},
+      {"r", 65536},
+  };
+  for (const auto &[k, limit] : kLimits)
+    if (std::strcmp(k, key) == 0)
+      return limit;
+  return std::numeric_limits<int32_t>::max();
 }
 
 /// Typed access to keys of a JSON object with errors naming file and key.
@@ -127,6 +165,17 @@ public:
     if (!v.is_number_integer() || v.get<int64_t>() <= 0)
       return fail(path, Format("key '{0}' must be a positive integer, "
                                       "got {1}", {name(key), show(v)}));
+    return bounded(key, v);
+  }
+  /// Every size is bounded: a huge value would make the importer build
+  /// an endless graph or overflow a product of sizes.
+  StatusOr<int64_t> bounded(const char *key, const json &v) const {
+    const int64_t limit = sizeLimit(key);
+    if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(limit)
+                               : v.get<int64_t>() > limit)
+      return fail(path, Format("key '{0}' is {1}, more than the largest "
+                               "supported value {2}",
+                               {name(key), show(v), limit}));
     return v.get<int64_t>();
   }
   StatusOr<int64_t> nonNegativeIntOr(const char *key, int64_t dflt) const {
@@ -136,7 +185,7 @@ public:
     if (!v.is_number_integer() || v.get<int64_t>() < 0)
       return fail(path, Format("key '{0}' must be a non-negative "
                                       "integer, got {1}", {name(key), show(v)}));
-    return v.get<int64_t>();
+    return bounded(key, v);
   }
   StatusOr<double> positiveNumber(const char *key) const {
     if (!has(key))

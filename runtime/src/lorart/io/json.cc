@@ -6,13 +6,11 @@
 #include "lorart/base/strings.h"
 
 namespace lorart {
-namespace {
 
-// Finds the first byte at which brackets outside strings nest deeper than
-// kMaxJsonDepth. nlohmann's parser is iterative, but its DOM and every
-// recursive walk over it are not: bounding depth up front keeps hostile input
-// like "[[[[...]]]]" from exhausting the stack anywhere.
-bool FindTooDeep(std::string_view text, size_t* offset) {
+// nlohmann's parser is iterative, but its DOM and every recursive walk over it
+// are not: bounding depth up front keeps hostile input like "[[[[...]]]]" from
+// exhausting the stack anywhere.
+bool JsonTooDeep(std::string_view text, size_t* offset) {
   int depth = 0;
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -38,6 +36,8 @@ bool FindTooDeep(std::string_view text, size_t* offset) {
   }
   return false;
 }
+
+namespace {
 
 struct Frame {
   bool is_object;
@@ -76,7 +76,7 @@ std::string JsonSnippet(const Json& value, size_t max_bytes) {
 Status ParseJson(std::string_view text, const std::string& path, const char* what, Json* out) {
   *out = Json();
   size_t deep_at = 0;
-  if (FindTooDeep(text, &deep_at)) {
+  if (JsonTooDeep(text, &deep_at)) {
     return InvalidArgumentError(StrFormat("%s: %s nests deeper than %d levels at byte %zu",
                                           path.c_str(), what, kMaxJsonDepth, deep_at));
   }

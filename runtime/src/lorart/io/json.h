@@ -17,6 +17,12 @@ using Json = nlohmann::json;
 // Deepest nesting of arrays/objects accepted (the top-level value is depth 1).
 constexpr int kMaxJsonDepth = 64;
 
+// Whether brackets outside strings nest deeper than kMaxJsonDepth; `offset`
+// receives the byte where they first do. Check before parsing untrusted JSON
+// with nlohmann directly (ParseJson does): the parsed value's destructor and
+// every walk over it recurse.
+bool JsonTooDeep(std::string_view text, size_t* offset);
+
 // Parses `text` into `out`. Errors (INVALID_ARGUMENT) are one line, start with
 // "<path>: <what> ", and say why: "is not valid JSON: syntax error at byte 17
 // ...", "nests deeper than 64 levels at byte 130", "has a duplicate key

@@ -1,15 +1,20 @@
 #include "lorart/merge/merge.h"
 
-#include <cstdio>
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
+#include <regex>
 #include <set>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "lorart/base/strings.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
@@ -47,12 +52,83 @@ struct Adapter {
   std::map<std::string, Pair> modules;  // "model.layers.0.self_attn.q_proj" -> A, B
 
   // Decoded float values of a tensor of the adapter.
+  // The values of one tensor; a NaN or Inf is an error (it would go into
+  // every merged weight).
   Status Floats(const TensorInfo& t, std::vector<float>* out) const {
     out->resize(static_cast<size_t>(t.NumElements()));
-    return DecodeFloats(t.dtype, file.data() + header.DataOffset() + t.begin, t.NumElements(),
-                        out->data(), path + ": '" + t.name + "'");
+    const std::string what = path + ": '" + t.name + "'";
+    LORA_RETURN_IF_ERROR(DecodeFloats(t.dtype, file.data() + header.DataOffset() + t.begin,
+                                      t.NumElements(), out->data(), what));
+    return CheckFiniteValues(out->data(), t.NumElements(), what,
+                             " (was the adapter trained to NaN?)");
   }
 };
+
+// Every module of the safetensors must be one adapter_config.json targets
+// (target_modules as PEFT matches them, and layers_to_transform): PEFT loads
+// only those, so folding others would give a model the adapter never meant.
+Status CheckTargeted(const Adapter& a, const std::string& cfg_path) {
+  const Json& c = a.config;
+  std::vector<std::string> names;
+  std::optional<std::regex> pattern;
+  std::string shown;
+  if (c.contains("target_modules") && c["target_modules"].is_array()) {
+    for (const Json& t : c["target_modules"]) {
+      if (!t.is_string())
+        return InvalidArgumentError(cfg_path + ": target_modules must hold strings");
+      names.push_back(t.get<std::string>());
+    }
+    shown = JsonSnippet(c["target_modules"], 120);
+  } else if (c.contains("target_modules") && c["target_modules"].is_string()) {
+    const std::string t = c["target_modules"].get<std::string>();
+    shown = Quote(t);
+    if (t != "all-linear") {
+      try {
+        pattern.emplace(t, std::regex::ECMAScript);
+      } catch (const std::regex_error&) {
+        return InvalidArgumentError(cfg_path + ": target_modules " + shown +
+                                    " is not a regular expression lorart can read");
+      }
+    }
+  } else {
+    return InvalidArgumentError(cfg_path +
+                                ": field 'target_modules' is missing (a list of "
+                                "module names or a regular expression)");
+  }
+  std::vector<int64_t> layers;
+  if (c.contains("layers_to_transform") && !c["layers_to_transform"].is_null()) {
+    const Json& l = c["layers_to_transform"];
+    if (l.is_number_integer())
+      layers.push_back(l.get<int64_t>());
+    else if (l.is_array())
+      for (const Json& e : l)
+        if (e.is_number_integer()) layers.push_back(e.get<int64_t>());
+  }
+  for (const auto& [module, p] : a.modules) {
+    // PEFT: a list entry matches the module name's last component(s); a
+    // string is a full-match regular expression.
+    bool targeted = names.empty() && !pattern;  // "all-linear"
+    for (const std::string& n : names)
+      if (module == n ||
+          (module.size() > n.size() && module.compare(module.size() - n.size(), n.size(), n) == 0 &&
+           module[module.size() - n.size() - 1] == '.'))
+        targeted = true;
+    if (pattern && std::regex_match(module, *pattern)) targeted = true;
+    const std::string marker = ".layers.";
+    size_t at = module.find(marker);
+    if (targeted && !layers.empty() && at != std::string::npos) {
+      const int64_t layer = std::strtoll(module.c_str() + at + marker.size(), nullptr, 10);
+      targeted = std::find(layers.begin(), layers.end(), layer) != layers.end();
+    }
+    if (!targeted)
+      return InvalidArgumentError(StrFormat(
+          "%s: module '%s' is not targeted by %s (target_modules %s%s): PEFT would not load its "
+          "weights, so they are not merged either; fix the adapter's files",
+          a.path.c_str(), module.c_str(), cfg_path.c_str(), shown.c_str(),
+          layers.empty() ? "" : ", layers_to_transform"));
+  }
+  return OkStatus();
+}
 
 Status OpenAdapter(const std::string& dir, Adapter* a) {
   a->dir = dir;
@@ -100,6 +176,7 @@ Status OpenAdapter(const std::string& dir, Adapter* a) {
     (is_a ? p.a : p.b) = &t;
   }
   if (a->modules.empty()) return InvalidArgumentError(a->path + ": no LoRA tensors");
+  LORA_RETURN_IF_ERROR(CheckTargeted(*a, cfg_path));
   for (const auto& [module, p] : a->modules) {
     if (!p.a || !p.b)
       return InvalidArgumentError(StrFormat("%s: module '%s' has lora_%s but not lora_%s",

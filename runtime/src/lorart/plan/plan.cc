@@ -1,6 +1,9 @@
 #include "lorart/plan/plan.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -8,6 +11,7 @@
 #include "lorart/base/strings.h"
 #include "lorart/plan/kernel_kinds.h"
 #include "lorart/plan/ports.h"
+#include "lorart/plan/seal.h"
 
 namespace lorart {
 
@@ -45,6 +49,13 @@ bool InRange(E value) {
 template <typename E>
 int AsInt(E value) {
   return static_cast<int>(static_cast<std::underlying_type_t<E>>(value));
+}
+
+bool SameShape(const fb::Vector<int64_t>* a, const fb::Vector<int64_t>* b) {
+  if (Size(a) != Size(b)) return false;
+  for (uint32_t i = 0; i < Size(a); ++i)
+    if (a->Get(i) != b->Get(i)) return false;
+  return true;
 }
 
 bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
@@ -359,6 +370,20 @@ Status Validator::CheckTensors(std::vector<uint64_t>* tensor_bytes,
     } else if (!Empty(t.of())) {
       return Invalid(TensorLabel(id) + ": field 'of' is set but role is " +
                      RoleToString(t.role()));
+    }
+    if (Empty(t.of())) continue;
+    // A moment, gradient, master copy or Fisher is its owner's twin: the
+    // runtime copies and updates them element for element.
+    const uint32_t owner = parameters->at(View(t.of()));
+    const schema::Tensor& o = *plan_.tensors()->Get(owner);
+    if (!SameShape(t.shape(), o.shape())) {
+      return Invalid(TensorLabel(id) + ": shape " + PlanShapeToString(t.shape()) +
+                     " differs from the shape " + PlanShapeToString(o.shape()) + " of " +
+                     TensorLabel(owner) + ", which field 'of' names");
+    }
+    if (t.init() == schema::TensorInit::CopyOfOwner && t.dtype() != DType::F32) {
+      return Invalid(TensorLabel(id) + ": init CopyOfOwner makes an F32 copy, but the dtype is " +
+                     DTypeToString(t.dtype()));
     }
   }
   return OkStatus();
@@ -743,36 +768,61 @@ Status Plan::Init(std::string path) {
         "%s: train.bin is %zu bytes, more than the FlatBuffers limit of 2 GiB", path_.c_str(),
         size));
   }
+  // The FlatBuffer, then the checksum trailer (plan/seal.h).
   const uint64_t prefix = ReadU32(data);
-  if (prefix != size - 4) {
-    if (prefix > size - 4) {
-      return DataLossError(StrFormat(
-          "%s: truncated train.bin: the size prefix says %llu bytes follow it, the file has %zu "
-          "(is the file truncated?)",
-          path_.c_str(), static_cast<unsigned long long>(prefix), size - 4));
-    }
-    return DataLossError(StrFormat(
-        "%s: corrupt train.bin: the size prefix says %llu bytes follow it, the file has %zu",
-        path_.c_str(), static_cast<unsigned long long>(prefix), size - 4));
-  }
-  fb::Verifier verifier(data, size, kPlanMaxDepth, kPlanMaxTables);
-  if (!schema::VerifySizePrefixedPlanBuffer(verifier)) {
-    uint32_t version = 0;
-    if (ProbeFormatVersion(data, size, &version) && version != kPlanFormatVersion) {
-      return InvalidArgumentError(StrFormat(
-          "%s: train.bin format version %u, but this lorart reads format version %u (recompile "
-          "the plan with a lorac that writes version %u)",
-          path_.c_str(), version, kPlanFormatVersion, kPlanFormatVersion));
-    }
-    return DataLossError(path_ + ": corrupt train.bin: FlatBuffers verification failed");
-  }
-  const schema::Plan* root = schema::GetSizePrefixedPlan(data);
-  if (root->format_version() != kPlanFormatVersion) {
+  const bool trailer = size >= kHeaderBytes + kPlanTrailerBytes &&
+                       prefix == size - 4 - kPlanTrailerBytes &&
+                       std::memcmp(data + size - kPlanTrailerBytes, kPlanTrailerMagic, 8) == 0;
+  auto version_error = [&](uint32_t version) {
     return InvalidArgumentError(StrFormat(
         "%s: train.bin format version %u, but this lorart reads format version %u (recompile "
         "the plan with a lorac that writes version %u)",
-        path_.c_str(), root->format_version(), kPlanFormatVersion, kPlanFormatVersion));
+        path_.c_str(), version, kPlanFormatVersion, kPlanFormatVersion));
+  };
+  if (!trailer) {
+    if (prefix == size - 4) {
+      // A complete FlatBuffer without the trailer: a plan of an older format
+      // gets the version message, anything else the missing trailer's.
+      uint32_t version = 0;
+      if (ProbeFormatVersion(data, size, &version) && version != kPlanFormatVersion)
+        return version_error(version);
+      return DataLossError(path_ +
+                           ": corrupt train.bin: the checksum trailer ('LORAXXH3' and the "
+                           "XXH3-64 of the plan, 16 bytes after the FlatBuffer) is missing; "
+                           "write plans with lorart::SealPlan (docs/train-bin.md)");
+    }
+    if (prefix > size - 4 - std::min<size_t>(size - 4, kPlanTrailerBytes)) {
+      return DataLossError(StrFormat(
+          "%s: truncated train.bin: the size prefix says %llu bytes follow it, and the "
+          "16-byte checksum trailer after them; the file has %zu after the prefix (is the file "
+          "truncated?)",
+          path_.c_str(), static_cast<unsigned long long>(prefix), size - 4));
+    }
+    return DataLossError(StrFormat(
+        "%s: corrupt train.bin: the size prefix says %llu bytes follow it (then the 16-byte "
+        "checksum trailer), the file has %zu after the prefix",
+        path_.c_str(), static_cast<unsigned long long>(prefix), size - 4));
   }
+  const size_t body = size - kPlanTrailerBytes;
+  uint64_t stored = 0;
+  for (int i = 0; i < 8; ++i) stored |= static_cast<uint64_t>(data[body + 8 + i]) << (8 * i);
+  const uint64_t computed = Checksum(data, body);
+  if (stored != computed) {
+    return DataLossError(
+        path_ + ": corrupt train.bin: its checksum does not match its contents (stored " +
+        ChecksumHex(stored) + ", computed " + ChecksumHex(computed) +
+        "): the file changed after lorac wrote it (a flipped bit on disk or in transfer, an "
+        "edit); compile it again");
+  }
+  fb::Verifier verifier(data, body, kPlanMaxDepth, kPlanMaxTables);
+  if (!schema::VerifySizePrefixedPlanBuffer(verifier)) {
+    uint32_t version = 0;
+    if (ProbeFormatVersion(data, body, &version) && version != kPlanFormatVersion)
+      return version_error(version);
+    return DataLossError(path_ + ": corrupt train.bin: FlatBuffers verification failed");
+  }
+  const schema::Plan* root = schema::GetSizePrefixedPlan(data);
+  if (root->format_version() != kPlanFormatVersion) return version_error(root->format_version());
   Validator validator(path_, *root);
   LORA_RETURN_IF_ERROR(validator.Run(&tensor_bytes_, &parameters_, &programs_));
   root_ = root;
@@ -802,6 +852,62 @@ Status ParsePlan(std::string_view bytes, const std::string& name, Plan* out) {
   LORA_RETURN_IF_ERROR(plan.Init(name));
   *out = std::move(plan);
   return OkStatus();
+}
+
+namespace {
+
+// Bytes this process may still allocate: /proc/meminfo's MemAvailable, lowered
+// to the cgroup's memory.max - memory.current where one is set. 0: unknown.
+// LORART_AVAILABLE_MEMORY (bytes) overrides it (for tests).
+uint64_t AvailableHostBytes() {
+  if (const char* env = std::getenv("LORART_AVAILABLE_MEMORY"))
+    return std::strtoull(env, nullptr, 10);
+  uint64_t available = 0;
+  if (std::FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    unsigned long long kib = 0;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) available = kib * 1024;
+    std::fclose(f);
+  }
+  auto read_u64 = [](const char* path, uint64_t* out) {
+    std::FILE* f = std::fopen(path, "r");
+    if (!f) return false;
+    unsigned long long v = 0;
+    const bool ok = std::fscanf(f, "%llu", &v) == 1;  // "max" is no limit
+    std::fclose(f);
+    *out = v;
+    return ok;
+  };
+  uint64_t limit = 0, current = 0;
+  if (read_u64("/sys/fs/cgroup/memory.max", &limit) &&
+      read_u64("/sys/fs/cgroup/memory.current", &current)) {
+    const uint64_t room = limit > current ? limit - current : 0;
+    if (available == 0 || room < available) available = room;
+  }
+  return available;
+}
+
+}  // namespace
+
+// The plan's persistent tensors (weights, adapters, optimizer state) and, on
+// the CPU, its activation arena are allocated up front: a plan that cannot
+// fit is refused here, with the figures, instead of growing into the OOM
+// killer.
+Status CheckPlanFitsHostMemory(const Plan& plan, bool arena_on_device) {
+  uint64_t persistent = 0;
+  for (uint32_t id = 0; id < plan.num_tensors(); ++id)
+    if (plan.tensor(id).storage() != schema::Storage::Arena) persistent += plan.tensor_bytes(id);
+  const uint64_t arena = arena_on_device ? 0 : plan.arena().size();
+  const uint64_t needed = persistent + arena;
+  const uint64_t available = AvailableHostBytes();
+  if (available == 0 || needed <= available) return OkStatus();
+  return InvalidArgumentError(StrFormat(
+      "%s: the plan needs %s of memory (weights and training state %s, activations %s), but "
+      "%s is available: recompile it to fit (a smaller --micro-batch or --seq-len, --remat "
+      "layer or --remat auto with --memory-budget, --quantize-base nf4), or free memory",
+      plan.path().c_str(), HumanBytes(needed).c_str(), HumanBytes(persistent).c_str(),
+      HumanBytes(arena).c_str(), HumanBytes(available).c_str()));
 }
 
 }  // namespace lorart

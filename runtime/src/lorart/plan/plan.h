@@ -102,6 +102,13 @@ class Plan {
   std::unordered_map<std::string_view, uint32_t> programs_;
 };
 
+// OK when the plan's persistent tensors and (unless `arena_on_device`) its
+// activation arena fit the host memory available (MemAvailable, within the
+// cgroup's limit; LORART_AVAILABLE_MEMORY overrides it); else
+// INVALID_ARGUMENT with the figures and the flags that shrink a plan.
+// Session::Open calls it before allocating; lorac compile warns with it.
+Status CheckPlanFitsHostMemory(const Plan& plan, bool arena_on_device);
+
 // Maps and validates the train.bin at `path`. On error `out` is left empty
 // and the message starts with `path`.
 Status LoadPlan(const std::string& path, Plan* out);

@@ -19,6 +19,9 @@ namespace lorart {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
+// Applied steps in a row with a gradient norm of exactly 0 after which a run
+// is declared collapsed.
+constexpr int64_t kCollapseSteps = 3;
 
 uint64_t StepSeed(uint64_t seed, int64_t step, int64_t micro) {
   uint64_t z = seed ^ (static_cast<uint64_t>(step) * 0x9E3779B97F4A7C15ull) ^
@@ -123,15 +126,27 @@ Status Trainer::WriteMetrics(const std::string& line) {
 Status Trainer::Run(TrainResult* result) {
   const int64_t per_epoch = train_->batches_per_epoch();
   if (per_epoch <= 0) return InvalidArgumentError("the training set produced no batch");
-  int64_t total = o_.steps > 0 ? o_.steps
-                               : std::max<int64_t>(1, static_cast<int64_t>(std::ceil(
-                                                          o_.epochs * per_epoch / o_.grad_accum)));
-  if (!o_.output_dir.empty()) LORA_RETURN_IF_ERROR(MakeDirs(o_.output_dir));
+  int64_t total =
+      o_.steps > 0 ? o_.steps
+                   : std::max<int64_t>(
+                         1, static_cast<int64_t>(std::ceil(o_.epochs * per_epoch / o_.grad_accum)));
   if (!o_.resume_dir.empty()) {
     LORA_RETURN_IF_ERROR(LoadCheckpoint(o_.resume_dir, o_.seed, session_, &state_, &batcher_),
                          "while resuming from %s", o_.resume_dir.c_str());
     *log_ << "resumed from " << o_.resume_dir << " at step " << state_.step << "\n";
+    if (state_.step >= total)
+      return InvalidArgumentError(StrFormat(
+          "%s is at step %lld, which is not before the last step (%lld): nothing to train "
+          "(raise --steps or --epochs)",
+          o_.resume_dir.c_str(), static_cast<long long>(state_.step),
+          static_cast<long long>(total)));
   }
+  // Created once the inputs are known to be good: a refused resume writes
+  // nothing.
+  if (!o_.output_dir.empty()) LORA_RETURN_IF_ERROR(MakeDirs(o_.output_dir));
+  const int64_t first_step = state_.step;
+  int64_t applied = 0;        // updates applied in this run
+  int64_t zero_norm_run = 0;  // consecutive steps with a zero gradient norm
   auto start = std::chrono::steady_clock::now();
   int64_t tokens_seen = 0;
   double last_loss = 0;
@@ -191,22 +206,29 @@ Status Trainer::Run(TrainResult* result) {
     }
     double loss = count > 0 ? loss_sum / count : 0.0;
     bool spike = state_.loss_count >= 10 && loss > o_.spike_factor * state_.loss_mean;
-    if (count <= 0 || !std::isfinite(loss) || spike) {
-      // Skipped: the accumulated gradients are dropped, nothing is updated.
-      LORA_RETURN_IF_ERROR(session_->ZeroGradients());
+    // A skipped step: the accumulated gradients are dropped, nothing is
+    // updated; too many stop the run.
+    auto skip = [&](const char* why) -> Status {
       ++state_.skipped;
       char line[200];
       snprintf(line, sizeof line, "{\"step\": %lld, \"skipped\": true, \"loss\": %s}",
                static_cast<long long>(state_.step),
                std::isfinite(loss) ? std::to_string(loss).c_str() : "null");
       LORA_RETURN_IF_ERROR(WriteMetrics(line));
-      *log_ << "step " << state_.step << ": skipped (loss " << loss
-            << (spike ? ", a spike above the running mean" : "") << ")\n";
+      *log_ << "step " << state_.step << ": skipped (" << why << ")\n";
       if (state_.skipped > o_.max_skipped)
         return InvalidArgumentError(StrFormat(
-            "stopped: %lld steps skipped for non-finite or spiking loss (max %lld); lower --lr",
+            "stopped: %lld steps skipped for a non-finite or spiking loss or gradient (max %lld); "
+            "lower --lr, check the base weights and the data",
             static_cast<long long>(state_.skipped), static_cast<long long>(o_.max_skipped)));
       ++state_.step;
+      return OkStatus();
+    };
+    if (count <= 0 || !std::isfinite(loss) || spike) {
+      LORA_RETURN_IF_ERROR(session_->ZeroGradients());
+      LORA_RETURN_IF_ERROR(skip(count <= 0             ? "no target tokens"
+                                : !std::isfinite(loss) ? "the loss is not finite"
+                                                       : "a loss spike above the running mean"));
       continue;
     }
     double lr = ScheduledLearningRate(o_, state_.step, total);
@@ -219,6 +241,23 @@ Status Trainer::Run(TrainResult* result) {
     LORA_RETURN_IF_ERROR(session_->Run(programs::kOptimizerStep, 0));
     LORA_ASSIGN_OR_RETURN(double grad_norm,
                           session_->GetScalar(programs::kOptimizerStep, OutputPort::GradNorm));
+    if (!std::isfinite(grad_norm)) {
+      // A finite loss with a NaN/Inf gradient (a non-finite weight, an
+      // overflow): clip_scale flagged it, adamw left every tensor as it was,
+      // and the program zeroed the gradients.
+      LORA_RETURN_IF_ERROR(skip("the gradient norm is not finite"));
+      continue;
+    }
+    // A collapsed run (e.g. a learning rate so large that the logits
+    // saturate): the gradient is exactly zero step after step, and nothing
+    // more can be learned.
+    zero_norm_run = grad_norm == 0.0 ? zero_norm_run + 1 : 0;
+    if (zero_norm_run >= kCollapseSteps)
+      return InvalidArgumentError(StrFormat(
+          "stopped at step %lld: the gradient norm was exactly 0 for %lld steps in a row (loss "
+          "%.6g): training has collapsed; lower --lr (the last checkpoint, if any, is kept)",
+          static_cast<long long>(state_.step + 1), static_cast<long long>(kCollapseSteps), loss));
+    ++applied;
     ++state_.step;
     state_.loss_mean += (loss - state_.loss_mean) / static_cast<double>(++state_.loss_count);
     last_loss = loss;
@@ -270,6 +309,11 @@ Status Trainer::Run(TrainResult* result) {
                                               std::to_string(state_.step)));
   }
   if (o_.progress_bar) *log_ << "\n";
+  if (applied == 0 && state_.step > first_step)
+    return InvalidArgumentError(StrFormat(
+        "no update was applied: all %lld steps were skipped (non-finite or spiking loss or "
+        "gradient); nothing written; lower --lr, check the base weights and the data",
+        static_cast<long long>(state_.step - first_step)));
   LORA_RETURN_IF_ERROR(evaluate(state_.step));
   if (!o_.output_dir.empty()) {
     if (session_->plan().lora())

@@ -1196,3 +1196,21 @@ func.func @f(%a: tensor<4x64xf32>, %b: tensor<32x4xf32>, %fi: tensor<32x64xf32>,
   %0:2 = lora.ewc_penalty_grad %a, %b, %fi, %n, %d {lambda = 1.0 : f64, scaling = 2.0 : f64} : (tensor<4x64xf32>, tensor<32x4xf32>, tensor<32x64xf32>, tensor<i64>, tensor<f32>) -> (tensor<4x64xbf16>, tensor<32x4xf32>)
   return
 }
+
+// -----
+
+// In a lora model one name is one persistent tensor: two lora.param of the
+// same name must agree on type and role (the same type twice is fine).
+module attributes {lora.model = {architecture = "LlamaForCausalLM", hidden_size = 64 : i64, intermediate_size = 128 : i64, num_hidden_layers = 1 : i64, num_attention_heads = 4 : i64, num_key_value_heads = 2 : i64, head_dim = 16 : i64, vocab_size = 100 : i64, rms_norm_eps = 1.0e-05 : f64, rope_theta = 10000.0 : f64, tie_word_embeddings = true, attention_bias = false}} {
+  func.func @f() {
+    // expected-note @+1 {{first declared here}}
+    %0 = lora.param "w" frozen : tensor<4x8xf32>
+    %1 = lora.param "w" frozen : tensor<4x8xf32>
+    return
+  }
+  func.func @g() {
+    // expected-error @+1 {{declares 'w' as 'tensor<8x8xf32>' (frozen), but it is 'tensor<4x8xf32>' (frozen) elsewhere}}
+    %0 = lora.param "w" frozen : tensor<8x8xf32>
+    return
+  }
+}
