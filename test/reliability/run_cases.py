@@ -4,8 +4,9 @@ the message fragment and the files that must not be written.
 
 Every case is a row of CASES below: a setup that breaks one input, the
 command, the expected exit code (1: a clean error; never a signal), a
-fragment of the one-line error, and the paths that must not exist afterwards
-("nothing written"). docs/reliability.md lists the cases and the counts this
+fragment of the one-line error, the paths that must not exist afterwards
+("nothing written") and, optionally, a bound on the command's peak resident
+memory. docs/reliability.md lists the cases and the counts this
 script prints.
 
 usage: run_cases.py BIN_DIR SRC_ROOT WORK_DIR
@@ -28,6 +29,16 @@ def tool(name):
 
 def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, errors="replace", **kw)
+
+
+def run_measured(cmd):
+    """run(), and the command's peak resident memory in bytes (wait4)."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as p:
+        out = p.stdout.read()
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    r = subprocess.CompletedProcess(cmd, p.returncode, out.decode(errors="replace"), "")
+    return r, usage.ru_maxrss * 1024
 
 
 def must(cmd):
@@ -172,6 +183,24 @@ def setup_dup_param():
 """)
 
 
+BIG_LINE = 50 << 20  # one JSONL record of 50 MiB
+
+
+def setup_big_records():
+    # JSON escapes (\u, \n) stand for the non-ASCII text and the newlines.
+    words = ("Four score and seven years ago our fathers brought forth on this continent a "
+             r"new nation \u00fcber \u4e2d\u6587 \n").split(" ")
+    text = " ".join(words[i % len(words)] for i in range(BIG_LINE // 6))
+    write(w("big_text.jsonl"), '{"text": "%s"}\n' % text)
+    write(w("big_chat.jsonl"), '{"messages": [{"role": "user", "content": "Repeat."}, '
+                               '{"role": "assistant", "content": "%s"}]}\n' % text)
+
+
+def big_run(name):
+    return [tool("lorart"), "run", w("plan.bin"), "--data", w(name + ".jsonl"), "--no-progress",
+            "--threads", "2", "--base", w("model"), "--steps", "1", "-o", w(name + "_out")]
+
+
 def setup_config(name, **changes):
     def f():
         text = json.dumps(config_with(**changes))
@@ -183,6 +212,7 @@ def setup_config(name, **changes):
 
 
 # name, setup, command, rc, message fragment, paths that must not exist
+# [, peak resident memory bound in bytes]
 CASES = [
     ("config: hidden_size 1e400 (overflows a double)",
      setup_config("huge.json", hidden_size="RAW:1e400"),
@@ -277,17 +307,26 @@ CASES = [
      setup_narrow_targets,
      [tool("lorart"), "merge", "--base", w("model"), "--adapter", w("narrow_adapter"),
       "-o", w("merged_narrow")], 1, "is not targeted by", [w("merged_narrow")]),
+    # Not errors: a record far longer than a row trains on its first seq_len
+    # tokens, in memory a small multiple of the record (the file is mapped,
+    # the record parsed once, a prefix of it tokenized; docs/data.md).
+    ("data: one 50 MiB text record, memory bounded", setup_big_records,
+     big_run("big_text"), 0, "1 truncated to 32 tokens", [], 8 * BIG_LINE),
+    ("data: one 50 MiB chat reply, memory bounded", None,
+     big_run("big_chat"), 0, "1 truncated to 32 tokens", [], 8 * BIG_LINE),
 ]
 
 
 def main():
     failed = 0
-    for name, setup, cmd, rc, fragment, absent in CASES:
+    for name, setup, cmd, rc, fragment, absent, *bound in CASES:
         if setup:
             setup()
-        r = run(cmd)
+        r, peak = run_measured(cmd)
         out = r.stdout + r.stderr
         problems = []
+        if bound and peak > bound[0]:
+            problems.append("peak memory %d MiB, more than %d MiB" % (peak >> 20, bound[0] >> 20))
         if r.returncode != rc:
             problems.append("exit code %d, expected %d" % (r.returncode, rc))
         if fragment and fragment not in out:
@@ -298,7 +337,8 @@ def main():
             if os.path.exists(p):
                 problems.append("wrote %s" % p)
         status = "FAIL" if problems else "ok"
-        print("%-4s %s" % (status, name))
+        print("%-4s %s%s" % (status, name,
+                             " (peak %d MiB)" % (peak >> 20) if bound else ""))
         if problems:
             failed += 1
             print("     " + "; ".join(problems))

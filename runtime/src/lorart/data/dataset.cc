@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <utility>
 
@@ -132,12 +133,37 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::WithReplay(const Dataset& train,
   return ds;
 }
 
+namespace {
+
+// One record's example, tokenized one token past the row (Build counts it
+// as truncated and cuts it): a long record costs memory for seq_len tokens,
+// not for its length.
+Status AddRecord(const Record& record, const std::string& path, const Tokenizer& tokenizer,
+                 const DataOptions& options, DataStats* stats, std::vector<Example>* examples) {
+  ++stats->records;
+  ++stats->records_by_format[static_cast<int>(record.format)];
+  Example ex;
+  LORA_RETURN_IF_ERROR(RecordToExample(record, options.chat_template, options.objective, tokenizer,
+                                       &ex, options.seq_len + 1),
+                       "%s:%lld", path.c_str(), static_cast<long long>(record.line));
+  examples->push_back(std::move(ex));
+  return OkStatus();
+}
+
+}  // namespace
+
 StatusOr<std::unique_ptr<Dataset>> Dataset::Load(const std::string& path,
                                                  const Tokenizer& tokenizer,
                                                  const DataOptions& options) {
   LORA_RETURN_IF_ERROR(CheckOptions(options));
-  LORA_ASSIGN_OR_RETURN(std::vector<Record> records, ReadJsonl(path));
-  return FromRecords(records, path, tokenizer, options);
+  DataStats stats;
+  stats.path = path;
+  std::vector<Example> examples;
+  // One record in memory at a time (docs/data.md, "Long records").
+  LORA_RETURN_IF_ERROR(ForEachRecord(path, [&](Record& record) {
+    return AddRecord(record, path, tokenizer, options, &stats, &examples);
+  }));
+  return Build(std::move(examples), tokenizer.pad_id(), options, std::move(stats));
 }
 
 StatusOr<std::unique_ptr<Dataset>> Dataset::FromRecords(const std::vector<Record>& records,
@@ -150,13 +176,9 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::FromRecords(const std::vector<Record
   }
   DataStats stats;
   stats.path = path;
-  stats.records = static_cast<int64_t>(records.size());
-  std::vector<Example> examples(records.size());
-  for (size_t i = 0; i < records.size(); ++i) {
-    ++stats.records_by_format[static_cast<int>(records[i].format)];
-    LORA_RETURN_IF_ERROR(RecordToExample(records[i], options.chat_template, options.objective,
-                                         tokenizer, &examples[i]),
-                         "%s:%lld", path.c_str(), static_cast<long long>(records[i].line));
+  std::vector<Example> examples;
+  for (const Record& record : records) {
+    LORA_RETURN_IF_ERROR(AddRecord(record, path, tokenizer, options, &stats, &examples));
   }
   return Build(std::move(examples), tokenizer.pad_id(), options, std::move(stats));
 }
@@ -165,13 +187,29 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::LoadPreferences(const std::string& p
                                                             const Tokenizer& tokenizer,
                                                             const DataOptions& options) {
   LORA_RETURN_IF_ERROR(CheckOptions(options));
-  LORA_ASSIGN_OR_RETURN(std::vector<PreferenceRecord> records, ReadPreferenceJsonl(path));
-  return FromPreferences(records, path, tokenizer, options);
+  // One pair in memory at a time.
+  return PreferencesFrom(
+      [&](const std::function<Status(const PreferenceRecord&)>& add) {
+        return ForEachPreferenceRecord(path, [&](PreferenceRecord& r) { return add(r); });
+      },
+      path, tokenizer, options);
 }
 
 StatusOr<std::unique_ptr<Dataset>> Dataset::FromPreferences(
     const std::vector<PreferenceRecord>& records, const std::string& path,
     const Tokenizer& tokenizer, const DataOptions& options) {
+  return PreferencesFrom(
+      [&](const std::function<Status(const PreferenceRecord&)>& add) {
+        for (const PreferenceRecord& r : records) LORA_RETURN_IF_ERROR(add(r));
+        return OkStatus();
+      },
+      path, tokenizer, options);
+}
+
+StatusOr<std::unique_ptr<Dataset>> Dataset::PreferencesFrom(const PreferenceSource& for_each,
+                                                            const std::string& path,
+                                                            const Tokenizer& tokenizer,
+                                                            const DataOptions& options) {
   LORA_RETURN_IF_ERROR(CheckOptions(options));
   if (!options.preference)
     return InternalError("FromPreferences needs DataOptions.preference");
@@ -180,10 +218,12 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::FromPreferences(
                                        "rejected share a row)");
   DataStats stats;
   stats.path = path;
-  stats.records = static_cast<int64_t>(records.size());
   const int64_t seq_len = options.seq_len;
   std::vector<Example> examples;
-  for (const PreferenceRecord& r : records) {
+  // Each pair is tokenized whole: its prompts lose their oldest tokens when
+  // the pair is too long, so a prefix would not do.
+  LORA_RETURN_IF_ERROR(for_each([&](const PreferenceRecord& r) -> Status {
+    ++stats.records;
     Example pair[2];
     int64_t prompt_len[2];
     const Record* sides[2] = {&r.chosen, &r.rejected};
@@ -223,9 +263,12 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::FromPreferences(
       }
       if (over > 0 && len[0] + len[1] > seq_len) {
         int64_t half = seq_len / 2;
-        if (len[0] <= half) len[1] = seq_len - len[0];
-        else if (len[1] <= half) len[0] = seq_len - len[1];
-        else len[0] = half, len[1] = seq_len - half;
+        if (len[0] <= half)
+          len[1] = seq_len - len[0];
+        else if (len[1] <= half)
+          len[0] = seq_len - len[1];
+        else
+          len[0] = half, len[1] = seq_len - half;
       }
       for (int k = 0; k < 2; ++k) {
         pair[k].tokens.resize(len[k]);
@@ -239,11 +282,13 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::FromPreferences(
     }
     if (!ok) {
       ++stats.dropped_no_target;
-      continue;
+      return OkStatus();
     }
     examples.push_back(std::move(pair[0]));
     examples.push_back(std::move(pair[1]));
-  }
+    return OkStatus();
+  }));
+  if (stats.records == 0) return InvalidArgumentError(StrFormat("%s: no examples", path.c_str()));
   stats.pairs = static_cast<int64_t>(examples.size() / 2);
   // Build keeps every example (each has a target and fits a row) in order:
   // 2q is pair q's chosen response, 2q + 1 its rejected one.

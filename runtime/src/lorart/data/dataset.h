@@ -6,6 +6,7 @@
 #define LORART_DATA_DATASET_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,7 +41,10 @@ struct DataStats {
   int64_t truncated = 0;          // longer than seq_len: cut to their first seq_len tokens
   int64_t dropped_no_target = 0;  // no target token left (after truncation): not used
   int64_t examples = 0;           // used
-  int64_t longest = 0;            // longest example before truncation, in tokens
+  // Longest example before truncation, in tokens; SFT and pretraining
+  // records are tokenized only up to seq_len + 1 tokens (docs/data.md,
+  // "Long records"), so a longer one counts as seq_len + 1.
+  int64_t longest = 0;
   int64_t tokens = 0;             // tokens of the used examples (after truncation)
   int64_t target_tokens = 0;      // loss terms per epoch
   int32_t max_token_id = -1;      // must be below the model's vocabulary size
@@ -92,7 +96,10 @@ struct Batch {
 class Dataset {
  public:
   // Reads a JSONL file, renders and tokenizes every record, truncates and
-  // drops as described in docs/data.md. Errors name "path:line".
+  // drops as described in docs/data.md. Errors name "path:line". The file
+  // is streamed: one record is in memory at a time, and of each only its
+  // first seq_len + 1 tokens are kept (and, of a long text, little more
+  // tokenized): the peak does not grow with the file nor with a record.
   static StatusOr<std::unique_ptr<Dataset>> Load(const std::string& path,
                                                  const Tokenizer& tokenizer,
                                                  const DataOptions& options);
@@ -159,6 +166,13 @@ class Dataset {
   Dataset() = default;
   static StatusOr<std::unique_ptr<Dataset>> Build(std::vector<Example> examples, int32_t pad_id,
                                                   const DataOptions& options, DataStats stats);
+  // Calls its argument with every pair of a source (a file, a vector).
+  using PreferenceSource =
+      std::function<Status(const std::function<Status(const PreferenceRecord&)>&)>;
+  static StatusOr<std::unique_ptr<Dataset>> PreferencesFrom(const PreferenceSource& for_each,
+                                                            const std::string& path,
+                                                            const Tokenizer& tokenizer,
+                                                            const DataOptions& options);
 
   DataOptions options_;
   DataStats stats_;

@@ -268,22 +268,39 @@ Status ForEachJsonlLine(std::string_view text, const std::string& path, Fn fn) {
   return OkStatus();
 }
 
-StatusOr<std::vector<Record>> ParseJsonl(std::string_view text, const std::string& path) {
-  std::vector<Record> records;
+// The records of `text`, one at a time, then the empty file's error.
+static Status ForEachRecordIn(std::string_view text, const std::string& path,
+                              const std::function<Status(Record&)>& fn) {
+  int64_t count = 0;
   LORA_RETURN_IF_ERROR(ForEachJsonlLine(
       text, path, [&](std::string_view line, const std::string& where, int64_t number) {
         Record record;
         LORA_RETURN_IF_ERROR(ParseRecord(line, where, &record));
         record.line = number;
-        records.push_back(std::move(record));
-        return OkStatus();
+        ++count;
+        return fn(record);
       }));
-  if (records.empty()) {
+  if (count == 0) {
     return InvalidArgumentError(StrFormat("%s: no examples (the file is empty or has only blank "
                                           "lines; %s)",
                                           path.c_str(), kAcceptedFormats));
   }
+  return OkStatus();
+}
+
+StatusOr<std::vector<Record>> ParseJsonl(std::string_view text, const std::string& path) {
+  std::vector<Record> records;
+  LORA_RETURN_IF_ERROR(ForEachRecordIn(text, path, [&](Record& r) {
+    records.push_back(std::move(r));
+    return OkStatus();
+  }));
   return records;
+}
+
+Status ForEachRecord(const std::string& path, const std::function<Status(Record&)>& fn) {
+  MappedFile file;
+  LORA_RETURN_IF_ERROR(file.Open(path));
+  return ForEachRecordIn(file.view(), path, fn);
 }
 
 Status ParsePreferenceRecord(std::string_view line, const std::string& where,
@@ -337,21 +354,31 @@ Status ParsePreferenceRecord(std::string_view line, const std::string& where,
   return OkStatus();
 }
 
-StatusOr<std::vector<PreferenceRecord>> ReadPreferenceJsonl(const std::string& path) {
+Status ForEachPreferenceRecord(const std::string& path,
+                               const std::function<Status(PreferenceRecord&)>& fn) {
   MappedFile file;
   LORA_RETURN_IF_ERROR(file.Open(path));
-  std::vector<PreferenceRecord> records;
+  int64_t count = 0;
   LORA_RETURN_IF_ERROR(ForEachJsonlLine(
       file.view(), path, [&](std::string_view line, const std::string& where, int64_t number) {
         PreferenceRecord r;
         LORA_RETURN_IF_ERROR(ParsePreferenceRecord(line, where, &r));
         r.line = r.chosen.line = r.rejected.line = number;
-        records.push_back(std::move(r));
-        return OkStatus();
+        ++count;
+        return fn(r);
       }));
-  if (records.empty())
+  if (count == 0)
     return InvalidArgumentError(path + ": no preference pairs (the file is empty or has only "
                                        "blank lines)");
+  return OkStatus();
+}
+
+StatusOr<std::vector<PreferenceRecord>> ReadPreferenceJsonl(const std::string& path) {
+  std::vector<PreferenceRecord> records;
+  LORA_RETURN_IF_ERROR(ForEachPreferenceRecord(path, [&](PreferenceRecord& r) {
+    records.push_back(std::move(r));
+    return OkStatus();
+  }));
   return records;
 }
 

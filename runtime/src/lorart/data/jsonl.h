@@ -5,6 +5,7 @@
 #define LORART_DATA_JSONL_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +58,11 @@ Status ParseRecord(std::string_view line, const std::string& where, Record* out)
 // The first error stops the read.
 StatusOr<std::vector<Record>> ReadJsonl(const std::string& path);
 
+// Streams the records of a JSONL file (memory-mapped, one line parsed at a
+// time): `fn` gets each record, which it may move from. The first error (of
+// a line or of `fn`) stops the read; a file with no records is an error.
+Status ForEachRecord(const std::string& path, const std::function<Status(Record&)>& fn);
+
 // A preference pair for DPO: {"prompt", "chosen", "rejected"}, each a string
 // (the prompt a user message, the responses assistant messages) or a list of
 // chat messages (the prompt's ending with a user message, the responses'
@@ -70,6 +76,9 @@ struct PreferenceRecord {
 Status ParsePreferenceRecord(std::string_view line, const std::string& where,
                              PreferenceRecord* out);
 StatusOr<std::vector<PreferenceRecord>> ReadPreferenceJsonl(const std::string& path);
+// Streams the preference pairs of a JSONL file, as ForEachRecord.
+Status ForEachPreferenceRecord(const std::string& path,
+                               const std::function<Status(PreferenceRecord&)>& fn);
 
 // The same over text already in memory; `path` only names it in messages.
 StatusOr<std::vector<Record>> ParseJsonl(std::string_view text, const std::string& path);

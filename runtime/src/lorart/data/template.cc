@@ -1,6 +1,8 @@
 #include "lorart/data/template.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <limits>
 #include <utility>
 
@@ -436,11 +438,68 @@ StatusOr<RenderedDocument> Render(const Record& record, const ChatTemplate& chat
 
 namespace {
 
-// Tokens of one text part and whether each is a target.
-Status TokenizeText(const RenderedPart& part, const Tokenizer& tokenizer, Example* out) {
+// The encoding of `text` (a part's), or of a prefix of it whose first
+// `need` tokens are the whole text's first `need` tokens, so that a record
+// far longer than a row is never tokenized whole (docs/data.md, "Long
+// records"). Tokenizers are local: how a prefix ends changes only the tokens
+// near its end. A prefix is accepted when the prefix twice as long encodes
+// to the same first `need` tokens (ids and byte spans) and both have more
+// than `need`; else the prefix doubles, up to the whole text. *cut tells
+// whether the text had more tokens than `ids` holds.
+Status EncodeUpTo(const Tokenizer& tokenizer, std::string_view text,
+                  const std::vector<ByteRange>& special_ranges, size_t need,
+                  std::vector<int32_t>* ids, std::vector<TokenSpan>* spans, bool* cut) {
+  *cut = false;
+  // A prefix ends on a UTF-8 character boundary; its special ranges are the
+  // ones that end inside it.
+  auto encode_prefix = [&](size_t len, std::vector<int32_t>* pids,
+                           std::vector<TokenSpan>* pspans) -> Status {
+    while (len < text.size() && len > 0 && (static_cast<uint8_t>(text[len]) & 0xC0) == 0x80) --len;
+    std::vector<ByteRange> ranges;
+    for (const ByteRange& r : special_ranges) {
+      if (r.end <= len) ranges.push_back(r);
+    }
+    pids->clear();
+    pspans->clear();
+    return tokenizer.EncodeWithSpecial(text.substr(0, len), ranges, pids, pspans);
+  };
+  constexpr size_t kMinPrefixBytes = size_t{64} << 10;
+  constexpr size_t kBytesPerTokenGuess = 16;
+  size_t len = need > (text.size() / kBytesPerTokenGuess)
+                   ? text.size()
+                   : std::max(kMinPrefixBytes, need * kBytesPerTokenGuess);
+  if (len >= text.size()) return tokenizer.EncodeWithSpecial(text, special_ranges, ids, spans);
+  LORA_RETURN_IF_ERROR(encode_prefix(len, ids, spans));
+  std::vector<int32_t> next_ids;
+  std::vector<TokenSpan> next_spans;
+  while (len < text.size()) {
+    const size_t next = len > text.size() / 2 ? text.size() : 2 * len;
+    LORA_RETURN_IF_ERROR(encode_prefix(next, &next_ids, &next_spans));
+    bool agree = ids->size() > need && next_ids.size() > need;
+    for (size_t k = 0; agree && k < need; ++k) {
+      agree = (*ids)[k] == next_ids[k] && (*spans)[k].begin == next_spans[k].begin &&
+              (*spans)[k].end == next_spans[k].end;
+    }
+    // The longer encoding is kept: target flags near the budget look ahead.
+    ids->swap(next_ids);
+    spans->swap(next_spans);
+    len = next;
+    if (agree) {
+      *cut = len < text.size();
+      return OkStatus();
+    }
+  }
+  return OkStatus();
+}
+
+// Tokens of one text part and whether each is a target; at most `need`
+// tokens are appended (SIZE_MAX: all), *cut set when the part had more.
+Status TokenizeText(const RenderedPart& part, const Tokenizer& tokenizer, size_t need, Example* out,
+                    bool* cut) {
   std::vector<int32_t> ids;
   std::vector<TokenSpan> spans;
-  LORA_RETURN_IF_ERROR(tokenizer.EncodeWithSpecial(part.text, part.special_ranges, &ids, &spans));
+  LORA_RETURN_IF_ERROR(
+      EncodeUpTo(tokenizer, part.text, part.special_ranges, need, &ids, &spans, cut));
   std::vector<uint8_t> target(ids.size(), 0);
   for (size_t k = 0; k < ids.size(); ++k) {
     size_t b = spans[k].begin, e = spans[k].end;
@@ -469,6 +528,11 @@ Status TokenizeText(const RenderedPart& part, const Tokenizer& tokenizer, Exampl
       }
     }
   }
+  if (ids.size() > need) {
+    ids.resize(need);
+    target.resize(need);
+    *cut = true;
+  }
   out->tokens.insert(out->tokens.end(), ids.begin(), ids.end());
   out->is_target.insert(out->is_target.end(), target.begin(), target.end());
   return OkStatus();
@@ -476,17 +540,21 @@ Status TokenizeText(const RenderedPart& part, const Tokenizer& tokenizer, Exampl
 
 }  // namespace
 
-Status Tokenize(const RenderedDocument& document, const Tokenizer& tokenizer, Example* out) {
+Status Tokenize(const RenderedDocument& document, const Tokenizer& tokenizer, Example* out,
+                int64_t max_tokens) {
   out->tokens.clear();
   out->is_target.clear();
+  const size_t limit = max_tokens > 0 ? static_cast<size_t>(max_tokens) : SIZE_MAX;
   std::vector<int32_t> prefix, suffix;
   for (const RenderedPart& part : document) {
+    if (out->tokens.size() >= limit) break;
     switch (part.kind) {
       case RenderedPart::Kind::kBos:
         // What the tokenizer adds before a sequence (its BOS; none for
         // families without one, such as Qwen).
         tokenizer.SpecialTokensAround(&prefix, &suffix);
         for (int32_t id : prefix) {
+          if (out->tokens.size() >= limit) break;
           out->tokens.push_back(id);
           out->is_target.push_back(part.target ? 1 : 0);
         }
@@ -501,20 +569,22 @@ Status Tokenize(const RenderedDocument& document, const Tokenizer& tokenizer, Ex
         out->tokens.push_back(tokenizer.eos_id());
         out->is_target.push_back(part.target ? 1 : 0);
         break;
-      case RenderedPart::Kind::kText:
-        LORA_RETURN_IF_ERROR(TokenizeText(part, tokenizer, out));
+      case RenderedPart::Kind::kText: {
+        bool cut = false;
+        LORA_RETURN_IF_ERROR(TokenizeText(part, tokenizer, limit - out->tokens.size(), out, &cut));
         break;
+      }
     }
   }
   if (!out->is_target.empty()) out->is_target[0] = 0;
   return OkStatus();
 }
 
-Status RecordToExample(const Record& record, const ChatTemplate& chat_template,
-                       Objective objective, const Tokenizer& tokenizer, Example* out) {
+Status RecordToExample(const Record& record, const ChatTemplate& chat_template, Objective objective,
+                       const Tokenizer& tokenizer, Example* out, int64_t max_tokens) {
   LORA_ASSIGN_OR_RETURN(RenderedDocument doc,
                         Render(record, chat_template, objective, tokenizer));
-  LORA_RETURN_IF_ERROR(Tokenize(doc, tokenizer, out));
+  LORA_RETURN_IF_ERROR(Tokenize(doc, tokenizer, out, max_tokens));
   out->line = record.line;
   return OkStatus();
 }

@@ -175,11 +175,16 @@ StatusOr<RenderedDocument> Render(const Record& record, const ChatTemplate& chat
 // Tokenizes a rendered document. The BOS part is dropped when the tokenizer
 // has no BOS; a tokenizer with no EOS is an error. `out->is_target[0]` is
 // always 0: nothing in the document predicts its first token.
-Status Tokenize(const RenderedDocument& document, const Tokenizer& tokenizer, Example* out);
+// `max_tokens` > 0 keeps only the document's first `max_tokens` tokens (as
+// truncation would) and tokenizes little more of a long text than they
+// need (docs/data.md, "Long records"): the data pipeline passes seq_len + 1,
+// so that its memory does not grow with a record's length.
+Status Tokenize(const RenderedDocument& document, const Tokenizer& tokenizer, Example* out,
+                int64_t max_tokens = 0);
 
 // Render + Tokenize.
-Status RecordToExample(const Record& record, const ChatTemplate& chat_template,
-                       Objective objective, const Tokenizer& tokenizer, Example* out);
+Status RecordToExample(const Record& record, const ChatTemplate& chat_template, Objective objective,
+                       const Tokenizer& tokenizer, Example* out, int64_t max_tokens = 0);
 
 }  // namespace data
 }  // namespace lorart
