@@ -42,7 +42,12 @@ namespace {
 
 constexpr int kSuccess = 0, kInvalidValue = 1, kNotInitialized = 3, kNotFound = 500,
               kInvalidImage = 200, kLaunchFailed = 719, kOutOfMemory = 2;
-constexpr size_t kDeviceMemory = size_t{8} << 30;
+// The simulated device's memory: 8 GiB, or LORA_SIM_DEVICE_MEMORY bytes
+// (tests of the runtime's device-memory check).
+size_t DeviceMemory() {
+  const char* env = std::getenv("LORA_SIM_DEVICE_MEMORY");
+  return env && *env ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) : size_t{8} << 30;
+}
 constexpr int kMaxSharedOptin = 166912;  // an A100's opt-in limit per block
 constexpr size_t kDefaultShared = 48 * 1024;
 
@@ -220,7 +225,7 @@ SIM_API int cuDeviceGetAttribute(int* v, int attr, int) {
   }
 }
 SIM_API int cuDeviceTotalMem_v2(size_t* bytes, int) {
-  *bytes = kDeviceMemory;
+  *bytes = DeviceMemory();
   return kSuccess;
 }
 SIM_API int cuDevicePrimaryCtxRetain(void** ctx, int) {
@@ -237,7 +242,7 @@ SIM_API int cuCtxSynchronize() {
 
 SIM_API int cuMemAlloc_v2(uint64_t* p, size_t bytes) {
   std::lock_guard<std::mutex> l(S().mu);
-  if (S().allocated + bytes > kDeviceMemory) return kOutOfMemory;
+  if (S().allocated + bytes > DeviceMemory()) return kOutOfMemory;
   void* m = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   if (!m) return kOutOfMemory;
   std::memset(m, 0xcd, bytes);  // uninitialised, as on a GPU
@@ -257,8 +262,8 @@ SIM_API int cuMemFree_v2(uint64_t p) {
 }
 SIM_API int cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
   std::lock_guard<std::mutex> l(S().mu);
-  *free_bytes = kDeviceMemory - S().allocated;
-  *total = kDeviceMemory;
+  *free_bytes = DeviceMemory() > S().allocated ? DeviceMemory() - S().allocated : 0;
+  *total = DeviceMemory();
   return kSuccess;
 }
 SIM_API int cuMemcpyHtoD_v2(uint64_t dst, const void* src, size_t bytes) {

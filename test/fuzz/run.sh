@@ -67,7 +67,9 @@ if [ "$mode" = run ]; then
   export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:abort_on_error=0:symbolize=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   set +e
-  "$bin" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+  # A fixed seed (LORAC_FUZZ_SEED to vary it by hand): ctest explores the
+  # same way each run, so a finding is not luck of the draw.
+  "$bin" -seed="${LORAC_FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$findings/" "$work" "${inputs[@]}" > "$dir/$name.log" 2>&1
   rc=$?
   set -e

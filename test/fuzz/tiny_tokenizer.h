@@ -28,28 +28,23 @@ inline const lorart::data::Tokenizer& TinyTokenizer() {
     }
     for (const char* s : {"a", "e", "t", " ", "\n", "user", "assistant", "system"}) vocab[s] = id++;
     nlohmann::json added = nlohmann::json::array();
-    int special_id = 0;
-    for (const char* s : {"<unk>", "<s>", "</s>"}) {
-      added.push_back({{"id", special_id++},
+    auto add_special = [&](const char* s, int special_id) {
+      added.push_back({{"id", special_id},
                        {"content", s},
                        {"special", true},
                        {"single_word", false},
                        {"lstrip", false},
                        {"rstrip", false},
                        {"normalized", false}});
-    }
+    };
+    int special_id = 0;
+    for (const char* s : {"<unk>", "<s>", "</s>"}) add_special(s, special_id++);
     for (const char* s :
          {"<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>",
           "<|end_header_id|>", "[INST]", "[/INST]", "<start_of_turn>", "<end_of_turn>", "<|user|>",
           "<|assistant|>", "<|system|>", "<|end|>", "<|endoftext|>", "<think>", "</think>", "<bos>",
           "<eos>"}) {
-      added.push_back({{"id", id},
-                       {"content", s},
-                       {"special", true},
-                       {"single_word", false},
-                       {"lstrip", false},
-                       {"rstrip", false},
-                       {"normalized", false}});
+      add_special(s, id);
       vocab[s] = id++;
     }
     nlohmann::json j = {

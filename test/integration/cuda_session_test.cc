@@ -224,5 +224,24 @@ TEST(CudaSession, APlanWithoutCudaSourceIsRefusedOnCudaAndRunsOnTheCpuUnderAuto)
   EXPECT_EQ(s->device(), DeviceKind::kCuda) << s->DeviceDescription();
 }
 
+// A plan larger than the device's free memory is refused before anything is
+// compiled or allocated, with the figures and the flags that shrink it.
+TEST(CudaSession, APlanLargerThanTheDeviceIsRefusedBeforeAllocating) {
+  ::setenv("LORA_SIM_DEVICE_MEMORY", "65536", 1);
+  SessionOptions so;
+  so.device = DeviceKind::kCuda;
+  so.kernel_cache = ::testing::TempDir() + "lorart_cuda_session_kernels";
+  std::unique_ptr<Session> s;
+  Status st = Session::Open(PlanPath("cuda_nf4"), so, &s);
+  ::unsetenv("LORA_SIM_DEVICE_MEMORY");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("of device memory (arena"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("KiB free"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("--quantize-base nf4"), std::string::npos) << st.ToString();
+  // With the memory back, the same plan opens.
+  st = Session::Open(PlanPath("cuda_nf4"), so, &s);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+}
+
 }  // namespace
 }  // namespace lorart

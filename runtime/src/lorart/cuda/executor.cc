@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "lorart/base/strings.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/nvrtc.h"
 
@@ -16,11 +17,6 @@ constexpr uint64_t kAlign = 256;  // cuMemAlloc's alignment; every tensor starts
 constexpr unsigned kDefaultSharedLimit = 48 * 1024;
 
 uint64_t RoundUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
-
-std::string Bytes(uint64_t b) {
-  if (b >= (uint64_t{1} << 30)) return StrFormat("%.2f GiB", b / 1073741824.0);
-  return StrFormat("%.1f MiB", b / 1048576.0);
-}
 
 Dim3 ToDim3(const schema::Dim3* d) {
   Dim3 r;
@@ -102,7 +98,8 @@ Status Executor::Prepare(const ExecutorOptions& options) {
     persistent_bytes_ = RoundUp(persistent_bytes_ + plan.tensor_bytes(id), kAlign);
   }
   arena_bytes_ = RoundUp(plan.arena().size(), kAlign);
-  LORA_RETURN_IF_ERROR(Compile(options));
+  // Checked before compiling: a plan that cannot fit fails in a second, not
+  // after minutes of NVRTC.
   size_t free_bytes = 0, total_bytes = 0;
   LORA_RETURN_IF_ERROR(device_->MemoryInfo(&free_bytes, &total_bytes));
   uint64_t need = arena_bytes_ + persistent_bytes_;
@@ -110,8 +107,10 @@ Status Executor::Prepare(const ExecutorOptions& options) {
     return UnavailableError(StrFormat(
         "the plan needs %s of device memory (arena %s, persistent tensors %s); %s has %s free: "
         "compile with a smaller --micro-batch/--seq-len, --remat, or --quantize-base nf4",
-        Bytes(need).c_str(), Bytes(arena_bytes_).c_str(), Bytes(persistent_bytes_).c_str(),
-        device_->name().c_str(), Bytes(free_bytes).c_str()));
+        HumanBytes(need).c_str(), HumanBytes(arena_bytes_).c_str(),
+        HumanBytes(persistent_bytes_).c_str(), device_->name().c_str(),
+        HumanBytes(free_bytes).c_str()));
+  LORA_RETURN_IF_ERROR(Compile(options));
   LORA_RETURN_IF_ERROR(device_->Alloc(arena_bytes_, &arena_), "for the arena");
   LORA_RETURN_IF_ERROR(device_->Alloc(persistent_bytes_, &persistent_), "for persistent tensors");
   LORA_RETURN_IF_ERROR(device_->Zero(arena_, arena_bytes_));
@@ -122,11 +121,12 @@ Status Executor::Prepare(const ExecutorOptions& options) {
                                                             : persistent_ + persistent_offset[id];
   }
   LORA_RETURN_IF_ERROR(BindPrograms());
-  description_ = StrFormat("%s (%s, %.1f GiB): %zu kernels from %zu sources (%zu compiled, %zu "
-                           "from the cache in %s), %s of device memory",
-                           device_->name().c_str(), device_->arch().c_str(),
-                           device_->total_memory() / 1073741824.0, launched_, sources_, compiled_,
-                           sources_ - compiled_, cache_dir_.c_str(), Bytes(device_bytes()).c_str());
+  description_ = StrFormat(
+      "%s (%s, %.1f GiB): %zu kernels from %zu sources (%zu compiled, %zu "
+      "from the cache in %s), %s of device memory",
+      device_->name().c_str(), device_->arch().c_str(), device_->total_memory() / 1073741824.0,
+      launched_, sources_, compiled_, sources_ - compiled_, cache_dir_.c_str(),
+      HumanBytes(device_bytes()).c_str());
   return OkStatus();
 }
 
