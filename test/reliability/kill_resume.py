@@ -8,7 +8,8 @@ seeded generator over the reference run's duration, then resumes from the
 newest complete checkpoint (checkpoint-N; a checkpoint-N.tmp left by the kill
 is ignored and must never be read), killing the resumed run too, up to KILLS
 times, before letting it finish. Its adapter_model.safetensors must hash to
-the reference's. A kill before the first checkpoint restarts from scratch.
+the reference's. A kill before the first checkpoint restarts from scratch; a
+kill after the last one (checkpoint-STEPS) leaves the finished adapter in it.
 
 usage: kill_resume.py BIN_DIR SRC_ROOT WORK_DIR [TRIALS]
 """
@@ -91,8 +92,18 @@ def main():
     for trial in range(TRIALS):
         out = w("trial%d" % trial)
         kills, log = 0, []
+        adapter = os.path.join(out, "adapter_model.safetensors")
+        exit_code = None
         while True:
             resume = newest_checkpoint(out)
+            if resume and resume.endswith("checkpoint-%d" % STEPS):
+                # Killed after the last checkpoint, before the output's own
+                # adapter: training is complete and the checkpoint holds the
+                # adapter (lorart refuses a resume with no step left to run).
+                adapter = os.path.join(resume, "adapter_model.safetensors")
+                log.append("complete in %s" % os.path.basename(resume))
+                text, exit_code = "", 0
+                break
             p = subprocess.Popen(train_cmd(out, resume), stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT)
             if kills < KILLS:
@@ -105,11 +116,11 @@ def main():
                                               if resume else ""))
                     continue
             text = p.communicate()[0].decode(errors="replace")
+            exit_code = p.returncode
             log.append("finished%s, exit %d" % (" from %s" % os.path.basename(resume)
                                                if resume else "", p.returncode))
             break
-        adapter = os.path.join(out, "adapter_model.safetensors")
-        ok = p.returncode == 0 and os.path.exists(adapter) and digest(adapter) == reference
+        ok = exit_code == 0 and os.path.exists(adapter) and digest(adapter) == reference
         print("%-4s trial %d: %s" % ("ok" if ok else "FAIL", trial, "; ".join(log)))
         if not ok:
             failed += 1

@@ -191,23 +191,24 @@ std::unique_ptr<s::PlanT> SamplePlan() {
   linear->kind = "fused_linear_fwd";
   linear->name = "fused_linear_q_proj";
   linear->params.push_back(Param("scaling", Float(2.0)));
-  linear->params.push_back(Param("weight_format", String("dense")));
+  linear->params.push_back(Param("weight_format", String("nf4")));
   linear->params.push_back(Param("m", Int(4)));
   linear->params.push_back(Param("n", Int(8)));
   linear->params.push_back(Param("k", Int(8)));
   linear->params.push_back(Param("bias", Int(0)));
   linear->params.push_back(Param("rank", Int(2)));
+  linear->params.push_back(Param("block_size", Int(64)));
+  linear->params.push_back(Param("double_quant_block", Int(0)));
   linear->cuda_source = "extern \"C\" __global__ void k(float* x) {}";
   linear->entry = "k";
   linear->grid = std::make_unique<s::Dim3>(4, 1, 1);
   linear->block = std::make_unique<s::Dim3>(128, 1, 1);
   linear->shared_bytes = 1024;
   plan->kernels.push_back(std::move(linear));
-  auto ce = std::make_unique<s::KernelT>();
-  ce->kind = "cross_entropy_fwd";
-  ce->params.push_back(Param("tokens", Int(4)));
-  ce->params.push_back(Param("vocab", Int(16)));
-  plan->kernels.push_back(std::move(ce));
+  auto norm = std::make_unique<s::KernelT>();
+  norm->kind = "global_norm";
+  norm->params.push_back(Param("tensors", Int(1)));
+  plan->kernels.push_back(std::move(norm));
   auto adamw = std::make_unique<s::KernelT>();
   adamw->kind = "adamw";
   adamw->params.push_back(Param("elements", Int(16)));
@@ -223,15 +224,17 @@ std::unique_ptr<s::PlanT> SamplePlan() {
   train->input_ports = {s::InputPort::Tokens};
   train->outputs = {kLoss};
   train->output_ports = {s::OutputPort::LossSum};
-  train->launches.push_back(MakeLaunch(0, {kTokens, kEmbed}, {kHidden}));
+  // Operands as kernel_kinds.def declares them (the loader checks them).
+  train->launches.push_back(MakeLaunch(0, {kEmbed, kTokens}, {kHidden}));
   train->launches.push_back(MakeLaunch(1, {kHidden, kQProj, kLoraA, kLoraB}, {kHidden}, true));
-  train->launches.push_back(MakeLaunch(2, {kHidden, kTokens}, {kLoss, kGradA}));
+  train->launches.push_back(MakeLaunch(2, {kHidden}, {kLoss}));
   plan->programs.push_back(std::move(train));
   auto opt = std::make_unique<s::ProgramT>();
   opt->name = "optimizer_step";
   opt->inputs = {kLr};
   opt->input_ports = {s::InputPort::LearningRate};
-  opt->launches.push_back(MakeLaunch(3, {kLoraA, kGradA, kMomentA, kLr}, {kLoraA, kMomentA}));
+  opt->launches.push_back(MakeLaunch(3, {kLoraA, kGradA, kMomentA, kMomentA, kLr, kLr, kLr},
+                                    {kLoraA, kMomentA, kMomentA}));
   plan->programs.push_back(std::move(opt));
   auto eval = std::make_unique<s::ProgramT>();
   eval->name = "eval_step";
@@ -239,8 +242,8 @@ std::unique_ptr<s::PlanT> SamplePlan() {
   eval->input_ports = {s::InputPort::Tokens};
   eval->outputs = {kLoss};
   eval->output_ports = {s::OutputPort::LossSum};
-  eval->launches.push_back(MakeLaunch(0, {kTokens, kEmbed}, {kHidden}));
-  eval->launches.push_back(MakeLaunch(2, {kHidden, kTokens}, {kLoss}));
+  eval->launches.push_back(MakeLaunch(0, {kEmbed, kTokens}, {kHidden}));
+  eval->launches.push_back(MakeLaunch(2, {kHidden}, {kLoss}));
   plan->programs.push_back(std::move(eval));
 
   plan->defaults = std::make_unique<s::HyperparametersT>();
@@ -836,8 +839,8 @@ const SemanticCase kSemanticCases[] = {
     {"MissingRequiredParam", [](s::PlanT& p) { p.kernels[3]->params.erase(p.kernels[3]->params.begin() + 2); },
      kInvalid, "kernel 3 'adamw': required parameter 'beta2' (float) of kernel kind 'adamw' is missing"},
     {"UndeclaredParam", [](s::PlanT& p) { p.kernels[2]->params.push_back(Param("tile", Ints({64, 64}))); },
-     kInvalid, "kernel 2 'cross_entropy_fwd': parameter 'tile' is not a parameter of kernel kind "
-     "'cross_entropy_fwd'"},
+     kInvalid, "kernel 2 'global_norm': parameter 'tile' is not a parameter of kernel kind "
+     "'global_norm'"},
     {"MistypedParam", [](s::PlanT& p) { p.kernels[1]->params[2]->value.Set(Float(4.0)); }, kInvalid,
      "kernel 1 'fused_linear_fwd': parameter 'm' of kernel kind 'fused_linear_fwd' must be int, got "
      "float"},
@@ -873,6 +876,51 @@ const SemanticCase kSemanticCases[] = {
        p.programs[0]->launches[1]->workspace_offset = p.arena->size;
      },
      kRange, "launch 1: the kernel's workspace (64 bytes at offset"},
+    // Launch operands against kernel_kinds.def: count, dtype, size, NF4 blocks.
+    {"OperandMissing", [](s::PlanT& p) { Program(p, 0).launches[0]->inputs.pop_back(); }, kInvalid,
+     "program 'train_step': launch 0 (kernel 0 'embedding_fwd'): kernel kind 'embedding_fwd' "
+     "takes 2 inputs (table, ids) and 1 outputs (y) with these parameters, but the launch has 1 "
+     "and 1"},
+    {"OptionalOperandMissing",
+     [](s::PlanT& p) { p.kernels[1]->params[5]->value.Set(Int(1)); },  // bias
+     kInvalid,
+     "program 'train_step': launch 1 (kernel 1 'fused_linear_fwd'): kernel kind "
+     "'fused_linear_fwd' takes 5 inputs (x, W, bias, A, B) and 1 outputs (y) with these "
+     "parameters, but the launch has 4 and 1"},
+    {"ExtraOperand", [](s::PlanT& p) { Program(p, 2).launches[1]->inputs.push_back(kLoss); },
+     kInvalid, "program 'eval_step': launch 1 (kernel 2 'global_norm'): kernel kind 'global_norm' "
+     "takes 1 inputs (g...) and 1 outputs (norm)"},
+    {"NegativeOperandCount", [](s::PlanT& p) { p.kernels[2]->params[0]->value.Set(Int(-1)); },
+     kInvalid, "operand 'g': its count tensors is -1, not a count of operands"},
+    {"OperandDtype", [](s::PlanT& p) { Program(p, 0).launches[0]->inputs[1] = kLoraA; }, kInvalid,
+     "program 'train_step': launch 0 (kernel 0 'embedding_fwd'): input 1 'ids' (tensor 2 "
+     "'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight') is F32, but kernel kind "
+     "'embedding_fwd' takes I32 or I64 there"},
+    {"OutputDtype", [](s::PlanT& p) { Program(p, 1).launches[0]->outputs[0] = kLoss; }, kInvalid,
+     "output 0 'p_new' (tensor 8 'loss') has 1 elements, but kernel kind 'adamw' takes "
+     "[elements] = 16 there with these parameters"},
+    {"OperandSize", [](s::PlanT& p) { p.kernels[0]->params[1]->value.Set(Int(5)); }, kInvalid,
+     "program 'train_step': launch 0 (kernel 0 'embedding_fwd'): input 1 'ids' (tensor 6 "
+     "'tokens') has 4 elements, but kernel kind 'embedding_fwd' takes [tokens] = 5 there with "
+     "these parameters"},
+    {"DenseWeightIsNf4", [](s::PlanT& p) { p.kernels[1]->params[1]->value.Set(String("dense")); },
+     kInvalid,
+     "input 1 'W' (tensor 1 'model.layers.0.self_attn.q_proj.weight') is NF4, but kernel kind "
+     "'fused_linear_fwd' takes a float type (a dense weight) there"},
+    {"Nf4WeightIsDense",
+     [](s::PlanT& p) { Program(p, 0).launches[1]->inputs[1] = kLoraB; },
+     kInvalid,
+     "input 1 'W' (tensor 3 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight') is "
+     "F32, but kernel kind 'fused_linear_fwd' takes NF4 (weight_format \"nf4\") there"},
+    {"Nf4BlockSizeDiffers", [](s::PlanT& p) { p.kernels[1]->params[7]->value.Set(Int(32)); },
+     kInvalid,
+     "input 1 'W' (tensor 1 'model.layers.0.self_attn.q_proj.weight') is NF4 with block_size 64 "
+     "and double_quant_block 0, but the kernel's parameters say 32 and 0"},
+    {"Nf4ScaleBytes", [](s::PlanT& p) { T(p, kQProj).quant->scale_bytes = 3; }, kInvalid,
+     "field 'quant.scale_bytes' is 3, but 64 NF4 elements in blocks of 64 (double quantization "
+     "block 0) take 4 bytes of scales"},
+    {"Nf4LayoutInvalid", [](s::PlanT& p) { T(p, kQProj).quant->block_size = 6; }, kInvalid,
+     "field 'quant'"},
 };
 
 INSTANTIATE_TEST_SUITE_P(All, PlanSemanticTest, ::testing::ValuesIn(kSemanticCases),
@@ -955,8 +1003,8 @@ TEST(PlanInspectTest, Text) {
            "arena: 256 bytes (256 B), alignment 64",
            "kernels: 4",
            "  1  fused_linear_fwd (fused_linear_q_proj): cuda 41 bytes, entry k, grid (4, 1, 1), "
-           "block (128, 1, 1), shared 1024: scaling=2 weight_format='dense' m=4 n=8 k=8 bias=0 "
-           "rank=2",
+           "block (128, 1, 1), shared 1024: scaling=2 weight_format='nf4' m=4 n=8 k=8 bias=0 "
+           "rank=2 block_size=64 double_quant_block=0",
            "  3  adamw: elements=16 beta1=0.9 beta2=0.999 eps=1e-08 weight_decay=0",
            "programs: 3",
            "  train_step      3 launches (1 recomputed), 1 input, 1 output\n"
@@ -1005,7 +1053,7 @@ TEST(PlanInspectTest, Json) {
   EXPECT_EQ(j["tensors"]["list"][5]["of"], kLoraAName);
   EXPECT_EQ(j["arena"]["size"], 256);
   EXPECT_EQ(j["kernels"][1]["params"]["m"], 4);
-  EXPECT_EQ(j["kernels"][1]["params"]["weight_format"], "dense");
+  EXPECT_EQ(j["kernels"][1]["params"]["weight_format"], "nf4");
   EXPECT_EQ(j["kernels"][1]["grid"], nlohmann::json::array({4, 1, 1}));
   EXPECT_EQ(j["programs"][0]["name"], "train_step");
   EXPECT_EQ(j["programs"][0]["input_ports"], nlohmann::json::array({"tokens"}));

@@ -160,29 +160,20 @@ Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
     g.max_new = o->max_new;
     g.temperature = o->temperature;
     g.rng.seed(o->seed);
-    std::vector<data::Record> records;
-    if (!o->prompt.empty()) {
-      data::Record r;
-      r.format = data::RecordFormat::kChat;
-      r.messages.push_back({data::Role::kUser, o->prompt});
-      records.push_back(r);
-    } else {
-      LORA_ASSIGN_OR_RETURN(records, data::ReadJsonl(o->prompts));
-    }
-    int64_t exact = 0, scored = 0;
-    for (size_t i = 0; i < records.size(); ++i) {
+    int64_t exact = 0, scored = 0, index = 0;
+    auto answer = [&](data::Record& record) -> Status {
       std::vector<int32_t> prompt;
-      LORA_RETURN_IF_ERROR(PromptTokens(records[i], tmpl, *tok, &prompt));
+      LORA_RETURN_IF_ERROR(PromptTokens(record, tmpl, *tok, &prompt));
       LORA_ASSIGN_OR_RETURN(std::vector<int32_t> gen, g.Continue(prompt));
       LORA_ASSIGN_OR_RETURN(std::string text, tok->Decode(gen));
       std::string reference;
-      for (const data::Message& m : records[i].messages)
+      for (const data::Message& m : record.messages)
         if (m.role == data::Role::kAssistant) {
           reference = m.content;
           break;
         }
       std::string user;
-      for (const data::Message& m : records[i].messages)
+      for (const data::Message& m : record.messages)
         if (m.role == data::Role::kUser) {
           user = m.content;
           break;
@@ -191,11 +182,21 @@ Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
         ++scored;
         exact += Trim(text) == Trim(reference);
       }
-      if (static_cast<int64_t>(i) < o->limit || !o->prompt.empty()) {
+      if (index++ < o->limit || !o->prompt.empty()) {
         out << "> " << user << "\n" << Trim(text);
         if (!reference.empty()) out << "    (reference: " << reference << ")";
         out << "\n";
       }
+      return OkStatus();
+    };
+    if (!o->prompt.empty()) {
+      data::Record r;
+      r.format = data::RecordFormat::kChat;
+      r.messages.push_back({data::Role::kUser, o->prompt});
+      LORA_RETURN_IF_ERROR(answer(r));
+    } else {
+      // Streamed: one prompt in memory at a time.
+      LORA_RETURN_IF_ERROR(data::ForEachRecord(o->prompts, answer));
     }
     if (scored > 0)
       out << "exact match: " << exact << "/" << scored << " ("

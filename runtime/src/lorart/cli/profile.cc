@@ -50,31 +50,33 @@ double LaunchFlops(const std::string& kind, const cpu::KernelParams& p) {
   return kernels::KernelFlops(kind, params);
 }
 
-// A short description of a launch's problem: "m=4096 n=4096 k=4096 r=16".
+// A short description of a launch's problem: "m=4096 n=4096 k=4096
+// rank=16". The sizes are the integer parameters its operands' dimensions
+// are declared in (kernel_kinds.def), in the order they first appear there;
+// zero sizes (no adapter) are left out.
 std::string Shape(const std::string& kind, const cpu::KernelParams& p) {
-  std::string s;
-  auto add = [&](const char* label, const char* key) {
-    int64_t v = -1;
-    if (p.Get(key, &v) && v >= 0) s += StrFormat("%s%s=%lld", s.empty() ? "" : " ", label, static_cast<long long>(v));
-  };
-  if (kind.rfind("attention", 0) == 0) {
-    add("b", "batch");
-    add("t", "seq");
-    add("h", "num_heads");
-    add("kv", "num_kv_heads");
-    add("d", "head_dim");
-    return s;
+  const kernels::KindSpec* spec = kernels::FindKind(kind);
+  if (!spec) return "";
+  std::vector<std::string> sizes;
+  for (const kernels::OperandSpec& o : spec->operands) {
+    for (const std::string& dims : {std::string(o.shape), std::string(o.when)}) {
+      for (size_t at = dims.find("I("); at != std::string::npos; at = dims.find("I(", at + 2)) {
+        const size_t close = dims.find(')', at);
+        if (close == std::string::npos) break;
+        std::string name = dims.substr(at + 2, close - at - 2);
+        const kernels::ParamSpec* ps = spec->Find(name);
+        if (ps && ps->type == kernels::ParamType::kInt &&
+            std::find(sizes.begin(), sizes.end(), name) == sizes.end())
+          sizes.push_back(name);
+      }
+    }
   }
-  add("m", "m");
-  add("n", "n");
-  add("k", "k");
-  int64_t rank = 0;
-  if (p.Get("rank", &rank) && rank > 0) add("r", "rank");
-  add("tokens", "tokens");
-  add("hidden", "hidden");
-  add("vocab", "vocab");
-  add("rows", "rows");
-  add("elements", "elements");
+  std::string s;
+  for (const std::string& name : sizes) {
+    int64_t v = 0;
+    if (p.Get(name.c_str(), &v) && v > 0)
+      s += StrFormat("%s%s=%lld", s.empty() ? "" : " ", name.c_str(), static_cast<long long>(v));
+  }
   return s;
 }
 

@@ -71,26 +71,19 @@ Command AddTokenizeCommand(CLI::App& root, std::ostream& out) {
     LORA_ASSIGN_OR_RETURN(data::Objective objective, data::ParseObjective(o->objective));
     LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Tokenizer> tok, data::Tokenizer::Load(o->model));
     LORA_ASSIGN_OR_RETURN(data::ChatTemplate tmpl, o->chat_template.Resolve(o->model));
-    std::vector<data::Record> records;
-    std::string source = o->data;
-    if (!o->text.empty()) {
-      data::Record r;
-      r.format = data::RecordFormat::kText;
-      r.text = o->text;
-      r.line = 1;
-      records.push_back(r);
-      source = "--text";
-    } else {
-      LORA_ASSIGN_OR_RETURN(records, data::ReadJsonl(o->data));
-    }
+    std::string source = o->text.empty() ? o->data : "--text";
     if (!o->json) {
       out << "tokenizer: " << tok->path() << " (" << tok->kind() << ", vocab "
           << tok->vocab_size() << "); template: " << tmpl.name() << "; objective "
           << data::ObjectiveName(objective) << "\n";
     }
     size_t shown = 0;
-    for (const data::Record& record : records) {
-      if (o->limit > 0 && static_cast<int64_t>(shown) >= o->limit) break;
+    bool stopped = false;  // --limit reached: the read ends early, not in error
+    auto show = [&](data::Record& record) -> Status {
+      if (o->limit > 0 && static_cast<int64_t>(shown) >= o->limit) {
+        stopped = true;
+        return OutOfRangeError("--limit reached");
+      }
       ++shown;
       data::Example ex;
       LORA_RETURN_IF_ERROR(data::RecordToExample(record, tmpl, objective, *tok, &ex), "%s:%lld",
@@ -114,7 +107,7 @@ Command AddTokenizeCommand(CLI::App& root, std::ostream& out) {
         // Invalid UTF-8 (a piece holding part of a character) is replaced,
         // never thrown on.
         out << j.dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
-        continue;
+        return OkStatus();
       }
       out << source << ":" << record.line << " (" << data::RecordFormatName(record.format)
           << "): " << n << " tokens, " << targets << " targets";
@@ -125,8 +118,19 @@ Command AddTokenizeCommand(CLI::App& root, std::ostream& out) {
         out << StrFormat("  %6lld %8d %-3s %s\n", static_cast<long long>(i), ex.tokens[i], mark,
                          Printable(tok->IdToPiece(ex.tokens[i])).c_str());
       }
+      return OkStatus();
+    };
+    if (!o->text.empty()) {
+      data::Record r;
+      r.format = data::RecordFormat::kText;
+      r.text = o->text;
+      r.line = 1;
+      return show(r);
     }
-    return OkStatus();
+    // Streamed: one record in memory at a time, whatever the file's size.
+    Status read = data::ForEachRecord(o->data, show);
+    if (stopped) return OkStatus();
+    return read;
   };
   return c;
 }

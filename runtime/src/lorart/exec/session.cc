@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <random>
 
 #include "lorart/cpu/executor.h"
@@ -457,34 +458,28 @@ Status Session::SetTrainable(const std::string& name, const float* values, int64
   return OkStatus();
 }
 
-Status Session::FindInputTensor(const std::string& program, schema::InputPort port,
-                                uint32_t* id) const {
+template <typename Port>
+Status Session::FindPortTensor(const std::string& program, Port port, uint32_t* id) const {
+  constexpr bool kInput = std::is_same_v<Port, schema::InputPort>;
   if (!plan_.FindProgram(program))
     return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
-  const int64_t t = plan_.FindInput(program, port);
+  int64_t t = -1;
+  if constexpr (kInput) {
+    t = plan_.FindInput(program, port);
+  } else {
+    t = plan_.FindOutput(program, port);
+  }
   if (t < 0)
-    return NotFoundError(
-        StrFormat("program '%s' has no input '%s'", program.c_str(), PortName(port).c_str()));
-  *id = static_cast<uint32_t>(t);
-  return OkStatus();
-}
-
-Status Session::FindOutputTensor(const std::string& program, schema::OutputPort port,
-                                 uint32_t* id) const {
-  if (!plan_.FindProgram(program))
-    return NotFoundError(StrFormat("the plan has no program '%s'", program.c_str()));
-  const int64_t t = plan_.FindOutput(program, port);
-  if (t < 0)
-    return NotFoundError(
-        StrFormat("program '%s' has no output '%s'", program.c_str(), PortName(port).c_str()));
+    return NotFoundError(StrFormat("program '%s' has no %s '%s'", program.c_str(),
+                                   kInput ? "input" : "output", PortName(port).c_str()));
   *id = static_cast<uint32_t>(t);
   return OkStatus();
 }
 
 Status Session::SetInput(const std::string& program, schema::InputPort port, const void* data,
                          size_t bytes) {
-  uint32_t id;
-  LORA_RETURN_IF_ERROR(FindInputTensor(program, port, &id));
+  uint32_t id = 0;
+  LORA_RETURN_IF_ERROR(FindPortTensor(program, port, &id));
   if (bytes != plan_.tensor_bytes(id))
     return InvalidArgumentError(StrFormat(
         "%s input '%s' takes %llu bytes, got %zu", program.c_str(), PortName(port).c_str(),
@@ -500,8 +495,8 @@ Status Session::SetInput(const std::string& program, schema::InputPort port, con
 
 Status Session::GetOutput(const std::string& program, schema::OutputPort port, void* data,
                           size_t bytes) const {
-  uint32_t id;
-  LORA_RETURN_IF_ERROR(FindOutputTensor(program, port, &id));
+  uint32_t id = 0;
+  LORA_RETURN_IF_ERROR(FindPortTensor(program, port, &id));
   if (bytes != plan_.tensor_bytes(id))
     return InvalidArgumentError(StrFormat(
         "%s output '%s' has %llu bytes, asked for %zu", program.c_str(), PortName(port).c_str(),
@@ -518,8 +513,8 @@ Status Session::SetScalar(const std::string& program, schema::InputPort port, fl
 }
 
 StatusOr<double> Session::GetScalar(const std::string& program, schema::OutputPort port) const {
-  uint32_t id;
-  LORA_RETURN_IF_ERROR(FindOutputTensor(program, port, &id));
+  uint32_t id = 0;
+  LORA_RETURN_IF_ERROR(FindPortTensor(program, port, &id));
   const TensorView& v = views_[id];
   // The loader checked each port's dtype and rank (PortRule).
   if (v.numel() != 1)

@@ -159,8 +159,10 @@ class Session {
  private:
   Session() = default;
   Status Prepare(const SessionOptions& options);
-  Status FindInputTensor(const std::string& program, schema::InputPort port, uint32_t* id) const;
-  Status FindOutputTensor(const std::string& program, schema::OutputPort port, uint32_t* id) const;
+  // The tensor of a program's input or output port (schema::InputPort or
+  // schema::OutputPort); NOT_FOUND naming the program or the port.
+  template <typename Port>
+  Status FindPortTensor(const std::string& program, Port port, uint32_t* id) const;
   // A device executor: uploads host changes of persistent tensors before a
   // Run. A no-op when the executor is host-resident.
   Status SyncDevice();

@@ -73,6 +73,15 @@ std::string JsonSnippet(const Json& value, size_t max_bytes) {
   return EscapeForMessage(text, max_bytes);
 }
 
+std::string JsonExceptionReason(const std::exception& e) {
+  std::string reason = e.what();
+  size_t bracket = reason.find("] ");
+  if (reason.rfind("[json.exception.", 0) == 0 && bracket != std::string::npos) {
+    reason.erase(0, bracket + 2);
+  }
+  return reason;
+}
+
 Status ParseJson(std::string_view text, const std::string& path, const char* what, Json* out) {
   *out = Json();
   size_t deep_at = 0;
@@ -122,21 +131,13 @@ Status ParseJson(std::string_view text, const std::string& path, const char* wha
   } catch (const Json::parse_error& e) {
     // e.what(): "[json.exception.parse_error.101] parse error at line 1,
     // column 5: syntax error while parsing value - ...; last read: '...'".
-    std::string reason = e.what();
-    size_t bracket = reason.find("] ");
-    if (reason.rfind("[json.exception.", 0) == 0 && bracket != std::string::npos) {
-      reason.erase(0, bracket + 2);
-    }
+    const std::string reason = JsonExceptionReason(e);
     *out = Json();
     return InvalidArgumentError(StrFormat("%s: %s is not valid JSON: %s (byte %zu)", path.c_str(),
                                           what, EscapeForMessage(reason, 300).c_str(), e.byte));
   } catch (const Json::exception& e) {
     // e.g. out_of_range.406 "number overflow parsing '1e400'".
-    std::string reason = e.what();
-    size_t bracket = reason.find("] ");
-    if (reason.rfind("[json.exception.", 0) == 0 && bracket != std::string::npos) {
-      reason.erase(0, bracket + 2);
-    }
+    const std::string reason = JsonExceptionReason(e);
     *out = Json();
     return InvalidArgumentError(StrFormat("%s: %s is not valid JSON: %s", path.c_str(), what,
                                           EscapeForMessage(reason, 300).c_str()));

@@ -23,6 +23,10 @@ constexpr int kMaxJsonDepth = 64;
 // every walk over it recurse.
 bool JsonTooDeep(std::string_view text, size_t* offset);
 
+// The reason of a nlohmann exception without its "[json.exception.KIND.N] "
+// prefix: "number overflow parsing '1e400'".
+std::string JsonExceptionReason(const std::exception& e);
+
 // Parses `text` into `out`. Errors (INVALID_ARGUMENT) are one line, start with
 // "<path>: <what> ", and say why: "is not valid JSON: syntax error at byte 17
 // ...", "nests deeper than 64 levels at byte 130", "has a duplicate key

@@ -10,6 +10,7 @@
 
 #include "lorart/base/strings.h"
 #include "lorart/plan/kernel_kinds.h"
+#include "lorart/quant/nf4.h"
 #include "lorart/plan/ports.h"
 #include "lorart/plan/seal.h"
 
@@ -132,6 +133,7 @@ class Validator {
   Status CheckPrograms(std::unordered_map<std::string_view, uint32_t>* programs) const;
   Status CheckIds(const std::string& where, const char* field,
                   const fb::Vector<uint32_t>* ids) const;
+  Status CheckOperands(const std::string& where, const schema::Launch& launch) const;
 
   const std::string& path_;
   const schema::Plan& plan_;
@@ -510,6 +512,67 @@ Status Validator::CheckIds(const std::string& where, const char* field,
   return OkStatus();
 }
 
+// A launch's operands against its kind's declaration (kernel_kinds.def):
+// their number, dtypes, sizes and NF4 blocks. The CUDA executor passes
+// operands to the generated code as bare pointers sized by the kernel's
+// parameters, so a plan that disagrees with itself is refused here, before
+// any backend runs it.
+Status Validator::CheckOperands(const std::string& where, const schema::Launch& launch) const {
+  const schema::Kernel& kernel = *plan_.kernels()->Get(launch.kernel());
+  const kernels::KindSpec* spec = kernels::FindKind(View(kernel.kind()));
+  if (!spec) return OkStatus();  // CheckKernels refused it
+  struct Params : kernels::IntParams {
+    const schema::Kernel* kernel;
+    const schema::KernelParam* Find(const char* name) const {
+      for (uint32_t i = 0; i < Size(kernel->params()); ++i) {
+        const schema::KernelParam* p = kernel->params()->Get(i);
+        if (View(p->key()) == name) return p;
+      }
+      return nullptr;
+    }
+    double Int(const char* name) const override {
+      const schema::KernelParam* p = Find(name);
+      const schema::IntValue* v = p ? p->value_as_IntValue() : nullptr;
+      return v ? static_cast<double>(v->value()) : 0.0;
+    }
+  } params;
+  params.kernel = &kernel;
+  std::string_view weight_format;
+  if (const schema::KernelParam* p = params.Find("weight_format"); p && p->value_as_StringValue())
+    weight_format = View(p->value_as_StringValue()->value());
+  const auto id_of = [&](bool output, size_t i) {
+    return (output ? launch.outputs() : launch.inputs())->Get(static_cast<uint32_t>(i));
+  };
+  std::string bad = kernels::CheckOperands(
+      *spec, params, weight_format, Size(launch.inputs()), Size(launch.outputs()),
+      [&](bool output, size_t i) {
+        const schema::Tensor& t = *plan_.tensors()->Get(id_of(output, i));
+        kernels::OperandInfo info;
+        switch (t.dtype()) {
+          case DType::F32: info.type = kernels::ElemType::kF32; break;
+          case DType::BF16: info.type = kernels::ElemType::kBF16; break;
+          case DType::F16: info.type = kernels::ElemType::kF16; break;
+          case DType::I32: info.type = kernels::ElemType::kI32; break;
+          case DType::I64: info.type = kernels::ElemType::kI64; break;
+          case DType::BOOL: info.type = kernels::ElemType::kBool; break;
+          case DType::NF4: info.type = kernels::ElemType::kNF4; break;
+          default: info.type = kernels::ElemType::kOther; break;
+        }
+        double elements = 1;
+        for (uint32_t d = 0; d < Size(t.shape()); ++d)
+          elements *= static_cast<double>(t.shape()->Get(d));
+        info.elements = elements;
+        if (t.quant()) {
+          info.block_size = t.quant()->block_size();
+          info.double_quant_block = t.quant()->double_quant_block();
+        }
+        return info;
+      },
+      [&](bool output, size_t i) { return TensorLabel(id_of(output, i)); });
+  if (!bad.empty()) return Invalid(where + " (" + KernelLabel(launch.kernel()) + "): " + bad);
+  return OkStatus();
+}
+
 template <typename Port>
 Status Validator::CheckPorts(const std::string& where, const char* field, const char* ports_field,
                              const fb::Vector<uint32_t>* ids, const fb::Vector<Port>* ports) const {
@@ -573,6 +636,7 @@ Status Validator::CheckPrograms(std::unordered_map<std::string_view, uint32_t>* 
       }
       LORA_RETURN_IF_ERROR(CheckIds(where, "inputs", launch.inputs()));
       LORA_RETURN_IF_ERROR(CheckIds(where, "outputs", launch.outputs()));
+      LORA_RETURN_IF_ERROR(CheckOperands(where, launch));
       const uint64_t ws = plan_.kernels()->Get(launch.kernel())->cuda_workspace_bytes();
       const uint64_t arena_size = plan_.arena()->size();
       if (ws > 0 && (ws > arena_size || launch.workspace_offset() > arena_size - ws)) {
@@ -688,6 +752,24 @@ Status TensorByteSize(const schema::Tensor& t, uint64_t* bytes) {
   }
   if (elements > 0 && q->scale_bytes() == 0) {
     return InvalidArgumentError("field 'quant.scale_bytes' is 0 (or missing)");
+  }
+  if (elements > 0) {
+    // The scales must be the layout the kernels index (quant/nf4.h): a
+    // smaller region would be read past its end.
+    StatusOr<Nf4Layout> layout = Nf4Layout::Make(static_cast<int64_t>(elements), q->block_size(),
+                                                 q->double_quant_block());
+    if (!layout.ok()) {
+      Status status = layout.status();
+      return status.WithContext("field 'quant'");
+    }
+    if (static_cast<uint64_t>(layout->absmax_bytes) != q->scale_bytes()) {
+      return InvalidArgumentError(StrFormat(
+          "field 'quant.scale_bytes' is %llu, but %llu NF4 elements in blocks of %u (double "
+          "quantization block %u) take %llu bytes of scales",
+          static_cast<unsigned long long>(q->scale_bytes()),
+          static_cast<unsigned long long>(elements), q->block_size(), q->double_quant_block(),
+          static_cast<unsigned long long>(layout->absmax_bytes)));
+    }
   }
   if (q->scale_bytes() > UINT64_MAX - codes) {
     return InvalidArgumentError("field 'quant.scale_bytes' makes the tensor larger than 2^64 bytes");
