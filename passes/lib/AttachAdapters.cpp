@@ -7,7 +7,8 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 
-#include <regex>
+#include "lorart/io/hf_config.h"
+
 #include <set>
 
 namespace mlir::lora {
@@ -20,11 +21,6 @@ using namespace mlir::lora;
 
 namespace {
 
-/// The linear layers of the Llama decoder that `all-linear` selects.
-constexpr llvm::StringLiteral kAllLinear[] = {
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-    "down_proj"};
-
 struct AttachAdaptersPass
     : public lora::impl::AttachAdaptersBase<AttachAdaptersPass> {
   using AttachAdaptersBase::AttachAdaptersBase;
@@ -34,47 +30,29 @@ struct AttachAdaptersPass
     if (failed(checkOptions(module)))
       return signalPassFailure();
 
-    // Parse the selection rule.
+    // The selection rule: PEFT's, shared with import and merge.
     std::vector<std::string> targetList;
-    std::optional<std::regex> regex;
-    if (!targetRegex.empty()) {
-      try {
-        regex.emplace(targetRegex, std::regex::ECMAScript);
-      } catch (const std::regex_error &e) {
-        module.emitError() << "option 'target-regex' is not a valid regex '"
-                           << targetRegex << "': " << e.what();
-        return signalPassFailure();
-      }
-    } else {
+    if (targetRegex.empty()) {
       SmallVector<StringRef> parts;
       StringRef(targets).split(parts, ',', -1, /*KeepEmpty=*/false);
-      for (StringRef p : parts) {
-        p = p.trim();
-        if (p == "all-linear")
-          for (StringRef t : kAllLinear)
-            targetList.push_back(t.str());
-        else if (!p.empty())
-          targetList.push_back(p.str());
-      }
+      for (StringRef p : parts)
+        if (!p.trim().empty())
+          targetList.push_back(p.trim().str());
       if (targetList.empty()) {
         module.emitError() << "option 'targets' names no module";
         return signalPassFailure();
       }
     }
-    std::set<int64_t> layerSet(layers.begin(), layers.end());
-
-    auto selected = [&](StringRef name) {
-      if (!layerSet.empty()) {
-        std::optional<int64_t> layer = getLayerIndex(name);
-        if (!layer || !layerSet.count(*layer))
-          return false;
-      }
-      if (regex)
-        return std::regex_match(name.str(), *regex);
-      return llvm::any_of(targetList, [&](const std::string &t) {
-        return name == t || name.ends_with("." + t);
-      });
-    };
+    lorart::StatusOr<lorart::hf::TargetRule> ruleOr =
+        lorart::hf::TargetRule::Make(
+            "option", targetList, targetRegex,
+            std::vector<int64_t>(layers.begin(), layers.end()));
+    if (!ruleOr.ok()) {
+      module.emitError() << ruleOr.status().message();
+      return signalPassFailure();
+    }
+    const lorart::hf::TargetRule &rule = *ruleOr;
+    auto selected = [&](StringRef name) { return rule.Matches(name); };
 
     SmallVector<std::pair<LinearOp, std::string>> chosen;
     module.walk([&](LinearOp op) {
@@ -90,11 +68,11 @@ struct AttachAdaptersPass
       });
       InFlightDiagnostic diag = module.emitError()
                                 << "no linear layer matches ";
-      if (regex)
+      if (!targetRegex.empty())
         diag << "target-regex '" << targetRegex << "'";
       else
-        diag << "targets '" << llvm::join(targetList, ",") << "'";
-      if (!layerSet.empty())
+        diag << "targets '" << llvm::join(rule.names(), ",") << "'";
+      if (!layers.empty())
         diag << " in the selected layers";
       diag << " (linear layers: "
            << (leafs.empty() ? std::string("none")
@@ -103,10 +81,16 @@ struct AttachAdaptersPass
       return signalPassFailure();
     }
 
-    std::set<std::string> matchedLeafs;
+    // target_modules as written to adapter_config.json: the entries that
+    // selected a module, so that PEFT selects exactly these modules again.
+    std::set<std::string> usedEntries;
     for (auto &[op, name] : chosen) {
       attach(op, name);
-      matchedLeafs.insert(StringRef(name).rsplit('.').second.str());
+      if (!targetRegex.empty())
+        usedEntries.insert(StringRef(name).rsplit('.').second.str());
+      for (const std::string &e : rule.names())
+        if (lorart::hf::TargetRule::EntryNames(e, name))
+          usedEntries.insert(e);
     }
 
     // Record the configuration for the PEFT adapter_config.json.
@@ -116,13 +100,14 @@ struct AttachAdaptersPass
     cfg.push_back(b.getNamedAttr("lora_alpha", b.getF64FloatAttr(alpha)));
     cfg.push_back(b.getNamedAttr("lora_dropout", b.getF64FloatAttr(dropout)));
     SmallVector<Attribute> names;
-    for (const std::string &leaf : matchedLeafs)
-      names.push_back(b.getStringAttr(leaf));
+    for (const std::string &entry : usedEntries)
+      names.push_back(b.getStringAttr(entry));
     cfg.push_back(b.getNamedAttr("target_modules", b.getArrayAttr(names)));
-    if (regex)
+    if (!targetRegex.empty())
       cfg.push_back(
           b.getNamedAttr("target_regex", b.getStringAttr(targetRegex)));
-    if (!layerSet.empty()) {
+    if (!layers.empty()) {
+      std::set<int64_t> layerSet(layers.begin(), layers.end());
       SmallVector<int64_t> ls(layerSet.begin(), layerSet.end());
       cfg.push_back(b.getNamedAttr("layers_to_transform",
                                    b.getDenseI64ArrayAttr(ls)));
@@ -148,6 +133,11 @@ struct AttachAdaptersPass
       if (l < 0)
         return module.emitError()
                << "option 'layers' must hold non-negative indices, got " << l;
+    if (!targetRegex.empty() && !layers.empty())
+      return module.emitError()
+             << "option 'layers' cannot be combined with 'target-regex': "
+                "PEFT refuses an adapter_config.json with both; select the "
+                "layers in the regex instead";
     return success();
   }
 

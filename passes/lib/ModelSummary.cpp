@@ -1,5 +1,6 @@
 //===- ModelSummary.cpp - what a lora module contains ---------------------===//
 #include "lora/Transforms/ModelSummary.h"
+#include "lorart/io/hf_config.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Format.h"
@@ -26,14 +27,7 @@ std::optional<std::string> mlir::lora::getLinearModuleName(LinearOp op) {
 }
 
 std::optional<int64_t> mlir::lora::getLayerIndex(StringRef moduleName) {
-  SmallVector<StringRef> parts;
-  moduleName.split(parts, '.');
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    int64_t index;
-    if (parts[i] == "layers" && !parts[i + 1].getAsInteger(10, index))
-      return index;
-  }
-  return std::nullopt;
+  return lorart::hf::LayerIndexOf(std::string_view(moduleName));
 }
 
 std::optional<StringRef> mlir::lora::getModuleName(Location loc) {

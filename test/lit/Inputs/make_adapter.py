@@ -4,7 +4,8 @@ linear layer adapted, F32 tensors drawn from a seeded generator, lora_B
 non-zero so the adapter changes the model): adapter_model.safetensors and
 adapter_config.json. Options make the adapters lorart merge must handle or
 refuse: --nf4 records an NF4 base in the metadata (as lorart writes it for a
-QLoRA plan), --drop-b MODULE leaves one lora_B out."""
+QLoRA plan), --drop-b MODULE leaves one lora_B out, --set KEY=JSON sets an
+adapter_config.json key (targeting cases)."""
 import argparse
 import json
 import os
@@ -34,6 +35,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--nf4", action="store_true")
     ap.add_argument("--drop-b", default="")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     a = ap.parse_args()
     c = json.load(open(a.config))
     rng = random.Random(a.seed)
@@ -65,6 +67,9 @@ def main():
     cfg = {"peft_type": "LORA", "r": a.r, "lora_alpha": a.alpha, "lora_dropout": 0.0,
            "target_modules": [m.split(".")[1] for m in MODULES], "bias": "none",
            "fan_in_fan_out": False, "task_type": "CAUSAL_LM", "base_model_name_or_path": None}
+    for kv in a.set:
+        key, value = kv.split("=", 1)
+        cfg[key] = json.loads(value)
     json.dump(cfg, open(os.path.join(a.out, "adapter_config.json"), "w"), indent=2)
 
 

@@ -3,6 +3,8 @@
 // RUN: lorac-opt %s -lora-attach-adapters="targets=q_proj,v_proj rank=8 alpha=16 dropout=0" | FileCheck %s --check-prefix=QV
 // RUN: lorac-opt %s -lora-attach-adapters="targets=self_attn.q_proj layers=1" | FileCheck %s --check-prefix=LAYER
 // RUN: lorac-opt %s -lora-attach-adapters="target-regex=.*\.layers\.0\.mlp\.down_proj rank=4" | FileCheck %s --check-prefix=REGEX
+// A name given whole is selected whatever the layers say (PEFT's rule).
+// RUN: lorac-opt %s -lora-attach-adapters="targets=model.layers.0.self_attn.q_proj,v_proj layers=1" | FileCheck %s --check-prefix=EXACT
 // Negative cases: nothing selected, options out of range, adapters twice.
 // RUN: not lorac-opt %s -lora-attach-adapters="targets=c_attn" 2>&1 | FileCheck %s --check-prefix=NOMATCH
 // RUN: not lorac-opt %s -lora-attach-adapters="targets=q_proj layers=7" 2>&1 | FileCheck %s --check-prefix=NOLAYER
@@ -11,6 +13,7 @@
 // RUN: not lorac-opt %s -lora-attach-adapters="alpha=-1" 2>&1 | FileCheck %s --check-prefix=ALPHA
 // RUN: not lorac-opt %s -lora-attach-adapters="target-regex=(q_proj" 2>&1 | FileCheck %s --check-prefix=BADREGEX
 // RUN: not lorac-opt %s -lora-attach-adapters -lora-attach-adapters 2>&1 | FileCheck %s --check-prefix=TWICE
+// RUN: not lorac-opt %s -lora-attach-adapters="target-regex=.*q_proj layers=1" 2>&1 | FileCheck %s --check-prefix=REGEXLAYERS
 
 // A two-layer slice of a Llama model: q/v projections and the MLP's
 // down_proj in each layer, and an LM head that must never get an adapter.
@@ -57,13 +60,22 @@
 // REGEX: "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight" trainable init(kaiming_uniform) : tensor<4x128xf32>
 // REGEX-NOT: lora.adapter {{.*}}layers.1
 
+// EXACT-LABEL: module attributes
+// EXACT-SAME: layers_to_transform = array<i64: 1>
+// EXACT-SAME: target_modules = ["model.layers.0.self_attn.q_proj", "v_proj"]
+// EXACT: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+// EXACT-NOT: "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight"
+// EXACT: "base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight"
+// EXACT-NOT: "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"
+
 // NOMATCH: error: no linear layer matches targets 'c_attn' (linear layers: down_proj, q_proj, v_proj)
 // NOLAYER: error: no linear layer matches targets 'q_proj' in the selected layers
 // RANK: error: option 'rank' must be positive, got 0
 // DROPOUT: error: option 'dropout' must be in [0, 1), got 1.5
 // ALPHA: error: option 'alpha' must be positive, got -1
-// BADREGEX: error: option 'target-regex' is not a valid regex '(q_proj'
+// BADREGEX: error: option: target regex '(q_proj' is not a valid regular expression (at offset 7: missing closing parenthesis)
 // TWICE: error: the module already has LoRA adapters ('lora.adapter_config' is set)
+// REGEXLAYERS: error: option 'layers' cannot be combined with 'target-regex': PEFT refuses an adapter_config.json with both
 
 module attributes {lora.model = {architecture = "LlamaForCausalLM", hidden_size = 64 : i64, intermediate_size = 128 : i64, num_hidden_layers = 2 : i64, num_attention_heads = 4 : i64, num_key_value_heads = 2 : i64, head_dim = 16 : i64, vocab_size = 100 : i64, rms_norm_eps = 1.0e-05 : f64, rope_theta = 10000.0 : f64, tie_word_embeddings = false, attention_bias = false}} {
   func.func @forward(%h: tensor<?x?x64xf32>, %pos: tensor<?x?xi32>, %act: tensor<?x?x128xf32>) -> tensor<?x?x100xf32> {

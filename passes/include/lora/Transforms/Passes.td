@@ -20,12 +20,20 @@ def AttachAdapters : Pass<"lora-attach-adapters", "::mlir::ModuleOp"> {
     configuration on the module as `lora.adapter_config` (written out as
     PEFT's `adapter_config.json` by the runtime).
 
-    Selection follows PEFT's `LoraConfig`: a module is selected when its name
+    Selection is PEFT's rule (`hf::TargetRule` in lorart/io/hf_config.h,
+    shared with `lorac import --adapter-config` and `lorart merge`, and
+    checked against peft's own choices): a module is selected when its name
     equals a target or ends with `.` + target (`targets=q_proj,v_proj`), or
-    with `target-regex` when the regex matches the whole module name.
-    `all-linear` selects every linear layer of the decoder (not the LM head).
-    `layers` restricts the selection to the given decoder layer indices
-    (PEFT's `layers_to_transform`). The new `lora_A` starts as PEFT's
+    with `target-regex` when the regex (PCRE2, which reads Python's `re`
+    syntax) matches the whole module name. `all-linear` selects every linear
+    layer of the decoder (not the LM head). `layers` restricts the selection
+    to the given decoder layer indices (PEFT's `layers_to_transform`; the
+    index is the first numbered component of the name), except for a target
+    that equals a module's whole name, which is selected in any layer, as in
+    PEFT. `layers` with `target-regex` is an error: PEFT refuses that
+    adapter_config.json. The recorded `target_modules` are the targets that
+    selected a module, so PEFT selects the same modules again. The new
+    `lora_A` starts as PEFT's
     `init(kaiming_uniform)` and `lora_B` as `init(zeros)`: the plan takes the
     initialization from these attributes, not from the names.
 
@@ -44,15 +52,16 @@ def AttachAdapters : Pass<"lora-attach-adapters", "::mlir::ModuleOp"> {
     %q2 = lora.add %q, %d : ...
     ```
 
-    Fails with a diagnostic when an option is out of range, when no linear
-    layer is selected (naming the layers that exist), or when the module
-    already has adapters.
+    Fails with a diagnostic when an option is out of range, when the regex
+    does not compile, when `layers` is given with `target-regex`, when no
+    linear layer is selected (naming the layers that exist), or when the
+    module already has adapters.
   }];
   let options = [
     Option<"targets", "targets", "std::string", /*default=*/"\"all-linear\"",
            "Comma-separated target module names (suffix match), or all-linear">,
     Option<"targetRegex", "target-regex", "std::string", /*default=*/"\"\"",
-           "ECMAScript regex matched against the whole module name; overrides targets">,
+           "Regex (Python/PCRE2 syntax) matched against the whole module name; replaces targets">,
     Option<"rank", "rank", "int64_t", /*default=*/"16",
            "LoRA rank r (> 0)">,
     Option<"alpha", "alpha", "double", /*default=*/"32.0",

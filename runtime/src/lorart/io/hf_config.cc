@@ -15,6 +15,9 @@
 #include <sstream>
 #include <nlohmann/json.hpp>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "lorart/base/strings.h"
 #include "lorart/io/json.h"
 
@@ -838,6 +841,328 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string &path) {
   return c;
 }
 
+const char *const kAllLinearModules[7] = {"q_proj",   "k_proj",    "v_proj",
+                                          "o_proj",   "gate_proj", "up_proj",
+                                          "down_proj"};
+
+namespace {
+/// An all-digit layer index; none for anything else (or beyond int64).
+std::optional<int64_t> parseIndex(std::string_view d) {
+  if (d.empty())
+    return std::nullopt;
+  int64_t v = 0;
+  for (char ch : d) {
+    if (ch < '0' || ch > '9')
+      return std::nullopt;
+    if (v > (std::numeric_limits<int64_t>::max() - 9) / 10)
+      return std::nullopt; // no layer has such an index
+    v = v * 10 + (ch - '0');
+  }
+  return v;
+}
+} // namespace
+
+std::optional<int64_t> LayerIndexOf(std::string_view module) {
+  // Components c[0].c[1]....c[n-1]: PEFT's lazy `.*?\.[^.]*\.(\d+)\.` takes
+  // the first all-digit c[i] with a dot before c[i-1] (i >= 2) and a
+  // component after it (i <= n-2).
+  std::vector<std::string_view> c;
+  size_t start = 0;
+  while (true) {
+    size_t dot = module.find('.', start);
+    c.push_back(module.substr(start, dot == std::string_view::npos
+                                         ? std::string_view::npos
+                                         : dot - start));
+    if (dot == std::string_view::npos)
+      break;
+    start = dot + 1;
+  }
+  for (size_t i = 2; i + 1 < c.size(); ++i) {
+    const std::string_view d = c[i];
+    if (!d.empty() && std::all_of(d.begin(), d.end(), [](char ch) {
+          return ch >= '0' && ch <= '9';
+        }))
+      return parseIndex(d); // none when it overflows: PEFT stops here too
+  }
+  return std::nullopt;
+}
+
+/// A compiled PCRE2 pattern (Python's `re` syntax is PCRE2's, apart from
+/// rarities such as \Z).
+struct TargetRule::Compiled {
+  pcre2_code *code = nullptr;
+  ~Compiled() { pcre2_code_free(code); }
+
+  static StatusOr<std::shared_ptr<const Compiled>>
+  make(const std::string &what, const char *key, const std::string &pattern,
+       uint32_t options) {
+    int err = 0;
+    PCRE2_SIZE offset = 0;
+    auto c = std::make_shared<Compiled>();
+    c->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
+                            pattern.size(), options | PCRE2_UTF | PCRE2_UCP,
+                            &err, &offset, nullptr);
+    if (!c->code) {
+      PCRE2_UCHAR buf[256];
+      pcre2_get_error_message(err, buf, sizeof buf);
+      return fail(what, Format("{0} '{1}' is not a valid regular expression "
+                               "(at offset {2}: {3})",
+                               {key, pattern, static_cast<int64_t>(offset),
+                                reinterpret_cast<const char *>(buf)}));
+    }
+    return std::shared_ptr<const Compiled>(std::move(c));
+  }
+
+  /// Matches `text` (anchored as compiled); the text of the group named
+  /// "idx" in `group` when asked for.
+  bool match(std::string_view text, std::string_view *group = nullptr) const {
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, nullptr);
+    if (!md)
+      return false;
+    int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()),
+                         text.size(), 0, 0, md, nullptr);
+    bool ok = rc > 0;
+    if (ok && group) {
+      PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+      int idx = pcre2_substring_number_from_name(
+          code, reinterpret_cast<PCRE2_SPTR>("idx"));
+      *group = idx > 0 && idx < rc && ov[2 * idx] != PCRE2_UNSET
+                   ? text.substr(ov[2 * idx], ov[2 * idx + 1] - ov[2 * idx])
+                   : std::string_view();
+    }
+    pcre2_match_data_free(md);
+    return ok;
+  }
+};
+
+namespace {
+std::string lowercase(std::string s) {
+  for (char &ch : s)
+    if (ch >= 'A' && ch <= 'Z')
+      ch = static_cast<char>(ch - 'A' + 'a');
+  return s;
+}
+} // namespace
+
+StatusOr<TargetRule> TargetRule::Make(const std::string &what,
+                                      std::vector<std::string> names,
+                                      const std::string &regex,
+                                      std::vector<int64_t> layers,
+                                      std::vector<std::string> layersPattern,
+                                      std::vector<std::string> excludeNames,
+                                      const std::string &excludeRegex) {
+  TargetRule r;
+  for (std::string &n : names) {
+    if (lowercase(n) == "all-linear")
+      r.names_.insert(r.names_.end(), std::begin(kAllLinearModules),
+                      std::end(kAllLinearModules));
+    else if (!n.empty())
+      r.names_.push_back(std::move(n));
+  }
+  if (!regex.empty() && !r.names_.empty())
+    return fail(what, "target modules are given both as names and as a "
+                      "regular expression; give one");
+  if (regex.empty() && r.names_.empty())
+    return fail(what, "the target modules name no module");
+  for (int64_t l : layers)
+    if (l < 0)
+      return fail(what, Format("layers_to_transform must hold non-negative "
+                               "layer indices, got {0}",
+                               {l}));
+  if (!regex.empty() && !layers.empty())
+    return fail(what, "layers_to_transform cannot be combined with a "
+                      "target regular expression (PEFT refuses this "
+                      "adapter_config.json); select the layers in the "
+                      "regular expression instead");
+  if (!regex.empty() && !layersPattern.empty())
+    return fail(what, "layers_pattern cannot be combined with a target "
+                      "regular expression (PEFT refuses it)");
+  if (!layersPattern.empty() && layers.empty())
+    return fail(what, "layers_pattern needs layers_to_transform (PEFT "
+                      "refuses it alone)");
+  r.regex_ = regex;
+  r.layers_ = std::move(layers);
+  r.layersPattern_ = std::move(layersPattern);
+  r.excludeRegex_ = excludeRegex;
+  for (std::string &n : excludeNames)
+    if (!n.empty())
+      r.excludeNames_.push_back(std::move(n));
+  if (!regex.empty())
+    ASSIGN_OR_RETURN_ERR(r.compiledRegex_,
+                         Compiled::make(what, "target regex", regex,
+                                        PCRE2_ANCHORED | PCRE2_ENDANCHORED));
+  if (!excludeRegex.empty())
+    ASSIGN_OR_RETURN_ERR(r.compiledExclude_,
+                         Compiled::make(what, "exclude_modules", excludeRegex,
+                                        PCRE2_ANCHORED | PCRE2_ENDANCHORED));
+  for (const std::string &p : r.layersPattern_) {
+    std::shared_ptr<const Compiled> c;
+    ASSIGN_OR_RETURN_ERR(
+        c, Compiled::make(what, "layers_pattern",
+                          "(?:^|.*?\\.)" + p + "\\.(?P<idx>\\d+)\\.",
+                          PCRE2_ANCHORED));
+    r.compiledPatterns_.push_back(std::move(c));
+  }
+  return r;
+}
+
+bool TargetRule::EntryNames(std::string_view entry, std::string_view module) {
+  return module == entry ||
+         (module.size() > entry.size() &&
+          module.substr(module.size() - entry.size()) == entry &&
+          module[module.size() - entry.size() - 1] == '.');
+}
+
+namespace {
+bool anyNames(const std::vector<std::string> &entries,
+              std::string_view module) {
+  return std::any_of(entries.begin(), entries.end(), [&](const std::string &e) {
+    return TargetRule::EntryNames(e, module);
+  });
+}
+} // namespace
+
+bool TargetRule::Matches(std::string_view module) const {
+  if (anyNames(excludeNames_, module) ||
+      (compiledExclude_ && compiledExclude_->match(module)))
+    return false;
+  if (compiledRegex_)
+    return compiledRegex_->match(module);
+  // A name listed whole is selected whatever the layers say (PEFT).
+  if (std::find(names_.begin(), names_.end(), module) != names_.end())
+    return true;
+  if (!anyNames(names_, module))
+    return false;
+  if (layers_.empty())
+    return true;
+  std::optional<int64_t> layer;
+  if (compiledPatterns_.empty()) {
+    layer = LayerIndexOf(module);
+  } else {
+    for (const auto &c : compiledPatterns_) {
+      std::string_view digits;
+      if (c->match(module, &digits)) {
+        layer = parseIndex(digits);
+        break;
+      }
+    }
+  }
+  return layer &&
+         std::find(layers_.begin(), layers_.end(), *layer) != layers_.end();
+}
+
+std::string TargetRule::Describe() const {
+  std::string s = "target_modules ";
+  if (!regex_.empty()) {
+    s += json(regex_).dump();
+  } else {
+    s += json(names_).dump();
+  }
+  if (!layers_.empty())
+    s += ", layers_to_transform " + json(layers_).dump();
+  if (!layersPattern_.empty())
+    s += ", layers_pattern " + json(layersPattern_).dump();
+  if (!excludeRegex_.empty())
+    s += ", exclude_modules " + json(excludeRegex_).dump();
+  else if (!excludeNames_.empty())
+    s += ", exclude_modules " + json(excludeNames_).dump();
+  return s;
+}
+
+StatusOr<TargetRule> ReadPeftTargets(const json &config,
+                                     const std::string &path) {
+  Reader r(path, config);
+  // A string or a list of non-empty strings; `regex` tells which it was.
+  auto stringOrList = [&](const char *key, std::vector<std::string> *list,
+                          std::string *regex) -> Status {
+    const json &v = config[key];
+    if (v.is_string()) {
+      *regex = v.get<std::string>();
+      if (regex->empty())
+        return fail(path, Format("key '{0}' is an empty string", {key}));
+      return OkStatus();
+    }
+    bool ok = v.is_array();
+    if (ok)
+      for (const json &e : v)
+        ok = ok && e.is_string() && !e.get<std::string>().empty();
+    if (!ok)
+      return fail(path, Format("key '{0}' must be a regular expression "
+                               "string or a list of module names, got {1}",
+                               {key, show(v)}));
+    for (const json &e : v)
+      list->push_back(e.get<std::string>());
+    return OkStatus();
+  };
+  std::vector<std::string> names, excludeNames, patterns;
+  std::string regex, excludeRegex;
+  if (r.has("target_modules")) {
+    RETURN_IF_ERR(stringOrList("target_modules", &names, &regex));
+    if (lowercase(regex) == "all-linear") {
+      names = {"all-linear"};
+      regex.clear();
+    } else if (regex.empty() && names.empty()) {
+      return fail(path, "key 'target_modules' is an empty list: no module "
+                        "would get an adapter");
+    } else {
+      for (const std::string &n : names)
+        if (lowercase(n) == "all-linear")
+          return fail(path, "key 'target_modules': PEFT reads 'all-linear' "
+                            "only as the whole string, not as a list entry "
+                            "(where it names no module)");
+    }
+  } else {
+    names = {"q_proj", "v_proj"}; // PEFT's default for Llama-family models
+  }
+  if (r.has("target_parameters") && !(config["target_parameters"].is_array() &&
+                                      config["target_parameters"].empty()))
+    return fail(path, "key 'target_parameters': LoRA on nn.Parameter "
+                      "(mixture-of-experts weights) is not supported");
+  const bool targetString =
+      config.contains("target_modules") && config["target_modules"].is_string();
+  for (const char *key : {"layers_to_transform", "layers_pattern"})
+    if (targetString && r.has(key))
+      return fail(path, Format("key '{0}' cannot be used when "
+                               "'target_modules' is a string (PEFT refuses "
+                               "it)",
+                               {key}));
+  std::vector<int64_t> layers;
+  if (r.has("layers_to_transform")) {
+    const json &l = config["layers_to_transform"];
+    std::vector<json> items;
+    if (l.is_array())
+      items.assign(l.begin(), l.end());
+    else
+      items.push_back(l);
+    for (const json &e : items) {
+      if (!e.is_number_integer() || e.get<int64_t>() < 0)
+        return fail(path, "key 'layers_to_transform' must be a non-negative "
+                          "integer or a list of them, got " +
+                              show(l));
+      layers.push_back(e.get<int64_t>());
+    }
+  }
+  if (r.has("layers_pattern") &&
+      !(config["layers_pattern"].is_string() &&
+        config["layers_pattern"].get<std::string>().empty())) {
+    std::string one;
+    RETURN_IF_ERR(stringOrList("layers_pattern", &patterns, &one));
+    if (!one.empty())
+      patterns = {one};
+    if (!patterns.empty() && !r.has("layers_to_transform"))
+      return fail(path, "key 'layers_pattern' needs 'layers_to_transform' "
+                        "(PEFT refuses it alone)");
+    if (layers.empty())
+      patterns.clear(); // an empty layers_to_transform selects every layer
+  }
+  if (r.has("exclude_modules"))
+    RETURN_IF_ERR(
+        stringOrList("exclude_modules", &excludeNames, &excludeRegex));
+  return TargetRule::Make(path, std::move(names), regex, std::move(layers),
+                          std::move(patterns), std::move(excludeNames),
+                          excludeRegex);
+}
+
 StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
   json j;
   ASSIGN_OR_RETURN_ERR(j, loadJsonObject(path));
@@ -882,47 +1207,28 @@ StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
         r.obj["modules_to_save"].empty()))
     return fail(path, "key 'modules_to_save': fully trained extra modules "
                       "are not supported yet");
-  if (r.has("target_modules")) {
-    const json &t = r.obj["target_modules"];
-    if (t.is_string()) {
-      std::string s = t.get<std::string>();
-      if (s == "all-linear")
-        o.targets = s;
-      else
-        o.targetRegex = s; // PEFT: a string is a regex (full match)
-    } else if (t.is_array() && !t.empty()) {
-      std::string joined;
-      for (const json &e : t) {
-        if (!e.is_string() || e.get<std::string>().empty())
-          return fail(path, "key 'target_modules' must be a regex string or "
-                            "a list of module names, got " +
-                                show(t));
-        joined += (joined.empty() ? "" : ",") + e.get<std::string>();
-      }
-      o.targets = joined;
-    } else {
-      return fail(path, "key 'target_modules' must be a regex string or a "
-                        "non-empty list of module names, got " +
-                            show(t));
-    }
+  TargetRule rule;
+  ASSIGN_OR_RETURN_ERR(rule, ReadPeftTargets(j, path));
+  // lorac's AttachAdapters takes names or a regex and layer indices: what
+  // it cannot express is refused, never dropped.
+  if (rule.excludes())
+    return fail(path, "key 'exclude_modules' is not supported yet by lorac "
+                      "import; list the modules to adapt in "
+                      "'target_modules' instead");
+  // "layers" finds the same index as no pattern in a Llama-family name.
+  for (const std::string &p : rule.layersPattern())
+    if (p != "layers")
+      return fail(path, "key 'layers_pattern': '" + p +
+                            "' is not supported by lorac import (only "
+                            "\"layers\", the decoder layers' name)");
+  if (!rule.regex().empty()) {
+    o.targetRegex = rule.regex();
   } else {
-    o.targets = "q_proj,v_proj"; // PEFT's default for Llama-family models
+    o.targets.clear();
+    for (const std::string &n : rule.names())
+      o.targets += (o.targets.empty() ? "" : ",") + n;
   }
-  if (r.has("layers_to_transform")) {
-    const json &l = r.obj["layers_to_transform"];
-    std::vector<json> items;
-    if (l.is_array())
-      items.assign(l.begin(), l.end());
-    else
-      items.push_back(l);
-    for (const json &e : items) {
-      if (!e.is_number_integer() || e.get<int64_t>() < 0)
-        return fail(path, "key 'layers_to_transform' must be a non-negative "
-                          "integer or a list of them, got " +
-                              show(l));
-      o.layers.push_back(e.get<int64_t>());
-    }
-  }
+  o.layers = rule.layers();
   return o;
 }
 

@@ -17,9 +17,13 @@
 #define LORART_IO_HF_CONFIG_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "lorart/base/status.h"
 
@@ -81,6 +85,73 @@ struct LoraOptions {
   std::string targetRegex;             // overrides targets when set
   std::vector<int64_t> layers;         // layers_to_transform
 };
+
+// The linear modules of a Llama-family decoder layer that PEFT's
+// "all-linear" selects (every nn.Linear but the output layer).
+extern const char* const kAllLinearModules[7];
+
+// The layer index PEFT reads from a module name when layers_to_transform
+// is set (peft.tuners.tuners_utils, `.*?\.[^.]*\.(\d+)\.`): the first
+// all-digit component that has a component before it and one after it.
+// "model.layers.3.mlp.up_proj" -> 3; "model.layers.3.experts.7.w1" -> 3;
+// "lm_head" -> none.
+std::optional<int64_t> LayerIndexOf(std::string_view module);
+
+// Which modules get a LoRA adapter: PEFT's rule
+// (check_target_module_exists), one implementation for the compiler's
+// AttachAdapters, `lorac import --adapter-config` and `lorart merge`.
+//  - names: a module is selected when its full name equals an entry, or
+//    ends with "." + the entry ("q_proj", "self_attn.q_proj");
+//  - regex: a module is selected when the regex matches its full name
+//    (Python's re.fullmatch; PCRE2 reads Python's syntax);
+//  - layers (layers_to_transform, optional layers_pattern): a module
+//    selected by a name entry it does not equal exactly must also sit in
+//    one of these layers (LayerIndexOf, or the first `<pattern>.<index>.`
+//    with a layers_pattern). PEFT refuses layers with a regex, so do we.
+//  - exclude (exclude_modules): names (equal or suffix) or a regex; an
+//    excluded module is never selected.
+class TargetRule {
+ public:
+  // `names` may hold "all-linear" (expanded to kAllLinearModules). Exactly
+  // one of `names` and `regex` is non-empty. Errors name `what` (the file or
+  // the option) and say which part is wrong.
+  static StatusOr<TargetRule> Make(const std::string& what, std::vector<std::string> names,
+                                   const std::string& regex, std::vector<int64_t> layers,
+                                   std::vector<std::string> layersPattern = {},
+                                   std::vector<std::string> excludeNames = {},
+                                   const std::string& excludeRegex = "");
+
+  bool Matches(std::string_view module) const;
+  // Whether the target_modules entry `entry` names `module` (equal, or a
+  // suffix after a dot), layers aside.
+  static bool EntryNames(std::string_view entry, std::string_view module);
+
+  const std::vector<std::string>& names() const { return names_; }
+  const std::string& regex() const { return regex_; }
+  const std::vector<int64_t>& layers() const { return layers_; }
+  bool excludes() const { return !excludeNames_.empty() || !excludeRegex_.empty(); }
+  const std::vector<std::string>& layersPattern() const { return layersPattern_; }
+  // For messages: target_modules ["q_proj","v_proj"], layers_to_transform [0,1].
+  std::string Describe() const;
+
+ private:
+  struct Compiled;
+  std::vector<std::string> names_;
+  std::string regex_;
+  std::vector<int64_t> layers_;
+  std::vector<std::string> layersPattern_;
+  std::vector<std::string> excludeNames_;
+  std::string excludeRegex_;
+  std::shared_ptr<const Compiled> compiledRegex_, compiledExclude_;
+  std::vector<std::shared_ptr<const Compiled>> compiledPatterns_;
+};
+
+// The targeting keys of an adapter_config.json object (target_modules, a
+// list or a regex string or "all-linear", missing = PEFT's Llama default
+// ["q_proj", "v_proj"]; layers_to_transform, an integer or a list;
+// layers_pattern; exclude_modules; target_parameters, refused). Errors are
+// "PATH: key 'K' ...".
+StatusOr<TargetRule> ReadPeftTargets(const nlohmann::json& config, const std::string& path);
 
 // Reads PEFT's adapter_config.json (r, lora_alpha, lora_dropout,
 // target_modules as a list or a regex string, layers_to_transform) and

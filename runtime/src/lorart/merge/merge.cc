@@ -8,7 +8,6 @@
 #include <memory>
 #include <optional>
 #include <random>
-#include <regex>
 #include <set>
 #include <vector>
 
@@ -19,6 +18,7 @@
 #include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
 #include "lorart/io/files.h"
+#include "lorart/io/hf_config.h"
 #include "lorart/io/json.h"
 #include "lorart/io/mapped_file.h"
 #include "lorart/io/peft_adapter.h"
@@ -68,65 +68,13 @@ struct Adapter {
 // (target_modules as PEFT matches them, and layers_to_transform): PEFT loads
 // only those, so folding others would give a model the adapter never meant.
 Status CheckTargeted(const Adapter& a, const std::string& cfg_path) {
-  const Json& c = a.config;
-  std::vector<std::string> names;
-  std::optional<std::regex> pattern;
-  std::string shown;
-  if (c.contains("target_modules") && c["target_modules"].is_array()) {
-    for (const Json& t : c["target_modules"]) {
-      if (!t.is_string())
-        return InvalidArgumentError(cfg_path + ": target_modules must hold strings");
-      names.push_back(t.get<std::string>());
-    }
-    shown = JsonSnippet(c["target_modules"], 120);
-  } else if (c.contains("target_modules") && c["target_modules"].is_string()) {
-    const std::string t = c["target_modules"].get<std::string>();
-    shown = Quote(t);
-    if (t != "all-linear") {
-      try {
-        pattern.emplace(t, std::regex::ECMAScript);
-      } catch (const std::regex_error&) {
-        return InvalidArgumentError(cfg_path + ": target_modules " + shown +
-                                    " is not a regular expression lorart can read");
-      }
-    }
-  } else {
-    return InvalidArgumentError(cfg_path +
-                                ": field 'target_modules' is missing (a list of "
-                                "module names or a regular expression)");
-  }
-  std::vector<int64_t> layers;
-  if (c.contains("layers_to_transform") && !c["layers_to_transform"].is_null()) {
-    const Json& l = c["layers_to_transform"];
-    if (l.is_number_integer())
-      layers.push_back(l.get<int64_t>());
-    else if (l.is_array())
-      for (const Json& e : l)
-        if (e.is_number_integer()) layers.push_back(e.get<int64_t>());
-  }
-  for (const auto& [module, p] : a.modules) {
-    // PEFT: a list entry matches the module name's last component(s); a
-    // string is a full-match regular expression.
-    bool targeted = names.empty() && !pattern;  // "all-linear"
-    for (const std::string& n : names)
-      if (module == n ||
-          (module.size() > n.size() && module.compare(module.size() - n.size(), n.size(), n) == 0 &&
-           module[module.size() - n.size() - 1] == '.'))
-        targeted = true;
-    if (pattern && std::regex_match(module, *pattern)) targeted = true;
-    const std::string marker = ".layers.";
-    size_t at = module.find(marker);
-    if (targeted && !layers.empty() && at != std::string::npos) {
-      const int64_t layer = std::strtoll(module.c_str() + at + marker.size(), nullptr, 10);
-      targeted = std::find(layers.begin(), layers.end(), layer) != layers.end();
-    }
-    if (!targeted)
+  LORA_ASSIGN_OR_RETURN(hf::TargetRule rule, hf::ReadPeftTargets(a.config, cfg_path));
+  for (const auto& [module, p] : a.modules)
+    if (!rule.Matches(module))
       return InvalidArgumentError(StrFormat(
-          "%s: module '%s' is not targeted by %s (target_modules %s%s): PEFT would not load its "
-          "weights, so they are not merged either; fix the adapter's files",
-          a.path.c_str(), module.c_str(), cfg_path.c_str(), shown.c_str(),
-          layers.empty() ? "" : ", layers_to_transform"));
-  }
+          "%s: module '%s' is not targeted by %s (%s): PEFT would not load its weights, so they "
+          "are not merged either; fix the adapter's files",
+          a.path.c_str(), module.c_str(), cfg_path.c_str(), rule.Describe().c_str()));
   return OkStatus();
 }
 
@@ -569,7 +517,8 @@ Status AverageInto(const AverageOptions& o, const std::string& tmp, std::ostream
   // One run's adapters: the same configuration and the same tensors.
   for (size_t i = 1; i < n; ++i) {
     const Adapter& a = adapters[i];
-    for (const char* k : {"r", "lora_alpha", "target_modules", "use_rslora", "layers_to_transform"}) {
+    for (const char* k : {"r", "lora_alpha", "target_modules", "use_rslora", "layers_to_transform",
+                          "layers_pattern", "exclude_modules"}) {
       Json x = first.config.contains(k) ? first.config[k] : Json();
       Json y = a.config.contains(k) ? a.config[k] : Json();
       if (x != y)
