@@ -6,9 +6,10 @@ The seeds are valid inputs written by the libraries that own each format
 chat templates of test/runtime/jinja/templates/: the fuzzer mutates from real
 files. Re-run after a format change and commit the result:
 
-  PYTHONPATH=/opt/lorac-pydeps /usr/bin/python3 test/fuzz/make_seeds.py BUILD_DIR
+  PYTHONPATH=/opt/lorac-pydeps /usr/bin/python3 test/fuzz/make_seeds.py BUILD_DIR [TARGET]
 
-(BUILD_DIR holds bin/lorac, for the train.bin seeds.)
+(BUILD_DIR holds bin/lorac, for the train.bin seeds; TARGET rewrites that
+target's seeds only.)
 """
 import json
 import os
@@ -166,16 +167,60 @@ def save(t, name):
         out("tokenizer", "%s_%d" % (name, i), data.encode() + b"\0" + text.encode())
 
 
+SPM_CORPUS = TEXTS + [
+    "The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs.",
+    "Tokenizers split text into pieces: words, subwords, bytes.",
+]
+
+
+def sentencepiece_seeds():
+    # Models written by sentencepiece's own trainer (spm_train, Debian's
+    # sentencepiece package): unigram with byte fallback (Llama 2's kind), BPE,
+    # a character model, and user-defined symbols with NFKC normalization; the
+    # text comes first.
+    variants = {
+        "unigram_byte_fallback": ["--model_type=unigram", "--vocab_size=400", "--byte_fallback=true",
+                                  "--normalization_rule_name=identity"],
+        "bpe": ["--model_type=bpe", "--vocab_size=120", "--normalization_rule_name=identity"],
+        "char": ["--model_type=char", "--normalization_rule_name=identity"],
+        # The default nmt_nfkc rule: the model carries a precompiled charsmap.
+        "user_symbols": ["--model_type=unigram", "--vocab_size=100",
+                         "--user_defined_symbols=<|im_start|>,<|im_end|>",
+                         "--control_symbols=<ctrl>", "--split_digits=true"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        text = os.path.join(tmp, "corpus.txt")
+        with open(text, "w") as f:
+            f.write("\n".join(SPM_CORPUS * 10) + "\n")
+        for i, (name, flags) in enumerate(variants.items()):
+            prefix = os.path.join(tmp, name)
+            subprocess.run(["spm_train", "--input=" + text, "--model_prefix=" + prefix,
+                            "--character_coverage=1.0", "--minloglevel=2",
+                            "--hard_vocab_limit=false"] + flags,
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            model = open(prefix + ".model", "rb").read()
+            out("sentencepiece", name, TEXTS[i % len(TEXTS)].encode() + b"\0" + model)
+
+
+SEEDS = {
+    "safetensors_header": lambda build: safetensors_seeds(),
+    "plan": plan_seeds,
+    "jsonl": lambda build: jsonl_seeds(),
+    "chat_template": lambda build: chat_template_seeds(),
+    "tokenizer": lambda build: tokenizer_seeds(),
+    "sentencepiece": lambda build: sentencepiece_seeds(),
+}
+
+
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] not in SEEDS):
         sys.exit(__doc__)
-    if os.path.isdir(CORPUS):
-        shutil.rmtree(CORPUS)
-    safetensors_seeds()
-    plan_seeds(sys.argv[1])
-    jsonl_seeds()
-    chat_template_seeds()
-    tokenizer_seeds()
+    targets = [sys.argv[2]] if len(sys.argv) == 3 else list(SEEDS)
+    for target in targets:
+        d = os.path.join(CORPUS, target)
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+        SEEDS[target](sys.argv[1])
     for d in sorted(os.listdir(CORPUS)):
         files = os.listdir(os.path.join(CORPUS, d))
         size = sum(os.path.getsize(os.path.join(CORPUS, d, f)) for f in files)

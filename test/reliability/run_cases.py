@@ -102,6 +102,8 @@ must([tool("lorart"), "train-tokenizer", CORPUS, "-o", w("model", "tokenizer.mod
       "--vocab-size", "400"])
 must([tool("lorac"), "compile", w("model"), "--dtype", "f32", "--micro-batch", "2",
       "--seq-len", "32", "-o", w("plan.bin")])
+must([tool("lorac"), "compile", w("model"), "--dtype", "f32", "--micro-batch", "1",
+      "--seq-len", "64", "--objective", "dpo", "-o", w("dpo.bin")])
 with open(CORPUS) as f:
     lines = [l.strip() for l in f if l.strip()][:64]
 write(w("data.jsonl"), "".join(json.dumps({"text": l}) + "\n" for l in lines))
@@ -194,6 +196,17 @@ def setup_big_records():
     write(w("big_text.jsonl"), '{"text": "%s"}\n' % text)
     write(w("big_chat.jsonl"), '{"messages": [{"role": "user", "content": "Repeat."}, '
                                '{"role": "assistant", "content": "%s"}]}\n' % text)
+
+
+BIG_PAIR = 16 << 20  # the prompt of one DPO pair
+
+
+def setup_big_pair():
+    words = ("Four score and seven years ago our fathers brought forth on this continent a "
+             r"new nation \u00fcber \u4e2d\u6587 \n").split(" ")
+    text = " ".join(words[i % len(words)] for i in range(BIG_PAIR // 6))
+    write(w("big_pair.jsonl"), '{"prompt": "%s", "chosen": "Yes, that is it.", '
+                               '"rejected": "%s"}\n' % (text, text[:1 << 20]))
 
 
 def big_run(name):
@@ -314,6 +327,12 @@ CASES = [
      big_run("big_text"), 0, "1 truncated to 32 tokens", [], 8 * BIG_LINE),
     ("data: one 50 MiB chat reply, memory bounded", None,
      big_run("big_chat"), 0, "1 truncated to 32 tokens", [], 8 * BIG_LINE),
+    # A DPO pair far longer than its row: the long sides are streamed twice
+    # (counted, then what the row keeps taken), never tokenized whole.
+    ("data: one DPO pair with a 16 MiB prompt, memory bounded", setup_big_pair,
+     [tool("lorart"), "run", w("dpo.bin"), "--data", w("big_pair.jsonl"), "--no-progress",
+      "--threads", "2", "--base", w("model"), "--steps", "1", "-o", w("big_pair_out")], 0,
+     "1 truncated to 64 tokens", [], 12 * BIG_PAIR),
 ]
 
 

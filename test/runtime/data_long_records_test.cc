@@ -136,6 +136,180 @@ TEST(LongRecords, ChatTargetsAreAPrefixOfTheWhole) {
   }
 }
 
+// DocumentTokenStream gives exactly the whole document's tokens and target
+// flags, also with windows so small that a long text restarts mid-text
+// hundreds of times (sync and agreement at every restart).
+TEST(LongRecords, StreamGivesTheWholeDocumentsTokens) {
+  auto chatml = ParseChatTemplate("chatml");
+  ASSERT_TRUE(chatml.ok()) << chatml.status().ToString();
+  const std::string words = Words(120 << 10, 4);
+  for (const auto& tokenizer : Tokenizers()) {
+    ASSERT_NE(tokenizer, nullptr);
+    std::vector<std::pair<Record, const ChatTemplate*>> cases;
+    for (const std::string& text : LongTexts())
+      cases.push_back({TextRecord(text), &ChatTemplate::kLlama2});
+    for (const Record& r : {ChatRecord(words, "Short reply."), ChatRecord("Summarize.", words)}) {
+      cases.push_back({r, &ChatTemplate::kLlama2});
+      cases.push_back({r, &ChatTemplate::kSimple});
+      if (tokenizer->PieceToId("<|im_start|>") >= 0) cases.push_back({r, &*chatml});
+    }
+    for (size_t c = 0; c < cases.size(); ++c) {
+      const auto& [record, chat_template] = cases[c];
+      const std::string what = tokenizer->path() + " case " + std::to_string(c);
+      Example whole;
+      ASSERT_TRUE(
+          RecordToExample(record, *chat_template, Objective::kSft, *tokenizer, &whole).ok());
+      auto doc = Render(record, *chat_template, Objective::kSft, *tokenizer);
+      ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+      for (size_t window : {size_t{1} << 10, size_t{16} << 10}) {
+        DocumentTokenStream stream(*doc, *tokenizer, window);
+        std::vector<int32_t> ids;
+        std::vector<uint8_t> targets;
+        bool done = false;
+        int batches = 0;
+        while (!done) {
+          ASSERT_TRUE(stream.Next(&ids, &targets, &done).ok()) << what;
+          ++batches;
+        }
+        EXPECT_GT(batches, 2) << what;
+        if (std::string(tokenizer->kind()) == "sentencepiece") {
+          // SentencePiece's unigram Viterbi adds float32 scores along the
+          // whole text: two segmentations of equal score ("#" "##" and "##"
+          // "#") are told apart by the rounding of a running sum that grows
+          // with the text, so the whole text's choice between them depends
+          // on where they lie. A window makes the choice a short text makes.
+          // The text is the same; the segmentations differ in ties only.
+          auto text = tokenizer->Decode(ids), whole_text = tokenizer->Decode(whole.tokens);
+          ASSERT_TRUE(text.ok() && whole_text.ok());
+          EXPECT_EQ(*text, *whole_text) << what << " window " << window;
+          size_t same = 0;
+          for (size_t k = 0; k < std::min(ids.size(), whole.tokens.size()); ++k)
+            same += ids[k] == whole.tokens[k];
+          EXPECT_GE(same, whole.tokens.size() - whole.tokens.size() / 1000)
+              << what << " window " << window;
+          const double n_targets = std::count(targets.begin(), targets.end(), 1);
+          const double whole_targets =
+              std::count(whole.is_target.begin(), whole.is_target.end(), 1);
+          EXPECT_NEAR(n_targets, whole_targets, 1 + whole_targets / 1000) << what;
+          continue;
+        }
+        EXPECT_EQ(ids, whole.tokens) << what << " window " << window;
+        EXPECT_EQ(targets, whole.is_target) << what << " window " << window;
+      }
+    }
+  }
+}
+
+// The rule for a pair longer than its row, on whole tokenizations: what
+// Dataset did before it streamed long sides (the reference).
+void ReferencePair(const PreferenceRecord& r, const ChatTemplate& chat_template,
+                   const Tokenizer& tokenizer, int64_t seq_len, std::vector<Example>* out,
+                   int64_t* truncated) {
+  Example pair[2];
+  int64_t prompt_len[2];
+  const Record* sides[2] = {&r.chosen, &r.rejected};
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_TRUE(
+        RecordToExample(*sides[k], chat_template, Objective::kSft, tokenizer, &pair[k]).ok());
+    std::vector<uint8_t>& t = pair[k].is_target;
+    int64_t end = static_cast<int64_t>(t.size());
+    while (end > 0 && !t[end - 1]) --end;
+    int64_t begin = end;
+    while (begin > 0 && t[begin - 1]) --begin;
+    std::fill(t.begin(), t.begin() + begin, 0);
+    prompt_len[k] = begin;
+  }
+  int64_t len[2] = {static_cast<int64_t>(pair[0].tokens.size()),
+                    static_cast<int64_t>(pair[1].tokens.size())};
+  if (len[0] + len[1] > seq_len) {
+    ++*truncated;
+    int64_t over = len[0] + len[1] - seq_len;
+    for (int k = 0; k < 2 && over > 0; ++k) {
+      int64_t want = k == 0 ? (over + 1) / 2 : over;
+      int64_t cut = std::min(want, std::max<int64_t>(0, prompt_len[k] - 1));
+      pair[k].tokens.erase(pair[k].tokens.begin() + 1, pair[k].tokens.begin() + 1 + cut);
+      pair[k].is_target.erase(pair[k].is_target.begin() + 1, pair[k].is_target.begin() + 1 + cut);
+      len[k] -= cut;
+      over -= cut;
+    }
+    if (over > 0 && len[0] + len[1] > seq_len) {
+      int64_t half = seq_len / 2;
+      if (len[0] <= half)
+        len[1] = seq_len - len[0];
+      else if (len[1] <= half)
+        len[0] = seq_len - len[1];
+      else
+        len[0] = half, len[1] = seq_len - half;
+    }
+    for (int k = 0; k < 2; ++k) {
+      pair[k].tokens.resize(len[k]);
+      pair[k].is_target.resize(len[k]);
+    }
+  }
+  for (Example& ex : pair) {
+    ex.is_target[0] = 0;
+    if (std::count(ex.is_target.begin(), ex.is_target.end(), 1) == 0) return;  // dropped
+  }
+  out->push_back(pair[0]);
+  out->push_back(pair[1]);
+}
+
+// Pairs far longer than the row: the sides past seq_len tokens are streamed
+// (never held whole), and the row holds the same tokens as the rule applied
+// to the whole pair: the prompts' oldest tokens go first, then the replies'
+// ends.
+TEST(LongRecords, PreferencePairsLongerThanTheRowKeepWhatTheWholePairWould) {
+  auto chatml = ParseChatTemplate("chatml");
+  ASSERT_TRUE(chatml.ok()) << chatml.status().ToString();
+  const std::string long_a = Words(90 << 10, 5), long_b = Words(70 << 10, 6);
+  auto pair = [](const std::string& prompt, const std::string& chosen,
+                 const std::string& rejected) {
+    PreferenceRecord r;
+    r.chosen = ChatRecord(prompt, chosen);
+    r.rejected = ChatRecord(prompt, rejected);
+    r.line = 1;
+    return r;
+  };
+  const std::vector<PreferenceRecord> records = {
+      pair(long_a, "Yes, briefly.", "No."),     // long prompt
+      pair("Explain.", long_a, "Short."),       // a long chosen reply
+      pair("Explain.", "Short.", long_b),       // a long rejected reply
+      pair(long_b, long_a, long_b),             // everything long
+      pair("Hi.", "Hello there.", "Go away."),  // fits
+  };
+  for (const auto& tokenizer : Tokenizers()) {
+    ASSERT_NE(tokenizer, nullptr);
+    std::vector<const ChatTemplate*> templates = {&ChatTemplate::kSimple};
+    if (tokenizer->PieceToId("<|im_start|>") >= 0) templates.push_back(&*chatml);
+    for (const ChatTemplate* chat_template : templates) {
+      for (int64_t seq_len : {64, 3000}) {
+        DataOptions o;
+        o.seq_len = seq_len;
+        o.micro_batch = 1;
+        o.preference = true;
+        o.shuffle = false;
+        o.chat_template = *chat_template;
+        auto ds = Dataset::FromPreferences(records, "prefs", *tokenizer, o);
+        ASSERT_TRUE(ds.ok()) << ds.status().ToString();
+        std::vector<Example> want;
+        int64_t truncated = 0;
+        for (const PreferenceRecord& r : records) {
+          ReferencePair(r, *chat_template, *tokenizer, seq_len, &want, &truncated);
+        }
+        const std::string what =
+            tokenizer->path() + " " + chat_template->name() + " seq_len " + std::to_string(seq_len);
+        ASSERT_EQ((*ds)->examples().size(), want.size()) << what;
+        EXPECT_GE(truncated, 4) << what;
+        EXPECT_EQ((*ds)->stats().truncated, truncated) << what;
+        for (size_t i = 0; i < want.size(); ++i) {
+          EXPECT_EQ((*ds)->examples()[i].tokens, want[i].tokens) << what << " example " << i;
+          EXPECT_EQ((*ds)->examples()[i].is_target, want[i].is_target) << what << " example " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(LongRecords, DatasetCountsTheCutRecordAsTruncated) {
   auto tokenizer = ::lorart::testing::DataTestTokenizer();
   TempDir dir;

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "data_test_util.h"
 #include "lorart/data/jsonl.h"
+#include "lorart/data/sentencepiece_model.h"
 #include "lorart/data/template.h"
 #include "lorart/data/tokenizer.h"
 #include "test_util.h"
@@ -311,6 +314,63 @@ TEST(DataTokenizerTest, MissingOrBrokenTokenizer) {
   tok = Tokenizer::Load(dir.path());
   ASSERT_TRUE(tok.ok()) << tok.status().ToString();
   EXPECT_EQ((*tok)->path(), dir.path() + "/tokenizer.model");
+}
+
+// A precompiled character map as sentencepiece stores it: the trie's size in
+// bytes, its Darts units, then NUL-terminated replacement strings. This one
+// maps "a" to the string at `value`.
+std::string CharsMap(uint32_t value, uint32_t leaf_offset, const std::string& strings) {
+  std::vector<uint32_t> units(512, 0);
+  units[0] = 256u << 10;  // the root: base 256
+  const uint32_t pos = 256 ^ 'a';
+  units[pos] = 'a' | (1u << 8) | (leaf_offset << 10);  // label 'a', has a leaf
+  if ((pos ^ leaf_offset) < units.size()) units[pos ^ leaf_offset] = (1u << 31) | value;
+  uint32_t bytes = static_cast<uint32_t>(units.size() * 4);
+  std::string out(reinterpret_cast<const char*>(&bytes), 4);
+  out.append(reinterpret_cast<const char*>(units.data()), bytes);
+  return out + strings;
+}
+
+// The library trusts a normalizer's character map; we check it before (the
+// sentencepiece fuzz target found a model whose map made Encode read outside
+// it, and one whose empty piece made the library throw).
+TEST(DataTokenizerTest, CorruptNormalizerMapsAreRefused) {
+  EXPECT_TRUE(CheckCharsMap(CharsMap(0, 1, std::string("A\0", 2))).ok());
+  auto refused = [](const std::string& map, const std::string& message) {
+    Status s = CheckCharsMap(map);
+    EXPECT_FALSE(s.ok()) << message;
+    EXPECT_EQ(s.message(), message);
+  };
+  refused(CharsMap(5, 1, std::string("A\0", 2)),
+          "the precompiled character map's trie holds a replacement at 5, past its 2 bytes of "
+          "strings");
+  refused(CharsMap(0, 1, "AB"), "the precompiled character map's strings do not end with NUL");
+  refused(CharsMap(0, 1024, std::string("A\0", 2)),
+          "the precompiled character map's trie points outside itself");
+  std::string big = CharsMap(0, 1, std::string("A\0", 2));
+  big[1] = '\x7f';  // the trie's size past the map
+  refused(big, "the precompiled character map's trie size 32512 does not fit its 2054 bytes");
+  refused("abc", "the precompiled character map is too short");
+
+  // Through the loader: the fuzz findings are refused naming the file; the
+  // seed with an NFKC map (written by spm_train) loads.
+  auto model_of = [](const std::string& path) {
+    std::ifstream f(std::string(LORAC_SOURCE_DIR) + "/" + path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    return bytes.substr(bytes.find('\0') + 1);
+  };
+  for (const char* finding : {"test/fuzz/regressions/sentencepiece/charsmap-out-of-bounds",
+                              "test/fuzz/regressions/sentencepiece/empty-piece"}) {
+    auto t = Tokenizer::FromBytes(model_of(finding), "bad/tokenizer.model");
+    ASSERT_FALSE(t.ok()) << finding;
+    EXPECT_EQ(t.status().message().rfind("bad/tokenizer.model: not a SentencePiece model: ", 0), 0u)
+        << t.status().message();
+  }
+  auto nfkc = Tokenizer::FromBytes(model_of("test/fuzz/corpus/sentencepiece/user_symbols"), "nfkc");
+  ASSERT_TRUE(nfkc.ok()) << nfkc.status().ToString();
+  std::vector<int32_t> ids;
+  EXPECT_TRUE((*nfkc)->Encode("ｆｕｌｌ width", &ids).ok());
+  EXPECT_FALSE(ids.empty());
 }
 
 // ---------------------------------------------------------------------------

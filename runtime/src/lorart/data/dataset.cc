@@ -150,6 +150,97 @@ Status AddRecord(const Record& record, const std::string& path, const Tokenizer&
   return OkStatus();
 }
 
+// One side of a preference pair (the chosen or the rejected conversation):
+// its length and where its prompt ends, then the tokens a row keeps of it.
+// A side of at most seq_len tokens is tokenized once and kept; a longer one
+// is streamed (DocumentTokenStream) once to count and once to take what is
+// kept, so that a pair far longer than a row never has all its tokens in
+// memory (docs/data.md, "Long records").
+struct PairSide {
+  RenderedDocument doc;
+  Example whole;  // every token, when `complete`
+  bool complete = false;
+  int64_t len = 0;         // tokens of the whole side
+  int64_t prompt_len = 0;  // tokens before the last run of targets (the reply)
+  int64_t line = 0;
+
+  Status Measure(const Record& record, const ChatTemplate& chat_template,
+                 const Tokenizer& tokenizer, int64_t seq_len) {
+    line = record.line;
+    LORA_ASSIGN_OR_RETURN(doc, Render(record, chat_template, Objective::kSft, tokenizer));
+    LORA_RETURN_IF_ERROR(Tokenize(doc, tokenizer, &whole, seq_len + 1));
+    complete = static_cast<int64_t>(whole.tokens.size()) <= seq_len;
+    if (complete) {
+      len = static_cast<int64_t>(whole.tokens.size());
+      prompt_len = LastRunStart(whole.is_target, 0, len);
+      return OkStatus();
+    }
+    whole = Example();
+    // The loss covers the final assistant reply only (its EOS too): the last
+    // run of target tokens; what comes before is the prompt.
+    DocumentTokenStream stream(doc, tokenizer);
+    std::vector<int32_t> ids;
+    std::vector<uint8_t> targets;
+    int64_t run_start = 0, last_run = -1;
+    bool prev = false, done = false;
+    len = 0;
+    while (!done) {
+      ids.clear();
+      targets.clear();
+      LORA_RETURN_IF_ERROR(stream.Next(&ids, &targets, &done));
+      for (uint8_t t : targets) {
+        if (t && !prev) run_start = len;
+        if (t) last_run = run_start;
+        prev = t;
+        ++len;
+      }
+    }
+    prompt_len = last_run < 0 ? len : last_run;
+    return OkStatus();
+  }
+
+  // The first token, then tokens [1 + cut, cut + keep) (keep in all), with
+  // no target before prompt_len.
+  Status Take(int64_t cut, int64_t keep, const Tokenizer& tokenizer, Example* out) {
+    out->tokens.clear();
+    out->is_target.clear();
+    out->line = line;
+    auto add = [&](int64_t i, int32_t id, uint8_t target) {
+      if (i == 0 || (i >= 1 + cut && i < cut + keep)) {
+        out->tokens.push_back(id);
+        out->is_target.push_back(i >= prompt_len ? target : 0);
+      }
+    };
+    if (complete) {
+      for (int64_t i = 0; i < len && i < cut + keep; ++i)
+        add(i, whole.tokens[i], whole.is_target[i]);
+      return OkStatus();
+    }
+    DocumentTokenStream stream(doc, tokenizer);
+    std::vector<int32_t> ids;
+    std::vector<uint8_t> targets;
+    int64_t i = 0;
+    bool done = false;
+    while (!done && i < cut + keep) {
+      ids.clear();
+      targets.clear();
+      LORA_RETURN_IF_ERROR(stream.Next(&ids, &targets, &done));
+      for (size_t k = 0; k < ids.size(); ++k, ++i) add(i, ids[k], targets[k]);
+    }
+    return OkStatus();
+  }
+
+  // Where the last run of 1s in flags[begin, end) starts (end if none).
+  static int64_t LastRunStart(const std::vector<uint8_t>& flags, int64_t begin, int64_t end) {
+    int64_t e = end;
+    while (e > begin && !flags[e - 1]) --e;
+    if (e == begin) return end;
+    int64_t b = e;
+    while (b > begin && flags[b - 1]) --b;
+    return b;
+  }
+};
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Dataset>> Dataset::Load(const std::string& path,
@@ -220,65 +311,49 @@ StatusOr<std::unique_ptr<Dataset>> Dataset::PreferencesFrom(const PreferenceSour
   stats.path = path;
   const int64_t seq_len = options.seq_len;
   std::vector<Example> examples;
-  // Each pair is tokenized whole: its prompts lose their oldest tokens when
-  // the pair is too long, so a prefix would not do.
+  // A pair is tokenized up to seq_len + 1 tokens a side; a side longer than
+  // that is streamed twice (PairSide), so memory follows the row, not the pair.
   LORA_RETURN_IF_ERROR(for_each([&](const PreferenceRecord& r) -> Status {
     ++stats.records;
-    Example pair[2];
-    int64_t prompt_len[2];
+    PairSide side[2];
     const Record* sides[2] = {&r.chosen, &r.rejected};
     for (int k = 0; k < 2; ++k) {
       ++stats.records_by_format[static_cast<int>(RecordFormat::kChat)];
-      LORA_RETURN_IF_ERROR(RecordToExample(*sides[k], options.chat_template, Objective::kSft,
-                                           tokenizer, &pair[k]),
+      LORA_RETURN_IF_ERROR(side[k].Measure(*sides[k], options.chat_template, tokenizer, seq_len),
                            "%s:%lld", path.c_str(), static_cast<long long>(r.line));
-      // The loss covers the final assistant reply only (its EOS too): the
-      // last run of target tokens; what comes before is the prompt.
-      std::vector<uint8_t>& t = pair[k].is_target;
-      int64_t end = static_cast<int64_t>(t.size());
-      while (end > 0 && !t[end - 1]) --end;
-      int64_t begin = end;
-      while (begin > 0 && t[begin - 1]) --begin;
-      std::fill(t.begin(), t.begin() + begin, 0);
-      prompt_len[k] = begin;
     }
-    int64_t len[2] = {static_cast<int64_t>(pair[0].tokens.size()),
-                      static_cast<int64_t>(pair[1].tokens.size())};
-    stats.longest = std::max({stats.longest, len[0], len[1]});
-    if (len[0] + len[1] > seq_len) {
+    stats.longest = std::max({stats.longest, side[0].len, side[1].len});
+    int64_t keep[2] = {side[0].len, side[1].len}, cut[2] = {0, 0};
+    if (side[0].len + side[1].len > seq_len) {
       ++stats.truncated;
       // First the prompts lose their oldest tokens (after the first, BOS),
       // the same number in both where they can; then, if the responses
       // alone are too long, their ends go (at least half the row each).
-      int64_t over = len[0] + len[1] - seq_len;
+      int64_t over = side[0].len + side[1].len - seq_len;
       for (int k = 0; k < 2 && over > 0; ++k) {
         // Half the excess from the chosen prompt, the rest from the rejected.
         int64_t want = k == 0 ? (over + 1) / 2 : over;
-        int64_t cut = std::min(want, std::max<int64_t>(0, prompt_len[k] - 1));
-        pair[k].tokens.erase(pair[k].tokens.begin() + 1, pair[k].tokens.begin() + 1 + cut);
-        pair[k].is_target.erase(pair[k].is_target.begin() + 1,
-                                pair[k].is_target.begin() + 1 + cut);
-        len[k] -= cut;
-        over -= cut;
+        cut[k] = std::min(want, std::max<int64_t>(0, side[k].prompt_len - 1));
+        keep[k] -= cut[k];
+        over -= cut[k];
       }
-      if (over > 0 && len[0] + len[1] > seq_len) {
+      if (over > 0 && keep[0] + keep[1] > seq_len) {
         int64_t half = seq_len / 2;
-        if (len[0] <= half)
-          len[1] = seq_len - len[0];
-        else if (len[1] <= half)
-          len[0] = seq_len - len[1];
+        if (keep[0] <= half)
+          keep[1] = seq_len - keep[0];
+        else if (keep[1] <= half)
+          keep[0] = seq_len - keep[1];
         else
-          len[0] = half, len[1] = seq_len - half;
-      }
-      for (int k = 0; k < 2; ++k) {
-        pair[k].tokens.resize(len[k]);
-        pair[k].is_target.resize(len[k]);
+          keep[0] = half, keep[1] = seq_len - half;
       }
     }
+    Example pair[2];
     bool ok = true;
-    for (Example& ex : pair) {
-      if (!ex.is_target.empty()) ex.is_target[0] = 0;
-      ok &= std::count(ex.is_target.begin(), ex.is_target.end(), 1) > 0;
+    for (int k = 0; k < 2; ++k) {
+      LORA_RETURN_IF_ERROR(side[k].Take(cut[k], keep[k], tokenizer, &pair[k]), "%s:%lld",
+                           path.c_str(), static_cast<long long>(r.line));
+      if (!pair[k].is_target.empty()) pair[k].is_target[0] = 0;
+      ok &= std::count(pair[k].is_target.begin(), pair[k].is_target.end(), 1) > 0;
     }
     if (!ok) {
       ++stats.dropped_no_target;

@@ -438,145 +438,288 @@ StatusOr<RenderedDocument> Render(const Record& record, const ChatTemplate& chat
 
 namespace {
 
-// The encoding of `text` (a part's), or of a prefix of it whose first
-// `need` tokens are the whole text's first `need` tokens, so that a record
-// far longer than a row is never tokenized whole (docs/data.md, "Long
-// records"). Tokenizers are local: how a prefix ends changes only the tokens
-// near its end. A prefix is accepted when the prefix twice as long encodes
-// to the same first `need` tokens (ids and byte spans) and both have more
-// than `need`; else the prefix doubles, up to the whole text. *cut tells
-// whether the text had more tokens than `ids` holds.
-Status EncodeUpTo(const Tokenizer& tokenizer, std::string_view text,
-                  const std::vector<ByteRange>& special_ranges, size_t need,
-                  std::vector<int32_t>* ids, std::vector<TokenSpan>* spans, bool* cut) {
-  *cut = false;
-  // A prefix ends on a UTF-8 character boundary; its special ranges are the
-  // ones that end inside it.
-  auto encode_prefix = [&](size_t len, std::vector<int32_t>* pids,
-                           std::vector<TokenSpan>* pspans) -> Status {
-    while (len < text.size() && len > 0 && (static_cast<uint8_t>(text[len]) & 0xC0) == 0x80) --len;
-    std::vector<ByteRange> ranges;
-    for (const ByteRange& r : special_ranges) {
-      if (r.end <= len) ranges.push_back(r);
+// The first byte of the UTF-8 character holding byte `i` (or `i` itself at
+// the end of the text).
+size_t CharStart(std::string_view text, size_t i) {
+  while (i > 0 && i < text.size() && (static_cast<uint8_t>(text[i]) & 0xC0) == 0x80) --i;
+  return i;
+}
+
+// Bytes [begin, end) of `text` encoded with the special ranges that lie inside
+// them; spans are made offsets into `text`.
+Status EncodeSlice(const Tokenizer& tokenizer, std::string_view text,
+                   const std::vector<ByteRange>& special_ranges, size_t begin, size_t end,
+                   std::vector<int32_t>* ids, std::vector<TokenSpan>* spans) {
+  std::vector<ByteRange> ranges;
+  for (const ByteRange& r : special_ranges) {
+    if (r.begin >= begin && r.end <= end) {
+      ranges.push_back(
+          {static_cast<uint32_t>(r.begin - begin), static_cast<uint32_t>(r.end - begin)});
     }
-    pids->clear();
-    pspans->clear();
-    return tokenizer.EncodeWithSpecial(text.substr(0, len), ranges, pids, pspans);
-  };
-  constexpr size_t kMinPrefixBytes = size_t{64} << 10;
-  constexpr size_t kBytesPerTokenGuess = 16;
-  size_t len = need > (text.size() / kBytesPerTokenGuess)
-                   ? text.size()
-                   : std::max(kMinPrefixBytes, need * kBytesPerTokenGuess);
-  if (len >= text.size()) return tokenizer.EncodeWithSpecial(text, special_ranges, ids, spans);
-  LORA_RETURN_IF_ERROR(encode_prefix(len, ids, spans));
-  std::vector<int32_t> next_ids;
-  std::vector<TokenSpan> next_spans;
-  while (len < text.size()) {
-    const size_t next = len > text.size() / 2 ? text.size() : 2 * len;
-    LORA_RETURN_IF_ERROR(encode_prefix(next, &next_ids, &next_spans));
-    bool agree = ids->size() > need && next_ids.size() > need;
-    for (size_t k = 0; agree && k < need; ++k) {
-      agree = (*ids)[k] == next_ids[k] && (*spans)[k].begin == next_spans[k].begin &&
-              (*spans)[k].end == next_spans[k].end;
-    }
-    // The longer encoding is kept: target flags near the budget look ahead.
-    ids->swap(next_ids);
-    spans->swap(next_spans);
-    len = next;
-    if (agree) {
-      *cut = len < text.size();
-      return OkStatus();
-    }
+  }
+  ids->clear();
+  spans->clear();
+  LORA_RETURN_IF_ERROR(
+      tokenizer.EncodeWithSpecial(text.substr(begin, end - begin), ranges, ids, spans));
+  for (TokenSpan& span : *spans) {
+    span.begin += static_cast<uint32_t>(begin);
+    span.end += static_cast<uint32_t>(begin);
   }
   return OkStatus();
 }
 
-// Tokens of one text part and whether each is a target; at most `need`
-// tokens are appended (SIZE_MAX: all), *cut set when the part had more.
-Status TokenizeText(const RenderedPart& part, const Tokenizer& tokenizer, size_t need, Example* out,
-                    bool* cut) {
+// The tokens of one text, window by window (DocumentTokenStream). From byte
+// `pos_` on (a token boundary; nothing given out starts there), window A is
+// `context_` bytes before pos_ to `window_` bytes after it, window B twice
+// both; at the start of the text both begin at byte 0, and where B reaches
+// the end both end there. The tokens from pos_ on that A and B agree on (ids
+// and spans) are the whole text's: tokenizers are local, so how a window
+// begins or ends changes only the tokens near its edges, and two different
+// edges agreeing is the check that they did not reach these tokens. The last
+// agreed token is kept back (its end may lie at A's edge) and so is every
+// token that begins where the next kept-back one begins. Without agreement
+// both sizes double, up to the whole text.
+class TextTokens {
+ public:
+  TextTokens(const Tokenizer& tokenizer, std::string_view text,
+             const std::vector<ByteRange>& special_ranges, size_t window_bytes)
+      : tokenizer_(tokenizer),
+        text_(text),
+        special_ranges_(special_ranges),
+        window_(std::max(window_bytes, size_t{1} << 10)),
+        context_(std::max<size_t>(window_ / 16, 256)) {}
+
+  // Appends the next tokens (at least one unless the text has no more:
+  // then *done).
+  Status Next(std::vector<int32_t>* ids, std::vector<TokenSpan>* spans, bool* done) {
+    *done = false;
+    if (done_) {
+      *done = true;
+      return OkStatus();
+    }
+    const size_t n = text_.size();
+    while (true) {
+      const bool last = pos_ + 2 * window_ >= n;
+      const size_t a_begin =
+          pos_ == 0 ? 0 : CharStart(text_, pos_ > context_ ? pos_ - context_ : 0);
+      const size_t b_begin =
+          pos_ == 0 ? 0 : CharStart(text_, pos_ > 2 * context_ ? pos_ - 2 * context_ : 0);
+      const size_t a_end = last ? n : CharStart(text_, pos_ + window_);
+      const size_t b_end = last ? n : CharStart(text_, pos_ + 2 * window_);
+      LORA_RETURN_IF_ERROR(
+          EncodeSlice(tokenizer_, text_, special_ranges_, a_begin, a_end, &a_ids_, &a_spans_));
+      const bool same = a_begin == b_begin && a_end == b_end;
+      if (!same) {
+        LORA_RETURN_IF_ERROR(
+            EncodeSlice(tokenizer_, text_, special_ranges_, b_begin, b_end, &b_ids_, &b_spans_));
+      }
+      const std::vector<int32_t>& b_ids = same ? a_ids_ : b_ids_;
+      const std::vector<TokenSpan>& b_spans = same ? a_spans_ : b_spans_;
+      // The first token at or after pos_ in each: both must begin at pos_.
+      auto first_at = [&](const std::vector<TokenSpan>& spans) {
+        size_t i = 0;
+        while (i < spans.size() && spans[i].begin < pos_) ++i;
+        return i;
+      };
+      const size_t sa = first_at(a_spans_), sb = first_at(b_spans_);
+      const bool synced = pos_ == 0 || (sa < a_ids_.size() && sb < b_ids.size() &&
+                                        a_spans_[sa].begin == pos_ && b_spans[sb].begin == pos_);
+      if (synced) {
+        size_t m = 0;
+        while (sa + m < a_ids_.size() && sb + m < b_ids.size() && a_ids_[sa + m] == b_ids[sb + m] &&
+               a_spans_[sa + m].begin == b_spans[sb + m].begin &&
+               a_spans_[sa + m].end == b_spans[sb + m].end) {
+          ++m;
+        }
+        if (last) {
+          if (sa + m == a_ids_.size() && sb + m == b_ids.size()) {
+            Emit(sa, a_ids_.size(), ids, spans);
+            done_ = true;
+            *done = sa == a_ids_.size();
+            return OkStatus();
+          }
+        } else if (m >= 2) {
+          size_t c = sa + m - 1;
+          while (c > sa && a_spans_[c].begin == a_spans_[c - 1].begin) --c;
+          if (c > sa && a_spans_[c].begin > pos_) {
+            Emit(sa, c, ids, spans);
+            pos_ = a_spans_[c].begin;
+            return OkStatus();
+          }
+        }
+      }
+      window_ *= 2;
+      context_ *= 2;
+    }
+  }
+
+ private:
+  void Emit(size_t from, size_t to, std::vector<int32_t>* ids, std::vector<TokenSpan>* spans) {
+    ids->insert(ids->end(), a_ids_.begin() + from, a_ids_.begin() + to);
+    spans->insert(spans->end(), a_spans_.begin() + from, a_spans_.begin() + to);
+  }
+
+  const Tokenizer& tokenizer_;
+  std::string_view text_;
+  const std::vector<ByteRange>& special_ranges_;
+  size_t window_, context_;
+  size_t pos_ = 0;
+  bool done_ = false;
+  std::vector<int32_t> a_ids_, b_ids_;
+  std::vector<TokenSpan> a_spans_, b_spans_;
+};
+
+// Whether a token of a text part is a target by its bytes: it overlaps one
+// of the part's target ranges (a token with no bytes of its own: if it sits
+// inside one).
+bool InTargetRange(const RenderedPart& part, const TokenSpan& span) {
+  const size_t b = span.begin, e = span.end;
+  for (const auto& [rb, re] : part.target_ranges) {
+    if (b < e ? (b < re && rb < e) : (rb <= b && b < re)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// The parts of the document one after the other; a text part through
+// TextTokens, its target flags by byte ranges, and the end-of-turn rule
+// (RenderedPart::targets_end_at_special) applied as tokens arrive: after a
+// run of targets, the template's own tokens wait in `pending` until the first
+// special token makes them targets or anything else makes them not.
+struct DocumentTokenStream::State {
+  State(const RenderedDocument& d, const Tokenizer& t, size_t window)
+      : document(d), tokenizer(t), window_bytes(window) {}
+
+  const RenderedDocument& document;
+  const Tokenizer& tokenizer;
+  size_t window_bytes;
+  size_t part = 0;
+  std::unique_ptr<TextTokens> text;
+  bool first = true;
+  bool after_target = false;  // the last token given out was a byte-range target
+  std::vector<int32_t> pending;
   std::vector<int32_t> ids;
   std::vector<TokenSpan> spans;
-  LORA_RETURN_IF_ERROR(
-      EncodeUpTo(tokenizer, part.text, part.special_ranges, need, &ids, &spans, cut));
-  std::vector<uint8_t> target(ids.size(), 0);
-  for (size_t k = 0; k < ids.size(); ++k) {
-    size_t b = spans[k].begin, e = spans[k].end;
-    for (const auto& [rb, re] : part.target_ranges) {
-      if (b < e ? (b < re && rb < e) : (rb <= b && b < re)) {
-        target[k] = 1;
+
+  void Flush(bool target, std::vector<int32_t>* out_ids, std::vector<uint8_t>* out_targets) {
+    out_ids->insert(out_ids->end(), pending.begin(), pending.end());
+    out_targets->insert(out_targets->end(), pending.size(), target ? 1 : 0);
+    pending.clear();
+  }
+  // One token of text part `p`.
+  void Add(const RenderedPart& p, int32_t id, const TokenSpan& span, std::vector<int32_t>* out_ids,
+           std::vector<uint8_t>* out_targets) {
+    const bool target = InTargetRange(p, span);
+    if (p.targets_end_at_special && !target && (after_target || !pending.empty())) {
+      const bool special = InByteRanges(p.special_ranges, span.begin, span.end);
+      if (special && !tokenizer.IsControl(id)) {
+        pending.push_back(id);
+        after_target = false;
+        return;
+      }
+      if (special && tokenizer.IsControl(id)) {
+        pending.push_back(id);
+        Flush(true, out_ids, out_targets);
+        after_target = false;
+        return;
+      }
+    }
+    Flush(false, out_ids, out_targets);
+    out_ids->push_back(id);
+    out_targets->push_back(target ? 1 : 0);
+    after_target = target;
+  }
+};
+
+DocumentTokenStream::DocumentTokenStream(const RenderedDocument& document,
+                                         const Tokenizer& tokenizer, size_t window_bytes)
+    : state_(std::make_unique<State>(document, tokenizer,
+                                     window_bytes == 0 ? size_t{64} << 10 : window_bytes)) {}
+
+DocumentTokenStream::~DocumentTokenStream() = default;
+
+Status DocumentTokenStream::Next(std::vector<int32_t>* ids, std::vector<uint8_t>* is_target,
+                                 bool* done) {
+  State& s = *state_;
+  *done = false;
+  const size_t before = ids->size();
+  while (ids->size() == before) {
+    if (s.part == s.document.size()) {
+      *done = true;
+      return OkStatus();
+    }
+    const RenderedPart& part = s.document[s.part];
+    switch (part.kind) {
+      case RenderedPart::Kind::kBos: {
+        // What the tokenizer adds before a sequence (its BOS; none for
+        // families without one, such as Qwen).
+        std::vector<int32_t> prefix, suffix;
+        s.tokenizer.SpecialTokensAround(&prefix, &suffix);
+        ids->insert(ids->end(), prefix.begin(), prefix.end());
+        is_target->insert(is_target->end(), prefix.size(), part.target ? 1 : 0);
+        ++s.part;
+        break;
+      }
+      case RenderedPart::Kind::kEos:
+        if (s.tokenizer.eos_id() < 0) {
+          return InvalidArgumentError(StrFormat(
+              "%s: the tokenizer has no EOS token (templates end each reply and text with one; "
+              "a Hugging Face tokenizer names it as eos_token in tokenizer_config.json)",
+              s.tokenizer.path().c_str()));
+        }
+        ids->push_back(s.tokenizer.eos_id());
+        is_target->push_back(part.target ? 1 : 0);
+        ++s.part;
+        break;
+      case RenderedPart::Kind::kText: {
+        if (!s.text) {
+          s.text = std::make_unique<TextTokens>(s.tokenizer, part.text, part.special_ranges,
+                                                s.window_bytes);
+          s.after_target = false;
+        }
+        bool text_done = false;
+        s.ids.clear();
+        s.spans.clear();
+        LORA_RETURN_IF_ERROR(s.text->Next(&s.ids, &s.spans, &text_done));
+        for (size_t k = 0; k < s.ids.size(); ++k) s.Add(part, s.ids[k], s.spans[k], ids, is_target);
+        if (text_done) {
+          // The end-of-turn rule stays inside one part.
+          s.Flush(false, ids, is_target);
+          s.text.reset();
+          ++s.part;
+        }
         break;
       }
     }
   }
-  if (part.targets_end_at_special) {
-    // The end of turn: after a run of targets, the template's own tokens up
-    // to and including the first special token.
-    for (size_t k = 0; k + 1 < ids.size(); ++k) {
-      if (!target[k] || target[k + 1]) continue;
-      size_t j = k + 1;
-      while (j < ids.size() && !target[j] &&
-             InByteRanges(part.special_ranges, spans[j].begin, spans[j].end) &&
-             !tokenizer.IsControl(ids[j])) {
-        ++j;
-      }
-      if (j < ids.size() && !target[j] && tokenizer.IsControl(ids[j]) &&
-          InByteRanges(part.special_ranges, spans[j].begin, spans[j].end)) {
-        for (size_t m = k + 1; m <= j; ++m) target[m] = 1;
-        k = j;
-      }
-    }
+  if (s.first) {
+    (*is_target)[before] = 0;  // nothing in the document predicts its first token
+    s.first = false;
   }
-  if (ids.size() > need) {
-    ids.resize(need);
-    target.resize(need);
-    *cut = true;
-  }
-  out->tokens.insert(out->tokens.end(), ids.begin(), ids.end());
-  out->is_target.insert(out->is_target.end(), target.begin(), target.end());
   return OkStatus();
 }
-
-}  // namespace
 
 Status Tokenize(const RenderedDocument& document, const Tokenizer& tokenizer, Example* out,
                 int64_t max_tokens) {
   out->tokens.clear();
   out->is_target.clear();
   const size_t limit = max_tokens > 0 ? static_cast<size_t>(max_tokens) : SIZE_MAX;
-  std::vector<int32_t> prefix, suffix;
-  for (const RenderedPart& part : document) {
-    if (out->tokens.size() >= limit) break;
-    switch (part.kind) {
-      case RenderedPart::Kind::kBos:
-        // What the tokenizer adds before a sequence (its BOS; none for
-        // families without one, such as Qwen).
-        tokenizer.SpecialTokensAround(&prefix, &suffix);
-        for (int32_t id : prefix) {
-          if (out->tokens.size() >= limit) break;
-          out->tokens.push_back(id);
-          out->is_target.push_back(part.target ? 1 : 0);
-        }
-        break;
-      case RenderedPart::Kind::kEos:
-        if (tokenizer.eos_id() < 0) {
-          return InvalidArgumentError(StrFormat(
-              "%s: the tokenizer has no EOS token (templates end each reply and text with one; "
-              "a Hugging Face tokenizer names it as eos_token in tokenizer_config.json)",
-              tokenizer.path().c_str()));
-        }
-        out->tokens.push_back(tokenizer.eos_id());
-        out->is_target.push_back(part.target ? 1 : 0);
-        break;
-      case RenderedPart::Kind::kText: {
-        bool cut = false;
-        LORA_RETURN_IF_ERROR(TokenizeText(part, tokenizer, limit - out->tokens.size(), out, &cut));
-        break;
-      }
-    }
+  // A first window of 16 bytes per needed token (at least 64 KiB).
+  constexpr size_t kBytesPerTokenGuess = 16;
+  const size_t window =
+      limit == SIZE_MAX
+          ? SIZE_MAX / 4
+          : std::max(size_t{64} << 10, std::min(limit, SIZE_MAX / 64) * kBytesPerTokenGuess);
+  DocumentTokenStream stream(document, tokenizer, window);
+  bool done = false;
+  while (!done && out->tokens.size() < limit) {
+    LORA_RETURN_IF_ERROR(stream.Next(&out->tokens, &out->is_target, &done));
   }
-  if (!out->is_target.empty()) out->is_target[0] = 0;
+  if (out->tokens.size() > limit) {
+    out->tokens.resize(limit);
+    out->is_target.resize(limit);
+  }
   return OkStatus();
 }
 

@@ -182,6 +182,31 @@ StatusOr<RenderedDocument> Render(const Record& record, const ChatTemplate& chat
 Status Tokenize(const RenderedDocument& document, const Tokenizer& tokenizer, Example* out,
                 int64_t max_tokens = 0);
 
+// The tokens of a rendered document a batch at a time, in memory bounded by
+// a window of its text rather than by the document: the same ids and target
+// flags as Tokenize gives for the whole document (the first flag 0), in
+// order. A long text is encoded in windows (docs/data.md, "Long records"):
+// each window is encoded with two different amounts of text before it and
+// after it, and only the tokens both encodings agree on (ids and byte spans)
+// are given out. `window_bytes` (0: 64 KiB) is the first window's size.
+// The document and the tokenizer must outlive the stream.
+class DocumentTokenStream {
+ public:
+  DocumentTokenStream(const RenderedDocument& document, const Tokenizer& tokenizer,
+                      size_t window_bytes = 0);
+  ~DocumentTokenStream();
+  DocumentTokenStream(const DocumentTokenStream&) = delete;
+  DocumentTokenStream& operator=(const DocumentTokenStream&) = delete;
+
+  // Appends the next tokens and their target flags (at least one unless
+  // the document has no more: then *done).
+  Status Next(std::vector<int32_t>* ids, std::vector<uint8_t>* is_target, bool* done);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // Render + Tokenize.
 Status RecordToExample(const Record& record, const ChatTemplate& chat_template, Objective objective,
                        const Tokenizer& tokenizer, Example* out, int64_t max_tokens = 0);

@@ -6,7 +6,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <memory>
 #include <unordered_map>
 #include <utility>
 
@@ -15,6 +17,7 @@
 
 #include "lorart/base/strings.h"
 #include "lorart/data/hf/hf_tokenizer.h"
+#include "lorart/data/sentencepiece_model.h"
 #include "lorart/io/mapped_file.h"
 
 namespace lorart {
@@ -102,7 +105,22 @@ Status SentencePieceTokenizer::Init(std::string_view model_bytes, const std::str
     return InvalidArgumentError(
         StrFormat("%s: not a SentencePiece model: the file is empty", name.c_str()));
   }
-  sentencepiece::util::Status status = sp_->LoadFromSerializedProto(model_bytes);
+  // The library trusts a normalizer's character map (sentencepiece_model.h).
+  LORA_RETURN_IF_ERROR(CheckNormalizerMaps(model_bytes, name));
+  // The library checks much of a model, but some corrupt models make it
+  // throw (a piece with no bytes: darts' "zero-length key", found by the
+  // sentencepiece fuzz target): that is a bad file too, never a crash.
+  sentencepiece::util::Status status;
+  try {
+    status = sp_->LoadFromSerializedProto(model_bytes);
+  } catch (const std::exception& e) {
+    sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
+    return InvalidArgumentError(
+        StrFormat("%s: not a SentencePiece model: %s", name.c_str(), e.what()));
+  } catch (...) {
+    sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
+    return InvalidArgumentError(StrFormat("%s: not a SentencePiece model", name.c_str()));
+  }
   if (!status.ok()) {
     return InvalidArgumentError(StrFormat("%s: not a SentencePiece model: %s", name.c_str(),
                                           SpMessage(status).c_str()));
