@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch eager reference for bench_cpu_training.py: the same Llama-family
+"""PyTorch eager reference for bench_cpu_peers.sh (the second peer): the same Llama-family
 model (RMSNorm, RoPE, causal GQA attention, SwiGLU) with LoRA adapters of the
 same rank on the same linear layers, frozen base, AdamW on the adapters, the
 same batch and sequence length. Prints one JSON line with tokens/s and peak
