@@ -200,6 +200,65 @@ TEST(LongRecords, StreamGivesTheWholeDocumentsTokens) {
   }
 }
 
+// A tokenizer that is not local at all: 3-byte tokens counted from the start
+// of whatever text it is given, so every window that begins elsewhere than at
+// a multiple of 3 cuts other tokens. The stream must still end, and give the
+// whole text's tokens (its windows grow until they begin where the text
+// does).
+class PeriodicTokenizer final : public Tokenizer {
+ public:
+  PeriodicTokenizer() {
+    vocab_size_ = 1 << 24;
+    eos_id_ = 1;
+    path_ = "periodic";
+  }
+  const char* kind() const override { return "periodic"; }
+  Status EncodeWithSpecial(std::string_view text, const std::vector<ByteRange>&,
+                           std::vector<int32_t>* ids,
+                           std::vector<TokenSpan>* spans) const override {
+    for (size_t b = 0; b < text.size(); b += 3) {
+      const size_t e = std::min(text.size(), b + 3);
+      int32_t id = 2;
+      for (size_t k = b; k < e; ++k) id = id * 31 + static_cast<uint8_t>(text[k]);
+      ids->push_back(id & 0xFFFFFF);
+      if (spans) spans->push_back({static_cast<uint32_t>(b), static_cast<uint32_t>(e)});
+    }
+    return OkStatus();
+  }
+  void SpecialTokensAround(std::vector<int32_t>* prefix,
+                           std::vector<int32_t>* suffix) const override {
+    prefix->clear();
+    suffix->clear();
+  }
+  StatusOr<std::string> Decode(const std::vector<int32_t>&) const override { return std::string(); }
+  StatusOr<std::string> DecodeWithControls(const std::vector<int32_t>&) const override {
+    return std::string();
+  }
+  std::string IdToPiece(int32_t) const override { return ""; }
+  int32_t PieceToId(std::string_view) const override { return -1; }
+  bool IsControl(int32_t) const override { return false; }
+};
+
+TEST(LongRecords, StreamEndsForATokenizerThatIsNotLocal) {
+  PeriodicTokenizer tokenizer;
+  const std::string text = Words(100 << 10, 7);
+  RenderedDocument doc(1);
+  doc[0].text = text;
+  doc[0].target_ranges.push_back({0, text.size()});
+  std::vector<int32_t> whole;
+  std::vector<TokenSpan> spans;
+  ASSERT_TRUE(tokenizer.EncodeWithSpecial(text, {}, &whole, &spans).ok());
+  DocumentTokenStream stream(doc, tokenizer, 1 << 10);
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> targets;
+  bool done = false;
+  for (int calls = 0; !done && calls < 100000; ++calls) {
+    ASSERT_TRUE(stream.Next(&ids, &targets, &done).ok());
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(ids, whole);
+}
+
 // The rule for a pair longer than its row, on whole tokenizations: what
 // Dataset did before it streamed long sides (the reference).
 void ReferencePair(const PreferenceRecord& r, const ChatTemplate& chat_template,

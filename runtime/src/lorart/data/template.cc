@@ -548,6 +548,16 @@ class TextTokens {
           }
         }
       }
+      if (same && a_begin == 0) {
+        // The rest of the text encoded from its start (the most any window
+        // can hold), and still no token begins at pos_: the text is not local
+        // where an earlier window judged it so. The whole encoding's tokens
+        // from pos_ on end the text, so that the stream always ends.
+        Emit(sa, a_ids_.size(), ids, spans);
+        done_ = true;
+        *done = sa == a_ids_.size();
+        return OkStatus();
+      }
       window_ *= 2;
       context_ *= 2;
     }
