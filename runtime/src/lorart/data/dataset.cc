@@ -170,31 +170,19 @@ struct PairSide {
     LORA_ASSIGN_OR_RETURN(doc, Render(record, chat_template, Objective::kSft, tokenizer));
     LORA_RETURN_IF_ERROR(Tokenize(doc, tokenizer, &whole, seq_len + 1));
     complete = static_cast<int64_t>(whole.tokens.size()) <= seq_len;
-    if (complete) {
-      len = static_cast<int64_t>(whole.tokens.size());
-      prompt_len = LastRunStart(whole.is_target, 0, len);
-      return OkStatus();
-    }
-    whole = Example();
+    if (!complete) whole = Example();
     // The loss covers the final assistant reply only (its EOS too): the last
     // run of target tokens; what comes before is the prompt.
-    DocumentTokenStream stream(doc, tokenizer);
-    std::vector<int32_t> ids;
-    std::vector<uint8_t> targets;
     int64_t run_start = 0, last_run = -1;
-    bool prev = false, done = false;
+    bool prev = false;
     len = 0;
-    while (!done) {
-      ids.clear();
-      targets.clear();
-      LORA_RETURN_IF_ERROR(stream.Next(&ids, &targets, &done));
-      for (uint8_t t : targets) {
-        if (t && !prev) run_start = len;
-        if (t) last_run = run_start;
-        prev = t;
-        ++len;
-      }
-    }
+    LORA_RETURN_IF_ERROR(ForEachToken(tokenizer, [&](int32_t, uint8_t t) {
+      if (t && !prev) run_start = len;
+      if (t) last_run = run_start;
+      prev = t;
+      ++len;
+      return true;
+    }));
     prompt_len = last_run < 0 ? len : last_run;
     return OkStatus();
   }
@@ -205,39 +193,39 @@ struct PairSide {
     out->tokens.clear();
     out->is_target.clear();
     out->line = line;
-    auto add = [&](int64_t i, int32_t id, uint8_t target) {
-      if (i == 0 || (i >= 1 + cut && i < cut + keep)) {
+    int64_t i = 0;
+    return ForEachToken(tokenizer, [&](int32_t id, uint8_t target) {
+      if (i == 0 || i >= 1 + cut) {
         out->tokens.push_back(id);
         out->is_target.push_back(i >= prompt_len ? target : 0);
       }
-    };
+      return ++i < cut + keep;
+    });
+  }
+
+  // Calls fn(id, is_target) on the side's tokens in order while it returns
+  // true: from `whole` when complete, else streamed.
+  Status ForEachToken(const Tokenizer& tokenizer,
+                      const std::function<bool(int32_t, uint8_t)>& fn) const {
     if (complete) {
-      for (int64_t i = 0; i < len && i < cut + keep; ++i)
-        add(i, whole.tokens[i], whole.is_target[i]);
+      for (size_t i = 0; i < whole.tokens.size(); ++i) {
+        if (!fn(whole.tokens[i], whole.is_target[i])) break;
+      }
       return OkStatus();
     }
     DocumentTokenStream stream(doc, tokenizer);
     std::vector<int32_t> ids;
     std::vector<uint8_t> targets;
-    int64_t i = 0;
     bool done = false;
-    while (!done && i < cut + keep) {
+    while (!done) {
       ids.clear();
       targets.clear();
       LORA_RETURN_IF_ERROR(stream.Next(&ids, &targets, &done));
-      for (size_t k = 0; k < ids.size(); ++k, ++i) add(i, ids[k], targets[k]);
+      for (size_t k = 0; k < ids.size(); ++k) {
+        if (!fn(ids[k], targets[k])) return OkStatus();
+      }
     }
     return OkStatus();
-  }
-
-  // Where the last run of 1s in flags[begin, end) starts (end if none).
-  static int64_t LastRunStart(const std::vector<uint8_t>& flags, int64_t begin, int64_t end) {
-    int64_t e = end;
-    while (e > begin && !flags[e - 1]) --e;
-    if (e == begin) return end;
-    int64_t b = e;
-    while (b > begin && flags[b - 1]) --b;
-    return b;
   }
 };
 

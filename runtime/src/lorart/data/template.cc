@@ -533,9 +533,7 @@ class TextTokens {
         }
         if (last) {
           if (sa + m == a_ids_.size() && sb + m == b_ids.size()) {
-            Emit(sa, a_ids_.size(), ids, spans);
-            done_ = true;
-            *done = sa == a_ids_.size();
+            EmitRest(sa, ids, spans, done);
             return OkStatus();
           }
         } else if (m >= 2) {
@@ -553,9 +551,7 @@ class TextTokens {
         // can hold), and still no token begins at pos_: the text is not local
         // where an earlier window judged it so. The whole encoding's tokens
         // from pos_ on end the text, so that the stream always ends.
-        Emit(sa, a_ids_.size(), ids, spans);
-        done_ = true;
-        *done = sa == a_ids_.size();
+        EmitRest(sa, ids, spans, done);
         return OkStatus();
       }
       window_ *= 2;
@@ -567,6 +563,12 @@ class TextTokens {
   void Emit(size_t from, size_t to, std::vector<int32_t>* ids, std::vector<TokenSpan>* spans) {
     ids->insert(ids->end(), a_ids_.begin() + from, a_ids_.begin() + to);
     spans->insert(spans->end(), a_spans_.begin() + from, a_spans_.begin() + to);
+  }
+  // A's tokens from `from` on end the text (*done at once if there are none).
+  void EmitRest(size_t from, std::vector<int32_t>* ids, std::vector<TokenSpan>* spans, bool* done) {
+    Emit(from, a_ids_.size(), ids, spans);
+    done_ = true;
+    *done = from == a_ids_.size();
   }
 
   const Tokenizer& tokenizer_;
