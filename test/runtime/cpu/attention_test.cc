@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "lorart/cpu/attention.h"
 
 namespace lorart::cpu {
 namespace {
@@ -24,6 +25,18 @@ using testing::NormalizedError;
 using testing::Owned;
 using testing::RunKernel;
 
+// Runs `body` at every instruction-set level this CPU has (attention.h):
+// each level's products, packing and (level 3) bf16 path are checked.
+template <class F>
+void ForEachLevel(F body) {
+  for (int level = 0; level <= AttentionCpuLevel(); ++level) {
+    SCOPED_TRACE("attention level " + std::to_string(level));
+    SetAttentionLevelLimitForTesting(level);
+    ASSERT_EQ(AttentionLevel(), level);
+    body();
+  }
+  SetAttentionLevelLimitForTesting(-1);
+}
 
 struct Config {
   int64_t B = 1, T = 16, H = 2, KV = 2, D = 8;
@@ -157,7 +170,8 @@ std::vector<float> Forward(const Config& c, Operands& x, int threads = 2) {
 // The configurations every test runs: MHA with one tile; GQA with segments,
 // a window and tiles smaller than (not dividing) the sequence; MQA;
 // non-causal with segments; one-row tiles; a longer sequence across many
-// tiles (last, see Configs().back()).
+// tiles (kLongConfig); odd sizes everywhere.
+constexpr size_t kLongConfig = 5;
 std::vector<Config> Configs() {
   std::vector<Config> cs;
   cs.push_back(Config{});
@@ -179,56 +193,68 @@ std::vector<Config> Configs() {
   lng.B = 2, lng.T = 70, lng.H = 4, lng.KV = 2, lng.D = 16, lng.bq = 16, lng.bk = 32;
   lng.segments = true;
   cs.push_back(lng);
+  Config odd;  // odd head_dim, group rows and key tiles: every pad of the packed tiles
+  odd.T = 23, odd.H = 3, odd.KV = 1, odd.D = 5, odd.bq = 3, odd.bk = 7, odd.segments = true;
+  cs.push_back(odd);
   return cs;
 }
 
 TEST(AttentionTest, ForwardMatchesNaiveSoftmax) {
-  uint64_t seed = 1;
-  for (const Config& c : Configs()) {
-    Operands x(c, seed++);
-    EXPECT_LT(NormalizedError(Forward(c, x), Naive(c, x).o), 1e-5)
-        << "T=" << c.T << " H=" << c.H << " KV=" << c.KV << " window=" << c.window;
-  }
+  ForEachLevel([&] {
+    uint64_t seed = 1;
+    for (const Config& c : Configs()) {
+      Operands x(c, seed++);
+      EXPECT_LT(NormalizedError(Forward(c, x), Naive(c, x).o), 1e-5)
+          << "T=" << c.T << " H=" << c.H << " KV=" << c.KV << " window=" << c.window;
+    }
+  });
 }
 
 TEST(AttentionTest, ForwardBf16MatchesNaiveSoftmax) {
-  Config c = Configs()[1];
-  c.dtype = DType::BF16;
-  Operands x(c, 7);
-  EXPECT_LT(NormalizedError(Forward(c, x), Naive(c, x).o), 1e-2);
-  c.dtype = DType::F16;
-  Operands y(c, 8);
-  EXPECT_LT(NormalizedError(Forward(c, y), Naive(c, y).o), 2e-3);
+  ForEachLevel([&] {
+    uint64_t seed = 7;
+    for (Config c : Configs()) {
+      c.dtype = DType::BF16;
+      Operands x(c, seed++);
+      EXPECT_LT(NormalizedError(Forward(c, x), Naive(c, x).o), 1e-2) << "T=" << c.T;
+    }
+    Config c = Configs()[1];
+    c.dtype = DType::F16;
+    Operands y(c, 8);
+    EXPECT_LT(NormalizedError(Forward(c, y), Naive(c, y).o), 2e-3);
+  });
 }
 
 TEST(AttentionTest, PackedRowEqualsSeparateDocuments) {
-  // One row packs documents of lengths 5, 9, 1 and 9; with segment ids the
-  // output of each document equals attention over that document alone.
-  Config packed;
-  packed.T = 24, packed.H = 4, packed.KV = 2, packed.D = 8, packed.bq = 4, packed.bk = 8;
-  packed.segments = true;
-  Operands x(packed, 21);
-  const int64_t lengths[] = {5, 9, 1, 9};
-  int64_t start = 0;
-  for (int d = 0; d < 4; ++d)
-    for (int64_t t = 0; t < lengths[d]; ++t) x.seg.view.as<int32_t>()[start++] = d;
-  const std::vector<float> out = Forward(packed, x);
-  start = 0;
-  for (int64_t len : lengths) {
-    Config one = packed;
-    one.T = len, one.segments = false;
-    Operands doc(one, 0);
-    const int64_t qw = one.H * one.D, kw = one.KV * one.D;
-    for (int64_t i = 0; i < len * qw; ++i) doc.q.set(i, x.q.get(start * qw + i));
-    for (int64_t i = 0; i < len * kw; ++i) {
-      doc.k.set(i, x.k.get(start * kw + i));
-      doc.v.set(i, x.v.get(start * kw + i));
+  ForEachLevel([&] {
+    // One row packs documents of lengths 5, 9, 1 and 9; with segment ids the
+    // output of each document equals attention over that document alone.
+    Config packed;
+    packed.T = 24, packed.H = 4, packed.KV = 2, packed.D = 8, packed.bq = 4, packed.bk = 8;
+    packed.segments = true;
+    Operands x(packed, 21);
+    const int64_t lengths[] = {5, 9, 1, 9};
+    int64_t start = 0;
+    for (int d = 0; d < 4; ++d)
+      for (int64_t t = 0; t < lengths[d]; ++t) x.seg.view.as<int32_t>()[start++] = d;
+    const std::vector<float> out = Forward(packed, x);
+    start = 0;
+    for (int64_t len : lengths) {
+      Config one = packed;
+      one.T = len, one.segments = false;
+      Operands doc(one, 0);
+      const int64_t qw = one.H * one.D, kw = one.KV * one.D;
+      for (int64_t i = 0; i < len * qw; ++i) doc.q.set(i, x.q.get(start * qw + i));
+      for (int64_t i = 0; i < len * kw; ++i) {
+        doc.k.set(i, x.k.get(start * kw + i));
+        doc.v.set(i, x.v.get(start * kw + i));
+      }
+      const std::vector<float> alone = Forward(one, doc);
+      std::vector<float> slice(out.begin() + start * qw, out.begin() + (start + len) * qw);
+      EXPECT_LT(NormalizedError(slice, alone), 1e-6) << "document at " << start;
+      start += len;
     }
-    const std::vector<float> alone = Forward(one, doc);
-    std::vector<float> slice(out.begin() + start * qw, out.begin() + (start + len) * qw);
-    EXPECT_LT(NormalizedError(slice, alone), 1e-6) << "document at " << start;
-    start += len;
-  }
+  });
 }
 
 struct Grads {
@@ -249,61 +275,69 @@ Grads Backward(const Config& c, Operands& x, Owned& dout, int threads = 2) {
 }
 
 TEST(AttentionTest, BackwardMatchesNaiveGradients) {
-  uint64_t seed = 31;
-  for (const Config& c : Configs()) {
-    Operands x(c, seed++);
-    Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
-    std::mt19937_64 rng(seed++);
-    FillUniform(dout, rng);
-    Grads g = Backward(c, x, dout);
-    Reference r = Naive(c, x, &dout);
-    EXPECT_LT(NormalizedError(g.dq.floats(), r.dq), 1e-5) << "T=" << c.T << " KV=" << c.KV;
-    EXPECT_LT(NormalizedError(g.dk.floats(), r.dk), 1e-5) << "T=" << c.T << " KV=" << c.KV;
-    EXPECT_LT(NormalizedError(g.dv.floats(), r.dv), 1e-5) << "T=" << c.T << " KV=" << c.KV;
-  }
-  Config bf = Configs()[1];
-  bf.dtype = DType::BF16;
-  Operands x(bf, 99);
-  Owned dout(bf.dtype, {bf.B, bf.T, bf.H * bf.D});
-  std::mt19937_64 rng(100);
-  FillUniform(dout, rng);
-  Grads g = Backward(bf, x, dout);
-  Reference r = Naive(bf, x, &dout);
-  EXPECT_LT(NormalizedError(g.dq.floats(), r.dq), 2e-2);
-  EXPECT_LT(NormalizedError(g.dk.floats(), r.dk), 2e-2);
-  EXPECT_LT(NormalizedError(g.dv.floats(), r.dv), 2e-2);
+  ForEachLevel([&] {
+    uint64_t seed = 31;
+    for (const Config& c : Configs()) {
+      Operands x(c, seed++);
+      Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
+      std::mt19937_64 rng(seed++);
+      FillUniform(dout, rng);
+      Grads g = Backward(c, x, dout);
+      Reference r = Naive(c, x, &dout);
+      EXPECT_LT(NormalizedError(g.dq.floats(), r.dq), 1e-5) << "T=" << c.T << " KV=" << c.KV;
+      EXPECT_LT(NormalizedError(g.dk.floats(), r.dk), 1e-5) << "T=" << c.T << " KV=" << c.KV;
+      EXPECT_LT(NormalizedError(g.dv.floats(), r.dv), 1e-5) << "T=" << c.T << " KV=" << c.KV;
+    }
+    uint64_t bseed = 99;
+    for (Config bf : Configs()) {
+      bf.dtype = DType::BF16;
+      Operands x(bf, bseed++);
+      Owned dout(bf.dtype, {bf.B, bf.T, bf.H * bf.D});
+      std::mt19937_64 rng(bseed++);
+      FillUniform(dout, rng);
+      Grads g = Backward(bf, x, dout);
+      Reference r = Naive(bf, x, &dout);
+      EXPECT_LT(NormalizedError(g.dq.floats(), r.dq), 2e-2) << "bf16 T=" << bf.T;
+      EXPECT_LT(NormalizedError(g.dk.floats(), r.dk), 2e-2) << "bf16 T=" << bf.T;
+      EXPECT_LT(NormalizedError(g.dv.floats(), r.dv), 2e-2) << "bf16 T=" << bf.T;
+    }
+  });
 }
 
 TEST(AttentionTest, BackwardMatchesFiniteDifferences) {
-  // GQA + segments + sliding window, both tile sizes smaller than T.
-  Config c;
-  c.B = 2, c.T = 9, c.H = 4, c.KV = 2, c.D = 4, c.bq = 4, c.bk = 3, c.window = 4;
-  c.segments = true;
-  Operands x(c, 41);
-  std::mt19937_64 rng(42);
-  Owned dout(DType::F32, {c.B, c.T, c.H * c.D});
-  FillUniform(dout, rng);
-  const std::vector<float> w = dout.floats();
-  Grads g = Backward(c, x, dout);
-  auto forward = [&]() { return Forward(c, x, 1); };
-  EXPECT_LT(FiniteDifferenceError(x.q, g.dq.floats(), forward, w, rng, 0, 3e-3), 2e-3);
-  EXPECT_LT(FiniteDifferenceError(x.k, g.dk.floats(), forward, w, rng, 0, 3e-3), 2e-3);
-  EXPECT_LT(FiniteDifferenceError(x.v, g.dv.floats(), forward, w, rng, 0, 3e-3), 2e-3);
+  ForEachLevel([&] {
+    // GQA + segments + sliding window, both tile sizes smaller than T.
+    Config c;
+    c.B = 2, c.T = 9, c.H = 4, c.KV = 2, c.D = 4, c.bq = 4, c.bk = 3, c.window = 4;
+    c.segments = true;
+    Operands x(c, 41);
+    std::mt19937_64 rng(42);
+    Owned dout(DType::F32, {c.B, c.T, c.H * c.D});
+    FillUniform(dout, rng);
+    const std::vector<float> w = dout.floats();
+    Grads g = Backward(c, x, dout);
+    auto forward = [&]() { return Forward(c, x, 1); };
+    EXPECT_LT(FiniteDifferenceError(x.q, g.dq.floats(), forward, w, rng, 0, 3e-3), 2e-3);
+    EXPECT_LT(FiniteDifferenceError(x.k, g.dk.floats(), forward, w, rng, 0, 3e-3), 2e-3);
+    EXPECT_LT(FiniteDifferenceError(x.v, g.dv.floats(), forward, w, rng, 0, 3e-3), 2e-3);
+  });
 }
 
 TEST(AttentionTest, BackwardIsDeterministicAcrossThreadCounts) {
-  Config c = Configs().back();
-  Operands x(c, 51);
-  Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
-  std::mt19937_64 rng(52);
-  FillUniform(dout, rng);
-  Grads one = Backward(c, x, dout, 1), two = Backward(c, x, dout, 2),
-        three = Backward(c, x, dout, 3);
-  EXPECT_EQ(one.dq.bytes, two.dq.bytes);
-  EXPECT_EQ(one.dk.bytes, two.dk.bytes);
-  EXPECT_EQ(one.dv.bytes, two.dv.bytes);
-  EXPECT_EQ(one.dk.bytes, three.dk.bytes);
-  EXPECT_EQ(Forward(c, x, 1), Forward(c, x, 3));
+  ForEachLevel([&] {
+    Config c = Configs()[kLongConfig];
+    Operands x(c, 51);
+    Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
+    std::mt19937_64 rng(52);
+    FillUniform(dout, rng);
+    Grads one = Backward(c, x, dout, 1), two = Backward(c, x, dout, 2),
+          three = Backward(c, x, dout, 3);
+    EXPECT_EQ(one.dq.bytes, two.dq.bytes);
+    EXPECT_EQ(one.dk.bytes, two.dk.bytes);
+    EXPECT_EQ(one.dv.bytes, two.dv.bytes);
+    EXPECT_EQ(one.dk.bytes, three.dk.bytes);
+    EXPECT_EQ(Forward(c, x, 1), Forward(c, x, 3));
+  });
 }
 
 TEST(AttentionTest, RejectsBadOperandsAndParameters) {

@@ -24,12 +24,18 @@
 // bitwise-reproducible gradients with full parallelism over query and key
 // blocks.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
+#include "lorart/cpu/attention.h"
 #include "lorart/cpu/kernel.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace lorart::cpu {
 namespace {
@@ -37,88 +43,6 @@ namespace {
 int Threads(const KernelContext& ctx) { return ctx.num_threads > 0 ? ctx.num_threads : 1; }
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// C[M][N] (+)= op(A) · B, all f32 row-major with leading dimensions: op(A)
-// is A [M][K] or, with TransA, the transpose of A stored [K][M]. Register
-// tiles of kMr × kNr accumulators (fully unrolled and vectorized by the
-// compiler at fixed sizes) load each B vector once per kMr rows.
-constexpr int64_t kMr = 4, kNr = 16;
-
-#define LORART_ALWAYS_INLINE inline __attribute__((always_inline))
-
-template <bool TransA, int64_t MR, int64_t NR>
-LORART_ALWAYS_INLINE void MicroTile(int64_t K, const float* __restrict A, int64_t lda,
-                                    const float* __restrict B, int64_t ldb, float* __restrict C,
-                                    int64_t ldc, bool accumulate, int64_t mr, int64_t nr) {
-  float acc[MR][NR] = {};
-  for (int64_t k = 0; k < K; ++k) {
-    const float* b = B + k * ldb;
-    for (int64_t i = 0; i < MR; ++i) {
-      const float a = TransA ? A[k * lda + i] : A[i * lda + k];
-#pragma omp simd
-      for (int64_t j = 0; j < NR; ++j) acc[i][j] += a * b[j];
-    }
-  }
-  for (int64_t i = 0; i < mr; ++i)
-    for (int64_t j = 0; j < nr; ++j)
-      C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + acc[i][j];
-}
-
-template <bool TransA>
-LORART_ALWAYS_INLINE void MatMulImpl(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                                     const float* B, int64_t ldb, float* C, int64_t ldc,
-                                     bool accumulate) {
-  for (int64_t i = 0; i < M; i += kMr) {
-    const int64_t mr = std::min(kMr, M - i);
-    const float* a = TransA ? A + i : A + i * lda;
-    for (int64_t j = 0; j < N; j += kNr) {
-      const int64_t nr = std::min(kNr, N - j);
-      float* c = C + i * ldc + j;
-      if (mr == kMr && nr == kNr) {
-        MicroTile<TransA, kMr, kNr>(K, a, lda, B + j, ldb, c, ldc, accumulate, mr, nr);
-      } else {
-        // Edge tiles: one row/column at a time (reads stay inside A and B).
-        for (int64_t ii = 0; ii < mr; ++ii)
-          for (int64_t jj = 0; jj < nr; ++jj)
-            MicroTile<TransA, 1, 1>(K, TransA ? a + ii : a + ii * lda, lda, B + j + jj, ldb,
-                                    c + ii * ldc + jj, ldc, accumulate, 1, 1);
-      }
-    }
-  }
-}
-
-// exp(x) for x <= 0, vectorizable (no libm call): round x·log2(e) to n with
-// the 1.5·2^23 trick, reduce with a two-part ln 2 (Cody–Waite), Cephes'
-// degree-6 polynomial on [-ln2/2, ln2/2] (about 1 ulp), scale by 2^n
-// through the exponent bits. Below -87 (where 2^n would be subnormal) it
-// returns 0, as it does for -inf. Scores minus their row max are <= 0.
-inline float ExpNonPositive(float x) {
-  const float xc = std::max(x, -87.0f);
-  const float t = xc * 1.44269504088896341f + 12582912.0f;
-  int32_t n;
-  std::memcpy(&n, &t, sizeof n);
-  n -= 0x4B400000;  // the rounded integer
-  const float fn = t - 12582912.0f;
-  const float r = (xc - fn * 0.693359375f) - fn * -2.12194440e-4f;
-  float poly = 1.9875691500e-4f;
-  poly = poly * r + 1.3981999507e-3f;
-  poly = poly * r + 8.3334519073e-3f;
-  poly = poly * r + 4.1665795894e-2f;
-  poly = poly * r + 1.6666665459e-1f;
-  poly = poly * r + 5.0000001201e-1f;
-  const float y = poly * r * r + r + 1.0f;
-  const int32_t bits = (n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return x < -87.0f ? 0.0f : y * scale;
-}
-
-inline float Dot(int64_t n, const float* __restrict x, const float* __restrict y) {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];
-  return s;
-}
 
 struct Dims {
   int64_t B = 0, T = 0, H = 0, KV = 0, D = 0, group = 1;
@@ -222,161 +146,166 @@ struct Problem {
     *lo = d.causal ? j0 : 0;
     *hi = d.window > 0 ? std::min<int64_t>(d.T, j1 - 1 + d.window) : d.T;
   }
-  // mask[r * nk + c] for queries i0.., keys j0..; returns whether any is set.
-  bool Mask(int64_t b, int64_t i0, int64_t nq, int64_t j0, int64_t nk, uint8_t* mask) const {
-    bool any = false;
-    const int64_t* s = seg ? seg + b * d.T : nullptr;
-    for (int64_t r = 0; r < nq; ++r) {
-      const int64_t i = i0 + r;
-      for (int64_t c = 0; c < nk; ++c) {
-        const int64_t j = j0 + c;
-        const bool ok =
-            (!d.causal || j <= i) && (d.window <= 0 || i - j < d.window) && (!s || s[j] == s[i]);
-        mask[r * nk + c] = ok;
-        any |= ok;
-      }
-    }
-    return any;
-  }
 };
 
-// The products are compiled for AVX-512 and AVX2+FMA besides the baseline,
-// chosen at load time (GCC function multiversioning), so the portable build
-// still uses the host's vector width where attention spends its time.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define LORART_CPU_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LORART_CPU_CLONES
-#endif
-
-template <bool TransA>
-void MatMul(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-            int64_t ldb, float* C, int64_t ldc, bool accumulate);
-
-LORART_CPU_CLONES void MatMulNN(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                                const float* B, int64_t ldb, float* C, int64_t ldc,
-                                bool accumulate) {
-  MatMulImpl<false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-}
-LORART_CPU_CLONES void MatMulTN(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                                const float* B, int64_t ldb, float* C, int64_t ldc,
-                                bool accumulate) {
-  MatMulImpl<true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-}
-template <>
-void MatMul<false>(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                   int64_t ldb, float* C, int64_t ldc, bool accumulate) {
-  MatMulNN(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-}
-template <>
-void MatMul<true>(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                  int64_t ldb, float* C, int64_t ldc, bool accumulate) {
-  MatMulTN(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-}
-
-// Per-thread tiles. A task holds the rows of every query head of one kv
-// group for one query block ("group rows": row ρ is head kv·group + ρ / nq,
-// query i0 + ρ % nq), so each key/value tile is loaded once per group and
-// the products have group·block_q rows.
-struct Tiles {
-  std::vector<float> q, dout, acc, s, dp, m, l, lse, dd, k, kT, v, vT;
-  std::vector<uint8_t> mask;
-  explicit Tiles(const Dims& d) {
-    const auto rows = static_cast<size_t>(d.group * d.bq);
-    const auto D = static_cast<size_t>(d.D), bk = static_cast<size_t>(d.bk);
-    q.resize(rows * D), dout.resize(rows * D), acc.resize(rows * D);
-    s.resize(rows * bk), dp.resize(rows * bk);
-    m.resize(rows), l.resize(rows), lse.resize(rows), dd.resize(rows);
-    k.resize(bk * D), kT.resize(bk * D), v.resize(bk * D), vT.resize(bk * D);
-    mask.resize(static_cast<size_t>(d.bq) * bk);
-  }
-};
-
-// Loads the group rows of queries [i0, i0 + nq) of kv group `kv` from a
-// q-shaped tensor, times `mul`, into dst [group·nq][D].
-void LoadGroupRows(const Problem& pr, const TensorView& t, int64_t b, int64_t kv, int64_t i0,
-                   int64_t nq, float mul, float* dst) {
+// Stores group rows [group·nq][ld] (times `mul`) into a q-shaped tensor.
+void StoreGroupRows(const Problem& pr, float* src, int64_t ld, float mul, int64_t b, int64_t kv,
+                    int64_t i0, int64_t nq, const TensorView& t) {
   const int64_t D = pr.d.D;
   for (int64_t g = 0; g < pr.d.group; ++g)
     for (int64_t r = 0; r < nq; ++r) {
-      float* row = dst + (g * nq + r) * D;
-      ToFloat(t, pr.QOffset(b, i0 + r, kv * pr.d.group + g), D, row);
-      if (mul != 1.0f)
-        for (int64_t e = 0; e < D; ++e) row[e] *= mul;
-    }
-}
-
-// Stores group rows [group·nq][D] (times `mul`) into a q-shaped tensor.
-void StoreGroupRows(const Problem& pr, float* src, float mul, int64_t b, int64_t kv, int64_t i0,
-                    int64_t nq, const TensorView& t) {
-  const int64_t D = pr.d.D;
-  for (int64_t g = 0; g < pr.d.group; ++g)
-    for (int64_t r = 0; r < nq; ++r) {
-      float* row = src + (g * nq + r) * D;
+      float* row = src + (g * nq + r) * ld;
       if (mul != 1.0f)
         for (int64_t e = 0; e < D; ++e) row[e] *= mul;
       FromFloat(row, D, t, pr.QOffset(b, i0 + r, kv * pr.d.group + g));
     }
 }
 
-// Loads nk key/value rows of kv head `kv` into rows [nk][D] and, when
-// `cols` is set, its transpose [D][nk].
-void LoadKV(const Problem& pr, const TensorView& t, int64_t b, int64_t j0, int64_t nk, int64_t kv,
-            float* rows, float* cols) {
-  const int64_t D = pr.d.D;
-  for (int64_t c = 0; c < nk; ++c) ToFloat(t, pr.KOffset(b, j0 + c, kv), D, rows + c * D);
-  if (cols)
-    for (int64_t c = 0; c < nk; ++c)
-      for (int64_t e = 0; e < D; ++e) cols[e * nk + c] = rows[c * D + e];
-}
+inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// The forward of the group rows of queries [i0, i0 + nq), with the scaled
-// queries already in t.q: leaves the running max in t.m, the sum in t.l and
-// the unnormalized output in t.acc.
-void ForwardRows(const Problem& pr, Tiles& t, int64_t b, int64_t kv, int64_t i0, int64_t nq) {
-  const Dims& d = pr.d;
-  const int64_t D = d.D, R = d.group * nq;
-  std::fill(t.m.begin(), t.m.begin() + R, kNegInf);
-  std::fill(t.l.begin(), t.l.begin() + R, 0.0f);
-  std::fill(t.acc.begin(), t.acc.begin() + R * D, 0.0f);
-  int64_t lo, hi;
-  pr.KeyRange(i0, i0 + nq, &lo, &hi);
-  for (int64_t j0 = (lo / d.bk) * d.bk; j0 < hi; j0 += d.bk) {
-    const int64_t nk = std::min(d.bk, hi - j0);
-    if (!pr.Mask(b, i0, nq, j0, nk, t.mask.data())) continue;
-    LoadKV(pr, *pr.k, b, j0, nk, kv, t.k.data(), t.kT.data());
-    LoadKV(pr, *pr.v, b, j0, nk, kv, t.v.data(), nullptr);
-    MatMul<false>(R, nk, D, t.q.data(), D, t.kT.data(), nk, t.s.data(), nk, false);  // S = q·kᵀ
-    for (int64_t row = 0; row < R; ++row) {
-      float* s = t.s.data() + row * nk;
-      const uint8_t* mk = t.mask.data() + (row % nq) * nk;
-      float mx = kNegInf;
-#pragma omp simd reduction(max : mx)
-      for (int64_t c = 0; c < nk; ++c) mx = std::max(mx, mk[c] ? s[c] : kNegInf);
-      if (mx == kNegInf) {  // no allowed key in this tile
-        std::fill(s, s + nk, 0.0f);
-        continue;
-      }
-      const float m_new = std::max(t.m[row], mx);
-      const float alpha = std::exp(t.m[row] - m_new);  // 0 when m was -inf
-      float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t c = 0; c < nk; ++c) {
-        const float e = ExpNonPositive(s[c] - m_new);
-        s[c] = mk[c] ? e : 0.0f;
-        sum += s[c];
-      }
-      t.l[row] = t.l[row] * alpha + sum;
-      t.m[row] = m_new;
-      if (alpha != 1.0f) {
-        float* acc = t.acc.data() + row * D;
-        for (int64_t e = 0; e < D; ++e) acc[e] *= alpha;
-      }
+// Group rows (queries or dO of every head of one kv group for one query
+// block; row ρ is head kv·group + ρ / nq, query i0 + ρ % nq) in the forms
+// the products take: f32 [R][Dp]; bf16 as A [R][D2]; bf16 as B, interleaved
+// by row pairs [R2/2][Dp][2].
+struct Rows {
+  float* f = nullptr;
+  uint16_t* a = nullptr;
+  uint16_t* b = nullptr;
+};
+// A key or value tile: f32 rows [bk][Dp] and transpose [D][nkp]; bf16 rows
+// interleaved by pairs [nk2/2][Dp][2] and transpose packed [D2/2][nkp][2].
+struct Kv {
+  float* rows = nullptr;
+  float* cols = nullptr;
+  uint16_t* rows_b = nullptr;
+  uint16_t* cols_b = nullptr;
+};
+
+// Per-thread tiles for one mode (f32 or bf16 products). Leading dimensions
+// are padded to 16 floats (Dp, nkp) so the AVX-512 products run whole
+// vectors; the pads are never read back.
+struct Tiles {
+  int64_t Dp, D2, nkp, nk2, R2;
+  std::vector<float> qf, doutf, acc, s, dp, m, l, lse, dd, kr, kc, vr, vc, dk_acc, dv_acc, rowf;
+  std::vector<uint16_t> qa, qb, da, db, raw, kbr, kbc, vbr, vbc, pb, pt;
+  std::vector<uint8_t> mask;
+  Rows q, dout;
+  Kv key, val;
+
+  Tiles(const Dims& d, bool bf16) {
+    const int64_t R = d.group * d.bq;
+    Dp = RoundUp(d.D, 16), D2 = RoundUp(d.D, 2), nkp = RoundUp(d.bk, 16);
+    nk2 = RoundUp(d.bk, 2), R2 = RoundUp(R, 2);
+    auto f = [](std::vector<float>& v, int64_t n) { v.assign(static_cast<size_t>(n), 0.0f); };
+    auto h = [](std::vector<uint16_t>& v, int64_t n) { v.assign(static_cast<size_t>(n), 0); };
+    f(acc, R * Dp), f(s, R * nkp), f(dp, R * nkp), f(m, R), f(l, R), f(lse, R), f(dd, R);
+    f(dk_acc, d.bk * Dp), f(dv_acc, d.bk * Dp), f(rowf, Dp);
+    mask.assign(static_cast<size_t>(d.bq * d.bk), 0);
+    if (bf16) {
+      h(qa, R * D2), h(da, R * D2), h(qb, R2 * Dp), h(db, R2 * Dp), h(raw, d.bk * D2);
+      h(kbr, nk2 * Dp), h(vbr, nk2 * Dp), h(kbc, D2 * nkp), h(vbc, D2 * nkp);
+      h(pb, R * nk2), h(pt, d.bk * R2);
+      q = {nullptr, qa.data(), qb.data()}, dout = {nullptr, da.data(), db.data()};
+      key = {nullptr, nullptr, kbr.data(), kbc.data()};
+      val = {nullptr, nullptr, vbr.data(), vbc.data()};
+    } else {
+      f(qf, R * Dp), f(doutf, R * Dp), f(kr, d.bk * Dp), f(vr, d.bk * Dp);
+      f(kc, d.D * nkp), f(vc, d.D * nkp);
+      q = {qf.data()}, dout = {doutf.data()};
+      key = {kr.data(), kc.data()}, val = {vr.data(), vc.data()};
     }
-    // acc += P · V (P in t.s).
-    MatMul<false>(R, D, nk, t.s.data(), nk, t.v.data(), D, t.acc.data(), D, true);
   }
+  Tiles(const Tiles&) = delete;
+  Tiles& operator=(const Tiles&) = delete;
+};
+
+// Row statistics of every (batch, head, query) that pass A of the backward
+// writes and pass B reads: logsumexp (+inf for a row without allowed keys,
+// so that its probabilities are 0) and D = rowsum(dO ∘ O).
+struct BwdStats {
+  int64_t H = 0, T = 0;
+  std::vector<float> lse, dd;
+  size_t At(int64_t b, int64_t h, int64_t i) const {
+    return static_cast<size_t>((b * H + h) * T + i);
+  }
+};
+
+// One level's task functions (attention_tiles.inc).
+struct AttentionTasks {
+  void (*fwd)(const Problem&, Tiles&, int64_t b, int64_t kv, int64_t qb, const TensorView& o);
+  void (*bwd_a)(const Problem&, Tiles&, const TensorView& dout, int64_t b, int64_t kv, int64_t qb,
+                BwdStats&, const TensorView& dq);
+  void (*bwd_b)(const Problem&, Tiles&, const TensorView& dout, int64_t b, int64_t kv, int64_t kb,
+                const BwdStats&, const TensorView& dk, const TensorView& dv);
+  bool bf16;
+};
+
+#define LORART_ATTN_INLINE inline __attribute__((always_inline))
+
+// The tile work compiled per instruction-set level. `#pragma GCC target`
+// applies to the functions defined in the region (the headers above stay at
+// the baseline), so each level's copy may use its instructions while the
+// binary still runs anywhere; AttentionLevel() picks the best copy the CPU
+// supports at run time.
+namespace level0 {
+#define LORART_ATTN_ISA 0
+#include "lorart/cpu/attention_tiles.inc"
+#undef LORART_ATTN_ISA
+}  // namespace level0
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LORART_ATTN_LEVELS 4
+namespace level1 {
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+#define LORART_ATTN_ISA 1
+#include "lorart/cpu/attention_tiles.inc"
+#undef LORART_ATTN_ISA
+#pragma GCC pop_options
+}  // namespace level1
+namespace level2 {
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+#define LORART_ATTN_ISA 2
+#include "lorart/cpu/attention_tiles.inc"
+#undef LORART_ATTN_ISA
+#pragma GCC pop_options
+}  // namespace level2
+namespace level3 {
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4,avx512bf16")
+#define LORART_ATTN_ISA 3
+#include "lorart/cpu/attention_tiles.inc"
+#undef LORART_ATTN_ISA
+#pragma GCC pop_options
+}  // namespace level3
+
+int CpuLevel() {
+  static const int level = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return __builtin_cpu_supports("avx512bf16") ? 3 : 2;
+    return __builtin_cpu_supports("x86-64-v3") ? 1 : 0;
+  }();
+  return level;
+}
+#else
+#define LORART_ATTN_LEVELS 1
+int CpuLevel() { return 0; }
+#endif
+
+std::atomic<int> level_limit{-1};
+
+// The task functions: the best level, bf16 products when every operand is
+// bf16 and the level has them.
+const AttentionTasks& Tasks(bool all_bf16) {
+  const int level = AttentionLevel();
+#if LORART_ATTN_LEVELS > 1
+  if (level >= 3) return all_bf16 ? level3::kTasksBf16 : level3::kTasksF32;
+  if (level == 2) return level2::kTasksF32;
+  if (level == 1) return level1::kTasksF32;
+#endif
+  (void)level, (void)all_bf16;
+  return level0::kTasksF32;
 }
 
 // [q, k, v, seg?] -> [o].
@@ -393,24 +322,17 @@ Status AttentionFwd(const KernelContext& ctx, const KernelParams& p,
   pr.q = &in[0], pr.k = &in[1], pr.v = &in[2];
   pr.seg = d.segments ? seg.data() : nullptr;
   const TensorView& o = out[0];
+  const bool bf16 =
+      in[0].dtype == DType::BF16 && in[1].dtype == DType::BF16 && in[2].dtype == DType::BF16;
+  const AttentionTasks& run = Tasks(bf16);
   const int64_t qblocks = (d.T + d.bq - 1) / d.bq, tasks = d.B * d.KV * qblocks;
   if (tasks == 0) return OkStatus();
 #pragma omp parallel num_threads(Threads(ctx))
   {
-    Tiles t(d);
+    Tiles t(d, run.bf16);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t qb = task % qblocks, kv = (task / qblocks) % d.KV, b = task / (qblocks * d.KV);
-      const int64_t i0 = qb * d.bq, nq = std::min(d.bq, d.T - i0), R = d.group * nq;
-      LoadGroupRows(pr, *pr.q, b, kv, i0, nq, d.scale, t.q.data());
-      ForwardRows(pr, t, b, kv, i0, nq);
-      for (int64_t row = 0; row < R; ++row) {
-        float* acc = t.acc.data() + row * d.D;
-        const float inv = t.l[row] > 0.0f ? 1.0f / t.l[row] : 0.0f;
-        for (int64_t e = 0; e < d.D; ++e) acc[e] *= inv;
-      }
-      StoreGroupRows(pr, t.acc.data(), 1.0f, b, kv, i0, nq, o);
-    }
+    for (int64_t task = 0; task < tasks; ++task)
+      run.fwd(pr, t, task / (qblocks * d.KV), (task / qblocks) % d.KV, task % qblocks, o);
   }
   return OkStatus();
 }
@@ -431,125 +353,49 @@ Status AttentionBwd(const KernelContext& ctx, const KernelParams& p,
   pr.q = &in[1], pr.k = &in[2], pr.v = &in[3];
   pr.seg = d.segments ? seg.data() : nullptr;
   const TensorView &dq = out[0], &dk = out[1], &dv = out[2];
-  const int64_t D = d.D, G = d.group;
+  const bool bf16 = std::all_of(in.begin(), in.begin() + 4,
+                                [](const TensorView& t) { return t.dtype == DType::BF16; });
+  const AttentionTasks& run = Tasks(bf16);
   const int nt = Threads(ctx);
-
-  // Row statistics of every (batch, head, query): logsumexp (+inf for a row
-  // without allowed keys, so that its probabilities are 0) and D.
-  const auto rows = static_cast<size_t>(d.B * d.H * d.T);
-  std::vector<float> lse_all(rows), d_all(rows);
-  auto stat = [&](int64_t b, int64_t h, int64_t i) {
-    return static_cast<size_t>((b * d.H + h) * d.T + i);
-  };
+  BwdStats st;
+  st.H = d.H, st.T = d.T;
+  st.lse.resize(static_cast<size_t>(d.B * d.H * d.T));
+  st.dd.resize(st.lse.size());
 
   // Pass A: statistics and dQ, one task per (batch, kv group, query block).
   const int64_t qblocks = (d.T + d.bq - 1) / d.bq, tasks_a = d.B * d.KV * qblocks;
 #pragma omp parallel num_threads(nt)
   {
-    Tiles t(d);
+    Tiles t(d, run.bf16);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t task = 0; task < tasks_a; ++task) {
-      const int64_t qb = task % qblocks, kv = (task / qblocks) % d.KV, b = task / (qblocks * d.KV);
-      const int64_t i0 = qb * d.bq, nq = std::min(d.bq, d.T - i0), R = G * nq;
-      LoadGroupRows(pr, *pr.q, b, kv, i0, nq, d.scale, t.q.data());
-      LoadGroupRows(pr, dout, b, kv, i0, nq, 1.0f, t.dout.data());
-      ForwardRows(pr, t, b, kv, i0, nq);
-      for (int64_t row = 0; row < R; ++row) {
-        float* acc = t.acc.data() + row * D;
-        if (t.l[row] > 0.0f) {
-          const float inv = 1.0f / t.l[row];
-          for (int64_t e = 0; e < D; ++e) acc[e] *= inv;  // O
-          t.lse[row] = t.m[row] + std::log(t.l[row]);
-          t.dd[row] = Dot(D, t.dout.data() + row * D, acc);
-        } else {
-          t.lse[row] = std::numeric_limits<float>::infinity();
-          t.dd[row] = 0.0f;
-        }
-        const size_t at = stat(b, kv * G + row / nq, i0 + row % nq);
-        lse_all[at] = t.lse[row];
-        d_all[at] = t.dd[row];
-      }
-      // dQ, accumulated in t.acc.
-      std::fill(t.acc.begin(), t.acc.begin() + R * D, 0.0f);
-      int64_t lo, hi;
-      pr.KeyRange(i0, i0 + nq, &lo, &hi);
-      for (int64_t j0 = (lo / d.bk) * d.bk; j0 < hi; j0 += d.bk) {
-        const int64_t nk = std::min(d.bk, hi - j0);
-        if (!pr.Mask(b, i0, nq, j0, nk, t.mask.data())) continue;
-        LoadKV(pr, *pr.k, b, j0, nk, kv, t.k.data(), t.kT.data());
-        LoadKV(pr, *pr.v, b, j0, nk, kv, t.v.data(), t.vT.data());
-        MatMul<false>(R, nk, D, t.q.data(), D, t.kT.data(), nk, t.s.data(), nk, false);
-        MatMul<false>(R, nk, D, t.dout.data(), D, t.vT.data(), nk, t.dp.data(), nk, false);
-        for (int64_t row = 0; row < R; ++row) {  // dS, in place of S
-          float* s = t.s.data() + row * nk;
-          const float* dp = t.dp.data() + row * nk;
-          const uint8_t* mk = t.mask.data() + (row % nq) * nk;
-          const float lse = t.lse[row], dd = t.dd[row];
-#pragma omp simd
-          for (int64_t c = 0; c < nk; ++c) {
-            const float pij = ExpNonPositive(s[c] - lse);
-            s[c] = mk[c] ? pij * (dp[c] - dd) : 0.0f;
-          }
-        }
-        // dQ += dS · K.
-        MatMul<false>(R, D, nk, t.s.data(), nk, t.k.data(), D, t.acc.data(), D, true);
-      }
-      StoreGroupRows(pr, t.acc.data(), d.scale, b, kv, i0, nq, dq);
-    }
+    for (int64_t task = 0; task < tasks_a; ++task)
+      run.bwd_a(pr, t, dout, task / (qblocks * d.KV), (task / qblocks) % d.KV, task % qblocks, st,
+                dq);
   }
-
-  // Pass B: dK and dV, one task per (batch, kv head, key block); the query
-  // blocks (each with the group's heads) are visited in a fixed order.
+  // Pass B: dK and dV, one task per (batch, kv head, key block).
   const int64_t kblocks = (d.T + d.bk - 1) / d.bk, tasks_b = d.B * d.KV * kblocks;
 #pragma omp parallel num_threads(nt)
   {
-    Tiles t(d);
-    std::vector<float> dk_acc(static_cast<size_t>(d.bk * D)), dv_acc(dk_acc.size());
+    Tiles t(d, run.bf16);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t task = 0; task < tasks_b; ++task) {
-      const int64_t kb = task % kblocks, kv = (task / kblocks) % d.KV, b = task / (kblocks * d.KV);
-      const int64_t j0 = kb * d.bk, nk = std::min(d.bk, d.T - j0);
-      std::fill(dk_acc.begin(), dk_acc.end(), 0.0f);
-      std::fill(dv_acc.begin(), dv_acc.end(), 0.0f);
-      LoadKV(pr, *pr.k, b, j0, nk, kv, t.k.data(), t.kT.data());
-      LoadKV(pr, *pr.v, b, j0, nk, kv, t.v.data(), t.vT.data());
-      int64_t lo, hi;
-      pr.QueryRange(j0, j0 + nk, &lo, &hi);
-      for (int64_t i0 = (lo / d.bq) * d.bq; i0 < hi; i0 += d.bq) {
-        const int64_t nq = std::min(d.bq, d.T - i0), R = G * nq;
-        if (!pr.Mask(b, i0, nq, j0, nk, t.mask.data())) continue;
-        LoadGroupRows(pr, *pr.q, b, kv, i0, nq, d.scale, t.q.data());
-        LoadGroupRows(pr, dout, b, kv, i0, nq, 1.0f, t.dout.data());
-        MatMul<false>(R, nk, D, t.q.data(), D, t.kT.data(), nk, t.s.data(), nk, false);
-        MatMul<false>(R, nk, D, t.dout.data(), D, t.vT.data(), nk, t.dp.data(), nk, false);
-        for (int64_t row = 0; row < R; ++row) {  // P in place of S, dS in place of dP
-          const size_t at = stat(b, kv * G + row / nq, i0 + row % nq);
-          const float lse = lse_all[at], dd = d_all[at];
-          float* s = t.s.data() + row * nk;
-          float* dp = t.dp.data() + row * nk;
-          const uint8_t* mk = t.mask.data() + (row % nq) * nk;
-#pragma omp simd
-          for (int64_t c = 0; c < nk; ++c) {
-            const float e = ExpNonPositive(s[c] - lse);
-            const float pij = mk[c] ? e : 0.0f;
-            s[c] = pij;
-            dp[c] = pij * (dp[c] - dd);
-          }
-        }
-        // dV += Pᵀ · dO; dK += dSᵀ · q (q is pre-scaled: scale · dSᵀ · q).
-        MatMul<true>(nk, D, R, t.s.data(), nk, t.dout.data(), D, dv_acc.data(), D, true);
-        MatMul<true>(nk, D, R, t.dp.data(), nk, t.q.data(), D, dk_acc.data(), D, true);
-      }
-      for (int64_t c = 0; c < nk; ++c) {
-        FromFloat(dk_acc.data() + c * D, D, dk, pr.KOffset(b, j0 + c, kv));
-        FromFloat(dv_acc.data() + c * D, D, dv, pr.KOffset(b, j0 + c, kv));
-      }
-    }
+    for (int64_t task = 0; task < tasks_b; ++task)
+      run.bwd_b(pr, t, dout, task / (kblocks * d.KV), (task / kblocks) % d.KV, task % kblocks, st,
+                dk, dv);
   }
   return OkStatus();
 }
-
 }  // namespace
+
+int AttentionLevel() {
+  const int limit = level_limit.load(std::memory_order_relaxed);
+  return limit < 0 ? CpuLevel() : std::min(limit, CpuLevel());
+}
+
+int AttentionCpuLevel() { return CpuLevel(); }
+
+void SetAttentionLevelLimitForTesting(int max_level) {
+  level_limit.store(max_level, std::memory_order_relaxed);
+}
 
 void RegisterAttentionKernels() {
   RegisterKernel("attention_fwd", AttentionFwd);
