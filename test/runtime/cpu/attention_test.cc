@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "harness.h"
-#include "lorart/cpu/attention.h"
 
 namespace lorart::cpu {
 namespace {
@@ -21,22 +20,10 @@ namespace {
 using testing::FillInts;
 using testing::FillUniform;
 using testing::FiniteDifferenceError;
+using testing::ForEachLevel;
 using testing::NormalizedError;
 using testing::Owned;
 using testing::RunKernel;
-
-// Runs `body` at every instruction-set level this CPU has (attention.h):
-// each level's products, packing and (level 3) bf16 path are checked.
-template <class F>
-void ForEachLevel(F body) {
-  for (int level = 0; level <= AttentionCpuLevel(); ++level) {
-    SCOPED_TRACE("attention level " + std::to_string(level));
-    SetAttentionLevelLimitForTesting(level);
-    ASSERT_EQ(AttentionLevel(), level);
-    body();
-  }
-  SetAttentionLevelLimitForTesting(-1);
-}
 
 struct Config {
   int64_t B = 1, T = 16, H = 2, KV = 2, D = 8;

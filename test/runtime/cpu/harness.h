@@ -16,9 +16,24 @@
 #include <string>
 #include <vector>
 
+#include "lorart/cpu/isa.h"
 #include "lorart/cpu/kernel.h"
 
 namespace lorart::cpu::testing {
+
+// Runs `body` at every instruction-set level this CPU has (isa.h), so the
+// hand-written tiles of each level and the paths they fall back to are all
+// checked.
+template <class F>
+void ForEachLevel(F body) {
+  for (int level = 0; level <= CpuIsaLevel(); ++level) {
+    SCOPED_TRACE("instruction-set level " + std::to_string(level));
+    SetIsaLevelLimitForTesting(level);
+    ASSERT_EQ(IsaLevel(), level);
+    body();
+  }
+  SetIsaLevelLimitForTesting(-1);
+}
 
 // A tensor that owns its bytes.
 struct Owned {

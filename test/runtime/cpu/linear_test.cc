@@ -6,13 +6,17 @@
 // forward kind (dropout included: forward and backward draw the same mask),
 // and bad operands and parameters give errors.
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "harness.h"
+#include "lorart/cpu/gemm.h"
 #include "lorart/quant/nf4.h"
 
 namespace lorart::cpu {
@@ -21,6 +25,7 @@ namespace {
 using testing::FillInts;
 using testing::FillUniform;
 using testing::FiniteDifferenceError;
+using testing::ForEachLevel;
 using testing::NormalizedError;
 using testing::Owned;
 using testing::RunKernel;
@@ -262,35 +267,112 @@ TEST(LinearTest, LmHeadFwdGivesF32Logits) {
 // fused_linear_fwd, lora_fwd
 //===----------------------------------------------------------------------===//
 
+// Every level (the register tiles from level 2 on, oneDNN below): one
+// panel narrower than 16 columns; several panels with a partial last one,
+// rows not a multiple of the tile; odd k and r (bf16 tiles then decline).
 TEST(LinearTest, FusedLinearFwdMatchesReference) {
   std::mt19937_64 rng(5);
-  const int64_t m = 9, n = 11, k = 64, r = 4;
+  const int64_t shapes[][4] = {{9, 11, 64, 4}, {37, 70, 128, 8}, {5, 40, 63, 3}};
   const uint64_t seed = 1234, stream = 77;
-  for (bool nf4 : {false, true})
-    for (DType dt : {DType::F32, DType::BF16})
-      for (double drop : {0.0, 0.25})
-        for (int bias : {0, 1}) {
-          auto x = Rand(dt, {m, k}, rng);
-          auto w = nf4 ? RandNf4(n, k, 64, 256, rng) : Rand(dt, {n, k}, rng);
-          auto b = Rand(dt, {n}, rng), A = Rand(dt, {r, k}, rng), B = Rand(dt, {n, r}, rng);
-          auto y = Zeros(dt, {m, n});
-          Params p = nf4 ? Nf4Matmul(m, n, k, 64, 256) : Matmul(m, n, k);
-          p.I("bias", bias);
-          WithAdapter(p, r, 2.0, drop, stream);
-          std::vector<Owned*> in = {x.get(), w.get()};
-          if (bias) in.push_back(b.get());
-          in.push_back(A.get());
-          in.push_back(B.get());
-          Status s = RunKernel("fused_linear_fwd", p, in, {y.get()}, seed);
-          ASSERT_TRUE(s.ok()) << s.ToString();
-          auto xv = x->floats(), wv = Values(*w), bv = b->floats(), av = A->floats(),
-               Bv = B->floats();
-          auto xd = Dropped(xv, seed, stream, drop);
-          auto want = RefLinear(m, n, k, &xv, &wv, bias ? &bv : nullptr, &xd, &av, &Bv, r, 2.0);
-          EXPECT_LT(NormalizedError(y->floats(), want), dt == DType::F32 ? 1e-5 : 1e-2)
-              << "nf4=" << nf4 << " " << schema::EnumNameDType(dt) << " dropout=" << drop
-              << " bias=" << bias;
-        }
+  ForEachLevel([&] {
+    for (const auto& sh : shapes)
+      for (bool nf4 : {false, true})
+        for (DType dt : {DType::F32, DType::BF16})
+          for (double drop : {0.0, 0.25})
+            for (int bias : {0, 1}) {
+              const int64_t m = sh[0], n = sh[1], k = sh[2], r = sh[3];
+              if (nf4 && (n * k) % 64 != 0) continue;
+              auto x = Rand(dt, {m, k}, rng);
+              auto w = nf4 ? RandNf4(n, k, 64, 256, rng) : Rand(dt, {n, k}, rng);
+              auto b = Rand(dt, {n}, rng), A = Rand(dt, {r, k}, rng), B = Rand(dt, {n, r}, rng);
+              auto y = Zeros(dt, {m, n});
+              Params p = nf4 ? Nf4Matmul(m, n, k, 64, 256) : Matmul(m, n, k);
+              p.I("bias", bias);
+              WithAdapter(p, r, 2.0, drop, stream);
+              std::vector<Owned*> in = {x.get(), w.get()};
+              if (bias) in.push_back(b.get());
+              in.push_back(A.get());
+              in.push_back(B.get());
+              Status s = RunKernel("fused_linear_fwd", p, in, {y.get()}, seed);
+              ASSERT_TRUE(s.ok()) << s.ToString();
+              auto xv = x->floats(), wv = Values(*w), bv = b->floats(), av = A->floats(),
+                   Bv = B->floats();
+              auto xd = Dropped(xv, seed, stream, drop);
+              auto want = RefLinear(m, n, k, &xv, &wv, bias ? &bv : nullptr, &xd, &av, &Bv, r, 2.0);
+              EXPECT_LT(NormalizedError(y->floats(), want), dt == DType::F32 ? 1e-5 : 1e-2)
+                  << "m=" << m << " n=" << n << " k=" << k << " nf4=" << nf4 << " "
+                  << schema::EnumNameDType(dt) << " dropout=" << drop << " bias=" << bias;
+            }
+  });
+}
+
+// fused_linear_bwd against gradients in double at every level: dx through
+// the weight and the (dropped-out) adapter, dA and dB.
+TEST(LinearTest, FusedLinearBwdMatchesReference) {
+  std::mt19937_64 rng(25);
+  const int64_t shapes[][4] = {{9, 11, 64, 4}, {37, 70, 96, 8}, {6, 33, 50, 3}};
+  const uint64_t seed = 99, stream = 12;
+  const double scaling = 1.5;
+  ForEachLevel([&] {
+    for (const auto& sh : shapes)
+      for (bool nf4 : {false, true})
+        for (DType dt : {DType::F32, DType::BF16})
+          for (double drop : {0.0, 0.3}) {
+            const int64_t m = sh[0], n = sh[1], k = sh[2], r = sh[3];
+            if (nf4 && (n * k) % 64 != 0) continue;
+            auto x = Rand(dt, {m, k}, rng), dy = Rand(dt, {m, n}, rng);
+            auto w = nf4 ? RandNf4(n, k, 64, 256, rng) : Rand(dt, {n, k}, rng);
+            auto A = Rand(dt, {r, k}, rng), B = Rand(dt, {n, r}, rng);
+            auto dx = Zeros(dt, {m, k}), dA = Zeros(DType::F32, {r, k});
+            auto dB = Zeros(DType::F32, {n, r});
+            Params p = nf4 ? Nf4Matmul(m, n, k, 64, 256) : Matmul(m, n, k);
+            WithAdapter(p, r, scaling, drop, stream);
+            Status s =
+                RunKernel("fused_linear_bwd", p, {dy.get(), x.get(), w.get(), A.get(), B.get()},
+                          {dx.get(), dA.get(), dB.get()}, seed);
+            ASSERT_TRUE(s.ok()) << s.ToString();
+            const auto xv = x->floats(), dyv = dy->floats(), wv = Values(*w), av = A->floats(),
+                       bv = B->floats(), xd = Dropped(xv, seed, stream, drop);
+            const double inv = drop > 0.0 ? double(static_cast<float>(1.0 / (1.0 - drop))) : 1.0;
+            std::vector<double> g(size_t(m * r)), u(size_t(m * r));
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t q = 0; q < r; ++q) {
+                for (int64_t j = 0; j < n; ++j)
+                  g[i * r + q] += double(dyv[i * n + j]) * bv[j * r + q];
+                for (int64_t c = 0; c < k; ++c)
+                  u[i * r + q] += double(xd[i * k + c]) * av[q * k + c];
+              }
+            std::vector<float> want_dx(size_t(m * k)), want_da(size_t(r * k)),
+                want_db(size_t(n * r));
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t c = 0; c < k; ++c) {
+                double v = 0.0, t = 0.0;
+                for (int64_t j = 0; j < n; ++j) v += double(dyv[i * n + j]) * wv[j * k + c];
+                for (int64_t q = 0; q < r; ++q) t += g[i * r + q] * av[q * k + c];
+                const bool keep = KeepDropout(seed, stream, uint64_t(i * k + c), drop);
+                want_dx[size_t(i * k + c)] = float(v + (keep ? scaling * inv * t : 0.0));
+              }
+            for (int64_t q = 0; q < r; ++q)
+              for (int64_t c = 0; c < k; ++c) {
+                double v = 0.0;
+                for (int64_t i = 0; i < m; ++i) v += g[i * r + q] * xd[i * k + c];
+                want_da[size_t(q * k + c)] = float(scaling * v);
+              }
+            for (int64_t j = 0; j < n; ++j)
+              for (int64_t q = 0; q < r; ++q) {
+                double v = 0.0;
+                for (int64_t i = 0; i < m; ++i) v += double(dyv[i * n + j]) * u[i * r + q];
+                want_db[size_t(j * r + q)] = float(scaling * v);
+              }
+            const double tol = dt == DType::F32 ? 1e-5 : 1e-2;
+            const std::string what = "m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                                     " k=" + std::to_string(k) + " nf4=" + std::to_string(nf4) +
+                                     " " + schema::EnumNameDType(dt) + " p=" + std::to_string(drop);
+            EXPECT_LT(NormalizedError(dx->floats(), want_dx), tol) << "dx " << what;
+            EXPECT_LT(NormalizedError(dA->floats(), want_da), tol) << "dA " << what;
+            EXPECT_LT(NormalizedError(dB->floats(), want_db), tol) << "dB " << what;
+          }
+  });
 }
 
 TEST(LinearTest, FusedLinearFwdWithoutAdapterIsLinear) {
@@ -347,6 +429,54 @@ TEST(LinearTest, DropoutMaskDependsOnSeedAndStream) {
   int dropped = 0;
   for (int64_t i = 0; i < m * k; ++i) dropped += !KeepDropout(1, 5, i, 0.3);
   EXPECT_NEAR(dropped / double(m * k), 0.3, 0.03);
+}
+
+TEST(LinearTest, DropoutMasksAreKeepDropoutManyAtATime) {
+  // The vectorized mask the kernels draw equals the per-element rule (which
+  // the CUDA kernels share) for any seed, stream, start and probability,
+  // including probabilities whose p·2^53 is not an integer and the edges.
+  std::mt19937_64 rng(77);
+  const double probs[] = {
+      0.05, 0.1, 0.3, 0.5, 0.999999, 1e-17, 0x1.0p-53, 0x1.8p-53, std::nextafter(1.0, 0.0), 0.0};
+  std::vector<uint8_t> keep(1037);
+  for (double p : probs)
+    for (int trial = 0; trial < 4; ++trial) {
+      const uint64_t seed = rng(), stream = rng() % 1000, first = rng() >> 20;
+      DropoutKeepMask(seed, stream, first, static_cast<int64_t>(keep.size()), p, keep.data());
+      for (size_t i = 0; i < keep.size(); ++i)
+        ASSERT_EQ(keep[i] != 0, KeepDropout(seed, stream, first + i, p))
+            << "p=" << p << " element " << i;
+    }
+  // DropoutApply: the same mask, kept values times the f32 factor, dropped
+  // ones zero even when not finite.
+  std::vector<float> values(keep.size()), before;
+  for (double p : probs) {
+    const uint64_t seed = rng(), stream = rng() % 1000, first = rng() >> 20;
+    for (float& v : values) v = static_cast<float>(static_cast<int64_t>(rng() % 2001) - 1000) / 7;
+    values[3] = std::numeric_limits<float>::infinity();
+    values[5] = std::numeric_limits<float>::quiet_NaN();
+    before = values;
+    DropoutApply(seed, stream, first, static_cast<int64_t>(values.size()), p, values.data());
+    const float inv = p > 0.0 ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
+    for (size_t i = 0; i < values.size(); ++i) {
+      const float want = KeepDropout(seed, stream, first + i, p) ? before[i] * inv : 0.0f;
+      if (std::isnan(want))
+        ASSERT_TRUE(std::isnan(values[i])) << "p=" << p << " element " << i;
+      else
+        ASSERT_EQ(values[i], want) << "p=" << p << " element " << i;
+    }
+  }
+  // Probabilities next to a hash value: the comparison is exact at the edge.
+  for (int trial = 0; trial < 64; ++trial) {
+    const uint64_t seed = rng(), stream = rng() % 7, index = rng() >> 8;
+    const uint64_t h = DropoutHash(seed, stream, index) >> 11;
+    for (uint64_t t : {h, h + 1, h > 0 ? h - 1 : 0}) {
+      const double p = static_cast<double>(t) * 0x1.0p-53;
+      uint8_t one = 0;
+      DropoutKeepMask(seed, stream, index, 1, p, &one);
+      EXPECT_EQ(one != 0, KeepDropout(seed, stream, index, p)) << "h=" << h << " t=" << t;
+    }
+  }
 }
 
 //===----------------------------------------------------------------------===//
@@ -1197,6 +1327,58 @@ TEST(LinearTest, ReplayLossScalesByPairsOverTokens) {
   sum->set(0, 0.0f);
   ASSERT_TRUE(RunKernel("replay_loss_fwd", p, {sum.get(), count.get(), pairs.get()}, {out.get()}).ok());
   EXPECT_EQ(out->get(0), 0.0f);
+}
+
+TEST(LinearTest, DISABLED_Perf) {
+  // The fused LoRA linear kinds of the CPU benchmark's shapes (1024 tokens,
+  // r16, dropout 0.05, 2 threads) against one Gemm of the frozen product's
+  // shape: what the adapter, dropout and epilogues cost beyond the GEMM.
+  std::mt19937_64 rng(5);
+  const int64_t m = 1024, r = 16;
+  const int64_t shapes[][2] = {{512, 512}, {1408, 512}, {512, 1408}, {256, 512}};
+  for (DType dt : {DType::F32, DType::BF16})
+    for (const auto& nk : shapes) {
+      const int64_t n = nk[0], k = nk[1];
+      auto x = Rand(dt, {m, k}, rng), w = Rand(dt, {n, k}, rng);
+      auto A = Rand(dt, {r, k}, rng), B = Rand(dt, {n, r}, rng);
+      auto y = Zeros(dt, {m, n}), dy = Rand(dt, {m, n}, rng), dx = Zeros(dt, {m, k});
+      auto dA = Zeros(DType::F32, {r, k}), dB = Zeros(DType::F32, {n, r});
+      Params p = Matmul(m, n, k);
+      WithAdapter(p, r, 2.0, 0.05, 3);
+      Params pf = p;
+      pf.I("bias", 0);
+      auto time = [](auto f) {
+        f();
+        double best = 1e30;
+        for (int i = 0; i < 5; ++i) {
+          auto t0 = std::chrono::steady_clock::now();
+          f();
+          best = std::min(
+              best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        return best;
+      };
+      const double gemm = time([&] {
+        ASSERT_TRUE(Gemm(false, true, m, n, k, 1.0f, {x->view.data, dt, k}, {w->view.data, dt, k},
+                         0.0f, y->view.data, dt, n, 2)
+                        .ok());
+      });
+      const double fwd = time([&] {
+        ASSERT_TRUE(
+            RunKernel("fused_linear_fwd", pf, {x.get(), w.get(), A.get(), B.get()}, {y.get()}, 1, 2)
+                .ok());
+      });
+      const double bwd = time([&] {
+        ASSERT_TRUE(RunKernel("fused_linear_bwd", p, {dy.get(), x.get(), w.get(), A.get(), B.get()},
+                              {dx.get(), dA.get(), dB.get()}, 1, 2)
+                        .ok());
+      });
+      std::printf(
+          "%s m=%lld n=%lld k=%lld: gemm %.2f ms, fused fwd %.2f ms (%.2fx), bwd %.2f ms "
+          "(%.2fx)\n",
+          dt == DType::F32 ? "f32" : "bf16", static_cast<long long>(m), static_cast<long long>(n),
+          static_cast<long long>(k), gemm * 1e3, fwd * 1e3, fwd / gemm, bwd * 1e3, bwd / gemm);
+    }
 }
 
 }  // namespace

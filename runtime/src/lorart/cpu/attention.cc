@@ -24,13 +24,12 @@
 // bitwise-reproducible gradients with full parallelism over query and key
 // blocks.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
-#include "lorart/cpu/attention.h"
+#include "lorart/cpu/isa.h"
 #include "lorart/cpu/kernel.h"
 
 #if defined(__x86_64__)
@@ -240,66 +239,51 @@ struct AttentionTasks {
   bool bf16;
 };
 
-#define LORART_ATTN_INLINE inline __attribute__((always_inline))
+#define LORART_CPU_INLINE inline __attribute__((always_inline))
 
 // The tile work compiled per instruction-set level. `#pragma GCC target`
 // applies to the functions defined in the region (the headers above stay at
 // the baseline), so each level's copy may use its instructions while the
-// binary still runs anywhere; AttentionLevel() picks the best copy the CPU
+// binary still runs anywhere; IsaLevel() (isa.h) picks the best copy the CPU
 // supports at run time.
 namespace level0 {
-#define LORART_ATTN_ISA 0
+#define LORART_CPU_ISA 0
 #include "lorart/cpu/attention_tiles.inc"
-#undef LORART_ATTN_ISA
+#undef LORART_CPU_ISA
 }  // namespace level0
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define LORART_ATTN_LEVELS 4
+#if LORART_CPU_MULTI_ISA
 namespace level1 {
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v3")
-#define LORART_ATTN_ISA 1
+#define LORART_CPU_ISA 1
 #include "lorart/cpu/attention_tiles.inc"
-#undef LORART_ATTN_ISA
+#undef LORART_CPU_ISA
 #pragma GCC pop_options
 }  // namespace level1
 namespace level2 {
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v4")
-#define LORART_ATTN_ISA 2
+#define LORART_CPU_ISA 2
 #include "lorart/cpu/attention_tiles.inc"
-#undef LORART_ATTN_ISA
+#undef LORART_CPU_ISA
 #pragma GCC pop_options
 }  // namespace level2
 namespace level3 {
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v4,avx512bf16")
-#define LORART_ATTN_ISA 3
+#define LORART_CPU_ISA 3
 #include "lorart/cpu/attention_tiles.inc"
-#undef LORART_ATTN_ISA
+#undef LORART_CPU_ISA
 #pragma GCC pop_options
 }  // namespace level3
-
-int CpuLevel() {
-  static const int level = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4")) return __builtin_cpu_supports("avx512bf16") ? 3 : 2;
-    return __builtin_cpu_supports("x86-64-v3") ? 1 : 0;
-  }();
-  return level;
-}
-#else
-#define LORART_ATTN_LEVELS 1
-int CpuLevel() { return 0; }
 #endif
-
-std::atomic<int> level_limit{-1};
 
 // The task functions: the best level, bf16 products when every operand is
 // bf16 and the level has them.
 const AttentionTasks& Tasks(bool all_bf16) {
-  const int level = AttentionLevel();
-#if LORART_ATTN_LEVELS > 1
+  const int level = IsaLevel();
+#if LORART_CPU_MULTI_ISA
   if (level >= 3) return all_bf16 ? level3::kTasksBf16 : level3::kTasksF32;
   if (level == 2) return level2::kTasksF32;
   if (level == 1) return level1::kTasksF32;
@@ -385,17 +369,6 @@ Status AttentionBwd(const KernelContext& ctx, const KernelParams& p,
   return OkStatus();
 }
 }  // namespace
-
-int AttentionLevel() {
-  const int limit = level_limit.load(std::memory_order_relaxed);
-  return limit < 0 ? CpuLevel() : std::min(limit, CpuLevel());
-}
-
-int AttentionCpuLevel() { return CpuLevel(); }
-
-void SetAttentionLevelLimitForTesting(int max_level) {
-  level_limit.store(max_level, std::memory_order_relaxed);
-}
 
 void RegisterAttentionKernels() {
   RegisterKernel("attention_fwd", AttentionFwd);

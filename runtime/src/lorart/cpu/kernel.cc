@@ -117,7 +117,56 @@ uint16_t FloatToHalf(float f) {
   return static_cast<uint16_t>(half);
 }
 
-void ToFloat(const TensorView& t, int64_t offset, int64_t n, float* out) {
+// The conversions and the dropout mask run over every activation; they are
+// compiled for AVX-512 and AVX2 besides the baseline and picked at load time
+// (GCC function multiversioning), so their loops use the host's vectors.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define LORART_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LORART_CLONES
+#endif
+
+namespace {
+// h >= ceil(p·2⁵³) ⟺ u = h·2⁻⁵³ >= p (both exact).
+uint64_t KeepThreshold(double p) {
+  const double scaled = std::ceil(p * 0x1.0p53);
+  return scaled >= 0x1.0p53 ? (uint64_t{1} << 53) : static_cast<uint64_t>(scaled);
+}
+// DropoutHash(seed, stream, index) >> 11 given key = DropoutKey(seed, stream).
+inline uint64_t KeepBits(uint64_t key, uint64_t index) {
+  uint64_t z = key ^ (index + 0x165667B19E3779F9ull);
+  z ^= z >> 30;
+  z *= 0xBF58476D1CE4E5B9ull;
+  z ^= z >> 27;
+  z *= 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return z >> 11;
+}
+}  // namespace
+
+LORART_CLONES void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t first, int64_t n,
+                                   double p, uint8_t* keep) {
+  if (p <= 0.0) {
+    std::memset(keep, 1, static_cast<size_t>(std::max<int64_t>(n, 0)));
+    return;
+  }
+  const uint64_t threshold = KeepThreshold(p), key = DropoutKey(seed, stream);
+  for (int64_t i = 0; i < n; ++i)
+    keep[i] = static_cast<uint8_t>(KeepBits(key, first + static_cast<uint64_t>(i)) >= threshold);
+}
+
+LORART_CLONES void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
+                                float* values) {
+  if (p <= 0.0) return;
+  const uint64_t threshold = KeepThreshold(p), key = DropoutKey(seed, stream);
+  const float inv = static_cast<float>(1.0 / (1.0 - p));
+  for (int64_t i = 0; i < n; ++i) {
+    const float scaled = values[i] * inv;  // computed for every element: the loop vectorizes
+    values[i] = KeepBits(key, first + static_cast<uint64_t>(i)) >= threshold ? scaled : 0.0f;
+  }
+}
+
+LORART_CLONES void ToFloat(const TensorView& t, int64_t offset, int64_t n, float* out) {
   switch (t.dtype) {
     case DType::F32:
       std::memcpy(out, t.as<const float>() + offset, sizeof(float) * n);
@@ -137,14 +186,21 @@ void ToFloat(const TensorView& t, int64_t offset, int64_t n, float* out) {
   }
 }
 
-void FromFloat(const float* in, int64_t n, const TensorView& t, int64_t offset) {
+LORART_CLONES void FromFloat(const float* in, int64_t n, const TensorView& t, int64_t offset) {
   switch (t.dtype) {
     case DType::F32:
       std::memcpy(t.as<float>() + offset, in, sizeof(float) * n);
       break;
     case DType::BF16: {
       uint16_t* p = t.as<uint16_t>() + offset;
-      for (int64_t i = 0; i < n; ++i) p[i] = FloatToBf16(in[i]);
+      // FloatToBf16 without its early return, so that the loop vectorizes.
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t u;
+        std::memcpy(&u, in + i, 4);
+        const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        const uint32_t quiet = (u >> 16) | 0x40u;
+        p[i] = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+      }
       break;
     }
     case DType::F16: {

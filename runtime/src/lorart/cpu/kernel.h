@@ -158,6 +158,18 @@ inline bool KeepDropout(uint64_t seed, uint64_t stream, uint64_t index, double p
   return u >= p;
 }
 
+// keep[i] = KeepDropout(seed, stream, first + i, p) for i in [0, n), the
+// same mask drawn many elements at a time: the comparison of the uniform
+// double u = (hash >> 11)·2⁻⁵³ with p is done exactly on the integer,
+// (hash >> 11) >= ceil(p·2⁵³), so the loop vectorizes (64-bit multiplies
+// with AVX-512 where the CPU has it; kernel.cc compiles it per level).
+void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
+                     uint8_t* keep);
+// values[i] = KeepDropout(seed, stream, first + i, p) ? values[i] / (1 - p) : 0
+// (the factor rounded to f32 once), the same rule in one vectorized pass.
+void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
+                  float* values);
+
 // bf16 <-> f32 (round to nearest even; NaN stays NaN).
 inline float Bf16ToFloat(uint16_t h) {
   uint32_t u = static_cast<uint32_t>(h) << 16;

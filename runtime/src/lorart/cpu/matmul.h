@@ -26,6 +26,7 @@
 
 #include "lorart/cpu/gemm.h"
 #include "lorart/cpu/kernel.h"
+#include "lorart/cpu/linear_tiles.h"
 #include "lorart/quant/nf4.h"
 
 namespace lorart::cpu::matmul {
@@ -55,6 +56,7 @@ enum Slot {
   kLogits,
   kRows,
   kAbsmax,
+  kKeep,
   kNumSlots
 };
 template <typename T>
@@ -350,7 +352,6 @@ inline const void* DropInput(const KernelContext& ctx, const Adapter& ad, const 
   if (ad.dropout <= 0.0) return x.data;
   void* out = Scratch<uint8_t>(kDrop, count * static_cast<int64_t>(ElemSize(x.dtype)));
   TensorView o = View(out, x.dtype);
-  const float inv = DropScale(ad.dropout);
   constexpr int64_t kBlock = 4096;
   const int64_t blocks = (count + kBlock - 1) / kBlock;
 #pragma omp parallel for num_threads(Threads(ctx)) schedule(static) if (count >= (1 << 15))
@@ -358,10 +359,7 @@ inline const void* DropInput(const KernelContext& ctx, const Adapter& ad, const 
     float buf[kBlock];
     const int64_t e0 = blk * kBlock, len = std::min(kBlock, count - e0);
     ToFloat(x, e0, len, buf);
-    for (int64_t i = 0; i < len; ++i)
-      buf[i] = KeepDropout(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0 + i), ad.dropout)
-                   ? buf[i] * inv
-                   : 0.0f;
+    DropoutApply(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0), len, ad.dropout, buf);
     FromFloat(buf, len, o, e0);
   }
   return out;
@@ -414,6 +412,11 @@ inline Status LinearForward(const KernelContext& ctx, const TensorView& x, const
     ToFloat(*bias, 0, n, bf);
     bias_f = bf;
   }
+  // The register tiles where they apply: adapter and bias fused, y written once.
+  TiledForward tiled;
+  tiled.x = &x, tiled.w = w, tiled.u = su, tiled.b = b, tiled.r = r, tiled.bias = bias_f;
+  tiled.y = &y, tiled.m = m, tiled.n = n, tiled.k = k;
+  if (TiledLinearForward(ctx, tiled)) return OkStatus();
   // Products land in y itself when y is f32 or when nothing is added to
   // them; otherwise in an f32 panel that the epilogue rounds into y.
   const bool direct = y.dtype == DType::F32 || (bias == nullptr && r == 0);
@@ -462,6 +465,14 @@ inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, cons
   const int T = Threads(ctx);
   const int64_t r = g ? ad.rank : 0;
   const bool drop = r > 0 && ad.dropout > 0.0;
+  if (w != nullptr) {  // the register tiles where they apply: the adapter term fused
+    TiledInputGrad tiled;
+    tiled.dy = &dy, tiled.w = w, tiled.g = g, tiled.a = a, tiled.r = r;
+    tiled.coef = drop ? ad.scaling * DropScale(ad.dropout) : ad.scaling;
+    tiled.drop = drop, tiled.seed = ctx.step_seed, tiled.stream = ad.stream, tiled.p = ad.dropout;
+    tiled.dx = &dx, tiled.m = m, tiled.n = n, tiled.k = k;
+    if (TiledInputGradient(ctx, tiled)) return OkStatus();
+  }
   // A single product into dx when nothing has to be combined before rounding.
   if (w == nullptr && !drop)
     return Gemm(false, false, m, k, r, ad.scaling, Mat(g, DType::F32, r), Mat(*a, 0, k), 0.0f,
@@ -502,13 +513,15 @@ inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, cons
       float* cf = static_cast<float*>(c);
       const bool add = w != nullptr;
 #pragma omp parallel for num_threads(T) schedule(static) if (m * kk >= (1 << 14))
-      for (int64_t i = 0; i < m; ++i)
+      for (int64_t i = 0; i < m; ++i) {
+        uint8_t* keep = Scratch<uint8_t>(kKeep, kk);
+        DropoutKeepMask(ctx.step_seed, ad.stream, static_cast<uint64_t>(i * k + k0), kk, ad.dropout,
+                        keep);
         for (int64_t j = 0; j < kk; ++j) {
-          const uint64_t e = static_cast<uint64_t>(i * k + k0 + j);
-          const float v =
-              KeepDropout(ctx.step_seed, ad.stream, e, ad.dropout) ? t[i * kk + j] : 0.0f;
+          const float v = keep[j] ? t[i * kk + j] : 0.0f;
           cf[i * ldc + j] = add ? cf[i * ldc + j] + v : v;
         }
+      }
     }
     if (scratch_out) StorePanel(ctx, static_cast<const float*>(c), kk, m, kk, nullptr, dx, k0, k);
   }
