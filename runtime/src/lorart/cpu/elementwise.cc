@@ -3,7 +3,9 @@
 // accumulate, copy, zero, cast). docs/kernels.md describes each kind's
 // operands and parameters; rowwise.h holds the loops they share with
 // norms.cc.
+#include "lorart/cpu/isa.h"
 #include "lorart/cpu/rowwise.h"
+#include "lorart/cpu/vecmath.h"
 #include "lorart/plan/rope.h"
 
 namespace lorart::cpu {
@@ -129,7 +131,20 @@ Status RopeBwd(const KernelContext& ctx, const KernelParams& p, const std::vecto
 // SwiGLU, add
 //===----------------------------------------------------------------------===//
 
-inline float Sigmoid(float g) { return 1.0f / (1.0f + std::exp(-g)); }
+// The gate's loops, multiversioned (isa.h) with a vectorizable sigmoid.
+// g = gate·sigmoid(gate)·up in place.
+LORART_CPU_CLONES void SwigluChunk(float* g, const float* u, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) g[i] = g[i] * SigmoidF(g[i]) * u[i];
+}
+// With s = sigmoid(gate): g = dy·up·s·(1 + gate·(1 − s)), u = dy·gate·s.
+LORART_CPU_CLONES void SwigluBwdChunk(const float* dy, float* g, float* u, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) {
+    const float s = SigmoidF(g[i]);
+    const float dgate = dy[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    u[i] = dy[i] * g[i] * s;
+    g[i] = dgate;
+  }
+}
 
 // [gate, up] -> [silu(gate)·up].
 Status SwigluFwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,
@@ -143,7 +158,7 @@ Status SwigluFwd(const KernelContext& ctx, const KernelParams& p, const std::vec
     float g[kChunk], u[kChunk];
     ToFloat(in[0], off, len, g);
     ToFloat(in[1], off, len, u);
-    for (int64_t i = 0; i < len; ++i) g[i] = g[i] * Sigmoid(g[i]) * u[i];
+    SwigluChunk(g, u, len);
     FromFloat(g, len, out[0], off);
   });
   return OkStatus();
@@ -164,12 +179,7 @@ Status SwigluBwd(const KernelContext& ctx, const KernelParams& p, const std::vec
     ToFloat(in[0], off, len, dy);
     ToFloat(in[1], off, len, g);
     ToFloat(in[2], off, len, u);
-    for (int64_t i = 0; i < len; ++i) {
-      const float s = Sigmoid(g[i]);
-      const float dgate = dy[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
-      u[i] = dy[i] * g[i] * s;
-      g[i] = dgate;
-    }
+    SwigluBwdChunk(dy, g, u, len);
     FromFloat(g, len, out[0], off);
     FromFloat(u, len, out[1], off);
   });

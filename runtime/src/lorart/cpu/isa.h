@@ -19,6 +19,16 @@
 #define LORART_CPU_MULTI_ISA 0
 #endif
 
+// Simple loops (conversions, dropout masks, elementwise kernels) use GCC
+// function multiversioning instead: LORART_CPU_CLONES compiles a function
+// for x86-64-v4, x86-64-v3 and the baseline and picks one at load time.
+#if LORART_CPU_MULTI_ISA
+#define LORART_CPU_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LORART_CPU_CLONES
+#endif
+
 namespace lorart::cpu {
 
 // The best level this CPU supports (0 without LORART_CPU_MULTI_ISA).

@@ -1,6 +1,8 @@
 // The kernel registry and the helpers of kernel.h.
 #include "lorart/cpu/kernel.h"
 
+#include "lorart/cpu/isa.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -118,13 +120,8 @@ uint16_t FloatToHalf(float f) {
 }
 
 // The conversions and the dropout mask run over every activation; they are
-// compiled for AVX-512 and AVX2 besides the baseline and picked at load time
-// (GCC function multiversioning), so their loops use the host's vectors.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define LORART_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LORART_CLONES
-#endif
+// multiversioned (LORART_CPU_CLONES, isa.h), so their loops use the host's
+// vectors.
 
 namespace {
 // h >= ceil(p·2⁵³) ⟺ u = h·2⁻⁵³ >= p (both exact).
@@ -144,7 +141,7 @@ inline uint64_t KeepBits(uint64_t key, uint64_t index) {
 }
 }  // namespace
 
-LORART_CLONES void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t first, int64_t n,
+LORART_CPU_CLONES void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t first, int64_t n,
                                    double p, uint8_t* keep) {
   if (p <= 0.0) {
     std::memset(keep, 1, static_cast<size_t>(std::max<int64_t>(n, 0)));
@@ -155,7 +152,7 @@ LORART_CLONES void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t firs
     keep[i] = static_cast<uint8_t>(KeepBits(key, first + static_cast<uint64_t>(i)) >= threshold);
 }
 
-LORART_CLONES void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
+LORART_CPU_CLONES void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
                                 float* values) {
   if (p <= 0.0) return;
   const uint64_t threshold = KeepThreshold(p), key = DropoutKey(seed, stream);
@@ -166,7 +163,7 @@ LORART_CLONES void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, 
   }
 }
 
-LORART_CLONES void ToFloat(const TensorView& t, int64_t offset, int64_t n, float* out) {
+LORART_CPU_CLONES void ToFloat(const TensorView& t, int64_t offset, int64_t n, float* out) {
   switch (t.dtype) {
     case DType::F32:
       std::memcpy(out, t.as<const float>() + offset, sizeof(float) * n);
@@ -186,7 +183,7 @@ LORART_CLONES void ToFloat(const TensorView& t, int64_t offset, int64_t n, float
   }
 }
 
-LORART_CLONES void FromFloat(const float* in, int64_t n, const TensorView& t, int64_t offset) {
+LORART_CPU_CLONES void FromFloat(const float* in, int64_t n, const TensorView& t, int64_t offset) {
   switch (t.dtype) {
     case DType::F32:
       std::memcpy(t.as<float>() + offset, in, sizeof(float) * n);
