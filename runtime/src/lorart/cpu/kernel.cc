@@ -152,6 +152,13 @@ LORART_CPU_CLONES void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t 
     keep[i] = static_cast<uint8_t>(KeepBits(key, first + static_cast<uint64_t>(i)) >= threshold);
 }
 
+LORART_CPU_CLONES void ApplyKeepMask(const uint8_t* keep, int64_t n, float inv, float* values) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float scaled = values[i] * inv;
+    values[i] = keep[i] ? scaled : 0.0f;
+  }
+}
+
 LORART_CPU_CLONES void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
                                 float* values) {
   if (p <= 0.0) return;

@@ -165,6 +165,8 @@ inline bool KeepDropout(uint64_t seed, uint64_t stream, uint64_t index, double p
 // with AVX-512 where the CPU has it; kernel.cc compiles it per level).
 void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
                      uint8_t* keep);
+// values[i] = keep[i] ? values[i] · inv : 0 (a mask DropoutKeepMask drew).
+void ApplyKeepMask(const uint8_t* keep, int64_t n, float inv, float* values);
 // values[i] = KeepDropout(seed, stream, first + i, p) ? values[i] / (1 - p) : 0
 // (the factor rounded to f32 once), the same rule in one vectorized pass.
 void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,

@@ -52,6 +52,7 @@ struct TiledInputGrad {
   bool drop = false;               // mask the adapter term with KeepDropout
   uint64_t seed = 0, stream = 0;   // of the mask (element i·k + j of x)
   double p = 0.0;
+  const uint8_t* keep = nullptr;   // the mask already drawn, [m, k] bytes (or null: drawn here)
   const TensorView* dx = nullptr;  // [m, k], F32 or BF16
   int64_t m = 0, n = 0, k = 0;
 };

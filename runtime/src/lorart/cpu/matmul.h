@@ -58,6 +58,7 @@ enum Slot {
   kRows,
   kAbsmax,
   kKeep,
+  kKeepAll,
   kNumSlots
 };
 template <typename T>
@@ -348,8 +349,10 @@ inline float DropScale(double p) { return static_cast<float>(1.0 / (1.0 - p)); }
 
 // drop(x) into a per-thread scratch of x's type (x itself when p = 0):
 // element e kept (scaled by 1 / (1 - p)) when KeepDropout(seed, stream, e, p).
+// With `keep` (count bytes), the mask is also left there (1 = kept), for a
+// kernel that needs it again.
 inline const void* DropInput(const KernelContext& ctx, const Adapter& ad, const TensorView& x,
-                             int64_t count) {
+                             int64_t count, uint8_t* keep = nullptr) {
   if (ad.dropout <= 0.0) return x.data;
   void* out = Scratch<uint8_t>(kDrop, count * static_cast<int64_t>(ElemSize(x.dtype)));
   TensorView o = View(out, x.dtype);
@@ -360,7 +363,13 @@ inline const void* DropInput(const KernelContext& ctx, const Adapter& ad, const 
     float buf[kBlock];
     const int64_t e0 = blk * kBlock, len = std::min(kBlock, count - e0);
     ToFloat(x, e0, len, buf);
-    DropoutApply(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0), len, ad.dropout, buf);
+    if (keep) {
+      DropoutKeepMask(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0), len, ad.dropout,
+                      keep + e0);
+      ApplyKeepMask(keep + e0, len, DropScale(ad.dropout), buf);
+    } else {
+      DropoutApply(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0), len, ad.dropout, buf);
+    }
     FromFloat(buf, len, o, e0);
   }
   return out;
@@ -462,7 +471,8 @@ inline Status LinearForward(const KernelContext& ctx, const TensorView& x, const
 // rounded once.
 inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, const Weight* w,
                             const float* g, const TensorView* a, const Adapter& ad,
-                            const TensorView& dx, int64_t m, int64_t n, int64_t k) {
+                            const TensorView& dx, int64_t m, int64_t n, int64_t k,
+                            const uint8_t* keep = nullptr) {
   const int T = Threads(ctx);
   const int64_t r = g ? ad.rank : 0;
   const bool drop = r > 0 && ad.dropout > 0.0;
@@ -471,6 +481,7 @@ inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, cons
     tiled.dy = &dy, tiled.w = w, tiled.g = g, tiled.a = a, tiled.r = r;
     tiled.coef = drop ? ad.scaling * DropScale(ad.dropout) : ad.scaling;
     tiled.drop = drop, tiled.seed = ctx.step_seed, tiled.stream = ad.stream, tiled.p = ad.dropout;
+    tiled.keep = keep;
     tiled.dx = &dx, tiled.m = m, tiled.n = n, tiled.k = k;
     if (TiledInputGradient(ctx, tiled)) return OkStatus();
   }
@@ -538,7 +549,9 @@ inline Status AdapterBackward(const KernelContext& ctx, const TensorView& dy, co
                               const TensorView& db, int64_t m, int64_t n, int64_t k) {
   const int T = Threads(ctx);
   const int64_t r = ad.rank;
-  const void* xd = DropInput(ctx, ad, x, m * k);
+  // With dropout the mask is drawn once, for drop(x) and again for dx.
+  uint8_t* keep = ad.dropout > 0.0 ? Scratch<uint8_t>(kKeepAll, m * k) : nullptr;
+  const void* xd = DropInput(ctx, ad, x, m * k, keep);
   float* u = Scratch<float>(kU, m * r);
   float* g = Scratch<float>(kG, m * r);
   LORA_RETURN_IF_ERROR(Gemm(false, true, m, r, k, 1.0f, Mat(xd, x.dtype, k), Mat(a, 0, k), 0.0f, u,
@@ -549,7 +562,7 @@ inline Status AdapterBackward(const KernelContext& ctx, const TensorView& dy, co
                             0.0f, db.data, db.dtype, r, T));
   LORA_RETURN_IF_ERROR(Gemm(true, false, r, k, m, ad.scaling, Mat(g, DType::F32, r),
                             Mat(xd, x.dtype, k), 0.0f, da.data, da.dtype, k, T));
-  return InputGradient(ctx, dy, w, g, &a, ad, dx, m, n, k);
+  return InputGradient(ctx, dy, w, g, &a, ad, dx, m, n, k, keep);
 }
 
 // ----------------------------------------------------------------------------
