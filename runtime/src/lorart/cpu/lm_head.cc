@@ -87,16 +87,20 @@ Status ChunkLogits(const KernelContext& ctx, const LmCe& L, int64_t c0, int64_t 
               logits, DType::F32, L.vocab, Threads(ctx));
 }
 
-// Turns chunk logits into dlogits = dloss·(softmax - onehot) in place; the
-// row's log-sum-exp goes to lse[i] when lse is not null.
-void ChunkGrad(const KernelContext& ctx, const LmCe& L, int64_t c0, int64_t c1, float* logits) {
+// Turns chunk logits into dlogits = dloss·(softmax - onehot) in place; with
+// `bf16`, also rounds them into it (row stride V), for a product with a bf16
+// weight that would round them anyway (as autocast does).
+void ChunkGrad(const KernelContext& ctx, const LmCe& L, int64_t c0, int64_t c1, float* logits,
+               uint16_t* bf16 = nullptr) {
   const int64_t V = L.vocab;
+  const TensorView out = View(bf16, DType::BF16);
 #pragma omp parallel for num_threads(Threads(ctx)) \
     schedule(dynamic, 2) if ((c1 - c0) * V >= (1 << 15))
   for (int64_t i = c0; i < c1; ++i) {
     float* row = logits + (i - c0) * V;
     const float lse = LogSumExp(row, V);
     SoftmaxGrad(row, V, lse, LoadIndex(*L.targets, L.active[i]), L.dloss, row);
+    if (bf16) FromFloat(row, V, out, (i - c0) * V);
   }
 }
 
@@ -140,16 +144,20 @@ Status LmHeadCeBwdX(const KernelContext& ctx, const KernelParams& p,
   if (na < L.tokens) std::memset(dx.data, 0, static_cast<size_t>(L.tokens * D) * es);
   const int64_t cs = std::min(L.chunk, std::max<int64_t>(na, 1));
   float* logits = Scratch<float>(kLogits, cs * V);
+  // With a bf16 weight the product takes bf16 dlogits: rounded as they are
+  // made instead of in a separate conversion pass.
+  uint16_t* dl16 = L.w->dtype == DType::BF16 ? Scratch<uint16_t>(kGrad16, cs * V) : nullptr;
+  const GemmMatrix dl = dl16 ? Mat(dl16, DType::BF16, V) : Mat(logits, DType::F32, V);
   for (int64_t c0 = 0; c0 < na; c0 += cs) {
     const int64_t c1 = std::min(na, c0 + cs), rows = c1 - c0;
     GemmMatrix xc;
     LORA_RETURN_IF_ERROR(ChunkLogits(ctx, L, c0, c1, logits, &xc));
-    ChunkGrad(ctx, L, c0, c1, logits);
+    ChunkGrad(ctx, L, c0, c1, logits, dl16);
     const bool contiguous = L.active[c1 - 1] - L.active[c0] == rows - 1;
     uint8_t* dst = contiguous ? static_cast<uint8_t*>(dx.data) + L.active[c0] * D * es
                               : Scratch<uint8_t>(kPanel, rows * D * static_cast<int64_t>(es));
-    LORA_RETURN_IF_ERROR(Gemm(false, false, rows, D, V, 1.0f, Mat(logits, DType::F32, V),
-                              Mat(*L.w, 0, D), 0.0f, dst, dx.dtype, D, Threads(ctx)));
+    LORA_RETURN_IF_ERROR(Gemm(false, false, rows, D, V, 1.0f, dl, Mat(*L.w, 0, D), 0.0f, dst,
+                              dx.dtype, D, Threads(ctx)));
     if (!contiguous)
       for (int64_t i = 0; i < rows; ++i)
         std::memcpy(static_cast<uint8_t*>(dx.data) + L.active[c0 + i] * D * es, dst + i * D * es,

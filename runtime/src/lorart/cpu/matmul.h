@@ -59,6 +59,7 @@ enum Slot {
   kAbsmax,
   kKeep,
   kKeepAll,
+  kGrad16,
   kNumSlots
 };
 template <typename T>
@@ -567,47 +568,6 @@ inline Status AdapterBackward(const KernelContext& ctx, const TensorView& dy, co
 
 // ----------------------------------------------------------------------------
 // Softmax cross-entropy over float32 rows.
-
-constexpr int kLanes = 16;
-
-inline float RowMax(const float* x, int64_t n) {
-  float lanes[kLanes];
-  for (int l = 0; l < kLanes; ++l) lanes[l] = -INFINITY;
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] = lanes[l] > x[i + l] ? lanes[l] : x[i + l];
-  float m = -INFINITY;
-  for (int l = 0; l < kLanes; ++l) m = std::max(m, lanes[l]);
-  for (; i < n; ++i) m = std::max(m, x[i]);
-  int nan = 0;
-  for (int64_t j = 0; j < n; ++j) nan |= x[j] != x[j];
-  return nan ? std::numeric_limits<float>::quiet_NaN() : m;
-}
-
-// log Σ exp(x).
-inline float LogSumExp(const float* x, int64_t n) {
-  const float m = RowMax(x, n);
-  if (!std::isfinite(m)) return m;
-  float lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] += ExpF(x[i + l] - m);
-  double s = 0.0;
-  for (int l = 0; l < kLanes; ++l) s += lanes[l];
-  for (; i < n; ++i) s += ExpF(x[i] - m);
-  return m + static_cast<float>(std::log(s));
-}
-
-// g[j] = scale·(softmax(x)[j] - [j == target]) given lse = log Σ exp(x).
-inline void SoftmaxGrad(const float* x, int64_t n, float lse, int64_t target, float scale,
-                        float* g) {
-  if (!std::isfinite(lse)) {  // a NaN or infinite logit: the row's gradient is NaN
-    std::fill(g, g + n, std::numeric_limits<float>::quiet_NaN());
-    return;
-  }
-  for (int64_t j = 0; j < n; ++j) g[j] = scale * ExpF(x[j] - lse);
-  g[target] -= scale;
-}
 
 // Rows of `logits` as f32 (a pointer into it when it is f32).
 inline const float* RowF32(const TensorView& logits, int64_t row, int64_t vocab, Slot slot) {

@@ -51,6 +51,16 @@ inline float ExpF(float x) {
 // through the callers' other factors (ExpF of NaN is finite).
 inline float SigmoidF(float x) { return 1.0f / (1.0f + ExpF(-x)); }
 
+// Softmax rows (the cross-entropy kernels), multiversioned in vecmath.cc
+// (LORART_CPU_CLONES, isa.h) and summed in 16 lanes.
+// max over x (NaN if any element is NaN).
+float RowMax(const float* x, int64_t n);
+// log Σ exp(x) (the row max if it is not finite).
+float LogSumExp(const float* x, int64_t n);
+// g[j] = scale·(softmax(x)[j] - [j == target]) given lse = log Σ exp(x);
+// all NaN when lse is not finite. g may be x.
+void SoftmaxGrad(const float* x, int64_t n, float lse, int64_t target, float scale, float* g);
+
 }  // namespace lorart::cpu
 
 #endif  // LORART_CPU_VECMATH_H_
