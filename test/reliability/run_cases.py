@@ -122,6 +122,29 @@ def setup_nan_base():
                       "model.layers.0.self_attn.q_proj.weight", [float("nan")])
 
 
+def setup_nan_embedding():
+    """A NaN far into the embedding (past the first million values, where
+    binding decodes the weights a chunk at a time)."""
+    d = w("nan_embed")
+    write(w("wide_vocab.json"), json.dumps(config_with(vocab_size=512, hidden_size=2304,
+                                                       intermediate_size=64,
+                                                       num_attention_heads=4,
+                                                       num_key_value_heads=4)))
+    must([tool("lorart"), "init-model", "--config", w("wide_vocab.json"), "-o", d,
+          "--dtype", "f32"])
+    shutil.copy(w("model", "tokenizer.model"), d)
+    path = os.path.join(d, "model.safetensors")
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        info = json.loads(f.read(n))["model.embed_tokens.weight"]
+        assert info["dtype"] == "F32", info
+        for index in (1100000, 1100003):
+            f.seek(8 + n + info["data_offsets"][0] + 4 * index)
+            f.write(struct.pack("<f", float("nan")))
+    must([tool("lorac"), "compile", d, "--dtype", "f32", "--micro-batch", "2", "--seq-len", "32",
+          "-o", w("nan_embed.bin")])
+
+
 def setup_three_layers():
     d = w("three")
     write(w("three.json"), json.dumps(config_with(num_hidden_layers=3)))
@@ -256,6 +279,11 @@ CASES = [
     ("base: a NaN in q_proj", setup_nan_base,
      TRAIN + ["--base", w("nan_model"), "--steps", "2", "-o", w("nan_out")], 1,
      "model.layers.0.self_attn.q_proj.weight' has 1 non-finite values", [w("nan_out")]),
+    ("base: two NaNs past the first million values of the embedding", setup_nan_embedding,
+     [tool("lorart"), "run", w("nan_embed.bin"), "--data", w("data.jsonl"), "--no-progress",
+      "--threads", "2", "--base", w("nan_embed"), "--steps", "1", "-o", w("nan_embed_out")], 1,
+     "model.embed_tokens.weight' has 2 non-finite values (the first at element 1100000",
+     [w("nan_embed_out")]),
     ("base: a NaN in q_proj, bound anyway: every step skipped", None,
      TRAIN + ["--base", w("nan_model"), "--steps", "3", "--allow-nonfinite-weights",
               "-o", w("nan_out2")], 1,

@@ -38,6 +38,25 @@ TEST(MappedFileTest, MapsContents) {
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
 }
 
+TEST(MappedFileTest, ReleasedPagesReadTheFileAgain) {
+  // Release drops resident pages; a later read faults the file's contents in
+  // again. Ranges outside the mapping, and empty ones, are ignored.
+  TempDir dir;
+  std::string bytes(3 * 65536 + 123, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7 + i / 4096);
+  WriteFile(dir.Join("f"), bytes);
+  MappedFile f;
+  ASSERT_TRUE(f.Open(dir.Join("f")).ok());
+  ASSERT_EQ(f.view(), bytes);  // every page resident
+  f.Release(f.data() + 100, 2 * 65536);
+  f.Release(f.data(), f.size());
+  f.Release(f.data() + f.size() - 10, 100);  // past the end: ignored
+  f.Release(f.data(), 0);
+  EXPECT_EQ(f.view(), bytes);
+  MappedFile closed;
+  closed.Release(nullptr, 10);
+}
+
 TEST(MappedFileTest, MoveTransfersTheMapping) {
   TempDir dir;
   WriteFile(dir.Join("f"), "abc");

@@ -324,24 +324,42 @@ Status Session::BindWeights(const std::string& model_dir, bool allow_nonfinite) 
     size_t s = static_cast<size_t>(shard - model.shards.data());
     const uint8_t* src = files[s].data() + shard->DataOffset() + info->begin;
     int64_t count = NumElements(v.shape);
-    std::vector<float> tmp(static_cast<size_t>(count));
     std::string what = shard->path + ": tensor '" + name + "'";
-    LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype, src, count, tmp.data(), what));
-    if (!allow_nonfinite)
-      LORA_RETURN_IF_ERROR(CheckFiniteValues(
-          tmp.data(), count, what,
-          "; a NaN or Inf weight trains to NaN (lorart run --allow-nonfinite-weights binds it "
-          "anyway)"));
-    if (v.dtype == schema::DType::NF4) {
-      StatusOr<Nf4Layout> layout =
-          Nf4Layout::Make(count, v.nf4.block_size, v.nf4.double_quant_block);
-      if (!layout.ok()) return layout.status();
-      LORA_RETURN_IF_ERROR(QuantizeNf4(tmp.data(), count, *layout, persistent_[id].data(),
-                                       static_cast<int64_t>(persistent_[id].size())),
-                           "while quantizing %s to NF4", name.c_str());
-    } else {
-      cpu::FromFloat(tmp.data(), count, v, 0);
+    const std::string hint =
+        "; a NaN or Inf weight trains to NaN (lorart run --allow-nonfinite-weights binds it "
+        "anyway)";
+    if (v.dtype != schema::DType::NF4) {
+      // Dense: decoded and stored a chunk at a time, and each chunk's pages
+      // of the mapped file released once stored, so that binding holds the
+      // bound weights plus one chunk, not a second copy of the model.
+      constexpr int64_t kChunk = int64_t{1} << 20;
+      const int64_t esize = static_cast<int64_t>(DTypeSize(info->dtype));
+      std::vector<float> tmp(static_cast<size_t>(std::min(count, kChunk)));
+      for (int64_t off = 0; off < count; off += kChunk) {
+        const int64_t len = std::min(kChunk, count - off);
+        const uint8_t* at = src + off * esize;
+        LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype, at, len, tmp.data(), what));
+        bool finite = true;
+        for (int64_t i = 0; i < len; ++i) finite &= std::isfinite(tmp[static_cast<size_t>(i)]);
+        if (!finite && !allow_nonfinite) {  // the error counts the whole tensor
+          std::vector<float> all(static_cast<size_t>(count));
+          LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype, src, count, all.data(), what));
+          return CheckFiniteValues(all.data(), count, what, hint);
+        }
+        cpu::FromFloat(tmp.data(), len, v, off);
+        files[s].Release(at, static_cast<size_t>(len * esize));
+      }
+      continue;
     }
+    std::vector<float> tmp(static_cast<size_t>(count));
+    LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype, src, count, tmp.data(), what));
+    if (!allow_nonfinite) LORA_RETURN_IF_ERROR(CheckFiniteValues(tmp.data(), count, what, hint));
+    files[s].Release(src, static_cast<size_t>(count) * DTypeSize(info->dtype));
+    StatusOr<Nf4Layout> layout = Nf4Layout::Make(count, v.nf4.block_size, v.nf4.double_quant_block);
+    if (!layout.ok()) return layout.status();
+    LORA_RETURN_IF_ERROR(QuantizeNf4(tmp.data(), count, *layout, persistent_[id].data(),
+                                     static_cast<int64_t>(persistent_[id].size())),
+                         "while quantizing %s to NF4", name.c_str());
   }
   return OkStatus();
 }

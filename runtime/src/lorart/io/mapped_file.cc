@@ -89,4 +89,13 @@ Status MappedFile::Slice(uint64_t offset, uint64_t length, const uint8_t** out) 
   return OkStatus();
 }
 
+void MappedFile::Release(const uint8_t* p, size_t length) const {
+  if (!open_ || data_ == nullptr || p < data_ || p + length > data_ + size_ || length == 0) return;
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + length) / page * page;
+  if (end <= begin) return;
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 }  // namespace lorart

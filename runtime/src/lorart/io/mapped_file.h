@@ -37,6 +37,13 @@ class MappedFile {
   // path when they are not all inside it.
   Status Slice(uint64_t offset, uint64_t length, const uint8_t** out) const;
 
+  // Drops the resident pages of [p, p + length) (a range of this mapping)
+  // from the process, from the page holding p up to the last page that
+  // ends inside the range: a reader done with a range gives its memory back
+  // (a later read faults the file's pages in again). Advisory; ranges
+  // outside the mapping are ignored.
+  void Release(const uint8_t* p, size_t length) const;
+
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;
