@@ -3,6 +3,8 @@
 
 #include "VerifyUtils.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::lora;
 using namespace mlir::lora::detail;
@@ -118,6 +120,18 @@ LogicalResult FusedLinearOp::verify() {
 LogicalResult LMHeadCrossEntropyOp::verify() {
   return verifyLMHeadLoss(*this, getX(), getWeight(), getTargets(), getMask(),
                           getChunkSize());
+}
+
+LogicalResult LMHeadCrossEntropyWithGradOp::verify() {
+  if (failed(verifyLMHeadLoss(*this, getX(), getWeight(), getTargets(),
+                              getMask(), getChunkSize())) ||
+      failed(expectSameType(*this, "dx", getDx().getType(), "x",
+                            getX().getType())))
+    return failure();
+  if (!std::isfinite(getDloss().convertToDouble()))
+    return emitOpError() << "dloss must be finite, got "
+                         << getDloss().convertToDouble();
+  return success();
 }
 
 LogicalResult SelectRowsOp::verify() {

@@ -90,7 +90,7 @@ FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
         return;
       StringRef kind = k.getAs<StringAttr>("kind").getValue();
       if (kind == "lm_head_ce_fwd" || kind == "lm_head_ce_bwd_x" ||
-          kind == "lm_head_ce_bwd_w") {
+          kind == "lm_head_ce_bwd_w" || kind == "lm_head_ce_fwd_bwd_x") {
         // One chunk of float32 logits and their gradient.
         int64_t chunk = std::min(k.getAs<IntegerAttr>("chunk_size").getInt(),
                                  k.getAs<IntegerAttr>("tokens").getInt());
@@ -104,6 +104,11 @@ FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
       if (op->hasAttr(kRecomputeAttrName)) {
         r.recomputeFlops += f;
         ++r.recomputedOps;
+      } else if (kind == "lm_head_ce_fwd_bwd_x") {
+        // The loss and its gradient in one op: half its products are the
+        // forward's, and the backward starts after it (its seed is gone).
+        r.forwardFlops += f / 2;
+        inBackward = true;
       } else if (!inBackward) {
         r.forwardFlops += f;
       }

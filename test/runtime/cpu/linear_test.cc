@@ -848,6 +848,52 @@ TEST(LinearTest, LmHeadCeFwdChunkedEqualsUnchunked) {
   }
 }
 
+// lm_head_ce_fwd_bwd_x (lora-fuse-lm-head-loss) gives exactly what
+// lm_head_ce_fwd and lm_head_ce_bwd_x give, for every chunk size, with
+// masked-out tokens (dx rows zero) and in f32 and bf16; a bad dloss is an error.
+TEST(LinearTest, LmHeadCeFwdBwdXIsTheForwardAndTheInputGradient) {
+  std::mt19937_64 rng(26);
+  const int64_t t = 11, d = 16, v = 300;
+  ForEachLevel([&] {
+    for (DType dt : {DType::F32, DType::BF16}) {
+      auto x = Rand(dt, {t, d}, rng), w = Rand(dt, {v, d}, rng);
+      auto li = RandTargets(t, v, rng);
+      auto dloss = Zeros(DType::F32, {});
+      dloss->set(0, 0.75f);
+      for (int64_t chunk : {int64_t{1}, int64_t{4}, t}) {
+        Params p = LmCeParams(t, d, v, chunk);
+        auto l0 = Zeros(DType::F32, {}), c0 = Zeros(DType::I64, {}), dx0 = Zeros(dt, {t, d});
+        ASSERT_TRUE(RunKernel("lm_head_ce_fwd", p,
+                              {x.get(), w.get(), li.targets.get(), li.mask.get()},
+                              {l0.get(), c0.get()})
+                        .ok());
+        ASSERT_TRUE(RunKernel("lm_head_ce_bwd_x", p,
+                              {x.get(), w.get(), li.targets.get(), li.mask.get(), dloss.get()},
+                              {dx0.get()})
+                        .ok());
+        Params pf = p;
+        pf.F("dloss", 0.75);
+        auto l = Zeros(DType::F32, {}), c = Zeros(DType::I64, {}), dx = Zeros(dt, {t, d});
+        Status s = RunKernel("lm_head_ce_fwd_bwd_x", pf,
+                             {x.get(), w.get(), li.targets.get(), li.mask.get()},
+                             {l.get(), c.get(), dx.get()});
+        ASSERT_TRUE(s.ok()) << s.ToString();
+        EXPECT_EQ(l->get(0), l0->get(0)) << "chunk " << chunk;
+        EXPECT_EQ(c->view.as<int64_t>()[0], c0->view.as<int64_t>()[0]);
+        EXPECT_EQ(dx->bytes, dx0->bytes) << "chunk " << chunk;
+      }
+      Params bad = LmCeParams(t, d, v, 4);
+      bad.F("dloss", std::numeric_limits<double>::infinity());
+      auto l = Zeros(DType::F32, {}), c = Zeros(DType::I64, {}), dx = Zeros(dt, {t, d});
+      Status s = RunKernel("lm_head_ce_fwd_bwd_x", bad,
+                           {x.get(), w.get(), li.targets.get(), li.mask.get()},
+                           {l.get(), c.get(), dx.get()});
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+      EXPECT_NE(s.message().find("dloss"), std::string::npos) << s.message();
+    }
+  });
+}
+
 TEST(LinearTest, LmHeadCeBwdMatchesFiniteDifferencesForEveryChunk) {
   std::mt19937_64 rng(24);
   const int64_t t = 7, d = 6, v = 20;

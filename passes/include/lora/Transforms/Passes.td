@@ -530,6 +530,44 @@ def Optimizer : Pass<"lora-optimizer", "::mlir::ModuleOp"> {
 // Lowering
 //===----------------------------------------------------------------------===//
 
+def FuseLmHeadLoss : Pass<"lora-fuse-lm-head-loss", "::mlir::ModuleOp"> {
+  let summary = "Computes the LM-head loss and its input gradient in one sweep when the loss gradient is a constant";
+  let description = [{
+    Runs after `lora-autodiff` (and `lora-optimizer`). In each function, a
+    `lora.lm_head_cross_entropy_grad %h, %w, %t, %m, %d` whose `%d` is a
+    `lora.scalar` constant, and a `lora.lm_head_cross_entropy %h, %w, %t, %m`
+    of the same operands and `chunk_size` in the same block before it,
+    become one `lora.lm_head_cross_entropy_with_grad {dloss = d}` at the
+    forward op's place: each chunk's `[chunk_size, vocab]` logits are
+    computed once and give the loss and `dx`, where the backward would
+    compute them again (one `tokens × hidden × vocab` product fewer per step:
+    a tenth of a TinyLlama-shaped step's FLOPs). The trainer's SFT and
+    pretraining steps seed the summed loss with `lora.scalar 1.0`, so they
+    always match; a gradient fed from elsewhere (not a constant) stays two
+    ops. The constant is erased when nothing else reads it.
+
+    `target` is `cpu` or `cuda`: the CUDA backend has no kernel for the
+    fused kind, so with `target = cuda` the pass changes nothing (`lorac
+    compile` runs it for both).
+
+    Before:
+    ```mlir
+    %loss, %n = lora.lm_head_cross_entropy %h, %w, %t, %m {chunk_size = 64 : i64} : ...
+    %one = lora.scalar 1.0 : tensor<f32>
+    %dx = lora.lm_head_cross_entropy_grad %h, %w, %t, %m, %one {chunk_size = 64 : i64} : ...
+    ```
+    After:
+    ```mlir
+    %loss, %n, %dx = lora.lm_head_cross_entropy_with_grad %h, %w, %t, %m {chunk_size = 64 : i64, dloss = 1.0 : f64} : ...
+    ```
+  }];
+  let options = [
+    Option<"target", "target", "std::string", /*default=*/"\"cpu\"",
+           "cpu or cuda">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect"];
+}
+
 def LowerToKernels : Pass<"lora-lower-to-kernels", "::mlir::ModuleOp"> {
   let summary = "Maps every op of the training graph to a kernel kind with its launch parameters";
   let description = [{

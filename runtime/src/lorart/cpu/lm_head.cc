@@ -33,7 +33,7 @@ struct LmCe {
   std::vector<int64_t> active;  // masked-in token positions, in order
 };
 
-// P: params::lm_head_ce_fwd, _bwd_x or _bwd_w.
+// P: params::lm_head_ce_fwd, _bwd_x, _bwd_w or _fwd_bwd_x.
 template <class P>
 Status BindLmCe(const KernelParams& p, const std::vector<TensorView>& in,
                 const std::vector<TensorView>& out, bool has_dloss, size_t n_out, LmCe* L) {
@@ -89,9 +89,10 @@ Status ChunkLogits(const KernelContext& ctx, const LmCe& L, int64_t c0, int64_t 
 
 // Turns chunk logits into dlogits = dloss·(softmax - onehot) in place; with
 // `bf16`, also rounds them into it (row stride V), for a product with a bf16
-// weight that would round them anyway (as autocast does).
+// weight that would round them anyway (as autocast does); with `loss`, also
+// stores each token's loss there first (as LmHeadCeFwd computes it).
 void ChunkGrad(const KernelContext& ctx, const LmCe& L, int64_t c0, int64_t c1, float* logits,
-               uint16_t* bf16 = nullptr) {
+               uint16_t* bf16 = nullptr, double* loss = nullptr) {
   const int64_t V = L.vocab;
   const TensorView out = View(bf16, DType::BF16);
 #pragma omp parallel for num_threads(Threads(ctx)) \
@@ -99,7 +100,9 @@ void ChunkGrad(const KernelContext& ctx, const LmCe& L, int64_t c0, int64_t c1, 
   for (int64_t i = c0; i < c1; ++i) {
     float* row = logits + (i - c0) * V;
     const float lse = LogSumExp(row, V);
-    SoftmaxGrad(row, V, lse, LoadIndex(*L.targets, L.active[i]), L.dloss, row);
+    const int64_t target = LoadIndex(*L.targets, L.active[i]);
+    if (loss) loss[i] = double(lse) - double(row[target]);
+    SoftmaxGrad(row, V, lse, target, L.dloss, row);
     if (bf16) FromFloat(row, V, out, (i - c0) * V);
   }
 }
@@ -132,11 +135,10 @@ Status LmHeadCeFwd(const KernelContext& ctx, const KernelParams& p,
   return OkStatus();
 }
 
-Status LmHeadCeBwdX(const KernelContext& ctx, const KernelParams& p,
-                    const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
-  LmCe L;
-  LORA_RETURN_IF_ERROR(BindLmCe<kernels::params::lm_head_ce_bwd_x>(p, in, out, true, 1, &L));
-  const TensorView& dx = out[0];
+// dx of the bound problem, chunk by chunk; with `loss`, each token's loss
+// too (from the same logits).
+Status LmInputGradient(const KernelContext& ctx, const KernelParams& p, const LmCe& L,
+                       const TensorView& dx, double* loss) {
   const int64_t D = L.hidden, V = L.vocab;
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, dx, L.tokens * D, "dx"));
   const int64_t na = static_cast<int64_t>(L.active.size());
@@ -152,7 +154,7 @@ Status LmHeadCeBwdX(const KernelContext& ctx, const KernelParams& p,
     const int64_t c1 = std::min(na, c0 + cs), rows = c1 - c0;
     GemmMatrix xc;
     LORA_RETURN_IF_ERROR(ChunkLogits(ctx, L, c0, c1, logits, &xc));
-    ChunkGrad(ctx, L, c0, c1, logits, dl16);
+    ChunkGrad(ctx, L, c0, c1, logits, dl16, loss);
     const bool contiguous = L.active[c1 - 1] - L.active[c0] == rows - 1;
     uint8_t* dst = contiguous ? static_cast<uint8_t*>(dx.data) + L.active[c0] * D * es
                               : Scratch<uint8_t>(kPanel, rows * D * static_cast<int64_t>(es));
@@ -163,6 +165,38 @@ Status LmHeadCeBwdX(const KernelContext& ctx, const KernelParams& p,
         std::memcpy(static_cast<uint8_t*>(dx.data) + L.active[c0 + i] * D * es, dst + i * D * es,
                     D * es);
   }
+  return OkStatus();
+}
+
+Status LmHeadCeBwdX(const KernelContext& ctx, const KernelParams& p,
+                    const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+  LmCe L;
+  LORA_RETURN_IF_ERROR(BindLmCe<kernels::params::lm_head_ce_bwd_x>(p, in, out, true, 1, &L));
+  return LmInputGradient(ctx, p, L, out[0], nullptr);
+}
+
+// [x, w, targets, mask] -> [loss_sum, count, dx]: lm_head_ce_fwd and
+// lm_head_ce_bwd_x (dloss the parameter) from one computation of the logits.
+// The same per-token losses, summed in the same order, and the same dx.
+Status LmHeadCeFwdBwdX(const KernelContext& ctx, const KernelParams& p,
+                       const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
+  LmCe L;
+  LORA_RETURN_IF_ERROR(BindLmCe<kernels::params::lm_head_ce_fwd_bwd_x>(p, in, out, false, 3, &L));
+  kernels::params::lm_head_ce_fwd_bwd_x prm;
+  LORA_RETURN_IF_ERROR(p.Typed(&prm));
+  if (!std::isfinite(prm.dloss))
+    return InvalidArgumentError(StrFormat("kernel '%s': parameter 'dloss' must be finite, got %g",
+                                          p.kind().c_str(), prm.dloss));
+  L.dloss = static_cast<float>(prm.dloss);
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[0], DType::F32, 1, "the loss sum"));
+  LORA_RETURN_IF_ERROR(ExpectTyped(p, out[1], DType::I64, 1, "the count"));
+  const int64_t na = static_cast<int64_t>(L.active.size());
+  double* loss = Scratch<double>(kRows, na);
+  LORA_RETURN_IF_ERROR(LmInputGradient(ctx, p, L, out[2], loss));
+  double sum = 0.0;  // in token order, as LmHeadCeFwd
+  for (int64_t i = 0; i < na; ++i) sum += loss[i];
+  out[0].as<float>()[0] = static_cast<float>(sum);
+  out[1].as<int64_t>()[0] = na;
   return OkStatus();
 }
 
@@ -241,6 +275,7 @@ void RegisterLmHeadKernels() {
   RegisterKernel("lm_head_fwd", LmHeadFwd);
   RegisterKernel("lm_head_ce_fwd", LmHeadCeFwd);
   RegisterKernel("lm_head_ce_bwd_x", LmHeadCeBwdX);
+  RegisterKernel("lm_head_ce_fwd_bwd_x", LmHeadCeFwdBwdX);
   RegisterKernel("lm_head_ce_bwd_w", LmHeadCeBwdW);
 }
 

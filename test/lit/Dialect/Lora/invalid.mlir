@@ -1214,3 +1214,30 @@ module attributes {lora.model = {architecture = "LlamaForCausalLM", hidden_size 
     return
   }
 }
+
+// -----
+
+// The fused LM-head loss: dx must have x's type.
+func.func @f(%h: tensor<2x4x16xbf16>, %w: tensor<50x16xbf16>, %t: tensor<2x4xi32>, %m: tensor<2x4xi1>) {
+  // expected-error @+1 {{'lora.lm_head_cross_entropy_with_grad' op dx}}
+  %l, %n, %dx = lora.lm_head_cross_entropy_with_grad %h, %w, %t, %m {chunk_size = 8 : i64, dloss = 1.0 : f64} : (tensor<2x4x16xbf16>, tensor<50x16xbf16>, tensor<2x4xi32>, tensor<2x4xi1>) -> (tensor<f32>, tensor<i64>, tensor<2x4x8xbf16>)
+  return
+}
+
+// -----
+
+// The fused LM-head loss: a non-finite dloss.
+func.func @f(%h: tensor<2x4x16xbf16>, %w: tensor<50x16xbf16>, %t: tensor<2x4xi32>, %m: tensor<2x4xi1>) {
+  // expected-error @+1 {{dloss must be finite, got INF}}
+  %l, %n, %dx = lora.lm_head_cross_entropy_with_grad %h, %w, %t, %m {chunk_size = 8 : i64, dloss = 0x7FF0000000000000 : f64} : (tensor<2x4x16xbf16>, tensor<50x16xbf16>, tensor<2x4xi32>, tensor<2x4xi1>) -> (tensor<f32>, tensor<i64>, tensor<2x4x16xbf16>)
+  return
+}
+
+// -----
+
+// The fused LM-head loss: the weight's features differ from x's.
+func.func @f(%h: tensor<2x4x16xbf16>, %w: tensor<50x12xbf16>, %t: tensor<2x4xi32>, %m: tensor<2x4xi1>) {
+  // expected-error @+1 {{'lora.lm_head_cross_entropy_with_grad' op}}
+  %l, %n, %dx = lora.lm_head_cross_entropy_with_grad %h, %w, %t, %m {chunk_size = 8 : i64, dloss = 1.0 : f64} : (tensor<2x4x16xbf16>, tensor<50x12xbf16>, tensor<2x4xi32>, tensor<2x4xi1>) -> (tensor<f32>, tensor<i64>, tensor<2x4x16xbf16>)
+  return
+}

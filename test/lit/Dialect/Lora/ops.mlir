@@ -142,3 +142,13 @@ func.func @select(%h: tensor<2x8x64xbf16>, %last: tensor<2xi32>) -> tensor<2x1x6
   %r = lora.select_rows %h, %last : (tensor<2x8x64xbf16>, tensor<2xi32>) -> tensor<2x1x64xbf16>
   return %r : tensor<2x1x64xbf16>
 }
+
+// -----
+
+// The LM-head loss with its input gradient (lora-fuse-lm-head-loss).
+// CHECK-LABEL: func.func @loss_with_grad
+func.func @loss_with_grad(%h: tensor<2x4x16xbf16>, %w: tensor<50x16xbf16>, %t: tensor<2x4xi32>, %m: tensor<2x4xi1>) -> (tensor<f32>, tensor<i64>, tensor<2x4x16xbf16>) {
+  // CHECK: lora.lm_head_cross_entropy_with_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {chunk_size = 8 : i64, dloss = 1.000000e+00 : f64} : (tensor<2x4x16xbf16>, tensor<50x16xbf16>, tensor<2x4xi32>, tensor<2x4xi1>) -> (tensor<f32>, tensor<i64>, tensor<2x4x16xbf16>)
+  %l, %n, %dx = lora.lm_head_cross_entropy_with_grad %h, %w, %t, %m {chunk_size = 8 : i64, dloss = 1.0 : f64} : (tensor<2x4x16xbf16>, tensor<50x16xbf16>, tensor<2x4xi32>, tensor<2x4xi1>) -> (tensor<f32>, tensor<i64>, tensor<2x4x16xbf16>)
+  return %l, %n, %dx : tensor<f32>, tensor<i64>, tensor<2x4x16xbf16>
+}

@@ -295,6 +295,28 @@ def Lora_LMHeadCrossEntropyGradOp : Lora_GradOp<"lm_head_cross_entropy_grad"> {
   let assemblyFormat = "$x `,` $weight `,` $targets `,` $mask `,` $dloss attr-dict `:` functional-type(operands, results)";
 }
 
+def Lora_LMHeadCrossEntropyWithGradOp : Lora_Op<"lm_head_cross_entropy_with_grad", [Pure]> {
+  let summary = "the chunked LM head + cross-entropy and its input gradient in one sweep";
+  let description = [{
+    `lora.lm_head_cross_entropy` and `lora.lm_head_cross_entropy_grad` of
+    the same operands, made one op by `lora-fuse-lm-head-loss` when the
+    loss gradient is a constant (`dloss`): each chunk's logits are computed
+    once and give both the loss and `dx`, instead of being recomputed by
+    the backward. Results: the summed loss, the count, and `dx` with x's type.
+
+    ```mlir
+    %loss, %n, %dx = lora.lm_head_cross_entropy_with_grad %h, %w, %t, %m {chunk_size = 1024 : i64, dloss = 1.0 : f64} : (tensor<4x512x4096xbf16>, tensor<32000x4096xbf16>, tensor<4x512xi32>, tensor<4x512xi1>) -> (tensor<f32>, tensor<i64>, tensor<4x512x4096xbf16>)
+    ```
+  }];
+  let arguments = (ins Lora_FloatTensor:$x, Lora_FloatTensor:$weight,
+                       Lora_IndexTensor:$targets, Lora_MaskTensor:$mask,
+                       I64Attr:$chunk_size, F64Attr:$dloss);
+  let results = (outs Lora_F32Scalar:$loss_sum, Lora_I64Scalar:$count,
+                      Lora_FloatTensor:$dx);
+  let assemblyFormat = "$x `,` $weight `,` $targets `,` $mask attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 def Lora_LMHeadCrossEntropyGradWOp : Lora_GradOp<"lm_head_cross_entropy_grad_w"> {
   let summary = "weight gradient of the chunked LM head + cross-entropy (full fine-tuning)";
   let arguments = (ins Lora_FloatTensor:$x, Lora_FloatTensor:$weight,
