@@ -46,11 +46,8 @@ struct FuseLmHeadLossPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (target != "cpu" && target != "cuda") {
-      module.emitError() << "option 'target' must be cpu or cuda, got '"
-                         << target << "'";
+    if (failed(checkTargetOption(module, target)))
       return signalPassFailure();
-    }
     if (target == "cuda")
       return; // no CUDA kernel for the fused kind
     SmallVector<LMHeadCrossEntropyGradOp> grads;

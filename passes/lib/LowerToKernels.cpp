@@ -98,17 +98,25 @@ int64_t rows(Value v) {
   return n;
 }
 
+} // namespace
+
+LogicalResult mlir::lora::checkTargetOption(ModuleOp module, StringRef target) {
+  if (target == "cpu" || target == "cuda")
+    return success();
+  return module.emitError()
+         << "option 'target' must be cpu or cuda, got '" << target << "'";
+}
+
+namespace {
+
 struct LowerToKernelsPass
     : public lora::impl::LowerToKernelsBase<LowerToKernelsPass> {
   using LowerToKernelsBase::LowerToKernelsBase;
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (target != "cpu" && target != "cuda") {
-      module.emitError() << "option 'target' must be cpu or cuda, got '"
-                         << target << "'";
+    if (failed(checkTargetOption(module, target)))
       return signalPassFailure();
-    }
     if (attentionBlock <= 0) {
       module.emitError() << "option 'attention-block' must be positive, got "
                          << static_cast<int64_t>(attentionBlock);

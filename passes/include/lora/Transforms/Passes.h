@@ -13,6 +13,10 @@ namespace mlir::lora {
 /// element); 0 for anything else.
 uint64_t bufferBytes(Type type);
 
+/// The `target` option of the passes that depend on the backend: success for
+/// "cpu" or "cuda", else an error on `module` naming the value.
+LogicalResult checkTargetOption(ModuleOp module, StringRef target);
+
 #define GEN_PASS_DECL
 #include "lora/Transforms/Passes.h.inc"
 

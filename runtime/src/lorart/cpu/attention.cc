@@ -241,43 +241,10 @@ struct AttentionTasks {
 
 #define LORART_CPU_INLINE inline __attribute__((always_inline))
 
-// The tile work compiled per instruction-set level. `#pragma GCC target`
-// applies to the functions defined in the region (the headers above stay at
-// the baseline), so each level's copy may use its instructions while the
-// binary still runs anywhere; IsaLevel() (isa.h) picks the best copy the CPU
-// supports at run time.
-namespace level0 {
-#define LORART_CPU_ISA 0
-#include "lorart/cpu/attention_tiles.inc"
-#undef LORART_CPU_ISA
-}  // namespace level0
-
-#if LORART_CPU_MULTI_ISA
-namespace level1 {
-#pragma GCC push_options
-#pragma GCC target("arch=x86-64-v3")
-#define LORART_CPU_ISA 1
-#include "lorart/cpu/attention_tiles.inc"
-#undef LORART_CPU_ISA
-#pragma GCC pop_options
-}  // namespace level1
-namespace level2 {
-#pragma GCC push_options
-#pragma GCC target("arch=x86-64-v4")
-#define LORART_CPU_ISA 2
-#include "lorart/cpu/attention_tiles.inc"
-#undef LORART_CPU_ISA
-#pragma GCC pop_options
-}  // namespace level2
-namespace level3 {
-#pragma GCC push_options
-#pragma GCC target("arch=x86-64-v4,avx512bf16")
-#define LORART_CPU_ISA 3
-#include "lorart/cpu/attention_tiles.inc"
-#undef LORART_CPU_ISA
-#pragma GCC pop_options
-}  // namespace level3
-#endif
+// The tile work compiled per instruction-set level (isa_levels.inc).
+#define LORART_CPU_TILES "lorart/cpu/attention_tiles.inc"
+#define LORART_CPU_MIN_LEVEL 0
+#include "lorart/cpu/isa_levels.inc"
 
 // The task functions: the best level, bf16 products when every operand is
 // bf16 and the level has them.

@@ -34,24 +34,10 @@ struct LinearTileFns {
 #define LORART_CPU_INLINE inline __attribute__((always_inline))
 
 #if LORART_CPU_MULTI_ISA
-// The tiles exist from level 2 (AVX-512) on; see attention.cc for why the
-// code is included once per level under `#pragma GCC target`.
-namespace level2 {
-#pragma GCC push_options
-#pragma GCC target("arch=x86-64-v4")
-#define LORART_CPU_ISA 2
-#include "lorart/cpu/linear_tiles.inc"
-#undef LORART_CPU_ISA
-#pragma GCC pop_options
-}  // namespace level2
-namespace level3 {
-#pragma GCC push_options
-#pragma GCC target("arch=x86-64-v4,avx512bf16")
-#define LORART_CPU_ISA 3
-#include "lorart/cpu/linear_tiles.inc"
-#undef LORART_CPU_ISA
-#pragma GCC pop_options
-}  // namespace level3
+// The tiles exist from level 2 (AVX-512) on (isa_levels.inc).
+#define LORART_CPU_TILES "lorart/cpu/linear_tiles.inc"
+#define LORART_CPU_MIN_LEVEL 2
+#include "lorart/cpu/isa_levels.inc"
 
 constexpr int64_t kPanelCols = level2::kPanel;
 using level2::ForwardPanelElems;
