@@ -8,9 +8,10 @@
 //                                                          scaling/(1-p) with dropout)
 //
 // The adapter rides along the K dimension of the forward's tile (x and u
-// concatenated, W and B packed into one panel) and is a per-tile epilogue
-// of the input gradient (where dropout masks it elementwise); each output
-// element is rounded once. W is dense or NF4 (dequantized straight into the
+// concatenated, W and B packed into one panel); in the input gradient its
+// term is an f32 segment summed first in the tile's registers, masked
+// elementwise (dropout) and scaled there, with dy·W accumulated on top;
+// each output element is rounded once. W is dense or NF4 (dequantized straight into the
 // packed panel). Panels of 32 output columns are packed once per call and
 // shared by the threads.
 //
