@@ -359,14 +359,9 @@ struct LowerToKernelsPass
                                o.getNumHeads(), o.getNumKvHeads(),
                                o.getHeadDim(), scale, o.getSlidingWindow());
             })
-            .Case([&](SwiGLUOp o) {
-              return elementwise(params::swiglu_fwd{}, o.getGate());
-            })
-            .Case([&](SwiGLUGradOp o) {
-              return elementwise(params::swiglu_bwd{}, o.getGate());
-            })
-            .Case(
-                [&](AddOp o) { return elementwise(params::add{}, o.getLhs()); })
+            .Case([&](SwiGLUOp o) { return elementwise(params::swiglu_fwd{}, o.getGate()); })
+            .Case([&](SwiGLUGradOp o) { return elementwise(params::swiglu_bwd{}, o.getGate()); })
+            .Case([&](AddOp o) { return elementwise(params::add{}, o.getLhs()); })
             .Case([&](LMHeadOp o) {
               params::lm_head_fwd p;
               matmul(p, o.getX(), o.getWeight());
@@ -448,12 +443,8 @@ struct LowerToKernelsPass
               p.value = o.getValue().convertToDouble();
               return elements(p, 1);
             })
-            .Case([&](AccumulateOp o) {
-              return elementwise(params::accumulate{}, o.getAcc());
-            })
-            .Case([&](AssignOp o) {
-              return elementwise(params::copy{}, o.getValue());
-            })
+            .Case([&](AccumulateOp o) { return elementwise(params::accumulate{}, o.getAcc()); })
+            .Case([&](AssignOp o) { return elementwise(params::copy{}, o.getValue()); })
             .Case([&](ResetOp o) {
               return elements(params::zero{},
                               cast<RankedTensorType>(o.getStorageType()).getNumElements());
@@ -477,9 +468,7 @@ struct LowerToKernelsPass
               return elements(
                   p, cast<RankedTensorType>(o.getParam().getType()).getNumElements());
             })
-            .Case([&](CastOp o) {
-              return elementwise(params::cast{}, o.getInput());
-            })
+            .Case([&](CastOp o) { return elementwise(params::cast{}, o.getInput()); })
             .Default([](Operation *) { return std::nullopt; });
     if (!result) {
       op->emitOpError() << "has no kernel";

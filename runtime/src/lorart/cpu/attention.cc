@@ -32,10 +32,6 @@
 #include "lorart/cpu/isa.h"
 #include "lorart/cpu/kernel.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 namespace lorart::cpu {
 namespace {
 
@@ -239,12 +235,16 @@ struct AttentionTasks {
   bool bf16;
 };
 
-#define LORART_CPU_INLINE inline __attribute__((always_inline))
-
 // The tile work compiled per instruction-set level (isa_levels.inc).
 #define LORART_CPU_TILES "lorart/cpu/attention_tiles.inc"
 #define LORART_CPU_MIN_LEVEL 0
 #include "lorart/cpu/isa_levels.inc"
+
+// Whether the first n operands are all bf16 (then bf16 products may run).
+bool AllBf16(const std::vector<TensorView>& in, size_t n) {
+  return std::all_of(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(n),
+                     [](const TensorView& t) { return t.dtype == DType::BF16; });
+}
 
 // The task functions: the best level, bf16 products when every operand is
 // bf16 and the level has them.
@@ -273,9 +273,7 @@ Status AttentionFwd(const KernelContext& ctx, const KernelParams& p,
   pr.q = &in[0], pr.k = &in[1], pr.v = &in[2];
   pr.seg = d.segments ? seg.data() : nullptr;
   const TensorView& o = out[0];
-  const bool bf16 =
-      in[0].dtype == DType::BF16 && in[1].dtype == DType::BF16 && in[2].dtype == DType::BF16;
-  const AttentionTasks& run = Tasks(bf16);
+  const AttentionTasks& run = Tasks(AllBf16(in, 3));
   const int64_t qblocks = (d.T + d.bq - 1) / d.bq, tasks = d.B * d.KV * qblocks;
   if (tasks == 0) return OkStatus();
 #pragma omp parallel num_threads(Threads(ctx))
@@ -304,9 +302,7 @@ Status AttentionBwd(const KernelContext& ctx, const KernelParams& p,
   pr.q = &in[1], pr.k = &in[2], pr.v = &in[3];
   pr.seg = d.segments ? seg.data() : nullptr;
   const TensorView &dq = out[0], &dk = out[1], &dv = out[2];
-  const bool bf16 = std::all_of(in.begin(), in.begin() + 4,
-                                [](const TensorView& t) { return t.dtype == DType::BF16; });
-  const AttentionTasks& run = Tasks(bf16);
+  const AttentionTasks& run = Tasks(AllBf16(in, 4));
   const int nt = Threads(ctx);
   BwdStats st;
   st.H = d.H, st.T = d.T;

@@ -19,6 +19,12 @@
 #define LORART_CPU_MULTI_ISA 0
 #endif
 
+#if LORART_CPU_MULTI_ISA
+// The intrinsics the tiles of levels 2 and 3 use; declared here, at file
+// scope and the baseline, before any file opens its per-level regions.
+#include <immintrin.h>
+#endif
+
 // Simple loops (conversions, dropout masks, elementwise kernels) use GCC
 // function multiversioning instead: LORART_CPU_CLONES compiles a function
 // for x86-64-v4, x86-64-v3 and the baseline and picks one at load time.
@@ -28,6 +34,9 @@
 #else
 #define LORART_CPU_CLONES
 #endif
+
+// Forces inlining of the small tile helpers into each level's copy.
+#define LORART_CPU_INLINE inline __attribute__((always_inline))
 
 namespace lorart::cpu {
 

@@ -129,20 +129,14 @@ uint64_t KeepThreshold(double p) {
   const double scaled = std::ceil(p * 0x1.0p53);
   return scaled >= 0x1.0p53 ? (uint64_t{1} << 53) : static_cast<uint64_t>(scaled);
 }
-// DropoutHash(seed, stream, index) >> 11 given key = DropoutKey(seed, stream).
+// The 53 bits KeepDropout compares, given key = DropoutKey(seed, stream).
 inline uint64_t KeepBits(uint64_t key, uint64_t index) {
-  uint64_t z = key ^ (index + 0x165667B19E3779F9ull);
-  z ^= z >> 30;
-  z *= 0xBF58476D1CE4E5B9ull;
-  z ^= z >> 27;
-  z *= 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return z >> 11;
+  return DropoutHashOfKey(key, index) >> 11;
 }
 }  // namespace
 
 LORART_CPU_CLONES void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t first, int64_t n,
-                                   double p, uint8_t* keep) {
+                                       double p, uint8_t* keep) {
   if (p <= 0.0) {
     std::memset(keep, 1, static_cast<size_t>(std::max<int64_t>(n, 0)));
     return;
@@ -159,8 +153,8 @@ LORART_CPU_CLONES void ApplyKeepMask(const uint8_t* keep, int64_t n, float inv, 
   }
 }
 
-LORART_CPU_CLONES void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
-                                float* values) {
+LORART_CPU_CLONES void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n,
+                                    double p, float* values) {
   if (p <= 0.0) return;
   const uint64_t threshold = KeepThreshold(p), key = DropoutKey(seed, stream);
   const float inv = static_cast<float>(1.0 / (1.0 - p));
@@ -197,14 +191,7 @@ LORART_CPU_CLONES void FromFloat(const float* in, int64_t n, const TensorView& t
       break;
     case DType::BF16: {
       uint16_t* p = t.as<uint16_t>() + offset;
-      // FloatToBf16 without its early return, so that the loop vectorizes.
-      for (int64_t i = 0; i < n; ++i) {
-        uint32_t u;
-        std::memcpy(&u, in + i, 4);
-        const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        const uint32_t quiet = (u >> 16) | 0x40u;
-        p[i] = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
-      }
+      for (int64_t i = 0; i < n; ++i) p[i] = FloatToBf16(in[i]);
       break;
     }
     case DType::F16: {

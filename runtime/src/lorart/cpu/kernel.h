@@ -142,14 +142,19 @@ std::vector<std::string> RegisteredKernels();
 inline uint64_t DropoutKey(uint64_t seed, uint64_t stream) {
   return seed * 0x9E3779B97F4A7C15ull ^ stream * 0xC2B2AE3D27D4EB4Full;
 }
-inline uint64_t DropoutHash(uint64_t seed, uint64_t stream, uint64_t index) {
-  uint64_t z = DropoutKey(seed, stream) ^ (index + 0x165667B19E3779F9ull);
+// The hash of element `index` given key = DropoutKey(seed, stream) (loops
+// over many elements compute the key once).
+inline uint64_t DropoutHashOfKey(uint64_t key, uint64_t index) {
+  uint64_t z = key ^ (index + 0x165667B19E3779F9ull);
   z ^= z >> 30;
   z *= 0xBF58476D1CE4E5B9ull;
   z ^= z >> 27;
   z *= 0x94D049BB133111EBull;
   z ^= z >> 31;
   return z;
+}
+inline uint64_t DropoutHash(uint64_t seed, uint64_t stream, uint64_t index) {
+  return DropoutHashOfKey(DropoutKey(seed, stream), index);
 }
 inline bool KeepDropout(uint64_t seed, uint64_t stream, uint64_t index, double p) {
   if (p <= 0.0) return true;
@@ -179,12 +184,13 @@ inline float Bf16ToFloat(uint16_t h) {
   __builtin_memcpy(&f, &u, 4);
   return f;
 }
+// Branch-free, so that loops over it vectorize.
 inline uint16_t FloatToBf16(float f) {
   uint32_t u;
   __builtin_memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet = (u >> 16) | 0x40u;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
 }
 float HalfToFloat(uint16_t h);
 uint16_t FloatToHalf(float f);

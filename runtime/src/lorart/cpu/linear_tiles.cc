@@ -14,10 +14,6 @@
 #include "lorart/cpu/isa.h"
 #include "lorart/cpu/matmul.h"
 
-#if LORART_CPU_MULTI_ISA
-#include <immintrin.h>
-#endif
-
 namespace lorart::cpu::matmul {
 namespace {
 
@@ -30,8 +26,6 @@ struct LinearTileFns {
   void (*rows_grad)(const TiledInputGrad&, const void* panel, const float* adapter, int64_t c0,
                     int64_t width, int64_t i0, int64_t i1);
 };
-
-#define LORART_CPU_INLINE inline __attribute__((always_inline))
 
 #if LORART_CPU_MULTI_ISA
 // The tiles exist from level 2 (AVX-512) on (isa_levels.inc).
@@ -68,22 +62,29 @@ int64_t PanelsPerChunk(int64_t panels, int64_t panel_bytes, int threads) {
                                              static_cast<int64_t>(threads)}));
 }
 
-// Runs `pack(p, slot)` for the panels of each chunk (slot: its place in the
-// chunk's buffer), then `rows(p, slot, i0, i1)` for every (panel, row block)
-// of the chunk, on `threads` threads.
+// Packs the panels of `cols` output columns a chunk at a time into one
+// buffer shared by the threads, `pack(c0, width, at)` per panel (columns
+// [c0, c0 + width), at its place in the buffer), then runs `rows(c0, width,
+// at, i0, i1)` for every (panel, row block) of the chunk, on `threads`
+// threads.
 template <class Pack, class Rows>
-void RunChunks(int threads, int64_t panels, int64_t panel_bytes, int64_t m, Pack pack, Rows rows) {
+void RunChunks(int threads, int64_t cols, int64_t panel_bytes, int64_t m, Pack pack, Rows rows) {
+  const int64_t panels = (cols + kPanelCols - 1) / kPanelCols;
   const int64_t per_chunk = PanelsPerChunk(panels, panel_bytes, threads);
   const int64_t blocks = (m + kRowBlock - 1) / kRowBlock;
+  uint8_t* buf = Scratch<uint8_t>(kTile, per_chunk * panel_bytes);
+  auto width = [&](int64_t p) { return std::min(kPanelCols, cols - p * kPanelCols); };
 #pragma omp parallel num_threads(threads)
   for (int64_t p0 = 0; p0 < panels; p0 += per_chunk) {
     const int64_t np = std::min(per_chunk, panels - p0);
 #pragma omp for schedule(static)
-    for (int64_t p = p0; p < p0 + np; ++p) pack(p, p - p0);
+    for (int64_t p = p0; p < p0 + np; ++p)
+      pack(p * kPanelCols, width(p), buf + (p - p0) * panel_bytes);
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < np * blocks; ++item) {
       const int64_t p = p0 + item % np, blk = item / np;
-      rows(p, p - p0, blk * kRowBlock, std::min(m, (blk + 1) * kRowBlock));
+      rows(p * kPanelCols, width(p), buf + (p - p0) * panel_bytes, blk * kRowBlock,
+           std::min(m, (blk + 1) * kRowBlock));
     }
   }
 }
@@ -99,20 +100,12 @@ bool TiledLinearForward(const KernelContext& ctx, const TiledForward& f) {
   if (f.r > 0 && f.b->dtype != dt) return false;
   const bool bf = dt == DType::BF16;
   if (bf && (f.k % 2 != 0 || f.r % 2 != 0)) return false;
-  const int64_t panel_elems = ForwardPanelElems(bf, f.k, f.r);
-  const int64_t panel_bytes = panel_elems * (bf ? 2 : 4);
-  const int64_t panels = (f.n + kPanelCols - 1) / kPanelCols;
-  const int64_t per_chunk = PanelsPerChunk(panels, panel_bytes, Threads(ctx));
-  uint8_t* buf = Scratch<uint8_t>(kTile, per_chunk * panel_bytes);
+  const int64_t panel_bytes = ForwardPanelElems(bf, f.k, f.r) * (bf ? 2 : 4);
   RunChunks(
-      Threads(ctx), panels, panel_bytes, f.m,
-      [&](int64_t p, int64_t slot) {
-        const int64_t j0 = p * kPanelCols;
-        fns->pack_fwd(f, j0, std::min(kPanelCols, f.n - j0), buf + slot * panel_bytes);
-      },
-      [&](int64_t p, int64_t slot, int64_t i0, int64_t i1) {
-        const int64_t j0 = p * kPanelCols;
-        fns->rows_fwd(f, buf + slot * panel_bytes, j0, std::min(kPanelCols, f.n - j0), i0, i1);
+      Threads(ctx), f.n, panel_bytes, f.m,
+      [&](int64_t j0, int64_t width, uint8_t* at) { fns->pack_fwd(f, j0, width, at); },
+      [&](int64_t j0, int64_t width, const uint8_t* at, int64_t i0, int64_t i1) {
+        fns->rows_fwd(f, at, j0, width, i0, i1);
       });
   return true;
 #else
@@ -129,25 +122,16 @@ bool TiledInputGradient(const KernelContext& ctx, const TiledInputGrad& f) {
   if (f.dx->dtype != DType::F32 && f.dx->dtype != DType::BF16) return false;
   const bool bf = dt == DType::BF16;
   if (bf && f.n % 2 != 0) return false;
-  const int64_t panel_elems = GradPanelElems(bf, f.n);
-  const int64_t panel_bytes = panel_elems * (bf ? 2 : 4) + f.r * kPanelCols * 4;
-  const int64_t panels = (f.k + kPanelCols - 1) / kPanelCols;
-  const int64_t per_chunk = PanelsPerChunk(panels, panel_bytes, Threads(ctx));
-  uint8_t* buf = Scratch<uint8_t>(kTile, per_chunk * panel_bytes);
-  const int64_t adapter_at = panel_elems * (bf ? 2 : 4);
+  // Each panel: W's columns, then the adapter's A columns as f32 [r][32].
+  const int64_t adapter_at = GradPanelElems(bf, f.n) * (bf ? 2 : 4);
+  const int64_t panel_bytes = adapter_at + f.r * kPanelCols * 4;
   RunChunks(
-      Threads(ctx), panels, panel_bytes, f.m,
-      [&](int64_t p, int64_t slot) {
-        const int64_t c0 = p * kPanelCols;
-        uint8_t* at = buf + slot * panel_bytes;
-        fns->pack_grad(f, c0, std::min(kPanelCols, f.k - c0), at,
-                       reinterpret_cast<float*>(at + adapter_at));
+      Threads(ctx), f.k, panel_bytes, f.m,
+      [&](int64_t c0, int64_t width, uint8_t* at) {
+        fns->pack_grad(f, c0, width, at, reinterpret_cast<float*>(at + adapter_at));
       },
-      [&](int64_t p, int64_t slot, int64_t i0, int64_t i1) {
-        const int64_t c0 = p * kPanelCols;
-        const uint8_t* at = buf + slot * panel_bytes;
-        fns->rows_grad(f, at, reinterpret_cast<const float*>(at + adapter_at), c0,
-                       std::min(kPanelCols, f.k - c0), i0, i1);
+      [&](int64_t c0, int64_t width, const uint8_t* at, int64_t i0, int64_t i1) {
+        fns->rows_grad(f, at, reinterpret_cast<const float*>(at + adapter_at), c0, width, i0, i1);
       });
   return true;
 #else

@@ -107,6 +107,14 @@ void ChunkGrad(const KernelContext& ctx, const LmCe& L, int64_t c0, int64_t c1, 
   }
 }
 
+// out[0] = Σ loss[i] (in token order, whatever the chunk size), out[1] = na.
+void StoreLoss(const double* loss, int64_t na, const std::vector<TensorView>& out) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < na; ++i) sum += loss[i];
+  out[0].as<float>()[0] = static_cast<float>(sum);
+  out[1].as<int64_t>()[0] = na;
+}
+
 Status LmHeadCeFwd(const KernelContext& ctx, const KernelParams& p,
                    const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
   LmCe L;
@@ -128,10 +136,7 @@ Status LmHeadCeFwd(const KernelContext& ctx, const KernelParams& p,
       loss[i] = double(LogSumExp(row, V)) - double(row[LoadIndex(*L.targets, L.active[i])]);
     }
   }
-  double sum = 0.0;  // in token order, whatever the chunk size
-  for (int64_t i = 0; i < na; ++i) sum += loss[i];
-  out[0].as<float>()[0] = static_cast<float>(sum);
-  out[1].as<int64_t>()[0] = na;
+  StoreLoss(loss, na, out);
   return OkStatus();
 }
 
@@ -193,10 +198,7 @@ Status LmHeadCeFwdBwdX(const KernelContext& ctx, const KernelParams& p,
   const int64_t na = static_cast<int64_t>(L.active.size());
   double* loss = Scratch<double>(kRows, na);
   LORA_RETURN_IF_ERROR(LmInputGradient(ctx, p, L, out[2], loss));
-  double sum = 0.0;  // in token order, as LmHeadCeFwd
-  for (int64_t i = 0; i < na; ++i) sum += loss[i];
-  out[0].as<float>()[0] = static_cast<float>(sum);
-  out[1].as<int64_t>()[0] = na;
+  StoreLoss(loss, na, out);
   return OkStatus();
 }
 

@@ -470,6 +470,7 @@ inline Status LinearForward(const KernelContext& ctx, const TensorView& x, const
 // dx[m, k] = dy·deq(W) (w may be null) + scaling·drop'(g·A), g = dy·B given
 // as `g` [m, r] f32 (null when there is no adapter), each element of dx
 // rounded once.
+// `keep` [m, k]: the dropout mask when the caller already drew it.
 inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, const Weight* w,
                             const float* g, const TensorView* a, const Adapter& ad,
                             const TensorView& dx, int64_t m, int64_t n, int64_t k,
@@ -527,11 +528,15 @@ inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, cons
       const bool add = w != nullptr;
 #pragma omp parallel for num_threads(T) schedule(static) if (m * kk >= (1 << 14))
       for (int64_t i = 0; i < m; ++i) {
-        uint8_t* keep = Scratch<uint8_t>(kKeep, kk);
-        DropoutKeepMask(ctx.step_seed, ad.stream, static_cast<uint64_t>(i * k + k0), kk, ad.dropout,
-                        keep);
+        const uint8_t* row_keep = keep ? keep + i * k + k0 : nullptr;
+        if (!row_keep) {  // not drawn by the caller: draw this row's part
+          uint8_t* drawn = Scratch<uint8_t>(kKeep, kk);
+          DropoutKeepMask(ctx.step_seed, ad.stream, static_cast<uint64_t>(i * k + k0), kk,
+                          ad.dropout, drawn);
+          row_keep = drawn;
+        }
         for (int64_t j = 0; j < kk; ++j) {
-          const float v = keep[j] ? t[i * kk + j] : 0.0f;
+          const float v = row_keep[j] ? t[i * kk + j] : 0.0f;
           cf[i * ldc + j] = add ? cf[i * ldc + j] + v : v;
         }
       }

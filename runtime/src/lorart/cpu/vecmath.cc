@@ -42,8 +42,8 @@ LORART_CPU_CLONES float LogSumExp(const float* x, int64_t n) {
 }
 
 // g[j] = scale·(softmax(x)[j] - [j == target]) given lse = log Σ exp(x).
-LORART_CPU_CLONES void SoftmaxGrad(const float* x, int64_t n, float lse, int64_t target, float scale,
-                        float* g) {
+LORART_CPU_CLONES void SoftmaxGrad(const float* x, int64_t n, float lse, int64_t target,
+                                   float scale, float* g) {
   if (!std::isfinite(lse)) {  // a NaN or infinite logit: the row's gradient is NaN
     std::fill(g, g + n, std::numeric_limits<float>::quiet_NaN());
     return;

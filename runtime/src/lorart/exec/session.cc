@@ -339,9 +339,8 @@ Status Session::BindWeights(const std::string& model_dir, bool allow_nonfinite) 
         const int64_t len = std::min(kChunk, count - off);
         const uint8_t* at = src + off * esize;
         LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype, at, len, tmp.data(), what));
-        bool finite = true;
-        for (int64_t i = 0; i < len; ++i) finite &= std::isfinite(tmp[static_cast<size_t>(i)]);
-        if (!finite && !allow_nonfinite) {  // the error counts the whole tensor
+        if (!allow_nonfinite && !CheckFiniteValues(tmp.data(), len, what).ok()) {
+          // The error counts the whole tensor.
           std::vector<float> all(static_cast<size_t>(count));
           LORA_RETURN_IF_ERROR(DecodeFloats(info->dtype, src, count, all.data(), what));
           return CheckFiniteValues(all.data(), count, what, hint);
