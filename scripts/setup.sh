@@ -12,6 +12,7 @@ PACKAGES=(
   libdnnl-dev ocl-icd-opencl-dev
   zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev
   libxxhash-dev
+  openmpi-bin libopenmpi-dev
   clang libclang-rt-dev
 )
 

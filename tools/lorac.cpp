@@ -138,6 +138,18 @@ cl::opt<int64_t> gradAccum("grad-accum",
                            cl::desc("Micro-batches per optimizer step"),
                            cl::init(1), cl::sub(compileCmd),
                            cl::cat(compileCat));
+cl::opt<bool> dataParallel(
+    "data-parallel",
+    cl::desc("Data-parallel training: the gradient all-reduce over the ranks "
+             "of `mpirun ... lorart run` (the number of ranks is chosen at "
+             "run time; docs/distributed.md)"),
+    cl::init(false), cl::sub(compileCmd), cl::cat(compileCat));
+cl::opt<double> bucketMb("bucket-mb",
+                         cl::desc("--data-parallel: gradient bucket size in "
+                                  "MiB (each bucket's all-reduce starts as "
+                                  "soon as the backward has filled it)"),
+                         cl::init(25.0), cl::sub(compileCmd),
+                         cl::cat(compileCat));
 cl::opt<bool> packing("packing",
                       cl::desc("Pack several documents per row (segment ids, "
                                "restarting positions)"),
@@ -378,14 +390,18 @@ Pipeline buildPipeline(ModuleOp module) {
   p.prefix += formatv(",lora-fuse{{chunk-size={0}},lora-autodiff{{train={1}}",
                       lmHeadChunk(module), trainWhat.getValue())
                   .str();
-  p.suffix = formatv("lora-optimizer{{beta1={0} beta2={1} eps={2} "
-                     "weight-decay={3} max-grad-norm={4}},"
-                     "lora-fuse-lm-head-loss{{target={5}},"
-                     "lora-lower-to-kernels{{target={5}},{6}lora-plan-memory",
-                     num(beta1), num(beta2), num(adamEps), num(weightDecay),
-                     num(maxGradNorm), target.getValue(),
-                     target == "cuda" ? "lora-emit-cuda," : "")
-                 .str();
+  p.suffix =
+      formatv("lora-optimizer{{beta1={0} beta2={1} eps={2} "
+              "weight-decay={3} max-grad-norm={4}},"
+              "lora-fuse-lm-head-loss{{target={5}},{7}"
+              "lora-lower-to-kernels{{target={5}},{6}lora-plan-memory",
+              num(beta1), num(beta2), num(adamEps), num(weightDecay),
+              num(maxGradNorm), target.getValue(),
+              target == "cuda" ? "lora-emit-cuda," : "",
+              dataParallel
+                  ? "lora-data-parallel{bucket-mb=" + num(bucketMb) + "},"
+                  : std::string())
+          .str();
   return p;
 }
 
@@ -409,6 +425,12 @@ std::optional<std::string> checkCompileFlags() {
     if (dpoReplayWeight < 0)
       return bad("--dpo-replay-weight must be >= 0, got " + num(dpoReplayWeight));
   }
+  if (dataParallel && target == "cuda")
+    return bad("--data-parallel is available for CPU plans only: the CUDA "
+               "backend has no collective kernels yet (NCCL, "
+               "docs/distributed.md)");
+  if (!(bucketMb > 0.0))
+    return bad("--bucket-mb must be positive, got " + num(bucketMb));
   if (microBatch <= 0)
     return bad("--micro-batch must be positive, got " +
                Twine(static_cast<int64_t>(microBatch)));

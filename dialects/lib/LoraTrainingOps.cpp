@@ -3,6 +3,8 @@
 
 #include "VerifyUtils.h"
 
+#include "llvm/ADT/StringSet.h"
+
 #include <cmath>
 
 using namespace mlir;
@@ -450,4 +452,43 @@ LogicalResult CastOp::verify() {
     return emitOpError() << "result shape " << out
                          << " must equal the input shape " << in;
   return success();
+}
+
+LogicalResult AllReduceSumOp::verify() {
+  if (getInput().getType() != getResult().getType())
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must equal the input type "
+                         << getInput().getType();
+  return success();
+}
+
+/// A bucket: a non-empty list of distinct names, a bucket index >= 0 and a
+/// positive size.
+static LogicalResult verifyBucket(Operation *op, ArrayAttr names,
+                                  int64_t bucket, int64_t bytes) {
+  if (names.empty())
+    return op->emitOpError() << "needs at least one gradient name";
+  llvm::StringSet<> seen;
+  for (Attribute a : names) {
+    StringRef n = cast<StringAttr>(a).getValue();
+    if (n.empty())
+      return op->emitOpError() << "has an empty gradient name";
+    if (!seen.insert(n).second)
+      return op->emitOpError() << "lists '" << n << "' twice";
+  }
+  if (bucket < 0)
+    return op->emitOpError()
+           << "attribute 'bucket' must be >= 0, got " << bucket;
+  if (bytes <= 0)
+    return op->emitOpError()
+           << "attribute 'bytes' must be positive, got " << bytes;
+  return success();
+}
+
+LogicalResult GradAllReduceStartOp::verify() {
+  return verifyBucket(*this, getNames(), getBucket(), getBytes());
+}
+
+LogicalResult GradAllReduceWaitOp::verify() {
+  return verifyBucket(*this, getNames(), getBucket(), getBytes());
 }

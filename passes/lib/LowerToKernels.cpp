@@ -449,6 +449,23 @@ struct LowerToKernelsPass
               return elements(params::zero{},
                               cast<RankedTensorType>(o.getStorageType()).getNumElements());
             })
+            .Case([&](AllReduceSumOp o) {
+              return elementwise(params::all_reduce_sum{}, o.getInput());
+            })
+            .Case([&](GradAllReduceStartOp o) {
+              params::grad_all_reduce_start p;
+              p.bucket = o.getBucket();
+              p.tensors = static_cast<int64_t>(o.getNames().size());
+              p.bytes = o.getBytes();
+              return kernelAttr(ctx, p);
+            })
+            .Case([&](GradAllReduceWaitOp o) {
+              params::grad_all_reduce_wait p;
+              p.bucket = o.getBucket();
+              p.tensors = static_cast<int64_t>(o.getNames().size());
+              p.bytes = o.getBytes();
+              return kernelAttr(ctx, p);
+            })
             .Case([&](GlobalNormOp o) {
               params::global_norm p;
               p.tensors = static_cast<int64_t>(o.getInputs().size());

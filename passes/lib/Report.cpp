@@ -77,6 +77,9 @@ FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
     }
   });
 
+  module.walk(
+      [&](GradAllReduceStartOp op) { r.bucketBytes.push_back(op.getBytes()); });
+
   for (auto fn : module.getOps<func::FuncOp>()) {
     if (auto a = fn->getAttrOfType<IntegerAttr>(kArenaSizeAttrName))
       r.activationBytes = std::max(r.activationBytes, a.getInt());
@@ -166,6 +169,26 @@ void mlir::lora::printReport(const CompileReport &r, llvm::raw_ostream &os) {
      << llvm::format("%.3f", r.flopsPerToken() / 1e9) << " GFLOP\n";
   os << "FLOPs per optimizer step: "
      << flopsStr(r.trainStepFlops * static_cast<double>(r.gradAccum)) << "\n";
+  if (!r.bucketBytes.empty()) {
+    int64_t total = 0;
+    std::string list;
+    for (int64_t b : r.bucketBytes) {
+      total += b;
+      list += (list.empty() ? "" : ", ") + formatBytes(b);
+    }
+    // A ring all-reduce sends (and receives) 2(W-1)/W of the payload per
+    // rank.
+    auto ring = [&](int w) {
+      return formatBytes(
+          static_cast<int64_t>(2.0 * (w - 1) / w * static_cast<double>(total)));
+    };
+    os << "data parallel: " << r.bucketBytes.size() << " gradient buckets ("
+       << list << ") = " << formatBytes(total)
+       << " all-reduced per optimizer step, each started as the last "
+          "micro-batch's backward fills it; a ring all-reduce sends "
+          "2(W-1)/W of it per rank: "
+       << ring(2) << " at 2 ranks, " << ring(8) << " at 8\n";
+  }
 }
 
 void mlir::lora::printReportJson(const CompileReport &r,
@@ -219,5 +242,15 @@ void mlir::lora::printReportJson(const CompileReport &r,
                           {"optimizer_step",
                            r.trainStepFlops *
                                static_cast<double>(r.gradAccum)}}}};
+  if (!r.bucketBytes.empty()) {
+    llvm::json::Array buckets;
+    int64_t total = 0;
+    for (int64_t b : r.bucketBytes) {
+      buckets.push_back(b);
+      total += b;
+    }
+    o["data_parallel"] = llvm::json::Object{
+        {"bucket_bytes", std::move(buckets)}, {"bytes_per_step", total}};
+  }
   os << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
 }

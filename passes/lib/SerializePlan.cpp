@@ -411,6 +411,20 @@ private:
         out.push_back(byName[a.getName()]);
       if (auto z = dyn_cast<ResetOp>(op))
         out.push_back(byName[z.getName()]);
+      // A gradient bucket's collectives sum its accumulators in place.
+      ArrayAttr bucket;
+      if (auto st = dyn_cast<GradAllReduceStartOp>(op))
+        bucket = st.getNames();
+      else if (auto w = dyn_cast<GradAllReduceWaitOp>(op))
+        bucket = w.getNames();
+      for (Attribute a : bucket ? bucket.getValue() : ArrayRef<Attribute>()) {
+        StringRef n = cast<StringAttr>(a).getValue();
+        auto it = byName.find(n);
+        if (it == byName.end())
+          return op.emitOpError()
+                 << "names '" << n << "', which no lora.param declares";
+        out.push_back(it->second);
+      }
       FailureOr<uint32_t> k = kernel(&op);
       if (failed(k))
         return failure();

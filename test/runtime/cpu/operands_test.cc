@@ -230,11 +230,19 @@ TEST(KernelOperands, DeclaredOperandsAreTheCpuKernelsContract) {
     p.Get("block_size", &block_size);
     const std::vector<Slot> slots = Expand(spec, params);
 
-    // As declared: both accept.
+    // As declared: both accept. (The collectives' `bytes` is the size of
+    // the accumulators the launch holds, which the kernel checks.)
     {
       Operands ops = Build(slots, nf4, block_size, rng);
       EXPECT_EQ(Declared(spec, p, ops.in, ops.out), "");
-      Status s = RunKernel(spec.kind, p, ops.in, ops.out);
+      KernelParams fitted = p;
+      int64_t bytes = 0;
+      if (p.Get("bytes", &bytes)) {
+        bytes = 0;
+        for (const Owned* o : ops.out) bytes += o->view.numel() * 4;
+        fitted.Set("bytes", bytes);
+      }
+      Status s = RunKernel(spec.kind, fitted, ops.in, ops.out);
       EXPECT_TRUE(s.ok()) << s.ToString();
     }
     for (int i = 0; i < static_cast<int>(slots.size()); ++i) {
@@ -300,4 +308,25 @@ TEST(KernelOperands, ConditionalAndRepeatedOperands) {
 }
 
 }  // namespace
+// A gradient bucket whose `bytes` disagrees with the accumulators it names
+// is refused (a plan whose buckets differ between ranks would sum unrelated
+// memory).
+TEST(KernelOperands, GradientBucketMustHoldItsBytes) {
+  const kernels::KindSpec* start = kernels::FindKind("grad_all_reduce_start");
+  ASSERT_NE(start, nullptr);
+  KernelParams p = ParamsFor(*start);
+  Params params;
+  params.p = &p;
+  std::mt19937_64 rng(11);
+  Operands ops = Build(Expand(*start, params), false, 0, rng);
+  int64_t bytes = 0;
+  for (const Owned* o : ops.out) bytes += o->view.numel() * 4;
+  p.Set("bytes", bytes);
+  EXPECT_TRUE(RunKernel("grad_all_reduce_start", p, ops.in, ops.out).ok());
+  p.Set("bytes", bytes + 4);
+  Status s = RunKernel("grad_all_reduce_start", p, ops.in, ops.out);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("'bytes' is"), std::string::npos) << s.ToString();
+}
+
 }  // namespace lorart::cpu::testing

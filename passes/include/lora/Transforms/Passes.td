@@ -568,6 +568,56 @@ def FuseLmHeadLoss : Pass<"lora-fuse-lm-head-loss", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::lora::LoraDialect"];
 }
 
+def DataParallel : Pass<"lora-data-parallel", "::mlir::ModuleOp"> {
+  let summary = "Adds the gradient all-reduce of data-parallel training, in buckets that overlap the backward";
+  let description = [{
+    Runs after `lora-optimizer` (and `lora-fuse-lm-head-loss`), before
+    `lora-lower-to-kernels`. Every rank of a data-parallel run executes the
+    same plan on its own micro-batches; this pass makes the plan sum over the
+    ranks what the optimizer step needs (docs/distributed.md):
+
+    - In `@train_step`, each gradient's `lora.accumulate` + `lora.assign`
+      moves to right after the op that produces the gradient, so the
+      float32 accumulators fill in the order of the backward. In that order
+      they are grouped into buckets of at least `bucket-mb` MiB (the last
+      may be smaller); after a bucket's last accumulation,
+      `lora.grad_all_reduce_start` starts its all-reduce, which runs while
+      the rest of the backward computes. A new F32 input `sync_gradients`
+      gates it: the trainer sets it on the last micro-batch of each
+      optimizer step only, so gradient accumulation communicates once per
+      step.
+    - `@optimizer_step` begins with a `lora.grad_all_reduce_wait` per bucket
+      and sums its `token_count` input over the ranks
+      (`lora.all_reduce_sum`) before `lora.clip_scale`: the update divides
+      the gradient summed over all ranks by the target tokens of all ranks,
+      exactly as one process accumulating the same micro-batches would.
+
+    The plan does not depend on the number of ranks (with one rank every
+    collective is the identity), so a run may resume on another world size.
+    `lorac compile --report` lists the buckets and the bytes each rank sends
+    per step. Refused: a plan without `@train_step`/`@optimizer_step` or
+    gradient accumulators, one that is data-parallel already, and a
+    `bucket-mb` that is not positive.
+
+    Before (`@train_step`, end of the function):
+    ```mlir
+    %acc = lora.param "grad/w" {role = #lora.role<gradient>, of = "w"} : tensor<16x64xf32>
+    %s = lora.accumulate %acc, %dw : (tensor<16x64xf32>, tensor<16x64xbf16>) -> tensor<16x64xf32>
+    lora.assign "grad/w", %s : tensor<16x64xf32>
+    ```
+    After (right after `%dw` is produced):
+    ```mlir
+    lora.assign "grad/w", %s : tensor<16x64xf32>
+    lora.grad_all_reduce_start ["grad/w"] sync(%sync) {bucket = 0 : i64, bytes = 4096 : i64} : tensor<f32>
+    ```
+  }];
+  let options = [
+    Option<"bucketMb", "bucket-mb", "double", /*default=*/"25.0",
+           "bucket size in MiB (PyTorch DDP's default is 25)">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect"];
+}
+
 def LowerToKernels : Pass<"lora-lower-to-kernels", "::mlir::ModuleOp"> {
   let summary = "Maps every op of the training graph to a kernel kind with its launch parameters";
   let description = [{

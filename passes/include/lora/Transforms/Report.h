@@ -2,10 +2,11 @@
 #ifndef LORA_TRANSFORMS_REPORT_H
 #define LORA_TRANSFORMS_REPORT_H
 
-#include <string>
 #include "lora/Transforms/ModelSummary.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/raw_ostream.h"
+#include <string>
+#include <vector>
 
 namespace mlir::lora {
 
@@ -24,6 +25,9 @@ struct CompileReport {
   int64_t optimizerBytes = 0;     // master copies + AdamW moments (float32)
   int64_t activationBytes = 0;    // the arena: peak of the programs
   int64_t workspaceBytes = 0;     // kernel scratch outside the arena
+  // Data-parallel plans (lora-data-parallel): each gradient bucket's bytes,
+  // in the order the backward fills them; empty for other plans.
+  std::vector<int64_t> bucketBytes;
   int64_t totalBytes() const {
     return frozenBytes + trainableBytes + gradientBytes + optimizerBytes +
            activationBytes + workspaceBytes;

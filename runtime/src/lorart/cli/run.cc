@@ -2,9 +2,11 @@
 // of the base model or base + adapter on a data file.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include "lorart.h"
 #include "lorart/cli/commands.h"
@@ -12,6 +14,7 @@
 #include "lorart/cuda/nvrtc.h"
 #include "lorart/data/dataset.h"
 #include "lorart/data/tokenizer.h"
+#include "lorart/dist/collective.h"
 #include "lorart/exec/feed.h"
 #include "lorart/exec/session.h"
 #include "lorart/io/peft_adapter.h"
@@ -131,6 +134,8 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     uint64_t seed = 0;
     int threads = 0;
     bool no_progress = false, allow_nonfinite = false;
+    std::string dist = "auto";
+    double collective_timeout = 600;
   };
   auto o = std::make_shared<Options>();
   Command c;
@@ -171,76 +176,109 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   a->add_flag("--no-progress", o->no_progress, "Plain log lines instead of a progress bar");
   a->add_flag("--allow-nonfinite-weights", o->allow_nonfinite,
               "Bind base weights with NaN/Inf values (refused by default)");
+  a->add_option("--dist", o->dist,
+                "Data-parallel ranks: auto (MPI when started by mpirun/srun), mpi or none");
+  a->add_option("--collective-timeout", o->collective_timeout,
+                "Seconds a rank waits at a collective before the job fails naming the ranks "
+                "that did not arrive");
   c.run = [o, &out]() -> Status {
-    SessionOptions so;
-    so.num_threads = o->threads;
-    LORA_RETURN_IF_ERROR(o->device.Apply(&so));
-    Loaded l;
-    LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l, o->fisher,
-                                     o->allow_nonfinite));
-    out << "device: " << l.session->DeviceDescription() << "\n";
-    const Plan& plan = l.session->plan();
-    LORA_ASSIGN_OR_RETURN(data::DataOptions train_opts,
-                          DataOptionsFor(plan, o->chat_template, o->base, o->seed, true));
-    LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> train,
-                          LoadData(o->data, *l.tokenizer, train_opts));
-    LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *train));
-    if (!o->replay.empty() && train_opts.preference &&
-        !HasInput(plan, programs::kTrainStep, InputPort::ReplayMask))
-      return InvalidArgumentError(o->plan + ": --replay with a DPO plan needs a replay loss in "
-                                            "it: compile with --dpo-replay-weight W");
-    if (!o->replay.empty()) {
-      data::DataOptions replay_opts = train_opts;
-      replay_opts.objective = data::Objective::kPretrain;
-      replay_opts.preference = false;
-      replay_opts.shuffle = false;
-      LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> general,
-                            data::Dataset::Load(o->replay, *l.tokenizer, replay_opts));
-      LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *general));
-      LORA_ASSIGN_OR_RETURN(train, data::Dataset::WithReplay(*train, *general, o->replay_ratio,
-                                                             o->seed));
+    dist::CollectiveOptions copts;
+    copts.timeout_s = o->collective_timeout;
+    std::unique_ptr<dist::Collective> coll;
+    LORA_RETURN_IF_ERROR(dist::FromEnvironment(o->dist, copts, &coll));
+    // Only rank 0 prints; every rank's errors reach stderr.
+    std::ostringstream discard;
+    std::ostream& shown = coll->rank() == 0 ? out : discard;
+    auto train = [&o, &discard](dist::Collective* coll, std::ostream& out) -> Status {
+      SessionOptions so;
+      so.num_threads = o->threads;
+      so.collective = coll;
+      LORA_RETURN_IF_ERROR(o->device.Apply(&so));
+      Loaded l;
+      LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l,
+                                       o->fisher, o->allow_nonfinite));
+      out << "device: " << l.session->DeviceDescription() << "\n";
+      const Plan& plan = l.session->plan();
+      LORA_ASSIGN_OR_RETURN(data::DataOptions train_opts,
+                            DataOptionsFor(plan, o->chat_template, o->base, o->seed, true));
+      LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> train,
+                            LoadData(o->data, *l.tokenizer, train_opts));
+      LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *train));
+      if (!o->replay.empty() && train_opts.preference &&
+          !HasInput(plan, programs::kTrainStep, InputPort::ReplayMask))
+        return InvalidArgumentError(o->plan +
+                                    ": --replay with a DPO plan needs a replay loss in "
+                                    "it: compile with --dpo-replay-weight W");
+      if (!o->replay.empty()) {
+        data::DataOptions replay_opts = train_opts;
+        replay_opts.objective = data::Objective::kPretrain;
+        replay_opts.preference = false;
+        replay_opts.shuffle = false;
+        LORA_ASSIGN_OR_RETURN(std::unique_ptr<data::Dataset> general,
+                              data::Dataset::Load(o->replay, *l.tokenizer, replay_opts));
+        LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *general));
+        LORA_ASSIGN_OR_RETURN(
+            train, data::Dataset::WithReplay(*train, *general, o->replay_ratio, o->seed));
+      }
+      out << train->stats().Summary(train_opts.seq_len) << "\n";
+      std::unique_ptr<data::Dataset> eval;
+      if (!o->eval.empty()) {
+        data::DataOptions eval_opts = train_opts;
+        eval_opts.shuffle = false;
+        LORA_ASSIGN_OR_RETURN(eval, LoadData(o->eval, *l.tokenizer, eval_opts));
+        LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *eval));
+        out << eval->stats().Summary(eval_opts.seq_len) << "\n";
+      }
+      const schema::Hyperparameters& d = plan.defaults();
+      TrainOptions t;
+      t.steps = o->steps;
+      t.epochs = o->epochs;
+      t.grad_accum = o->grad_accum > 0 ? o->grad_accum : std::max<int64_t>(1, d.grad_accum());
+      t.lr = o->lr > 0 ? o->lr : d.lr();
+      t.min_lr = o->min_lr >= 0 ? o->min_lr : d.min_lr();
+      t.warmup_steps = o->warmup >= 0 ? o->warmup : static_cast<int64_t>(d.warmup_steps());
+      t.schedule = !o->schedule.empty() ? o->schedule
+                   : d.schedule()       ? d.schedule()->str()
+                                        : "cosine";
+      if (t.schedule != "cosine" && t.schedule != "linear" && t.schedule != "constant")
+        return InvalidArgumentError("--schedule must be cosine, linear or constant");
+      t.seed = o->seed;
+      t.eval_every = o->eval_every;
+      t.patience = o->patience;
+      t.save_every = o->save_every;
+      t.spike_factor = o->spike;
+      t.max_skipped = o->max_skipped;
+      t.output_dir = o->output;
+      t.resume_dir = o->resume;
+      t.base_model = o->base;
+      t.progress_bar = !o->no_progress && ::isatty(2) && coll->rank() == 0;
+      t.collective = coll;
+      Trainer trainer(l.session.get(), train.get(), eval.get(), t,
+                      coll->rank() == 0 ? &std::cerr : &discard);
+      TrainResult r;
+      LORA_RETURN_IF_ERROR(trainer.Run(&r));
+      out << "trained " << r.steps << " steps (" << r.skipped << " skipped), final train loss "
+          << r.final_train_loss;
+      if (!std::isnan(r.best_eval_loss)) out << ", best eval loss " << r.best_eval_loss;
+      out << "\nwrote " << o->output
+          << (plan.lora() ? "/adapter_model.safetensors, adapter_config.json"
+                          : "/model.safetensors, config.json and the tokenizer files")
+          << ", metrics.jsonl, loss.svg\n";
+      return OkStatus();
+    };
+    Status s = train(coll.get(), shown);
+    if (!s.ok() && coll->world_size() > 1) {
+      // One rank's error ends the job: the others would wait at their next
+      // collective. Checkpoints are written atomically, so the last one is
+      // whole.
+      std::string message = s.message();
+      std::replace(message.begin(), message.end(), '\n', ' ');
+      std::cerr << "lorart: rank " << coll->rank() << " of " << coll->world_size()
+                << ": error: " << message << "\n";
+      std::cerr.flush();
+      coll->Abort(1);
     }
-    out << train->stats().Summary(train_opts.seq_len) << "\n";
-    std::unique_ptr<data::Dataset> eval;
-    if (!o->eval.empty()) {
-      data::DataOptions eval_opts = train_opts;
-      eval_opts.shuffle = false;
-      LORA_ASSIGN_OR_RETURN(eval, LoadData(o->eval, *l.tokenizer, eval_opts));
-      LORA_RETURN_IF_ERROR(CheckVocabulary(plan, *l.tokenizer, *eval));
-      out << eval->stats().Summary(eval_opts.seq_len) << "\n";
-    }
-    const schema::Hyperparameters& d = plan.defaults();
-    TrainOptions t;
-    t.steps = o->steps;
-    t.epochs = o->epochs;
-    t.grad_accum = o->grad_accum > 0 ? o->grad_accum : std::max<int64_t>(1, d.grad_accum());
-    t.lr = o->lr > 0 ? o->lr : d.lr();
-    t.min_lr = o->min_lr >= 0 ? o->min_lr : d.min_lr();
-    t.warmup_steps = o->warmup >= 0 ? o->warmup : static_cast<int64_t>(d.warmup_steps());
-    t.schedule = !o->schedule.empty() ? o->schedule : d.schedule() ? d.schedule()->str() : "cosine";
-    if (t.schedule != "cosine" && t.schedule != "linear" && t.schedule != "constant")
-      return InvalidArgumentError("--schedule must be cosine, linear or constant");
-    t.seed = o->seed;
-    t.eval_every = o->eval_every;
-    t.patience = o->patience;
-    t.save_every = o->save_every;
-    t.spike_factor = o->spike;
-    t.max_skipped = o->max_skipped;
-    t.output_dir = o->output;
-    t.resume_dir = o->resume;
-    t.base_model = o->base;
-    t.progress_bar = !o->no_progress && ::isatty(2);
-    Trainer trainer(l.session.get(), train.get(), eval.get(), t, &std::cerr);
-    TrainResult r;
-    LORA_RETURN_IF_ERROR(trainer.Run(&r));
-    out << "trained " << r.steps << " steps (" << r.skipped << " skipped), final train loss "
-        << r.final_train_loss;
-    if (!std::isnan(r.best_eval_loss)) out << ", best eval loss " << r.best_eval_loss;
-    out << "\nwrote " << o->output
-        << (plan.lora() ? "/adapter_model.safetensors, adapter_config.json"
-                        : "/model.safetensors, config.json and the tokenizer files")
-        << ", metrics.jsonl, loss.svg\n";
-    return OkStatus();
+    return s;
   };
   return c;
 }

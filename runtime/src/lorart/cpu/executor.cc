@@ -6,6 +6,8 @@
 #include <cstring>
 #include <thread>
 
+#include "lorart/dist/collective.h"
+
 namespace lorart::cpu {
 
 Status Executor::Create(const Plan& plan, const ExecutorOptions& options,
@@ -28,6 +30,7 @@ Executor::~Executor() { std::free(arena_); }
 
 Status Executor::Prepare(const ExecutorOptions& options) {
   const Plan& plan = *plan_;
+  ctx_.collective = options.collective;
   ctx_.num_threads = options.num_threads > 0
                          ? options.num_threads
                          : std::max(1u, std::thread::hardware_concurrency());
@@ -102,6 +105,11 @@ Status Executor::Run(const std::string& program, uint64_t step_seed,
         launch_ms->push_back(
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                 .count());
+      // Lets started gradient all-reduces advance while the backward goes on
+      // (MPI progresses nonblocking collectives inside its calls).
+      if (ctx.collective && ctx.collective->pending())
+        LORA_RETURN_IF_ERROR(ctx.collective->Progress(), "in %s, after launch %u", program.c_str(),
+                             index);
       ++index;
     }
   }

@@ -29,6 +29,9 @@ struct ExecutorOptions {
   // Appended to the description, "cpu (2 threads; NOTE)": why not CUDA when
   // the device was chosen automatically ("" for none).
   std::string note;
+  // The run's ranks for the collective kernels (null: one process); must
+  // outlive the executor.
+  dist::Collective* collective = nullptr;
 };
 
 class Executor final : public ::lorart::Executor {

@@ -27,6 +27,7 @@ void EnsureRegistered() {
     RegisterAttentionKernels();
     RegisterOptimizerKernels();
     RegisterSelectKernels();
+    RegisterCollectiveKernels();
   });
 }
 }  // namespace

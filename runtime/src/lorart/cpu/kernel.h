@@ -23,6 +23,10 @@
 #include "lorart/plan/kernel_params.h"
 #include "lorart/schema/train_bin_generated.h"
 
+namespace lorart::dist {
+class Collective;
+}  // namespace lorart::dist
+
 namespace lorart::cpu {
 
 using schema::DType;
@@ -104,6 +108,9 @@ struct KernelContext {
   // Seed of this micro-step's dropout masks (0 when no dropout is drawn).
   uint64_t step_seed = 0;
   int num_threads = 1;
+  // The run's ranks, for the collective kernels (collectives.cc); null: one
+  // process.
+  dist::Collective* collective = nullptr;
 };
 
 using KernelFn = Status (*)(const KernelContext& ctx, const KernelParams& params,
@@ -124,6 +131,7 @@ void RegisterElementwiseKernels();  // elementwise.cc: RoPE, SwiGLU, masks, cast
 void RegisterAttentionKernels();    // attention.cc
 void RegisterOptimizerKernels();    // optimizer.cc: AdamW, global norm, clip scale
 void RegisterSelectKernels();       // select.cc: select_rows (generation)
+void RegisterCollectiveKernels();   // collectives.cc: data-parallel sums over the ranks
 // NotFound naming the kind when the backend has no such kernel.
 Status LookupKernel(std::string_view kind, KernelFn* out);
 std::vector<std::string> RegisteredKernels();

@@ -593,11 +593,15 @@ Batcher::Batcher(Dataset* dataset, DataCursor start) : dataset_(dataset), cursor
 
 Status Batcher::Next(Batch* out) {
   LORA_RETURN_IF_ERROR(dataset_->GetBatch(cursor_.epoch, cursor_.batch, out));
+  Skip();
+  return OkStatus();
+}
+
+void Batcher::Skip() {
   if (++cursor_.batch >= dataset_->batches_per_epoch()) {
     cursor_.batch = 0;
     ++cursor_.epoch;
   }
-  return OkStatus();
 }
 
 Status Batcher::Seek(DataCursor cursor) {

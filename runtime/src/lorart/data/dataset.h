@@ -198,6 +198,9 @@ class Batcher {
   // The batch at the cursor; then the cursor moves to the next batch (batch
   // 0 of the next epoch after the last one).
   Status Next(Batch* out);
+  // Moves the cursor as Next does without making the batch (another rank's
+  // micro-batch in data-parallel training).
+  void Skip();
   DataCursor cursor() const { return cursor_; }
   // INVALID_ARGUMENT if the batch is outside [0, batches_per_epoch) or the
   // epoch is negative.

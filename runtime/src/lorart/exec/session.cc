@@ -152,6 +152,7 @@ Status Session::Prepare(const SessionOptions& options) {
   cpu::ExecutorOptions co;
   co.num_threads = options.num_threads;
   co.note = not_cuda;
+  co.collective = options.collective;
   std::unique_ptr<cpu::Executor> host;
   LORA_RETURN_IF_ERROR(cpu::Executor::Create(plan_, co, &views_, &host));
   executor_ = std::move(host);

@@ -32,6 +32,9 @@
 #include "lorart/plan/ports.h"
 
 namespace lorart {
+namespace dist {
+class Collective;
+}  // namespace dist
 
 // kAuto: CUDA when a driver with a device is present, NVRTC loads and every
 // kernel the plan launches has CUDA source; else the CPU, with the reason in
@@ -59,6 +62,9 @@ struct SessionOptions {
   DeviceKind device = DeviceKind::kCpu;
   int cuda_device = 0;       // the GPU's ordinal for kCuda
   std::string kernel_cache;  // CUDA: compiled-kernel cache ("" = the default)
+  // The run's ranks, for the plan's collective kernels (data-parallel plans,
+  // lorart/dist/collective.h); null: one process. Must outlive the session.
+  dist::Collective* collective = nullptr;
 };
 
 class Session {

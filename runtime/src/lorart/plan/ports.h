@@ -113,7 +113,8 @@ inline PortRule RuleOf(schema::InputPort p) {
     case P::LastIndex: return {D::I32, 1};
     case P::LearningRate:
     case P::Step:
-    case P::TokenCount: return {D::F32, 0};
+    case P::TokenCount:
+    case P::SyncGradients: return {D::F32, 0};
   }
   return {D::F32, -1};
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "lorart/exec/feed.h"
+#include "lorart/plan/ports.h"
 #include "lorart/io/files.h"
 #include "lorart/io/hf_model.h"
 #include "lorart/io/peft_adapter.h"
@@ -90,12 +91,15 @@ Trainer::Trainer(Session* session, data::Dataset* train, data::Dataset* eval,
     : session_(session), train_(train), eval_(eval), o_(std::move(options)), log_(log),
       batcher_(train) {}
 
-StatusOr<EvalResult> Trainer::Evaluate(Session* session, data::Dataset* dataset) {
+StatusOr<EvalResult> Trainer::Evaluate(Session* session, data::Dataset* dataset,
+                                       dist::Collective* collective) {
   double loss = 0;
   double count = 0;
   EvalResult result;
   data::Batch batch;
-  for (int64_t i = 0; i < dataset->batches_per_epoch(); ++i) {
+  const int64_t world = collective ? collective->world_size() : 1;
+  const int64_t rank = collective ? collective->rank() : 0;
+  for (int64_t i = rank; i < dataset->batches_per_epoch(); i += world) {
     LORA_RETURN_IF_ERROR(dataset->GetBatch(0, i, &batch));
     LORA_RETURN_IF_ERROR(FeedBatch(session, programs::kEvalStep, batch));
     LORA_RETURN_IF_ERROR(session->Run(programs::kEvalStep, 0));
@@ -109,6 +113,20 @@ StatusOr<EvalResult> Trainer::Evaluate(Session* session, data::Dataset* dataset)
     loss += l;
     count += n;
   }
+  if (collective && world > 1) {
+    RewardSums& r = result.rewards;
+    double sums[] = {loss, count, r.chosen, r.rejected, r.accuracy, r.margin};
+    LORA_RETURN_IF_ERROR(collective->AllReduceSum(sums, 6, "the evaluation's sums"));
+    loss = sums[0];
+    count = sums[1];
+    r.chosen = sums[2];
+    r.rejected = sums[3];
+    r.accuracy = sums[4];
+    r.margin = sums[5];
+    // A rank without an evaluation batch still reports DPO metrics when
+    // the plan has them.
+    r.present = session->plan().FindOutput(programs::kEvalStep, OutputPort::ChosenRewards) >= 0;
+  }
   if (count <= 0) return InvalidArgumentError("the evaluation set has no target tokens");
   result.loss = loss / count;
   result.count = count;
@@ -116,20 +134,87 @@ StatusOr<EvalResult> Trainer::Evaluate(Session* session, data::Dataset* dataset)
 }
 
 Status Trainer::WriteMetrics(const std::string& line) {
-  if (o_.output_dir.empty()) return OkStatus();
+  if (o_.output_dir.empty() || !lead()) return OkStatus();
   std::ofstream out(o_.output_dir + "/metrics.jsonl", std::ios::app);
   out << line << "\n";
   if (!out) return UnavailableError(o_.output_dir + "/metrics.jsonl: write failed");
   return OkStatus();
 }
 
+Status Trainer::CheckRanksAgree(int64_t total) {
+  dist::Collective* c = o_.collective;
+  // What must be equal on every rank, as doubles (integers up to 2^53 are
+  // exact; hashes are split in 32-bit halves).
+  std::vector<double> mine = {static_cast<double>(o_.seed >> 32),
+                              static_cast<double>(o_.seed & 0xffffffffu),
+                              static_cast<double>(o_.grad_accum),
+                              static_cast<double>(total),
+                              o_.lr,
+                              o_.min_lr,
+                              static_cast<double>(o_.warmup_steps),
+                              static_cast<double>(train_->batches_per_epoch()),
+                              static_cast<double>(train_->fingerprint() >> 32),
+                              static_cast<double>(train_->fingerprint() & 0xffffffffu),
+                              static_cast<double>(state_.step)};
+  static const char* const kNames[] = {"--seed",
+                                       "--seed",
+                                       "--grad-accum",
+                                       "the number of optimizer steps",
+                                       "--lr",
+                                       "--min-lr",
+                                       "--warmup-steps",
+                                       "the training batches per epoch",
+                                       "the training data (its fingerprint)",
+                                       "the training data (its fingerprint)",
+                                       "the step resumed at"};
+  // The trainable tensors and their optimizer state (a hash of their bytes).
+  LORA_ASSIGN_OR_RETURN(std::vector<Session::StateTensor> state, session_->State());
+  uint64_t h = 1469598103934665603ull;
+  for (const Session::StateTensor& t : state)
+    for (uint64_t i = 0; i < t.bytes; ++i) h = (h ^ t.data[i]) * 1099511628211ull;
+  mine.push_back(static_cast<double>(h >> 32));
+  mine.push_back(static_cast<double>(h & 0xffffffffu));
+  std::vector<double> lead = mine;
+  LORA_RETURN_IF_ERROR(
+      c->Broadcast(lead.data(), lead.size() * sizeof(double), 0, "rank 0's run settings"));
+  double differs = -1;  // the first differing entry, or -1
+  for (size_t i = 0; i < mine.size() && differs < 0; ++i)
+    if (mine[i] != lead[i]) differs = static_cast<double>(i);
+  // Every rank learns whether any differs, so that all fail together.
+  double any[2] = {differs >= 0 ? 1.0 : 0.0, differs >= 0 ? static_cast<double>(c->rank()) : 0};
+  LORA_RETURN_IF_ERROR(c->AllReduceSum(any, 2, "the ranks' agreement check"));
+  if (any[0] == 0) return OkStatus();
+  if (differs < 0)
+    return InvalidArgumentError(
+        StrFormat("rank %d: another rank's run differs from rank 0's (see its error)", c->rank()));
+  const size_t i = static_cast<size_t>(differs);
+  const char* what =
+      i < std::size(kNames) ? kNames[i] : "the initial adapter weights and optimizer state";
+  return InvalidArgumentError(StrFormat(
+      "rank %d: %s differs from rank 0's: every rank must run the same plan, data, options "
+      "and initial adapter (same --seed, --init-adapter, --resume)",
+      c->rank(), what));
+}
+
 Status Trainer::Run(TrainResult* result) {
   const int64_t per_epoch = train_->batches_per_epoch();
   if (per_epoch <= 0) return InvalidArgumentError("the training set produced no batch");
+  dist::Collective* coll = o_.collective;
+  const int64_t world = coll ? coll->world_size() : 1;
+  const int64_t rank = coll ? coll->rank() : 0;
+  const bool data_parallel_plan =
+      HasInput(session_->plan(), programs::kTrainStep, InputPort::SyncGradients);
+  if (world > 1 && !data_parallel_plan)
+    return InvalidArgumentError(StrFormat(
+        "%lld ranks, but the plan has no gradient all-reduce: compile it with lorac compile "
+        "--data-parallel (each rank would otherwise train alone)",
+        static_cast<long long>(world)));
+  // Micro-batches of the data per optimizer step, over all ranks.
+  const int64_t slots = o_.grad_accum * world;
   int64_t total =
-      o_.steps > 0 ? o_.steps
-                   : std::max<int64_t>(
-                         1, static_cast<int64_t>(std::ceil(o_.epochs * per_epoch / o_.grad_accum)));
+      o_.steps > 0
+          ? o_.steps
+          : std::max<int64_t>(1, static_cast<int64_t>(std::ceil(o_.epochs * per_epoch / slots)));
   if (!o_.resume_dir.empty()) {
     LORA_RETURN_IF_ERROR(LoadCheckpoint(o_.resume_dir, o_.seed, session_, &state_, &batcher_),
                          "while resuming from %s", o_.resume_dir.c_str());
@@ -141,9 +226,16 @@ Status Trainer::Run(TrainResult* result) {
           o_.resume_dir.c_str(), static_cast<long long>(state_.step),
           static_cast<long long>(total)));
   }
+  if (world > 1) {
+    LORA_RETURN_IF_ERROR(CheckRanksAgree(total));
+    const schema::Hyperparameters& d = session_->plan().defaults();
+    *log_ << "data parallel: " << world << " ranks (" << coll->description()
+          << "); effective batch " << d.micro_batch() * slots << " rows = micro-batch "
+          << d.micro_batch() << " x grad-accum " << o_.grad_accum << " x " << world << " ranks\n";
+  }
   // Created once the inputs are known to be good: a refused resume writes
   // nothing.
-  if (!o_.output_dir.empty()) LORA_RETURN_IF_ERROR(MakeDirs(o_.output_dir));
+  if (!o_.output_dir.empty() && lead()) LORA_RETURN_IF_ERROR(MakeDirs(o_.output_dir));
   const int64_t first_step = state_.step;
   int64_t applied = 0;        // updates applied in this run
   int64_t zero_norm_run = 0;  // consecutive steps with a zero gradient norm
@@ -155,7 +247,7 @@ Status Trainer::Run(TrainResult* result) {
 
   auto evaluate = [&](int64_t at) -> Status {
     if (!eval_) return OkStatus();
-    LORA_ASSIGN_OR_RETURN(EvalResult ev, Evaluate(session_, eval_));
+    LORA_ASSIGN_OR_RETURN(EvalResult ev, Evaluate(session_, eval_, coll));
     double loss = ev.loss;
     eval_curve_.push_back({at, loss});
     char line[256];
@@ -183,12 +275,25 @@ Status Trainer::Run(TrainResult* result) {
     double loss_sum = 0, count = 0, replay_sum = 0, replay_count = 0;
     RewardSums rewards;
     int64_t real = 0;
-    for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
+    // Slot g of the step's grad_accum x world micro-batches belongs to rank
+    // g / grad_accum; its dropout seed depends on g, so that the ranks
+    // together draw what one process accumulating all of them would.
+    for (int64_t slot = 0; slot < slots; ++slot) {
+      if (slot / o_.grad_accum != rank) {
+        batcher_.Skip();
+        continue;
+      }
+      const int64_t micro = slot % o_.grad_accum;
       LORA_RETURN_IF_ERROR(batcher_.Next(&batch));
       LORA_RETURN_IF_ERROR(FeedBatch(session_, programs::kTrainStep, batch));
+      // A data-parallel plan starts the gradient all-reduce during the
+      // backward of the step's last micro-batch only.
+      if (data_parallel_plan)
+        LORA_RETURN_IF_ERROR(session_->SetScalar(programs::kTrainStep, InputPort::SyncGradients,
+                                                 micro + 1 == o_.grad_accum ? 1.0f : 0.0f));
       LORA_RETURN_IF_ERROR(
-          session_->Run(programs::kTrainStep, StepSeed(o_.seed, state_.step, micro)),
-          "at step %lld", static_cast<long long>(state_.step));
+          session_->Run(programs::kTrainStep, StepSeed(o_.seed, state_.step, slot)), "at step %lld",
+          static_cast<long long>(state_.step));
       LORA_ASSIGN_OR_RETURN(double l,
                             session_->GetScalar(programs::kTrainStep, OutputPort::LossSum));
       LORA_ASSIGN_OR_RETURN(double n, session_->GetScalar(programs::kTrainStep, OutputPort::Count));
@@ -203,6 +308,33 @@ Status Trainer::Run(TrainResult* result) {
       loss_sum += l;
       count += n;
       real += batch.real_tokens;
+    }
+    // The plan's optimizer sums the ranks' token counts itself
+    // (lora-data-parallel's all_reduce_sum): it is fed this rank's.
+    const double local_count = count;
+    if (world > 1) {
+      // The step's loss and counts over all ranks: every rank takes the same
+      // decisions (skip, stop) from them.
+      double sums[] = {loss_sum,
+                       count,
+                       replay_sum,
+                       replay_count,
+                       static_cast<double>(real),
+                       rewards.chosen,
+                       rewards.rejected,
+                       rewards.accuracy,
+                       rewards.margin};
+      LORA_RETURN_IF_ERROR(coll->AllReduceSum(sums, 9, "the step's loss and token counts"),
+                           "at step %lld", static_cast<long long>(state_.step));
+      loss_sum = sums[0];
+      count = sums[1];
+      replay_sum = sums[2];
+      replay_count = sums[3];
+      real = static_cast<int64_t>(sums[4]);
+      rewards.chosen = sums[5];
+      rewards.rejected = sums[6];
+      rewards.accuracy = sums[7];
+      rewards.margin = sums[8];
     }
     double loss = count > 0 ? loss_sum / count : 0.0;
     bool spike = state_.loss_count >= 10 && loss > o_.spike_factor * state_.loss_mean;
@@ -225,6 +357,9 @@ Status Trainer::Run(TrainResult* result) {
       return OkStatus();
     };
     if (count <= 0 || !std::isfinite(loss) || spike) {
+      // The all-reduce started by the last micro-batch writes into the
+      // accumulators: it ends before they are cleared.
+      if (coll) LORA_RETURN_IF_ERROR(coll->WaitAll());
       LORA_RETURN_IF_ERROR(session_->ZeroGradients());
       LORA_RETURN_IF_ERROR(skip(count <= 0             ? "no target tokens"
                                 : !std::isfinite(loss) ? "the loss is not finite"
@@ -237,7 +372,7 @@ Status Trainer::Run(TrainResult* result) {
     LORA_RETURN_IF_ERROR(session_->SetScalar(programs::kOptimizerStep, InputPort::Step,
                                              static_cast<float>(state_.step + 1)));
     LORA_RETURN_IF_ERROR(session_->SetScalar(programs::kOptimizerStep, InputPort::TokenCount,
-                                             static_cast<float>(count)));
+                                             static_cast<float>(local_count)));
     LORA_RETURN_IF_ERROR(session_->Run(programs::kOptimizerStep, 0));
     LORA_ASSIGN_OR_RETURN(double grad_norm,
                           session_->GetScalar(programs::kOptimizerStep, OutputPort::GradNorm));
@@ -303,7 +438,7 @@ Status Trainer::Run(TrainResult* result) {
         break;
       }
     }
-    if (o_.save_every > 0 && state_.step % o_.save_every == 0 && !o_.output_dir.empty())
+    if (o_.save_every > 0 && state_.step % o_.save_every == 0 && !o_.output_dir.empty() && lead())
       LORA_RETURN_IF_ERROR(SaveCheckpoint(*session_, state_, o_.seed, batcher_, o_.base_model,
                                           o_.output_dir + "/checkpoint-" +
                                               std::to_string(state_.step)));
@@ -315,7 +450,7 @@ Status Trainer::Run(TrainResult* result) {
         "gradient); nothing written; lower --lr, check the base weights and the data",
         static_cast<long long>(state_.step - first_step)));
   LORA_RETURN_IF_ERROR(evaluate(state_.step));
-  if (!o_.output_dir.empty()) {
+  if (!o_.output_dir.empty() && lead()) {
     if (session_->plan().lora())
       LORA_RETURN_IF_ERROR(SaveAdapter(*session_, o_.output_dir, o_.base_model));
     else  // full fine-tuning: the whole model

@@ -18,6 +18,7 @@
 
 #include "lorart/base/status.h"
 #include "lorart/data/dataset.h"
+#include "lorart/dist/collective.h"
 #include "lorart/exec/session.h"
 #include "lorart/train/checkpoint.h"
 #include "lorart/train/dpo_metrics.h"
@@ -42,6 +43,12 @@ struct TrainOptions {
   std::string base_model;     // recorded in adapter_config.json
   bool progress_bar = false;  // a one-line live bar (terminal) instead of log lines
   int64_t log_every = 1;
+  // Data parallelism (docs/distributed.md): the run's ranks, or null for one
+  // process. Each optimizer step takes grad_accum x world_size micro-batches
+  // of the data; rank r runs micro-batches r*grad_accum .. (r+1)*grad_accum-1
+  // of them, the plan sums the gradients and token counts, and only rank 0
+  // writes metrics, checkpoints and the adapter. Must outlive the trainer.
+  dist::Collective* collective = nullptr;
 };
 
 // The learning rate at optimizer step `step` (0-based) of `total`: linear
@@ -69,11 +76,18 @@ class Trainer {
   Status Run(TrainResult* result);
 
   // Mean loss per target token (per pair for DPO) of @eval_step over a
-  // whole dataset, with DPO's reward metrics.
-  static StatusOr<EvalResult> Evaluate(Session* session, data::Dataset* dataset);
+  // whole dataset, with DPO's reward metrics. With `collective`, each rank
+  // evaluates every world_size-th batch and the sums are added over the
+  // ranks (every rank gets the same result).
+  static StatusOr<EvalResult> Evaluate(Session* session, data::Dataset* dataset,
+                                       dist::Collective* collective = nullptr);
 
  private:
   Status WriteMetrics(const std::string& line);
+  // Data parallelism: the ranks agree on the run (options, data, initial
+  // trainable tensors); an error names the first difference.
+  Status CheckRanksAgree(int64_t total);
+  bool lead() const { return !o_.collective || o_.collective->rank() == 0; }
 
   Session* session_;
   data::Dataset* train_;

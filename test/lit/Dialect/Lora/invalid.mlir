@@ -1241,3 +1241,57 @@ func.func @f(%h: tensor<2x4x16xbf16>, %w: tensor<50x12xbf16>, %t: tensor<2x4xi32
   %l, %n, %dx = lora.lm_head_cross_entropy_with_grad %h, %w, %t, %m {chunk_size = 8 : i64, dloss = 1.0 : f64} : (tensor<2x4x16xbf16>, tensor<50x12xbf16>, tensor<2x4xi32>, tensor<2x4xi1>) -> (tensor<f32>, tensor<i64>, tensor<2x4x16xbf16>)
   return
 }
+
+// -----
+
+// A gradient bucket without names.
+func.func @f(%s: tensor<f32>) {
+  // expected-error @+1 {{needs at least one gradient name}}
+  lora.grad_all_reduce_start [] sync(%s) {bucket = 0 : i64, bytes = 4 : i64} : tensor<f32>
+  return
+}
+
+// -----
+
+// A gradient listed twice in a bucket.
+func.func @f() {
+  // expected-error @+1 {{lists 'grad/a' twice}}
+  lora.grad_all_reduce_wait ["grad/a", "grad/a"] {bucket = 0 : i64, bytes = 4 : i64}
+  return
+}
+
+// -----
+
+// An empty gradient name.
+func.func @f() {
+  // expected-error @+1 {{has an empty gradient name}}
+  lora.grad_all_reduce_wait [""] {bucket = 0 : i64, bytes = 4 : i64}
+  return
+}
+
+// -----
+
+// A negative bucket index.
+func.func @f(%s: tensor<f32>) {
+  // expected-error @+1 {{attribute 'bucket' must be >= 0, got -1}}
+  lora.grad_all_reduce_start ["grad/a"] sync(%s) {bucket = -1 : i64, bytes = 4 : i64} : tensor<f32>
+  return
+}
+
+// -----
+
+// A bucket of no bytes.
+func.func @f() {
+  // expected-error @+1 {{attribute 'bytes' must be positive, got 0}}
+  lora.grad_all_reduce_wait ["grad/a"] {bucket = 0 : i64, bytes = 0 : i64}
+  return
+}
+
+// -----
+
+// An all-reduce whose result type differs from its input's.
+func.func @f(%x: tensor<4xf32>) {
+  // expected-error @+1 {{result type 'tensor<2xf32>' must equal the input type 'tensor<4xf32>'}}
+  %y = lora.all_reduce_sum %x : (tensor<4xf32>) -> tensor<2xf32>
+  return
+}

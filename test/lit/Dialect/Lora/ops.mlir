@@ -152,3 +152,17 @@ func.func @loss_with_grad(%h: tensor<2x4x16xbf16>, %w: tensor<50x16xbf16>, %t: t
   %l, %n, %dx = lora.lm_head_cross_entropy_with_grad %h, %w, %t, %m {chunk_size = 8 : i64, dloss = 1.0 : f64} : (tensor<2x4x16xbf16>, tensor<50x16xbf16>, tensor<2x4xi32>, tensor<2x4xi1>) -> (tensor<f32>, tensor<i64>, tensor<2x4x16xbf16>)
   return %l, %n, %dx : tensor<f32>, tensor<i64>, tensor<2x4x16xbf16>
 }
+
+// -----
+
+// The data-parallel collectives (lora-data-parallel).
+// CHECK-LABEL: func.func @collectives
+func.func @collectives(%sync: tensor<f32>, %n: tensor<f32>) -> tensor<f32> {
+  // CHECK: lora.grad_all_reduce_start ["grad/a", "grad/b"] sync(%{{.*}}) {bucket = 0 : i64, bytes = 64 : i64} : tensor<f32>
+  lora.grad_all_reduce_start ["grad/a", "grad/b"] sync(%sync) {bucket = 0 : i64, bytes = 64 : i64} : tensor<f32>
+  // CHECK: lora.grad_all_reduce_wait ["grad/a", "grad/b"] {bucket = 0 : i64, bytes = 64 : i64}
+  lora.grad_all_reduce_wait ["grad/a", "grad/b"] {bucket = 0 : i64, bytes = 64 : i64}
+  // CHECK: lora.all_reduce_sum %{{.*}} : (tensor<f32>) -> tensor<f32>
+  %all = lora.all_reduce_sum %n : (tensor<f32>) -> tensor<f32>
+  return %all : tensor<f32>
+}

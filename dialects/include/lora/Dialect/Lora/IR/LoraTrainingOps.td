@@ -435,4 +435,62 @@ def Lora_CastOp : Lora_Op<"cast", [Pure]> {
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// Data-parallel collectives (lora-data-parallel)
+//===----------------------------------------------------------------------===//
+
+def Lora_AllReduceSumOp : Lora_Op<"all_reduce_sum"> {
+  let summary = "sums a float32 tensor over the ranks of a data-parallel run";
+  let description = [{
+    Every rank gets the sum of every rank's `input` (blocking). With one
+    rank it is the identity. `lora-data-parallel` sums the optimizer step's
+    token count with it, so that the gradients are normalised by the target
+    tokens of all ranks.
+
+    ```mlir
+    %all = lora.all_reduce_sum %count : (tensor<f32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32]>:$input);
+  let results = (outs RankedTensorOf<[F32]>:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Lora_GradAllReduceStartOp : Lora_Op<"grad_all_reduce_start"> {
+  let summary = "starts summing a bucket of gradient accumulators over the ranks";
+  let description = [{
+    When `sync` is not 0, starts the all-reduce (sum, in place) of the
+    persistent float32 accumulators `names` and returns at once, so that
+    communication overlaps the rest of the backward; the matching
+    `lora.grad_all_reduce_wait` of the same `bucket` ends it. When `sync` is
+    0 (a micro-batch that is not the last of its optimizer step) it does
+    nothing. `bytes` is the bucket's size.
+
+    ```mlir
+    lora.grad_all_reduce_start ["grad/a", "grad/b"] sync(%sync) {bucket = 0 : i64, bytes = 8192 : i64} : tensor<f32>
+    ```
+  }];
+  let arguments = (ins Lora_F32Scalar:$sync, StrArrayAttr:$names,
+                       I64Attr:$bucket, I64Attr:$bytes);
+  let assemblyFormat = "$names `sync` `(` $sync `)` attr-dict `:` type($sync)";
+  let hasVerifier = 1;
+}
+
+def Lora_GradAllReduceWaitOp : Lora_Op<"grad_all_reduce_wait"> {
+  let summary = "waits for a bucket's gradient all-reduce";
+  let description = [{
+    Returns when the all-reduce that `lora.grad_all_reduce_start` began for
+    `bucket` has summed the accumulators `names` on this rank (at once when
+    none was started). Reads of the accumulators come after it.
+
+    ```mlir
+    lora.grad_all_reduce_wait ["grad/a", "grad/b"] {bucket = 0 : i64, bytes = 8192 : i64}
+    ```
+  }];
+  let arguments = (ins StrArrayAttr:$names, I64Attr:$bucket, I64Attr:$bytes);
+  let assemblyFormat = "$names attr-dict";
+  let hasVerifier = 1;
+}
+
 #endif // LORA_TRAINING_OPS_TD

@@ -1,0 +1,122 @@
+// Collectives between the ranks of a data-parallel run (docs/distributed.md).
+//
+// A Collective is this process's place among the run's ranks and the
+// operations the plan's collective kernels (grad_all_reduce_start/_wait,
+// all_reduce_sum) and the trainer (its metrics) call. One run is either a
+// single process (world size 1: every operation is the identity, nothing is
+// loaded) or MPI ranks, through liblorart_mpi.so loaded with dlopen (the
+// lorart binary links no MPI). The ranks must issue the same collectives in
+// the same order: every operation has a sequence number, equal on all ranks,
+// that errors and the timeout report name.
+//
+// Timeouts: a wait that lasts longer than `timeout_s` asks every rank which
+// collective it waits at (a roll call, with point-to-point messages) and
+// fails naming the ranks that did not answer (hung or dead) and those that
+// wait elsewhere; the caller then ends the job (Abort) so that no rank waits
+// forever.
+#ifndef LORART_DIST_COLLECTIVE_H_
+#define LORART_DIST_COLLECTIVE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lorart/base/status.h"
+
+namespace lorart::dist {
+
+struct MpiApi;  // the shim's functions (collective.cc)
+
+struct CollectiveOptions {
+  double timeout_s = 600;  // a collective that waits longer fails
+};
+
+class Collective {
+ public:
+  // One process, world size 1.
+  static std::unique_ptr<Collective> Single();
+  // The MPI ranks of the job this process was started in (mpirun, srun):
+  // loads liblorart_mpi.so (LORART_MPI_SHIM, else next to the executable's
+  // lib/ directory, else the loader's search path) and initializes MPI.
+  static Status Mpi(const CollectiveOptions& options, std::unique_ptr<Collective>* out);
+  ~Collective();
+
+  int rank() const { return rank_; }
+  int world_size() const { return size_; }
+  int local_rank() const { return local_rank_; }
+  // "single process", or "mpi: Open MPI v4.1.4, 2 ranks".
+  const std::string& description() const { return description_; }
+
+  // Sums `n` values over all ranks, in place on every rank, and returns when
+  // done. `what` names the collective in errors.
+  Status AllReduceSum(float* data, size_t n, const std::string& what);
+  Status AllReduceSum(double* data, size_t n, const std::string& what);
+
+  // Starts summing the tensors of gradient bucket `bucket` in place (one
+  // request per tensor) and returns at once; Progress lets it advance,
+  // WaitBucket ends it. A bucket is started at most once before its wait.
+  struct Span {
+    float* data;
+    size_t n;
+  };
+  Status StartBucket(int64_t bucket, const std::vector<Span>& tensors, const std::string& what);
+  // Waits for bucket `bucket`; OK when it was not started (nothing to wait
+  // for: the caller did not ask for a synchronizing step).
+  Status WaitBucket(int64_t bucket);
+  bool pending() const { return !buckets_.empty(); }
+  // Tests the started buckets once (MPI progresses nonblocking collectives
+  // inside its calls: the executor calls this between launches).
+  Status Progress();
+  // Waits for every started bucket (a step that is skipped after its
+  // gradients were started).
+  Status WaitAll();
+
+  // Copies `bytes` bytes from rank `root` to every rank.
+  Status Broadcast(void* data, size_t bytes, int root, const std::string& what);
+
+  // Ends every rank of the job with `code` (MPI_Abort); returns only for a
+  // single process.
+  void Abort(int code);
+
+ private:
+  Collective() = default;
+  struct Request {
+    void* handle = nullptr;
+    bool done = false;
+  };
+  struct Bucket {
+    int64_t seq = 0;
+    std::string what;
+    std::vector<Request> requests;
+  };
+  // Waits until every request is done, or fails after the timeout.
+  Status WaitRequests(std::vector<Request>* requests, int64_t seq, const std::string& what);
+  Status TestRequests(std::vector<Request>* requests, bool* all_done);
+  Status StartAllReduce(void* data, size_t n, int dtype, Request* out);
+  Status TimedOut(int64_t seq, const std::string& what);
+
+  const MpiApi* mpi_ = nullptr;
+  int rank_ = 0, size_ = 1, local_rank_ = 0;
+  std::string description_ = "single process";
+  CollectiveOptions options_;
+  int64_t seq_ = 0;                    // collectives issued so far
+  std::map<int64_t, Bucket> buckets_;  // started, not yet waited for
+};
+
+// The ranks of `lorart run`, by `mode`:
+// - "auto": MPI when an MPI launcher started this process (mpirun/mpiexec of
+//   Open MPI: OMPI_COMM_WORLD_SIZE; MPICH/Hydra: PMI_SIZE; srun with PMIx:
+//   PMIX_RANK), else one process. torchrun-style variables (WORLD_SIZE > 1
+//   without an MPI launcher) are refused: they bootstrap NCCL for CUDA
+//   plans, which lorart does not run data-parallel yet.
+// - "mpi": MPI in any case (a single rank started without a launcher too).
+// - "none": one process, whatever the environment says.
+Status FromEnvironment(const std::string& mode, const CollectiveOptions& options,
+                       std::unique_ptr<Collective>* out);
+
+}  // namespace lorart::dist
+
+#endif  // LORART_DIST_COLLECTIVE_H_

@@ -1,0 +1,158 @@
+#!/bin/sh
+# Data-parallel training under mpirun (docs/distributed.md), on the demo's
+# tiny model with f32 adapters and one thread per process:
+#   1. SFT (packed, dropout on): 2 ranks x grad-accum 1 end with the same
+#      adapter as 1 process x grad-accum 2 on the same data, bit for bit (see
+#      the bound below), and report the same losses;
+#   2. the same for DPO and for an unpacked plan;
+#   3. a checkpoint of the 2-rank run resumed by 1 process (grad-accum 2)
+#      ends where the 1-process run ends;
+#   4. a rank killed with SIGKILL fails the job (non-zero) and leaves the
+#      last checkpoint whole (a 1-process run resumes from it);
+#   5. a rank that stops (SIGSTOP) fails the job after --collective-timeout,
+#      naming the rank that did not answer;
+#   6. refusals: a plan compiled without --data-parallel, ranks started with
+#      different seeds.
+# Why bit for bit: with 2 ranks the sum over ranks adds the same two f32
+# gradients the single process adds (0 + g0, then + g1; addition commutes),
+# the token count is an exact integer, and every other value is computed by
+# the same kernels on the same micro-batches. With more ranks MPI may add in
+# another order: the difference is then f32 rounding of a W-term sum,
+# |d| <= (W-1) * 2^-24 * sum_i |g_i|, before the optimizer.
+# Usage: data_parallel_test.sh BIN_DIR EXAMPLES_DIR WORK_DIR
+# Exit 77 (skipped) without mpirun or liblorart_mpi.so.
+set -eu
+bin=$(cd "$1" && pwd); ex=$(cd "$2" && pwd); work="$3"
+here=$(cd "$(dirname "$0")" && pwd)
+command -v mpirun > /dev/null || { echo "SKIP: no mpirun (apt-get install openmpi-bin)"; exit 77; }
+[ -f "$bin/../lib/liblorart_mpi.so" ] || { echo "SKIP: lorart was built without MPI"; exit 77; }
+rm -rf "$work"; mkdir -p "$work"
+cd "$work"
+. "$here/../integration/demo_model.sh"
+demo_tokenizer "$bin" "$ex"
+"$bin/lorart" init-model --config "$ex/config.json" -o base --dtype f32 --tokenizer tokenizer.model --seed 3 > /dev/null
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Shared memory between the local ranks; no network probing.
+export OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1
+tag="dp$$"
+mpi2() { mpirun -np 2 --bind-to none -x LORART_DP_TEST=$tag "$bin/lorart" "$@"; }
+compare() { python3 "$here/compare_adapters.py" "$@"; }
+losses() { python3 -c "
+import json, sys
+print(' '.join('%.6f' % json.loads(l)['loss'] for l in open(sys.argv[1]) if 'loss' in json.loads(l) and 'skipped' not in json.loads(l)))" "$1"; }
+fail() { echo "FAIL: $*"; exit 1; }
+
+common="--base base --lr 3e-3 --seed 9 --threads 1 --no-progress --template simple"
+
+echo "== 1. SFT, packed, dropout 0.1"
+"$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1 \
+  --micro-batch 2 --seq-len 64 --data-parallel --bucket-mb 0.05 -o sft.bin --report > sft.report
+grep -q "gradient buckets" sft.report || fail "the report shows no gradient buckets"
+"$bin/lorart" run sft.bin --data "$ex/sft_train.jsonl" $common --steps 6 --grad-accum 2 -o one \
+  --eval "$ex/sft_val.jsonl" --eval-every 3 > one.log 2>&1 || { cat one.log; fail "1 process"; }
+mpi2 run sft.bin --data "$ex/sft_train.jsonl" $common --steps 6 --grad-accum 1 -o two --save-every 3 \
+  --eval "$ex/sft_val.jsonl" --eval-every 3 > two.log 2>&1 || { cat two.log; fail "2 ranks"; }
+grep -q "data parallel: 2 ranks" two.log || { cat two.log; fail "no data-parallel banner"; }
+grep -q "effective batch 4 rows" two.log || { cat two.log; fail "wrong effective batch"; }
+[ "$(grep -c '^step ' two.log)" -gt 0 ] || fail "rank 0 printed no progress"
+compare one/adapter_model.safetensors two/adapter_model.safetensors
+l1=$(losses one/metrics.jsonl); l2=$(losses two/metrics.jsonl)
+[ "$l1" = "$l2" ] || fail "losses differ: '$l1' vs '$l2'"
+echo "losses: $l1"
+# Evaluation splits the validation batches between the ranks and sums.
+e1=$(grep -o '"eval_loss": [0-9.]*' one/metrics.jsonl | tr '\n' ' ')
+e2=$(grep -o '"eval_loss": [0-9.]*' two/metrics.jsonl | tr '\n' ' ')
+[ -n "$e1" ] || { cat one/metrics.jsonl; fail "no eval_loss in the metrics"; }
+[ "$e1" = "$e2" ] || fail "eval losses differ: '$e1' vs '$e2'"
+echo "eval: $e1"
+
+echo "== 2a. DPO"
+"$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --objective dpo \
+  --micro-batch 2 --seq-len 64 --data-parallel -o dpo.bin > /dev/null
+"$bin/lorart" run dpo.bin --data "$ex/dpo_train.jsonl" $common --steps 4 --grad-accum 2 -o dpo_one > dpo_one.log 2>&1 \
+  || { cat dpo_one.log; fail "DPO, 1 process"; }
+mpi2 run dpo.bin --data "$ex/dpo_train.jsonl" $common --steps 4 --grad-accum 1 -o dpo_two > dpo_two.log 2>&1 \
+  || { cat dpo_two.log; fail "DPO, 2 ranks"; }
+compare dpo_one/adapter_model.safetensors dpo_two/adapter_model.safetensors
+
+echo "== 2b. SFT, unpacked"
+"$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --packing=false \
+  --micro-batch 2 --seq-len 64 --data-parallel -o rows.bin > /dev/null
+"$bin/lorart" run rows.bin --data "$ex/sft_train.jsonl" $common --steps 4 --grad-accum 2 -o rows_one > rows_one.log 2>&1 \
+  || { cat rows_one.log; fail "unpacked, 1 process"; }
+mpi2 run rows.bin --data "$ex/sft_train.jsonl" $common --steps 4 --grad-accum 1 -o rows_two > rows_two.log 2>&1 \
+  || { cat rows_two.log; fail "unpacked, 2 ranks"; }
+compare rows_one/adapter_model.safetensors rows_two/adapter_model.safetensors
+
+echo "== 3. resume 2 ranks -> 1 process"
+[ -d two/checkpoint-3 ] || fail "the 2-rank run wrote no checkpoint-3"
+[ ! -e two/checkpoint-3.tmp ] || fail "a partial checkpoint is visible"
+"$bin/lorart" run sft.bin --data "$ex/sft_train.jsonl" $common --steps 6 --grad-accum 2 -o resumed \
+  --resume two/checkpoint-3 > resumed.log 2>&1 || { cat resumed.log; fail "resume"; }
+compare one/adapter_model.safetensors resumed/adapter_model.safetensors
+
+# The pid of rank $1 of this test's job (0 when not running yet).
+rank_pid() {
+  for d in /proc/[0-9]*; do
+    env=$( { tr '\0' '\n' < "$d/environ"; } 2>/dev/null) || continue
+    if printf '%s\n' "$env" | grep -qx "LORART_DP_TEST=$tag" &&
+       printf '%s\n' "$env" | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+      echo "${d#/proc/}"; return
+    fi
+  done
+  echo 0
+}
+# Waits until $1/checkpoint-2 exists, then signals rank 1 with $2.
+signal_rank1_after_checkpoint() {
+  i=0
+  while [ ! -d "$1/checkpoint-2" ]; do
+    i=$((i + 1)); [ $i -le 1200 ] || fail "no checkpoint-2 after 120 s"
+    sleep 0.1
+  done
+  pid=$(rank_pid 1)
+  [ "$pid" != 0 ] || fail "rank 1 not found"
+  kill "-$2" "$pid"
+}
+
+echo "== 4. a killed rank"
+mpi2 run sft.bin --data "$ex/sft_train.jsonl" $common --steps 400 --grad-accum 1 -o killed --save-every 2 \
+  > killed.log 2>&1 &
+job=$!
+signal_rank1_after_checkpoint killed KILL
+if wait $job; then fail "the job succeeded with a killed rank"; fi
+[ ! -f killed/adapter_model.safetensors ] || fail "the killed job wrote a final adapter"
+last=$(ls -d killed/checkpoint-* | grep -v '\.tmp$' | sed 's/.*checkpoint-//' | sort -n | tail -1)
+"$bin/lorart" run sft.bin --data "$ex/sft_train.jsonl" $common --steps $((last + 1)) --grad-accum 2 \
+  -o killed_resumed --resume "killed/checkpoint-$last" > killed_resumed.log 2>&1 \
+  || { cat killed_resumed.log; fail "checkpoint-$last of the killed job does not resume"; }
+echo "killed job: exit non-zero, checkpoint-$last resumes"
+
+echo "== 5. a stopped rank"
+mpi2 run sft.bin --data "$ex/sft_train.jsonl" $common --steps 400 --grad-accum 1 -o stopped --save-every 2 \
+  --collective-timeout 5 > stopped.log 2>&1 &
+job=$!
+signal_rank1_after_checkpoint stopped STOP
+start=$(date +%s)
+if wait $job; then fail "the job succeeded with a stopped rank"; fi
+took=$(( $(date +%s) - start ))
+grep -q "rank 1 did not answer" stopped.log || { cat stopped.log; fail "the error does not name rank 1"; }
+grep -q "did not complete in 5 s" stopped.log || { cat stopped.log; fail "the error does not give the timeout"; }
+[ $took -lt 60 ] || fail "the job took $took s to fail"
+[ "$(rank_pid 1)" = 0 ] || { kill -9 "$(rank_pid 1)"; fail "the stopped rank outlived the job"; }
+echo "stopped rank: failed in ${took} s: $(grep -o 'collective #[^;]*; rank 1 did not answer' stopped.log | head -1)"
+
+echo "== 6. refusals"
+"$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --micro-batch 2 --seq-len 64 -o plain.bin > /dev/null
+if mpi2 run plain.bin --data "$ex/sft_train.jsonl" $common --steps 2 -o plain > plain.log 2>&1; then
+  fail "a plan without --data-parallel ran on 2 ranks"
+fi
+grep -q "compile it with lorac compile --data-parallel" plain.log || { cat plain.log; fail "no reason given"; }
+[ ! -e plain/adapter_model.safetensors ] || fail "the refused run wrote an adapter"
+if mpirun -np 1 "$bin/lorart" run sft.bin --data "$ex/sft_train.jsonl" $common --steps 2 -o seeds : \
+     -np 1 "$bin/lorart" run sft.bin --data "$ex/sft_train.jsonl" --base base --lr 3e-3 --seed 10 \
+     --threads 1 --no-progress --template simple --steps 2 -o seeds > seeds.log 2>&1; then
+  fail "ranks with different seeds ran"
+fi
+grep -q "rank 1: --seed differs from rank 0's" seeds.log || { cat seeds.log; fail "the seed difference is not named"; }
+echo "PASS"
