@@ -150,6 +150,12 @@ cl::opt<double> bucketMb("bucket-mb",
                                   "soon as the backward has filled it)"),
                          cl::init(25.0), cl::sub(compileCmd),
                          cl::cat(compileCat));
+cl::opt<int64_t>
+    reportRanks("ranks",
+                cl::desc("--data-parallel: the number of ranks the report's "
+                         "memory-per-rank figures assume (the plan itself "
+                         "runs on any number)"),
+                cl::init(8), cl::sub(compileCmd), cl::cat(compileCat));
 cl::opt<bool> packing("packing",
                       cl::desc("Pack several documents per row (segment ids, "
                                "restarting positions)"),
@@ -431,6 +437,9 @@ std::optional<std::string> checkCompileFlags() {
                "docs/distributed.md)");
   if (!(bucketMb > 0.0))
     return bad("--bucket-mb must be positive, got " + num(bucketMb));
+  if (reportRanks < 1)
+    return bad("--ranks must be at least 1, got " +
+               Twine(static_cast<int64_t>(reportRanks)));
   if (microBatch <= 0)
     return bad("--micro-batch must be positive, got " +
                Twine(static_cast<int64_t>(microBatch)));
@@ -581,6 +590,7 @@ int runCompile() {
       lora::computeReport(*module, microBatch, seqLen, gradAccum);
   if (failed(rep))
     return 1;
+  rep->ranks = reportRanks;
   if (!memoryBudget.empty() && remat != "auto") {
     int64_t budget = *lora::parseByteSize(memoryBudget);
     if (rep->totalBytes() > budget)

@@ -9,6 +9,7 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/JSON.h"
 
+#include <algorithm>
 #include <set>
 
 using namespace mlir;
@@ -30,6 +31,63 @@ std::string mlir::lora::formatBytes(int64_t bytes) {
   return buf;
 }
 
+// The decoder layer a weight belongs to ("model.layers.12.mlp..." -> 12),
+// -1 for the weights outside the layers.
+static int64_t layerOf(StringRef name) {
+  size_t at = name.find("layers.");
+  if (at == StringRef::npos)
+    return -1;
+  StringRef rest = name.drop_front(at + 7);
+  int64_t layer = -1;
+  if (rest.consumeInteger(10, layer) || !rest.starts_with("."))
+    return -1;
+  return layer;
+}
+
+CompileReport::PerRank CompileReport::perRank() const {
+  PerRank p;
+  const int64_t w = std::max<int64_t>(1, ranks);
+  auto shard = [&](int64_t bytes) { return (bytes + w - 1) / w; };
+  p.replicated = totalBytes();
+  p.zero2 = frozenBytes + trainableBytes + shard(gradientBytes) +
+            shard(optimizerBytes) + activationBytes + workspaceBytes;
+  // FSDP/ZeRO-3 on the frozen base: each rank keeps 1/W of it and gathers
+  // one layer while the previous one computes (two layers resident).
+  int64_t largest = 0;
+  for (int64_t b : layerFrozenBytes)
+    largest = std::max(largest, b);
+  p.fsdp = shard(frozenBytes) + 2 * largest + shard(trainableBytes) +
+           shard(gradientBytes) + shard(optimizerBytes) + activationBytes +
+           workspaceBytes;
+  // Pipeline: the layers in W contiguous stages (the first ones one layer
+  // longer), the weights outside the layers on the first stage (the
+  // embeddings; a conservative bound for the head, which sits on the last);
+  // adapters, gradients and optimizer state in proportion to the layers;
+  // 1F1B keeps up to W micro-batches in flight on the first stage, each
+  // holding its boundary hidden state, on top of one micro-batch's arena.
+  const int64_t layers = static_cast<int64_t>(layerFrozenBytes.size());
+  if (layers > 0) {
+    int64_t begin = 0;
+    for (int64_t s = 0; s < w && begin < layers; ++s) {
+      int64_t n = layers / w + (s < layers % w ? 1 : 0);
+      int64_t frozen = s == 0 ? outsideLayersFrozenBytes : 0;
+      for (int64_t l = begin; l < begin + n; ++l)
+        frozen += layerFrozenBytes[l];
+      double share = static_cast<double>(n) / static_cast<double>(layers);
+      int64_t stage =
+          frozen +
+          static_cast<int64_t>(share * static_cast<double>(
+                                           trainableBytes + gradientBytes +
+                                           optimizerBytes)) +
+          activationBytes + (s == 0 ? (w - 1) * boundaryBytes : 0) +
+          workspaceBytes;
+      p.pipeline = std::max(p.pipeline, stage);
+      begin += n;
+    }
+  }
+  return p;
+}
+
 FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
                                                    int64_t microBatch,
                                                    int64_t seqLen,
@@ -42,6 +100,7 @@ FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
   r.microBatch = microBatch;
   r.seqLen = seqLen;
   r.gradAccum = gradAccum;
+  r.boundaryBytes = 2 * microBatch * seqLen * s->hidden;
   for (auto fn : module.getOps<func::FuncOp>())
     if (auto obj = fn->getAttrOfType<StringAttr>(kObjectiveAttrName))
       r.objective = obj.getValue().str();
@@ -61,10 +120,19 @@ FailureOr<CompileReport> mlir::lora::computeReport(ModuleOp module,
       elems = cast<RankedTensorType>(t).getNumElements();
     }
     switch (p.getRole()) {
-    case ParamRole::Frozen:
+    case ParamRole::Frozen: {
       r.frozenBytes += bytes;
       r.frozenBf16Bytes += 2 * elems;
+      int64_t layer = layerOf(p.getName());
+      if (layer < 0) {
+        r.outsideLayersFrozenBytes += bytes;
+      } else {
+        if (static_cast<size_t>(layer) >= r.layerFrozenBytes.size())
+          r.layerFrozenBytes.resize(layer + 1, 0);
+        r.layerFrozenBytes[layer] += bytes;
+      }
       break;
+    }
     case ParamRole::Trainable:
       r.trainableBytes += bytes;
       break;
@@ -170,12 +238,18 @@ void mlir::lora::printReport(const CompileReport &r, llvm::raw_ostream &os) {
   os << "FLOPs per optimizer step: "
      << flopsStr(r.trainStepFlops * static_cast<double>(r.gradAccum)) << "\n";
   if (!r.bucketBytes.empty()) {
-    int64_t total = 0;
+    int64_t total = 0, smallest = r.bucketBytes.front(), largest = 0;
     std::string list;
     for (int64_t b : r.bucketBytes) {
       total += b;
+      smallest = std::min(smallest, b);
+      largest = std::max(largest, b);
       list += (list.empty() ? "" : ", ") + formatBytes(b);
     }
+    // Past a handful of buckets, their range says enough (the JSON report
+    // lists every one).
+    if (r.bucketBytes.size() > 8)
+      list = formatBytes(smallest) + " to " + formatBytes(largest);
     // A ring all-reduce sends (and receives) 2(W-1)/W of the payload per
     // rank.
     auto ring = [&](int w) {
@@ -188,6 +262,17 @@ void mlir::lora::printReport(const CompileReport &r, llvm::raw_ostream &os) {
           "micro-batch's backward fills it; a ring all-reduce sends "
           "2(W-1)/W of it per rank: "
        << ring(2) << " at 2 ranks, " << ring(8) << " at 8\n";
+    CompileReport::PerRank p = r.perRank();
+    os << "memory per rank at " << r.ranks
+       << " ranks (docs/distributed.md; only the first is built):\n";
+    line("replicated (built)", p.replicated,
+         "every rank holds all of the above");
+    line("ZeRO-2", p.zero2, "gradients and optimizer state sharded");
+    line("FSDP (ZeRO-3)", p.fsdp,
+         "frozen base sharded too, two layers gathered");
+    line("pipeline", p.pipeline,
+         "the largest of " + std::to_string(r.ranks) +
+             " stages, 1F1B");
   }
 }
 
@@ -249,8 +334,16 @@ void mlir::lora::printReportJson(const CompileReport &r,
       buckets.push_back(b);
       total += b;
     }
+    CompileReport::PerRank p = r.perRank();
     o["data_parallel"] = llvm::json::Object{
-        {"bucket_bytes", std::move(buckets)}, {"bytes_per_step", total}};
+        {"bucket_bytes", std::move(buckets)},
+        {"bytes_per_step", total},
+        {"per_rank",
+         llvm::json::Object{{"ranks", r.ranks},
+                            {"replicated_bytes", p.replicated},
+                            {"zero2_bytes", p.zero2},
+                            {"fsdp_bytes", p.fsdp},
+                            {"pipeline_bytes", p.pipeline}}}};
   }
   os << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
 }

@@ -601,7 +601,7 @@ def DataParallel : Pass<"lora-data-parallel", "::mlir::ModuleOp"> {
 
     Before (`@train_step`, end of the function):
     ```mlir
-    %acc = lora.param "grad/w" {role = #lora.role<gradient>, of = "w"} : tensor<16x64xf32>
+    %acc = lora.param "grad/w" gradient {of = "w"} : tensor<16x64xf32>
     %s = lora.accumulate %acc, %dw : (tensor<16x64xf32>, tensor<16x64xbf16>) -> tensor<16x64xf32>
     lora.assign "grad/w", %s : tensor<16x64xf32>
     ```

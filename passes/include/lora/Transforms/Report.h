@@ -28,6 +28,16 @@ struct CompileReport {
   // Data-parallel plans (lora-data-parallel): each gradient bucket's bytes,
   // in the order the backward fills them; empty for other plans.
   std::vector<int64_t> bucketBytes;
+  // Frozen bytes of each decoder layer (by the "layers.N." of a weight's
+  // name) and of the weights outside the layers (embeddings, head, final
+  // norm): what sharding or pipeline stages would divide.
+  std::vector<int64_t> layerFrozenBytes;
+  int64_t outsideLayersFrozenBytes = 0;
+  // Bytes of one micro-batch's hidden state (tokens x hidden, bf16): what a
+  // pipeline stage hands the next.
+  int64_t boundaryBytes = 0;
+  // The world size the per-rank figures assume (lorac compile --ranks).
+  int64_t ranks = 8;
   int64_t totalBytes() const {
     return frozenBytes + trainableBytes + gradientBytes + optimizerBytes +
            activationBytes + workspaceBytes;
@@ -37,6 +47,16 @@ struct CompileReport {
   double forwardFlops = 0;
   double recomputeFlops = 0;
   int64_t recomputedOps = 0;
+  /// Per-rank memory at `ranks` ranks: the plan as built (every rank holds
+  /// everything), and the sharded layouts of docs/distributed.md that are
+  /// designed but not built.
+  struct PerRank {
+    int64_t replicated = 0; // data parallel as built
+    int64_t zero2 = 0;      // + gradients and optimizer state sharded
+    int64_t fsdp = 0;       // + frozen base sharded, two layers gathered
+    int64_t pipeline = 0;   // the largest of `ranks` pipeline stages
+  };
+  PerRank perRank() const;
   double flopsPerToken() const {
     return trainStepFlops / static_cast<double>(microBatch * seqLen);
   }

@@ -152,6 +152,9 @@ Status Trainer::CheckRanksAgree(int64_t total) {
                               o_.lr,
                               o_.min_lr,
                               static_cast<double>(o_.warmup_steps),
+                              o_.schedule == "cosine"   ? 0.0
+                              : o_.schedule == "linear" ? 1.0
+                                                        : 2.0,
                               static_cast<double>(train_->batches_per_epoch()),
                               static_cast<double>(train_->fingerprint() >> 32),
                               static_cast<double>(train_->fingerprint() & 0xffffffffu),
@@ -163,6 +166,7 @@ Status Trainer::CheckRanksAgree(int64_t total) {
                                        "--lr",
                                        "--min-lr",
                                        "--warmup-steps",
+                                       "--schedule",
                                        "the training batches per epoch",
                                        "the training data (its fingerprint)",
                                        "the training data (its fingerprint)",
