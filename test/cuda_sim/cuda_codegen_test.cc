@@ -30,7 +30,11 @@ TEST(DispatchTemplate, EveryKindHasAnEmitterButTheFusedAwayOnes) {
   std::vector<std::string> names;
   for (kernels::Kind k : none) names.push_back(kernels::KindName(k));
   std::sort(names.begin(), names.end());
-  EXPECT_EQ(names, (std::vector<std::string>{"dequantize", "lm_head_ce_fwd_bwd_x", "lora_fwd"}));
+  // The collectives have no CUDA body yet: lorac refuses --data-parallel
+  // --target cuda (docs/distributed.md).
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"all_reduce_sum", "dequantize", "grad_all_reduce_start",
+                                      "grad_all_reduce_wait", "lm_head_ce_fwd_bwd_x", "lora_fwd"}));
   // Every family's entry names a distinct kind.
   size_t total = 0;
   for (const auto* family :

@@ -21,7 +21,7 @@ struct MpiApi {
   void (*library_version)(char*, int);
   int (*iallreduce_sum)(void*, long long, int, void**, char*, int);
   int (*test)(void*, int*, char*, int);
-  int (*bcast)(void*, long long, int, char*, int);
+  int (*ibcast)(void*, long long, int, void**, char*, int);
   int (*roll_call)(long long, double, long long*, char*, int);
   void (*abort)(int);
   int (*finalize)();
@@ -93,7 +93,7 @@ Status LoadMpi(const MpiApi** out) {
   LORA_RETURN_IF_ERROR(sym("lorart_mpi_library_version", &api.library_version));
   LORA_RETURN_IF_ERROR(sym("lorart_mpi_iallreduce_sum", &api.iallreduce_sum));
   LORA_RETURN_IF_ERROR(sym("lorart_mpi_test", &api.test));
-  LORA_RETURN_IF_ERROR(sym("lorart_mpi_bcast", &api.bcast));
+  LORA_RETURN_IF_ERROR(sym("lorart_mpi_ibcast", &api.ibcast));
   LORA_RETURN_IF_ERROR(sym("lorart_mpi_roll_call", &api.roll_call));
   LORA_RETURN_IF_ERROR(sym("lorart_mpi_abort", &api.abort));
   LORA_RETURN_IF_ERROR(sym("lorart_mpi_finalize", &api.finalize));
@@ -275,10 +275,12 @@ Status Collective::Broadcast(void* data, size_t bytes, int root, const std::stri
   if (size_ == 1) return OkStatus();
   char err[kErrLen] = "";
   const int64_t seq = seq_++;
-  if (mpi_->bcast(data, static_cast<long long>(bytes), root, err, kErrLen))
-    return UnavailableError(StrFormat("collective #%lld (%s): MPI_Bcast: %s",
+  std::vector<Request> r(1);
+  if (mpi_->ibcast(data, static_cast<long long>(bytes), root, &r[0].handle, err, kErrLen))
+    return UnavailableError(StrFormat("collective #%lld (%s): MPI_Ibcast: %s",
                                       static_cast<long long>(seq), what.c_str(), err));
-  return OkStatus();
+  // Waited for like every collective: a rank that never arrives is named.
+  return WaitRequests(&r, seq, what);
 }
 
 void Collective::Abort(int code) {

@@ -82,8 +82,24 @@ int lorart_mpi_test(void* request, int* done, char* err, int err_len) {
   return 0;
 }
 
-int lorart_mpi_bcast(void* data, long long bytes, int root, char* err, int err_len) {
-  return Fail(MPI_Bcast(data, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD), err, err_len);
+int lorart_mpi_ibcast(void* data, long long bytes, int root, void** request, char* err,
+                      int err_len) {
+  if (bytes > 0x7fffffffLL) {
+    snprintf(err, (size_t)err_len, "%lld bytes are more than one MPI call takes", bytes);
+    return MPI_ERR_COUNT;
+  }
+  MPI_Request* r = (MPI_Request*)malloc(sizeof(MPI_Request));
+  if (!r) {
+    snprintf(err, (size_t)err_len, "out of memory");
+    return MPI_ERR_NO_MEM;
+  }
+  int rc = MPI_Ibcast(data, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD, r);
+  if (rc != MPI_SUCCESS) {
+    free(r);
+    return Fail(rc, err, err_len);
+  }
+  *request = r;
+  return 0;
 }
 
 int lorart_mpi_roll_call(long long seq, double grace_s, long long* seen, char* err, int err_len) {

@@ -15,7 +15,7 @@ extern "C" {
 #endif
 
 // Raised when the interface changes; collective.cc refuses another.
-#define LORART_MPI_SHIM_ABI 1
+#define LORART_MPI_SHIM_ABI 2
 
 int lorart_mpi_abi(void);
 // MPI_Init_thread (MPI_THREAD_FUNNELED: only the thread that called it
@@ -30,8 +30,9 @@ int lorart_mpi_iallreduce_sum(void* data, long long count, int dtype, void** req
                               int err_len);
 // Sets `*done` to 1 and frees the handle when the operation has completed.
 int lorart_mpi_test(void* request, int* done, char* err, int err_len);
-// Broadcasts `bytes` bytes from `root` (blocking).
-int lorart_mpi_bcast(void* data, long long bytes, int root, char* err, int err_len);
+// Starts broadcasting `bytes` bytes from `root`; `*request` as above.
+int lorart_mpi_ibcast(void* data, long long bytes, int root, void** request, char* err,
+                      int err_len);
 // After a timeout: sends `seq` (the collective this rank waits at) to every
 // other rank and collects theirs for `grace_s` seconds. `seen[r]` is the
 // sequence number rank r sent, or -1 when it did not answer (seen[rank] is
