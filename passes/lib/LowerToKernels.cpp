@@ -213,6 +213,13 @@ struct LowerToKernelsPass
         n *= d;
       return elements(p, n);
     };
+    // A gradient bucket's start or wait (lora-data-parallel).
+    auto bucket = [&](auto p, auto o) {
+      p.bucket = o.getBucket();
+      p.tensors = static_cast<int64_t>(o.getNames().size());
+      p.bytes = o.getBytes();
+      return kernelAttr(ctx, p);
+    };
     auto lmLoss = [&](auto p, Value x, Value w, int64_t chunk) {
       p.tokens = rows(x);
       p.hidden = shapeOf(w)[1];
@@ -453,18 +460,10 @@ struct LowerToKernelsPass
               return elementwise(params::all_reduce_sum{}, o.getInput());
             })
             .Case([&](GradAllReduceStartOp o) {
-              params::grad_all_reduce_start p;
-              p.bucket = o.getBucket();
-              p.tensors = static_cast<int64_t>(o.getNames().size());
-              p.bytes = o.getBytes();
-              return kernelAttr(ctx, p);
+              return bucket(params::grad_all_reduce_start{}, o);
             })
             .Case([&](GradAllReduceWaitOp o) {
-              params::grad_all_reduce_wait p;
-              p.bucket = o.getBucket();
-              p.tensors = static_cast<int64_t>(o.getNames().size());
-              p.bytes = o.getBytes();
-              return kernelAttr(ctx, p);
+              return bucket(params::grad_all_reduce_wait{}, o);
             })
             .Case([&](GlobalNormOp o) {
               params::global_norm p;

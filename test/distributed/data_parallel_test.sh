@@ -67,23 +67,25 @@ e2=$(grep -o '"eval_loss": [0-9.]*' two/metrics.jsonl | tr '\n' ' ')
 [ "$e1" = "$e2" ] || fail "eval losses differ: '$e1' vs '$e2'"
 echo "eval: $e1"
 
+# same_adapter NAME PLAN DATA STEPS: 1 process x grad-accum 2 and 2 ranks x
+# grad-accum 1 end with the same adapter.
+same_adapter() {
+  "$bin/lorart" run "$2" --data "$3" $common --steps "$4" --grad-accum 2 -o "$1_one" > "$1_one.log" 2>&1 \
+    || { cat "$1_one.log"; fail "$1, 1 process"; }
+  mpi2 run "$2" --data "$3" $common --steps "$4" --grad-accum 1 -o "$1_two" > "$1_two.log" 2>&1 \
+    || { cat "$1_two.log"; fail "$1, 2 ranks"; }
+  compare "$1_one/adapter_model.safetensors" "$1_two/adapter_model.safetensors"
+}
+
 echo "== 2a. DPO"
 "$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --objective dpo \
   --micro-batch 2 --seq-len 64 --data-parallel -o dpo.bin > /dev/null
-"$bin/lorart" run dpo.bin --data "$ex/dpo_train.jsonl" $common --steps 4 --grad-accum 2 -o dpo_one > dpo_one.log 2>&1 \
-  || { cat dpo_one.log; fail "DPO, 1 process"; }
-mpi2 run dpo.bin --data "$ex/dpo_train.jsonl" $common --steps 4 --grad-accum 1 -o dpo_two > dpo_two.log 2>&1 \
-  || { cat dpo_two.log; fail "DPO, 2 ranks"; }
-compare dpo_one/adapter_model.safetensors dpo_two/adapter_model.safetensors
+same_adapter dpo dpo.bin "$ex/dpo_train.jsonl" 4
 
 echo "== 2b. SFT, unpacked"
 "$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --packing=false \
   --micro-batch 2 --seq-len 64 --data-parallel -o rows.bin > /dev/null
-"$bin/lorart" run rows.bin --data "$ex/sft_train.jsonl" $common --steps 4 --grad-accum 2 -o rows_one > rows_one.log 2>&1 \
-  || { cat rows_one.log; fail "unpacked, 1 process"; }
-mpi2 run rows.bin --data "$ex/sft_train.jsonl" $common --steps 4 --grad-accum 1 -o rows_two > rows_two.log 2>&1 \
-  || { cat rows_two.log; fail "unpacked, 2 ranks"; }
-compare rows_one/adapter_model.safetensors rows_two/adapter_model.safetensors
+same_adapter rows rows.bin "$ex/sft_train.jsonl" 4
 
 echo "== 3. resume 2 ranks -> 1 process"
 [ -d two/checkpoint-3 ] || fail "the 2-rank run wrote no checkpoint-3"

@@ -215,22 +215,21 @@ Status Collective::WaitRequests(std::vector<Request>* requests, int64_t seq,
   }
 }
 
-Status Collective::AllReduceSum(float* data, size_t n, const std::string& what) {
+Status Collective::BlockingAllReduce(void* data, size_t n, int dtype, const std::string& what) {
   if (size_ == 1 || n == 0) return OkStatus();
   std::vector<Request> r(1);
   const int64_t seq = seq_++;
-  LORA_RETURN_IF_ERROR(StartAllReduce(data, n, kFloat, &r[0]), "collective #%lld (%s)",
+  LORA_RETURN_IF_ERROR(StartAllReduce(data, n, dtype, &r[0]), "collective #%lld (%s)",
                        static_cast<long long>(seq), what.c_str());
   return WaitRequests(&r, seq, what);
 }
 
+Status Collective::AllReduceSum(float* data, size_t n, const std::string& what) {
+  return BlockingAllReduce(data, n, kFloat, what);
+}
+
 Status Collective::AllReduceSum(double* data, size_t n, const std::string& what) {
-  if (size_ == 1 || n == 0) return OkStatus();
-  std::vector<Request> r(1);
-  const int64_t seq = seq_++;
-  LORA_RETURN_IF_ERROR(StartAllReduce(data, n, kDouble, &r[0]), "collective #%lld (%s)",
-                       static_cast<long long>(seq), what.c_str());
-  return WaitRequests(&r, seq, what);
+  return BlockingAllReduce(data, n, kDouble, what);
 }
 
 Status Collective::StartBucket(int64_t bucket, const std::vector<Span>& tensors,

@@ -96,6 +96,7 @@ class Collective {
   Status WaitRequests(std::vector<Request>* requests, int64_t seq, const std::string& what);
   Status TestRequests(std::vector<Request>* requests, bool* all_done);
   Status StartAllReduce(void* data, size_t n, int dtype, Request* out);
+  Status BlockingAllReduce(void* data, size_t n, int dtype, const std::string& what);
   Status TimedOut(int64_t seq, const std::string& what);
 
   const MpiApi* mpi_ = nullptr;

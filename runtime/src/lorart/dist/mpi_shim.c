@@ -53,10 +53,14 @@ void lorart_mpi_library_version(char* out, int out_len) {
   snprintf(out, (size_t)out_len, "%s", v);
 }
 
-int lorart_mpi_iallreduce_sum(void* data, long long count, int dtype, void** request, char* err,
-                              int err_len) {
+// A nonblocking operation on `count` elements: `start` posts it into a new
+// request, handed out in `*request` (freed by lorart_mpi_test).
+typedef int (*StartFn)(void* data, int count, int arg, MPI_Request* r);
+
+static int Start(StartFn start, void* data, long long count, int arg, void** request, char* err,
+                 int err_len) {
   if (count > 0x7fffffffLL) {
-    snprintf(err, (size_t)err_len, "%lld values are more than one MPI call takes", count);
+    snprintf(err, (size_t)err_len, "%lld elements are more than one MPI call takes", count);
     return MPI_ERR_COUNT;
   }
   MPI_Request* r = (MPI_Request*)malloc(sizeof(MPI_Request));
@@ -64,14 +68,27 @@ int lorart_mpi_iallreduce_sum(void* data, long long count, int dtype, void** req
     snprintf(err, (size_t)err_len, "out of memory");
     return MPI_ERR_NO_MEM;
   }
-  int rc = MPI_Iallreduce(MPI_IN_PLACE, data, (int)count, dtype == 1 ? MPI_DOUBLE : MPI_FLOAT,
-                          MPI_SUM, MPI_COMM_WORLD, r);
+  int rc = start(data, (int)count, arg, r);
   if (rc != MPI_SUCCESS) {
     free(r);
     return Fail(rc, err, err_len);
   }
   *request = r;
   return 0;
+}
+
+static int StartSum(void* data, int count, int dtype, MPI_Request* r) {
+  return MPI_Iallreduce(MPI_IN_PLACE, data, count, dtype == 1 ? MPI_DOUBLE : MPI_FLOAT, MPI_SUM,
+                        MPI_COMM_WORLD, r);
+}
+
+static int StartBcast(void* data, int bytes, int root, MPI_Request* r) {
+  return MPI_Ibcast(data, bytes, MPI_BYTE, root, MPI_COMM_WORLD, r);
+}
+
+int lorart_mpi_iallreduce_sum(void* data, long long count, int dtype, void** request, char* err,
+                              int err_len) {
+  return Start(StartSum, data, count, dtype, request, err, err_len);
 }
 
 int lorart_mpi_test(void* request, int* done, char* err, int err_len) {
@@ -84,22 +101,7 @@ int lorart_mpi_test(void* request, int* done, char* err, int err_len) {
 
 int lorart_mpi_ibcast(void* data, long long bytes, int root, void** request, char* err,
                       int err_len) {
-  if (bytes > 0x7fffffffLL) {
-    snprintf(err, (size_t)err_len, "%lld bytes are more than one MPI call takes", bytes);
-    return MPI_ERR_COUNT;
-  }
-  MPI_Request* r = (MPI_Request*)malloc(sizeof(MPI_Request));
-  if (!r) {
-    snprintf(err, (size_t)err_len, "out of memory");
-    return MPI_ERR_NO_MEM;
-  }
-  int rc = MPI_Ibcast(data, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD, r);
-  if (rc != MPI_SUCCESS) {
-    free(r);
-    return Fail(rc, err, err_len);
-  }
-  *request = r;
-  return 0;
+  return Start(StartBcast, data, bytes, root, request, err, err_len);
 }
 
 int lorart_mpi_roll_call(long long seq, double grace_s, long long* seen, char* err, int err_len) {
