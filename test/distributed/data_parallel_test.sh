@@ -11,8 +11,10 @@
 #      last checkpoint whole (a 1-process run resumes from it);
 #   5. a rank that stops (SIGSTOP) fails the job after --collective-timeout,
 #      naming the rank that did not answer;
-#   6. refusals: a plan compiled without --data-parallel, ranks started with
-#      different seeds.
+#   6. refusals: a plan compiled without --data-parallel (run and profile),
+#      ranks started with different seeds;
+#   7. lorart profile on 2 ranks reports the buckets and how much of their
+#      all-reduce the backward hid.
 # Why bit for bit: with 2 ranks the sum over ranks adds the same two f32
 # gradients the single process adds (0 + g0, then + g1; addition commutes),
 # the token count is an exact integer, and every other value is computed by
@@ -157,4 +159,21 @@ if mpirun -np 1 "$bin/lorart" run sft.bin --data "$ex/sft_train.jsonl" $common -
   fail "ranks with different seeds ran"
 fi
 grep -q "rank 1: --seed differs from rank 0's" seeds.log || { cat seeds.log; fail "the seed difference is not named"; }
+if mpi2 profile plain.bin --base base --threads 1 --iters 1 --warmup 0 > plain_profile.log 2>&1; then
+  fail "a plan without --data-parallel was profiled on 2 ranks"
+fi
+grep -q "compile it with lorac compile --data-parallel" plain_profile.log \
+  || { cat plain_profile.log; fail "profile: no reason given"; }
+
+echo "== 7. lorart profile on 2 ranks: the all-reduce's overlap with the backward"
+mpi2 profile sft.bin --base base --threads 1 --iters 3 --warmup 1 --top 0 --json profile.json \
+  > profile.log 2>&1 || { cat profile.log; fail "profile on 2 ranks"; }
+grep -q "of the communication overlapped the backward" profile.log || { cat profile.log; fail "no overlap line"; }
+python3 -c "
+import json, sys
+d = json.load(open('profile.json'))['data_parallel']
+assert d['ranks'] == 2 and d['buckets'] >= 2 and d['bytes_per_step'] > 0, d
+assert 0 <= d['overlapped_fraction'] <= 1 and d['all_reduce_alone_ms'] > 0, d
+" || fail "profile.json's data_parallel"
+grep "overlapped the backward" profile.log
 echo "PASS"

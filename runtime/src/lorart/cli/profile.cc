@@ -12,8 +12,10 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <variant>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +23,8 @@
 #include "lorart/base/strings.h"
 #include "lorart/cli/commands.h"
 #include "lorart/cpu/kernel.h"
+#include "lorart/dist/collective.h"
+#include "lorart/exec/feed.h"
 #include "lorart/io/safetensors_write.h"
 #include "lorart/plan/kernel_kinds.h"
 #include "lorart/train/trainer.h"
@@ -129,6 +133,8 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
     std::vector<std::string> programs;
     int threads = 0, iters = 5, warmup = 2, top = 15;
     DeviceFlags device;
+    std::string dist = "auto";
+    double collective_timeout = 600;
   };
   auto o = std::make_shared<Options>();
   Command c;
@@ -148,127 +154,228 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
   c.app->add_option("--json", o->json, "Also write every launch's median time as JSON here");
   c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
   o->device.Add(c.app);
-  c.run = [o, &out]() -> Status {
-    SessionOptions so;
-    so.num_threads = o->threads;
-    LORA_RETURN_IF_ERROR(o->device.Apply(&so));
-    std::unique_ptr<Session> s;
-    LORA_RETURN_IF_ERROR(Session::Open(o->plan, so, &s));
-    out << "device: " << s->DeviceDescription() << "\n";
-    LORA_RETURN_IF_ERROR(s->BindWeights(o->base));
-    LORA_RETURN_IF_ERROR(s->InitTrainable(1));
-    const Plan& plan = s->plan();
-    std::vector<std::string> names = o->programs;
-    if (names.empty())
-      for (const char* name : {programs::kTrainStep, programs::kOptimizerStep})
-        if (plan.FindProgram(name)) names.push_back(name);
-    if (names.empty()) return InvalidArgumentError(o->plan + ": no program to profile");
-    std::vector<cpu::KernelParams> params(plan.num_kernels());
-    for (uint32_t k = 0; k < plan.num_kernels(); ++k)
-      LORA_RETURN_IF_ERROR(cpu::KernelParamsFromPlan(plan.kernel(k), &params[k]));
-    data::Batch batch = SyntheticBatch(plan, 7);
-    nlohmann::json report = {{"plan", o->plan},
-                             {"device", s->DeviceDescription()},
-                             {"iters", o->iters},
-                             {"micro_batch", plan.defaults().micro_batch()},
-                             {"seq_len", plan.defaults().seq_len()},
-                             {"programs", nlohmann::json::object()}};
-    for (const std::string& name : names) {
-      const schema::Program* prog = plan.FindProgram(name);
-      if (!prog) return NotFoundError(StrFormat("the plan has no program '%s'", name.c_str()));
-      const size_t n = prog->launches() ? prog->launches()->size() : 0;
-      std::vector<std::vector<double>> per_launch(n);
-      std::vector<double> wall, ms;
-      for (int it = 0; it < o->warmup + o->iters; ++it) {
-        // Inputs before every run: a program may reuse its inputs' arena
-        // space once it has read them.
-        if (name == programs::kOptimizerStep) {
-          LORA_RETURN_IF_ERROR(s->SetScalar(name, InputPort::LearningRate, 1e-5f));
-          LORA_RETURN_IF_ERROR(s->SetScalar(name, InputPort::Step, 1.0f));
-          LORA_RETURN_IF_ERROR(
-              s->SetScalar(name, InputPort::TokenCount, static_cast<float>(batch.target_tokens)));
-        } else if (name != "logits") {
-          LORA_RETURN_IF_ERROR(FeedBatch(s.get(), name, batch), "feeding %s", name.c_str());
+  c.app->add_option("--dist", o->dist,
+                    "Data-parallel ranks: auto (MPI when started by mpirun/srun), mpi or none");
+  c.app->add_option("--collective-timeout", o->collective_timeout,
+                    "Seconds a rank waits at a collective before failing");
+  c.run = [o, &root_out = out]() -> Status {
+    // Under mpirun with a --data-parallel plan every rank runs the programs
+    // and rank 0 prints how much of the gradient all-reduce the backward hid.
+    dist::CollectiveOptions copts;
+    copts.timeout_s = o->collective_timeout;
+    std::unique_ptr<dist::Collective> coll;
+    LORA_RETURN_IF_ERROR(dist::FromEnvironment(o->dist, copts, &coll));
+    std::ostringstream discard;
+    std::ostream& out = coll->rank() == 0 ? root_out : discard;
+    auto body = [&]() -> Status {
+      SessionOptions so;
+      so.num_threads = o->threads;
+      so.collective = coll.get();
+      LORA_RETURN_IF_ERROR(o->device.Apply(&so));
+      std::unique_ptr<Session> s;
+      LORA_RETURN_IF_ERROR(Session::Open(o->plan, so, &s));
+      out << "device: " << s->DeviceDescription() << "\n";
+      LORA_RETURN_IF_ERROR(s->BindWeights(o->base));
+      LORA_RETURN_IF_ERROR(s->InitTrainable(1));
+      const Plan& plan = s->plan();
+      std::vector<std::string> names = o->programs;
+      if (names.empty())
+        for (const char* name : {programs::kTrainStep, programs::kOptimizerStep})
+          if (plan.FindProgram(name)) names.push_back(name);
+      if (names.empty()) return InvalidArgumentError(o->plan + ": no program to profile");
+      std::vector<cpu::KernelParams> params(plan.num_kernels());
+      for (uint32_t k = 0; k < plan.num_kernels(); ++k)
+        LORA_RETURN_IF_ERROR(cpu::KernelParamsFromPlan(plan.kernel(k), &params[k]));
+      data::Batch batch = SyntheticBatch(plan, 7);
+      const bool data_parallel = HasInput(plan, programs::kTrainStep, InputPort::SyncGradients);
+      const int world = coll->world_size();
+      if (world > 1 && !data_parallel)
+        return InvalidArgumentError(StrFormat(
+            "%d ranks, but the plan has no gradient all-reduce: compile it with lorac compile "
+            "--data-parallel",
+            world));
+      std::vector<double> exposed_ms;  // waiting for the buckets after each backward
+      nlohmann::json report = {{"plan", o->plan},
+                               {"device", s->DeviceDescription()},
+                               {"iters", o->iters},
+                               {"micro_batch", plan.defaults().micro_batch()},
+                               {"seq_len", plan.defaults().seq_len()},
+                               {"programs", nlohmann::json::object()}};
+      for (const std::string& name : names) {
+        const schema::Program* prog = plan.FindProgram(name);
+        if (!prog) return NotFoundError(StrFormat("the plan has no program '%s'", name.c_str()));
+        const size_t n = prog->launches() ? prog->launches()->size() : 0;
+        std::vector<std::vector<double>> per_launch(n);
+        std::vector<double> wall, ms;
+        for (int it = 0; it < o->warmup + o->iters; ++it) {
+          // Inputs before every run: a program may reuse its inputs' arena
+          // space once it has read them.
+          if (name == programs::kOptimizerStep) {
+            LORA_RETURN_IF_ERROR(s->SetScalar(name, InputPort::LearningRate, 1e-5f));
+            LORA_RETURN_IF_ERROR(s->SetScalar(name, InputPort::Step, 1.0f));
+            LORA_RETURN_IF_ERROR(
+                s->SetScalar(name, InputPort::TokenCount, static_cast<float>(batch.target_tokens)));
+          } else if (name != "logits") {
+            LORA_RETURN_IF_ERROR(FeedBatch(s.get(), name, batch), "feeding %s", name.c_str());
+          }
+          const bool sync = data_parallel && name == programs::kTrainStep;
+          if (sync) LORA_RETURN_IF_ERROR(s->SetScalar(name, InputPort::SyncGradients, 1.0f));
+          auto start = std::chrono::steady_clock::now();
+          LORA_RETURN_IF_ERROR(s->Run(name, 1000 + it, it >= o->warmup ? &ms : nullptr));
+          double w =
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                  .count();
+          if (sync) {
+            // What the optimizer step would wait for: the all-reduce the
+            // backward did not hide.
+            auto wait = std::chrono::steady_clock::now();
+            LORA_RETURN_IF_ERROR(coll->WaitAll(), "after %s", name.c_str());
+            if (it >= o->warmup)
+              exposed_ms.push_back(
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wait)
+                      .count());
+          }
+          if (it < o->warmup) continue;
+          wall.push_back(w);
+          for (size_t i = 0; i < n && i < ms.size(); ++i) per_launch[i].push_back(ms[i]);
         }
-        auto start = std::chrono::steady_clock::now();
-        LORA_RETURN_IF_ERROR(s->Run(name, 1000 + it, it >= o->warmup ? &ms : nullptr));
-        double w = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-        if (it < o->warmup) continue;
-        wall.push_back(w);
-        for (size_t i = 0; i < n && i < ms.size(); ++i) per_launch[i].push_back(ms[i]);
-      }
-      // A skipped update must not leave the gradients growing run after run.
-      if (name == programs::kTrainStep) LORA_RETURN_IF_ERROR(s->ZeroGradients());
-      std::vector<LaunchStats> launches;
-      double total = 0, flops = 0;
-      for (size_t i = 0; i < n; ++i) {
-        const schema::Launch* l = prog->launches()->Get(static_cast<unsigned>(i));
-        const schema::Kernel& k = plan.kernel(l->kernel());
-        LaunchStats st;
-        st.index = static_cast<uint32_t>(i);
-        st.kernel = l->kernel();
-        st.kind = k.kind()->str();
-        st.entry = k.entry() && k.entry()->size() ? k.entry()->str()
-                                                  : (k.name() ? k.name()->str() : st.kind);
-        st.shape = Shape(st.kind, params[l->kernel()]);
-        st.ms = Median(per_launch[i]);
-        st.flops = LaunchFlops(st.kind, params[l->kernel()]);
-        total += st.ms;
-        flops += st.flops;
-        launches.push_back(st);
-      }
-      const double wall_ms = Median(wall);
-      out << StrFormat("\n%s: %.3f ms a run (median of %d; launches %.3f ms), %zu launches, %.2f "
-                       "TFLOP/s over the run\n",
-                       name.c_str(), wall_ms, o->iters, total, n,
-                       wall_ms > 0 ? flops / (wall_ms * 1e9) : 0.0);
-      // By kind, slowest first.
-      struct Kind {
-        int launches = 0;
-        double ms = 0, flops = 0;
-      };
-      std::map<std::string, Kind> kinds;
-      for (const LaunchStats& l : launches) {
-        Kind& k = kinds[l.kind];
-        ++k.launches;
-        k.ms += l.ms;
-        k.flops += l.flops;
-      }
-      std::vector<std::pair<std::string, Kind>> by_kind(kinds.begin(), kinds.end());
-      std::stable_sort(by_kind.begin(), by_kind.end(),
-                       [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
-      out << "| kernel kind | launches | ms | share | TFLOP/s |\n| --- | --- | --- | --- | --- |\n";
-      for (const auto& [kind, k] : by_kind)
-        out << StrFormat("| %s | %d | %.3f | %.1f%% | %s |\n", kind.c_str(), k.launches, k.ms,
-                         total > 0 ? 100 * k.ms / total : 0.0,
-                         k.flops > 0 && k.ms > 0 ? StrFormat("%.2f", k.flops / (k.ms * 1e9)).c_str()
-                                                 : "");
-      std::vector<LaunchStats> slow = launches;
-      std::stable_sort(slow.begin(), slow.end(),
-                       [](const LaunchStats& a, const LaunchStats& b) { return a.ms > b.ms; });
-      if (o->top > 0 && !slow.empty()) {
-        out << "\n| launch | kind | kernel | shape | ms | TFLOP/s |\n| --- | --- | --- | --- | --- | --- |\n";
-        for (size_t i = 0; i < slow.size() && i < static_cast<size_t>(o->top); ++i) {
-          const LaunchStats& l = slow[i];
-          out << StrFormat("| %u | %s | %s | %s | %.4f | %s |\n", l.index, l.kind.c_str(),
-                           l.entry.c_str(), l.shape.c_str(), l.ms,
-                           l.flops > 0 && l.ms > 0 ? StrFormat("%.2f", l.flops / (l.ms * 1e9)).c_str()
-                                                   : "");
+        // A skipped update must not leave the gradients growing run after run.
+        if (name == programs::kTrainStep) LORA_RETURN_IF_ERROR(s->ZeroGradients());
+        std::vector<LaunchStats> launches;
+        double total = 0, flops = 0;
+        for (size_t i = 0; i < n; ++i) {
+          const schema::Launch* l = prog->launches()->Get(static_cast<unsigned>(i));
+          const schema::Kernel& k = plan.kernel(l->kernel());
+          LaunchStats st;
+          st.index = static_cast<uint32_t>(i);
+          st.kernel = l->kernel();
+          st.kind = k.kind()->str();
+          st.entry = k.entry() && k.entry()->size() ? k.entry()->str()
+                                                    : (k.name() ? k.name()->str() : st.kind);
+          st.shape = Shape(st.kind, params[l->kernel()]);
+          st.ms = Median(per_launch[i]);
+          st.flops = LaunchFlops(st.kind, params[l->kernel()]);
+          total += st.ms;
+          flops += st.flops;
+          launches.push_back(st);
         }
+        const double wall_ms = Median(wall);
+        out << StrFormat(
+            "\n%s: %.3f ms a run (median of %d; launches %.3f ms), %zu launches, %.2f "
+            "TFLOP/s over the run\n",
+            name.c_str(), wall_ms, o->iters, total, n, wall_ms > 0 ? flops / (wall_ms * 1e9) : 0.0);
+        // By kind, slowest first.
+        struct Kind {
+          int launches = 0;
+          double ms = 0, flops = 0;
+        };
+        std::map<std::string, Kind> kinds;
+        for (const LaunchStats& l : launches) {
+          Kind& k = kinds[l.kind];
+          ++k.launches;
+          k.ms += l.ms;
+          k.flops += l.flops;
+        }
+        std::vector<std::pair<std::string, Kind>> by_kind(kinds.begin(), kinds.end());
+        std::stable_sort(by_kind.begin(), by_kind.end(),
+                         [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+        out << "| kernel kind | launches | ms | share | TFLOP/s |\n| --- | --- | --- | --- | --- "
+               "|\n";
+        for (const auto& [kind, k] : by_kind)
+          out << StrFormat(
+              "| %s | %d | %.3f | %.1f%% | %s |\n", kind.c_str(), k.launches, k.ms,
+              total > 0 ? 100 * k.ms / total : 0.0,
+              k.flops > 0 && k.ms > 0 ? StrFormat("%.2f", k.flops / (k.ms * 1e9)).c_str() : "");
+        std::vector<LaunchStats> slow = launches;
+        std::stable_sort(slow.begin(), slow.end(),
+                         [](const LaunchStats& a, const LaunchStats& b) { return a.ms > b.ms; });
+        if (o->top > 0 && !slow.empty()) {
+          out << "\n| launch | kind | kernel | shape | ms | TFLOP/s |\n| --- | --- | --- | --- | "
+                 "--- | --- |\n";
+          for (size_t i = 0; i < slow.size() && i < static_cast<size_t>(o->top); ++i) {
+            const LaunchStats& l = slow[i];
+            out << StrFormat(
+                "| %u | %s | %s | %s | %.4f | %s |\n", l.index, l.kind.c_str(), l.entry.c_str(),
+                l.shape.c_str(), l.ms,
+                l.flops > 0 && l.ms > 0 ? StrFormat("%.2f", l.flops / (l.ms * 1e9)).c_str() : "");
+          }
+        }
+        nlohmann::json js = nlohmann::json::array();
+        for (const LaunchStats& l : launches) {
+          nlohmann::json p = nlohmann::json::object();
+          for (const auto& [key, value] : params[l.kernel].values())
+            std::visit([&, k = key](const auto& v) { p[k] = v; }, value);
+          js.push_back({{"launch", l.index},
+                        {"kernel", l.kernel},
+                        {"kind", l.kind},
+                        {"entry", l.entry},
+                        {"ms", l.ms},
+                        {"flops", l.flops},
+                        {"params", p}});
+        }
+        report["programs"][name] = {{"wall_ms", wall_ms}, {"launch_ms", total}, {"launches", js}};
       }
-      nlohmann::json js = nlohmann::json::array();
-      for (const LaunchStats& l : launches) {
-        nlohmann::json p = nlohmann::json::object();
-        for (const auto& [key, value] : params[l.kernel].values())
-          std::visit([&, k = key](const auto& v) { p[k] = v; }, value);
-        js.push_back({{"launch", l.index}, {"kernel", l.kernel}, {"kind", l.kind},
-                      {"entry", l.entry}, {"ms", l.ms}, {"flops", l.flops}, {"params", p}});
+      if (data_parallel && world > 1 && !exposed_ms.empty()) {
+        // The gradient bytes of the plan's buckets, and what an all-reduce of
+        // as many bytes costs with nothing to hide it behind.
+        int64_t bytes = 0, buckets = 0;
+        for (uint32_t k = 0; k < plan.num_kernels(); ++k) {
+          if (plan.kernel(k).kind()->str() != "grad_all_reduce_start") continue;
+          int64_t b = 0;
+          params[k].Get("bytes", &b);
+          bytes += b;
+          ++buckets;
+        }
+        std::vector<float> payload(static_cast<size_t>(bytes / 4), 1.0f);
+        std::vector<double> alone;
+        for (int it = 0; it < o->warmup + o->iters; ++it) {
+          auto start = std::chrono::steady_clock::now();
+          LORA_RETURN_IF_ERROR(coll->AllReduceSum(payload.data(), payload.size(),
+                                                  "profile: the gradient bytes alone"));
+          if (it >= o->warmup)
+            alone.push_back(
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                    .count());
+        }
+        // Each rank's median wait after its backward; the last rank to finish
+        // its backward waits the least (the others also wait for it): its
+        // wait is the communication the backward did not hide.
+        std::vector<double> waits(static_cast<size_t>(world), 0.0);
+        waits[static_cast<size_t>(coll->rank())] = Median(exposed_ms);
+        LORA_RETURN_IF_ERROR(
+            coll->AllReduceSum(waits.data(), waits.size(), "profile: the ranks' waits"));
+        const double exposed = *std::min_element(waits.begin(), waits.end());
+        const double skew = *std::max_element(waits.begin(), waits.end()) - exposed;
+        const double comm = Median(alone);
+        const double hidden = comm > 0 ? std::clamp(1.0 - exposed / comm, 0.0, 1.0) : 0.0;
+        out << StrFormat(
+            "\ndata parallel: %d ranks (%s); %lld gradient buckets, %.2f MiB all-reduced per "
+            "optimizer step; the last rank to finish its backward waited %.3f ms for them "
+            "(median; the others up to %.3f ms longer, for it), an all-reduce of the same bytes "
+            "alone takes %.3f ms: %.0f%% of the communication overlapped the backward\n",
+            world, coll->description().c_str(), static_cast<long long>(buckets),
+            static_cast<double>(bytes) / (1 << 20), exposed, skew, comm, 100 * hidden);
+        report["data_parallel"] = {{"ranks", world},
+                                   {"buckets", buckets},
+                                   {"bytes_per_step", bytes},
+                                   {"exposed_wait_ms", exposed},
+                                   {"rank_skew_ms", skew},
+                                   {"all_reduce_alone_ms", comm},
+                                   {"overlapped_fraction", hidden}};
       }
-      report["programs"][name] = {{"wall_ms", wall_ms}, {"launch_ms", total}, {"launches", js}};
+      if (!o->json.empty() && coll->rank() == 0)
+        LORA_RETURN_IF_ERROR(WriteFileAtomically(o->json, report.dump(1) + "\n"));
+      return OkStatus();
+    };
+    Status st = body();
+    if (!st.ok() && coll->world_size() > 1) {
+      // The other ranks would wait at their next collective: end the job.
+      std::cerr << "lorart: rank " << coll->rank() << " of " << coll->world_size()
+                << ": error: " << st.message() << "\n";
+      std::cerr.flush();
+      coll->Abort(1);
     }
-    if (!o->json.empty())
-      LORA_RETURN_IF_ERROR(WriteFileAtomically(o->json, report.dump(1) + "\n"));
-    return OkStatus();
+    return st;
   };
   return c;
 }
