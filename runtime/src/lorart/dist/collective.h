@@ -67,8 +67,9 @@ class Collective {
   // for: the caller did not ask for a synchronizing step).
   Status WaitBucket(int64_t bucket);
   bool pending() const { return !buckets_.empty(); }
-  // Tests the started buckets once (MPI progresses nonblocking collectives
-  // inside its calls: the executor calls this between launches).
+  // Tests the oldest unfinished request once (MPI progresses every
+  // nonblocking collective inside any of its calls: the executor calls this
+  // between launches).
   Status Progress();
   // Waits for every started bucket (a step that is skipped after its
   // gradients were started).
