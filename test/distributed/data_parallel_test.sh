@@ -4,7 +4,8 @@
 #   1. SFT (packed, dropout on): 2 ranks x grad-accum 1 end with the same
 #      adapter as 1 process x grad-accum 2 on the same data, bit for bit (see
 #      the bound below), and report the same losses;
-#   2. the same for DPO and for an unpacked plan;
+#   2. the same for DPO, an unpacked plan, gradient checkpointing and full
+#      fine-tuning;
 #   3. a checkpoint of the 2-rank run resumed by 1 process (grad-accum 2)
 #      ends where the 1-process run ends;
 #   4. a rank killed with SIGKILL fails the job (non-zero) and leaves the
@@ -70,13 +71,18 @@ e2=$(grep -o '"eval_loss": [0-9.]*' two/metrics.jsonl | tr '\n' ' ')
 echo "eval: $e1"
 
 # same_adapter NAME PLAN DATA STEPS: 1 process x grad-accum 2 and 2 ranks x
-# grad-accum 1 end with the same adapter.
+# grad-accum 1 end with the same adapter (or, full fine-tuning, the same
+# model.safetensors, byte for byte).
 same_adapter() {
   "$bin/lorart" run "$2" --data "$3" $common --steps "$4" --grad-accum 2 -o "$1_one" > "$1_one.log" 2>&1 \
     || { cat "$1_one.log"; fail "$1, 1 process"; }
   mpi2 run "$2" --data "$3" $common --steps "$4" --grad-accum 1 -o "$1_two" > "$1_two.log" 2>&1 \
     || { cat "$1_two.log"; fail "$1, 2 ranks"; }
-  compare "$1_one/adapter_model.safetensors" "$1_two/adapter_model.safetensors"
+  if [ -f "$1_one/model.safetensors" ]; then
+    cmp "$1_one/model.safetensors" "$1_two/model.safetensors" || fail "$1: the models differ"
+  else
+    compare "$1_one/adapter_model.safetensors" "$1_two/adapter_model.safetensors"
+  fi
 }
 
 echo "== 2a. DPO"
@@ -88,6 +94,14 @@ echo "== 2b. SFT, unpacked"
 "$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --packing=false \
   --micro-batch 2 --seq-len 64 --data-parallel -o rows.bin > /dev/null
 same_adapter rows rows.bin "$ex/sft_train.jsonl" 4
+
+echo "== 2c. gradient checkpointing; full fine-tuning"
+"$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --remat layer \
+  --micro-batch 2 --seq-len 64 --data-parallel --bucket-mb 0.05 -o remat.bin > /dev/null
+same_adapter remat remat.bin "$ex/sft_train.jsonl" 3
+"$bin/lorac" compile base --dtype f32 --no-lora --train full \
+  --micro-batch 2 --seq-len 64 --data-parallel -o full.bin > /dev/null
+same_adapter full full.bin "$ex/sft_train.jsonl" 2
 
 echo "== 3. resume 2 ranks -> 1 process"
 [ -d two/checkpoint-3 ] || fail "the 2-rank run wrote no checkpoint-3"
