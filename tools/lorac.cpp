@@ -431,10 +431,6 @@ std::optional<std::string> checkCompileFlags() {
     if (dpoReplayWeight < 0)
       return bad("--dpo-replay-weight must be >= 0, got " + num(dpoReplayWeight));
   }
-  if (dataParallel && target == "cuda")
-    return bad("--data-parallel is available for CPU plans only: the CUDA "
-               "backend has no collective kernels yet (NCCL, "
-               "docs/distributed.md)");
   if (!(bucketMb > 0.0))
     return bad("--bucket-mb must be positive, got " + num(bucketMb));
   if (reportRanks < 1)

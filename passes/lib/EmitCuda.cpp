@@ -134,6 +134,10 @@ struct EmitCudaPass : public lora::impl::EmitCudaBase<EmitCudaPass> {
       // edited lora.kernel is checked against kernel_kinds.def first.
       if (failed(verifyKernelParams(op, k)))
         return WalkResult::interrupt();
+      // The collectives of lora-data-parallel run on the host, through
+      // NCCL (docs/distributed.md): no source.
+      if (isa<GradAllReduceStartOp, GradAllReduceWaitOp, AllReduceSumOp>(op))
+        return WalkResult::advance();
       FailureOr<cuda::KernelDesc> desc = describe(op, k);
       if (failed(desc))
         return WalkResult::interrupt();

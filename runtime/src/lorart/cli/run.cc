@@ -194,6 +194,10 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
       so.num_threads = o->threads;
       so.collective = coll;
       LORA_RETURN_IF_ERROR(o->device.Apply(&so));
+      // One GPU per rank: without an explicit ordinal, the rank's index
+      // among the ranks of its host.
+      if (coll->world_size() > 1 && o->device.device.find(':') == std::string::npos)
+        so.cuda_device = coll->local_rank();
       Loaded l;
       LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l,
                                        o->fisher, o->allow_nonfinite));

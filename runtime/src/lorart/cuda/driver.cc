@@ -41,6 +41,8 @@ struct DriverApi {
   int (*event_synchronize)(Event);
   int (*event_elapsed)(float*, Event, Event);
   int (*event_destroy)(Event);
+  // cuStreamQuery: optional (Query falls back to a synchronize).
+  int (*stream_query)(void*);
 };
 
 namespace {
@@ -102,6 +104,8 @@ StatusOr<const DriverApi*> LoadDriver() {
     Resolve(lib, "cuEventElapsedTime", &api.event_elapsed, &no_events);
     Resolve(lib, "cuEventDestroy_v2", &api.event_destroy, &no_events);
     if (!no_events.empty()) api.event_create = nullptr;
+    std::string no_query;
+    Resolve(lib, "cuStreamQuery", &api.stream_query, &no_query);
     return OkStatus();
   }();
   if (!status.ok()) return status;
@@ -229,6 +233,18 @@ Status Device::Launch(Function f, Dim3 grid, Dim3 block, unsigned shared_bytes, 
 Status Device::Synchronize() {
   LORA_RETURN_IF_ERROR(MakeCurrent());
   return Check(api_->ctx_synchronize(), "cuCtxSynchronize");
+}
+
+Status Device::Query(bool* done) {
+  LORA_RETURN_IF_ERROR(MakeCurrent());
+  if (!api_->stream_query) {
+    *done = true;
+    return Synchronize();
+  }
+  constexpr int kNotReady = 600;  // CUDA_ERROR_NOT_READY
+  int rc = api_->stream_query(nullptr);
+  *done = rc != kNotReady;
+  return rc == kNotReady ? OkStatus() : Check(rc, "cuStreamQuery");
 }
 
 Status Device::CreateEvent(Event* out) {

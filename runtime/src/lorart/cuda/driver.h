@@ -63,6 +63,9 @@ class Device {
   Status Launch(Function f, Dim3 grid, Dim3 block, unsigned shared_bytes, void** args);
   // Waits for all launched work; asynchronous kernel faults surface here.
   Status Synchronize();
+  // Whether the default stream's work has finished (cuStreamQuery), without
+  // waiting.
+  Status Query(bool* done);
   // Events on the default stream, for timing launches: RecordEvent after
   // the work to time, ElapsedMs waits for `end` and gives the milliseconds
   // between the two. UNIMPLEMENTED where the driver lacks events.

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <thread>
 
 #include "lorart/base/strings.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/cuda/nvrtc.h"
+#include "lorart/dist/collective.h"
 
 namespace lorart::cuda {
 
@@ -30,12 +32,21 @@ std::string KernelLabel(const Plan& plan, uint32_t k) {
                    kernel.kind()->c_str());
 }
 
-// Kernels that some program launches, in index order.
+// The collectives of data-parallel plans: run on the host through NCCL, no
+// CUDA source.
+bool IsHostCollective(const schema::Kernel& k) {
+  const std::string kind = k.kind()->str();
+  return kind == "grad_all_reduce_start" || kind == "grad_all_reduce_wait" ||
+         kind == "all_reduce_sum";
+}
+
+// Device kernels that some program launches, in index order.
 std::vector<bool> LaunchedKernels(const Plan& plan) {
   std::vector<bool> used(plan.num_kernels(), false);
   for (uint32_t p = 0; p < plan.num_programs(); ++p)
     if (const auto* ls = plan.program(p).launches())
-      for (const schema::Launch* l : *ls) used[l->kernel()] = true;
+      for (const schema::Launch* l : *ls)
+        if (!IsHostCollective(plan.kernel(l->kernel()))) used[l->kernel()] = true;
   return used;
 }
 
@@ -121,12 +132,22 @@ Status Executor::Prepare(const ExecutorOptions& options) {
                                                             : persistent_ + persistent_offset[id];
   }
   LORA_RETURN_IF_ERROR(BindPrograms());
+  collective_ = options.collective;
+  bool collectives = false;
+  for (const auto& [name, prog] : programs_)
+    for (const Launch& l : prog.launches) collectives |= l.host != HostOp::kNone;
+  if (collectives && collective_ && collective_->world_size() > 1)
+    LORA_RETURN_IF_ERROR(dist::Nccl::Create(collective_, &nccl_), "NCCL over %d ranks",
+                         collective_->world_size());
   description_ = StrFormat(
       "%s (%s, %.1f GiB): %zu kernels from %zu sources (%zu compiled, %zu "
       "from the cache in %s), %s of device memory",
       device_->name().c_str(), device_->arch().c_str(), device_->total_memory() / 1073741824.0,
       launched_, sources_, compiled_, sources_ - compiled_, cache_dir_.c_str(),
       HumanBytes(device_bytes()).c_str());
+  if (nccl_)
+    description_ += StrFormat("; %s over %d ranks", nccl_->version().c_str(),
+                              collective_->world_size());
   return OkStatus();
 }
 
@@ -235,6 +256,34 @@ Status Executor::BindPrograms() {
         Launch launch;
         launch.kernel = l->kernel();
         launch.steps = kernel_steps_[l->kernel()];
+        if (IsHostCollective(kernel)) {
+          const std::string kind = kernel.kind()->str();
+          launch.host = kind == "grad_all_reduce_start"  ? HostOp::kBucketStart
+                        : kind == "grad_all_reduce_wait" ? HostOp::kBucketWait
+                                                         : HostOp::kAllReduceSum;
+          // The same operand rules as the CPU kernels (collectives.cc): F32
+          // tensors; the loader checked the declared counts.
+          auto f32 = [&](uint32_t t) -> Status {
+            if (plan.tensor(t).dtype() != schema::DType::F32)
+              return InvalidArgumentError(StrFormat("%s: %s: operand tensor %u is not F32",
+                                                    plan.path().c_str(),
+                                                    KernelLabel(plan, l->kernel()).c_str(), t));
+            return OkStatus();
+          };
+          if (l->inputs())
+            for (uint32_t t : *l->inputs()) {
+              LORA_RETURN_IF_ERROR(f32(t));
+              launch.args.push_back(tensor_ptr_[t]);
+            }
+          if (l->outputs())
+            for (uint32_t t : *l->outputs()) {
+              LORA_RETURN_IF_ERROR(f32(t));
+              launch.args.push_back(tensor_ptr_[t]);
+              launch.spans.push_back({tensor_ptr_[t], plan.tensor_bytes(t) / 4});
+            }
+          prog.launches.push_back(std::move(launch));
+          continue;
+        }
         // The kernel ABI (docs/cuda.md): inputs, outputs, the workspace,
         // the dropout key.
         if (l->inputs())
@@ -309,11 +358,15 @@ Status Executor::Run(const std::string& program, uint64_t step_seed,
     LORA_RETURN_IF_ERROR(device_->Upload(keys_, keys.data(), keys.size() * sizeof(uint64_t)));
   }
   std::vector<void*> params;
+  float sync = -1;  // the program's sync_gradients, read at its first bucket
   if (launch_ms) LORA_RETURN_IF_ERROR(device_->RecordEvent(events_[0]));
   for (size_t i = 0; i < prog.launches.size(); ++i) {
     Launch& l = prog.launches[i];
     params.resize(l.args.size());
     for (size_t a = 0; a < l.args.size(); ++a) params[a] = &l.args[a];
+    if (l.host != HostOp::kNone)
+      LORA_RETURN_IF_ERROR(RunHost(l, program, &sync), "in %s, launch %zu (%s)", program.c_str(), i,
+                           KernelLabel(*plan_, l.kernel).c_str());
     for (const Step& s : l.steps) {
       Status st = device_->Launch(s.fn, s.grid, s.block, s.shared_bytes, params.data());
       if (st.ok() && check_each_launch_) st = device_->Synchronize();
@@ -322,7 +375,7 @@ Status Executor::Run(const std::string& program, uint64_t step_seed,
     }
     if (launch_ms) LORA_RETURN_IF_ERROR(device_->RecordEvent(events_[i + 1]));
   }
-  LORA_RETURN_IF_ERROR(device_->Synchronize(), "after %s", program.c_str());
+  LORA_RETURN_IF_ERROR(WaitForDevice(program));
   if (launch_ms) {
     launch_ms->assign(prog.launches.size(), 0.0);
     for (size_t i = 0; i < prog.launches.size(); ++i) {
@@ -332,6 +385,59 @@ Status Executor::Run(const std::string& program, uint64_t step_seed,
     }
   }
   return OkStatus();
+}
+
+Status Executor::RunHost(const Launch& l, const std::string& program, float* sync) {
+  switch (l.host) {
+    case HostOp::kNone:
+    case HostOp::kBucketWait:
+      // NCCL's sums are ordered on the default stream with the kernels: the
+      // optimizer's kernels after the wait run after them.
+      return OkStatus();
+    case HostOp::kBucketStart: {
+      if (!nccl_) return OkStatus();
+      if (*sync < 0) LORA_RETURN_IF_ERROR(device_->Download(sync, l.args[0], sizeof(float)));
+      if (*sync == 0.0f) return OkStatus();
+      LORA_RETURN_IF_ERROR(nccl_->GroupStart());
+      for (const auto& [ptr, n] : l.spans)
+        LORA_RETURN_IF_ERROR(nccl_->AllReduceSum(ptr, ptr, n, nullptr));
+      return nccl_->GroupEnd();
+    }
+    case HostOp::kAllReduceSum: {
+      const size_t n = l.spans.empty() ? 0 : l.spans[0].second;
+      if (nccl_) return nccl_->AllReduceSum(l.args[0], l.args[1], n, nullptr);
+      if (l.args[0] == l.args[1]) return OkStatus();
+      std::vector<float> v(n);
+      LORA_RETURN_IF_ERROR(device_->Download(v.data(), l.args[0], n * sizeof(float)));
+      return device_->Upload(l.args[1], v.data(), n * sizeof(float));
+    }
+  }
+  (void)program;
+  return OkStatus();
+}
+
+Status Executor::WaitForDevice(const std::string& program) {
+  if (!nccl_) return device_->Synchronize();
+  // A peer that stopped would leave NCCL's kernels, and so this stream,
+  // waiting forever: poll with the collective timeout, then abort NCCL and
+  // name the ranks that do not answer (over MPI).
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(collective_->timeout_s()));
+  for (int round = 0;; ++round) {
+    bool done = false;
+    LORA_RETURN_IF_ERROR(device_->Query(&done), "after %s", program.c_str());
+    if (done) return OkStatus();
+    LORA_RETURN_IF_ERROR(nccl_->AsyncError(), "after %s", program.c_str());
+    if (std::chrono::steady_clock::now() > deadline) {
+      nccl_->Abort();
+      return collective_->Unresponsive("the NCCL sums of " + program);
+    }
+    if (round < 64)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
 }
 
 }  // namespace lorart::cuda

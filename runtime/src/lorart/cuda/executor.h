@@ -20,9 +20,14 @@
 #include <vector>
 
 #include "lorart/base/status.h"
+#include "lorart/dist/nccl.h"
 #include "lorart/cuda/driver.h"
 #include "lorart/exec/executor.h"
 #include "lorart/plan/plan.h"
+
+namespace lorart::dist {
+class Collective;
+}
 
 namespace lorart::cuda {
 
@@ -30,6 +35,9 @@ struct ExecutorOptions {
   std::string kernel_cache;  // "" = KernelCacheDir("")
   int device = 0;
   int compile_threads = 0;   // 0 = all hardware threads
+  // The ranks of a data-parallel run (null or one rank: the collectives are
+  // the identity); their sums go over NCCL.
+  dist::Collective* collective = nullptr;
 };
 
 // The __global__ entries a kernel launches, in order: Kernel.entry, then
@@ -81,8 +89,13 @@ class Executor final : public ::lorart::Executor {
     Dim3 grid, block;
     unsigned shared_bytes = 0;
   };
+  // The collective kinds run on the host, through NCCL, ordered on the
+  // default stream with the kernels (docs/distributed.md).
+  enum class HostOp { kNone, kBucketStart, kBucketWait, kAllReduceSum };
   struct Launch {
     uint32_t kernel = 0;
+    HostOp host = HostOp::kNone;
+    std::vector<std::pair<DevicePtr, size_t>> spans;  // kBucketStart: the accumulators (floats)
     std::vector<Step> steps;
     std::vector<DevicePtr> args;  // argument values; a dropout key's slot is filled per run
     int key_arg = -1;             // index in args of the dropout key pointer, -1 without
@@ -105,6 +118,10 @@ class Executor final : public ::lorart::Executor {
   std::string description_, cache_dir_;
   size_t launched_ = 0, sources_ = 0, compiled_ = 0;
   bool check_each_launch_ = false;
+  dist::Collective* collective_ = nullptr;
+  std::unique_ptr<dist::Nccl> nccl_;  // with more than one rank
+  Status RunHost(const Launch& l, const std::string& program, float* sync);
+  Status WaitForDevice(const std::string& program);
   std::vector<Event> events_;  // for timed runs, created on first use
 };
 

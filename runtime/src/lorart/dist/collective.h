@@ -82,6 +82,11 @@ class Collective {
   // single process.
   void Abort(int code);
 
+  double timeout_s() const { return options_.timeout_s; }
+  // The error of a wait outside MPI (NCCL's) that timed out: the ranks that
+  // do not answer a roll call over MPI are named.
+  Status Unresponsive(const std::string& what) { return TimedOut(seq_++, what); }
+
  private:
   Collective() = default;
   struct Request {

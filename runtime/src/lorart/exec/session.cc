@@ -111,7 +111,8 @@ Status Session::Prepare(const SessionOptions& options) {
     cuda::ExecutorOptions eo;
     eo.kernel_cache = options.kernel_cache;
     eo.compile_threads = options.num_threads;
-    eo.device = options.device == DeviceKind::kCuda ? options.cuda_device : 0;
+    eo.device = options.cuda_device;  // 0 unless cuda:N, or a data-parallel rank's GPU
+    eo.collective = options.collective;
     std::unique_ptr<cuda::Executor> gpu;
     LORA_RETURN_IF_ERROR(cuda::Executor::Create(plan_, eo, &gpu));
     executor_ = std::move(gpu);

@@ -1,0 +1,54 @@
+#!/bin/sh
+# Data parallelism of a CUDA plan (docs/distributed.md), on the CUDA
+# simulator's driver and NVRTC (test/cuda_sim) with NCCL replaced by a fake
+# over MPI (fake_nccl.c), on the demo's tiny model in f32:
+#   1. 2 ranks x grad-accum 1 (NCCL's sums; both on the simulator's one
+#      device, --device cuda:0, as NCCL allows for a smoke test) end with the same
+#      adapter, bit for bit, and the same losses as 1 process x grad-accum 2;
+#   2. a missing NCCL is a clear error and fails the job.
+# Usage: data_parallel_cuda_sim_test.sh BIN_DIR EXAMPLES_DIR WORK_DIR SIM_DRIVER FAKE_NCCL
+# Exit 77 (skipped) without mpirun or liblorart_mpi.so.
+set -eu
+abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+bin=$(cd "$1" && pwd); ex=$(cd "$2" && pwd); work="$3"; sim=$(abs "$4"); fake=$(abs "$5")
+here=$(cd "$(dirname "$0")" && pwd)
+command -v mpirun > /dev/null || { echo "SKIP: no mpirun"; exit 77; }
+[ -f "$bin/../lib/liblorart_mpi.so" ] || { echo "SKIP: lorart was built without MPI"; exit 77; }
+rm -rf "$work"; mkdir -p "$work"
+cd "$work"
+. "$here/../integration/demo_model.sh"
+demo_tokenizer "$bin" "$ex"
+"$bin/lorart" init-model --config "$ex/config.json" -o base --dtype f32 --tokenizer tokenizer.model --seed 3 > /dev/null
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1
+export LORART_CUDA_DRIVER="$sim" LORART_NVRTC="$sim" LORA_SIM_WORK="$work/sim" LORART_NCCL="$fake"
+fail() { echo "FAIL: $*"; exit 1; }
+losses() { python3 -c "
+import json, sys
+print(' '.join('%.6f' % json.loads(l)['loss'] for l in open(sys.argv[1]) if 'loss' in json.loads(l)))" "$1"; }
+common="--base base --lr 3e-3 --seed 9 --threads 2 --no-progress --template simple --device cuda:0
+  --kernel-cache $work/kernels --steps 2"
+
+"$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1 --target cuda \
+  --micro-batch 2 --seq-len 64 --data-parallel --bucket-mb 0.05 -o cuda.bin > /dev/null
+echo "== 1. 2 ranks (NCCL) vs 1 process, --device cuda"
+"$bin/lorart" run cuda.bin --data "$ex/sft_train.jsonl" $common --grad-accum 2 -o one > one.log 2>&1 \
+  || { cat one.log; fail "1 process"; }
+mpirun -np 2 --bind-to none -x LORART_CUDA_DRIVER -x LORART_NVRTC -x LORA_SIM_WORK -x LORART_NCCL \
+  "$bin/lorart" run cuda.bin --data "$ex/sft_train.jsonl" $common --grad-accum 1 -o two > two.log 2>&1 \
+  || { cat two.log; fail "2 ranks"; }
+grep -q "data parallel: 2 ranks" two.log || { cat two.log; fail "no data-parallel banner"; }
+python3 "$here/compare_adapters.py" one/adapter_model.safetensors two/adapter_model.safetensors
+l1=$(losses one/metrics.jsonl); l2=$(losses two/metrics.jsonl)
+[ "$l1" = "$l2" ] || fail "losses differ: '$l1' vs '$l2'"
+echo "losses: $l1"
+
+echo "== 2. no NCCL"
+if LORART_NCCL="$work/no-such-libnccl.so" mpirun -np 2 --bind-to none -x LORART_CUDA_DRIVER \
+     -x LORART_NVRTC -x LORA_SIM_WORK -x LORART_NCCL "$bin/lorart" run cuda.bin \
+     --data "$ex/sft_train.jsonl" $common -o none > none.log 2>&1; then
+  fail "ran without NCCL"
+fi
+grep -q "NCCL could not be loaded" none.log || { cat none.log; fail "the error does not say NCCL"; }
+echo "PASS"

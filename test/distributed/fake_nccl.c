@@ -1,0 +1,113 @@
+/* A stand-in for libnccl.so.2 over MPI, for testing lorart's NCCL path on
+ * the CUDA simulator (test/cuda_sim/sim_driver.cc), whose device memory is
+ * host memory: ncclAllReduce is an MPI_Allreduce of those bytes, run when
+ * called (the simulator's stream is synchronous). Only what lorart calls is
+ * here, and only float sums: anything else is refused (ncclInvalidArgument),
+ * so that a change in how lorart calls NCCL fails the test instead of
+ * passing on a fake that accepts it. lorart loads it through LORART_NCCL
+ * (data_parallel_cuda_sim_test.sh). */
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  char internal[128];
+} ncclUniqueId;
+
+typedef struct {
+  int rank, size;
+} FakeComm;
+
+enum { kSuccess = 0, kInvalidArgument = 4, kFloat32 = 7, kSum = 0, kMaxQueued = 4096 };
+static const char kIdTag[] = "lorart fake NCCL unique id";
+
+/* Operations issued between ncclGroupStart and ncclGroupEnd. */
+typedef struct {
+  const void* send;
+  void* recv;
+  size_t count;
+} Op;
+static Op queued[kMaxQueued];
+static int num_queued = 0, group_depth = 0;
+static int async_error = kSuccess;
+
+int ncclGetVersion(int* version) {
+  *version = 29999; /* "NCCL 2.99.99": not a real release */
+  return kSuccess;
+}
+
+const char* ncclGetErrorString(int result) {
+  return result == kSuccess ? "no error" : "invalid argument (fake NCCL)";
+}
+
+int ncclGetUniqueId(ncclUniqueId* id) {
+  memset(id, 0, sizeof *id);
+  memcpy(id->internal, kIdTag, sizeof kIdTag);
+  return kSuccess;
+}
+
+int ncclCommInitRank(void** comm, int nranks, ncclUniqueId id, int rank) {
+  int size = 0, me = -1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  /* Every rank must have received rank 0's id (lorart broadcasts it). */
+  if (memcmp(id.internal, kIdTag, sizeof kIdTag) != 0 || nranks != size || rank != me)
+    return kInvalidArgument;
+  FakeComm* c = (FakeComm*)malloc(sizeof *c);
+  if (!c) return kInvalidArgument;
+  c->rank = rank;
+  c->size = nranks;
+  *comm = c;
+  return kSuccess;
+}
+
+static int Run(const Op* op) {
+  void* in = op->send == op->recv ? MPI_IN_PLACE : (void*)op->send;
+  if (op->count > 0x7fffffff) return kInvalidArgument;
+  return MPI_Allreduce(in, op->recv, (int)op->count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) ==
+                 MPI_SUCCESS
+             ? kSuccess
+             : kInvalidArgument;
+}
+
+int ncclAllReduce(const void* send, void* recv, size_t count, int datatype, int op, void* comm,
+                  void* stream) {
+  (void)stream;
+  if (!comm || datatype != kFloat32 || op != kSum) return kInvalidArgument;
+  Op o = {send, recv, count};
+  if (group_depth == 0) return Run(&o);
+  if (num_queued == kMaxQueued) return kInvalidArgument;
+  queued[num_queued++] = o;
+  return kSuccess;
+}
+
+int ncclGroupStart(void) {
+  ++group_depth;
+  return kSuccess;
+}
+
+int ncclGroupEnd(void) {
+  if (group_depth == 0) return kInvalidArgument;
+  if (--group_depth > 0) return kSuccess;
+  int rc = kSuccess;
+  for (int i = 0; i < num_queued && rc == kSuccess; ++i) rc = Run(&queued[i]);
+  num_queued = 0;
+  if (rc != kSuccess) async_error = rc;
+  return rc;
+}
+
+int ncclCommGetAsyncError(void* comm, int* error) {
+  (void)comm;
+  *error = async_error;
+  return kSuccess;
+}
+
+int ncclCommAbort(void* comm) {
+  free(comm);
+  return kSuccess;
+}
+
+int ncclCommDestroy(void* comm) {
+  free(comm);
+  return kSuccess;
+}
