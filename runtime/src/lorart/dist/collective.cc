@@ -316,10 +316,10 @@ Status FromEnvironment(const std::string& mode, const CollectiveOptions& options
   if (!world.empty() && world != "1" && world != "0")
     return InvalidArgumentError(
         "WORLD_SIZE=" + world +
-        " (a torchrun-style launch) but no MPI launcher: lorart's data-parallel CPU runs are "
-        "started with mpirun or srun (docs/distributed.md); the torchrun-style bootstrap is for "
-        "NCCL, which CUDA plans do not have yet. Unset WORLD_SIZE or pass --dist none for one "
-        "process");
+        " (a torchrun-style launch) but no MPI launcher: lorart's data-parallel runs are started "
+        "with mpirun or srun (docs/distributed.md; CUDA plans too: NCCL's unique id goes over "
+        "MPI); the torchrun-style bootstrap is not built. Unset WORLD_SIZE or pass --dist none "
+        "for one process");
   *out = Collective::Single();
   return OkStatus();
 }
