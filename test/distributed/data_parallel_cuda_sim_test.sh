@@ -12,18 +12,8 @@ set -eu
 abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
 bin=$(cd "$1" && pwd); ex=$(cd "$2" && pwd); work="$3"; sim=$(abs "$4"); fake=$(abs "$5")
 here=$(cd "$(dirname "$0")" && pwd)
-command -v mpirun > /dev/null || { echo "SKIP: no mpirun"; exit 77; }
-[ -f "$bin/../lib/liblorart_mpi.so" ] || { echo "SKIP: lorart was built without MPI"; exit 77; }
-rm -rf "$work"; mkdir -p "$work"
-cd "$work"
-. "$here/../integration/demo_model.sh"
-demo_tokenizer "$bin" "$ex"
-"$bin/lorart" init-model --config "$ex/config.json" -o base --dtype f32 --tokenizer tokenizer.model --seed 3 > /dev/null
-
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1
+. "$here/dp_setup.sh"
 export LORART_CUDA_DRIVER="$sim" LORART_NVRTC="$sim" LORA_SIM_WORK="$work/sim" LORART_NCCL="$fake"
-fail() { echo "FAIL: $*"; exit 1; }
 losses() { python3 -c "
 import json, sys
 print(' '.join('%.6f' % json.loads(l)['loss'] for l in open(sys.argv[1]) if 'loss' in json.loads(l)))" "$1"; }

@@ -27,24 +27,13 @@
 set -eu
 bin=$(cd "$1" && pwd); ex=$(cd "$2" && pwd); work="$3"
 here=$(cd "$(dirname "$0")" && pwd)
-command -v mpirun > /dev/null || { echo "SKIP: no mpirun (apt-get install openmpi-bin)"; exit 77; }
-[ -f "$bin/../lib/liblorart_mpi.so" ] || { echo "SKIP: lorart was built without MPI"; exit 77; }
-rm -rf "$work"; mkdir -p "$work"
-cd "$work"
-. "$here/../integration/demo_model.sh"
-demo_tokenizer "$bin" "$ex"
-"$bin/lorart" init-model --config "$ex/config.json" -o base --dtype f32 --tokenizer tokenizer.model --seed 3 > /dev/null
-
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# Shared memory between the local ranks; no network probing.
-export OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1
+. "$here/dp_setup.sh"
 tag="dp$$"
 mpi2() { mpirun -np 2 --bind-to none -x LORART_DP_TEST=$tag "$bin/lorart" "$@"; }
 compare() { python3 "$here/compare_adapters.py" "$@"; }
 losses() { python3 -c "
 import json, sys
 print(' '.join('%.6f' % json.loads(l)['loss'] for l in open(sys.argv[1]) if 'loss' in json.loads(l) and 'skipped' not in json.loads(l)))" "$1"; }
-fail() { echo "FAIL: $*"; exit 1; }
 
 common="--base base --lr 3e-3 --seed 9 --threads 1 --no-progress --template simple"
 

@@ -11,6 +11,7 @@
 
 #include "lorart/base/status.h"
 #include "lorart/data/template.h"
+#include "lorart/dist/collective.h"
 #include "lorart/exec/session.h"
 
 namespace lorart {
@@ -31,6 +32,20 @@ struct DeviceFlags {
   // Fills so.device and so.kernel_cache: "cuda" must find a GPU (one clear
   // line when it cannot); "auto" takes the GPU when the plan can run there.
   Status Apply(SessionOptions* so) const;
+};
+
+// --dist and --collective-timeout: the ranks of a data-parallel launch
+// (docs/distributed.md), for run and profile.
+struct DistFlags {
+  std::string dist = "auto";
+  double timeout_s = 600;
+  void Add(CLI::App* app);
+  // The job's ranks: MPI under mpirun/srun, else one process.
+  Status Open(std::unique_ptr<dist::Collective>* out) const;
+  // Runs `body`; when it fails on one of several ranks, prints the rank's
+  // error and ends the job (the others would wait at their next
+  // collective).
+  static Status RunRank(dist::Collective& c, const std::function<Status()>& body);
 };
 
 // --template and --chat-template, shared by the commands that render chat

@@ -133,8 +133,7 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
     std::vector<std::string> programs;
     int threads = 0, iters = 5, warmup = 2, top = 15;
     DeviceFlags device;
-    std::string dist = "auto";
-    double collective_timeout = 600;
+    DistFlags dist;
   };
   auto o = std::make_shared<Options>();
   Command c;
@@ -154,17 +153,12 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
   c.app->add_option("--json", o->json, "Also write every launch's median time as JSON here");
   c.app->add_option("--threads", o->threads, "CPU threads (0: all)");
   o->device.Add(c.app);
-  c.app->add_option("--dist", o->dist,
-                    "Data-parallel ranks: auto (MPI when started by mpirun/srun), mpi or none");
-  c.app->add_option("--collective-timeout", o->collective_timeout,
-                    "Seconds a rank waits at a collective before failing");
+  o->dist.Add(c.app);
   c.run = [o, &root_out = out]() -> Status {
     // Under mpirun with a --data-parallel plan every rank runs the programs
     // and rank 0 prints how much of the gradient all-reduce the backward hid.
-    dist::CollectiveOptions copts;
-    copts.timeout_s = o->collective_timeout;
     std::unique_ptr<dist::Collective> coll;
-    LORA_RETURN_IF_ERROR(dist::FromEnvironment(o->dist, copts, &coll));
+    LORA_RETURN_IF_ERROR(o->dist.Open(&coll));
     std::ostringstream discard;
     std::ostream& out = coll->rank() == 0 ? root_out : discard;
     auto body = [&]() -> Status {
@@ -367,15 +361,7 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
         LORA_RETURN_IF_ERROR(WriteFileAtomically(o->json, report.dump(1) + "\n"));
       return OkStatus();
     };
-    Status st = body();
-    if (!st.ok() && coll->world_size() > 1) {
-      // The other ranks would wait at their next collective: end the job.
-      std::cerr << "lorart: rank " << coll->rank() << " of " << coll->world_size()
-                << ": error: " << st.message() << "\n";
-      std::cerr.flush();
-      coll->Abort(1);
-    }
-    return st;
+    return DistFlags::RunRank(*coll, body);
   };
   return c;
 }

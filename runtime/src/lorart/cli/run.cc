@@ -121,6 +121,34 @@ Status DeviceFlags::Apply(SessionOptions* so) const {
   return OkStatus();
 }
 
+void DistFlags::Add(CLI::App* app) {
+  app->add_option("--dist", dist,
+                  "Data-parallel ranks: auto (MPI when started by mpirun/srun), mpi or none");
+  app->add_option("--collective-timeout", timeout_s,
+                  "Seconds a rank waits at a collective before the job fails naming the ranks "
+                  "that did not arrive");
+}
+
+Status DistFlags::Open(std::unique_ptr<dist::Collective>* out) const {
+  dist::CollectiveOptions options;
+  options.timeout_s = timeout_s;
+  return dist::FromEnvironment(dist, options, out);
+}
+
+Status DistFlags::RunRank(dist::Collective& c, const std::function<Status()>& body) {
+  Status s = body();
+  if (!s.ok() && c.world_size() > 1) {
+    // Checkpoints are written atomically, so the last one is whole.
+    std::string message = s.message();
+    std::replace(message.begin(), message.end(), '\n', ' ');
+    std::cerr << "lorart: rank " << c.rank() << " of " << c.world_size() << ": error: " << message
+              << "\n";
+    std::cerr.flush();
+    c.Abort(1);
+  }
+  return s;
+}
+
 Command AddRunCommand(CLI::App& root, std::ostream& out) {
   struct Options {
     std::string plan, data, eval, base, output = "lora-out", resume, init_adapter, replay, fisher;
@@ -134,8 +162,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
     uint64_t seed = 0;
     int threads = 0;
     bool no_progress = false, allow_nonfinite = false;
-    std::string dist = "auto";
-    double collective_timeout = 600;
+    DistFlags dist;
   };
   auto o = std::make_shared<Options>();
   Command c;
@@ -176,16 +203,10 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   a->add_flag("--no-progress", o->no_progress, "Plain log lines instead of a progress bar");
   a->add_flag("--allow-nonfinite-weights", o->allow_nonfinite,
               "Bind base weights with NaN/Inf values (refused by default)");
-  a->add_option("--dist", o->dist,
-                "Data-parallel ranks: auto (MPI when started by mpirun/srun), mpi or none");
-  a->add_option("--collective-timeout", o->collective_timeout,
-                "Seconds a rank waits at a collective before the job fails naming the ranks "
-                "that did not arrive");
+  o->dist.Add(a);
   c.run = [o, &out]() -> Status {
-    dist::CollectiveOptions copts;
-    copts.timeout_s = o->collective_timeout;
     std::unique_ptr<dist::Collective> coll;
-    LORA_RETURN_IF_ERROR(dist::FromEnvironment(o->dist, copts, &coll));
+    LORA_RETURN_IF_ERROR(o->dist.Open(&coll));
     // Only rank 0 prints; every rank's errors reach stderr.
     std::ostringstream discard;
     std::ostream& shown = coll->rank() == 0 ? out : discard;
@@ -270,19 +291,7 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
           << ", metrics.jsonl, loss.svg\n";
       return OkStatus();
     };
-    Status s = train(coll.get(), shown);
-    if (!s.ok() && coll->world_size() > 1) {
-      // One rank's error ends the job: the others would wait at their next
-      // collective. Checkpoints are written atomically, so the last one is
-      // whole.
-      std::string message = s.message();
-      std::replace(message.begin(), message.end(), '\n', ' ');
-      std::cerr << "lorart: rank " << coll->rank() << " of " << coll->world_size()
-                << ": error: " << message << "\n";
-      std::cerr.flush();
-      coll->Abort(1);
-    }
-    return s;
+    return DistFlags::RunRank(*coll, [&] { return train(coll.get(), shown); });
   };
   return c;
 }
