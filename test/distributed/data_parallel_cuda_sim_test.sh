@@ -5,7 +5,9 @@
 #   1. 2 ranks x grad-accum 1 (NCCL's sums; both on the simulator's one
 #      device, --device cuda:0, as NCCL allows for a smoke test) end with the same
 #      adapter, bit for bit, and the same losses as 1 process x grad-accum 2;
-#   2. a missing NCCL is a clear error and fails the job.
+#   2. lorart profile on 2 ranks times the NCCL launches and says they are
+#      not overlapped;
+#   3. a missing NCCL is a clear error and fails the job.
 # Usage: data_parallel_cuda_sim_test.sh BIN_DIR EXAMPLES_DIR WORK_DIR SIM_DRIVER FAKE_NCCL
 # Exit 77 (skipped) without mpirun or liblorart_mpi.so.
 set -eu
@@ -34,7 +36,14 @@ l1=$(losses one/metrics.jsonl); l2=$(losses two/metrics.jsonl)
 [ "$l1" = "$l2" ] || fail "losses differ: '$l1' vs '$l2'"
 echo "losses: $l1"
 
-echo "== 2. no NCCL"
+echo "== 2. lorart profile on 2 ranks"
+mpirun -np 2 --bind-to none -x LORART_CUDA_DRIVER -x LORART_NVRTC -x LORA_SIM_WORK -x LORART_NCCL \
+  "$bin/lorart" profile cuda.bin --base base --device cuda:0 --kernel-cache "$work/kernels" \
+  --iters 1 --warmup 0 --top 3 > profile.log 2>&1 || { cat profile.log; fail "profile"; }
+grep -q "over NCCL; .* gradient buckets" profile.log || { cat profile.log; fail "no NCCL line"; }
+grep -q "| grad_all_reduce_start |" profile.log || { cat profile.log; fail "no bucket launches timed"; }
+
+echo "== 3. no NCCL"
 if LORART_NCCL="$work/no-such-libnccl.so" mpirun -np 2 --bind-to none -x LORART_CUDA_DRIVER \
      -x LORART_NVRTC -x LORA_SIM_WORK -x LORART_NCCL "$bin/lorart" run cuda.bin \
      --data "$ex/sft_train.jsonl" $common -o none > none.log 2>&1; then

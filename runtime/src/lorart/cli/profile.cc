@@ -166,6 +166,9 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
       so.num_threads = o->threads;
       so.collective = coll.get();
       LORA_RETURN_IF_ERROR(o->device.Apply(&so));
+      // One GPU per rank, as lorart run picks it.
+      if (coll->world_size() > 1 && o->device.device.find(':') == std::string::npos)
+        so.cuda_device = coll->local_rank();
       std::unique_ptr<Session> s;
       LORA_RETURN_IF_ERROR(Session::Open(o->plan, so, &s));
       out << "device: " << s->DeviceDescription() << "\n";
@@ -309,17 +312,31 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
         }
         report["programs"][name] = {{"wall_ms", wall_ms}, {"launch_ms", total}, {"launches", js}};
       }
-      if (data_parallel && world > 1 && !exposed_ms.empty()) {
-        // The gradient bytes of the plan's buckets, and what an all-reduce of
-        // as many bytes costs with nothing to hide it behind.
-        int64_t bytes = 0, buckets = 0;
-        for (uint32_t k = 0; k < plan.num_kernels(); ++k) {
-          if (plan.kernel(k).kind()->str() != "grad_all_reduce_start") continue;
-          int64_t b = 0;
-          params[k].Get("bytes", &b);
-          bytes += b;
-          ++buckets;
-        }
+      // The gradient bytes of the plan's buckets.
+      int64_t bytes = 0, buckets = 0;
+      for (uint32_t k = 0; k < plan.num_kernels(); ++k) {
+        if (plan.kernel(k).kind()->str() != "grad_all_reduce_start") continue;
+        int64_t b = 0;
+        params[k].Get("bytes", &b);
+        bytes += b;
+        ++buckets;
+      }
+      if (data_parallel && world > 1 && s->device() == DeviceKind::kCuda) {
+        // NCCL's sums run on the kernels' stream: their time is the
+        // grad_all_reduce_start launches' above, none of it hidden.
+        out << StrFormat(
+            "\ndata parallel: %d ranks (%s) over NCCL; %lld gradient buckets, %.2f MiB "
+            "all-reduced per optimizer step, on the kernels' stream: the grad_all_reduce_start "
+            "launches' time above is the communication, not overlapped with the backward\n",
+            world, coll->description().c_str(), static_cast<long long>(buckets),
+            static_cast<double>(bytes) / (1 << 20));
+        report["data_parallel"] = {{"ranks", world},
+                                   {"buckets", buckets},
+                                   {"bytes_per_step", bytes},
+                                   {"overlapped_fraction", 0.0}};
+      } else if (data_parallel && world > 1 && !exposed_ms.empty()) {
+        // What an all-reduce of as many bytes costs with nothing to hide it
+        // behind.
         std::vector<float> payload(static_cast<size_t>(bytes / 4), 1.0f);
         std::vector<double> alone;
         for (int it = 0; it < o->warmup + o->iters; ++it) {
