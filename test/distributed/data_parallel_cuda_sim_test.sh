@@ -7,7 +7,8 @@
 #      adapter, bit for bit, and the same losses as 1 process x grad-accum 2;
 #   2. lorart profile on 2 ranks times the NCCL launches and says they are
 #      not overlapped;
-#   3. a missing NCCL is a clear error and fails the job.
+#   3. a missing NCCL is a clear error and fails the job;
+#   4. a rank whose host has no GPU of its local rank's index is told so.
 # Usage: data_parallel_cuda_sim_test.sh BIN_DIR EXAMPLES_DIR WORK_DIR SIM_DRIVER FAKE_NCCL
 # Exit 77 (skipped) without mpirun or liblorart_mpi.so.
 set -eu
@@ -50,4 +51,13 @@ if LORART_NCCL="$work/no-such-libnccl.so" mpirun -np 2 --bind-to none -x LORART_
   fail "ran without NCCL"
 fi
 grep -q "NCCL could not be loaded" none.log || { cat none.log; fail "the error does not say NCCL"; }
+
+echo "== 4. more ranks than GPUs"
+if mpirun -np 2 --bind-to none -x LORART_CUDA_DRIVER -x LORART_NVRTC -x LORA_SIM_WORK -x LORART_NCCL \
+     "$bin/lorart" run cuda.bin --data "$ex/sft_train.jsonl" --base base --device cuda --steps 1 \
+     --no-progress --template simple -o gpus > gpus.log 2>&1; then
+  fail "rank 1 ran on the simulator's only GPU without --device cuda:0"
+fi
+grep -q "rank 1 takes GPU 1, its index among the ranks of its host" gpus.log \
+  || { cat gpus.log; fail "the error does not explain the GPU choice"; }
 echo "PASS"

@@ -217,11 +217,19 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
       LORA_RETURN_IF_ERROR(o->device.Apply(&so));
       // One GPU per rank: without an explicit ordinal, the rank's index
       // among the ranks of its host.
-      if (coll->world_size() > 1 && o->device.device.find(':') == std::string::npos)
-        so.cuda_device = coll->local_rank();
+      const bool rank_gpu =
+          coll->world_size() > 1 && o->device.device.find(':') == std::string::npos;
+      if (rank_gpu) so.cuda_device = coll->local_rank();
       Loaded l;
-      LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l,
-                                       o->fisher, o->allow_nonfinite));
+      Status opened = OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l, o->fisher,
+                                  o->allow_nonfinite);
+      if (!opened.ok() && rank_gpu && l.session == nullptr &&
+          opened.message().find("does not exist") != std::string::npos)
+        return UnavailableError(StrFormat(
+            "%s (rank %d takes GPU %d, its index among the ranks of its host: start at most "
+            "one rank per GPU, or name one with --device cuda:N)",
+            opened.message().c_str(), coll->rank(), coll->local_rank()));
+      LORA_RETURN_IF_ERROR(opened);
       out << "device: " << l.session->DeviceDescription() << "\n";
       const Plan& plan = l.session->plan();
       LORA_ASSIGN_OR_RETURN(data::DataOptions train_opts,
