@@ -24,7 +24,7 @@
 //===----------------------------------------------------------------------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
-#include "lorart/plan/ports.h"
+#include "lora/Transforms/Ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -48,15 +48,6 @@ struct Accumulation {
   int64_t bytes;
 };
 
-/// The argument of `fn` whose lora.input is `port`, if any.
-BlockArgument portArgument(func::FuncOp fn, InputPort port) {
-  for (unsigned i = 0; i < fn.getNumArguments(); ++i)
-    if (auto a = fn.getArgAttrOfType<StringAttr>(i, kInputAttrName);
-        a && a.getValue() == lorart::PortName(port))
-      return fn.getArgument(i);
-  return {};
-}
-
 struct DataParallelPass
     : public lora::impl::DataParallelBase<DataParallelPass> {
   using DataParallelBase::DataParallelBase;
@@ -75,12 +66,12 @@ struct DataParallelPass
                             "lora-optimizer first";
       return signalPassFailure();
     }
-    if (portArgument(train, InputPort::SyncGradients)) {
+    if (findInput(train, InputPort::SyncGradients)) {
       train.emitOpError() << "already has a sync_gradients input: the plan "
                              "is data-parallel already";
       return signalPassFailure();
     }
-    BlockArgument count = portArgument(opt, InputPort::TokenCount);
+    BlockArgument count = findInput(opt, InputPort::TokenCount);
     if (!count) {
       opt.emitOpError() << "has no token_count input";
       return signalPassFailure();
@@ -126,13 +117,8 @@ struct DataParallelPass
     OpBuilder b(ctx);
     auto scalar = RankedTensorType::get({}, Float32Type::get(ctx));
     Location loc = train.getLoc();
-    unsigned syncIndex = train.getNumArguments();
-    train.insertArgument(syncIndex, scalar,
-                         b.getDictionaryAttr(b.getNamedAttr(
-                             kInputAttrName, b.getStringAttr(lorart::PortName(
-                                                 InputPort::SyncGradients)))),
-                         loc);
-    Value sync = train.getArgument(syncIndex);
+    Value sync = insertInput(train, train.getNumArguments(), scalar,
+                             InputPort::SyncGradients, loc);
     const int64_t cap = static_cast<int64_t>(bucketMb * 1024.0 * 1024.0);
     struct Bucket {
       SmallVector<Attribute> names;

@@ -1,7 +1,7 @@
 //===- LogitsProgram.cpp - the next-token logits program for generation ---===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
-#include "lorart/plan/ports.h"
+#include "lora/Transforms/Ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -52,12 +52,9 @@ struct LogitsProgramPass
     fn.setName("logits_step");
     int64_t batch = hType.getDimSize(0);
     OpBuilder b(&getContext());
-    unsigned n = fn.getNumArguments();
-    fn.insertArgument(n, RankedTensorType::get({batch}, b.getI32Type()),
-                      b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::LastIndex)))),
-                      fn.getLoc());
-    Value last = fn.getArgument(n);
+    Value last = insertInput(fn, fn.getNumArguments(),
+                             RankedTensorType::get({batch}, b.getI32Type()),
+                             InputPort::LastIndex, fn.getLoc());
     auto fret = cast<func::ReturnOp>(fn.getBody().back().getTerminator());
     auto fhead = fret.getOperand(0).getDefiningOp<LMHeadOp>();
     b.setInsertionPoint(fhead);

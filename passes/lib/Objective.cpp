@@ -1,7 +1,7 @@
 //===- Objective.cpp - attach the training objective to the forward graph -===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
-#include "lorart/plan/ports.h"
+#include "lora/Transforms/Ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -80,16 +80,10 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     };
     // The runtime fills targets (the next token) and the loss mask: for sft
     // only response tokens, for pretrain every real token.
-    unsigned n = fn.getNumArguments();
-    fn.insertArgument(n, grid(b.getI32Type()),
-                      b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::Targets)))),
-                      loc);
-    fn.insertArgument(n + 1, grid(b.getI1Type()),
-                      b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::LossMask)))),
-                      loc);
-    Value targets = fn.getArgument(n), mask = fn.getArgument(n + 1);
+    Value targets = insertInput(fn, fn.getNumArguments(), grid(b.getI32Type()),
+                                InputPort::Targets, loc);
+    Value mask = insertInput(fn, fn.getNumArguments(), grid(b.getI1Type()),
+                             InputPort::LossMask, loc);
     if (objective == "dpo") {
       if (failed(buildDPO(fn, ret, logits, targets, mask)))
         return signalPassFailure();
@@ -118,26 +112,16 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
     auto lt = cast<RankedTensorType>(logits.getType());
     int64_t numPairs = pairs > 0 ? int64_t(pairs) : lt.getDimSize(0);
     int64_t numSeqs = 2 * numPairs;
-    unsigned n = fn.getNumArguments();
-    fn.insertArgument(
-        n, targets.getType(),
-        b.getDictionaryAttr(b.getNamedAttr(
-            kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::SequenceIds)))),
-        loc);
-    fn.insertArgument(n + 1, RankedTensorType::get({numPairs}, b.getI1Type()),
-                      b.getDictionaryAttr(b.getNamedAttr(
-                          kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::PairMask)))),
-                      loc);
-    Value seqIds = fn.getArgument(n), pairMask = fn.getArgument(n + 1);
+    Value seqIds = insertInput(fn, fn.getNumArguments(), targets.getType(),
+                               InputPort::SequenceIds, loc);
+    Value pairMask =
+        insertInput(fn, fn.getNumArguments(),
+                    RankedTensorType::get({numPairs}, b.getI1Type()),
+                    InputPort::PairMask, loc);
     Value replayMask;
-    if (replayWeight > 0) {
-      fn.insertArgument(
-          n + 2, mask.getType(),
-          b.getDictionaryAttr(b.getNamedAttr(
-              kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::ReplayMask)))),
-          loc);
-      replayMask = fn.getArgument(n + 2);
-    }
+    if (replayWeight > 0)
+      replayMask = insertInput(fn, fn.getNumArguments(), mask.getType(),
+                               InputPort::ReplayMask, loc);
 
     // The reference pass: every op of the forward graph but the parameters
     // (shared) and the adapters (their sum with the linear output becomes

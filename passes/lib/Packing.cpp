@@ -1,7 +1,7 @@
 //===- Packing.cpp - sequence packing without cross-contamination ---------===//
 #include "lora/Dialect/Lora/IR/LoraOps.h"
 #include "lora/Transforms/Passes.h"
-#include "lorart/plan/ports.h"
+#include "lora/Transforms/Ports.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -29,32 +29,21 @@ struct SequencePackingPass
       fn.walk([&](AttentionOp op) { attention.push_back(op); });
       if (attention.empty())
         continue;
-      for (unsigned i = 0; i < fn.getNumArguments(); ++i)
-        if (auto name = fn.getArgAttrOfType<StringAttr>(i, kInputAttrName))
-          if (name.getValue() == lorart::PortName(InputPort::SegmentIds)) {
-            fn.emitOpError() << "is already packed (has a segment_ids input)";
-            return signalPassFailure();
-          }
+      if (findInput(fn, InputPort::SegmentIds)) {
+        fn.emitOpError() << "is already packed (has a segment_ids input)";
+        return signalPassFailure();
+      }
       // segment_ids has the [batch, seq] shape of the positions input.
-      std::optional<unsigned> posIndex;
-      for (unsigned i = 0; i < fn.getNumArguments(); ++i)
-        if (auto name = fn.getArgAttrOfType<StringAttr>(i, kInputAttrName))
-          if (name.getValue() == lorart::PortName(InputPort::Positions))
-            posIndex = i;
-      if (!posIndex) {
+      BlockArgument positions = findInput(fn, InputPort::Positions);
+      if (!positions) {
         fn.emitOpError() << "has no positions input (lora.input = "
                             "\"positions\") to pack";
         return signalPassFailure();
       }
       OpBuilder b(fn.getContext());
-      Type segType = fn.getArgument(*posIndex).getType();
-      unsigned segIndex = *posIndex + 1;
-      fn.insertArgument(
-          segIndex, segType,
-          b.getDictionaryAttr(b.getNamedAttr(
-              kInputAttrName, b.getStringAttr(lorart::PortName(InputPort::SegmentIds)))),
-          fn.getLoc());
-      Value seg = fn.getArgument(segIndex);
+      Value seg =
+          insertInput(fn, positions.getArgNumber() + 1, positions.getType(),
+                      InputPort::SegmentIds, fn.getLoc());
 
       // Attention becomes block-diagonal causal: a query sees only keys of
       // its own document. (RoPE positions restart per document: the runtime

@@ -46,6 +46,9 @@ struct DistFlags {
   // error and ends the job (the others would wait at their next
   // collective).
   static Status RunRank(dist::Collective& c, const std::function<Status()>& body);
+  // One GPU per rank: without an explicit --device cuda:N, the rank's index
+  // among the ranks of its host (an error when the host has fewer GPUs).
+  static Status RankGpu(const DeviceFlags& device, const dist::Collective& c, SessionOptions* so);
 };
 
 // --template and --chat-template, shared by the commands that render chat

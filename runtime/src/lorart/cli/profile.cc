@@ -24,7 +24,6 @@
 #include "lorart/cli/commands.h"
 #include "lorart/cpu/kernel.h"
 #include "lorart/dist/collective.h"
-#include "lorart/exec/feed.h"
 #include "lorart/io/safetensors_write.h"
 #include "lorart/plan/kernel_kinds.h"
 #include "lorart/train/trainer.h"
@@ -166,9 +165,7 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
       so.num_threads = o->threads;
       so.collective = coll.get();
       LORA_RETURN_IF_ERROR(o->device.Apply(&so));
-      // One GPU per rank, as lorart run picks it.
-      if (coll->world_size() > 1 && o->device.device.find(':') == std::string::npos)
-        so.cuda_device = coll->local_rank();
+      LORA_RETURN_IF_ERROR(DistFlags::RankGpu(o->device, *coll, &so));
       std::unique_ptr<Session> s;
       LORA_RETURN_IF_ERROR(Session::Open(o->plan, so, &s));
       out << "device: " << s->DeviceDescription() << "\n";
@@ -184,13 +181,9 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
       for (uint32_t k = 0; k < plan.num_kernels(); ++k)
         LORA_RETURN_IF_ERROR(cpu::KernelParamsFromPlan(plan.kernel(k), &params[k]));
       data::Batch batch = SyntheticBatch(plan, 7);
-      const bool data_parallel = HasInput(plan, programs::kTrainStep, InputPort::SyncGradients);
+      const bool data_parallel = IsDataParallel(plan);
       const int world = coll->world_size();
-      if (world > 1 && !data_parallel)
-        return InvalidArgumentError(StrFormat(
-            "%d ranks, but the plan has no gradient all-reduce: compile it with lorac compile "
-            "--data-parallel",
-            world));
+      LORA_RETURN_IF_ERROR(CheckRanksCanRun(plan, world));
       std::vector<double> exposed_ms;  // waiting for the buckets after each backward
       nlohmann::json report = {{"plan", o->plan},
                                {"device", s->DeviceDescription()},

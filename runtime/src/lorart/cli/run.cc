@@ -149,6 +149,20 @@ Status DistFlags::RunRank(dist::Collective& c, const std::function<Status()>& bo
   return s;
 }
 
+Status DistFlags::RankGpu(const DeviceFlags& device, const dist::Collective& c,
+                          SessionOptions* so) {
+  if (c.world_size() <= 1 || device.device.find(':') != std::string::npos) return OkStatus();
+  so->cuda_device = c.local_rank();
+  if (so->device == DeviceKind::kCpu) return OkStatus();
+  const int gpus = cuda::CudaDeviceCount();
+  if (gpus > 0 && c.local_rank() >= gpus)
+    return UnavailableError(StrFormat(
+        "rank %d takes GPU %d, its index among the ranks of its host, but the host has %d: start "
+        "at most one rank per GPU, or name one with --device cuda:N",
+        c.rank(), c.local_rank(), gpus));
+  return OkStatus();
+}
+
 Command AddRunCommand(CLI::App& root, std::ostream& out) {
   struct Options {
     std::string plan, data, eval, base, output = "lora-out", resume, init_adapter, replay, fisher;
@@ -215,21 +229,10 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
       so.num_threads = o->threads;
       so.collective = coll;
       LORA_RETURN_IF_ERROR(o->device.Apply(&so));
-      // One GPU per rank: without an explicit ordinal, the rank's index
-      // among the ranks of its host.
-      const bool rank_gpu =
-          coll->world_size() > 1 && o->device.device.find(':') == std::string::npos;
-      if (rank_gpu) so.cuda_device = coll->local_rank();
+      LORA_RETURN_IF_ERROR(DistFlags::RankGpu(o->device, *coll, &so));
       Loaded l;
-      Status opened = OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l, o->fisher,
-                                  o->allow_nonfinite);
-      if (!opened.ok() && rank_gpu && l.session == nullptr &&
-          opened.message().find("does not exist") != std::string::npos)
-        return UnavailableError(StrFormat(
-            "%s (rank %d takes GPU %d, its index among the ranks of its host: start at most "
-            "one rank per GPU, or name one with --device cuda:N)",
-            opened.message().c_str(), coll->rank(), coll->local_rank()));
-      LORA_RETURN_IF_ERROR(opened);
+      LORA_RETURN_IF_ERROR(OpenAndBind(o->plan, o->base, so, o->seed, o->init_adapter, &l,
+                                       o->fisher, o->allow_nonfinite));
       out << "device: " << l.session->DeviceDescription() << "\n";
       const Plan& plan = l.session->plan();
       LORA_ASSIGN_OR_RETURN(data::DataOptions train_opts,

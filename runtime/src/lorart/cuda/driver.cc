@@ -112,11 +112,16 @@ StatusOr<const DriverApi*> LoadDriver() {
   return &api;
 }
 
-Status CudaDeviceAvailable() {
-  LORA_ASSIGN_OR_RETURN(const DriverApi* api, LoadDriver());
+int CudaDeviceCount() {
+  StatusOr<const DriverApi*> api = LoadDriver();
   int n = 0;
-  if (api->init(0) != 0 || api->device_count(&n) != 0 || n == 0)
-    return UnavailableError("no CUDA device");
+  if (!api.ok() || (*api)->init(0) != 0 || (*api)->device_count(&n) != 0) return 0;
+  return n;
+}
+
+Status CudaDeviceAvailable() {
+  LORA_RETURN_IF_ERROR(LoadDriver().status());
+  if (CudaDeviceCount() == 0) return UnavailableError("no CUDA device");
   return OkStatus();
 }
 

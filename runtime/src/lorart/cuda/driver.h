@@ -93,6 +93,8 @@ class Device {
 // Unavailable with one line saying why ("no CUDA driver: libcuda.so.1 could
 // not be loaded", "no CUDA device").
 Status CudaDeviceAvailable();
+// How many GPUs the driver sees (0 without a driver).
+int CudaDeviceCount();
 
 }  // namespace lorart::cuda
 

@@ -261,23 +261,12 @@ Status Executor::BindPrograms() {
           launch.host = kind == "grad_all_reduce_start"  ? HostOp::kBucketStart
                         : kind == "grad_all_reduce_wait" ? HostOp::kBucketWait
                                                          : HostOp::kAllReduceSum;
-          // The same operand rules as the CPU kernels (collectives.cc): F32
-          // tensors; the loader checked the declared counts.
-          auto f32 = [&](uint32_t t) -> Status {
-            if (plan.tensor(t).dtype() != schema::DType::F32)
-              return InvalidArgumentError(StrFormat("%s: %s: operand tensor %u is not F32",
-                                                    plan.path().c_str(),
-                                                    KernelLabel(plan, l->kernel()).c_str(), t));
-            return OkStatus();
-          };
+          // The loader checked the operands against kernel_kinds.def:
+          // counts, and F32 throughout.
           if (l->inputs())
-            for (uint32_t t : *l->inputs()) {
-              LORA_RETURN_IF_ERROR(f32(t));
-              launch.args.push_back(tensor_ptr_[t]);
-            }
+            for (uint32_t t : *l->inputs()) launch.args.push_back(tensor_ptr_[t]);
           if (l->outputs())
             for (uint32_t t : *l->outputs()) {
-              LORA_RETURN_IF_ERROR(f32(t));
               launch.args.push_back(tensor_ptr_[t]);
               launch.spans.push_back({tensor_ptr_[t], plan.tensor_bytes(t) / 4});
             }
@@ -421,10 +410,9 @@ Status Executor::WaitForDevice(const std::string& program) {
   // A peer that stopped would leave NCCL's kernels, and so this stream,
   // waiting forever: poll with the collective timeout, then abort NCCL and
   // name the ranks that do not answer (over MPI).
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                            std::chrono::duration<double>(collective_->timeout_s()));
-  for (int round = 0;; ++round) {
+  const auto deadline = collective_->Deadline();
+  dist::Backoff backoff;
+  for (;;) {
     bool done = false;
     LORA_RETURN_IF_ERROR(device_->Query(&done), "after %s", program.c_str());
     if (done) return OkStatus();
@@ -433,10 +421,7 @@ Status Executor::WaitForDevice(const std::string& program) {
       nccl_->Abort();
       return collective_->Unresponsive("the NCCL sums of " + program);
     }
-    if (round < 64)
-      std::this_thread::yield();
-    else
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    backoff.Pause();
   }
 }
 

@@ -102,24 +102,16 @@ Status LoadMpi(const MpiApi** out) {
   return OkStatus();
 }
 
-// Polls without holding a core: a few yields, then sleeps growing to 1 ms
-// (ranks share cores with each other's compute threads).
-class Backoff {
- public:
-  void Pause() {
-    if (++rounds_ < 64) {
-      sched_yield();
-      return;
-    }
-    timespec ts{0, std::min<long>(1000000, 20000L * (rounds_ - 63))};
-    nanosleep(&ts, nullptr);
-  }
-
- private:
-  int rounds_ = 0;
-};
-
 }  // namespace
+
+void Backoff::Pause() {
+  if (++rounds_ < 64) {
+    sched_yield();
+    return;
+  }
+  timespec ts{0, std::min<long>(1000000, 20000L * (rounds_ - 63))};
+  nanosleep(&ts, nullptr);
+}
 
 std::unique_ptr<Collective> Collective::Single() {
   return std::unique_ptr<Collective>(new Collective());
@@ -201,9 +193,7 @@ Status Collective::TimedOut(int64_t seq, const std::string& what) {
 
 Status Collective::WaitRequests(std::vector<Request>* requests, int64_t seq,
                                 const std::string& what) {
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                            std::chrono::duration<double>(options_.timeout_s));
+  const auto deadline = Deadline();
   Backoff backoff;
   for (;;) {
     bool done = false;

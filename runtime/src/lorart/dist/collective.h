@@ -17,6 +17,7 @@
 #ifndef LORART_DIST_COLLECTIVE_H_
 #define LORART_DIST_COLLECTIVE_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -32,6 +33,16 @@ struct MpiApi;  // the shim's functions (collective.cc)
 
 struct CollectiveOptions {
   double timeout_s = 600;  // a collective that waits longer fails
+};
+
+// Polls without holding a core: a few yields, then sleeps growing to 1 ms
+// (ranks share cores with each other's compute threads).
+class Backoff {
+ public:
+  void Pause();
+
+ private:
+  int rounds_ = 0;
 };
 
 class Collective {
@@ -82,7 +93,12 @@ class Collective {
   // single process.
   void Abort(int code);
 
-  double timeout_s() const { return options_.timeout_s; }
+  // When a wait that starts now times out.
+  std::chrono::steady_clock::time_point Deadline() const {
+    return std::chrono::steady_clock::now() +
+           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+               std::chrono::duration<double>(options_.timeout_s));
+  }
   // The error of a wait outside MPI (NCCL's) that timed out: the ranks that
   // do not answer a roll call over MPI are named.
   Status Unresponsive(const std::string& what) { return TimedOut(seq_++, what); }

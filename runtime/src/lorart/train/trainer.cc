@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <initializer_list>
+#include <vector>
 
+#include "lorart/base/checksum.h"
 #include "lorart/exec/feed.h"
 #include "lorart/plan/ports.h"
 #include "lorart/io/files.h"
@@ -23,6 +26,16 @@ constexpr double kPi = 3.14159265358979323846;
 // Applied steps in a row with a gradient norm of exactly 0 after which a run
 // is declared collapsed.
 constexpr int64_t kCollapseSteps = 3;
+
+// Replaces each of `values` by its sum over the ranks (one all-reduce).
+Status SumOverRanks(dist::Collective* c, std::initializer_list<double*> values, const char* what) {
+  std::vector<double> v;
+  for (double* p : values) v.push_back(*p);
+  LORA_RETURN_IF_ERROR(c->AllReduceSum(v.data(), v.size(), what));
+  size_t i = 0;
+  for (double* p : values) *p = v[i++];
+  return OkStatus();
+}
 
 uint64_t StepSeed(uint64_t seed, int64_t step, int64_t micro) {
   uint64_t z = seed ^ (static_cast<uint64_t>(step) * 0x9E3779B97F4A7C15ull) ^
@@ -115,14 +128,9 @@ StatusOr<EvalResult> Trainer::Evaluate(Session* session, data::Dataset* dataset,
   }
   if (collective && world > 1) {
     RewardSums& r = result.rewards;
-    double sums[] = {loss, count, r.chosen, r.rejected, r.accuracy, r.margin};
-    LORA_RETURN_IF_ERROR(collective->AllReduceSum(sums, 6, "the evaluation's sums"));
-    loss = sums[0];
-    count = sums[1];
-    r.chosen = sums[2];
-    r.rejected = sums[3];
-    r.accuracy = sums[4];
-    r.margin = sums[5];
+    LORA_RETURN_IF_ERROR(
+        SumOverRanks(collective, {&loss, &count, &r.chosen, &r.rejected, &r.accuracy, &r.margin},
+                     "the evaluation's sums"));
     // A rank without an evaluation batch still reports DPO metrics when
     // the plan has them.
     r.present = session->plan().FindOutput(programs::kEvalStep, OutputPort::ChosenRewards) >= 0;
@@ -173,9 +181,9 @@ Status Trainer::CheckRanksAgree(int64_t total) {
                                        "the step resumed at"};
   // The trainable tensors and their optimizer state (a hash of their bytes).
   LORA_ASSIGN_OR_RETURN(std::vector<Session::StateTensor> state, session_->State());
-  uint64_t h = 1469598103934665603ull;
-  for (const Session::StateTensor& t : state)
-    for (uint64_t i = 0; i < t.bytes; ++i) h = (h ^ t.data[i]) * 1099511628211ull;
+  Checksummer hash;
+  for (const Session::StateTensor& t : state) hash.Update(t.data, t.bytes);
+  const uint64_t h = hash.Digest();
   mine.push_back(static_cast<double>(h >> 32));
   mine.push_back(static_cast<double>(h & 0xffffffffu));
   std::vector<double> lead = mine;
@@ -206,13 +214,8 @@ Status Trainer::Run(TrainResult* result) {
   dist::Collective* coll = o_.collective;
   const int64_t world = coll ? coll->world_size() : 1;
   const int64_t rank = coll ? coll->rank() : 0;
-  const bool data_parallel_plan =
-      HasInput(session_->plan(), programs::kTrainStep, InputPort::SyncGradients);
-  if (world > 1 && !data_parallel_plan)
-    return InvalidArgumentError(StrFormat(
-        "%lld ranks, but the plan has no gradient all-reduce: compile it with lorac compile "
-        "--data-parallel (each rank would otherwise train alone)",
-        static_cast<long long>(world)));
+  const bool data_parallel_plan = IsDataParallel(session_->plan());
+  LORA_RETURN_IF_ERROR(CheckRanksCanRun(session_->plan(), static_cast<int>(world)));
   // Micro-batches of the data per optimizer step, over all ranks.
   const int64_t slots = o_.grad_accum * world;
   int64_t total =
@@ -319,26 +322,14 @@ Status Trainer::Run(TrainResult* result) {
     if (world > 1) {
       // The step's loss and counts over all ranks: every rank takes the same
       // decisions (skip, stop) from them.
-      double sums[] = {loss_sum,
-                       count,
-                       replay_sum,
-                       replay_count,
-                       static_cast<double>(real),
-                       rewards.chosen,
-                       rewards.rejected,
-                       rewards.accuracy,
-                       rewards.margin};
-      LORA_RETURN_IF_ERROR(coll->AllReduceSum(sums, 9, "the step's loss and token counts"),
-                           "at step %lld", static_cast<long long>(state_.step));
-      loss_sum = sums[0];
-      count = sums[1];
-      replay_sum = sums[2];
-      replay_count = sums[3];
-      real = static_cast<int64_t>(sums[4]);
-      rewards.chosen = sums[5];
-      rewards.rejected = sums[6];
-      rewards.accuracy = sums[7];
-      rewards.margin = sums[8];
+      double real_tokens = static_cast<double>(real);
+      LORA_RETURN_IF_ERROR(
+          SumOverRanks(coll,
+                       {&loss_sum, &count, &replay_sum, &replay_count, &real_tokens,
+                        &rewards.chosen, &rewards.rejected, &rewards.accuracy, &rewards.margin},
+                       "the step's loss and token counts"),
+          "at step %lld", static_cast<long long>(state_.step));
+      real = static_cast<int64_t>(real_tokens);
     }
     double loss = count > 0 ? loss_sum / count : 0.0;
     bool spike = state_.loss_count >= 10 && loss > o_.spike_factor * state_.loss_mean;
@@ -469,6 +460,18 @@ Status Trainer::Run(TrainResult* result) {
   // without --eval restores one from its checkpoint but does not own it).
   result->best_eval_loss = eval_ && state_.have_best ? state_.best_eval : std::nan("");
   return OkStatus();
+}
+
+bool IsDataParallel(const Plan& plan) {
+  return HasInput(plan, programs::kTrainStep, InputPort::SyncGradients);
+}
+
+Status CheckRanksCanRun(const Plan& plan, int world_size) {
+  if (world_size <= 1 || IsDataParallel(plan)) return OkStatus();
+  return InvalidArgumentError(
+      StrFormat("%d ranks, but the plan has no gradient all-reduce: compile it with lorac compile "
+                "--data-parallel (each rank would otherwise train alone)",
+                world_size));
 }
 
 }  // namespace lorart

@@ -99,6 +99,12 @@ class Trainer {
   std::vector<std::pair<int64_t, double>> train_curve_, eval_curve_;
 };
 
+// Whether `plan` sums its gradients over the ranks (lorac compile
+// --data-parallel). More than one rank with a plan that does not is an
+// error: each rank would train alone.
+bool IsDataParallel(const Plan& plan);
+Status CheckRanksCanRun(const Plan& plan, int world_size);
+
 // Feeds a data batch to a program's inputs (segment_ids only when the plan
 // has them: unpacked plans do not).
 Status FeedBatch(Session* session, const std::string& program, const data::Batch& batch);
