@@ -4,7 +4,8 @@
 // warp-shuffle and shared-memory reduction, then the scaled row.
 // `rms_norm_bwd`: three launches (the weight gradient's partial sums per
 // chunk of rows, their sum in chunk order, then dx), deterministic.
-// Operands x, w -> y and dy, x, w -> dx, dw.
+// Operands x, w -> y and dy, x, w -> dx, dw; a per-group norm (Qwen3's
+// q_norm/k_norm) is the same kernel over rows·groups rows of `hidden`.
 //
 //===----------------------------------------------------------------------===//
 #include "cuda/codegen.h"

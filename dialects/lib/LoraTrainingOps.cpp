@@ -258,8 +258,7 @@ LogicalResult RMSNormGradOp::verify() {
   RankedTensorType x = tensorOf(getX()), w = tensorOf(getWeight());
   if (x.getRank() < 1)
     return emitOpError() << "x must have rank >= 1, got " << x;
-  if (failed(expectRank(*this, "weight", w, 1)) ||
-      failed(expectSameDim(*this, "weight", w, 0, "x", x, x.getRank() - 1)))
+  if (failed(expectNormWeight(*this, w, x)))
     return failure();
   return success();
 }

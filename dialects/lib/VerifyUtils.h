@@ -47,6 +47,23 @@ inline LogicalResult expectSameDim(Operation *op, StringRef aName,
   return success();
 }
 
+/// An RMSNorm's scale: rank 1, its size the last dimension of `x` or a
+/// divisor of it (each contiguous group of that many features normalized on
+/// its own: Qwen3's per-head q_norm/k_norm).
+inline LogicalResult expectNormWeight(Operation *op, RankedTensorType w,
+                                      RankedTensorType x) {
+  if (failed(expectRank(op, "weight", w, 1)))
+    return failure();
+  int64_t g = w.getDimSize(0), last = x.getDimSize(x.getRank() - 1);
+  if (ShapedType::isDynamic(g) || ShapedType::isDynamic(last))
+    return success();
+  if (g <= 0 || last % g != 0)
+    return op->emitOpError()
+           << "weight size (" << g << ") must equal x's last dimension ("
+           << last << ") or divide it (a norm per group of features)";
+  return success();
+}
+
 /// The first `n` dimensions of `a` and `b` must agree.
 inline LogicalResult expectSameLeading(Operation *op, StringRef aName,
                                 RankedTensorType a, StringRef bName,

@@ -79,6 +79,10 @@ public:
       Value q = linear(p + "self_attn.q_proj", x, qDim, D, c.attentionBias);
       Value k = linear(p + "self_attn.k_proj", x, kvDim, D, c.attentionBias);
       Value v = linear(p + "self_attn.v_proj", x, kvDim, D, c.attentionBias);
+      if (c.qkNorm) { // Qwen3: RMSNorm over each head, then RoPE
+        q = headNorm(p + "self_attn.q_norm", q);
+        k = headNorm(p + "self_attn.k_norm", k);
+      }
       q = rope(p + "self_attn.q_rope", q, positions, qDim);
       k = rope(p + "self_attn.k_rope", k, positions, kvDim);
       Value a = b.create<AttentionOp>(
@@ -119,6 +123,12 @@ private:
   }
   Value norm(const std::string &module, Value x) {
     Value w = param(module + ".weight", {c.hiddenSize});
+    return b.create<RMSNormOp>(loc(module), x.getType(), x, w,
+                               b.getF64FloatAttr(c.rmsNormEps));
+  }
+  /// RMSNorm of each head_dim group of x's features, one [head_dim] scale.
+  Value headNorm(const std::string &module, Value x) {
+    Value w = param(module + ".weight", {c.headDim});
     return b.create<RMSNormOp>(loc(module), x.getType(), x, w,
                                b.getF64FloatAttr(c.rmsNormEps));
   }

@@ -242,9 +242,12 @@ struct LowerToKernelsPass
       p.vocab = shapeOf(table)[0];
       return kernelAttr(ctx, p);
     };
-    auto norm = [&](auto p, Value x, APFloat eps) {
-      p.rows = rows(x);
-      p.hidden = shapeOf(x).back();
+    // A norm per group of features (weight smaller than x's last axis) is
+    // the same kernel over [rows·groups, group].
+    auto norm = [&](auto p, Value x, Value weight, APFloat eps) {
+      int64_t g = shapeOf(weight)[0];
+      p.rows = rows(x) * (shapeOf(x).back() / g);
+      p.hidden = g;
       p.eps = eps.convertToDouble();
       return kernelAttr(ctx, p);
     };
@@ -274,10 +277,10 @@ struct LowerToKernelsPass
               return embedding(params::embedding_bwd{}, o.getDy(), o.getDtable());
             })
             .Case([&](RMSNormOp o) {
-              return norm(params::rms_norm_fwd{}, o.getX(), o.getEps());
+              return norm(params::rms_norm_fwd{}, o.getX(), o.getWeight(), o.getEps());
             })
             .Case([&](RMSNormGradOp o) {
-              return norm(params::rms_norm_bwd{}, o.getX(), o.getEps());
+              return norm(params::rms_norm_bwd{}, o.getX(), o.getWeight(), o.getEps());
             })
             .Case([&](LinearOp o) {
               params::linear_fwd p;

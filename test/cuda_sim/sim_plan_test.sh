@@ -36,6 +36,12 @@ compile bf16_r128 --dtype bf16 --lora-r 128 --lora-alpha 256
 compile bf16_full --dtype bf16 --no-lora --train full
 compile_qwen qwen_lora --dtype bf16 --lora-r 8 --lora-alpha 16
 compile_qwen qwen_full --dtype bf16 --no-lora --train full
+# A tiny Qwen3 (beside the Llama config): the per-head q/k RMSNorm (rows =
+# tokens x heads, hidden = head_dim 16) forward and backward, with the
+# scales trained (full fine-tuning), and head_dim x heads != hidden.
+qwen3="$(dirname "$cfg")/../tiny-qwen3/config.json"
+"$bin/lorac" compile "$qwen3" --micro-batch 2 --seq-len 16 --target cuda --dtype bf16 --no-lora \
+  --train full -o "$work/qwen3_full.bin"
 # Issue 6's objectives: DPO (sigmoid, with replay: the unfused cross-entropy
 # of the replay rows), IPO, and SFT with the EWC penalty.
 compile dpo_replay --dtype bf16 --quantize-base nf4 --lora-r 8 --objective dpo --dpo-replay-weight 0.5
@@ -49,7 +55,7 @@ compile ewc --dtype bf16 --quantize-base nf4 --lora-r 8 --ewc-lambda 0.7
 # LORA_COMPILE_ONLY=1: stop here (bench/gpu/prepare.sh records the plans
 # for a GPU machine without lorac).
 if [ -n "${LORA_COMPILE_ONLY:-}" ]; then echo "plans compiled"; exit 0; fi
-for p in bf16_lora bf16_nf4 f32_lora f32_full f16_packed bf16_r128 bf16_full qwen_lora qwen_full dpo_replay ipo ewc; do
+for p in bf16_lora bf16_nf4 f32_lora f32_full f16_packed bf16_r128 bf16_full qwen_lora qwen_full qwen3_full dpo_replay ipo ewc; do
   echo "== $p"
   # Every kernel of every plan (bf16, f16 and f32; LoRA, QLoRA, full
   # fine-tuning, DPO, EWC) has CUDA source.

@@ -37,6 +37,12 @@ const std::string& ModelDir() {
   static std::string dir = lorart::testing::MakeTinyModel("lorart_e2e_model", "f32", 7);
   return dir;
 }
+// The tiny Qwen3 (plans named qwen3_*).
+const std::string& Qwen3ModelDir() {
+  static std::string dir =
+      lorart::testing::MakeTinyModel("lorart_e2e_qwen3", "f32", 7, LORAC_TINY_QWEN3_CONFIG);
+  return dir;
+}
 
 // A random positive diagonal Fisher for every init-Fisher tensor of an EWC
 // plan (what lorart fisher writes), by the name of the weight in its `of`.
@@ -64,7 +70,8 @@ std::string FisherFile(const lorart::Plan& plan) {
 std::unique_ptr<Session> Open(const std::string& plan) {
   SessionOptions so;
   so.num_threads = 2;
-  std::unique_ptr<Session> s = lorart::testing::OpenBound(Plan(plan), so, ModelDir(), 11);
+  const std::string& model = plan.rfind("qwen3_", 0) == 0 ? Qwen3ModelDir() : ModelDir();
+  std::unique_ptr<Session> s = lorart::testing::OpenBound(Plan(plan), so, model, 11);
   if (!s) return nullptr;
   if (s->HasEwcPenalty()) {
     Status st = s->BindFisher(FisherFile(s->plan()));
@@ -230,6 +237,15 @@ TEST(TrainStep, UnpackedGradientsMatchFiniteDifferences) {
 }
 TEST(TrainStep, FullFineTuningGradientsMatchFiniteDifferences) {
   CheckFiniteDifferences("full_b2_t8", 2, 2e-2);
+}
+
+// Qwen3: the per-head q_norm/k_norm (one [head_dim] scale over every head)
+// and head_dim · heads ≠ hidden; full fine-tuning trains the scales.
+TEST(TrainStep, Qwen3LoraGradientsMatchFiniteDifferences) {
+  CheckFiniteDifferences("qwen3_lora", 3, 2e-2);
+}
+TEST(TrainStep, Qwen3FullFineTuningGradientsMatchFiniteDifferences) {
+  CheckFiniteDifferences("qwen3_full", 3, 2e-2);
 }
 
 TEST(TrainStep, EwcGradientsMatchFiniteDifferences) {

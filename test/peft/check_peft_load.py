@@ -2,7 +2,7 @@
 """Cross-check against Hugging Face: an adapter trained and saved by lorart
 (through liblorart.so, the C API, via ctypes) is loaded with
 peft.PeftModel.from_pretrained on top of transformers' model (AutoModelForCausalLM:
-Llama, Qwen2, ...) built from the same model directory, and both compute the loss of one batch: they
+Llama, Qwen3, ...) built from the same model directory, and both compute the loss of one batch: they
 must agree. This checks the PEFT layout lorart writes and, at once, that
 lorart's forward pass (RMSNorm, RoPE, GQA attention, SwiGLU, LoRA scaling)
 is the Hugging Face model's. Then `lorart merge` folds the adapter: transformers
@@ -11,7 +11,7 @@ its weights equal PEFT's merge_and_unload().
 
 Usage: check_peft_load.py BIN_DIR LIBLORART CONFIG WORK_DIR [MIN_TRANSFORMERS]
 Exits 77 (skipped) when torch, transformers or peft are not importable, or
-transformers is older than MIN_TRANSFORMERS (e.g. 5.0 through
+transformers is older than MIN_TRANSFORMERS (e.g. 5.0 for Qwen3 through
 scripts/setup.sh's /opt/lorac-hf5)."""
 import ctypes
 import json

@@ -36,6 +36,28 @@ std::string Config(const std::string& body) {
   return path;
 }
 
+TEST(HfConfig, Qwen3DefaultsAndLayout) {
+  // Qwen3Config: head_dim 128 unless given, per-head q/k norms, o_proj bias
+  // with attention_bias; transformers 5's rope_parameters.
+  std::string path = Config(R"({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
+    "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100,
+    "attention_bias": true, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000},
+    "initializer_range": 0.05})");
+  StatusOr<hf::ModelConfig> c = hf::ParseModelConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->architecture, hf::Architecture::Qwen3);
+  EXPECT_EQ(c->headDim, 128);
+  EXPECT_TRUE(c->qkNorm);
+  EXPECT_TRUE(c->outputBias);
+  EXPECT_EQ(c->ropeTheta, 1000000.0);
+  EXPECT_EQ(c->initializerRange, 0.05);
+  bool q_norm = false;
+  for (const HfTensorSpec& t : LlamaFamilyTensors(*c))
+    if (t.name == "model.layers.1.self_attn.q_norm.weight") q_norm = t.shape == std::vector<int64_t>{128};
+  EXPECT_TRUE(q_norm);
+}
+
 TEST(HfConfig, ErrorsNameTheFileAndTheKey) {
   struct Case {
     std::string body, message;
@@ -43,7 +65,7 @@ TEST(HfConfig, ErrorsNameTheFileAndTheKey) {
       {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": "x"})",
        "key 'hidden_size' must be a positive integer, got \"x\""},
       {R"({"architectures": ["GPT2LMHeadModel"]})", "key 'architectures': unsupported architecture 'GPT2LMHeadModel' (supported: "
-       "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"},
+       "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)"},
       {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
           "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
           "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})",

@@ -19,8 +19,11 @@ def expected_tensors(c):
     h = c["num_attention_heads"]
     kv = c.get("num_key_value_heads", h)
     hd = c.get("head_dim", d // h)
+    qwen3 = arch == "Qwen3ForCausalLM"
+    if qwen3 and "head_dim" not in c:
+        hd = 128  # Qwen3Config's default
     qkv_bias = arch == "Qwen2ForCausalLM" or c.get("attention_bias", False)
-    o_bias = arch == "LlamaForCausalLM" and c.get("attention_bias", False)
+    o_bias = arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") and c.get("attention_bias", False)
     t = [("model.embed_tokens.weight", [v, d])]
     for l in range(c["num_hidden_layers"]):
         p = f"model.layers.{l}."
@@ -32,6 +35,9 @@ def expected_tensors(c):
             t.append((p + name + ".weight", [out, inp]))
             if bias:
                 t.append((p + name + ".bias", [out]))
+        if qwen3:  # per-head RMSNorm of q and k
+            t.append((p + "self_attn.q_norm.weight", [hd]))
+            t.append((p + "self_attn.k_norm.weight", [hd]))
         t.append((p + "post_attention_layernorm.weight", [d]))
         for name, out, inp in [("mlp.gate_proj", i, d), ("mlp.up_proj", i, d),
                                ("mlp.down_proj", d, i)]:

@@ -54,12 +54,15 @@ func.func @optimizer_step(%lr: tensor<f32>, %step: tensor<f32>, %count: tensor<f
 
 // -----
 
-// RMSNorm over the feature axis: rows = tokens, hidden = features.
+// RMSNorm over the whole feature axis, and per 16-feature group (Qwen3's
+// q_norm on 4 heads of 16): the same kernel over [rows · groups, group].
 // CHECK-LABEL: func.func @norms
 // CHECK: lora.rms_norm {{.*}}lora.kernel = {eps = 9.9999999999999995E-7 : f64, hidden = 64 : i64, kind = "rms_norm_fwd", rows = 16 : i64}
-// CHECK: lora.rms_norm_grad {{.*}}lora.kernel = {eps = 9.9999999999999995E-7 : f64, hidden = 64 : i64, kind = "rms_norm_bwd", rows = 16 : i64}
-func.func @norms(%x: tensor<2x8x64xf32>, %w: tensor<64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<64xf32>) {
+// CHECK: lora.rms_norm {{.*}}lora.kernel = {eps = 9.9999999999999995E-7 : f64, hidden = 16 : i64, kind = "rms_norm_fwd", rows = 64 : i64}
+// CHECK: lora.rms_norm_grad {{.*}}lora.kernel = {eps = 9.9999999999999995E-7 : f64, hidden = 16 : i64, kind = "rms_norm_bwd", rows = 64 : i64}
+func.func @norms(%x: tensor<2x8x64xf32>, %w: tensor<64xf32>, %g: tensor<16xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<16xf32>) {
   %a = lora.rms_norm %x, %w {eps = 1.0e-06 : f64} : (tensor<2x8x64xf32>, tensor<64xf32>) -> tensor<2x8x64xf32>
-  %dx, %dw = lora.rms_norm_grad %a, %x, %w {eps = 1.0e-06 : f64} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<64xf32>) -> (tensor<2x8x64xf32>, tensor<64xf32>)
-  return %a, %dx, %dw : tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<64xf32>
+  %b = lora.rms_norm %a, %g {eps = 1.0e-06 : f64} : (tensor<2x8x64xf32>, tensor<16xf32>) -> tensor<2x8x64xf32>
+  %dx, %dg = lora.rms_norm_grad %b, %a, %g {eps = 1.0e-06 : f64} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<16xf32>) -> (tensor<2x8x64xf32>, tensor<16xf32>)
+  return %b, %dx, %dg : tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<16xf32>
 }

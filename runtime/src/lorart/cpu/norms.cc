@@ -1,5 +1,6 @@
-// The norm family of CPU kernels: RMSNorm forward and backward.
-// docs/kernels.md describes them.
+// The norm family of CPU kernels: RMSNorm forward and backward (also per
+// group of features, as Qwen3's per-head q/k norms, which lora-lower-to-kernels
+// writes as rows x group). docs/kernels.md describes them.
 #include "lorart/cpu/rowwise.h"
 
 namespace lorart::cpu {

@@ -33,6 +33,8 @@ const char *ArchitectureName(Architecture arch) {
     return "MistralForCausalLM";
   case Architecture::Qwen2:
     return "Qwen2ForCausalLM";
+  case Architecture::Qwen3:
+    return "Qwen3ForCausalLM";
   }
   return "?";
 }
@@ -253,6 +255,8 @@ const char *modelTypeOf(Architecture arch) {
     return "mistral";
   case Architecture::Qwen2:
     return "qwen2";
+  case Architecture::Qwen3:
+    return "qwen3";
   }
   return "?";
 }
@@ -267,7 +271,7 @@ StatusOr<Architecture> readArchitecture(const Reader &r) {
         fromType = a;
     if (!fromType)
       return fail(r.path, "unsupported model_type '" + type +
-                              "' (supported: llama, mistral, qwen2)");
+                              "' (supported: llama, mistral, qwen2, qwen3)");
   }
   if (!r.has("architectures")) {
     if (fromType)
@@ -288,7 +292,8 @@ StatusOr<Architecture> readArchitecture(const Reader &r) {
     return fail(r.path, "key 'architectures': unsupported architecture '" +
                             name +
                             "' (supported: LlamaForCausalLM, "
-                            "MistralForCausalLM, Qwen2ForCausalLM)");
+                            "MistralForCausalLM, Qwen2ForCausalLM, "
+                            "Qwen3ForCausalLM)");
   // transformers builds the config class (and its defaults) from model_type
   // and AutoModelForCausalLM picks the model from it too: a mismatch is two
   // different models.
@@ -617,8 +622,10 @@ Status readAttentionKinds(const Reader &r,
     }
     return OkStatus();
   }
-  case Architecture::Qwen2: {
-    const char *name = "Qwen2";
+  case Architecture::Qwen2:
+  case Architecture::Qwen3: {
+    // Qwen3Config reads the window keys exactly as Qwen2Config does.
+    const char *name = c.architecture == Architecture::Qwen2 ? "Qwen2" : "Qwen3";
     bool use;
     int64_t maxWindowLayers;
     std::optional<int64_t> window;
@@ -754,7 +761,8 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string &path) {
   int64_t kvDefault = c.numAttentionHeads;
   if (c.architecture == Architecture::Mistral)
     kvDefault = 8;
-  else if (c.architecture == Architecture::Qwen2)
+  else if (c.architecture == Architecture::Qwen2 ||
+           c.architecture == Architecture::Qwen3)
     kvDefault = 32;
   ASSIGN_OR_RETURN_ERR(c.numKeyValueHeads,
                        r.positiveIntOr("num_key_value_heads", kvDefault));
@@ -762,9 +770,12 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string &path) {
     return fail(path, Format("key 'num_key_value_heads' ({0}) must "
                                     "divide 'num_attention_heads' ({1})", {c.numKeyValueHeads, c.numAttentionHeads}));
   // A free head_dim (q/k/v widths heads * head_dim, o_proj back to
-  // hidden_size) is what all three model classes implement.
+  // hidden_size) is what all four model classes implement. Qwen3Config's
+  // default is 128, not hidden_size / heads.
   if (r.has("head_dim")) {
     ASSIGN_OR_RETURN_ERR(c.headDim, r.positiveInt("head_dim"));
+  } else if (c.architecture == Architecture::Qwen3) {
+    c.headDim = 128;
   } else {
     if (c.hiddenSize % c.numAttentionHeads != 0)
       return fail(path, Format("key 'hidden_size' ({0}) must be a "
@@ -801,6 +812,13 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string &path) {
     break; // no biases, whatever attention_bias/mlp_bias say
   case Architecture::Qwen2:
     c.attentionBias = true; // Qwen2 always has q/k/v biases, never o_proj.
+    break;
+  case Architecture::Qwen3:
+    // Qwen3Attention: attention_bias on q/k/v and o_proj alike, none on the
+    // MLP; RMSNorm (rms_norm_eps) over each head of q and k before RoPE.
+    ASSIGN_OR_RETURN_ERR(c.attentionBias, r.boolOr("attention_bias", false));
+    c.outputBias = c.attentionBias;
+    c.qkNorm = true;
     break;
   }
   RETURN_IF_ERR(readAttentionKinds(r, layerTypes, c));

@@ -30,10 +30,10 @@
 namespace lorart::hf {
 
 // Architectures lorac understands (all "RMSNorm + RoPE + GQA + SwiGLU"
-// decoders).
-enum class Architecture { Llama, Mistral, Qwen2 };
+// decoders; Qwen3 adds a per-head RMSNorm on q and k).
+enum class Architecture { Llama, Mistral, Qwen2, Qwen3 };
 inline constexpr Architecture kArchitectures[] = {Architecture::Llama, Architecture::Mistral,
-                                                  Architecture::Qwen2};
+                                                  Architecture::Qwen2, Architecture::Qwen3};
 const char* ArchitectureName(Architecture arch);  // "LlamaForCausalLM", ...
 
 struct RopeScaling {
@@ -63,6 +63,9 @@ struct ModelConfig {
   bool attentionBias = false;  // bias on q/k/v (and o for Llama)
   bool outputBias = false;     // bias on o_proj
   bool mlpBias = false;
+  // RMSNorm over each head of q and k before RoPE (`q_norm`, `k_norm`, a
+  // `[head_dim]` scale each; Qwen3).
+  bool qkNorm = false;
   std::optional<int64_t> slidingWindow;
   std::optional<int64_t> maxPositionEmbeddings;
   std::optional<int64_t> bosTokenId, eosTokenId;

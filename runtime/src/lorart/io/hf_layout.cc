@@ -19,6 +19,10 @@ std::vector<HfTensorSpec> LlamaFamilyTensors(const hf::ModelConfig& c) {
     lin("self_attn.k_proj", kv, D, c.attentionBias);
     lin("self_attn.v_proj", kv, D, c.attentionBias);
     lin("self_attn.o_proj", D, q, c.outputBias);
+    if (c.qkNorm) {
+      t.push_back({p + "self_attn.q_norm.weight", {c.headDim}});
+      t.push_back({p + "self_attn.k_norm.weight", {c.headDim}});
+    }
     t.push_back({p + "post_attention_layernorm.weight", {D}});
     lin("mlp.gate_proj", I, D, c.mlpBias);
     lin("mlp.up_proj", I, D, c.mlpBias);

@@ -1,4 +1,4 @@
-// The checkpoint layout of a Llama-family model (Llama, Mistral, Qwen2): the
+// The checkpoint layout of a Llama-family model (Llama, Mistral, Qwen2, Qwen3): the
 // name and shape of every tensor a Hugging Face config (hf_config.h) implies. Shared by the
 // compiler's importer (to check safetensors headers) and the runtime (to
 // create a randomly initialized model, to merge adapters).

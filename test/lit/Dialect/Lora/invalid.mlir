@@ -190,10 +190,19 @@ func.func @f(%x: tensor<2x4xf32>, %w: tensor<4x4xf32>) {
 
 // -----
 
-// The RMSNorm weight matches the normalized axis.
+// The RMSNorm weight matches the normalized axis or divides it (a norm per
+// group of features).
 func.func @f(%x: tensor<2x4xf32>, %w: tensor<8xf32>) {
-  // expected-error @+1 {{weight dimension 0 (8) must equal x dimension 1 (4)}}
+  // expected-error @+1 {{weight size (8) must equal x's last dimension (4) or divide it (a norm per group of features)}}
   %0 = lora.rms_norm %x, %w {eps = 1.0e-5 : f64} : (tensor<2x4xf32>, tensor<8xf32>) -> tensor<2x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x12xf32>, %w: tensor<8xf32>) {
+  // expected-error @+1 {{weight size (8) must equal x's last dimension (12) or divide it (a norm per group of features)}}
+  %0 = lora.rms_norm %x, %w {eps = 1.0e-5 : f64} : (tensor<2x12xf32>, tensor<8xf32>) -> tensor<2x12xf32>
   return
 }
 
@@ -201,7 +210,7 @@ func.func @f(%x: tensor<2x4xf32>, %w: tensor<8xf32>) {
 
 // The gradient takes the same weights.
 func.func @f(%dy: tensor<2x12xf32>, %x: tensor<2x12xf32>, %w: tensor<5xf32>) {
-  // expected-error @+1 {{weight dimension 0 (5) must equal x dimension 1 (12)}}
+  // expected-error @+1 {{weight size (5) must equal x's last dimension (12) or divide it (a norm per group of features)}}
   %0:2 = lora.rms_norm_grad %dy, %x, %w {eps = 1.0e-5 : f64} : (tensor<2x12xf32>, tensor<2x12xf32>, tensor<5xf32>) -> (tensor<2x12xf32>, tensor<5xf32>)
   return
 }

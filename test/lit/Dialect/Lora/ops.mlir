@@ -46,6 +46,10 @@ func.func @layer(%ids: tensor<?x?xi32>, %pos: tensor<?x?xi32>, %table: tensor<10
   %h = lora.embedding %table, %ids : (tensor<100x64xbf16>, tensor<?x?xi32>) -> tensor<?x?x64xbf16>
   // CHECK: %[[X:.*]] = lora.rms_norm %[[H]], %{{.*}} {eps = 1.000000e-05 : f64}
   %x = lora.rms_norm %h, %norm {eps = 1.0e-05 : f64} : (tensor<?x?x64xbf16>, tensor<64xbf16>) -> tensor<?x?x64xbf16>
+  // A norm per 16-feature group (Qwen3's per-head q_norm): one [16] scale.
+  // CHECK: lora.rms_norm %[[X]], %{{.*}} {eps = 9.9999999999999995E-7 : f64} : (tensor<?x?x64xbf16>, tensor<16xbf16>)
+  %headnorm = lora.param "q_norm.weight" frozen : tensor<16xbf16>
+  %xh = lora.rms_norm %x, %headnorm {eps = 1.0e-06 : f64} : (tensor<?x?x64xbf16>, tensor<16xbf16>) -> tensor<?x?x64xbf16>
   // CHECK: lora.linear %[[X]], %{{.*}}, bias %{{.*}} : (tensor<?x?x64xbf16>, tensor<64x64xbf16>, tensor<64xbf16>) -> tensor<?x?x64xbf16>
   %q = lora.linear %x, %wq, bias %bq : (tensor<?x?x64xbf16>, tensor<64x64xbf16>, tensor<64xbf16>) -> tensor<?x?x64xbf16>
   // CHECK: lora.linear %[[X]], %{{.*}} : (tensor<?x?x64xbf16>, tensor<32x64xbf16>) -> tensor<?x?x32xbf16>

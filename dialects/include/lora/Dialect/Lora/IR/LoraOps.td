@@ -117,7 +117,9 @@ def Lora_RMSNormOp : Lora_Op<"rms_norm", [Pure, DeclareOpInterfaceMethods<Lora_G
   let description = [{
     `y = x / sqrt(mean(x², last axis) + eps) * weight`, computed in float32 and
     rounded to the element type of `x` (as Hugging Face's LlamaRMSNorm).
-    `weight` has the size of the last axis of `x`.
+    `weight` has the size of the last axis of `x`, or of a divisor `g` of it:
+    then each contiguous group of `g` features is normalized on its own with
+    the same `weight` (Qwen3's per-head `q_norm`/`k_norm` on `[..., heads·g]`).
 
     ```mlir
     %y = lora.rms_norm %x, %w {eps = 1.0e-05 : f64} : (tensor<?x?x4096xbf16>, tensor<4096xbf16>) -> tensor<?x?x4096xbf16>
