@@ -653,6 +653,39 @@ s::ProgramT& Program(s::PlanT& p, uint32_t i) { return *p.programs[i]; }
 const StatusCode kInvalid = StatusCode::kInvalidArgument;
 const StatusCode kRange = StatusCode::kOutOfRange;
 
+// lora-data-parallel's bucket over grad.lora_A (64 bytes), as lorac lays it
+// out: kernel 4 starts it at the end of train_step (launch 3, synced by the
+// loss scalar), kernel 5 waits for it first thing in optimizer_step (launch 0).
+void AddBucket(s::PlanT& p, int64_t bytes = 64) {
+  for (const char* kind : {"grad_all_reduce_start", "grad_all_reduce_wait"}) {
+    auto k = std::make_unique<s::KernelT>();
+    k->kind = kind;
+    k->params.push_back(Param("bucket", Int(0)));
+    k->params.push_back(Param("tensors", Int(1)));
+    k->params.push_back(Param("bytes", Int(bytes)));
+    p.kernels.push_back(std::move(k));
+  }
+  Program(p, 0).launches.push_back(MakeLaunch(4, {kLoss}, {kGradA}));
+  auto& opt = Program(p, 1).launches;
+  opt.insert(opt.begin(), MakeLaunch(5, {}, {kGradA}));
+}
+void InsertLaunch(s::PlanT& p, uint32_t program, size_t at, std::unique_ptr<s::LaunchT> launch) {
+  auto& l = Program(p, program).launches;
+  l.insert(l.begin() + static_cast<std::ptrdiff_t>(at), std::move(launch));
+}
+void EraseLaunch(s::PlanT& p, uint32_t program, size_t at) {
+  auto& l = Program(p, program).launches;
+  l.erase(l.begin() + static_cast<std::ptrdiff_t>(at));
+}
+
+TEST(PlanTest, GradientBucketLoads) {
+  auto plan = SamplePlan();
+  AddBucket(*plan);
+  Plan loaded;
+  Status status = ParsePlan(Pack(*plan), "plan.bin", &loaded);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+}
+
 const SemanticCase kSemanticCases[] = {
     // Ids and indices.
     {"LaunchInputOutOfRange", [](s::PlanT& p) { Program(p, 0).launches[1]->inputs[2] = 10; },
@@ -921,6 +954,64 @@ const SemanticCase kSemanticCases[] = {
      "block 0) take 4 bytes of scales"},
     {"Nf4LayoutInvalid", [](s::PlanT& p) { T(p, kQProj).quant->block_size = 6; }, kInvalid,
      "field 'quant'"},
+    // Gradient buckets (lora-data-parallel): summed in place between start and wait.
+    {"BucketBytesDiffer", [](s::PlanT& p) { AddBucket(p, 60); }, kInvalid,
+     "program 'train_step', launch 3 (kernel 4 'grad_all_reduce_start'): parameter 'bytes' is 60, "
+     "but its accumulators hold 64 bytes"},
+    {"BucketNeverWaited",
+     [](s::PlanT& p) {
+       AddBucket(p);
+       EraseLaunch(p, 1, 0);
+     },
+     kInvalid, "bucket 0 is started (program 'train_step', launch 3) but never waited for"},
+    {"BucketNeverStarted",
+     [](s::PlanT& p) {
+       AddBucket(p);
+       EraseLaunch(p, 0, 3);
+     },
+     kInvalid, "bucket 0 is waited for (program 'optimizer_step', launch 0) but never started"},
+    {"BucketReadBeforeItsWait",
+     [](s::PlanT& p) {
+       AddBucket(p);
+       auto& opt = Program(p, 1).launches;
+       std::swap(opt[0], opt[1]);  // the optimizer reads grad.lora_A, then waits
+     },
+     kInvalid,
+     "program 'optimizer_step', launch 0 (kernel 3 'adamw') uses tensor 5 'grad.lora_A' while "
+     "bucket 0 sums it over the ranks (from program 'train_step', launch 3 to program "
+     "'optimizer_step', launch 1)"},
+    {"BucketUsedAfterItsStart",
+     [](s::PlanT& p) {
+       AddBucket(p);
+       InsertLaunch(p, 0, 4, MakeLaunch(2, {kGradA}, {kLoss}));
+     },
+     kInvalid,
+     "program 'train_step', launch 4 (kernel 2 'global_norm') uses tensor 5 'grad.lora_A' while "
+     "bucket 0 sums it"},
+    {"BucketStartedTwice",
+     [](s::PlanT& p) {
+       AddBucket(p);
+       InsertLaunch(p, 0, 4, MakeLaunch(4, {kLoss}, {kGradA}));
+     },
+     kInvalid,
+     "bucket 0 is started twice (program 'train_step', launch 3; program 'train_step', launch 4)"},
+    {"BucketWaitsForOtherTensors",
+     [](s::PlanT& p) {
+       AddBucket(p);
+       Program(p, 1).launches[0]->outputs = {kMomentA};
+     },
+     kInvalid,
+     "bucket 0's wait (program 'optimizer_step', launch 0) lists other accumulators than its "
+     "start (program 'train_step', launch 3)"},
+    {"BucketWaitedBeforeItStarts",
+     [](s::PlanT& p) {
+       AddBucket(p);
+       EraseLaunch(p, 1, 0);
+       InsertLaunch(p, 0, 3, MakeLaunch(5, {}, {kGradA}));
+     },
+     kInvalid,
+     "bucket 0 is waited for (program 'train_step', launch 3) before it starts (program "
+     "'train_step', launch 4)"},
 };
 
 INSTANTIATE_TEST_SUITE_P(All, PlanSemanticTest, ::testing::ValuesIn(kSemanticCases),

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <type_traits>
 #include <utility>
 
@@ -130,7 +131,11 @@ class Validator {
   Status CheckTensors(std::vector<uint64_t>* tensor_bytes,
                       std::unordered_map<std::string_view, uint32_t>* parameters) const;
   Status CheckKernels() const;
-  Status CheckPrograms(std::unordered_map<std::string_view, uint32_t>* programs) const;
+  Status CheckPrograms(const std::vector<uint64_t>& tensor_bytes,
+                       std::unordered_map<std::string_view, uint32_t>* programs) const;
+  Status CheckBuckets(const std::vector<uint64_t>& tensor_bytes) const;
+  const schema::KernelParam* FindParam(const schema::Kernel& kernel, const char* name) const;
+  int64_t IntParam(const schema::Kernel& kernel, const char* name) const;
   Status CheckIds(const std::string& where, const char* field,
                   const fb::Vector<uint32_t>* ids) const;
   Status CheckOperands(const std::string& where, const schema::Launch& launch) const;
@@ -160,7 +165,7 @@ Status Validator::Run(std::vector<uint64_t>* tensor_bytes,
   }
   LORA_RETURN_IF_ERROR(CheckTensors(tensor_bytes, parameters));
   LORA_RETURN_IF_ERROR(CheckKernels());
-  LORA_RETURN_IF_ERROR(CheckPrograms(programs));
+  LORA_RETURN_IF_ERROR(CheckPrograms(*tensor_bytes, programs));
   return OkStatus();
 }
 
@@ -512,6 +517,23 @@ Status Validator::CheckIds(const std::string& where, const char* field,
   return OkStatus();
 }
 
+const schema::KernelParam* Validator::FindParam(const schema::Kernel& kernel,
+                                                const char* name) const {
+  for (uint32_t i = 0; i < Size(kernel.params()); ++i) {
+    const schema::KernelParam* p = kernel.params()->Get(i);
+    if (View(p->key()) == name) return p;
+  }
+  return nullptr;
+}
+
+// An integer parameter (0 when absent: CheckKernels has checked the
+// required ones).
+int64_t Validator::IntParam(const schema::Kernel& kernel, const char* name) const {
+  const schema::KernelParam* p = FindParam(kernel, name);
+  const schema::IntValue* v = p ? p->value_as_IntValue() : nullptr;
+  return v ? v->value() : 0;
+}
+
 // A launch's operands against its kind's declaration (kernel_kinds.def):
 // their number, dtypes, sizes and NF4 blocks. The CUDA executor passes
 // operands to the generated code as bare pointers sized by the kernel's
@@ -522,23 +544,17 @@ Status Validator::CheckOperands(const std::string& where, const schema::Launch& 
   const kernels::KindSpec* spec = kernels::FindKind(View(kernel.kind()));
   if (!spec) return OkStatus();  // CheckKernels refused it
   struct Params : kernels::IntParams {
+    const Validator* validator;
     const schema::Kernel* kernel;
-    const schema::KernelParam* Find(const char* name) const {
-      for (uint32_t i = 0; i < Size(kernel->params()); ++i) {
-        const schema::KernelParam* p = kernel->params()->Get(i);
-        if (View(p->key()) == name) return p;
-      }
-      return nullptr;
-    }
     double Int(const char* name) const override {
-      const schema::KernelParam* p = Find(name);
-      const schema::IntValue* v = p ? p->value_as_IntValue() : nullptr;
-      return v ? static_cast<double>(v->value()) : 0.0;
+      return static_cast<double>(validator->IntParam(*kernel, name));
     }
   } params;
+  params.validator = this;
   params.kernel = &kernel;
   std::string_view weight_format;
-  if (const schema::KernelParam* p = params.Find("weight_format"); p && p->value_as_StringValue())
+  if (const schema::KernelParam* p = FindParam(kernel, "weight_format");
+      p && p->value_as_StringValue())
     weight_format = View(p->value_as_StringValue()->value());
   const auto id_of = [&](bool output, size_t i) {
     return (output ? launch.outputs() : launch.inputs())->Get(static_cast<uint32_t>(i));
@@ -609,7 +625,125 @@ Status Validator::CheckPorts(const std::string& where, const char* field, const 
   return OkStatus();
 }
 
-Status Validator::CheckPrograms(std::unordered_map<std::string_view, uint32_t>* programs) const {
+// The gradient buckets of lora-data-parallel. A bucket's sum runs in place,
+// in the background (MPI, NCCL), from its grad_all_reduce_start (in
+// train_step) to its grad_all_reduce_wait (in optimizer_step, which runs
+// after it), so: each bucket is started by one launch and waited for by one
+// launch over the same accumulators in the same order (after the start when
+// both are in one program); 'bytes' is what they hold; and in the programs
+// of the start and of the wait no launch uses them while the sum runs (after
+// the start, before the wait), nor does a second bucket hold them then.
+Status Validator::CheckBuckets(const std::vector<uint64_t>& tensor_bytes) const {
+  struct End {
+    bool set = false;
+    uint32_t program = 0, launch = 0;
+    const fb::Vector<uint32_t>* tensors = nullptr;
+  };
+  std::map<int64_t, std::pair<End, End>> buckets;  // bucket -> (start, wait)
+  const auto at = [&](const End& e) {
+    return ProgramLabel(e.program) + StrFormat(", launch %u", e.launch);
+  };
+  const auto kind_of = [&](const schema::Launch& launch) {
+    return View(plan_.kernels()->Get(launch.kernel())->kind());
+  };
+  for (uint32_t p = 0; p < Size(plan_.programs()); ++p) {
+    const schema::Program& program = *plan_.programs()->Get(p);
+    for (uint32_t l = 0; l < Size(program.launches()); ++l) {
+      const schema::Launch& launch = *program.launches()->Get(l);
+      const bool start = kind_of(launch) == "grad_all_reduce_start";
+      if (!start && kind_of(launch) != "grad_all_reduce_wait") continue;
+      const schema::Kernel& kernel = *plan_.kernels()->Get(launch.kernel());
+      const End here{true, p, l, launch.outputs()};
+      const int64_t bytes = IntParam(kernel, "bytes");
+      uint64_t held = 0;
+      for (uint32_t i = 0; i < Size(launch.outputs()); ++i)
+        held += tensor_bytes[launch.outputs()->Get(i)];
+      if (bytes < 0 || static_cast<uint64_t>(bytes) != held) {
+        return Invalid(at(here) + " (" + KernelLabel(launch.kernel()) +
+                       StrFormat("): parameter 'bytes' is %lld, but its accumulators hold %llu "
+                                 "bytes",
+                                 static_cast<long long>(bytes),
+                                 static_cast<unsigned long long>(held)));
+      }
+      const int64_t bucket = IntParam(kernel, "bucket");
+      End& end = start ? buckets[bucket].first : buckets[bucket].second;
+      if (end.set) {
+        return Invalid(StrFormat("bucket %lld is %s twice (", static_cast<long long>(bucket),
+                                 start ? "started" : "waited for") +
+                       at(end) + "; " + at(here) + ")");
+      }
+      end = here;
+    }
+  }
+  for (const auto& [bucket, ends] : buckets) {
+    const auto& [start, wait] = ends;
+    const std::string name = StrFormat("bucket %lld", static_cast<long long>(bucket));
+    if (!start.set) return Invalid(name + " is waited for (" + at(wait) + ") but never started");
+    if (!wait.set) return Invalid(name + " is started (" + at(start) + ") but never waited for");
+    bool same = Size(start.tensors) == Size(wait.tensors);
+    for (uint32_t i = 0; same && i < Size(start.tensors); ++i)
+      same = start.tensors->Get(i) == wait.tensors->Get(i);
+    if (!same) {
+      return Invalid(name + "'s wait (" + at(wait) + ") lists other accumulators than its start (" +
+                     at(start) + ")");
+    }
+    if (start.program == wait.program && wait.launch < start.launch)
+      return Invalid(name + " is waited for (" + at(wait) + ") before it starts (" + at(start) +
+                     ")");
+  }
+  // While a sum runs, its accumulators are MPI's or NCCL's.
+  for (uint32_t p = 0; p < Size(plan_.programs()); ++p) {
+    const schema::Program& program = *plan_.programs()->Get(p);
+    std::unordered_map<uint32_t, int64_t> busy;  // tensor -> the bucket summing it
+    const auto hold = [&](int64_t bucket, const End& by) -> Status {
+      const End& start = buckets[bucket].first;
+      for (uint32_t i = 0; i < Size(start.tensors); ++i) {
+        auto [it, inserted] = busy.emplace(start.tensors->Get(i), bucket);
+        if (!inserted) {
+          return Invalid(
+              at(by) + StrFormat(": bucket %lld holds ", static_cast<long long>(bucket)) +
+              TensorLabel(it->first) +
+              StrFormat(", which bucket %lld is summing", static_cast<long long>(it->second)));
+        }
+      }
+      return OkStatus();
+    };
+    // Sums started in an earlier program and waited for here run from its start.
+    for (const auto& [bucket, ends] : buckets)
+      if (ends.second.program == p && ends.first.program != p)
+        LORA_RETURN_IF_ERROR(hold(bucket, End{true, p, 0, nullptr}));
+    for (uint32_t l = 0; l < Size(program.launches()); ++l) {
+      const schema::Launch& launch = *program.launches()->Get(l);
+      const std::string_view kind = kind_of(launch);
+      const End here{true, p, l, nullptr};
+      if (kind == "grad_all_reduce_start") {
+        LORA_RETURN_IF_ERROR(
+            hold(IntParam(*plan_.kernels()->Get(launch.kernel()), "bucket"), here));
+        continue;
+      }
+      if (kind == "grad_all_reduce_wait") {
+        for (uint32_t i = 0; i < Size(launch.outputs()); ++i) busy.erase(launch.outputs()->Get(i));
+        continue;
+      }
+      for (const fb::Vector<uint32_t>* ids : {launch.inputs(), launch.outputs()}) {
+        for (uint32_t i = 0; i < Size(ids); ++i) {
+          auto it = busy.find(ids->Get(i));
+          if (it == busy.end()) continue;
+          const End& start = buckets[it->second].first;
+          return Invalid(at(here) + " (" + KernelLabel(launch.kernel()) + ") uses " +
+                         TensorLabel(it->first) +
+                         StrFormat(" while bucket %lld sums it over the ranks (from ",
+                                   static_cast<long long>(it->second)) +
+                         at(start) + " to " + at(buckets[it->second].second) + ")");
+        }
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Status Validator::CheckPrograms(const std::vector<uint64_t>& tensor_bytes,
+                                std::unordered_map<std::string_view, uint32_t>* programs) const {
   for (uint32_t p = 0; p < Size(plan_.programs()); ++p) {
     const schema::Program& program = *plan_.programs()->Get(p);
     if (Empty(program.name())) return Invalid(ProgramLabel(p) + ": field 'name' is missing");
@@ -649,7 +783,7 @@ Status Validator::CheckPrograms(std::unordered_map<std::string_view, uint32_t>* 
       }
     }
   }
-  return OkStatus();
+  return CheckBuckets(tensor_bytes);
 }
 
 }  // namespace
