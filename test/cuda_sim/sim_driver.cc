@@ -62,6 +62,7 @@ struct State {
   std::map<uintptr_t, size_t> allocations;  // base -> bytes
   size_t allocated = 0;
   int sticky = kSuccess;
+  std::vector<void*> streams;  // cuStreamCreate's, live
 };
 State& S() {
   static State s;
@@ -240,8 +241,32 @@ SIM_API int cuCtxSynchronize() {
   return S().sticky;
 }
 
-// The simulator runs every launch to completion before returning.
-SIM_API int cuStreamQuery(void*) { return kSuccess; }
+// Streams of our own: the simulator runs every launch to completion before
+// returning, so every stream is always idle and stream order always holds;
+// only the handles are checked (a destroyed or unknown stream is an error).
+bool KnownStream(void* s) {
+  std::lock_guard<std::mutex> l(S().mu);
+  return !s || std::find(S().streams.begin(), S().streams.end(), s) != S().streams.end();
+}
+SIM_API int cuStreamCreate(void** s, unsigned) {
+  if (!s) return kInvalidValue;
+  std::lock_guard<std::mutex> l(S().mu);
+  *s = new char;
+  S().streams.push_back(*s);
+  return kSuccess;
+}
+SIM_API int cuStreamDestroy_v2(void* s) {
+  std::lock_guard<std::mutex> l(S().mu);
+  auto it = std::find(S().streams.begin(), S().streams.end(), s);
+  if (!s || it == S().streams.end()) return kInvalidValue;
+  S().streams.erase(it);
+  delete static_cast<char*>(s);
+  return kSuccess;
+}
+SIM_API int cuStreamQuery(void* s) { return KnownStream(s) ? kSuccess : kInvalidValue; }
+SIM_API int cuStreamWaitEvent(void* s, void* e, unsigned flags) {
+  return e && flags == 0 && KnownStream(s) ? kSuccess : kInvalidValue;
+}
 
 SIM_API int cuMemAlloc_v2(uint64_t* p, size_t bytes) {
   std::lock_guard<std::mutex> l(S().mu);
@@ -375,9 +400,11 @@ SIM_API int cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsi
 struct SimEvent {
   std::chrono::steady_clock::time_point at;
   bool recorded = false;
+  bool timing = true;  // not created with CU_EVENT_DISABLE_TIMING
 };
-SIM_API int cuEventCreate(void** e, unsigned) {
+SIM_API int cuEventCreate(void** e, unsigned flags) {
   *e = new SimEvent();
+  static_cast<SimEvent*>(*e)->timing = (flags & 2) == 0;
   return kSuccess;
 }
 SIM_API int cuEventDestroy_v2(void* e) {
@@ -385,7 +412,7 @@ SIM_API int cuEventDestroy_v2(void* e) {
   return kSuccess;
 }
 SIM_API int cuEventRecord(void* e, void* stream) {
-  if (!e || stream) return kInvalidValue;
+  if (!e || !KnownStream(stream)) return kInvalidValue;
   static_cast<SimEvent*>(e)->at = std::chrono::steady_clock::now();
   static_cast<SimEvent*>(e)->recorded = true;
   return kSuccess;
@@ -394,7 +421,7 @@ SIM_API int cuEventSynchronize(void* e) { return e ? kSuccess : kInvalidValue; }
 SIM_API int cuEventElapsedTime(float* ms, void* a, void* b) {
   auto* x = static_cast<SimEvent*>(a);
   auto* y = static_cast<SimEvent*>(b);
-  if (!x || !y || !x->recorded || !y->recorded) return kInvalidValue;
+  if (!x || !y || !x->recorded || !y->recorded || !x->timing || !y->timing) return kInvalidValue;
   *ms = std::chrono::duration<float, std::milli>(y->at - x->at).count();
   return kSuccess;
 }

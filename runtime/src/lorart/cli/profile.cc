@@ -219,7 +219,8 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
             // What the optimizer step would wait for: the all-reduce the
             // backward did not hide.
             auto wait = std::chrono::steady_clock::now();
-            LORA_RETURN_IF_ERROR(coll->WaitAll(), "after %s", name.c_str());
+            LORA_RETURN_IF_ERROR(coll->WaitAll(), "after %s", name.c_str());         // MPI's (CPU)
+            LORA_RETURN_IF_ERROR(s->FinishCollectives(), "after %s", name.c_str());  // NCCL's
             if (it >= o->warmup)
               exposed_ms.push_back(
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wait)
@@ -314,19 +315,33 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
         bytes += b;
         ++buckets;
       }
-      if (data_parallel && world > 1 && s->device() == DeviceKind::kCuda) {
-        // NCCL's sums run on the kernels' stream: their time is the
-        // grad_all_reduce_start launches' above, none of it hidden.
+      // Each rank's median wait after its backward; the last rank to finish
+      // its backward waits the least (the others also wait for it): its
+      // wait is the communication the backward did not hide.
+      double exposed = 0, skew = 0;
+      if (data_parallel && world > 1 && !exposed_ms.empty()) {
+        std::vector<double> waits(static_cast<size_t>(world), 0.0);
+        waits[static_cast<size_t>(coll->rank())] = Median(exposed_ms);
+        LORA_RETURN_IF_ERROR(
+            coll->AllReduceSum(waits.data(), waits.size(), "profile: the ranks' waits"));
+        exposed = *std::min_element(waits.begin(), waits.end());
+        skew = *std::max_element(waits.begin(), waits.end()) - exposed;
+      }
+      if (data_parallel && world > 1 && !exposed_ms.empty() && s->device() == DeviceKind::kCuda) {
+        // NCCL's sums run on a stream of their own, overlapping the rest of
+        // the backward; what is left when train_step ends is exposed.
         out << StrFormat(
             "\ndata parallel: %d ranks (%s) over NCCL; %lld gradient buckets, %.2f MiB "
-            "all-reduced per optimizer step, on the kernels' stream: the grad_all_reduce_start "
-            "launches' time above is the communication, not overlapped with the backward\n",
+            "all-reduced per optimizer step, on NCCL's own stream beside the backward; the last "
+            "rank to finish its backward waited %.3f ms for them after it (median; the others up "
+            "to %.3f ms longer, for it)\n",
             world, coll->description().c_str(), static_cast<long long>(buckets),
-            static_cast<double>(bytes) / (1 << 20));
+            static_cast<double>(bytes) / (1 << 20), exposed, skew);
         report["data_parallel"] = {{"ranks", world},
                                    {"buckets", buckets},
                                    {"bytes_per_step", bytes},
-                                   {"overlapped_fraction", 0.0}};
+                                   {"exposed_wait_ms", exposed},
+                                   {"rank_skew_ms", skew}};
       } else if (data_parallel && world > 1 && !exposed_ms.empty()) {
         // What an all-reduce of as many bytes costs with nothing to hide it
         // behind.
@@ -341,15 +356,6 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                     .count());
         }
-        // Each rank's median wait after its backward; the last rank to finish
-        // its backward waits the least (the others also wait for it): its
-        // wait is the communication the backward did not hide.
-        std::vector<double> waits(static_cast<size_t>(world), 0.0);
-        waits[static_cast<size_t>(coll->rank())] = Median(exposed_ms);
-        LORA_RETURN_IF_ERROR(
-            coll->AllReduceSum(waits.data(), waits.size(), "profile: the ranks' waits"));
-        const double exposed = *std::min_element(waits.begin(), waits.end());
-        const double skew = *std::max_element(waits.begin(), waits.end()) - exposed;
         const double comm = Median(alone);
         const double hidden = comm > 0 ? std::clamp(1.0 - exposed / comm, 0.0, 1.0) : 0.0;
         out << StrFormat(

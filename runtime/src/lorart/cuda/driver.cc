@@ -43,6 +43,10 @@ struct DriverApi {
   int (*event_destroy)(Event);
   // cuStreamQuery: optional (Query falls back to a synchronize).
   int (*stream_query)(void*);
+  // Streams of our own (for NCCL): optional, null where the driver lacks them.
+  int (*stream_create)(Stream*, unsigned);
+  int (*stream_destroy)(Stream);
+  int (*stream_wait_event)(Stream, Event, unsigned);
 };
 
 namespace {
@@ -106,6 +110,11 @@ StatusOr<const DriverApi*> LoadDriver() {
     if (!no_events.empty()) api.event_create = nullptr;
     std::string no_query;
     Resolve(lib, "cuStreamQuery", &api.stream_query, &no_query);
+    std::string no_streams;
+    Resolve(lib, "cuStreamCreate", &api.stream_create, &no_streams);
+    Resolve(lib, "cuStreamDestroy_v2", &api.stream_destroy, &no_streams);
+    Resolve(lib, "cuStreamWaitEvent", &api.stream_wait_event, &no_streams);
+    if (!no_streams.empty()) api.stream_create = nullptr;
     return OkStatus();
   }();
   if (!status.ok()) return status;
@@ -240,30 +249,51 @@ Status Device::Synchronize() {
   return Check(api_->ctx_synchronize(), "cuCtxSynchronize");
 }
 
-Status Device::Query(bool* done) {
+Status Device::Query(bool* done, Stream stream) {
   LORA_RETURN_IF_ERROR(MakeCurrent());
   if (!api_->stream_query) {
     *done = true;
     return Synchronize();
   }
   constexpr int kNotReady = 600;  // CUDA_ERROR_NOT_READY
-  int rc = api_->stream_query(nullptr);
+  int rc = api_->stream_query(stream);
   *done = rc != kNotReady;
   return rc == kNotReady ? OkStatus() : Check(rc, "cuStreamQuery");
 }
 
-Status Device::CreateEvent(Event* out) {
+Status Device::CreateEvent(Event* out, bool timing) {
   if (!api_->event_create)
     return UnimplementedError("the CUDA driver has no events (cuEventCreate and friends)");
   LORA_RETURN_IF_ERROR(MakeCurrent());
-  return Check(api_->event_create(out, 0), "cuEventCreate");
+  constexpr unsigned kDisableTiming = 2;  // CU_EVENT_DISABLE_TIMING
+  return Check(api_->event_create(out, timing ? 0 : kDisableTiming), "cuEventCreate");
 }
 
 void Device::DestroyEvent(Event e) {
   if (e && api_->event_destroy) api_->event_destroy(e);
 }
 
-Status Device::RecordEvent(Event e) { return Check(api_->event_record(e, nullptr), "cuEventRecord"); }
+Status Device::RecordEvent(Event e, Stream stream) {
+  return Check(api_->event_record(e, stream), "cuEventRecord");
+}
+
+Status Device::CreateStream(Stream* out) {
+  if (!api_->stream_create || !api_->event_create)
+    return UnimplementedError(
+        "the CUDA driver has no streams or events (cuStreamCreate, cuStreamWaitEvent, "
+        "cuEventCreate)");
+  LORA_RETURN_IF_ERROR(MakeCurrent());
+  constexpr unsigned kNonBlocking = 1;  // CU_STREAM_NON_BLOCKING
+  return Check(api_->stream_create(out, kNonBlocking), "cuStreamCreate");
+}
+
+void Device::DestroyStream(Stream s) {
+  if (s && api_->stream_destroy) api_->stream_destroy(s);
+}
+
+Status Device::WaitEvent(Stream stream, Event e) {
+  return Check(api_->stream_wait_event(stream, e, 0), "cuStreamWaitEvent");
+}
 
 Status Device::ElapsedMs(Event start, Event end, float* ms) {
   LORA_RETURN_IF_ERROR(Check(api_->event_synchronize(end), "cuEventSynchronize"));

@@ -21,6 +21,7 @@ using DevicePtr = uint64_t;  // CUdeviceptr
 using Module = void*;        // CUmodule
 using Function = void*;      // CUfunction
 using Event = void*;         // CUevent
+using Stream = void*;        // CUstream; nullptr is the default (legacy) stream
 
 struct Dim3 {
   unsigned x = 1, y = 1, z = 1;
@@ -63,16 +64,25 @@ class Device {
   Status Launch(Function f, Dim3 grid, Dim3 block, unsigned shared_bytes, void** args);
   // Waits for all launched work; asynchronous kernel faults surface here.
   Status Synchronize();
-  // Whether the default stream's work has finished (cuStreamQuery), without
-  // waiting.
-  Status Query(bool* done);
-  // Events on the default stream, for timing launches: RecordEvent after
-  // the work to time, ElapsedMs waits for `end` and gives the milliseconds
-  // between the two. UNIMPLEMENTED where the driver lacks events.
-  Status CreateEvent(Event* out);
+  // Whether a stream's work (the default stream's by default) has finished
+  // (cuStreamQuery), without waiting.
+  Status Query(bool* done, Stream stream = nullptr);
+  // Events, for timing launches on the default stream (RecordEvent after the
+  // work to time, ElapsedMs waits for `end` and gives the milliseconds
+  // between the two) and for ordering work between streams (WaitEvent: the
+  // stream's later work waits for the event's last record; `timing` false
+  // makes a lighter event for that). UNIMPLEMENTED where the driver lacks
+  // events.
+  Status CreateEvent(Event* out, bool timing = true);
   void DestroyEvent(Event e);
-  Status RecordEvent(Event e);
+  Status RecordEvent(Event e, Stream stream = nullptr);
   Status ElapsedMs(Event start, Event end, float* ms);
+  // A second stream that does not wait for the default one (non-blocking:
+  // ordering with it goes through events only); NCCL's sums run there.
+  // UNIMPLEMENTED where the driver lacks streams (cuStreamCreate, cuStreamWaitEvent).
+  Status CreateStream(Stream* out);
+  void DestroyStream(Stream s);
+  Status WaitEvent(Stream stream, Event e);
   // Free and total device memory now.
   Status MemoryInfo(size_t* free_bytes, size_t* total_bytes);
 

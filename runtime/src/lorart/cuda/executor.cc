@@ -92,6 +92,13 @@ Executor::~Executor() {
   device_->Free(persistent_);
   device_->Free(keys_);
   for (Event e : events_) device_->DestroyEvent(e);
+  if (comm_) {
+    (void)device_->Synchronize();  // NCCL's sums may still use the buffers
+    for (const auto& [bucket, e] : bucket_done_) device_->DestroyEvent(e);
+    device_->DestroyEvent(compute_ready_);
+    device_->DestroyEvent(sum_done_);
+    device_->DestroyStream(comm_);
+  }
 }
 
 Status Executor::Prepare(const ExecutorOptions& options) {
@@ -136,9 +143,20 @@ Status Executor::Prepare(const ExecutorOptions& options) {
   bool collectives = false;
   for (const auto& [name, prog] : programs_)
     for (const Launch& l : prog.launches) collectives |= l.host != HostOp::kNone;
-  if (collectives && collective_ && collective_->world_size() > 1)
+  if (collectives && collective_ && collective_->world_size() > 1) {
     LORA_RETURN_IF_ERROR(dist::Nccl::Create(collective_, &nccl_), "NCCL over %d ranks",
                          collective_->world_size());
+    LORA_RETURN_IF_ERROR(device_->CreateStream(&comm_), "for NCCL's stream");
+    LORA_RETURN_IF_ERROR(device_->CreateEvent(&compute_ready_, /*timing=*/false));
+    LORA_RETURN_IF_ERROR(device_->CreateEvent(&sum_done_, /*timing=*/false));
+    for (const auto& [name, prog] : programs_)
+      for (const Launch& l : prog.launches)
+        if (l.host == HostOp::kBucketStart && !bucket_done_.count(l.bucket)) {
+          Event e = nullptr;
+          LORA_RETURN_IF_ERROR(device_->CreateEvent(&e, /*timing=*/false));
+          bucket_done_[l.bucket] = e;
+        }
+  }
   description_ = StrFormat(
       "%s (%s, %.1f GiB): %zu kernels from %zu sources (%zu compiled, %zu "
       "from the cache in %s), %s of device memory",
@@ -261,8 +279,22 @@ Status Executor::BindPrograms() {
           launch.host = kind == "grad_all_reduce_start"  ? HostOp::kBucketStart
                         : kind == "grad_all_reduce_wait" ? HostOp::kBucketWait
                                                          : HostOp::kAllReduceSum;
-          // The loader checked the operands against kernel_kinds.def:
-          // counts, and F32 throughout.
+          // The loader checked the operands against kernel_kinds.def
+          // (counts, F32 throughout) and the buckets' starts and waits.
+          cpu::KernelParams params;
+          LORA_RETURN_IF_ERROR(cpu::KernelParamsFromPlan(kernel, &params), "%s",
+                               KernelLabel(plan, l->kernel()).c_str());
+          if (launch.host == HostOp::kBucketStart) {
+            kernels::params::grad_all_reduce_start p;
+            LORA_RETURN_IF_ERROR(params.Typed(&p));
+            launch.bucket = p.bucket;
+            if (!prog.sync) prog.sync = tensor_ptr_[l->inputs()->Get(0)];
+          } else if (launch.host == HostOp::kBucketWait) {
+            kernels::params::grad_all_reduce_wait p;
+            LORA_RETURN_IF_ERROR(params.Typed(&p));
+            launch.bucket = p.bucket;
+            prog.waits.insert(p.bucket);
+          }
           if (l->inputs())
             for (uint32_t t : *l->inputs()) launch.args.push_back(tensor_ptr_[t]);
           if (l->outputs())
@@ -310,20 +342,25 @@ Status Executor::BindPrograms() {
   return OkStatus();
 }
 
+// Host copies run on the default stream, which does not wait for NCCL's:
+// they first wait for the sums in flight (which may hold the tensor).
 Status Executor::Write(uint32_t id, const void* data, size_t bytes) {
   if (id >= tensor_ptr_.size() || bytes != plan_->tensor_bytes(id))
     return InternalError(StrFormat("device write of tensor %u: bad id or size", id));
+  LORA_RETURN_IF_ERROR(FinishSums("a host write"));
   return device_->Upload(tensor_ptr_[id], data, bytes);
 }
 
 Status Executor::Read(uint32_t id, void* data, size_t bytes) const {
   if (id >= tensor_ptr_.size() || bytes != plan_->tensor_bytes(id))
     return InternalError(StrFormat("device read of tensor %u: bad id or size", id));
+  LORA_RETURN_IF_ERROR(FinishSums("a host read"));
   return device_->Download(data, tensor_ptr_[id], bytes);
 }
 
 Status Executor::Zero(uint32_t id) {
   if (id >= tensor_ptr_.size()) return InternalError("device zero: bad tensor id");
+  LORA_RETURN_IF_ERROR(FinishSums("a host write"));
   return device_->Zero(tensor_ptr_[id], plan_->tensor_bytes(id));
 }
 
@@ -346,15 +383,26 @@ Status Executor::Run(const std::string& program, uint64_t step_seed,
       if (l.key_slot >= 0) keys[l.key_slot] = cpu::DropoutKey(step_seed, l.rng_stream);
     LORA_RETURN_IF_ERROR(device_->Upload(keys_, keys.data(), keys.size() * sizeof(uint64_t)));
   }
+  // Buckets still summing from an earlier program: a program that waits for
+  // them does so in its own order (the optimizer); any other first lets the
+  // sums finish (its kernels may write the accumulators).
+  for (int64_t b : in_flight_) {
+    if (prog.waits.count(b)) continue;
+    LORA_RETURN_IF_ERROR(FinishSums(program));
+    break;
+  }
+  // The program's sync_gradients, read before its first launch (reading it
+  // at the first bucket would stall the host until the backward got there).
+  float sync = 0;
+  if (nccl_ && prog.sync) LORA_RETURN_IF_ERROR(device_->Download(&sync, prog.sync, sizeof(float)));
   std::vector<void*> params;
-  float sync = -1;  // the program's sync_gradients, read at its first bucket
   if (launch_ms) LORA_RETURN_IF_ERROR(device_->RecordEvent(events_[0]));
   for (size_t i = 0; i < prog.launches.size(); ++i) {
     Launch& l = prog.launches[i];
     params.resize(l.args.size());
     for (size_t a = 0; a < l.args.size(); ++a) params[a] = &l.args[a];
     if (l.host != HostOp::kNone)
-      LORA_RETURN_IF_ERROR(RunHost(l, program, &sync), "in %s, launch %zu (%s)", program.c_str(), i,
+      LORA_RETURN_IF_ERROR(RunHost(l, program, sync), "in %s, launch %zu (%s)", program.c_str(), i,
                            KernelLabel(*plan_, l.kernel).c_str());
     for (const Step& s : l.steps) {
       Status st = device_->Launch(s.fn, s.grid, s.block, s.shared_bytes, params.data());
@@ -376,25 +424,40 @@ Status Executor::Run(const std::string& program, uint64_t step_seed,
   return OkStatus();
 }
 
-Status Executor::RunHost(const Launch& l, const std::string& program, float* sync) {
+// NCCL runs on comm_: a bucket's sums start once the kernels before its
+// start have run (compute_ready_), and the kernels after its wait run once
+// the sums are done (the bucket's event), so the sums overlap the rest of
+// the backward. Every NCCL call goes on comm_, in program order, as NCCL
+// needs the same order on every rank.
+Status Executor::RunHost(const Launch& l, const std::string& program, float sync) {
   switch (l.host) {
     case HostOp::kNone:
-    case HostOp::kBucketWait:
-      // NCCL's sums are ordered on the default stream with the kernels: the
-      // optimizer's kernels after the wait run after them.
       return OkStatus();
+    case HostOp::kBucketWait: {
+      if (!nccl_ || !in_flight_.erase(l.bucket)) return OkStatus();
+      return device_->WaitEvent(nullptr, bucket_done_.at(l.bucket));
+    }
     case HostOp::kBucketStart: {
-      if (!nccl_) return OkStatus();
-      if (*sync < 0) LORA_RETURN_IF_ERROR(device_->Download(sync, l.args[0], sizeof(float)));
-      if (*sync == 0.0f) return OkStatus();
+      if (!nccl_ || sync == 0.0f) return OkStatus();
+      LORA_RETURN_IF_ERROR(device_->RecordEvent(compute_ready_));
+      LORA_RETURN_IF_ERROR(device_->WaitEvent(comm_, compute_ready_));
       LORA_RETURN_IF_ERROR(nccl_->GroupStart());
       for (const auto& [ptr, n] : l.spans)
-        LORA_RETURN_IF_ERROR(nccl_->AllReduceSum(ptr, ptr, n, nullptr));
-      return nccl_->GroupEnd();
+        LORA_RETURN_IF_ERROR(nccl_->AllReduceSum(ptr, ptr, n, comm_));
+      LORA_RETURN_IF_ERROR(nccl_->GroupEnd());
+      LORA_RETURN_IF_ERROR(device_->RecordEvent(bucket_done_.at(l.bucket), comm_));
+      in_flight_.insert(l.bucket);
+      return OkStatus();
     }
     case HostOp::kAllReduceSum: {
       const size_t n = l.spans.empty() ? 0 : l.spans[0].second;
-      if (nccl_) return nccl_->AllReduceSum(l.args[0], l.args[1], n, nullptr);
+      if (nccl_) {
+        LORA_RETURN_IF_ERROR(device_->RecordEvent(compute_ready_));
+        LORA_RETURN_IF_ERROR(device_->WaitEvent(comm_, compute_ready_));
+        LORA_RETURN_IF_ERROR(nccl_->AllReduceSum(l.args[0], l.args[1], n, comm_));
+        LORA_RETURN_IF_ERROR(device_->RecordEvent(sum_done_, comm_));
+        return device_->WaitEvent(nullptr, sum_done_);
+      }
       if (l.args[0] == l.args[1]) return OkStatus();
       std::vector<float> v(n);
       LORA_RETURN_IF_ERROR(device_->Download(v.data(), l.args[0], n * sizeof(float)));
@@ -405,11 +468,32 @@ Status Executor::RunHost(const Launch& l, const std::string& program, float* syn
   return OkStatus();
 }
 
+Status Executor::FinishSums(const std::string& before) const {
+  if (in_flight_.empty()) return OkStatus();
+  const auto deadline = collective_->Deadline();
+  dist::Backoff backoff;
+  for (;;) {
+    bool done = false;
+    LORA_RETURN_IF_ERROR(device_->Query(&done, comm_), "before %s", before.c_str());
+    if (done) break;
+    LORA_RETURN_IF_ERROR(nccl_->AsyncError(), "before %s", before.c_str());
+    if (std::chrono::steady_clock::now() > deadline) {
+      nccl_->Abort();
+      return collective_->Unresponsive("the NCCL sums before " + before);
+    }
+    backoff.Pause();
+  }
+  in_flight_.clear();
+  return OkStatus();
+}
+
 Status Executor::WaitForDevice(const std::string& program) {
   if (!nccl_) return device_->Synchronize();
-  // A peer that stopped would leave NCCL's kernels, and so this stream,
-  // waiting forever: poll with the collective timeout, then abort NCCL and
-  // name the ranks that do not answer (over MPI).
+  // A peer that stopped would leave NCCL's kernels, and so the stream that
+  // waits for them, waiting forever: poll with the collective timeout, then
+  // abort NCCL and name the ranks that do not answer (over MPI). The
+  // default stream is done here; sums of buckets in flight may go on past
+  // the program's end, into the optimizer's waits.
   const auto deadline = collective_->Deadline();
   dist::Backoff backoff;
   for (;;) {

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,7 @@ class Executor final : public ::lorart::Executor {
   // its milliseconds stored in program order.
   Status Run(const std::string& program, uint64_t step_seed,
              std::vector<double>* launch_ms) override;
+  Status FinishCollectives() override { return FinishSums("the caller's next step"); }
 
   Device& device() const { return *device_; }
   // "NVIDIA H200 (sm_90a, 139.8 GiB): 41 kernels from 29 sources (3 compiled,
@@ -89,12 +91,14 @@ class Executor final : public ::lorart::Executor {
     Dim3 grid, block;
     unsigned shared_bytes = 0;
   };
-  // The collective kinds run on the host, through NCCL, ordered on the
-  // default stream with the kernels (docs/distributed.md).
+  // The collective kinds run on the host, through NCCL on a stream of their
+  // own (comm_), ordered with the kernels' default stream by events
+  // (docs/distributed.md).
   enum class HostOp { kNone, kBucketStart, kBucketWait, kAllReduceSum };
   struct Launch {
     uint32_t kernel = 0;
     HostOp host = HostOp::kNone;
+    int64_t bucket = -1;                              // kBucketStart, kBucketWait
     std::vector<std::pair<DevicePtr, size_t>> spans;  // kBucketStart: the accumulators (floats)
     std::vector<Step> steps;
     std::vector<DevicePtr> args;  // argument values; a dropout key's slot is filled per run
@@ -105,6 +109,8 @@ class Executor final : public ::lorart::Executor {
   struct Program {
     std::vector<Launch> launches;
     int num_keys = 0;
+    DevicePtr sync = 0;       // its sync_gradients scalar, where it starts buckets
+    std::set<int64_t> waits;  // the buckets it waits for
   };
 
   const Plan* plan_ = nullptr;
@@ -120,8 +126,17 @@ class Executor final : public ::lorart::Executor {
   bool check_each_launch_ = false;
   dist::Collective* collective_ = nullptr;
   std::unique_ptr<dist::Nccl> nccl_;  // with more than one rank
-  Status RunHost(const Launch& l, const std::string& program, float* sync);
+  // With NCCL: its stream, and the events that order it with the kernels'.
+  Stream comm_ = nullptr;
+  Event compute_ready_ = nullptr, sum_done_ = nullptr;
+  std::map<int64_t, Event> bucket_done_;  // per bucket, recorded after its sums
+  mutable std::set<int64_t> in_flight_;   // buckets started and not yet waited for
+  Status RunHost(const Launch& l, const std::string& program, float sync);
   Status WaitForDevice(const std::string& program);
+  // Waits (polling, with the collective timeout) until NCCL's stream is
+  // idle: before host copies, and before a program that does not wait for
+  // the buckets in flight itself.
+  Status FinishSums(const std::string& before) const;
   std::vector<Event> events_;  // for timed runs, created on first use
 };
 

@@ -58,6 +58,13 @@ class Executor {
   virtual Status Run(const std::string& program, uint64_t step_seed,
                      std::vector<double>* launch_ms) = 0;
 
+  // Waits for the collectives a program left running: the CUDA executor's
+  // gradient sums on NCCL's stream, which the optimizer's waits would wait
+  // for otherwise (the CPU executor's MPI sums are waited for through its
+  // dist::Collective). `lorart profile` times what the backward did not hide
+  // with it.
+  virtual Status FinishCollectives() { return OkStatus(); }
+
   // One line about the device and what the executor prepared on it.
   virtual const std::string& description() const = 0;
 };

@@ -129,6 +129,9 @@ class Session {
   // Sets every Gradient-role tensor to zero (a skipped step).
   Status ZeroGradients();
 
+  // Waits for the collectives a program left running (Executor::FinishCollectives).
+  Status FinishCollectives() { return executor_->FinishCollectives(); }
+
   // Every non-frozen persistent tensor (trainable, optimizer state,
   // gradients), for checkpoints: name -> (dtype, shape, bytes).
   struct StateTensor {
