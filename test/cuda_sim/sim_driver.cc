@@ -63,6 +63,7 @@ struct State {
   size_t allocated = 0;
   int sticky = kSuccess;
   std::vector<void*> streams;  // cuStreamCreate's, live
+  bool default_stream_stuck = false;  // waited for a stuck event (LORA_SIM_STUCK_STREAMS)
 };
 State& S() {
   static State s;
@@ -241,12 +242,21 @@ SIM_API int cuCtxSynchronize() {
   return S().sticky;
 }
 
-// Streams of our own: the simulator runs every launch to completion before
-// returning, so every stream is always idle and stream order always holds;
-// only the handles are checked (a destroyed or unknown stream is an error).
+// Streams: the simulator runs every launch to completion before returning,
+// so every stream is idle and stream order holds; the handles are checked (a
+// destroyed or unknown stream is an error). LORA_SIM_STUCK_STREAMS=1 models a
+// GPU whose NCCL stream never finishes (a peer stopped): the streams of our
+// own never finish (cuStreamQuery says CUDA_ERROR_NOT_READY for ever), nor
+// do events recorded on them, nor a stream that waits for such an event (the
+// default stream too), so only the collective timeout can end the run.
+constexpr int kNotReady = 600;  // CUDA_ERROR_NOT_READY
 bool KnownStream(void* s) {
   std::lock_guard<std::mutex> l(S().mu);
   return !s || std::find(S().streams.begin(), S().streams.end(), s) != S().streams.end();
+}
+bool StuckStreams() {
+  const char* stuck = std::getenv("LORA_SIM_STUCK_STREAMS");
+  return stuck && *stuck == '1';
 }
 SIM_API int cuStreamCreate(void** s, unsigned) {
   if (!s) return kInvalidValue;
@@ -263,9 +273,10 @@ SIM_API int cuStreamDestroy_v2(void* s) {
   delete static_cast<char*>(s);
   return kSuccess;
 }
-SIM_API int cuStreamQuery(void* s) { return KnownStream(s) ? kSuccess : kInvalidValue; }
-SIM_API int cuStreamWaitEvent(void* s, void* e, unsigned flags) {
-  return e && flags == 0 && KnownStream(s) ? kSuccess : kInvalidValue;
+SIM_API int cuStreamQuery(void* s) {
+  if (!KnownStream(s)) return kInvalidValue;
+  if (StuckStreams() && (s || S().default_stream_stuck)) return kNotReady;
+  return kSuccess;
 }
 
 SIM_API int cuMemAlloc_v2(uint64_t* p, size_t bytes) {
@@ -400,6 +411,7 @@ SIM_API int cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsi
 struct SimEvent {
   std::chrono::steady_clock::time_point at;
   bool recorded = false;
+  bool stuck = false;  // recorded on a stream that never finishes
   bool timing = true;  // not created with CU_EVENT_DISABLE_TIMING
 };
 SIM_API int cuEventCreate(void** e, unsigned flags) {
@@ -413,8 +425,14 @@ SIM_API int cuEventDestroy_v2(void* e) {
 }
 SIM_API int cuEventRecord(void* e, void* stream) {
   if (!e || !KnownStream(stream)) return kInvalidValue;
+  static_cast<SimEvent*>(e)->stuck = StuckStreams() && (stream || S().default_stream_stuck);
   static_cast<SimEvent*>(e)->at = std::chrono::steady_clock::now();
   static_cast<SimEvent*>(e)->recorded = true;
+  return kSuccess;
+}
+SIM_API int cuStreamWaitEvent(void* s, void* e, unsigned flags) {
+  if (!e || flags != 0 || !KnownStream(s)) return kInvalidValue;
+  if (!s && static_cast<SimEvent*>(e)->stuck) S().default_stream_stuck = true;
   return kSuccess;
 }
 SIM_API int cuEventSynchronize(void* e) { return e ? kSuccess : kInvalidValue; }

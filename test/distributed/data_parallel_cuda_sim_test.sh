@@ -8,7 +8,10 @@
 #   2. lorart profile on 2 ranks times the launches and reports the wait for
 #      NCCL's sums (on their own stream) after the backward;
 #   3. a missing NCCL is a clear error and fails the job;
-#   4. a rank whose host has no GPU of its local rank's index is told so.
+#   4. a rank whose host has no GPU of its local rank's index is told so;
+#   5. a rank whose NCCL stream never finishes (the simulator's
+#      LORA_SIM_STUCK_STREAMS) fails the job after --collective-timeout with
+#      no adapter written, saying which NCCL sums did not complete.
 # Usage: data_parallel_cuda_sim_test.sh BIN_DIR EXAMPLES_DIR WORK_DIR SIM_DRIVER FAKE_NCCL
 # Exit 77 (skipped) without mpirun or liblorart_mpi.so.
 set -eu
@@ -61,4 +64,20 @@ if mpirun -np 2 --bind-to none -x LORART_CUDA_DRIVER -x LORART_NVRTC -x LORA_SIM
 fi
 grep -q "rank 1 takes GPU 1, its index among the ranks of its host" gpus.log \
   || { cat gpus.log; fail "the error does not explain the GPU choice"; }
+
+echo "== 5. NCCL's stream of rank 1 never finishes"
+env="-x LORART_CUDA_DRIVER -x LORART_NVRTC -x LORA_SIM_WORK -x LORART_NCCL"
+args="run cuda.bin --data $ex/sft_train.jsonl $common --grad-accum 1 -o stuck --collective-timeout 3"
+start=$(date +%s)
+# shellcheck disable=SC2086 # word splitting of $env and $args is intended
+if mpirun --bind-to none -np 1 $env "$bin/lorart" $args : \
+     -np 1 $env -x LORA_SIM_STUCK_STREAMS=1 "$bin/lorart" $args > stuck.log 2>&1; then
+  fail "the job succeeded with a stuck NCCL stream"
+fi
+took=$(( $(date +%s) - start ))
+grep -q "rank 1 of 2: collective #[0-9]* (the NCCL sums [^)]*) did not complete in 3 s" stuck.log \
+  || { cat stuck.log; fail "rank 1 does not say its NCCL sums did not complete"; }
+[ ! -f stuck/adapter_model.safetensors ] || fail "the stuck job wrote an adapter"
+[ "$took" -lt 60 ] || fail "the stuck job took $took s to fail"
+echo "stuck NCCL stream: failed in $took s"
 echo "PASS"

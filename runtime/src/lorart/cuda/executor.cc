@@ -289,6 +289,7 @@ Status Executor::BindPrograms() {
             LORA_RETURN_IF_ERROR(params.Typed(&p));
             launch.bucket = p.bucket;
             if (!prog.sync) prog.sync = tensor_ptr_[l->inputs()->Get(0)];
+            bucket_tensors_[p.bucket].assign(l->outputs()->begin(), l->outputs()->end());
           } else if (launch.host == HostOp::kBucketWait) {
             kernels::params::grad_all_reduce_wait p;
             LORA_RETURN_IF_ERROR(params.Typed(&p));
@@ -343,24 +344,37 @@ Status Executor::BindPrograms() {
 }
 
 // Host copies run on the default stream, which does not wait for NCCL's:
-// they first wait for the sums in flight (which may hold the tensor).
+// a copy of an accumulator that a bucket in flight holds first waits for the
+// sums. (Other copies, such as the loss read after train_step or the
+// optimizer's scalars, go on while NCCL sums.)
+Status Executor::FinishSumsHolding(uint32_t id, const char* copy) const {
+  for (int64_t b : in_flight_) {
+    const std::vector<uint32_t>& held = bucket_tensors_.at(b);
+    if (std::find(held.begin(), held.end(), id) != held.end())
+      return FinishSums(
+          StrFormat("a host %s of tensor %u (%s)", copy, id,
+                    plan_->tensor(id).name() ? plan_->tensor(id).name()->c_str() : "?"));
+  }
+  return OkStatus();
+}
+
 Status Executor::Write(uint32_t id, const void* data, size_t bytes) {
   if (id >= tensor_ptr_.size() || bytes != plan_->tensor_bytes(id))
     return InternalError(StrFormat("device write of tensor %u: bad id or size", id));
-  LORA_RETURN_IF_ERROR(FinishSums("a host write"));
+  LORA_RETURN_IF_ERROR(FinishSumsHolding(id, "write"));
   return device_->Upload(tensor_ptr_[id], data, bytes);
 }
 
 Status Executor::Read(uint32_t id, void* data, size_t bytes) const {
   if (id >= tensor_ptr_.size() || bytes != plan_->tensor_bytes(id))
     return InternalError(StrFormat("device read of tensor %u: bad id or size", id));
-  LORA_RETURN_IF_ERROR(FinishSums("a host read"));
+  LORA_RETURN_IF_ERROR(FinishSumsHolding(id, "read"));
   return device_->Download(data, tensor_ptr_[id], bytes);
 }
 
 Status Executor::Zero(uint32_t id) {
   if (id >= tensor_ptr_.size()) return InternalError("device zero: bad tensor id");
-  LORA_RETURN_IF_ERROR(FinishSums("a host write"));
+  LORA_RETURN_IF_ERROR(FinishSumsHolding(id, "write"));
   return device_->Zero(tensor_ptr_[id], plan_->tensor_bytes(id));
 }
 

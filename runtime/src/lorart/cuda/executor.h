@@ -131,12 +131,14 @@ class Executor final : public ::lorart::Executor {
   Event compute_ready_ = nullptr, sum_done_ = nullptr;
   std::map<int64_t, Event> bucket_done_;  // per bucket, recorded after its sums
   mutable std::set<int64_t> in_flight_;   // buckets started and not yet waited for
+  std::map<int64_t, std::vector<uint32_t>> bucket_tensors_;  // per bucket, its accumulators
   Status RunHost(const Launch& l, const std::string& program, float sync);
   Status WaitForDevice(const std::string& program);
   // Waits (polling, with the collective timeout) until NCCL's stream is
-  // idle: before host copies, and before a program that does not wait for
-  // the buckets in flight itself.
+  // idle: before a host copy of an accumulator in flight, and before a
+  // program that does not wait for the buckets in flight itself.
   Status FinishSums(const std::string& before) const;
+  Status FinishSumsHolding(uint32_t id, const char* copy) const;
   std::vector<Event> events_;  // for timed runs, created on first use
 };
 
