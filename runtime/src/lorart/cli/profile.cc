@@ -310,9 +310,9 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
       int64_t bytes = 0, buckets = 0;
       for (uint32_t k = 0; k < plan.num_kernels(); ++k) {
         if (plan.kernel(k).kind()->str() != "grad_all_reduce_start") continue;
-        int64_t b = 0;
-        params[k].Get("bytes", &b);
-        bytes += b;
+        kernels::params::grad_all_reduce_start p;
+        LORA_RETURN_IF_ERROR(params[k].Typed(&p));
+        bytes += p.bytes;
         ++buckets;
       }
       // Each rank's median wait after its backward; the last rank to finish

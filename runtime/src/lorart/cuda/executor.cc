@@ -400,11 +400,9 @@ Status Executor::Run(const std::string& program, uint64_t step_seed,
   // Buckets still summing from an earlier program: a program that waits for
   // them does so in its own order (the optimizer); any other first lets the
   // sums finish (its kernels may write the accumulators).
-  for (int64_t b : in_flight_) {
-    if (prog.waits.count(b)) continue;
+  if (std::any_of(in_flight_.begin(), in_flight_.end(),
+                  [&](int64_t b) { return prog.waits.count(b) == 0; }))
     LORA_RETURN_IF_ERROR(FinishSums(program));
-    break;
-  }
   // The program's sync_gradients, read before its first launch (reading it
   // at the first bucket would stall the host until the backward got there).
   float sync = 0;
