@@ -64,6 +64,14 @@ struct State {
   int sticky = kSuccess;
   std::vector<void*> streams;  // cuStreamCreate's, live
   bool default_stream_stuck = false;  // waited for a stuck event (LORA_SIM_STUCK_STREAMS)
+  // Work deferred to a stream of our own (lora_sim_defer), in issue order:
+  // per stream, the ops not yet run and how many were ever issued.
+  struct Deferred {
+    void (*fn)(void*);
+    void* ctx;
+  };
+  std::map<void*, std::vector<Deferred>> pending;
+  std::map<void*, size_t> issued, done;
 };
 State& S() {
   static State s;
@@ -237,14 +245,50 @@ SIM_API int cuDevicePrimaryCtxRetain(void** ctx, int) {
 }
 SIM_API int cuDevicePrimaryCtxRelease_v2(int) { return kSuccess; }
 SIM_API int cuCtxSetCurrent(void*) { return kSuccess; }
+bool StuckStreams() {
+  const char* stuck = std::getenv("LORA_SIM_STUCK_STREAMS");
+  return stuck && *stuck == '1';
+}
+
+// Runs the work deferred to stream `s` up to its `upto`-th op, in order, out
+// of the lock (an op may take long: the fake NCCL's MPI sums).
+void Flush(void* s, size_t upto) {
+  if (StuckStreams()) return;
+  std::vector<State::Deferred> run;
+  {
+    std::lock_guard<std::mutex> l(S().mu);
+    std::vector<State::Deferred>& q = S().pending[s];
+    size_t& done = S().done[s];
+    const size_t n = std::min(upto > done ? upto - done : 0, q.size());
+    run.assign(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(n));
+    q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(n));
+    done += n;
+  }
+  for (const State::Deferred& d : run) d.fn(d.ctx);
+}
+void FlushAll() {
+  std::vector<void*> streams;
+  {
+    std::lock_guard<std::mutex> l(S().mu);
+    streams = S().streams;
+  }
+  for (void* s : streams) Flush(s, SIZE_MAX);
+}
+
 SIM_API int cuCtxSynchronize() {
+  FlushAll();
   std::lock_guard<std::mutex> l(S().mu);
   return S().sticky;
 }
 
 // Streams: the simulator runs every launch to completion before returning,
-// so every stream is idle and stream order holds; the handles are checked (a
-// destroyed or unknown stream is an error). LORA_SIM_STUCK_STREAMS=1 models a
+// so the default stream is always idle. Work on a stream of our own can be
+// deferred (lora_sim_defer, which the fake NCCL uses for its sums): it runs
+// when something waits for it (cuStreamWaitEvent on an event recorded after
+// it, cuStreamQuery or cuEventSynchronize that finds it, cuCtxSynchronize),
+// so a missing wait leaves it undone, as on a GPU where it would still be
+// running. The handles are checked (a destroyed or unknown stream is an
+// error). LORA_SIM_STUCK_STREAMS=1 models a
 // GPU whose NCCL stream never finishes (a peer stopped): the streams of our
 // own never finish (cuStreamQuery says CUDA_ERROR_NOT_READY for ever), nor
 // do events recorded on them, nor a stream that waits for such an event (the
@@ -254,9 +298,18 @@ bool KnownStream(void* s) {
   std::lock_guard<std::mutex> l(S().mu);
   return !s || std::find(S().streams.begin(), S().streams.end(), s) != S().streams.end();
 }
-bool StuckStreams() {
-  const char* stuck = std::getenv("LORA_SIM_STUCK_STREAMS");
-  return stuck && *stuck == '1';
+// For a stand-in library (fake NCCL): runs fn(ctx) as work on `stream`, now
+// for the default stream, else when it is waited for. Not a CUDA symbol.
+SIM_API int lora_sim_defer(void* stream, void (*fn)(void*), void* ctx) {
+  if (!fn || !KnownStream(stream)) return kInvalidValue;
+  if (!stream) {
+    fn(ctx);
+    return kSuccess;
+  }
+  std::lock_guard<std::mutex> l(S().mu);
+  S().pending[stream].push_back({fn, ctx});
+  ++S().issued[stream];
+  return kSuccess;
 }
 SIM_API int cuStreamCreate(void** s, unsigned) {
   if (!s) return kInvalidValue;
@@ -266,6 +319,8 @@ SIM_API int cuStreamCreate(void** s, unsigned) {
   return kSuccess;
 }
 SIM_API int cuStreamDestroy_v2(void* s) {
+  if (!KnownStream(s)) return kInvalidValue;
+  Flush(s, SIZE_MAX);  // CUDA lets the stream's work finish
   std::lock_guard<std::mutex> l(S().mu);
   auto it = std::find(S().streams.begin(), S().streams.end(), s);
   if (!s || it == S().streams.end()) return kInvalidValue;
@@ -276,6 +331,7 @@ SIM_API int cuStreamDestroy_v2(void* s) {
 SIM_API int cuStreamQuery(void* s) {
   if (!KnownStream(s)) return kInvalidValue;
   if (StuckStreams() && (s || S().default_stream_stuck)) return kNotReady;
+  if (s) Flush(s, SIZE_MAX);
   return kSuccess;
 }
 
@@ -413,6 +469,8 @@ struct SimEvent {
   bool recorded = false;
   bool stuck = false;  // recorded on a stream that never finishes
   bool timing = true;  // not created with CU_EVENT_DISABLE_TIMING
+  void* stream = nullptr;  // where it was last recorded
+  size_t upto = 0;         // that stream's deferred ops issued before the record
 };
 SIM_API int cuEventCreate(void** e, unsigned flags) {
   *e = new SimEvent();
@@ -425,17 +483,31 @@ SIM_API int cuEventDestroy_v2(void* e) {
 }
 SIM_API int cuEventRecord(void* e, void* stream) {
   if (!e || !KnownStream(stream)) return kInvalidValue;
-  static_cast<SimEvent*>(e)->stuck = StuckStreams() && (stream || S().default_stream_stuck);
-  static_cast<SimEvent*>(e)->at = std::chrono::steady_clock::now();
+  auto* ev = static_cast<SimEvent*>(e);
+  ev->stuck = StuckStreams() && (stream || S().default_stream_stuck);
+  ev->stream = stream;
+  {
+    std::lock_guard<std::mutex> l(S().mu);
+    ev->upto = stream ? S().issued[stream] : 0;
+  }
+  ev->at = std::chrono::steady_clock::now();
   static_cast<SimEvent*>(e)->recorded = true;
   return kSuccess;
 }
 SIM_API int cuStreamWaitEvent(void* s, void* e, unsigned flags) {
   if (!e || flags != 0 || !KnownStream(s)) return kInvalidValue;
-  if (!s && static_cast<SimEvent*>(e)->stuck) S().default_stream_stuck = true;
+  auto* ev = static_cast<SimEvent*>(e);
+  if (!s && ev->stuck) S().default_stream_stuck = true;
+  // Launches on `s` run when issued, so the event's work must be done now.
+  if (ev->stream && ev->stream != s) Flush(ev->stream, ev->upto);
   return kSuccess;
 }
-SIM_API int cuEventSynchronize(void* e) { return e ? kSuccess : kInvalidValue; }
+SIM_API int cuEventSynchronize(void* e) {
+  if (!e) return kInvalidValue;
+  auto* ev = static_cast<SimEvent*>(e);
+  if (ev->stream) Flush(ev->stream, ev->upto);
+  return kSuccess;
+}
 SIM_API int cuEventElapsedTime(float* ms, void* a, void* b) {
   auto* x = static_cast<SimEvent*>(a);
   auto* y = static_cast<SimEvent*>(b);
