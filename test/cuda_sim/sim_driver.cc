@@ -65,13 +65,14 @@ struct State {
   std::vector<void*> streams;  // cuStreamCreate's, live
   bool default_stream_stuck = false;  // waited for a stuck event (LORA_SIM_STUCK_STREAMS)
   // Work deferred to a stream of our own (lora_sim_defer), in issue order:
-  // per stream, the ops not yet run and how many were ever issued.
+  // per stream, the ops not yet run and how many were ever issued (those
+  // run are issued - pending).
   struct Deferred {
     void (*fn)(void*);
     void* ctx;
   };
   std::map<void*, std::vector<Deferred>> pending;
-  std::map<void*, size_t> issued, done;
+  std::map<void*, size_t> issued;
 };
 State& S() {
   static State s;
@@ -258,11 +259,10 @@ void Flush(void* s, size_t upto) {
   {
     std::lock_guard<std::mutex> l(S().mu);
     std::vector<State::Deferred>& q = S().pending[s];
-    size_t& done = S().done[s];
+    const size_t done = S().issued[s] - q.size();
     const size_t n = std::min(upto > done ? upto - done : 0, q.size());
     run.assign(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(n));
     q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(n));
-    done += n;
   }
   for (const State::Deferred& d : run) d.fn(d.ctx);
 }
@@ -491,7 +491,7 @@ SIM_API int cuEventRecord(void* e, void* stream) {
     ev->upto = stream ? S().issued[stream] : 0;
   }
   ev->at = std::chrono::steady_clock::now();
-  static_cast<SimEvent*>(e)->recorded = true;
+  ev->recorded = true;
   return kSuccess;
 }
 SIM_API int cuStreamWaitEvent(void* s, void* e, unsigned flags) {

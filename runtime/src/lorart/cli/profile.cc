@@ -309,7 +309,8 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
       // The gradient bytes of the plan's buckets.
       int64_t bytes = 0, buckets = 0;
       for (uint32_t k = 0; k < plan.num_kernels(); ++k) {
-        if (plan.kernel(k).kind()->str() != "grad_all_reduce_start") continue;
+        if (kernels::KindOf(plan.kernel(k).kind()->str()) != kernels::Kind::grad_all_reduce_start)
+          continue;
         kernels::params::grad_all_reduce_start p;
         LORA_RETURN_IF_ERROR(params[k].Typed(&p));
         bytes += p.bytes;
@@ -319,7 +320,8 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
       // its backward waits the least (the others also wait for it): its
       // wait is the communication the backward did not hide.
       double exposed = 0, skew = 0;
-      if (data_parallel && world > 1 && !exposed_ms.empty()) {
+      const bool measured = data_parallel && world > 1 && !exposed_ms.empty();
+      if (measured) {
         std::vector<double> waits(static_cast<size_t>(world), 0.0);
         waits[static_cast<size_t>(coll->rank())] = Median(exposed_ms);
         LORA_RETURN_IF_ERROR(
@@ -327,7 +329,7 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
         exposed = *std::min_element(waits.begin(), waits.end());
         skew = *std::max_element(waits.begin(), waits.end()) - exposed;
       }
-      if (data_parallel && world > 1 && !exposed_ms.empty() && s->device() == DeviceKind::kCuda) {
+      if (measured && s->device() == DeviceKind::kCuda) {
         // NCCL's sums run on a stream of their own, overlapping the rest of
         // the backward; what is left when train_step ends is exposed.
         out << StrFormat(
@@ -342,7 +344,7 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
                                    {"bytes_per_step", bytes},
                                    {"exposed_wait_ms", exposed},
                                    {"rank_skew_ms", skew}};
-      } else if (data_parallel && world > 1 && !exposed_ms.empty()) {
+      } else if (measured) {
         // What an all-reduce of as many bytes costs with nothing to hide it
         // behind.
         std::vector<float> payload(static_cast<size_t>(bytes / 4), 1.0f);

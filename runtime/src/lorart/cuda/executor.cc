@@ -94,7 +94,7 @@ Executor::~Executor() {
   for (Event e : events_) device_->DestroyEvent(e);
   if (comm_) {
     (void)device_->Synchronize();  // NCCL's sums may still use the buffers
-    for (const auto& [bucket, e] : bucket_done_) device_->DestroyEvent(e);
+    for (const auto& [index, bucket] : buckets_) device_->DestroyEvent(bucket.done);
     device_->DestroyEvent(compute_ready_);
     device_->DestroyEvent(sum_done_);
     device_->DestroyStream(comm_);
@@ -149,13 +149,8 @@ Status Executor::Prepare(const ExecutorOptions& options) {
     LORA_RETURN_IF_ERROR(device_->CreateStream(&comm_), "for NCCL's stream");
     LORA_RETURN_IF_ERROR(device_->CreateEvent(&compute_ready_, /*timing=*/false));
     LORA_RETURN_IF_ERROR(device_->CreateEvent(&sum_done_, /*timing=*/false));
-    for (const auto& [name, prog] : programs_)
-      for (const Launch& l : prog.launches)
-        if (l.host == HostOp::kBucketStart && !bucket_done_.count(l.bucket)) {
-          Event e = nullptr;
-          LORA_RETURN_IF_ERROR(device_->CreateEvent(&e, /*timing=*/false));
-          bucket_done_[l.bucket] = e;
-        }
+    for (auto& [index, bucket] : buckets_)
+      LORA_RETURN_IF_ERROR(device_->CreateEvent(&bucket.done, /*timing=*/false));
   }
   description_ = StrFormat(
       "%s (%s, %.1f GiB): %zu kernels from %zu sources (%zu compiled, %zu "
@@ -289,7 +284,7 @@ Status Executor::BindPrograms() {
             LORA_RETURN_IF_ERROR(params.Typed(&p));
             launch.bucket = p.bucket;
             if (!prog.sync) prog.sync = tensor_ptr_[l->inputs()->Get(0)];
-            bucket_tensors_[p.bucket].assign(l->outputs()->begin(), l->outputs()->end());
+            buckets_[p.bucket].tensors.assign(l->outputs()->begin(), l->outputs()->end());
           } else if (launch.host == HostOp::kBucketWait) {
             kernels::params::grad_all_reduce_wait p;
             LORA_RETURN_IF_ERROR(params.Typed(&p));
@@ -349,7 +344,7 @@ Status Executor::BindPrograms() {
 // optimizer's scalars, go on while NCCL sums.)
 Status Executor::FinishSumsHolding(uint32_t id, const char* copy) const {
   for (int64_t b : in_flight_) {
-    const std::vector<uint32_t>& held = bucket_tensors_.at(b);
+    const std::vector<uint32_t>& held = buckets_.at(b).tensors;
     if (std::find(held.begin(), held.end(), id) != held.end())
       return FinishSums(
           StrFormat("a host %s of tensor %u (%s)", copy, id,
@@ -447,25 +442,23 @@ Status Executor::RunHost(const Launch& l, const std::string& program, float sync
       return OkStatus();
     case HostOp::kBucketWait: {
       if (!nccl_ || !in_flight_.erase(l.bucket)) return OkStatus();
-      return device_->WaitEvent(nullptr, bucket_done_.at(l.bucket));
+      return device_->WaitEvent(nullptr, buckets_.at(l.bucket).done);
     }
     case HostOp::kBucketStart: {
       if (!nccl_ || sync == 0.0f) return OkStatus();
-      LORA_RETURN_IF_ERROR(device_->RecordEvent(compute_ready_));
-      LORA_RETURN_IF_ERROR(device_->WaitEvent(comm_, compute_ready_));
+      LORA_RETURN_IF_ERROR(CommAfterKernels());
       LORA_RETURN_IF_ERROR(nccl_->GroupStart());
       for (const auto& [ptr, n] : l.spans)
         LORA_RETURN_IF_ERROR(nccl_->AllReduceSum(ptr, ptr, n, comm_));
       LORA_RETURN_IF_ERROR(nccl_->GroupEnd());
-      LORA_RETURN_IF_ERROR(device_->RecordEvent(bucket_done_.at(l.bucket), comm_));
+      LORA_RETURN_IF_ERROR(device_->RecordEvent(buckets_.at(l.bucket).done, comm_));
       in_flight_.insert(l.bucket);
       return OkStatus();
     }
     case HostOp::kAllReduceSum: {
       const size_t n = l.spans.empty() ? 0 : l.spans[0].second;
       if (nccl_) {
-        LORA_RETURN_IF_ERROR(device_->RecordEvent(compute_ready_));
-        LORA_RETURN_IF_ERROR(device_->WaitEvent(comm_, compute_ready_));
+        LORA_RETURN_IF_ERROR(CommAfterKernels());
         LORA_RETURN_IF_ERROR(nccl_->AllReduceSum(l.args[0], l.args[1], n, comm_));
         LORA_RETURN_IF_ERROR(device_->RecordEvent(sum_done_, comm_));
         return device_->WaitEvent(nullptr, sum_done_);
@@ -480,21 +473,30 @@ Status Executor::RunHost(const Launch& l, const std::string& program, float sync
   return OkStatus();
 }
 
-Status Executor::FinishSums(const std::string& before) const {
-  if (in_flight_.empty()) return OkStatus();
+Status Executor::CommAfterKernels() {
+  LORA_RETURN_IF_ERROR(device_->RecordEvent(compute_ready_));
+  return device_->WaitEvent(comm_, compute_ready_);
+}
+
+Status Executor::PollIdle(Stream stream, const std::string& where, const std::string& what) const {
   const auto deadline = collective_->Deadline();
   dist::Backoff backoff;
   for (;;) {
     bool done = false;
-    LORA_RETURN_IF_ERROR(device_->Query(&done, comm_), "before %s", before.c_str());
-    if (done) break;
-    LORA_RETURN_IF_ERROR(nccl_->AsyncError(), "before %s", before.c_str());
+    LORA_RETURN_IF_ERROR(device_->Query(&done, stream), "%s", where.c_str());
+    if (done) return OkStatus();
+    LORA_RETURN_IF_ERROR(nccl_->AsyncError(), "%s", where.c_str());
     if (std::chrono::steady_clock::now() > deadline) {
       nccl_->Abort();
-      return collective_->Unresponsive("the NCCL sums before " + before);
+      return collective_->Unresponsive(what);
     }
     backoff.Pause();
   }
+}
+
+Status Executor::FinishSums(const std::string& before) const {
+  if (in_flight_.empty()) return OkStatus();
+  LORA_RETURN_IF_ERROR(PollIdle(comm_, "before " + before, "the NCCL sums before " + before));
   in_flight_.clear();
   return OkStatus();
 }
@@ -502,23 +504,10 @@ Status Executor::FinishSums(const std::string& before) const {
 Status Executor::WaitForDevice(const std::string& program) {
   if (!nccl_) return device_->Synchronize();
   // A peer that stopped would leave NCCL's kernels, and so the stream that
-  // waits for them, waiting forever: poll with the collective timeout, then
-  // abort NCCL and name the ranks that do not answer (over MPI). The
-  // default stream is done here; sums of buckets in flight may go on past
-  // the program's end, into the optimizer's waits.
-  const auto deadline = collective_->Deadline();
-  dist::Backoff backoff;
-  for (;;) {
-    bool done = false;
-    LORA_RETURN_IF_ERROR(device_->Query(&done), "after %s", program.c_str());
-    if (done) return OkStatus();
-    LORA_RETURN_IF_ERROR(nccl_->AsyncError(), "after %s", program.c_str());
-    if (std::chrono::steady_clock::now() > deadline) {
-      nccl_->Abort();
-      return collective_->Unresponsive("the NCCL sums of " + program);
-    }
-    backoff.Pause();
-  }
+  // waits for them, waiting forever. The default stream is done here; sums
+  // of buckets in flight may go on past the program's end, into the
+  // optimizer's waits.
+  return PollIdle(nullptr, "after " + program, "the NCCL sums of " + program);
 }
 
 }  // namespace lorart::cuda

@@ -129,14 +129,23 @@ class Executor final : public ::lorart::Executor {
   // With NCCL: its stream, and the events that order it with the kernels'.
   Stream comm_ = nullptr;
   Event compute_ready_ = nullptr, sum_done_ = nullptr;
-  std::map<int64_t, Event> bucket_done_;  // per bucket, recorded after its sums
-  mutable std::set<int64_t> in_flight_;   // buckets started and not yet waited for
-  std::map<int64_t, std::vector<uint32_t>> bucket_tensors_;  // per bucket, its accumulators
+  struct Bucket {
+    std::vector<uint32_t> tensors;  // its accumulators
+    Event done = nullptr;           // recorded on comm_ after its sums
+  };
+  std::map<int64_t, Bucket> buckets_;
+  mutable std::set<int64_t> in_flight_;  // buckets started and not yet waited for
   Status RunHost(const Launch& l, const std::string& program, float sync);
+  // Makes comm_'s next work wait for the kernels issued so far.
+  Status CommAfterKernels();
+  // Polls `stream` (with NCCL) until it is idle, within the collective
+  // timeout; past it aborts NCCL and names the ranks that do not answer.
+  // `where` prefixes a failing query's error, `what` names the sums.
+  Status PollIdle(Stream stream, const std::string& where, const std::string& what) const;
   Status WaitForDevice(const std::string& program);
-  // Waits (polling, with the collective timeout) until NCCL's stream is
-  // idle: before a host copy of an accumulator in flight, and before a
-  // program that does not wait for the buckets in flight itself.
+  // Waits until NCCL's stream is idle: before a host copy of an accumulator
+  // in flight, and before a program that does not wait for the buckets in
+  // flight itself.
   Status FinishSums(const std::string& before) const;
   Status FinishSumsHolding(uint32_t id, const char* copy) const;
   std::vector<Event> events_;  // for timed runs, created on first use

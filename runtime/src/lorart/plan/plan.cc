@@ -6,11 +6,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
 #include "lorart/base/strings.h"
 #include "lorart/plan/kernel_kinds.h"
+#include "lorart/plan/kernel_params.h"
 #include "lorart/quant/nf4.h"
 #include "lorart/plan/ports.h"
 #include "lorart/plan/seal.h"
@@ -643,15 +645,17 @@ Status Validator::CheckBuckets(const std::vector<uint64_t>& tensor_bytes) const 
   const auto at = [&](const End& e) {
     return ProgramLabel(e.program) + StrFormat(", launch %u", e.launch);
   };
+  using kernels::Kind;
   const auto kind_of = [&](const schema::Launch& launch) {
-    return View(plan_.kernels()->Get(launch.kernel())->kind());
+    return kernels::KindOf(View(plan_.kernels()->Get(launch.kernel())->kind()));
   };
   for (uint32_t p = 0; p < Size(plan_.programs()); ++p) {
     const schema::Program& program = *plan_.programs()->Get(p);
     for (uint32_t l = 0; l < Size(program.launches()); ++l) {
       const schema::Launch& launch = *program.launches()->Get(l);
-      const bool start = kind_of(launch) == "grad_all_reduce_start";
-      if (!start && kind_of(launch) != "grad_all_reduce_wait") continue;
+      const std::optional<Kind> kind = kind_of(launch);
+      const bool start = kind == Kind::grad_all_reduce_start;
+      if (!start && kind != Kind::grad_all_reduce_wait) continue;
       const schema::Kernel& kernel = *plan_.kernels()->Get(launch.kernel());
       const End here{true, p, l, launch.outputs()};
       const int64_t bytes = IntParam(kernel, "bytes");
@@ -714,14 +718,14 @@ Status Validator::CheckBuckets(const std::vector<uint64_t>& tensor_bytes) const 
         LORA_RETURN_IF_ERROR(hold(bucket, End{true, p, 0, nullptr}));
     for (uint32_t l = 0; l < Size(program.launches()); ++l) {
       const schema::Launch& launch = *program.launches()->Get(l);
-      const std::string_view kind = kind_of(launch);
+      const std::optional<Kind> kind = kind_of(launch);
       const End here{true, p, l, nullptr};
-      if (kind == "grad_all_reduce_start") {
+      if (kind == Kind::grad_all_reduce_start) {
         LORA_RETURN_IF_ERROR(
             hold(IntParam(*plan_.kernels()->Get(launch.kernel()), "bucket"), here));
         continue;
       }
-      if (kind == "grad_all_reduce_wait") {
+      if (kind == Kind::grad_all_reduce_wait) {
         for (uint32_t i = 0; i < Size(launch.outputs()); ++i) busy.erase(launch.outputs()->Get(i));
         continue;
       }
