@@ -1,7 +1,7 @@
 #!/bin/sh
 # Data parallelism of a CUDA plan (docs/distributed.md), on the CUDA
 # simulator's driver and NVRTC (test/cuda_sim) with NCCL replaced by a fake
-# over MPI (fake_nccl.c), on the demo's tiny model in f32:
+# over files (fake_nccl.c), on the demo's tiny model in f32:
 #   1. 2 ranks x grad-accum 1 (NCCL's sums; both on the simulator's one
 #      device, --device cuda:0, as NCCL allows for a smoke test) end with the same
 #      adapter, bit for bit, and the same losses as 1 process x grad-accum 2;
@@ -20,6 +20,8 @@ bin=$(cd "$1" && pwd); ex=$(cd "$2" && pwd); work="$3"; sim=$(abs "$4"); fake=$(
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/dp_setup.sh"
 export LORART_CUDA_DRIVER="$sim" LORART_NVRTC="$sim" LORA_SIM_WORK="$work/sim" LORART_NCCL="$fake"
+export TMPDIR="$work/tmp"  # the fake NCCL's directories
+mkdir -p "$TMPDIR"
 losses() { python3 -c "
 import json, sys
 print(' '.join('%.6f' % json.loads(l)['loss'] for l in open(sys.argv[1]) if 'loss' in json.loads(l)))" "$1"; }

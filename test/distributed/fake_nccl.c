@@ -1,29 +1,53 @@
-/* A stand-in for libnccl.so.2 over MPI, for testing lorart's NCCL path on
- * the CUDA simulator (test/cuda_sim/sim_driver.cc), whose device memory is
- * host memory: ncclAllReduce is an MPI_Allreduce of those bytes. On the
- * default stream it runs when called; on a stream of lorart's own it is
- * deferred to that stream through the simulator (lora_sim_defer) and runs
- * when lorart waits for it, so a missing wait leaves the gradients unsummed
- * and the test's bitwise comparison fails. Only what lorart calls is
- * here, and only float sums: anything else is refused (ncclInvalidArgument),
- * so that a change in how lorart calls NCCL fails the test instead of
- * passing on a fake that accepts it. lorart loads it through LORART_NCCL
- * (data_parallel_cuda_sim_test.sh). */
+/* A stand-in for libnccl.so.2, for testing lorart's NCCL path on the CUDA
+ * simulator (test/cuda_sim/sim_driver.cc), whose device memory is host
+ * memory. Its transport is files: ncclGetUniqueId makes a directory and
+ * puts its path in the id, which lorart must hand to every rank (over MPI
+ * or through the torchrun-style rendezvous; a rank that did not get rank
+ * 0's id finds no such directory and fails); ncclAllReduce number k writes
+ * this rank's values to k.RANK and sums every rank's file in rank order. So
+ * the fake needs no MPI and serves both launchers, on one host. On the
+ * default stream an operation runs when called; on a stream of lorart's own
+ * it is deferred to that stream through the simulator (lora_sim_defer) and
+ * runs when lorart waits for it, so a missing wait leaves the gradients
+ * unsummed and the test's bitwise comparison fails. Only what lorart calls
+ * is here, and only float sums: anything else is refused
+ * (ncclInvalidArgument), so that a change in how lorart calls NCCL fails the
+ * test instead of passing on a fake that accepts it. A peer that does not
+ * write its part within LORART_FAKE_NCCL_TIMEOUT seconds (default 120) is a
+ * remote error. The directory is made in $TMPDIR (the tests point it into
+ * their work directory), else /tmp. lorart loads it through LORART_NCCL. */
+#include <dirent.h>
 #include <dlfcn.h>
-#include <mpi.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct {
   char internal[128];
 } ncclUniqueId;
 
+enum { kTagLen = 16, kPathLen = 128 - kTagLen };
+static const char kIdTag[kTagLen] = "lorart-fakenccl";
+
 typedef struct {
   int rank, size;
+  long long seq; /* operations run so far */
+  char dir[kPathLen];
 } FakeComm;
 
-enum { kSuccess = 0, kInvalidArgument = 4, kFloat32 = 7, kSum = 0, kMaxQueued = 4096 };
-static const char kIdTag[] = "lorart fake NCCL unique id";
+enum {
+  kSuccess = 0,
+  kSystemError = 2,
+  kInvalidArgument = 4,
+  kRemoteError = 6,
+  kFloat32 = 7,
+  kSum = 0,
+  kMaxQueued = 4096
+};
 
 /* Operations issued between ncclGroupStart and ncclGroupEnd. */
 typedef struct {
@@ -31,6 +55,7 @@ typedef struct {
   void* recv;
   size_t count;
   void* stream;
+  FakeComm* comm;
 } Op;
 static Op queued[kMaxQueued];
 static int num_queued = 0, group_depth = 0;
@@ -42,37 +67,129 @@ int ncclGetVersion(int* version) {
 }
 
 const char* ncclGetErrorString(int result) {
-  return result == kSuccess ? "no error" : "invalid argument (fake NCCL)";
+  switch (result) {
+    case kSuccess: return "no error";
+    case kSystemError: return "system error (fake NCCL: its directory)";
+    case kRemoteError: return "remote error (fake NCCL: a peer did not arrive)";
+    default: return "invalid argument (fake NCCL)";
+  }
 }
 
 int ncclGetUniqueId(ncclUniqueId* id) {
   memset(id, 0, sizeof *id);
-  memcpy(id->internal, kIdTag, sizeof kIdTag);
-  return kSuccess;
+  memcpy(id->internal, kIdTag, kTagLen);
+  char* dir = id->internal + kTagLen;
+  const char* tmp = getenv("TMPDIR");
+  if (!tmp || !*tmp || strlen(tmp) + 32 > kPathLen) tmp = "/tmp";
+  snprintf(dir, kPathLen, "%s/lorart-fake-nccl-XXXXXX", tmp);
+  return mkdtemp(dir) ? kSuccess : kSystemError;
+}
+
+static double Now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double Timeout(void) {
+  const char* v = getenv("LORART_FAKE_NCCL_TIMEOUT");
+  return v && *v ? atof(v) : 120.0;
+}
+
+/* Writes `bytes` bytes to DIR/NAME whole (a temporary file renamed). */
+static int WriteFile(const FakeComm* c, const char* name, const void* data, size_t bytes) {
+  char tmp[kPathLen + 64], path[kPathLen + 64];
+  snprintf(tmp, sizeof tmp, "%s/.%s.tmp", c->dir, name);
+  snprintf(path, sizeof path, "%s/%s", c->dir, name);
+  FILE* f = fopen(tmp, "wb");
+  if (!f) return kSystemError;
+  int ok = fwrite(data, 1, bytes, f) == bytes;
+  ok = fclose(f) == 0 && ok;
+  return ok && rename(tmp, path) == 0 ? kSuccess : kSystemError;
+}
+
+/* Waits for DIR/NAME and reads exactly `bytes` bytes of it. */
+static int ReadFile(const FakeComm* c, const char* name, void* data, size_t bytes) {
+  char path[kPathLen + 64];
+  snprintf(path, sizeof path, "%s/%s", c->dir, name);
+  const double deadline = Now() + Timeout();
+  long pause_ns = 20000;
+  FILE* f;
+  while (!(f = fopen(path, "rb"))) {
+    if (errno != ENOENT || Now() > deadline) return kRemoteError;
+    struct timespec ts = {0, pause_ns};
+    nanosleep(&ts, NULL);
+    if (pause_ns < 1000000) pause_ns *= 2;
+  }
+  size_t got = fread(data, 1, bytes, f);
+  int extra = fgetc(f) != EOF;
+  fclose(f);
+  return got == bytes && !extra ? kSuccess : kInvalidArgument;
 }
 
 int ncclCommInitRank(void** comm, int nranks, ncclUniqueId id, int rank) {
-  int size = 0, me = -1;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  MPI_Comm_rank(MPI_COMM_WORLD, &me);
-  /* Every rank must have received rank 0's id (lorart broadcasts it). */
-  if (memcmp(id.internal, kIdTag, sizeof kIdTag) != 0 || nranks != size || rank != me)
+  if (memcmp(id.internal, kIdTag, kTagLen) != 0 || nranks < 1 || rank < 0 || rank >= nranks)
     return kInvalidArgument;
-  FakeComm* c = (FakeComm*)malloc(sizeof *c);
-  if (!c) return kInvalidArgument;
+  FakeComm* c = (FakeComm*)calloc(1, sizeof *c);
+  if (!c) return kSystemError;
   c->rank = rank;
   c->size = nranks;
+  memcpy(c->dir, id.internal + kTagLen, kPathLen);
+  c->dir[kPathLen - 1] = '\0';
+  /* Each rank announces itself once (a second rank with the same number is
+   * refused: link() does not replace) and checks that every rank was told
+   * the same number of ranks. */
+  char name[64], tmp[kPathLen + 64], path[kPathLen + 64];
+  snprintf(name, sizeof name, "rank.%d", rank);
+  snprintf(tmp, sizeof tmp, "%s/.rank.%d.%d", c->dir, rank, (int)getpid());
+  snprintf(path, sizeof path, "%s/%s", c->dir, name);
+  int rc = kSuccess;
+  FILE* f = fopen(tmp, "wb");
+  if (!f || fwrite(&nranks, sizeof nranks, 1, f) != 1) rc = kSystemError;
+  if (f && fclose(f) != 0) rc = kSystemError;
+  if (rc == kSuccess && link(tmp, path) != 0) rc = errno == EEXIST ? kInvalidArgument : kSystemError;
+  unlink(tmp);
+  for (int r = 0; r < nranks && rc == kSuccess; ++r) {
+    int theirs = 0;
+    snprintf(name, sizeof name, "rank.%d", r);
+    rc = ReadFile(c, name, &theirs, sizeof theirs);
+    if (rc == kSuccess && theirs != nranks) rc = kInvalidArgument;
+  }
+  if (rc != kSuccess) {
+    free(c);
+    return rc;
+  }
   *comm = c;
   return kSuccess;
 }
 
 static int Run(const Op* op) {
-  void* in = op->send == op->recv ? MPI_IN_PLACE : (void*)op->send;
-  if (op->count > 0x7fffffff) return kInvalidArgument;
-  return MPI_Allreduce(in, op->recv, (int)op->count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) ==
-                 MPI_SUCCESS
-             ? kSuccess
-             : kInvalidArgument;
+  FakeComm* c = op->comm;
+  const long long k = c->seq++;
+  const size_t bytes = op->count * sizeof(float);
+  char name[64];
+  snprintf(name, sizeof name, "%lld.%d", k, c->rank);
+  int rc = WriteFile(c, name, op->send, bytes);
+  if (rc != kSuccess) return rc;
+  /* Every rank has read operation k - 2 before anyone writes k. */
+  if (k >= 2) {
+    char old[kPathLen + 64];
+    snprintf(old, sizeof old, "%s/%lld.%d", c->dir, k - 2, c->rank);
+    unlink(old);
+  }
+  float* sum = (float*)malloc(bytes ? bytes : 1);
+  float* part = (float*)malloc(bytes ? bytes : 1);
+  if (!sum || !part) rc = kSystemError;
+  for (int r = 0; r < c->size && rc == kSuccess; ++r) {
+    snprintf(name, sizeof name, "%lld.%d", k, r);
+    rc = ReadFile(c, name, r == 0 ? sum : part, bytes);
+    if (rc == kSuccess && r > 0)
+      for (size_t i = 0; i < op->count; ++i) sum[i] += part[i];
+  }
+  if (rc == kSuccess) memcpy(op->recv, sum, bytes);
+  free(sum);
+  free(part);
+  return rc;
 }
 
 /* The simulator's lora_sim_defer, from the driver lorart loaded
@@ -114,7 +231,7 @@ static int Issue(const Op* o) {
 int ncclAllReduce(const void* send, void* recv, size_t count, int datatype, int op, void* comm,
                   void* stream) {
   if (!comm || datatype != kFloat32 || op != kSum) return kInvalidArgument;
-  Op o = {send, recv, count, stream};
+  Op o = {send, recv, count, stream, (FakeComm*)comm};
   if (group_depth == 0) return Issue(&o);
   if (num_queued == kMaxQueued) return kInvalidArgument;
   queued[num_queued++] = o;
@@ -147,7 +264,31 @@ int ncclCommAbort(void* comm) {
   return kSuccess;
 }
 
+/* Each rank says goodbye; rank 0 waits for every goodbye (a peer still
+ * reading the last sum needs its files) and removes the directory. */
 int ncclCommDestroy(void* comm) {
-  free(comm);
-  return kSuccess;
+  FakeComm* c = (FakeComm*)comm;
+  if (!c) return kInvalidArgument;
+  char name[64];
+  snprintf(name, sizeof name, "bye.%d", c->rank);
+  int rc = WriteFile(c, name, &c->rank, sizeof c->rank);
+  if (rc == kSuccess && c->rank == 0) {
+    for (int r = 0; r < c->size && rc == kSuccess; ++r) {
+      int who = -1;
+      snprintf(name, sizeof name, "bye.%d", r);
+      rc = ReadFile(c, name, &who, sizeof who);
+    }
+    DIR* d = opendir(c->dir);
+    struct dirent* e;
+    while (d && (e = readdir(d))) {
+      char path[kPathLen + 300];
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      snprintf(path, sizeof path, "%s/%s", c->dir, e->d_name);
+      unlink(path);
+    }
+    if (d) closedir(d);
+    rmdir(c->dir);
+  }
+  free(c);
+  return rc;
 }

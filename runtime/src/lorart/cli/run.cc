@@ -123,7 +123,8 @@ Status DeviceFlags::Apply(SessionOptions* so) const {
 
 void DistFlags::Add(CLI::App* app) {
   app->add_option("--dist", dist,
-                  "Data-parallel ranks: auto (MPI when started by mpirun/srun), mpi or none");
+                  "Data-parallel ranks: auto (MPI when started by mpirun/srun, the rendezvous when "
+                  "torchrun-style variables are set), mpi, torchrun or none");
   app->add_option("--collective-timeout", timeout_s,
                   "Seconds a rank waits at a collective before the job fails naming the ranks "
                   "that did not arrive");
@@ -144,7 +145,7 @@ Status DistFlags::RunRank(dist::Collective& c, const std::function<Status()>& bo
     std::cerr << "lorart: rank " << c.rank() << " of " << c.world_size() << ": error: " << message
               << "\n";
     std::cerr.flush();
-    c.Abort(1);
+    c.Abort(1, message);
   }
   return s;
 }

@@ -54,6 +54,15 @@ Status Executor::Prepare(const ExecutorOptions& options) {
     LORA_RETURN_IF_ERROR(LookupKernel(kind, &kernels_[k].fn), "kernel %u", k);
     LORA_RETURN_IF_ERROR(KernelParamsFromPlan(kernel, &kernels_[k].params), "kernel %u", k);
   }
+  if (ctx_.collective && ctx_.collective->world_size() > 1 &&
+      !ctx_.collective->sums_host_gradients())
+    for (uint32_t k = 0; k < plan.num_kernels(); ++k)
+      if (kernels::KindOf(plan.kernel(k).kind()->str()) == kernels::Kind::grad_all_reduce_start)
+        return InvalidArgumentError(
+            "a CPU plan's gradient sums run over MPI: start its ranks with mpirun or srun. The "
+            "torchrun-style rendezvous (" +
+            ctx_.collective->description() +
+            ") bootstraps NCCL for CUDA plans and carries no gradients (docs/distributed.md)");
   description_ = StrFormat("cpu (%d threads%s%s)", ctx_.num_threads,
                            options.note.empty() ? "" : "; ", options.note.c_str());
   return OkStatus();

@@ -486,6 +486,10 @@ Status Executor::PollIdle(Stream stream, const std::string& where, const std::st
     LORA_RETURN_IF_ERROR(device_->Query(&done, stream), "%s", where.c_str());
     if (done) return OkStatus();
     LORA_RETURN_IF_ERROR(nccl_->AsyncError(), "%s", where.c_str());
+    if (Status peer = collective_->PeerFailure(); !peer.ok()) {
+      nccl_->Abort();
+      return peer;
+    }
     if (std::chrono::steady_clock::now() > deadline) {
       nccl_->Abort();
       return collective_->Unresponsive(what);

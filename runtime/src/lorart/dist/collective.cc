@@ -5,8 +5,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstring>
 #include <cstdlib>
 #include <thread>
 
@@ -31,6 +33,7 @@ namespace {
 
 constexpr int kErrLen = 512;
 constexpr int kFloat = 0, kDouble = 1;
+constexpr long long kNeverJoined = -2;  // a roll call's answer for a rank absent from the start
 
 std::string ExecutableDir() {
   char buf[PATH_MAX];
@@ -165,14 +168,48 @@ Status Collective::TestRequests(std::vector<Request>* requests, bool* all_done) 
   return OkStatus();
 }
 
+std::string Collective::StoreRollCall(int64_t seq, double grace_s, std::vector<long long>* seen) {
+  // Every rank that timed out posts the collective it waits at; after the
+  // grace period each reads the others' posts.
+  (*seen)[static_cast<size_t>(rank_)] = seq;
+  if (!store_->Set("roll/" + std::to_string(rank_), std::to_string(seq)).ok())
+    return StrFormat("; the rendezvous at %s (rank 0) did not answer", store_->address().c_str());
+  std::this_thread::sleep_for(std::chrono::duration<double>(grace_s));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  std::string never;
+  std::string states;
+  if (store_->Joined(deadline, &states).ok() && states.size() == static_cast<size_t>(size_))
+    for (int r = 0; r < size_; ++r)
+      if (states[static_cast<size_t>(r)] == '0') {
+        never += (never.empty() ? "" : ", ") + std::to_string(r);
+        (*seen)[static_cast<size_t>(r)] = kNeverJoined;
+      }
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_ || (*seen)[static_cast<size_t>(r)] == kNeverJoined) continue;
+    std::string value;
+    bool found = false;
+    if (store_->TryGet("roll/" + std::to_string(r), deadline, &value, &found).ok() && found)
+      (*seen)[static_cast<size_t>(r)] = std::atoll(value.c_str());
+  }
+  if (never.empty()) return "";
+  return StrFormat("; rank%s %s never joined the rendezvous at %s",
+                   never.find(',') == std::string::npos ? "" : "s", never.c_str(),
+                   store_->address().c_str());
+}
+
 Status Collective::TimedOut(int64_t seq, const std::string& what) {
   std::vector<long long> seen(static_cast<size_t>(size_), -1);
-  char err[kErrLen] = "";
   const double grace = std::min(10.0, std::max(1.0, options_.timeout_s / 4));
-  mpi_->roll_call(seq, grace, seen.data(), err, kErrLen);
+  std::string note;
+  if (store_) {
+    note = StoreRollCall(seq, grace, &seen);
+  } else {
+    char err[kErrLen] = "";
+    mpi_->roll_call(seq, grace, seen.data(), err, kErrLen);
+  }
   std::string silent, elsewhere;
   for (int r = 0; r < size_; ++r) {
-    if (r == rank_) continue;
+    if (r == rank_ || seen[r] == kNeverJoined) continue;
     if (seen[r] < 0)
       silent += (silent.empty() ? "" : ", ") + std::to_string(r);
     else if (seen[r] != seq)
@@ -184,11 +221,57 @@ Status Collective::TimedOut(int64_t seq, const std::string& what) {
     who += StrFormat("; rank%s %s did not answer (stopped, hung or dead)",
                      silent.find(',') == std::string::npos ? "" : "s", silent.c_str());
   if (!elsewhere.empty()) who += "; waiting elsewhere: " + elsewhere;
+  who += note;
   if (who.empty()) who = "; every rank answered at this collective (a slow network?)";
   return UnavailableError(StrFormat(
       "rank %d of %d: collective #%lld (%s) did not complete in %g s%s (raise "
       "--collective-timeout for steps that are legitimately this slow)",
       rank_, size_, static_cast<long long>(seq), what.c_str(), options_.timeout_s, who.c_str()));
+}
+
+Status Collective::StoreWait(const std::string& key, int64_t seq, const std::string& what,
+                             std::string* value) {
+  bool timed_out = false;
+  LORA_RETURN_IF_ERROR(store_->Get(key, Deadline(), value, &timed_out), "collective #%lld (%s)",
+                       static_cast<long long>(seq), what.c_str());
+  if (timed_out) return TimedOut(seq, what);
+  return OkStatus();
+}
+
+Status Collective::StoreSum(void* data, size_t n, int dtype, int64_t seq, const std::string& what) {
+  const size_t bytes = n * (dtype == kFloat ? sizeof(float) : sizeof(double));
+  const std::string prefix = StrFormat("s%lld/", static_cast<long long>(seq));
+  LORA_RETURN_IF_ERROR(
+      store_->Set(prefix + std::to_string(rank_), std::string(static_cast<char*>(data), bytes)),
+      "collective #%lld (%s)", static_cast<long long>(seq), what.c_str());
+  // Every rank adds the same values in rank order: the sums agree bitwise.
+  std::vector<double> sum(n, 0.0);
+  std::vector<float> sumf(n, 0.0f);
+  for (int r = 0; r < size_; ++r) {
+    std::string v;
+    LORA_RETURN_IF_ERROR(StoreWait(prefix + std::to_string(r), seq, what, &v));
+    if (v.size() != bytes)
+      return InvalidArgumentError(
+          StrFormat("collective #%lld (%s): rank %d sent %zu bytes, rank %d has %zu: the ranks "
+                    "run different plans",
+                    static_cast<long long>(seq), what.c_str(), r, v.size(), rank_, bytes));
+    for (size_t i = 0; i < n; ++i) {
+      if (dtype == kFloat) {
+        float x;
+        std::memcpy(&x, v.data() + i * sizeof x, sizeof x);
+        sumf[i] = r == 0 ? x : sumf[i] + x;
+      } else {
+        double x;
+        std::memcpy(&x, v.data() + i * sizeof x, sizeof x);
+        sum[i] = r == 0 ? x : sum[i] + x;
+      }
+    }
+  }
+  if (dtype == kFloat)
+    std::memcpy(data, sumf.data(), bytes);
+  else
+    std::memcpy(data, sum.data(), bytes);
+  return store_->Done(prefix);
 }
 
 Status Collective::WaitRequests(std::vector<Request>* requests, int64_t seq,
@@ -207,8 +290,9 @@ Status Collective::WaitRequests(std::vector<Request>* requests, int64_t seq,
 
 Status Collective::BlockingAllReduce(void* data, size_t n, int dtype, const std::string& what) {
   if (size_ == 1 || n == 0) return OkStatus();
-  std::vector<Request> r(1);
   const int64_t seq = seq_++;
+  if (store_) return StoreSum(data, n, dtype, seq, what);
+  std::vector<Request> r(1);
   LORA_RETURN_IF_ERROR(StartAllReduce(data, n, dtype, &r[0]), "collective #%lld (%s)",
                        static_cast<long long>(seq), what.c_str());
   return WaitRequests(&r, seq, what);
@@ -225,6 +309,10 @@ Status Collective::AllReduceSum(double* data, size_t n, const std::string& what)
 Status Collective::StartBucket(int64_t bucket, const std::vector<Span>& tensors,
                                const std::string& what) {
   if (size_ == 1) return OkStatus();
+  if (store_)
+    return InternalError(
+        "gradient sums on the host need MPI; the rendezvous of a torchrun-style launch does "
+        "not carry them");
   if (buckets_.count(bucket))
     return InternalError(StrFormat("gradient bucket %lld was started twice without a wait",
                                    static_cast<long long>(bucket)));
@@ -273,8 +361,24 @@ Status Collective::WaitAll() {
 
 Status Collective::Broadcast(void* data, size_t bytes, int root, const std::string& what) {
   if (size_ == 1) return OkStatus();
-  char err[kErrLen] = "";
   const int64_t seq = seq_++;
+  if (store_) {
+    const std::string key = StrFormat("b%lld", static_cast<long long>(seq));
+    std::string value;
+    if (rank_ == root) {
+      value.assign(static_cast<const char*>(data), bytes);
+      LORA_RETURN_IF_ERROR(store_->Set(key, value), "collective #%lld (%s)",
+                           static_cast<long long>(seq), what.c_str());
+    }
+    LORA_RETURN_IF_ERROR(StoreWait(key, seq, what, &value));
+    if (value.size() != bytes)
+      return InvalidArgumentError(
+          StrFormat("collective #%lld (%s): rank %d sent %zu bytes, rank %d expects %zu",
+                    static_cast<long long>(seq), what.c_str(), root, value.size(), rank_, bytes));
+    std::memcpy(data, value.data(), bytes);
+    return store_->Done(key);
+  }
+  char err[kErrLen] = "";
   std::vector<Request> r(1);
   if (mpi_->ibcast(data, static_cast<long long>(bytes), root, &r[0].handle, err, kErrLen))
     return UnavailableError(StrFormat("collective #%lld (%s): MPI_Ibcast: %s",
@@ -283,9 +387,71 @@ Status Collective::Broadcast(void* data, size_t bytes, int root, const std::stri
   return WaitRequests(&r, seq, what);
 }
 
-void Collective::Abort(int code) {
+void Collective::Abort(int code, const std::string& why) {
+  if (store_) store_->Fail(StrFormat("rank %d of %d ended the job: %s", rank_, size_, why.c_str()));
   if (mpi_ && size_ > 1) mpi_->abort(code);
 }
+
+Status Collective::Rendezvous(StoreOptions store, int local_rank, const CollectiveOptions& options,
+                              std::unique_ptr<Collective>* out) {
+  if (!(options.timeout_s > 0))
+    return InvalidArgumentError(
+        StrFormat("the collective timeout must be positive, got %g s", options.timeout_s));
+  std::unique_ptr<Collective> c(new Collective());
+  c->options_ = options;
+  store.timeout_s = options.timeout_s;
+  LORA_RETURN_IF_ERROR(TcpStore::Connect(store, &c->store_));
+  c->rank_ = store.rank;
+  c->size_ = store.world_size;
+  c->local_rank_ = local_rank;
+  c->description_ = StrFormat("torchrun-style: rendezvous at %s, %d ranks",
+                              c->store_->address().c_str(), c->size_);
+  *out = std::move(c);
+  return OkStatus();
+}
+
+namespace {
+
+constexpr const char* kTorchrunHelp =
+    " (a torchrun-style launch sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; "
+    "docs/distributed.md)";
+
+// A torchrun-style variable as an integer in [lo, hi].
+Status EnvInt(const char* name, int lo, int hi, int* out) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return InvalidArgumentError(StrFormat("%s is not set%s", name, kTorchrunHelp));
+  char* end = nullptr;
+  errno = 0;
+  long x = std::strtol(v, &end, 10);
+  if (errno != 0 || *end != '\0' || x < lo || x > hi)
+    return InvalidArgumentError(
+        StrFormat("%s=%s: expected an integer in %d..%d%s", name, v, lo, hi, kTorchrunHelp));
+  *out = static_cast<int>(x);
+  return OkStatus();
+}
+
+Status FromTorchrunVariables(const CollectiveOptions& options, std::unique_ptr<Collective>* out) {
+  int world = 0, rank = 0, local = 0, port = 0;
+  LORA_RETURN_IF_ERROR(EnvInt("WORLD_SIZE", 1, 1 << 20, &world));
+  if (world == 1) {
+    *out = Collective::Single();
+    return OkStatus();
+  }
+  LORA_RETURN_IF_ERROR(EnvInt("RANK", 0, world - 1, &rank));
+  LORA_RETURN_IF_ERROR(EnvInt("LOCAL_RANK", 0, world - 1, &local));
+  LORA_RETURN_IF_ERROR(EnvInt("MASTER_PORT", 1, 65535, &port));
+  const char* addr = std::getenv("MASTER_ADDR");
+  if (!addr || !*addr)
+    return InvalidArgumentError(std::string("MASTER_ADDR is not set") + kTorchrunHelp);
+  StoreOptions store;
+  store.host = addr;
+  store.port = port;
+  store.rank = rank;
+  store.world_size = world;
+  return Collective::Rendezvous(store, local, options, out);
+}
+
+}  // namespace
 
 Status FromEnvironment(const std::string& mode, const CollectiveOptions& options,
                        std::unique_ptr<Collective>* out) {
@@ -297,19 +463,13 @@ Status FromEnvironment(const std::string& mode, const CollectiveOptions& options
     *out = Collective::Single();
     return OkStatus();
   }
-  if (mode != "auto" && mode != "mpi")
-    return InvalidArgumentError("--dist must be auto, mpi or none, got '" + mode + "'");
+  if (mode != "auto" && mode != "mpi" && mode != "torchrun")
+    return InvalidArgumentError("--dist must be auto, mpi, torchrun or none, got '" + mode + "'");
+  if (mode == "torchrun") return FromTorchrunVariables(options, out);
   const bool mpi_launcher =
       !env("OMPI_COMM_WORLD_SIZE").empty() || !env("PMI_SIZE").empty() || !env("PMIX_RANK").empty();
   if (mode == "mpi" || mpi_launcher) return Collective::Mpi(options, out);
-  const std::string world = env("WORLD_SIZE");
-  if (!world.empty() && world != "1" && world != "0")
-    return InvalidArgumentError(
-        "WORLD_SIZE=" + world +
-        " (a torchrun-style launch) but no MPI launcher: lorart's data-parallel runs are started "
-        "with mpirun or srun (docs/distributed.md; CUDA plans too: NCCL's unique id goes over "
-        "MPI); the torchrun-style bootstrap is not built. Unset WORLD_SIZE or pass --dist none "
-        "for one process");
+  if (!env("WORLD_SIZE").empty()) return FromTorchrunVariables(options, out);
   *out = Collective::Single();
   return OkStatus();
 }

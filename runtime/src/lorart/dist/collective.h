@@ -4,13 +4,18 @@
 // operations the plan's collective kernels (grad_all_reduce_start/_wait,
 // all_reduce_sum) and the trainer (its metrics) call. One run is either a
 // single process (world size 1: every operation is the identity, nothing is
-// loaded) or MPI ranks, through liblorart_mpi.so loaded with dlopen (the
-// lorart binary links no MPI). The ranks must issue the same collectives in
+// loaded), MPI ranks, through liblorart_mpi.so loaded with dlopen (the
+// lorart binary links no MPI), or the ranks of a torchrun-style launch,
+// which meet at a TCP rendezvous served by rank 0 (tcp_store.h): that one
+// carries the host-side sums and broadcasts (bytes per step) and NCCL's
+// unique id, never gradients, so CPU plans, whose gradient sums are host
+// collectives, need MPI. The ranks must issue the same collectives in
 // the same order: every operation has a sequence number, equal on all ranks,
 // that errors and the timeout report name.
 //
 // Timeouts: a wait that lasts longer than `timeout_s` asks every rank which
-// collective it waits at (a roll call, with point-to-point messages) and
+// collective it waits at (a roll call, with point-to-point messages or
+// through the rendezvous) and
 // fails naming the ranks that did not answer (hung or dead) and those that
 // wait elsewhere; the caller then ends the job (Abort) so that no rank waits
 // forever.
@@ -26,6 +31,7 @@
 #include <vector>
 
 #include "lorart/base/status.h"
+#include "lorart/dist/tcp_store.h"
 
 namespace lorart::dist {
 
@@ -53,13 +59,21 @@ class Collective {
   // loads liblorart_mpi.so (LORART_MPI_SHIM, else next to the executable's
   // lib/ directory, else the loader's search path) and initializes MPI.
   static Status Mpi(const CollectiveOptions& options, std::unique_ptr<Collective>* out);
+  // The ranks of a torchrun-style launch: joins the rendezvous at
+  // store.host:store.port (StoreOptions' timeout is options.timeout_s).
+  static Status Rendezvous(StoreOptions store, int local_rank, const CollectiveOptions& options,
+                           std::unique_ptr<Collective>* out);
   ~Collective();
 
   int rank() const { return rank_; }
   int world_size() const { return size_; }
   int local_rank() const { return local_rank_; }
-  // "single process", or "mpi: Open MPI v4.1.4, 2 ranks".
+  // "single process", "mpi: Open MPI v4.1.4, 2 ranks" or "torchrun-style:
+  // rendezvous at node0:29500, 2 ranks".
   const std::string& description() const { return description_; }
+  // Whether gradient buckets can be summed on the host (StartBucket): one
+  // process or MPI, not the rendezvous of a torchrun-style launch.
+  bool sums_host_gradients() const { return store_ == nullptr; }
 
   // Sums `n` values over all ranks, in place on every rank, and returns when
   // done. `what` names the collective in errors.
@@ -89,9 +103,15 @@ class Collective {
   // Copies `bytes` bytes from rank `root` to every rank.
   Status Broadcast(void* data, size_t bytes, int root, const std::string& what);
 
-  // Ends every rank of the job with `code` (MPI_Abort); returns only for a
-  // single process.
-  void Abort(int code);
+  // Ends the job: MPI ends every rank with `code` (MPI_Abort, no return);
+  // the rendezvous tells the other ranks `why` (their waits fail with it)
+  // and returns, as for a single process.
+  void Abort(int code, const std::string& why);
+  // A failure another rank announced through the rendezvous, checked
+  // without waiting (the CUDA executor's waits for NCCL call it: NCCL may
+  // not notice a peer that ended the job). OK under MPI, where MPI_Abort
+  // ends every rank.
+  Status PeerFailure() { return store_ ? store_->PeerFailure() : OkStatus(); }
 
   // When a wait that starts now times out.
   std::chrono::steady_clock::time_point Deadline() const {
@@ -120,8 +140,16 @@ class Collective {
   Status StartAllReduce(void* data, size_t n, int dtype, Request* out);
   Status BlockingAllReduce(void* data, size_t n, int dtype, const std::string& what);
   Status TimedOut(int64_t seq, const std::string& what);
+  // The rendezvous's sum and broadcast (keys named by `seq`).
+  Status StoreSum(void* data, size_t n, int dtype, int64_t seq, const std::string& what);
+  Status StoreWait(const std::string& key, int64_t seq, const std::string& what,
+                   std::string* value);
+  // Each rank's answer to a roll call through the rendezvous (-1: none, -2:
+  // never joined); returns what to add to the error.
+  std::string StoreRollCall(int64_t seq, double grace_s, std::vector<long long>* seen);
 
   const MpiApi* mpi_ = nullptr;
+  std::unique_ptr<TcpStore> store_;  // a torchrun-style launch
   int rank_ = 0, size_ = 1, local_rank_ = 0;
   std::string description_ = "single process";
   CollectiveOptions options_;
@@ -132,10 +160,11 @@ class Collective {
 // The ranks of `lorart run`, by `mode`:
 // - "auto": MPI when an MPI launcher started this process (mpirun/mpiexec of
 //   Open MPI: OMPI_COMM_WORLD_SIZE; MPICH/Hydra: PMI_SIZE; srun with PMIx:
-//   PMIX_RANK), else one process. torchrun-style variables (WORLD_SIZE > 1
-//   without an MPI launcher) are refused: they bootstrap NCCL for CUDA
-//   plans, which lorart does not run data-parallel yet.
+//   PMIX_RANK), else the rendezvous when WORLD_SIZE is set (torchrun, or
+//   the same variables set by hand), else one process.
 // - "mpi": MPI in any case (a single rank started without a launcher too).
+// - "torchrun": the rendezvous in any case: RANK, WORLD_SIZE, LOCAL_RANK,
+//   MASTER_ADDR and MASTER_PORT must all be set (WORLD_SIZE=1: one process).
 // - "none": one process, whatever the environment says.
 Status FromEnvironment(const std::string& mode, const CollectiveOptions& options,
                        std::unique_ptr<Collective>* out);

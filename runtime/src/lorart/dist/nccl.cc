@@ -81,7 +81,7 @@ Status Nccl::Check(int rc, const char* call) const {
   return UnavailableError(StrFormat("%s: NCCL error %d (%s)", call, rc, api_->error_string(rc)));
 }
 
-Status Nccl::Create(Collective* mpi, std::unique_ptr<Nccl>* out) {
+Status Nccl::Create(Collective* ranks, std::unique_ptr<Nccl>* out) {
   std::unique_ptr<Nccl> n(new Nccl());
   LORA_RETURN_IF_ERROR(LoadNccl(&n->api_));
   int v = 0;
@@ -90,11 +90,17 @@ Status Nccl::Create(Collective* mpi, std::unique_ptr<Nccl>* out) {
                            : StrFormat("NCCL %d.%d.%d", v / 1000, v / 100 % 10, v % 100);
   UniqueId id;
   std::memset(&id, 0, sizeof id);
-  if (mpi->rank() == 0)
+  if (ranks->rank() == 0)
     LORA_RETURN_IF_ERROR(n->Check(n->api_->get_unique_id(&id), "ncclGetUniqueId"));
-  LORA_RETURN_IF_ERROR(mpi->Broadcast(&id, sizeof id, 0, "NCCL's unique id"));
-  LORA_RETURN_IF_ERROR(n->Check(
-      n->api_->comm_init_rank(&n->comm_, mpi->world_size(), id, mpi->rank()), "ncclCommInitRank"));
+  LORA_RETURN_IF_ERROR(ranks->Broadcast(&id, sizeof id, 0, "NCCL's unique id"));
+  // Every rank arrives before ncclCommInitRank, which waits for absent
+  // peers without a deadline of ours: a rank that never started is named
+  // here, after --collective-timeout.
+  float here = 1;
+  LORA_RETURN_IF_ERROR(ranks->AllReduceSum(&here, 1, "every rank present before ncclCommInitRank"));
+  LORA_RETURN_IF_ERROR(
+      n->Check(n->api_->comm_init_rank(&n->comm_, ranks->world_size(), id, ranks->rank()),
+               "ncclCommInitRank"));
   *out = std::move(n);
   return OkStatus();
 }

@@ -1,8 +1,9 @@
 // NCCL for the collectives of CUDA plans (docs/distributed.md), loaded with
 // dlopen so that lorart starts without it: $LORART_NCCL names the library
 // (the tests point it at a fake over MPI, test/distributed/fake_nccl.c),
-// otherwise libnccl.so.2. The communicator is made over the ranks of an MPI
-// Collective: rank 0's ncclUniqueId is broadcast over MPI.
+// otherwise libnccl.so.2. The communicator is made over the ranks of a
+// Collective: rank 0's ncclUniqueId is broadcast over MPI or through the
+// rendezvous of a torchrun-style launch.
 #ifndef LORART_DIST_NCCL_H_
 #define LORART_DIST_NCCL_H_
 
@@ -20,9 +21,9 @@ struct NcclApi;
 
 class Nccl {
  public:
-  // ncclCommInitRank over `mpi`'s ranks, on the CUDA device current to the
+  // ncclCommInitRank over `ranks`, on the CUDA device current to the
   // calling thread.
-  static Status Create(Collective* mpi, std::unique_ptr<Nccl>* out);
+  static Status Create(Collective* ranks, std::unique_ptr<Nccl>* out);
   ~Nccl();
   Nccl(const Nccl&) = delete;
   Nccl& operator=(const Nccl&) = delete;

@@ -1,0 +1,165 @@
+#!/bin/sh
+# A torchrun-style launch (docs/distributed.md): the ranks are started with
+# RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set, as torchrun
+# --no-python sets them, and meet at the TCP rendezvous rank 0 serves. A CUDA
+# plan on the CUDA simulator (test/cuda_sim) with the file-transport fake of
+# NCCL (fake_nccl.c); no MPI anywhere:
+#   1. 2 ranks x grad-accum 1 end with the same adapter, bit for bit, and the
+#      same losses as 1 process x grad-accum 2 (NCCL's id went through the
+#      rendezvous, the trainer's sums and agreement checks too);
+#   2. LOCAL_RANK picks the GPU: rank 1 is told its host has no GPU 1;
+#   3. a CPU plan is refused (its gradient sums need MPI);
+#   4. missing or malformed variables are named;
+#   5. a rank that fails at start-up ends the job: rank 0 fails at once
+#      saying which rank ended it and why, and writes no adapter;
+#   6. a rank that never starts: rank 0 fails after --collective-timeout
+#      naming it;
+#   7. MASTER_PORT taken by another process is named.
+# Usage: data_parallel_torchrun_test.sh BIN_DIR EXAMPLES_DIR WORK_DIR SIM_DRIVER FAKE_NCCL
+set -eu
+abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+bin=$(cd "$1" && pwd); ex=$(cd "$2" && pwd); work="$3"; sim=$(abs "$4"); fake=$(abs "$5")
+here=$(cd "$(dirname "$0")" && pwd)
+dp_needs_mpi=0
+. "$here/dp_setup.sh"
+export LORART_CUDA_DRIVER="$sim" LORART_NVRTC="$sim" LORA_SIM_WORK="$work/sim" LORART_NCCL="$fake"
+export LORART_FAKE_NCCL_TIMEOUT=60 TMPDIR="$work/tmp"
+mkdir -p "$TMPDIR"
+# No MPI launcher's variables may leak in from the caller's environment.
+unset OMPI_COMM_WORLD_SIZE PMI_SIZE PMIX_RANK RANK WORLD_SIZE LOCAL_RANK MASTER_ADDR MASTER_PORT \
+  2> /dev/null || true
+losses() { python3 -c "
+import json, sys
+print(' '.join('%.6f' % json.loads(l)['loss'] for l in open(sys.argv[1]) if 'loss' in json.loads(l)))" "$1"; }
+free_port() { python3 -c "
+import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+common="--base base --lr 3e-3 --seed 9 --threads 1 --no-progress --template simple
+  --kernel-cache $work/kernels --steps 2"
+# rank RANK LOCAL_RANK PORT LOG ARGS...: one rank in the background.
+rank() {
+  r=$1 l=$2 p=$3 log=$4; shift 4
+  RANK=$r WORLD_SIZE=2 LOCAL_RANK=$l MASTER_ADDR=127.0.0.1 MASTER_PORT=$p \
+    "$bin/lorart" "$@" > "$log" 2>&1 &
+}
+
+"$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1 --target cuda \
+  --micro-batch 2 --seq-len 64 --data-parallel --bucket-mb 0.05 -o cuda.bin > /dev/null
+
+echo "== 1. 2 ranks (rendezvous + NCCL) vs 1 process"
+"$bin/lorart" run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 --grad-accum 2 \
+  -o one > one.log 2>&1 || { cat one.log; fail "1 process"; }
+port=$(free_port)
+rank 0 0 "$port" r0.log run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 \
+  --grad-accum 1 -o two
+p0=$!
+rank 1 1 "$port" r1.log run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 \
+  --grad-accum 1 -o two
+p1=$!
+wait $p0 || { cat r0.log r1.log; fail "rank 0"; }
+wait $p1 || { cat r0.log r1.log; fail "rank 1"; }
+grep -q "data parallel: 2 ranks (torchrun-style: rendezvous at 127.0.0.1:$port, 2 ranks)" r0.log \
+  || { cat r0.log; fail "no data-parallel banner"; }
+[ ! -s r1.log ] || { cat r1.log; fail "rank 1 printed"; }
+python3 "$here/compare_adapters.py" one/adapter_model.safetensors two/adapter_model.safetensors
+l1=$(losses one/metrics.jsonl); l2=$(losses two/metrics.jsonl)
+[ "$l1" = "$l2" ] || fail "losses differ: '$l1' vs '$l2'"
+echo "losses: $l1"
+
+echo "== 2. LOCAL_RANK picks the GPU"
+port=$(free_port)
+rank 0 0 "$port" g0.log run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda -o gpus \
+  --collective-timeout 20
+p0=$!
+rank 1 1 "$port" g1.log run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda -o gpus \
+  --collective-timeout 20
+p1=$!
+if wait $p1; then fail "rank 1 ran on the simulator's only GPU"; fi
+if wait $p0; then fail "rank 0 succeeded without rank 1"; fi
+grep -q "rank 1 takes GPU 1, its index among the ranks of its host" g1.log \
+  || { cat g1.log; fail "rank 1 does not explain the GPU choice"; }
+grep -q "rank 1 of 2 ended the job" g0.log || { cat g0.log; fail "rank 0 does not name rank 1"; }
+
+echo "== 3. a CPU plan"
+"$bin/lorac" compile base --dtype f32 --lora-r 8 --micro-batch 2 --seq-len 64 --data-parallel \
+  -o cpu.bin > /dev/null
+port=$(free_port)
+rank 0 0 "$port" c0.log run cpu.bin --data "$ex/sft_train.jsonl" $common --device cpu -o cpu \
+  --collective-timeout 20
+p0=$!
+rank 1 1 "$port" c1.log run cpu.bin --data "$ex/sft_train.jsonl" $common --device cpu -o cpu \
+  --collective-timeout 20
+p1=$!
+if wait $p0; then fail "rank 0 ran a CPU plan on the rendezvous"; fi
+if wait $p1; then fail "rank 1 ran a CPU plan on the rendezvous"; fi
+grep -q "a CPU plan's gradient sums run over MPI: start its ranks with mpirun or srun" c0.log \
+  || { cat c0.log; fail "the refusal does not name MPI"; }
+[ ! -f cpu/adapter_model.safetensors ] || fail "the refused job wrote an adapter"
+
+echo "== 4. the variables"
+expect_env_error() {  # EXPECTED-TEXT VAR=VALUE...
+  want=$1; shift
+  if env "$@" "$bin/lorart" run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 \
+       -o env > env.log 2>&1; then
+    fail "ran with $*"
+  fi
+  grep -q "$want" env.log || { cat env.log; fail "with $*: no '$want'"; }
+}
+expect_env_error "RANK is not set" WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1
+expect_env_error "RANK=2: expected an integer in 0..1" RANK=2 WORLD_SIZE=2 LOCAL_RANK=0 \
+  MASTER_ADDR=127.0.0.1 MASTER_PORT=1
+expect_env_error "MASTER_PORT=abc: expected an integer in 1..65535" RANK=0 WORLD_SIZE=2 \
+  LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=abc
+expect_env_error "MASTER_ADDR is not set" RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_PORT=1
+expect_env_error "WORLD_SIZE=two: expected an integer" RANK=0 WORLD_SIZE=two LOCAL_RANK=0 \
+  MASTER_ADDR=127.0.0.1 MASTER_PORT=1
+expect_env_error "MASTER_ADDR=no.such.host.invalid" RANK=1 WORLD_SIZE=2 LOCAL_RANK=1 \
+  MASTER_ADDR=no.such.host.invalid MASTER_PORT=29500
+
+echo "== 5. rank 1 fails at start-up"
+port=$(free_port)
+start=$(date +%s)
+rank 0 0 "$port" f0.log run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 -o failed
+p0=$!
+rank 1 1 "$port" f1.log run cuda.bin --data "$work/no-such-data.jsonl" $common --device cuda:0 \
+  -o failed
+p1=$!
+if wait $p1; then fail "rank 1 ran without its data"; fi
+if wait $p0; then fail "rank 0 succeeded without rank 1"; fi
+took=$(( $(date +%s) - start ))
+grep -q "rank 1 of 2 ended the job: .*no-such-data.jsonl" f0.log \
+  || { cat f0.log f1.log; fail "rank 0 does not say that rank 1 ended the job and why"; }
+[ ! -f failed/adapter_model.safetensors ] || fail "the failed job wrote an adapter"
+[ "$took" -lt 120 ] || fail "the failed job took $took s"
+
+echo "== 6. rank 1 never starts"
+port=$(free_port)
+start=$(date +%s)
+if RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$bin/lorart" run \
+     cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 -o alone \
+     --collective-timeout 3 > alone.log 2>&1; then
+  fail "rank 0 ran alone"
+fi
+took=$(( $(date +%s) - start ))
+grep -q "rank 0 of 2: collective #[0-9]* (.*) did not complete in 3 s; rank 1 never joined the rendezvous at 127.0.0.1:$port" \
+  alone.log || { cat alone.log; fail "rank 0 does not name rank 1"; }
+[ "$took" -lt 90 ] || fail "rank 0 alone took $took s to fail"
+
+echo "== 7. MASTER_PORT in use"
+port=$(free_port)
+python3 -c "
+import socket, sys, time
+try:
+    s = socket.socket(socket.AF_INET6); s.bind(('::', int(sys.argv[1])))
+except OSError:
+    s = socket.socket(); s.bind(('', int(sys.argv[1])))
+s.listen(1); time.sleep(60)" "$port" &
+holder=$!
+sleep 1
+if RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$bin/lorart" run \
+     cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 -o taken > taken.log 2>&1; then
+  fail "rank 0 served on a port in use"
+fi
+kill $holder 2> /dev/null || true
+grep -q "MASTER_PORT $port is in use on rank 0's host" taken.log \
+  || { cat taken.log; fail "the taken port is not named"; }
+echo "PASS"
