@@ -7,6 +7,7 @@
 #   1. 2 ranks x grad-accum 1 end with the same adapter, bit for bit, and the
 #      same losses as 1 process x grad-accum 2 (NCCL's id went through the
 #      rendezvous, the trainer's sums and agreement checks too);
+#   1b. lorart profile on 2 ranks reports the NCCL sums' overlap;
 #   2. LOCAL_RANK picks the GPU: rank 1 is told its host has no GPU 1;
 #   3. a CPU plan is refused (its gradient sums need MPI);
 #   4. missing or malformed variables are named;
@@ -64,6 +65,19 @@ python3 "$here/compare_adapters.py" one/adapter_model.safetensors two/adapter_mo
 l1=$(losses one/metrics.jsonl); l2=$(losses two/metrics.jsonl)
 [ "$l1" = "$l2" ] || fail "losses differ: '$l1' vs '$l2'"
 echo "losses: $l1"
+
+echo "== 1b. lorart profile on 2 ranks"
+port=$(free_port)
+rank 0 0 "$port" p0.log profile cuda.bin --base base --device cuda:0 --kernel-cache "$work/kernels" \
+  --iters 1 --warmup 0 --top 3
+p0=$!
+rank 1 1 "$port" p1.log profile cuda.bin --base base --device cuda:0 --kernel-cache "$work/kernels" \
+  --iters 1 --warmup 0 --top 3
+p1=$!
+wait $p0 || { cat p0.log p1.log; fail "profile rank 0"; }
+wait $p1 || { cat p0.log p1.log; fail "profile rank 1"; }
+grep -q "data parallel: 2 ranks (torchrun-style: .*) over NCCL; .* alone takes [0-9.]* ms: [0-9]*% of the communication overlapped the backward" \
+  p0.log || { cat p0.log; fail "no NCCL overlap line"; }
 
 echo "== 2. LOCAL_RANK picks the GPU"
 port=$(free_port)

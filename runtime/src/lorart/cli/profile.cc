@@ -329,44 +329,37 @@ Command AddProfileCommand(CLI::App& root, std::ostream& out) {
         exposed = *std::min_element(waits.begin(), waits.end());
         skew = *std::max_element(waits.begin(), waits.end()) - exposed;
       }
-      if (measured && s->device() == DeviceKind::kCuda) {
-        // NCCL's sums run on a stream of their own, overlapping the rest of
-        // the backward; what is left when train_step ends is exposed.
-        out << StrFormat(
-            "\ndata parallel: %d ranks (%s) over NCCL; %lld gradient buckets, %.2f MiB "
-            "all-reduced per optimizer step, on NCCL's own stream beside the backward; the last "
-            "rank to finish its backward waited %.3f ms for them after it (median; the others up "
-            "to %.3f ms longer, for it)\n",
-            world, coll->description().c_str(), static_cast<long long>(buckets),
-            static_cast<double>(bytes) / (1 << 20), exposed, skew);
-        report["data_parallel"] = {{"ranks", world},
-                                   {"buckets", buckets},
-                                   {"bytes_per_step", bytes},
-                                   {"exposed_wait_ms", exposed},
-                                   {"rank_skew_ms", skew}};
-      } else if (measured) {
-        // What an all-reduce of as many bytes costs with nothing to hide it
-        // behind.
-        std::vector<float> payload(static_cast<size_t>(bytes / 4), 1.0f);
+      if (measured) {
+        // What a sum of as many bytes costs with nothing to hide it behind,
+        // the way the plan's sums run: NCCL's on its own stream (CUDA, which
+        // runs them beside the backward), the collective's on the host (CPU).
+        const bool nccl = s->device() == DeviceKind::kCuda;
+        std::vector<float> payload(nccl ? 0 : static_cast<size_t>(bytes / 4), 1.0f);
         std::vector<double> alone;
         for (int it = 0; it < o->warmup + o->iters; ++it) {
-          auto start = std::chrono::steady_clock::now();
-          LORA_RETURN_IF_ERROR(coll->AllReduceSum(payload.data(), payload.size(),
-                                                  "profile: the gradient bytes alone"));
-          if (it >= o->warmup)
-            alone.push_back(
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                    .count());
+          double ms = 0;
+          if (nccl) {
+            LORA_RETURN_IF_ERROR(s->TimeGradientSum(bytes, &ms));
+          } else {
+            auto start = std::chrono::steady_clock::now();
+            LORA_RETURN_IF_ERROR(coll->AllReduceSum(payload.data(), payload.size(),
+                                                    "profile: the gradient bytes alone"));
+            ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                     .count();
+          }
+          if (it >= o->warmup) alone.push_back(ms);
         }
         const double comm = Median(alone);
         const double hidden = comm > 0 ? std::clamp(1.0 - exposed / comm, 0.0, 1.0) : 0.0;
         out << StrFormat(
-            "\ndata parallel: %d ranks (%s); %lld gradient buckets, %.2f MiB all-reduced per "
-            "optimizer step; the last rank to finish its backward waited %.3f ms for them "
+            "\ndata parallel: %d ranks (%s)%s; %lld gradient buckets, %.2f MiB all-reduced per "
+            "optimizer step%s; the last rank to finish its backward waited %.3f ms for them "
             "(median; the others up to %.3f ms longer, for it), an all-reduce of the same bytes "
             "alone takes %.3f ms: %.0f%% of the communication overlapped the backward\n",
-            world, coll->description().c_str(), static_cast<long long>(buckets),
-            static_cast<double>(bytes) / (1 << 20), exposed, skew, comm, 100 * hidden);
+            world, coll->description().c_str(), nccl ? " over NCCL" : "",
+            static_cast<long long>(buckets), static_cast<double>(bytes) / (1 << 20),
+            nccl ? ", on NCCL's own stream beside the backward" : "", exposed, skew, comm,
+            100 * hidden);
         report["data_parallel"] = {{"ranks", world},
                                    {"buckets", buckets},
                                    {"bytes_per_step", bytes},

@@ -498,6 +498,31 @@ Status Executor::PollIdle(Stream stream, const std::string& where, const std::st
   }
 }
 
+Status Executor::TimeGradientSum(int64_t bytes, double* ms) {
+  if (!nccl_) return InvalidArgumentError("no NCCL communicator: one rank, or no collectives");
+  LORA_RETURN_IF_ERROR(FinishSums("timing a sum alone"));
+  LORA_RETURN_IF_ERROR(WaitForDevice("the last program"));
+  const size_t n = static_cast<size_t>(std::max<int64_t>(bytes, 4) / 4);
+  DevicePtr buf = 0;
+  LORA_RETURN_IF_ERROR(device_->Alloc(n * sizeof(float), &buf), "%zu bytes to time NCCL's sum",
+                       n * sizeof(float));
+  Event start = nullptr, end = nullptr;
+  Status s = device_->Zero(buf, n * sizeof(float));
+  if (s.ok()) s = device_->CreateEvent(&start);
+  if (s.ok()) s = device_->CreateEvent(&end);
+  if (s.ok()) s = device_->RecordEvent(start, comm_);
+  if (s.ok()) s = nccl_->AllReduceSum(buf, buf, n, comm_);
+  if (s.ok()) s = device_->RecordEvent(end, comm_);
+  if (s.ok()) s = PollIdle(comm_, "timing NCCL's sum alone", "an NCCL sum of the gradients' bytes");
+  float elapsed = 0;
+  if (s.ok()) s = device_->ElapsedMs(start, end, &elapsed);
+  if (start) device_->DestroyEvent(start);
+  if (end) device_->DestroyEvent(end);
+  device_->Free(buf);
+  *ms = elapsed;
+  return s;
+}
+
 Status Executor::FinishSums(const std::string& before) const {
   if (in_flight_.empty()) return OkStatus();
   LORA_RETURN_IF_ERROR(PollIdle(comm_, "before " + before, "the NCCL sums before " + before));

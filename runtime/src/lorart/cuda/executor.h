@@ -73,6 +73,9 @@ class Executor final : public ::lorart::Executor {
   Status Run(const std::string& program, uint64_t step_seed,
              std::vector<double>* launch_ms) override;
   Status FinishCollectives() override { return FinishSums("the caller's next step"); }
+  // One NCCL sum of `bytes` bytes on NCCL's stream, timed with events
+  // there, nothing else running.
+  Status TimeGradientSum(int64_t bytes, double* ms) override;
 
   Device& device() const { return *device_; }
   // "NVIDIA H200 (sm_90a, 139.8 GiB): 41 kernels from 29 sources (3 compiled,

@@ -64,6 +64,16 @@ class Executor {
   // dist::Collective). `lorart profile` times what the backward did not hide
   // with it.
   virtual Status FinishCollectives() { return OkStatus(); }
+  // The milliseconds one sum over the ranks of `bytes` bytes of gradients
+  // takes with nothing else running, the way the executor's gradient sums
+  // run (`lorart profile`'s overlapped fraction). Every rank must call it.
+  // The CPU executor's sums are the dist::Collective's, which the caller
+  // times itself: UNIMPLEMENTED there.
+  virtual Status TimeGradientSum(int64_t bytes, double* ms) {
+    (void)bytes;
+    (void)ms;
+    return UnimplementedError("this executor's gradient sums are the collective's");
+  }
 
   // One line about the device and what the executor prepared on it.
   virtual const std::string& description() const = 0;

@@ -131,6 +131,10 @@ class Session {
 
   // Waits for the collectives a program left running (Executor::FinishCollectives).
   Status FinishCollectives() { return executor_->FinishCollectives(); }
+  // Executor::TimeGradientSum.
+  Status TimeGradientSum(int64_t bytes, double* ms) {
+    return executor_->TimeGradientSum(bytes, ms);
+  }
 
   // Every non-frozen persistent tensor (trainable, optimizer state,
   // gradients), for checkpoints: name -> (dtype, shape, bytes).
