@@ -15,7 +15,10 @@
 #      saying which rank ended it and why, and writes no adapter;
 #   6. a rank that never starts: rank 0 fails after --collective-timeout
 #      naming it;
-#   7. MASTER_PORT taken by another process is named.
+#   7. MASTER_PORT taken by another process is named;
+#   8. torchrun itself (/usr/bin/python3 -m torch.distributed.run --no_python,
+#      when torch is installed), whose agent holds MASTER_PORT with its own store:
+#      the rendezvous takes the next port; the adapter equals case 1's.
 # Usage: data_parallel_torchrun_test.sh BIN_DIR EXAMPLES_DIR WORK_DIR SIM_DRIVER FAKE_NCCL
 set -eu
 abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
@@ -174,6 +177,21 @@ if RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$bi
   fail "rank 0 served on a port in use"
 fi
 kill $holder 2> /dev/null || true
-grep -q "MASTER_PORT $port is in use on rank 0's host" taken.log \
+grep -q "port $port (MASTER_PORT, or LORART_RENDEZVOUS_PORT) is in use on rank 0's host" taken.log \
   || { cat taken.log; fail "the taken port is not named"; }
+echo "== 8. torchrun"
+# The system's Python, where scripts/setup.sh installs torch.
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+if "$py" -c "import torch.distributed.run" 2> /dev/null; then
+  port=$(free_port)
+  "$py" -m torch.distributed.run --nproc_per_node 2 --master_port "$port" --no_python \
+    "$bin/lorart" run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 --grad-accum 1 \
+    -o torchrun > torchrun.log 2>&1 || { cat torchrun.log; fail "torchrun"; }
+  grep -q "data parallel: 2 ranks (torchrun-style: rendezvous at 127.0.0.1:$((port + 1)), 2 ranks)" \
+    torchrun.log || { cat torchrun.log; fail "no banner with the port after torchrun's"; }
+  python3 "$here/compare_adapters.py" one/adapter_model.safetensors torchrun/adapter_model.safetensors
+else
+  echo "skipped: no torch ($py -c 'import torch.distributed.run')"
+fi
 echo "PASS"

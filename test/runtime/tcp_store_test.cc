@@ -236,7 +236,8 @@ TEST(TcpStoreTest, RankZeroFindsItsPortTaken) {
   Status s = Join(port, 0, 2, 5, &c);
   ::close(fd);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("MASTER_PORT " + std::to_string(port) + " is in use"),
+  EXPECT_NE(s.message().find("port " + std::to_string(port) +
+                             " (MASTER_PORT, or LORART_RENDEZVOUS_PORT) is in use"),
             std::string::npos)
       << s.message();
 }
@@ -247,17 +248,20 @@ TEST(TcpStoreTest, EnvironmentVariablesAreChecked) {
     const char* value;
   };
   auto with = [](std::vector<Var> vars, const std::string& mode) {
-    for (const char* n : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
-                          "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    for (const char* n :
+         {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "OMPI_COMM_WORLD_SIZE",
+          "PMI_SIZE", "PMIX_RANK", "TORCHELASTIC_USE_AGENT_STORE", "LORART_RENDEZVOUS_PORT"})
       ::unsetenv(n);
     for (const Var& v : vars) ::setenv(v.name, v.value, 1);
     std::unique_ptr<Collective> c;
     Status s = FromEnvironment(mode, CollectiveOptions(), &c);
     for (const Var& v : vars) ::unsetenv(v.name);
-    return s.ok() ? std::string("ok, world size ") + std::to_string(c->world_size()) : s.message();
+    return s.ok() ? std::string("ok, world size ") + std::to_string(c->world_size()) + ", " +
+                        c->description()
+                  : s.message();
   };
-  EXPECT_EQ(with({{"WORLD_SIZE", "1"}}, "auto"), "ok, world size 1");
-  EXPECT_EQ(with({}, "auto"), "ok, world size 1");
+  EXPECT_EQ(with({{"WORLD_SIZE", "1"}}, "auto"), "ok, world size 1, single process");
+  EXPECT_EQ(with({}, "auto"), "ok, world size 1, single process");
   EXPECT_NE(with({}, "torchrun").find("WORLD_SIZE is not set"), std::string::npos);
   EXPECT_NE(with({{"WORLD_SIZE", "2"}, {"RANK", "0"}}, "auto").find("LOCAL_RANK is not set"),
             std::string::npos);
@@ -272,7 +276,30 @@ TEST(TcpStoreTest, EnvironmentVariablesAreChecked) {
                  "auto")
                 .find("MASTER_PORT=70000: expected an integer in 1..65535"),
             std::string::npos);
-  EXPECT_EQ(with({{"WORLD_SIZE", "4"}, {"RANK", "3"}}, "none"), "ok, world size 1");
+  EXPECT_EQ(with({{"WORLD_SIZE", "4"}, {"RANK", "3"}}, "none"), "ok, world size 1, single process");
+  // Rank 0 alone joins its own rendezvous (the others are waited for at the
+  // first collective): on MASTER_PORT, on the next port when torchrun's
+  // agent holds MASTER_PORT, on LORART_RENDEZVOUS_PORT when set.
+  const int port = FreePort();
+  const std::string p = std::to_string(port), next = std::to_string(port + 1);
+  const std::vector<Var> rank0 = {{"WORLD_SIZE", "2"},
+                                  {"RANK", "0"},
+                                  {"LOCAL_RANK", "0"},
+                                  {"MASTER_ADDR", "127.0.0.1"},
+                                  {"MASTER_PORT", p.c_str()}};
+  EXPECT_EQ(with(rank0, "auto"),
+            "ok, world size 2, torchrun-style: rendezvous at 127.0.0.1:" + p + ", 2 ranks");
+  std::vector<Var> agent = rank0;
+  agent.push_back({"TORCHELASTIC_USE_AGENT_STORE", "True"});
+  EXPECT_EQ(with(agent, "torchrun"),
+            "ok, world size 2, torchrun-style: rendezvous at 127.0.0.1:" + next + ", 2 ranks");
+  std::vector<Var> own = agent;
+  own.push_back({"LORART_RENDEZVOUS_PORT", p.c_str()});
+  EXPECT_EQ(with(own, "auto"),
+            "ok, world size 2, torchrun-style: rendezvous at 127.0.0.1:" + p + ", 2 ranks");
+  own.back().value = "0";
+  EXPECT_NE(with(own, "auto").find("LORART_RENDEZVOUS_PORT=0: expected an integer in 1..65535"),
+            std::string::npos);
   EXPECT_NE(with({}, "gloo").find("--dist must be auto, mpi, torchrun or none"), std::string::npos);
 }
 

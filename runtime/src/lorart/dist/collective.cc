@@ -440,6 +440,19 @@ Status FromTorchrunVariables(const CollectiveOptions& options, std::unique_ptr<C
   LORA_RETURN_IF_ERROR(EnvInt("RANK", 0, world - 1, &rank));
   LORA_RETURN_IF_ERROR(EnvInt("LOCAL_RANK", 0, world - 1, &local));
   LORA_RETURN_IF_ERROR(EnvInt("MASTER_PORT", 1, 65535, &port));
+  // torchrun's agent serves its own store (torch's TCPStore) on
+  // MASTER_PORT and says so: the rendezvous then takes the next port.
+  // LORART_RENDEZVOUS_PORT names one in any case.
+  if (const char* own = std::getenv("LORART_RENDEZVOUS_PORT"); own && *own) {
+    LORA_RETURN_IF_ERROR(EnvInt("LORART_RENDEZVOUS_PORT", 1, 65535, &port));
+  } else if (const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+             agent && (std::string(agent) == "True" || std::string(agent) == "1")) {
+    if (port == 65535)
+      return InvalidArgumentError(
+          "MASTER_PORT=65535 is torchrun's agent store and there is no next port for lorart's "
+          "rendezvous: set LORART_RENDEZVOUS_PORT");
+    ++port;
+  }
   const char* addr = std::getenv("MASTER_ADDR");
   if (!addr || !*addr)
     return InvalidArgumentError(std::string("MASTER_ADDR is not set") + kTorchrunHelp);

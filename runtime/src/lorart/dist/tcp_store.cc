@@ -151,8 +151,8 @@ class TcpStore::Server {
 
   static Status InUse(int port) {
     return UnavailableError(StrFormat(
-        "MASTER_PORT %d is in use on rank 0's host: choose a free port (every rank must be "
-        "given the same) or end the process that holds it",
+        "port %d (MASTER_PORT, or LORART_RENDEZVOUS_PORT) is in use on rank 0's host: choose "
+        "a free port (every rank must be given the same) or end the process that holds it",
         port));
   }
 
