@@ -45,6 +45,20 @@ rank() {
   RANK=$r WORLD_SIZE=2 LOCAL_RANK=$l MASTER_ADDR=127.0.0.1 MASTER_PORT=$p \
     "$bin/lorart" "$@" > "$log" 2>&1 &
 }
+# two NAME ARGS...: ranks 0 and 1 (LOCAL_RANK 0 and 1) with the same
+# arguments on a fresh port ($port), logs NAME0.log and NAME1.log; waits
+# for both and sets rc0 and rc1 to their exit codes.
+two() {
+  name=$1; shift
+  port=$(free_port)
+  rank 0 0 "$port" "${name}0.log" "$@"
+  p0=$!
+  rank 1 1 "$port" "${name}1.log" "$@"
+  p1=$!
+  rc0=0 rc1=0
+  wait $p0 || rc0=$?
+  wait $p1 || rc1=$?
+}
 
 "$bin/lorac" compile base --dtype f32 --lora-r 8 --lora-alpha 16 --lora-dropout 0.1 --target cuda \
   --micro-batch 2 --seq-len 64 --data-parallel --bucket-mb 0.05 -o cuda.bin > /dev/null
@@ -52,15 +66,8 @@ rank() {
 echo "== 1. 2 ranks (rendezvous + NCCL) vs 1 process"
 "$bin/lorart" run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 --grad-accum 2 \
   -o one > one.log 2>&1 || { cat one.log; fail "1 process"; }
-port=$(free_port)
-rank 0 0 "$port" r0.log run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 \
-  --grad-accum 1 -o two
-p0=$!
-rank 1 1 "$port" r1.log run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 \
-  --grad-accum 1 -o two
-p1=$!
-wait $p0 || { cat r0.log r1.log; fail "rank 0"; }
-wait $p1 || { cat r0.log r1.log; fail "rank 1"; }
+two r run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 --grad-accum 1 -o two
+[ $rc0 = 0 ] && [ $rc1 = 0 ] || { cat r0.log r1.log; fail "2 ranks: exit codes $rc0, $rc1"; }
 grep -q "data parallel: 2 ranks (torchrun-style: rendezvous at 127.0.0.1:$port, 2 ranks)" r0.log \
   || { cat r0.log; fail "no data-parallel banner"; }
 [ ! -s r1.log ] || { cat r1.log; fail "rank 1 printed"; }
@@ -70,28 +77,17 @@ l1=$(losses one/metrics.jsonl); l2=$(losses two/metrics.jsonl)
 echo "losses: $l1"
 
 echo "== 1b. lorart profile on 2 ranks"
-port=$(free_port)
-rank 0 0 "$port" p0.log profile cuda.bin --base base --device cuda:0 --kernel-cache "$work/kernels" \
-  --iters 1 --warmup 0 --top 3
-p0=$!
-rank 1 1 "$port" p1.log profile cuda.bin --base base --device cuda:0 --kernel-cache "$work/kernels" \
-  --iters 1 --warmup 0 --top 3
-p1=$!
-wait $p0 || { cat p0.log p1.log; fail "profile rank 0"; }
-wait $p1 || { cat p0.log p1.log; fail "profile rank 1"; }
+two p profile cuda.bin --base base --device cuda:0 --kernel-cache "$work/kernels" --iters 1 \
+  --warmup 0 --top 3
+[ $rc0 = 0 ] && [ $rc1 = 0 ] || { cat p0.log p1.log; fail "profile: exit codes $rc0, $rc1"; }
 grep -q "data parallel: 2 ranks (torchrun-style: .*) over NCCL; .* alone takes [0-9.]* ms: [0-9]*% of the communication overlapped the backward" \
   p0.log || { cat p0.log; fail "no NCCL overlap line"; }
 
 echo "== 2. LOCAL_RANK picks the GPU"
-port=$(free_port)
-rank 0 0 "$port" g0.log run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda -o gpus \
+two g run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda -o gpus \
   --collective-timeout 20
-p0=$!
-rank 1 1 "$port" g1.log run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda -o gpus \
-  --collective-timeout 20
-p1=$!
-if wait $p1; then fail "rank 1 ran on the simulator's only GPU"; fi
-if wait $p0; then fail "rank 0 succeeded without rank 1"; fi
+[ $rc1 != 0 ] || fail "rank 1 ran on the simulator's only GPU"
+[ $rc0 != 0 ] || fail "rank 0 succeeded without rank 1"
 grep -q "rank 1 takes GPU 1, its index among the ranks of its host" g1.log \
   || { cat g1.log; fail "rank 1 does not explain the GPU choice"; }
 grep -q "rank 1 of 2 ended the job" g0.log || { cat g0.log; fail "rank 0 does not name rank 1"; }
@@ -99,15 +95,8 @@ grep -q "rank 1 of 2 ended the job" g0.log || { cat g0.log; fail "rank 0 does no
 echo "== 3. a CPU plan"
 "$bin/lorac" compile base --dtype f32 --lora-r 8 --micro-batch 2 --seq-len 64 --data-parallel \
   -o cpu.bin > /dev/null
-port=$(free_port)
-rank 0 0 "$port" c0.log run cpu.bin --data "$ex/sft_train.jsonl" $common --device cpu -o cpu \
-  --collective-timeout 20
-p0=$!
-rank 1 1 "$port" c1.log run cpu.bin --data "$ex/sft_train.jsonl" $common --device cpu -o cpu \
-  --collective-timeout 20
-p1=$!
-if wait $p0; then fail "rank 0 ran a CPU plan on the rendezvous"; fi
-if wait $p1; then fail "rank 1 ran a CPU plan on the rendezvous"; fi
+two c run cpu.bin --data "$ex/sft_train.jsonl" $common --device cpu -o cpu --collective-timeout 20
+[ $rc0 != 0 ] && [ $rc1 != 0 ] || fail "a CPU plan ran on the rendezvous (exit codes $rc0, $rc1)"
 grep -q "a CPU plan's gradient sums run over MPI: start its ranks with mpirun or srun" c0.log \
   || { cat c0.log; fail "the refusal does not name MPI"; }
 [ ! -f cpu/adapter_model.safetensors ] || fail "the refused job wrote an adapter"
@@ -115,8 +104,10 @@ grep -q "a CPU plan's gradient sums run over MPI: start its ranks with mpirun or
 echo "== 4. the variables"
 expect_env_error() {  # EXPECTED-TEXT VAR=VALUE...
   want=$1; shift
+  # (An unresolvable MASTER_ADDR is retried until the timeout, as a name
+  # service may lag behind the hosts' start.)
   if env "$@" "$bin/lorart" run cuda.bin --data "$ex/sft_train.jsonl" $common --device cuda:0 \
-       -o env > env.log 2>&1; then
+       --collective-timeout 3 -o env > env.log 2>&1; then
     fail "ran with $*"
   fi
   grep -q "$want" env.log || { cat env.log; fail "with $*: no '$want'"; }
@@ -129,7 +120,7 @@ expect_env_error "MASTER_PORT=abc: expected an integer in 1..65535" RANK=0 WORLD
 expect_env_error "MASTER_ADDR is not set" RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_PORT=1
 expect_env_error "WORLD_SIZE=two: expected an integer" RANK=0 WORLD_SIZE=two LOCAL_RANK=0 \
   MASTER_ADDR=127.0.0.1 MASTER_PORT=1
-expect_env_error "MASTER_ADDR=no.such.host.invalid" RANK=1 WORLD_SIZE=2 LOCAL_RANK=1 \
+expect_env_error "could not reach the rendezvous at no.such.host.invalid:29500 .* in 3 s: MASTER_ADDR=no.such.host.invalid" RANK=1 WORLD_SIZE=2 LOCAL_RANK=1 \
   MASTER_ADDR=no.such.host.invalid MASTER_PORT=29500
 
 echo "== 5. rank 1 fails at start-up"
@@ -177,7 +168,7 @@ if RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$bi
   fail "rank 0 served on a port in use"
 fi
 kill $holder 2> /dev/null || true
-grep -q "port $port (MASTER_PORT, or LORART_RENDEZVOUS_PORT) is in use on rank 0's host" taken.log \
+grep -q "port $port (MASTER_PORT) is in use on rank 0's host" taken.log \
   || { cat taken.log; fail "the taken port is not named"; }
 echo "== 8. torchrun"
 # The system's Python, where scripts/setup.sh installs torch.

@@ -221,6 +221,45 @@ TEST(TcpStoreTest, RefusesAWrongWorldSizeAndARankTwice) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("rank 1 says WORLD_SIZE=3, rank 0 says 2"), std::string::npos)
       << s.message();
+  // A misconfigured job ends for the ranks already there too, at once.
+  const auto start = std::chrono::steady_clock::now();
+  float x = 1;
+  s = zero->AllReduceSum(&x, 1, "first");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("the rendezvous refused a rank: RANK=1 joined twice"),
+            std::string::npos)
+      << s.message();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5);
+}
+
+TEST(TcpStoreTest, TimeoutNamesARankThatFinished) {
+  const int port = FreePort();
+  std::unique_ptr<Collective> zero, one;
+  ASSERT_TRUE(Join(port, 0, 2, 1, &zero).ok());
+  ASSERT_TRUE(Join(port, 1, 2, 1, &one).ok());
+  one.reset();  // says goodbye
+  float x = 1;
+  Status s = zero->AllReduceSum(&x, 1, "after the end");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("; rank 1 finished and left"), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find("did not answer"), std::string::npos) << s.message();
+}
+
+TEST(TcpStoreTest, BroadcastsInARowKeepTheirOwnKeys) {
+  // "b1/" must not erase "b10/": the root of a broadcast does not wait.
+  const int port = FreePort(), world = 3;
+  std::vector<Status> st = OnRanks(world, [&](int r) -> Status {
+    std::unique_ptr<Collective> c;
+    LORA_RETURN_IF_ERROR(Join(port, r, world, 20, &c));
+    if (r == 2) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (int i = 0; i < 25; ++i) {
+      int v = r == 0 ? 1000 + i : -1;
+      LORA_RETURN_IF_ERROR(c->Broadcast(&v, sizeof v, 0, "value"));
+      if (v != 1000 + i) return InternalError(StrFormat("broadcast %d gave %d", i, v));
+    }
+    return OkStatus();
+  });
+  for (int r = 0; r < world; ++r) EXPECT_TRUE(st[r].ok()) << r << ": " << st[r].ToString();
 }
 
 TEST(TcpStoreTest, RankZeroFindsItsPortTaken) {
@@ -237,7 +276,7 @@ TEST(TcpStoreTest, RankZeroFindsItsPortTaken) {
   ::close(fd);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("port " + std::to_string(port) +
-                             " (MASTER_PORT, or LORART_RENDEZVOUS_PORT) is in use"),
+                             " (MASTER_PORT) is in use on rank 0's host"),
             std::string::npos)
       << s.message();
 }

@@ -88,12 +88,20 @@ Status Executor::Create(const Plan& plan, const ExecutorOptions& options,
 
 Executor::~Executor() {
   if (!device_) return;
+  if (nccl_) {
+    // A job that failed (another rank ended it, or this rank's sums cannot
+    // finish) must not wait for sums whose peers are gone: ncclCommAbort
+    // ends them, and ~Nccl then destroys nothing.
+    bool failed = collective_ && !collective_->PeerFailure().ok();
+    if (!failed && !in_flight_.empty()) failed = !FinishSums("the end of the run").ok();
+    if (failed) nccl_->Abort();
+  }
+  if (comm_) (void)device_->Synchronize();  // NCCL's sums may still use the buffers
   device_->Free(arena_);
   device_->Free(persistent_);
   device_->Free(keys_);
   for (Event e : events_) device_->DestroyEvent(e);
   if (comm_) {
-    (void)device_->Synchronize();  // NCCL's sums may still use the buffers
     for (const auto& [index, bucket] : buckets_) device_->DestroyEvent(bucket.done);
     device_->DestroyEvent(compute_ready_);
     device_->DestroyEvent(sum_done_);

@@ -33,7 +33,7 @@ namespace {
 
 constexpr int kErrLen = 512;
 constexpr int kFloat = 0, kDouble = 1;
-constexpr long long kNeverJoined = -2;  // a roll call's answer for a rank absent from the start
+constexpr long long kNotThere = -2;  // a roll call's answer for a rank not in the job
 
 std::string ExecutableDir() {
   char buf[PATH_MAX];
@@ -107,6 +107,21 @@ Status LoadMpi(const MpiApi** out) {
 
 }  // namespace
 
+namespace {
+
+// Deadlines are time points: a timeout must stay far inside their range.
+constexpr double kMaxTimeoutS = 1e7;  // about 116 days
+
+Status CheckTimeout(const CollectiveOptions& options) {
+  if (!(options.timeout_s > 0) || !(options.timeout_s <= kMaxTimeoutS))
+    return InvalidArgumentError(
+        StrFormat("--collective-timeout must be positive and at most %g s, got %g s", kMaxTimeoutS,
+                  options.timeout_s));
+  return OkStatus();
+}
+
+}  // namespace
+
 void Backoff::Pause() {
   if (++rounds_ < 64) {
     sched_yield();
@@ -121,9 +136,7 @@ std::unique_ptr<Collective> Collective::Single() {
 }
 
 Status Collective::Mpi(const CollectiveOptions& options, std::unique_ptr<Collective>* out) {
-  if (!(options.timeout_s > 0))
-    return InvalidArgumentError(
-        StrFormat("the collective timeout must be positive, got %g s", options.timeout_s));
+  LORA_RETURN_IF_ERROR(CheckTimeout(options));
   const MpiApi* api = nullptr;
   LORA_RETURN_IF_ERROR(LoadMpi(&api));
   std::unique_ptr<Collective> c(new Collective());
@@ -170,31 +183,45 @@ Status Collective::TestRequests(std::vector<Request>* requests, bool* all_done) 
 
 std::string Collective::StoreRollCall(int64_t seq, double grace_s, std::vector<long long>* seen) {
   // Every rank that timed out posts the collective it waits at; after the
-  // grace period each reads the others' posts.
+  // grace period each reads the others' posts. A rank that is not there
+  // (never joined, finished, gone) is named apart from the silent ones.
   (*seen)[static_cast<size_t>(rank_)] = seq;
-  if (!store_->Set("roll/" + std::to_string(rank_), std::to_string(seq)).ok())
-    return StrFormat("; the rendezvous at %s (rank 0) did not answer", store_->address().c_str());
+  const auto post_by = std::chrono::steady_clock::now() + std::chrono::seconds(2) +
+                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                           std::chrono::duration<double>(grace_s));
+  if (Status s = store_->Set("roll/" + std::to_string(rank_), std::to_string(seq), post_by);
+      !s.ok())
+    return "; " + s.message();
   std::this_thread::sleep_for(std::chrono::duration<double>(grace_s));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  std::string never;
-  std::string states;
+  std::string never, finished, gone, states;
+  auto add = [](std::string* list, int r) {
+    *list += (list->empty() ? "" : ", ") + std::to_string(r);
+  };
   if (store_->Joined(deadline, &states).ok() && states.size() == static_cast<size_t>(size_))
-    for (int r = 0; r < size_; ++r)
-      if (states[static_cast<size_t>(r)] == '0') {
-        never += (never.empty() ? "" : ", ") + std::to_string(r);
-        (*seen)[static_cast<size_t>(r)] = kNeverJoined;
-      }
+    for (int r = 0; r < size_; ++r) {
+      const char state = states[static_cast<size_t>(r)];
+      if (r == rank_ || state == '1') continue;
+      add(state == '0' ? &never : state == '2' ? &finished : &gone, r);
+      (*seen)[static_cast<size_t>(r)] = kNotThere;
+    }
   for (int r = 0; r < size_; ++r) {
-    if (r == rank_ || (*seen)[static_cast<size_t>(r)] == kNeverJoined) continue;
+    if (r == rank_ || (*seen)[static_cast<size_t>(r)] == kNotThere) continue;
     std::string value;
     bool found = false;
     if (store_->TryGet("roll/" + std::to_string(r), deadline, &value, &found).ok() && found)
       (*seen)[static_cast<size_t>(r)] = std::atoll(value.c_str());
   }
-  if (never.empty()) return "";
-  return StrFormat("; rank%s %s never joined the rendezvous at %s",
-                   never.find(',') == std::string::npos ? "" : "s", never.c_str(),
-                   store_->address().c_str());
+  auto ranks = [](const std::string& list) {
+    return StrFormat("rank%s %s", list.find(',') == std::string::npos ? "" : "s", list.c_str());
+  };
+  std::string note;
+  if (!never.empty())
+    note += StrFormat("; %s never joined the rendezvous at %s", ranks(never).c_str(),
+                      store_->address().c_str());
+  if (!finished.empty()) note += "; " + ranks(finished) + " finished and left";
+  if (!gone.empty()) note += "; " + ranks(gone) + " left without finishing (exited or died)";
+  return note;
 }
 
 Status Collective::TimedOut(int64_t seq, const std::string& what) {
@@ -209,7 +236,7 @@ Status Collective::TimedOut(int64_t seq, const std::string& what) {
   }
   std::string silent, elsewhere;
   for (int r = 0; r < size_; ++r) {
-    if (r == rank_ || seen[r] == kNeverJoined) continue;
+    if (r == rank_ || seen[r] == kNotThere) continue;
     if (seen[r] < 0)
       silent += (silent.empty() ? "" : ", ") + std::to_string(r);
     else if (seen[r] != seq)
@@ -229,16 +256,17 @@ Status Collective::TimedOut(int64_t seq, const std::string& what) {
       rank_, size_, static_cast<long long>(seq), what.c_str(), options_.timeout_s, who.c_str()));
 }
 
-Status Collective::StoreWait(const std::string& key, int64_t seq, const std::string& what,
-                             std::string* value) {
+Status Collective::StoreWait(const std::string& key, TcpStore::Clock::time_point deadline,
+                             int64_t seq, const std::string& what, std::string* value) {
   bool timed_out = false;
-  LORA_RETURN_IF_ERROR(store_->Get(key, Deadline(), value, &timed_out), "collective #%lld (%s)",
+  LORA_RETURN_IF_ERROR(store_->Get(key, deadline, value, &timed_out), "collective #%lld (%s)",
                        static_cast<long long>(seq), what.c_str());
   if (timed_out) return TimedOut(seq, what);
   return OkStatus();
 }
 
 Status Collective::StoreSum(void* data, size_t n, int dtype, int64_t seq, const std::string& what) {
+  const auto deadline = Deadline();  // for the whole collective
   const size_t bytes = n * (dtype == kFloat ? sizeof(float) : sizeof(double));
   const std::string prefix = StrFormat("s%lld/", static_cast<long long>(seq));
   LORA_RETURN_IF_ERROR(
@@ -249,7 +277,7 @@ Status Collective::StoreSum(void* data, size_t n, int dtype, int64_t seq, const 
   std::vector<float> sumf(n, 0.0f);
   for (int r = 0; r < size_; ++r) {
     std::string v;
-    LORA_RETURN_IF_ERROR(StoreWait(prefix + std::to_string(r), seq, what, &v));
+    LORA_RETURN_IF_ERROR(StoreWait(prefix + std::to_string(r), deadline, seq, what, &v));
     if (v.size() != bytes)
       return InvalidArgumentError(
           StrFormat("collective #%lld (%s): rank %d sent %zu bytes, rank %d has %zu: the ranks "
@@ -363,14 +391,15 @@ Status Collective::Broadcast(void* data, size_t bytes, int root, const std::stri
   if (size_ == 1) return OkStatus();
   const int64_t seq = seq_++;
   if (store_) {
-    const std::string key = StrFormat("b%lld", static_cast<long long>(seq));
+    // "b<seq>/": Done erases by prefix, and "b1" would also be "b10"'s.
+    const std::string key = StrFormat("b%lld/", static_cast<long long>(seq));
     std::string value;
     if (rank_ == root) {
       value.assign(static_cast<const char*>(data), bytes);
       LORA_RETURN_IF_ERROR(store_->Set(key, value), "collective #%lld (%s)",
                            static_cast<long long>(seq), what.c_str());
     }
-    LORA_RETURN_IF_ERROR(StoreWait(key, seq, what, &value));
+    LORA_RETURN_IF_ERROR(StoreWait(key, Deadline(), seq, what, &value));
     if (value.size() != bytes)
       return InvalidArgumentError(
           StrFormat("collective #%lld (%s): rank %d sent %zu bytes, rank %d expects %zu",
@@ -394,9 +423,7 @@ void Collective::Abort(int code, const std::string& why) {
 
 Status Collective::Rendezvous(StoreOptions store, int local_rank, const CollectiveOptions& options,
                               std::unique_ptr<Collective>* out) {
-  if (!(options.timeout_s > 0))
-    return InvalidArgumentError(
-        StrFormat("the collective timeout must be positive, got %g s", options.timeout_s));
+  LORA_RETURN_IF_ERROR(CheckTimeout(options));
   std::unique_ptr<Collective> c(new Collective());
   c->options_ = options;
   store.timeout_s = options.timeout_s;
@@ -443,8 +470,10 @@ Status FromTorchrunVariables(const CollectiveOptions& options, std::unique_ptr<C
   // torchrun's agent serves its own store (torch's TCPStore) on
   // MASTER_PORT and says so: the rendezvous then takes the next port.
   // LORART_RENDEZVOUS_PORT names one in any case.
+  std::string source = "MASTER_PORT";
   if (const char* own = std::getenv("LORART_RENDEZVOUS_PORT"); own && *own) {
     LORA_RETURN_IF_ERROR(EnvInt("LORART_RENDEZVOUS_PORT", 1, 65535, &port));
+    source = "LORART_RENDEZVOUS_PORT";
   } else if (const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
              agent && (std::string(agent) == "True" || std::string(agent) == "1")) {
     if (port == 65535)
@@ -452,6 +481,7 @@ Status FromTorchrunVariables(const CollectiveOptions& options, std::unique_ptr<C
           "MASTER_PORT=65535 is torchrun's agent store and there is no next port for lorart's "
           "rendezvous: set LORART_RENDEZVOUS_PORT");
     ++port;
+    source = "MASTER_PORT + 1: torchrun's agent holds MASTER_PORT";
   }
   const char* addr = std::getenv("MASTER_ADDR");
   if (!addr || !*addr)
@@ -459,6 +489,7 @@ Status FromTorchrunVariables(const CollectiveOptions& options, std::unique_ptr<C
   StoreOptions store;
   store.host = addr;
   store.port = port;
+  store.port_source = source;
   store.rank = rank;
   store.world_size = world;
   return Collective::Rendezvous(store, local, options, out);

@@ -142,8 +142,8 @@ class Collective {
   Status TimedOut(int64_t seq, const std::string& what);
   // The rendezvous's sum and broadcast (keys named by `seq`).
   Status StoreSum(void* data, size_t n, int dtype, int64_t seq, const std::string& what);
-  Status StoreWait(const std::string& key, int64_t seq, const std::string& what,
-                   std::string* value);
+  Status StoreWait(const std::string& key, TcpStore::Clock::time_point deadline, int64_t seq,
+                   const std::string& what, std::string* value);
   // Each rank's answer to a roll call through the rendezvous (-1: none, -2:
   // never joined); returns what to add to the error.
   std::string StoreRollCall(int64_t seq, double grace_s, std::vector<long long>* seen);

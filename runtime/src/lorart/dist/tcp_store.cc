@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -27,7 +29,12 @@ namespace {
 enum Op : uint8_t { kHello = 1, kSet, kGet, kTryGet, kDone, kJoined, kFail, kBye };
 enum Code : uint8_t { kOk = 0, kNotFound = 1, kRefused = 2, kFailed = 3 };
 constexpr size_t kRequestHeader = 17, kReplyHeader = 13;
-constexpr uint64_t kMaxKey = 4096, kMaxValue = uint64_t{1} << 30;
+// The store carries ids and sums of a few numbers: a larger message is a
+// bug or not ours.
+constexpr uint64_t kMaxKey = 4096, kMaxValue = uint64_t{16} << 20;
+// A client that does not take a reply within this long is dropped (the
+// server thread must never block on one).
+constexpr int kSendTimeoutS = 10;
 
 void PutInt(std::string* s, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) s->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -78,12 +85,16 @@ class TcpStore::Server {
     s->world_ = o.world_size;
     s->states_.assign(static_cast<size_t>(o.world_size), '0');
     s->drain_s_ = o.timeout_s;
-    // Every interface, IPv6 and IPv4 both where the host has IPv6.
-    int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+    // Every interface, IPv6 and IPv4 both where the host has IPv6 (else
+    // IPv4 alone).
+    int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1, zero = 0;
+    if (fd >= 0 && ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) {
+      ::close(fd);
+      fd = -1;
+    }
     if (fd >= 0) {
       ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
       sockaddr_in6 a{};
       a.sin6_family = AF_INET6;
       a.sin6_addr = in6addr_any;
@@ -92,11 +103,11 @@ class TcpStore::Server {
         const int e = errno;
         ::close(fd);
         fd = -1;
-        if (e == EADDRINUSE) return InUse(o.port);
+        if (e == EADDRINUSE) return InUse(o);
       }
     }
     if (fd < 0) {
-      fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       if (fd < 0) return UnavailableError(StrFormat("socket: %s", std::strerror(errno)));
       ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       sockaddr_in a{};
@@ -106,7 +117,7 @@ class TcpStore::Server {
       if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
         const int e = errno;
         ::close(fd);
-        if (e == EADDRINUSE) return InUse(o.port);
+        if (e == EADDRINUSE) return InUse(o);
         return UnavailableError(StrFormat("rank 0 cannot serve the rendezvous on port %d: %s",
                                           o.port, std::strerror(e)));
       }
@@ -114,6 +125,7 @@ class TcpStore::Server {
     if (::listen(fd, 1024) != 0) {
       const int e = errno;
       ::close(fd);
+      if (e == EADDRINUSE) return InUse(o);
       return UnavailableError(StrFormat("listen on port %d: %s", o.port, std::strerror(e)));
     }
     sockaddr_storage bound{};
@@ -138,22 +150,24 @@ class TcpStore::Server {
  private:
   struct Client {
     int fd = -1;
-    int rank = -1;  // -1 until its hello
+    uint64_t serial = 0;  // this connection's number (fds are reused)
+    int rank = -1;        // -1 until its hello
     bool bye = false, closed = false;
     std::string in;
   };
   struct Waiter {
-    int fd;
+    uint64_t serial;  // the client's
     uint32_t id;
   };
 
   Server() = default;
 
-  static Status InUse(int port) {
+  static Status InUse(const StoreOptions& o) {
     return UnavailableError(StrFormat(
-        "port %d (MASTER_PORT, or LORART_RENDEZVOUS_PORT) is in use on rank 0's host: choose "
-        "a free port (every rank must be given the same) or end the process that holds it",
-        port));
+        "port %d (%s) is in use on rank 0's host: choose a free port (every rank must be given "
+        "the same; LORART_RENDEZVOUS_PORT names it), or check that no other process was given "
+        "RANK=0 with it",
+        o.port, o.port_source.c_str()));
   }
 
   // While draining: done when the job failed, or every rank that joined has
@@ -173,12 +187,15 @@ class TcpStore::Server {
       for (const Client& c : clients_) fds.push_back({c.fd, POLLIN, 0});
       if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
       if (fds[0].revents & POLLIN) {
-        int fd = ::accept(listen_, nullptr, nullptr);
+        int fd = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd >= 0) {
           int one = 1;
           ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          timeval tv{kSendTimeoutS, 0};
+          ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
           Client c;
           c.fd = fd;
+          c.serial = ++serials_;
           clients_.push_back(std::move(c));
         }
       }
@@ -210,7 +227,18 @@ class TcpStore::Server {
       const uint8_t op = static_cast<uint8_t>(c->in[0]);
       const uint32_t id = static_cast<uint32_t>(GetInt(c->in, 1, 4));
       const uint64_t klen = GetInt(c->in, 5, 4), vlen = GetInt(c->in, 9, 8);
-      if (klen > kMaxKey || vlen > kMaxValue) return false;
+      if (klen > kMaxKey || vlen > kMaxValue) {
+        const std::string why =
+            StrFormat("a request of %llu bytes, more than the rendezvous takes (%llu)",
+                      static_cast<unsigned long long>(klen + vlen),
+                      static_cast<unsigned long long>(kMaxKey + kMaxValue));
+        Send(*c, id, kRefused, why);
+        if (c->rank >= 0 && failed_.empty()) {
+          failed_ = StrFormat("rank %d of %d sent %s", c->rank, world_, why.c_str());
+          Announce(c->rank);
+        }
+        return false;
+      }
       if (c->in.size() < kRequestHeader + klen + vlen) return true;
       std::string key = c->in.substr(kRequestHeader, klen);
       std::string value = c->in.substr(kRequestHeader + klen, vlen);
@@ -221,8 +249,24 @@ class TcpStore::Server {
     return true;
   }
 
-  void Send(const Client& c, uint32_t id, uint8_t code, const std::string& payload) {
-    (void)SendAll(c.fd, Reply(id, code, payload));
+  // A client that does not take its reply in time is dropped.
+  void Send(Client& c, uint32_t id, uint8_t code, const std::string& payload) {
+    if (!c.closed && !SendAll(c.fd, Reply(id, code, payload))) Gone(&c);
+  }
+  Client* BySerial(uint64_t serial) {
+    for (Client& c : clients_)
+      if (c.serial == serial && !c.closed) return &c;
+    return nullptr;
+  }
+  // Forgets what a client that left was waiting for.
+  void DropWaiters(uint64_t serial) {
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      auto& list = it->second;
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const Waiter& w) { return w.serial == serial; }),
+                 list.end());
+      it = list.empty() ? waiters_.erase(it) : std::next(it);
+    }
   }
 
   void Handle(Client* c, uint8_t op, uint32_t id, const std::string& key,
@@ -236,6 +280,7 @@ class TcpStore::Server {
     if (op == kBye) {
       c->bye = true;
       states_[static_cast<size_t>(c->rank)] = '2';
+      DropWaiters(c->serial);
       return;
     }
     if (op == kFail) {
@@ -249,23 +294,27 @@ class TcpStore::Server {
         kv_[key] = value;
         auto w = waiters_.find(key);
         if (w != waiters_.end()) {
-          for (const Waiter& x : w->second) (void)SendAll(x.fd, Reply(x.id, kOk, value));
+          std::vector<Waiter> list = std::move(w->second);
           waiters_.erase(w);
+          for (const Waiter& x : list)
+            if (Client* other = BySerial(x.serial)) Send(*other, x.id, kOk, value);
         }
         return Send(*c, id, kOk, "");
       }
       case kGet: {
         auto it = kv_.find(key);
         if (it != kv_.end()) return Send(*c, id, kOk, it->second);
-        waiters_[key].push_back({c->fd, id});
+        waiters_[key].push_back({c->serial, id});
         return;
       }
       case kTryGet: {
         auto it = kv_.find(key);
         return it != kv_.end() ? Send(*c, id, kOk, it->second) : Send(*c, id, kNotFound, "");
       }
-      case kDone: {
-        if (++done_[key] == world_) {
+      case kDone: {  // counted once per rank
+        std::set<int>& said = done_[key];
+        said.insert(c->rank);
+        if (static_cast<int>(said.size()) == world_) {
           done_.erase(key);
           for (auto it = kv_.lower_bound(key); it != kv_.end() && it->first.rfind(key, 0) == 0;)
             it = kv_.erase(it);
@@ -276,36 +325,56 @@ class TcpStore::Server {
         return Send(*c, id, kOk, states_);
       default:
         Send(*c, id, kRefused, StrFormat("unknown request %d", op));
-        c->closed = true;
+        Gone(c);
     }
   }
 
   void Hello(Client* c, uint32_t id, const std::string& value) {
-    int rank = -1, world = -1;
+    long rank = -1, world = -1;
     std::string why;
-    if (std::sscanf(value.c_str(), "%d %d", &rank, &world) != 2)
-      why = "a malformed hello";
-    else if (world != world_)
-      why = StrFormat(
-          "rank %d says WORLD_SIZE=%d, rank 0 says %d: every rank must be given the "
-          "same WORLD_SIZE",
-          rank, world, world_);
-    else if (rank < 0 || rank >= world_)
-      why = StrFormat("RANK=%d is not in 0..%d", rank, world_ - 1);
-    else if (states_[static_cast<size_t>(rank)] != '0')
-      why = StrFormat("RANK=%d joined twice: every rank must be given its own RANK", rank);
-    if (!why.empty()) {
-      Send(*c, id, kRefused, why);
-      c->closed = true;
+    const char* text = value.c_str();
+    char* end = nullptr;
+    rank = std::strtol(text, &end, 10);
+    const bool first_ok = end != text && *end == ' ';
+    const char* rest = first_ok ? end + 1 : text;
+    world = std::strtol(rest, &end, 10);
+    const bool well_formed = first_ok && end != rest && *end == '\0' && rank >= 0 &&
+                             rank < (1L << 24) && world > 0 && world < (1L << 24);
+    if (!well_formed || c->rank >= 0) {
+      // Not one of ours (or a second hello): only this connection ends.
+      Send(*c, id, kRefused, c->rank >= 0 ? "a second hello" : "a malformed hello");
+      Gone(c);
       return;
     }
-    c->rank = rank;
+    if (world != world_)
+      why = StrFormat(
+          "rank %ld says WORLD_SIZE=%ld, rank 0 says %d: every rank must be given the "
+          "same WORLD_SIZE",
+          rank, world, world_);
+    else if (rank >= world_)
+      why = StrFormat("RANK=%ld is not in 0..%d", rank, world_ - 1);
+    else if (states_[static_cast<size_t>(rank)] != '0')
+      why = StrFormat("RANK=%ld joined twice: every rank must be given its own RANK", rank);
+    if (!why.empty()) {
+      // A misconfigured job: the ranks already here stop with the reason
+      // rather than wait for a rank that will never take part.
+      Send(*c, id, kRefused, why);
+      c->closed = true;
+      if (failed_.empty()) {
+        failed_ = "the rendezvous refused a rank: " + why;
+        Announce(-1);
+      }
+      return;
+    }
+    c->rank = static_cast<int>(rank);
     states_[static_cast<size_t>(rank)] = '1';
     Send(*c, id, kOk, "");
   }
 
   void Gone(Client* c) {
+    if (c->closed) return;
     c->closed = true;
+    DropWaiters(c->serial);
     if (c->rank < 0) return;
     states_[static_cast<size_t>(c->rank)] = c->bye ? '2' : '3';
     if (c->bye || !failed_.empty()) return;
@@ -334,60 +403,94 @@ class TcpStore::Server {
   std::vector<Client> clients_;
   std::map<std::string, std::string> kv_;
   std::map<std::string, std::vector<Waiter>> waiters_;
-  std::map<std::string, int> done_;
+  std::map<std::string, std::set<int>> done_;
+  uint64_t serials_ = 0;
   std::string states_, failed_;
 };
+
+namespace {
+
+// Connects to `a` within `deadline` (a blackholed host must not hold a rank
+// past it); the socket, or -1 with *error set.
+int ConnectBy(const addrinfo* a, TcpStore::Clock::time_point deadline, std::string* error) {
+  int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+  if (fd < 0) {
+    *error = std::strerror(errno);
+    return -1;
+  }
+  int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+  if (rc != 0 && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    int err = ETIMEDOUT;
+    if (::poll(&p, 1, std::max(1, MillisUntil(deadline))) == 1) {
+      socklen_t len = sizeof err;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    }
+    rc = err == 0 ? 0 : -1;
+    errno = err;
+  }
+  if (rc != 0) {
+    *error = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+}  // namespace
 
 Status TcpStore::Connect(const StoreOptions& o, std::unique_ptr<TcpStore>* out) {
   std::unique_ptr<TcpStore> s(new TcpStore());
   s->options_ = o;
   s->port_ = o.port;
   if (o.rank == 0) LORA_RETURN_IF_ERROR(Server::Start(o, &s->server_, &s->port_));
-  s->address_ = StrFormat("%s:%d", o.host.c_str(), s->port_);
+  // "[::1]" as well as "::1" for an IPv6 MASTER_ADDR.
+  std::string host = o.host;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  s->address_ =
+      StrFormat(host.find(':') != std::string::npos ? "[%s]:%d" : "%s:%d", host.c_str(), s->port_);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
   const std::string port = std::to_string(s->port_);
-  if (int rc = ::getaddrinfo(o.host.c_str(), port.c_str(), &hints, &found); rc != 0)
-    return InvalidArgumentError(StrFormat("MASTER_ADDR=%s: %s", o.host.c_str(), gai_strerror(rc)));
   const auto deadline = After(o.timeout_s);
   std::string last = "no address";
+  // Until the deadline: rank 0 may not serve yet, and a cluster's name
+  // service may not know rank 0's host yet either.
   while (s->fd_ < 0) {
-    for (addrinfo* a = found; a && s->fd_ < 0; a = a->ai_next) {
-      int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-      if (fd < 0) continue;
-      if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-        s->fd_ = fd;
-      } else {
-        last = std::strerror(errno);
-        ::close(fd);
-      }
+    addrinfo* found = nullptr;
+    const int gai = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
+    if (gai == 0) {
+      for (addrinfo* a = found; a && s->fd_ < 0; a = a->ai_next)
+        s->fd_ = ConnectBy(a, deadline, &last);
+      ::freeaddrinfo(found);
+    } else if (gai == EAI_AGAIN || gai == EAI_NONAME || gai == EAI_FAIL) {
+      last = StrFormat("MASTER_ADDR=%s: %s", o.host.c_str(), gai_strerror(gai));
+    } else {
+      return InvalidArgumentError(
+          StrFormat("MASTER_ADDR=%s: %s", o.host.c_str(), gai_strerror(gai)));
     }
     if (s->fd_ >= 0) break;
-    if (Clock::now() > deadline) {
-      ::freeaddrinfo(found);
-      return UnavailableError(StrFormat(
-          "rank %d could not reach the rendezvous at %s (MASTER_ADDR:MASTER_PORT) in %g s: %s "
-          "(is rank 0 running, and the port open between the hosts?)",
-          o.rank, s->address_.c_str(), o.timeout_s, last.c_str()));
-    }
+    if (Clock::now() > deadline)
+      return UnavailableError(
+          StrFormat("rank %d could not reach the rendezvous at %s (MASTER_ADDR, %s) in %g s: %s "
+                    "(is rank 0 running, and the port open between the hosts?)",
+                    o.rank, s->address_.c_str(), o.port_source.c_str(), o.timeout_s, last.c_str()));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ::freeaddrinfo(found);
   int one = 1;
   ::setsockopt(s->fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   uint8_t code = 0;
   std::string reply;
   bool timed_out = false;
   LORA_RETURN_IF_ERROR(s->Call(kHello, "", StrFormat("%d %d", o.rank, o.world_size), deadline,
-                               &code, &reply, &timed_out));
+                               &code, &reply, &timed_out),
+                       "the rendezvous at %s refused rank %d", s->address_.c_str(), o.rank);
   if (timed_out)
     return UnavailableError(StrFormat("the rendezvous at %s did not answer rank %d's hello in %g s",
                                       s->address_.c_str(), o.rank, o.timeout_s));
-  if (code != kOk)
-    return InvalidArgumentError(StrFormat("the rendezvous at %s refused rank %d: %s",
-                                          s->address_.c_str(), o.rank, reply.c_str()));
   *out = std::move(s);
   return OkStatus();
 }
@@ -401,6 +504,10 @@ TcpStore::~TcpStore() {
 }
 
 Status TcpStore::Send(uint8_t op, uint32_t id, const std::string& key, const std::string& value) {
+  if (key.size() > kMaxKey || value.size() > kMaxValue)
+    return InvalidArgumentError(StrFormat("%zu bytes for the rendezvous, which takes at most %llu",
+                                          key.size() + value.size(),
+                                          static_cast<unsigned long long>(kMaxKey + kMaxValue)));
   std::string m;
   m.push_back(static_cast<char>(op));
   PutInt(&m, id, 4);
@@ -468,20 +575,24 @@ Status TcpStore::Call(uint8_t op, const std::string& key, const std::string& val
       failed_ = *reply;
       return UnavailableError(failed_);
     }
-    if (got_id == id) return OkStatus();
-    // The late reply of a request whose wait timed out: dropped.
+    if (got_id != id) continue;  // the late reply of a request whose wait timed out
+    if (*code == kRefused) return InvalidArgumentError(*reply);
+    return OkStatus();
   }
 }
 
 Status TcpStore::Set(const std::string& key, const std::string& value) {
+  return Set(key, value, After(options_.timeout_s));
+}
+
+Status TcpStore::Set(const std::string& key, const std::string& value, Clock::time_point deadline) {
   uint8_t code = 0;
   std::string reply;
   bool timed_out = false;
-  LORA_RETURN_IF_ERROR(
-      Call(kSet, key, value, After(options_.timeout_s), &code, &reply, &timed_out));
+  LORA_RETURN_IF_ERROR(Call(kSet, key, value, deadline, &code, &reply, &timed_out));
   if (timed_out)
-    return UnavailableError(StrFormat("the rendezvous at %s did not answer in %g s (rank 0 hung?)",
-                                      address_.c_str(), options_.timeout_s));
+    return UnavailableError(StrFormat(
+        "the rendezvous at %s (rank 0) did not answer: stopped, hung or dead?", address_.c_str()));
   return OkStatus();
 }
 

@@ -29,6 +29,7 @@ namespace lorart::dist {
 struct StoreOptions {
   std::string host;  // MASTER_ADDR: where rank 0 serves; rank 0 listens on every interface
   int port = 0;      // MASTER_PORT; 0 lets rank 0 take a free port (tests: see port())
+  std::string port_source = "MASTER_PORT";  // where `port` came from, for errors
   int rank = 0, world_size = 1;
   double timeout_s = 600;  // joining, and each wait
 };
@@ -51,7 +52,8 @@ class TcpStore {
   int port() const { return port_; }
   const std::string& address() const { return address_; }
 
-  Status Set(const std::string& key, const std::string& value);
+  Status Set(const std::string& key, const std::string& value);  // within timeout_s
+  Status Set(const std::string& key, const std::string& value, Clock::time_point deadline);
   // Waits until `key` is set, or until `deadline`: then *timed_out is true
   // and the status OK.
   Status Get(const std::string& key, Clock::time_point deadline, std::string* value,
