@@ -111,18 +111,27 @@ void* Reserve(std::vector<uint8_t>& v, size_t bytes) {
   return v.data();
 }
 
-bool Bf16MatmulAvailable() {
-  static const bool available = [] {
-    try {
-      Key key{false, false, 8, 8, 8, 8, 8, 8, DType::BF16, DType::F32, Bits(1.0f), 0, 1};
-      Create(key);
-      return true;
-    } catch (const dnnl::error&) {
-      return false;
-    }
-  }();
-  return available;
+// Whether oneDNN has a matmul of `dt` operands into a `c_dt` result, with a
+// sum post-op, on this CPU: oneDNN 2.x makes BF16 operands and BF16 results
+// only with AVX-512 (AVX2 machines get F32 products into an F32 panel that
+// is converted; see Gemm).
+bool MatmulAvailable(DType dt, DType c_dt) {
+  static std::mutex mu;
+  static std::map<std::pair<DType, DType>, bool> known;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = known.find({dt, c_dt});
+  if (it != known.end()) return it->second;
+  bool ok = true;
+  try {
+    Create(Key{false, false, 8, 8, 8, 8, 8, 8, dt, c_dt, Bits(1.0f), Bits(1.0f), 1});
+  } catch (const dnnl::error&) {
+    ok = false;
+  }
+  known[{dt, c_dt}] = ok;
+  return ok;
 }
+
+bool Bf16MatmulAvailable() { return MatmulAvailable(DType::BF16, DType::F32); }
 
 // C = alpha·op(A)·op(B) + beta·C with A and B of type `dt` (F32 or BF16) and
 // C F32 or BF16: one oneDNN primitive.
@@ -254,7 +263,8 @@ Status Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float a
   const bool has_f16 = a.dtype == DType::F16 || b.dtype == DType::F16;
   const bool any_bf16 = a.dtype == DType::BF16 || b.dtype == DType::BF16;
   const DType dt = (!has_f16 && any_bf16 && Bf16MatmulAvailable()) ? DType::BF16 : DType::F32;
-  const bool need_a = a.dtype != dt, need_b = b.dtype != dt, need_c = c_type == DType::F16;
+  const bool need_a = a.dtype != dt, need_b = b.dtype != dt;
+  const bool need_c = c_type == DType::F16 || !MatmulAvailable(dt, c_type);
   if (!need_a && !need_b && !need_c)
     return RunMatmul(trans_a, trans_b, M, N, K, alpha, a.data, a.ld, b.data, b.ld, dt, beta, c,
                      c_type, ldc);
