@@ -183,9 +183,10 @@ TensorView View(const void* p, DType t) {
   return v;
 }
 
-// Copies a rows x cols block with element-type conversion.
+// Copies a rows x cols block with element-type conversion; `via_bf16`
+// (F32 to F32) rounds each value to bf16 on the way.
 void Convert2D(const void* src, DType st, int64_t sld, int64_t rows, int64_t cols, void* dst,
-               DType dt, int64_t dld) {
+               DType dt, int64_t dld, bool via_bf16 = false) {
   const uint8_t* s = static_cast<const uint8_t*>(src);
   uint8_t* d = static_cast<uint8_t*>(dst);
   const size_t ss = ElemSize(st), ds = ElemSize(dt);
@@ -194,6 +195,10 @@ void Convert2D(const void* src, DType st, int64_t sld, int64_t rows, int64_t col
   for (int64_t r = 0; r < rows; ++r) {
     if (st == dt) {
       std::memcpy(d + r * dld * ds, s + r * sld * ss, cols * ss);
+      if (via_bf16 && dt == DType::F32) {
+        float* row = reinterpret_cast<float*>(d + r * dld * ds);
+        for (int64_t j = 0; j < cols; ++j) row[j] = Bf16ToFloat(FloatToBf16(row[j]));
+      }
     } else if (dt == DType::F32) {
       ToFloat(sv, r * sld, cols, reinterpret_cast<float*>(d + r * dld * ds));
     } else if (st == DType::F32) {
@@ -263,7 +268,13 @@ Status Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float a
   const bool has_f16 = a.dtype == DType::F16 || b.dtype == DType::F16;
   const bool any_bf16 = a.dtype == DType::BF16 || b.dtype == DType::BF16;
   const DType dt = (!has_f16 && any_bf16 && Bf16MatmulAvailable()) ? DType::BF16 : DType::F32;
-  const bool need_a = a.dtype != dt, need_b = b.dtype != dt;
+  // Without a bf16 matmul the product runs in f32 with the same meaning:
+  // an f32 operand met by a bf16 one is still rounded to bf16 first, so
+  // results do not depend on the CPU's instruction set.
+  const bool via_bf16 = any_bf16 && !has_f16 && dt == DType::F32;
+  const bool round_a = via_bf16 && a.dtype == DType::F32,
+             round_b = via_bf16 && b.dtype == DType::F32;
+  const bool need_a = a.dtype != dt || round_a, need_b = b.dtype != dt || round_b;
   const bool need_c = c_type == DType::F16 || !MatmulAvailable(dt, c_type);
   if (!need_a && !need_b && !need_c)
     return RunMatmul(trans_a, trans_b, M, N, K, alpha, a.data, a.ld, b.data, b.ld, dt, beta, c,
@@ -292,10 +303,10 @@ Status Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float a
     if (need_a) {
       void* buf = Reserve(s.a, static_cast<size_t>(mm * K) * ds);
       if (trans_a) {
-        Convert2D(a_bytes + m0 * as, a.dtype, a.ld, K, mm, buf, dt, mm);
+        Convert2D(a_bytes + m0 * as, a.dtype, a.ld, K, mm, buf, dt, mm, round_a);
         lda = mm;
       } else {
-        Convert2D(a_bytes + m0 * a.ld * as, a.dtype, a.ld, mm, K, buf, dt, K);
+        Convert2D(a_bytes + m0 * a.ld * as, a.dtype, a.ld, mm, K, buf, dt, K, round_a);
         lda = K;
       }
       ap = buf;
@@ -310,10 +321,10 @@ Status Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float a
       if (need_b) {
         void* buf = Reserve(s.b, static_cast<size_t>(nn * K) * ds);
         if (trans_b) {
-          Convert2D(b_bytes + n0 * b.ld * bs, b.dtype, b.ld, nn, K, buf, dt, K);
+          Convert2D(b_bytes + n0 * b.ld * bs, b.dtype, b.ld, nn, K, buf, dt, K, round_b);
           ldb = K;
         } else {
-          Convert2D(b_bytes + n0 * bs, b.dtype, b.ld, K, nn, buf, dt, nn);
+          Convert2D(b_bytes + n0 * bs, b.dtype, b.ld, K, nn, buf, dt, nn, round_b);
           ldb = nn;
         }
         bp = buf;
