@@ -35,8 +35,18 @@ unset OMPI_COMM_WORLD_SIZE PMI_SIZE PMIX_RANK RANK WORLD_SIZE LOCAL_RANK MASTER_
 losses() { python3 -c "
 import json, sys
 print(' '.join('%.6f' % json.loads(l)['loss'] for l in open(sys.argv[1]) if 'loss' in json.loads(l)))" "$1"; }
+# A free port whose successor is free too (torchrun's case takes both).
 free_port() { python3 -c "
-import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+import socket
+while True:
+    s = socket.socket(); s.bind(('', 0)); p = s.getsockname()[1]
+    if p < 65535:
+        t = socket.socket()
+        try:
+            t.bind(('', p + 1)); t.close(); s.close(); print(p); break
+        except OSError:
+            pass
+    s.close()"; }
 common="--base base --lr 3e-3 --seed 9 --threads 1 --no-progress --template simple
   --kernel-cache $work/kernels --steps 2"
 # rank RANK LOCAL_RANK PORT LOG ARGS...: one rank in the background.
