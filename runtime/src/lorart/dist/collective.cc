@@ -35,6 +35,35 @@ constexpr int kErrLen = 512;
 constexpr int kFloat = 0, kDouble = 1;
 constexpr long long kNotThere = -2;  // a roll call's answer for a rank not in the job
 
+// Deadlines are time points: a timeout must stay far inside their range.
+constexpr double kMaxTimeoutS = 1e7;  // about 116 days
+
+Status CheckTimeout(const CollectiveOptions& options) {
+  if (!(options.timeout_s > 0) || !(options.timeout_s <= kMaxTimeoutS))
+    return InvalidArgumentError(
+        StrFormat("--collective-timeout must be positive and at most %g s, got %g s", kMaxTimeoutS,
+                  options.timeout_s));
+  return OkStatus();
+}
+
+// "rank 3" or "ranks 1, 4".
+std::string Ranks(const std::vector<int>& ranks) {
+  std::string list;
+  for (int r : ranks) list += (list.empty() ? "" : ", ") + std::to_string(r);
+  return StrFormat("rank%s %s", ranks.size() == 1 ? "" : "s", list.c_str());
+}
+
+// Adds the `n` values of type T in `part` to `sum` (or copies them, for
+// the first part).
+template <class T>
+void AddPart(const std::string& part, size_t n, bool first, T* sum) {
+  for (size_t i = 0; i < n; ++i) {
+    T x;
+    std::memcpy(&x, part.data() + i * sizeof x, sizeof x);
+    sum[i] = first ? x : sum[i] + x;
+  }
+}
+
 std::string ExecutableDir() {
   char buf[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -102,21 +131,6 @@ Status LoadMpi(const MpiApi** out) {
   LORA_RETURN_IF_ERROR(sym("lorart_mpi_finalize", &api.finalize));
   loaded = true;
   *out = &api;
-  return OkStatus();
-}
-
-}  // namespace
-
-namespace {
-
-// Deadlines are time points: a timeout must stay far inside their range.
-constexpr double kMaxTimeoutS = 1e7;  // about 116 days
-
-Status CheckTimeout(const CollectiveOptions& options) {
-  if (!(options.timeout_s > 0) || !(options.timeout_s <= kMaxTimeoutS))
-    return InvalidArgumentError(
-        StrFormat("--collective-timeout must be positive and at most %g s, got %g s", kMaxTimeoutS,
-                  options.timeout_s));
   return OkStatus();
 }
 
@@ -194,15 +208,13 @@ std::string Collective::StoreRollCall(int64_t seq, double grace_s, std::vector<l
     return "; " + s.message();
   std::this_thread::sleep_for(std::chrono::duration<double>(grace_s));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  std::string never, finished, gone, states;
-  auto add = [](std::string* list, int r) {
-    *list += (list->empty() ? "" : ", ") + std::to_string(r);
-  };
+  std::vector<int> never, finished, gone;
+  std::string states;
   if (store_->Joined(deadline, &states).ok() && states.size() == static_cast<size_t>(size_))
     for (int r = 0; r < size_; ++r) {
       const char state = states[static_cast<size_t>(r)];
       if (r == rank_ || state == '1') continue;
-      add(state == '0' ? &never : state == '2' ? &finished : &gone, r);
+      (state == '0' ? never : state == '2' ? finished : gone).push_back(r);
       (*seen)[static_cast<size_t>(r)] = kNotThere;
     }
   for (int r = 0; r < size_; ++r) {
@@ -212,15 +224,12 @@ std::string Collective::StoreRollCall(int64_t seq, double grace_s, std::vector<l
     if (store_->TryGet("roll/" + std::to_string(r), deadline, &value, &found).ok() && found)
       (*seen)[static_cast<size_t>(r)] = std::atoll(value.c_str());
   }
-  auto ranks = [](const std::string& list) {
-    return StrFormat("rank%s %s", list.find(',') == std::string::npos ? "" : "s", list.c_str());
-  };
   std::string note;
   if (!never.empty())
-    note += StrFormat("; %s never joined the rendezvous at %s", ranks(never).c_str(),
+    note += StrFormat("; %s never joined the rendezvous at %s", Ranks(never).c_str(),
                       store_->address().c_str());
-  if (!finished.empty()) note += "; " + ranks(finished) + " finished and left";
-  if (!gone.empty()) note += "; " + ranks(gone) + " left without finishing (exited or died)";
+  if (!finished.empty()) note += "; " + Ranks(finished) + " finished and left";
+  if (!gone.empty()) note += "; " + Ranks(gone) + " left without finishing (exited or died)";
   return note;
 }
 
@@ -234,19 +243,18 @@ Status Collective::TimedOut(int64_t seq, const std::string& what) {
     char err[kErrLen] = "";
     mpi_->roll_call(seq, grace, seen.data(), err, kErrLen);
   }
-  std::string silent, elsewhere;
+  std::vector<int> silent;
+  std::string elsewhere;
   for (int r = 0; r < size_; ++r) {
     if (r == rank_ || seen[r] == kNotThere) continue;
     if (seen[r] < 0)
-      silent += (silent.empty() ? "" : ", ") + std::to_string(r);
+      silent.push_back(r);
     else if (seen[r] != seq)
       elsewhere +=
           StrFormat("%srank %d at collective #%lld", elsewhere.empty() ? "" : ", ", r, seen[r]);
   }
   std::string who;
-  if (!silent.empty())
-    who += StrFormat("; rank%s %s did not answer (stopped, hung or dead)",
-                     silent.find(',') == std::string::npos ? "" : "s", silent.c_str());
+  if (!silent.empty()) who += "; " + Ranks(silent) + " did not answer (stopped, hung or dead)";
   if (!elsewhere.empty()) who += "; waiting elsewhere: " + elsewhere;
   who += note;
   if (who.empty()) who = "; every rank answered at this collective (a slow network?)";
@@ -272,9 +280,8 @@ Status Collective::StoreSum(void* data, size_t n, int dtype, int64_t seq, const 
   LORA_RETURN_IF_ERROR(
       store_->Set(prefix + std::to_string(rank_), std::string(static_cast<char*>(data), bytes)),
       "collective #%lld (%s)", static_cast<long long>(seq), what.c_str());
-  // Every rank adds the same values in rank order: the sums agree bitwise.
-  std::vector<double> sum(n, 0.0);
-  std::vector<float> sumf(n, 0.0f);
+  // Every rank adds the same values in rank order: the sums agree bitwise
+  // (into `data`, whose own values were sent above).
   for (int r = 0; r < size_; ++r) {
     std::string v;
     LORA_RETURN_IF_ERROR(StoreWait(prefix + std::to_string(r), deadline, seq, what, &v));
@@ -283,22 +290,11 @@ Status Collective::StoreSum(void* data, size_t n, int dtype, int64_t seq, const 
           StrFormat("collective #%lld (%s): rank %d sent %zu bytes, rank %d has %zu: the ranks "
                     "run different plans",
                     static_cast<long long>(seq), what.c_str(), r, v.size(), rank_, bytes));
-    for (size_t i = 0; i < n; ++i) {
-      if (dtype == kFloat) {
-        float x;
-        std::memcpy(&x, v.data() + i * sizeof x, sizeof x);
-        sumf[i] = r == 0 ? x : sumf[i] + x;
-      } else {
-        double x;
-        std::memcpy(&x, v.data() + i * sizeof x, sizeof x);
-        sum[i] = r == 0 ? x : sum[i] + x;
-      }
-    }
+    if (dtype == kFloat)
+      AddPart(v, n, r == 0, static_cast<float*>(data));
+    else
+      AddPart(v, n, r == 0, static_cast<double*>(data));
   }
-  if (dtype == kFloat)
-    std::memcpy(data, sumf.data(), bytes);
-  else
-    std::memcpy(data, sum.data(), bytes);
   return store_->Done(prefix);
 }
 
@@ -393,18 +389,18 @@ Status Collective::Broadcast(void* data, size_t bytes, int root, const std::stri
   if (store_) {
     // "b<seq>/": Done erases by prefix, and "b1" would also be "b10"'s.
     const std::string key = StrFormat("b%lld/", static_cast<long long>(seq));
-    std::string value;
     if (rank_ == root) {
-      value.assign(static_cast<const char*>(data), bytes);
-      LORA_RETURN_IF_ERROR(store_->Set(key, value), "collective #%lld (%s)",
-                           static_cast<long long>(seq), what.c_str());
+      LORA_RETURN_IF_ERROR(store_->Set(key, std::string(static_cast<const char*>(data), bytes)),
+                           "collective #%lld (%s)", static_cast<long long>(seq), what.c_str());
+    } else {
+      std::string value;
+      LORA_RETURN_IF_ERROR(StoreWait(key, Deadline(), seq, what, &value));
+      if (value.size() != bytes)
+        return InvalidArgumentError(
+            StrFormat("collective #%lld (%s): rank %d sent %zu bytes, rank %d expects %zu",
+                      static_cast<long long>(seq), what.c_str(), root, value.size(), rank_, bytes));
+      std::memcpy(data, value.data(), bytes);
     }
-    LORA_RETURN_IF_ERROR(StoreWait(key, Deadline(), seq, what, &value));
-    if (value.size() != bytes)
-      return InvalidArgumentError(
-          StrFormat("collective #%lld (%s): rank %d sent %zu bytes, rank %d expects %zu",
-                    static_cast<long long>(seq), what.c_str(), root, value.size(), rank_, bytes));
-    std::memcpy(data, value.data(), bytes);
     return store_->Done(key);
   }
   char err[kErrLen] = "";

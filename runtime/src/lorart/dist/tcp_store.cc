@@ -75,6 +75,37 @@ TcpStore::Clock::time_point After(double seconds) {
                                       std::chrono::duration<double>(seconds));
 }
 
+// A TCP socket of `family` bound to `port` on every interface (IPv6 also
+// takes IPv4), or -1 with *err set.
+int BindAny(int family, int port, int* err) {
+  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1, zero = 0;
+  sockaddr_storage a{};
+  socklen_t len = 0;
+  if (family == AF_INET6) {
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&a);
+    a6->sin6_family = AF_INET6;
+    a6->sin6_addr = in6addr_any;
+    a6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *a6;
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
+    a4->sin_family = AF_INET;
+    a4->sin_addr.s_addr = htonl(INADDR_ANY);
+    a4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *a4;
+  }
+  if (fd < 0 ||
+      (family == AF_INET6 && ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero)) ||
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&a), len)) {
+    *err = errno;
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 }  // namespace
 
 // Serves the store on a thread of rank 0's process.
@@ -87,41 +118,13 @@ class TcpStore::Server {
     s->drain_s_ = o.timeout_s;
     // Every interface, IPv6 and IPv4 both where the host has IPv6 (else
     // IPv4 alone).
-    int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1, zero = 0;
-    if (fd >= 0 && ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) {
-      ::close(fd);
-      fd = -1;
-    }
-    if (fd >= 0) {
-      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      sockaddr_in6 a{};
-      a.sin6_family = AF_INET6;
-      a.sin6_addr = in6addr_any;
-      a.sin6_port = htons(static_cast<uint16_t>(o.port));
-      if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        const int e = errno;
-        ::close(fd);
-        fd = -1;
-        if (e == EADDRINUSE) return InUse(o);
-      }
-    }
-    if (fd < 0) {
-      fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd < 0) return UnavailableError(StrFormat("socket: %s", std::strerror(errno)));
-      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_ANY);
-      a.sin_port = htons(static_cast<uint16_t>(o.port));
-      if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        const int e = errno;
-        ::close(fd);
-        if (e == EADDRINUSE) return InUse(o);
-        return UnavailableError(StrFormat("rank 0 cannot serve the rendezvous on port %d: %s",
-                                          o.port, std::strerror(e)));
-      }
-    }
+    int err = 0;
+    int fd = BindAny(AF_INET6, o.port, &err);
+    if (fd < 0 && err != EADDRINUSE) fd = BindAny(AF_INET, o.port, &err);
+    if (fd < 0 && err == EADDRINUSE) return InUse(o);
+    if (fd < 0)
+      return UnavailableError(StrFormat("rank 0 cannot serve the rendezvous on port %d: %s", o.port,
+                                        std::strerror(err)));
     if (::listen(fd, 1024) != 0) {
       const int e = errno;
       ::close(fd);
@@ -586,10 +589,15 @@ Status TcpStore::Set(const std::string& key, const std::string& value) {
 }
 
 Status TcpStore::Set(const std::string& key, const std::string& value, Clock::time_point deadline) {
+  return Answered(kSet, key, value, deadline);
+}
+
+Status TcpStore::Answered(uint8_t op, const std::string& key, const std::string& value,
+                          Clock::time_point deadline) {
   uint8_t code = 0;
   std::string reply;
   bool timed_out = false;
-  LORA_RETURN_IF_ERROR(Call(kSet, key, value, deadline, &code, &reply, &timed_out));
+  LORA_RETURN_IF_ERROR(Call(op, key, value, deadline, &code, &reply, &timed_out));
   if (timed_out)
     return UnavailableError(StrFormat(
         "the rendezvous at %s (rank 0) did not answer: stopped, hung or dead?", address_.c_str()));
@@ -612,15 +620,7 @@ Status TcpStore::TryGet(const std::string& key, Clock::time_point deadline, std:
 }
 
 Status TcpStore::Done(const std::string& prefix) {
-  uint8_t code = 0;
-  std::string reply;
-  bool timed_out = false;
-  LORA_RETURN_IF_ERROR(
-      Call(kDone, prefix, "", After(options_.timeout_s), &code, &reply, &timed_out));
-  if (timed_out)
-    return UnavailableError(StrFormat("the rendezvous at %s did not answer in %g s (rank 0 hung?)",
-                                      address_.c_str(), options_.timeout_s));
-  return OkStatus();
+  return Answered(kDone, prefix, "", After(options_.timeout_s));
 }
 
 Status TcpStore::Joined(Clock::time_point deadline, std::string* states) {

@@ -79,6 +79,9 @@ class TcpStore {
   TcpStore() = default;
   Status Call(uint8_t op, const std::string& key, const std::string& value,
               Clock::time_point deadline, uint8_t* code, std::string* reply, bool* timed_out);
+  // Call, where a request that gets no answer by `deadline` is an error.
+  Status Answered(uint8_t op, const std::string& key, const std::string& value,
+                  Clock::time_point deadline);
   Status Send(uint8_t op, uint32_t id, const std::string& key, const std::string& value);
   // Reads one reply, waiting until `deadline`; *got false when none came.
   Status Receive(Clock::time_point deadline, uint32_t* id, uint8_t* code, std::string* payload,
