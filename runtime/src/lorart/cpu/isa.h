@@ -4,7 +4,7 @@
 // supports is picked at run time, so one portable binary uses AVX-512 where
 // the host has it:
 //   0  baseline x86-64 (or any other architecture): portable products;
-//   1  x86-64-v3 (AVX2, FMA): the portable products at that width;
+//   1  x86-64-v3 (AVX2, FMA): f32 register tiles (attention);
 //   2  x86-64-v4 (AVX-512): f32 register tiles;
 //   3  x86-64-v4 + AVX512-BF16: also bf16 tiles (VDPBF16PS, f32 sums).
 // A level changes speed and, for bf16 operands, where rounding happens;
@@ -20,7 +20,7 @@
 #endif
 
 #if LORART_CPU_MULTI_ISA
-// The intrinsics the tiles of levels 2 and 3 use; declared here, at file
+// The intrinsics the tiles of levels 1 to 3 use; declared here, at file
 // scope and the baseline, before any file opens its per-level regions.
 #include <immintrin.h>
 #endif
