@@ -361,8 +361,10 @@ inline const void* DropInput(const KernelContext& ctx, const Adapter& ad, const 
   const int64_t blocks = (count + kBlock - 1) / kBlock;
 #pragma omp parallel for num_threads(Threads(ctx)) schedule(static) if (count >= (1 << 15))
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    float buf[kBlock];
+    float scratch[kBlock];
     const int64_t e0 = blk * kBlock, len = std::min(kBlock, count - e0);
+    // f32 is masked in place in the output; other types through an f32 block.
+    float* buf = x.dtype == DType::F32 ? o.as<float>() + e0 : scratch;
     ToFloat(x, e0, len, buf);
     if (keep) {
       DropoutKeepMask(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0), len, ad.dropout,
@@ -371,7 +373,7 @@ inline const void* DropInput(const KernelContext& ctx, const Adapter& ad, const 
     } else {
       DropoutApply(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0), len, ad.dropout, buf);
     }
-    FromFloat(buf, len, o, e0);
+    if (buf == scratch) FromFloat(buf, len, o, e0);
   }
   return out;
 }
@@ -494,10 +496,12 @@ inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, cons
   if (w != nullptr && r == 0 && !w->nf4)
     return Gemm(false, false, m, k, n, 1.0f, Mat(dy, 0, n), Mat(*w->t, 0, k), 0.0f, dx.data,
                 dx.dtype, k, T);
-  const bool direct = dx.dtype == DType::F32 && !drop;
+  // f32 dx takes the products in place (the masked adapter term is added
+  // there too); other types go through an f32 panel rounded once.
+  const bool direct = dx.dtype == DType::F32;
   const bool scratch_out = !direct && !(w != nullptr && r == 0);  // nf4 only: straight into dx
   int64_t kt = (w != nullptr && w->nf4) ? Clamp(kNf4TileElems / n, 16, k) : k;
-  if (scratch_out) kt = std::min(kt, Clamp(kOutPanelElems / m, 64, k));
+  if (scratch_out || drop) kt = std::min(kt, Clamp(kOutPanelElems / m, 64, k));  // bounds t too
   const DType tile_dt = TileType(dy.dtype);
   const float inv = drop ? DropScale(ad.dropout) : 1.0f;
   for (int64_t k0 = 0; k0 < k; k0 += kt) {
@@ -535,9 +539,17 @@ inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, cons
                           ad.dropout, drawn);
           row_keep = drawn;
         }
+        // keep ? t : +0 on the bits, branch-free, so that the loop vectorizes.
+        const uint8_t* __restrict kp = row_keep;
+        const float* __restrict trow = t + i * kk;
+        float* __restrict crow = cf + i * ldc;
         for (int64_t j = 0; j < kk; ++j) {
-          const float v = row_keep[j] ? t[i * kk + j] : 0.0f;
-          cf[i * ldc + j] = add ? cf[i * ldc + j] + v : v;
+          uint32_t bits;
+          std::memcpy(&bits, trow + j, sizeof bits);
+          bits &= 0u - static_cast<uint32_t>(kp[j] != 0);
+          float v;
+          std::memcpy(&v, &bits, sizeof v);
+          crow[j] = add ? crow[j] + v : v;
         }
       }
     }
