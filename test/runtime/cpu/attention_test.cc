@@ -183,6 +183,9 @@ std::vector<Config> Configs() {
   Config odd;  // odd head_dim, group rows and key tiles: every pad of the packed tiles
   odd.T = 23, odd.H = 3, odd.KV = 1, odd.D = 5, odd.bq = 3, odd.bk = 7, odd.segments = true;
   cs.push_back(odd);
+  Config plan;  // the compiler's 64 × 64 tiles, a last tile of 22 keys (vectors and a tail)
+  plan.T = 150, plan.H = 4, plan.KV = 2, plan.D = 32, plan.segments = true;
+  cs.push_back(plan);
   return cs;
 }
 
