@@ -147,18 +147,10 @@ LORART_CPU_CLONES void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t 
     keep[i] = static_cast<uint8_t>(KeepBits(key, first + static_cast<uint64_t>(i)) >= threshold);
 }
 
-// Branch-free on the bits (keep[i] ? scaled : +0), with the pointers
-// declared unaliased, so that GCC vectorizes it (it left the select a
-// branch per element).
+// KeptOrZero with the pointers declared unaliased, so that GCC vectorizes it.
 LORART_CPU_CLONES void ApplyKeepMask(const uint8_t* __restrict keep, int64_t n, float inv,
                                      float* __restrict values) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    const float scaled = values[i] * inv;
-    std::memcpy(&bits, &scaled, sizeof bits);
-    bits &= 0u - static_cast<uint32_t>(keep[i] != 0);
-    std::memcpy(values + i, &bits, sizeof bits);
-  }
+  for (int64_t i = 0; i < n; ++i) values[i] = KeptOrZero(values[i] * inv, keep[i]);
 }
 
 // The mask a block at a time, then applied: one loop mixing the 64-bit

@@ -13,6 +13,7 @@
 #define LORART_CPU_KERNEL_H_
 
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <string>
 #include <string_view>
@@ -180,6 +181,15 @@ void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, 
                      uint8_t* keep);
 // values[i] = keep[i] ? values[i] · inv : 0 (a mask DropoutKeepMask drew).
 void ApplyKeepMask(const uint8_t* keep, int64_t n, float inv, float* values);
+// keep ? v : +0, on the bits, branch-free: GCC vectorizes loops of it (it
+// left the `?:` select a branch per element).
+inline float KeptOrZero(float v, uint8_t keep) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits &= 0u - static_cast<uint32_t>(keep != 0);
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
 // values[i] = KeepDropout(seed, stream, first + i, p) ? values[i] / (1 - p) : 0
 // (the factor rounded to f32 once), the same rule in one vectorized pass.
 void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,

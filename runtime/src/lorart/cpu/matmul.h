@@ -539,16 +539,12 @@ inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, cons
                           ad.dropout, drawn);
           row_keep = drawn;
         }
-        // keep ? t : +0 on the bits, branch-free, so that the loop vectorizes.
+        // Unaliased pointers and the branch-free select: the loop vectorizes.
         const uint8_t* __restrict kp = row_keep;
         const float* __restrict trow = t + i * kk;
         float* __restrict crow = cf + i * ldc;
         for (int64_t j = 0; j < kk; ++j) {
-          uint32_t bits;
-          std::memcpy(&bits, trow + j, sizeof bits);
-          bits &= 0u - static_cast<uint32_t>(kp[j] != 0);
-          float v;
-          std::memcpy(&v, &bits, sizeof v);
+          const float v = KeptOrZero(trow[j], kp[j]);
           crow[j] = add ? crow[j] + v : v;
         }
       }
