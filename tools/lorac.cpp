@@ -399,7 +399,8 @@ Pipeline buildPipeline(ModuleOp module) {
   p.suffix =
       formatv("lora-optimizer{{beta1={0} beta2={1} eps={2} "
               "weight-decay={3} max-grad-norm={4}},"
-              "lora-fuse-lm-head-loss{{target={5}},{7}"
+              "lora-fuse-lm-head-loss{{target={5}},"
+              "lora-save-attention-stats{{target={5}},{7}"
               "lora-lower-to-kernels{{target={5}},{6}lora-plan-memory",
               num(beta1), num(beta2), num(adamEps), num(weightDecay),
               num(maxGradNorm), target.getValue(),

@@ -922,7 +922,21 @@ std::optional<Source> emitSimtAttentionBwd(const AttentionFwd &a, std::string *w
 namespace lorac::cuda {
 namespace {
 
+/// Whether the launch writes (forward) or reads (backward) the softmax
+/// statistics of lora-save-attention-stats, which these kernels do not take
+/// (the pass leaves CUDA plans without them).
+bool savedStats(const kernels::params::attention_fwd &p) {
+  return p.save_lse.value_or(0) != 0;
+}
+bool savedStats(const kernels::params::attention_bwd &p) {
+  return p.saved_stats.value_or(0) != 0;
+}
+
 template <class P> Emitted attention(const KernelDesc &d, const P &p, bool bwd) {
+  if (savedStats(p))
+    return notCovered("saved softmax statistics (save_lse / saved_stats) are "
+                      "CPU-only; lora-save-attention-stats leaves CUDA plans "
+                      "without them");
   AttentionFwd a;
   a.batch = p.batch;
   a.seq = p.seq;

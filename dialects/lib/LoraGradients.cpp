@@ -102,9 +102,9 @@ LogicalResult AttentionOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
   if (!grads[0] || !(need[0] || need[1] || need[2]))
     return success();
   auto g = b.create<AttentionGradOp>(
-      getLoc(), getQ().getType(), getK().getType(), getV().getType(),
-      grads[0], getQ(), getK(), getV(), getSegmentIds(), getNumHeadsAttr(),
-      getNumKvHeadsAttr(), getHeadDimAttr(), getScaleAttr(),
+      getLoc(), getQ().getType(), getK().getType(), getV().getType(), grads[0],
+      getQ(), getK(), getV(), /*out=*/Value(), /*lse=*/Value(), getSegmentIds(),
+      getNumHeadsAttr(), getNumKvHeadsAttr(), getHeadDimAttr(), getScaleAttr(),
       getSlidingWindowAttr());
   for (unsigned i = 0; i < 3; ++i)
     if (need[i])

@@ -282,7 +282,38 @@ LogicalResult RopeGradOp::verify() {
   return success();
 }
 
+/// The softmax statistics of `q`'s attention: `[batch, num_heads, seq]`
+/// (the element type, f32, is the op's type constraint).
+static LogicalResult verifyAttentionLse(Operation *op, Value qv, Value lsev,
+                                        int64_t heads) {
+  RankedTensorType q = tensorOf(qv), lse = tensorOf(lsev);
+  if (failed(expectRank(op, "lse", lse, 3)) ||
+      failed(expectSameDim(op, "lse", lse, 0, "q", q, 0)) ||
+      failed(expectDimValue(op, "lse", lse, 1, heads, "num_heads")) ||
+      failed(expectSameDim(op, "lse", lse, 2, "q", q, 1)))
+    return failure();
+  return success();
+}
+
+LogicalResult AttentionWithLseOp::verify() {
+  if (failed(verifyAttentionOperands(
+          *this, getQ(), getK(), getV(), getSegmentIds(), getNumHeads(),
+          getNumKvHeads(), getHeadDim(), getSlidingWindow())) ||
+      failed(expectSameType(*this, "result", getResult().getType(), "q",
+                            getQ().getType())))
+    return failure();
+  return verifyAttentionLse(*this, getQ(), getLse(), getNumHeads());
+}
+
 LogicalResult AttentionGradOp::verify() {
+  if (static_cast<bool>(getOut()) != static_cast<bool>(getLse()))
+    return emitOpError() << "takes the forward's 'out' and 'lse' together "
+                            "or neither";
+  if (getOut() &&
+      (failed(expectSameType(*this, "out", getOut().getType(), "q",
+                             getQ().getType())) ||
+       failed(verifyAttentionLse(*this, getQ(), getLse(), getNumHeads()))))
+    return failure();
   if (failed(verifyAttentionOperands(*this, getQ(), getK(), getV(),
                                      getSegmentIds(), getNumHeads(),
                                      getNumKvHeads(), getHeadDim(),

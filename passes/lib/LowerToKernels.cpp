@@ -18,6 +18,8 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <cmath>
+
 namespace mlir::lora {
 #define GEN_PASS_DEF_LOWERTOKERNELS
 #include "lora/Transforms/Passes.h.inc"
@@ -82,6 +84,14 @@ int64_t rngStream(Operation *op) {
     h *= 1099511628211ull;
   }
   return static_cast<int64_t>(h & 0x7fffffffffffffffull);
+}
+
+/// The softmax scale of an attention op: `scale` if set, else
+/// 1/sqrt(head_dim).
+template <class Op> double scaleOf(Op o) {
+  if (auto scale = o.getScale())
+    return scale->convertToDouble();
+  return 1.0 / std::sqrt(static_cast<double>(o.getHeadDim()));
 }
 
 ArrayRef<int64_t> shapeOf(Value v) {
@@ -357,18 +367,31 @@ struct LowerToKernelsPass
                                o.getHeadDim(), o.getEffectiveScale(),
                                o.getSlidingWindow());
             })
-            .Case([&](AttentionGradOp o) {
-              double scale = o.getScale() ? o.getScale()->convertToDouble()
-                                          : 1.0 / std::sqrt(static_cast<double>(
-                                                      o.getHeadDim()));
-              return attention(params::attention_bwd{}, o.getQ(),
-                               static_cast<bool>(o.getSegmentIds()),
-                               o.getNumHeads(), o.getNumKvHeads(),
-                               o.getHeadDim(), scale, o.getSlidingWindow());
+            .Case([&](AttentionWithLseOp o) {
+              params::attention_fwd p;
+              p.save_lse = 1;
+              return attention(
+                  p, o.getQ(), static_cast<bool>(o.getSegmentIds()),
+                  o.getNumHeads(), o.getNumKvHeads(), o.getHeadDim(),
+                  scaleOf(o), o.getSlidingWindow());
             })
-            .Case([&](SwiGLUOp o) { return elementwise(params::swiglu_fwd{}, o.getGate()); })
-            .Case([&](SwiGLUGradOp o) { return elementwise(params::swiglu_bwd{}, o.getGate()); })
-            .Case([&](AddOp o) { return elementwise(params::add{}, o.getLhs()); })
+            .Case([&](AttentionGradOp o) {
+              params::attention_bwd p;
+              if (o.getOut())
+                p.saved_stats = 1;
+              return attention(
+                  p, o.getQ(), static_cast<bool>(o.getSegmentIds()),
+                  o.getNumHeads(), o.getNumKvHeads(), o.getHeadDim(),
+                  scaleOf(o), o.getSlidingWindow());
+            })
+            .Case([&](SwiGLUOp o) {
+              return elementwise(params::swiglu_fwd{}, o.getGate());
+            })
+            .Case([&](SwiGLUGradOp o) {
+              return elementwise(params::swiglu_bwd{}, o.getGate());
+            })
+            .Case(
+                [&](AddOp o) { return elementwise(params::add{}, o.getLhs()); })
             .Case([&](LMHeadOp o) {
               params::lm_head_fwd p;
               matmul(p, o.getX(), o.getWeight());
@@ -450,8 +473,12 @@ struct LowerToKernelsPass
               p.value = o.getValue().convertToDouble();
               return elements(p, 1);
             })
-            .Case([&](AccumulateOp o) { return elementwise(params::accumulate{}, o.getAcc()); })
-            .Case([&](AssignOp o) { return elementwise(params::copy{}, o.getValue()); })
+            .Case([&](AccumulateOp o) {
+              return elementwise(params::accumulate{}, o.getAcc());
+            })
+            .Case([&](AssignOp o) {
+              return elementwise(params::copy{}, o.getValue());
+            })
             .Case([&](ResetOp o) {
               return elements(params::zero{},
                               cast<RankedTensorType>(o.getStorageType()).getNumElements());
@@ -484,7 +511,9 @@ struct LowerToKernelsPass
               return elements(
                   p, cast<RankedTensorType>(o.getParam().getType()).getNumElements());
             })
-            .Case([&](CastOp o) { return elementwise(params::cast{}, o.getInput()); })
+            .Case([&](CastOp o) {
+              return elementwise(params::cast{}, o.getInput());
+            })
             .Default([](Operation *) { return std::nullopt; });
     if (!result) {
       op->emitOpError() << "has no kernel";

@@ -2,8 +2,9 @@
 // reference in double: MHA, GQA and MQA; segments, sliding windows and
 // block sizes smaller than (and not dividing) the sequence; bf16; a packed
 // row equal to running each document on its own; the backward against the
-// reference gradients and central finite differences; determinism across
-// thread counts; and the errors for bad operands.
+// reference gradients and central finite differences; the forward's saved
+// logsumexp and the backward that reads it (bitwise the recomputing one in
+// f32); determinism across thread counts; and the errors for bad operands.
 // AttentionTest.DISABLED_Perf prints GFLOP/s of a Llama-like layer (run it
 // with --gtest_also_run_disabled_tests --gtest_filter=AttentionTest.DISABLED_Perf).
 #include <chrono>
@@ -87,12 +88,13 @@ bool Allowed(const Config& c, const Owned& seg, int64_t b, int64_t i, int64_t j)
 
 // Naive attention in double; with `dout`, also the gradients.
 struct Reference {
-  std::vector<float> o, dq, dk, dv;
+  std::vector<float> o, lse, dq, dk, dv;  // lse [B, H, T], +inf for a row without keys
 };
 Reference Naive(const Config& c, const Operands& x, const Owned* dout = nullptr) {
   const int64_t D = c.D, HD = c.H * D, KD = c.KV * D;
   Reference r;
   r.o.assign(size_t(c.B * c.T * HD), 0.0f);
+  r.lse.assign(size_t(c.B * c.H * c.T), INFINITY);
   std::vector<double> dq(size_t(c.B * c.T * HD), 0.0), dk(size_t(c.B * c.T * KD), 0.0),
       dv(dk.size(), 0.0);
   for (int64_t b = 0; b < c.B; ++b)
@@ -116,6 +118,7 @@ Reference Naive(const Config& c, const Operands& x, const Owned* dout = nullptr)
         double sum = 0.0;
         for (int64_t j = 0; j < c.T; ++j)
           if (Allowed(c, x.seg, b, i, j)) sum += p[size_t(j)] = std::exp(s[size_t(j)] - mx);
+        r.lse[size_t((b * c.H + h) * c.T + i)] = float(mx + std::log(sum));
         for (double& pj : p) pj /= sum;
         for (int64_t e = 0; e < D; ++e) {
           double o = 0.0;
@@ -247,6 +250,25 @@ TEST(AttentionTest, PackedRowEqualsSeparateDocuments) {
   });
 }
 
+// The forward with save_lse: the output and the [B, H, T] logsumexp.
+struct Saved {
+  Owned o, lse;
+  explicit Saved(const Config& c)
+      : o(c.dtype, {c.B, c.T, c.H * c.D}), lse(DType::F32, {c.B, c.H, c.T}) {}
+};
+KernelParams SavedParams(const Config& c, const char* key) {
+  KernelParams p = Params(c);
+  p.Set(key, int64_t{1});
+  return p;
+}
+Saved ForwardSaved(const Config& c, Operands& x, int threads = 2) {
+  Saved sv(c);
+  Status s = RunKernel("attention_fwd", SavedParams(c, "save_lse"), x.inputs(c), {&sv.o, &sv.lse},
+                       0, threads);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return sv;
+}
+
 struct Grads {
   Owned dq, dk, dv;
   explicit Grads(const Config& c)
@@ -287,6 +309,66 @@ TEST(AttentionTest, BackwardMatchesNaiveGradients) {
       FillUniform(dout, rng);
       Grads g = Backward(bf, x, dout);
       Reference r = Naive(bf, x, &dout);
+      EXPECT_LT(NormalizedError(g.dq.floats(), r.dq), 2e-2) << "bf16 T=" << bf.T;
+      EXPECT_LT(NormalizedError(g.dk.floats(), r.dk), 2e-2) << "bf16 T=" << bf.T;
+      EXPECT_LT(NormalizedError(g.dv.floats(), r.dv), 2e-2) << "bf16 T=" << bf.T;
+    }
+  });
+}
+
+// Saved statistics: the forward's lse is the reference logsumexp and its
+// output the plain forward's; the backward reading them gives bitwise the
+// recomputing backward's gradients in f32 (the same O and L values), at
+// every thread count, and the reference gradients in bf16 (D from the
+// rounded O).
+Grads BackwardSaved(const Config& c, Operands& x, Owned& dout, Saved& sv, int threads = 2) {
+  Grads g(c);
+  std::vector<Owned*> in = {&dout, &x.q, &x.k, &x.v, &sv.o, &sv.lse};
+  if (c.segments) in.push_back(&x.seg);
+  Status s = RunKernel("attention_bwd", SavedParams(c, "saved_stats"), in, {&g.dq, &g.dk, &g.dv}, 0,
+                       threads);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return g;
+}
+
+TEST(AttentionTest, SavedStatisticsGiveTheRecomputedGradients) {
+  ForEachLevel([&] {
+    uint64_t seed = 131;
+    for (const Config& c : Configs()) {
+      Operands x(c, seed++);
+      Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
+      std::mt19937_64 rng(seed++);
+      FillUniform(dout, rng);
+      Saved sv = ForwardSaved(c, x);
+      EXPECT_EQ(sv.o.floats(), Forward(c, x)) << "T=" << c.T;
+      const Reference r = Naive(c, x);
+      const std::vector<float> lse = sv.lse.floats();
+      ASSERT_EQ(lse.size(), r.lse.size());
+      for (size_t i = 0; i < lse.size(); ++i) {
+        if (std::isinf(r.lse[i])) {
+          EXPECT_TRUE(std::isinf(lse[i]) && lse[i] > 0) << "row " << i << " has no keys";
+        } else {
+          EXPECT_NEAR(lse[i], r.lse[i], 1e-5 * (1 + std::fabs(r.lse[i]))) << "row " << i;
+        }
+      }
+      const Grads want = Backward(c, x, dout);
+      for (int threads : {1, 3}) {
+        const Grads got = BackwardSaved(c, x, dout, sv, threads);
+        EXPECT_EQ(got.dq.bytes, want.dq.bytes) << "T=" << c.T << " threads=" << threads;
+        EXPECT_EQ(got.dk.bytes, want.dk.bytes) << "T=" << c.T << " threads=" << threads;
+        EXPECT_EQ(got.dv.bytes, want.dv.bytes) << "T=" << c.T << " threads=" << threads;
+      }
+    }
+    uint64_t bseed = 171;
+    for (Config bf : Configs()) {
+      bf.dtype = DType::BF16;
+      Operands x(bf, bseed++);
+      Owned dout(bf.dtype, {bf.B, bf.T, bf.H * bf.D});
+      std::mt19937_64 rng(bseed++);
+      FillUniform(dout, rng);
+      Saved sv = ForwardSaved(bf, x);
+      const Grads g = BackwardSaved(bf, x, dout, sv);
+      const Reference r = Naive(bf, x, &dout);
       EXPECT_LT(NormalizedError(g.dq.floats(), r.dq), 2e-2) << "bf16 T=" << bf.T;
       EXPECT_LT(NormalizedError(g.dk.floats(), r.dk), 2e-2) << "bf16 T=" << bf.T;
       EXPECT_LT(NormalizedError(g.dv.floats(), r.dv), 2e-2) << "bf16 T=" << bf.T;
@@ -366,6 +448,30 @@ TEST(AttentionTest, RejectsBadOperandsAndParameters) {
   EXPECT_FALSE(
       RunKernel("attention_bwd", Params(c), {&ints, &x.q, &x.k, &x.v, &x.seg}, {&dq, &dk, &dv})
           .ok());
+  // Saved statistics: save_lse without the lse output, an lse of the wrong
+  // type or size, saved_stats without the forward's operands.
+  Saved sv(c);
+  EXPECT_FALSE(RunKernel("attention_fwd", SavedParams(c, "save_lse"), x.inputs(c), {&sv.o}).ok());
+  Owned lse16(DType::BF16, {c.B, c.H, c.T}), short_lse(DType::F32, {c.B, c.H, c.T - 1});
+  EXPECT_FALSE(
+      RunKernel("attention_fwd", SavedParams(c, "save_lse"), x.inputs(c), {&sv.o, &lse16}).ok());
+  EXPECT_FALSE(
+      RunKernel("attention_fwd", SavedParams(c, "save_lse"), x.inputs(c), {&sv.o, &short_lse})
+          .ok());
+  ASSERT_TRUE(
+      RunKernel("attention_fwd", SavedParams(c, "save_lse"), x.inputs(c), {&sv.o, &sv.lse}).ok());
+  const KernelParams saved = SavedParams(c, "saved_stats");
+  EXPECT_TRUE(RunKernel("attention_bwd", saved, {&o, &x.q, &x.k, &x.v, &sv.o, &sv.lse, &x.seg},
+                        {&dq, &dk, &dv})
+                  .ok());
+  s = RunKernel("attention_bwd", saved, {&o, &x.q, &x.k, &x.v, &x.seg}, {&dq, &dk, &dv});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(RunKernel("attention_bwd", saved, {&o, &x.q, &x.k, &x.v, &sv.o, &short_lse, &x.seg},
+                         {&dq, &dk, &dv})
+                   .ok());
+  EXPECT_FALSE(RunKernel("attention_bwd", saved, {&o, &x.q, &x.k, &x.v, &dk, &sv.lse, &x.seg},
+                         {&dq, &dk, &dv})
+                   .ok());
 }
 
 TEST(AttentionTest, DISABLED_Perf) {
@@ -387,14 +493,19 @@ TEST(AttentionTest, DISABLED_Perf) {
     auto t1 = std::chrono::steady_clock::now();
     Grads g = Backward(c, x, dout);
     auto t2 = std::chrono::steady_clock::now();
+    Saved sv = ForwardSaved(c, x);
+    auto t3 = std::chrono::steady_clock::now();
+    Grads gs = BackwardSaved(c, x, dout, sv);
+    auto t4 = std::chrono::steady_clock::now();
     const double fs = std::chrono::duration<double>(t1 - t0).count();
     const double bs = std::chrono::duration<double>(t2 - t1).count();
+    const double bss = std::chrono::duration<double>(t4 - t3).count();
     std::printf(
         "attention %s T=%lld H=%lld KV=%lld D=%lld: fwd %.3f s (%.1f GFLOP/s), "
-        "bwd %.3f s (%.1f GFLOP/s)\n",
+        "bwd %.3f s (%.1f GFLOP/s), bwd with saved statistics %.3f s (%.1f GFLOP/s)\n",
         dt == DType::F32 ? "f32" : "bf16", static_cast<long long>(c.T), static_cast<long long>(c.H),
         static_cast<long long>(c.KV), static_cast<long long>(c.D), fs, 2 * flops / fs * 1e-9, bs,
-        5 * flops / bs * 1e-9);
+        5 * flops / bs * 1e-9, bss, 5 * flops / bss * 1e-9);
   }
 }
 

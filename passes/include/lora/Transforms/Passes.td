@@ -335,6 +335,53 @@ def Fuse : Pass<"lora-fuse", "::mlir::ModuleOp"> {
 // Rematerialization
 //===----------------------------------------------------------------------===//
 
+def SaveAttentionStats : Pass<"lora-save-attention-stats", "::mlir::ModuleOp"> {
+  let summary = "Lets the attention backward read the forward's output and softmax logsumexp instead of recomputing the forward";
+  let description = [{
+    Runs after `lora-autodiff` (and `lora-remat`). A
+    `lora.attention_grad %dout, %q, %k, %v` that recomputes its statistics
+    must run the forward again (`s = q·kᵀ` and `P·V` over every key block:
+    two of its nine tile products) to get each query row's logsumexp `L`
+    and `D = rowsum(dout ∘ out)`. This pass finds the grad op's forward —
+    the `lora.attention` of the same `q`, `k`, `v`, segment ids and
+    attributes earlier in the block (after `lora-remat`, the recomputed
+    clone) — makes it a `lora.attention_with_lse` whose second result is
+    `L` (`[batch, num_heads, seq]` f32), and passes the forward's output and
+    `L` to the grad op (`saved(%out, %lse)`): the backward then takes seven
+    tile products, and in f32 gives bitwise the same gradients.
+
+    It keeps activation memory as it was: the forward's output is passed
+    only when it is already live when `%dout` is computed (some use of it at
+    or after `%dout`'s definition, e.g. the adapter gradient of `o_proj`,
+    which reads its input), so that the cost is `L` (one float per query
+    row and head) and `out` held a few ops longer. Otherwise (no adapter on
+    the next linear layer) the grad op is left to recompute, as it is when
+    no forward op matches.
+
+    `target` is `cpu` or `cuda`: the CUDA kernels do not take the saved
+    statistics yet, so with `target = cuda` the pass changes nothing
+    (`lorac compile` runs it for both).
+
+    Before:
+    ```mlir
+    %o = lora.attention %q, %k, %v {num_heads = 8 : i64, num_kv_heads = 4 : i64, head_dim = 64 : i64} : ...
+    ...
+    %dq, %dk, %dv = lora.attention_grad %do, %q, %k, %v {num_heads = 8 : i64, num_kv_heads = 4 : i64, head_dim = 64 : i64} : ...
+    ```
+    After:
+    ```mlir
+    %o, %lse = lora.attention_with_lse %q, %k, %v {num_heads = 8 : i64, num_kv_heads = 4 : i64, head_dim = 64 : i64} : ...
+    ...
+    %dq, %dk, %dv = lora.attention_grad %do, %q, %k, %v saved(%o, %lse) {num_heads = 8 : i64, num_kv_heads = 4 : i64, head_dim = 64 : i64} : ...
+    ```
+  }];
+  let options = [
+    Option<"target", "target", "std::string", /*default=*/"\"cpu\"",
+           "cpu or cuda">
+  ];
+  let dependentDialects = ["::mlir::lora::LoraDialect"];
+}
+
 def Rematerialize : Pass<"lora-remat", "::mlir::ModuleOp"> {
   let summary = "Gradient checkpointing: recomputes a decoder layer's activations in the backward pass";
   let description = [{

@@ -12,17 +12,20 @@
 // key gets a zero output and zero gradients.
 //
 // Backward (deterministic for any thread count, no atomics):
-//   pass A, one task per (batch, kv head, query block): recompute the
-//     forward to get each row's logsumexp L and D = rowsum(dO ∘ O), then
-//     sweep the key blocks again for dQ = scale · Σ_j dS_ij k_j, with
+//   pass A, one task per (batch, kv head, query block): each row's
+//     logsumexp L and D = rowsum(dO ∘ O) — read and computed from the
+//     forward's saved output and L when the plan passes them (saved_stats,
+//     written by a forward with save_lse), else by recomputing the forward
+//     — then a sweep of the key blocks for dQ = scale · Σ_j dS_ij k_j, with
 //     P = exp(s − L), dP = dO·vᵀ, dS = P ∘ (dP − D);
 //   pass B, one task per (batch, kv head, key block): for each query block
 //     (with the group's heads), recompute P and dS from L and D and sum
 //     dV = Σ Pᵀ dO and dK = scale · Σ dSᵀ q in a fixed order.
-// This recomputes the score tile more often than FlashAttention-2's single
-// sweep with atomic dQ (9 tile products instead of 7) in exchange for
+// With the saved statistics this is 7 tile products, as FlashAttention-2's
+// single sweep with atomic dQ (9 when the forward is recomputed), for
 // bitwise-reproducible gradients with full parallelism over query and key
-// blocks.
+// blocks. In f32 the saved path gives bitwise the recomputing path's
+// gradients (the same O and L values); in bf16, D reads the rounded O.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -44,7 +47,12 @@ struct Dims {
   int64_t bq = 1, bk = 1, window = 0;
   float scale = 1.0f;
   bool causal = true, segments = false;
+  // attention_fwd: also write L; attention_bwd: O and L are operands.
+  bool stats = false;
 };
+
+int64_t StatsParam(const kernels::params::attention_fwd& p) { return p.save_lse.value_or(0); }
+int64_t StatsParam(const kernels::params::attention_bwd& p) { return p.saved_stats.value_or(0); }
 
 Status Positive(const KernelParams& p, const char* key, int64_t value, int64_t* v) {
   *v = value;
@@ -79,6 +87,7 @@ Status ParseDims(const KernelParams& p, Dims* d) {
   d->scale = static_cast<float>(scale);
   d->causal = prm.causal != 0;
   d->segments = prm.segments != 0;
+  d->stats = StatsParam(prm) != 0;
   d->window = prm.sliding_window;
   if (d->window < 0)
     return InvalidArgumentError(
@@ -125,7 +134,14 @@ struct Problem {
   const TensorView* k = nullptr;
   const TensorView* v = nullptr;
   const int64_t* seg = nullptr;  // [B*T] or null
+  // [B, H, T] logsumexp: written by a forward with save_lse, read by a
+  // backward with saved_stats (with `out`, the forward's output); else null.
+  float* lse = nullptr;
+  const TensorView* out = nullptr;
 
+  size_t StatAt(int64_t b, int64_t h, int64_t i) const {
+    return static_cast<size_t>((b * d.H + h) * d.T + i);
+  }
   int64_t QOffset(int64_t b, int64_t t, int64_t h) const { return ((b * d.T + t) * d.H + h) * d.D; }
   int64_t KOffset(int64_t b, int64_t t, int64_t kv) const {
     return ((b * d.T + t) * d.KV + kv) * d.D;
@@ -215,14 +231,11 @@ struct Tiles {
 };
 
 // Row statistics of every (batch, head, query) that pass A of the backward
-// writes and pass B reads: logsumexp (+inf for a row without allowed keys,
-// so that its probabilities are 0) and D = rowsum(dO ∘ O).
+// writes and pass B reads (indexed by Problem::StatAt): logsumexp (+inf for
+// a row without allowed keys, so that its probabilities are 0) and
+// D = rowsum(dO ∘ O).
 struct BwdStats {
-  int64_t H = 0, T = 0;
   std::vector<float> lse, dd;
-  size_t At(int64_t b, int64_t h, int64_t i) const {
-    return static_cast<size_t>((b * H + h) * T + i);
-  }
 };
 
 // One level's task functions (attention_tiles.inc).
@@ -239,6 +252,17 @@ struct AttentionTasks {
 #define LORART_CPU_TILES "lorart/cpu/attention_tiles.inc"
 #define LORART_CPU_MIN_LEVEL 0
 #include "lorart/cpu/isa_levels.inc"
+
+// The [B, H, T] f32 logsumexp operand.
+Status ExpectLse(const KernelParams& p, const Dims& d, const TensorView& t) {
+  if (t.dtype != DType::F32)
+    return InvalidArgumentError(StrFormat("kernel '%s': lse must be F32, got %s", p.kind().c_str(),
+                                          schema::EnumNameDType(t.dtype)));
+  LORA_RETURN_IF_ERROR(ExpectElements(p, t, d.B * d.H * d.T, "lse"));
+  if (t.data == nullptr && d.B * d.H * d.T > 0)
+    return InvalidArgumentError(StrFormat("kernel '%s': lse has no data", p.kind().c_str()));
+  return OkStatus();
+}
 
 // Whether the first n operands are all bf16 (then bf16 products may run).
 bool AllBf16(const std::vector<TensorView>& in, size_t n) {
@@ -265,13 +289,17 @@ Status AttentionFwd(const KernelContext& ctx, const KernelParams& p,
   Problem pr;
   LORA_RETURN_IF_ERROR(ParseDims<kernels::params::attention_fwd>(p, &pr.d));
   const Dims& d = pr.d;
-  LORA_RETURN_IF_ERROR(ExpectArity(p, in, d.segments ? 4 : 3, out, 1));
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, d.segments ? 4 : 3, out, d.stats ? 2 : 1));
   std::vector<int64_t> seg;
   LORA_RETURN_IF_ERROR(CheckOperands(p, d, {{&in[0], "q"}, {&out[0], "output"}},
                                      {{&in[1], "k"}, {&in[2], "v"}}, d.segments ? &in[3] : nullptr,
                                      &seg));
   pr.q = &in[0], pr.k = &in[1], pr.v = &in[2];
   pr.seg = d.segments ? seg.data() : nullptr;
+  if (d.stats) {
+    LORA_RETURN_IF_ERROR(ExpectLse(p, d, out[1]));
+    pr.lse = out[1].as<float>();
+  }
   const TensorView& o = out[0];
   const AttentionTasks& run = Tasks(AllBf16(in, 3));
   const int64_t qblocks = (d.T + d.bq - 1) / d.bq, tasks = d.B * d.KV * qblocks;
@@ -292,20 +320,26 @@ Status AttentionBwd(const KernelContext& ctx, const KernelParams& p,
   Problem pr;
   LORA_RETURN_IF_ERROR(ParseDims<kernels::params::attention_bwd>(p, &pr.d));
   const Dims& d = pr.d;
-  LORA_RETURN_IF_ERROR(ExpectArity(p, in, d.segments ? 5 : 4, out, 3));
+  const size_t tensors = d.stats ? 6 : 4;  // dout, q, k, v (, out, lse)
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, tensors + (d.segments ? 1 : 0), out, 3));
   std::vector<int64_t> seg;
+  const TensorView* saved_out = d.stats ? &in[4] : &in[1];  // checked as q-shaped either way
   LORA_RETURN_IF_ERROR(
-      CheckOperands(p, d, {{&in[0], "dout"}, {&in[1], "q"}, {&out[0], "dq"}},
+      CheckOperands(p, d, {{&in[0], "dout"}, {&in[1], "q"}, {saved_out, "out"}, {&out[0], "dq"}},
                     {{&in[2], "k"}, {&in[3], "v"}, {&out[1], "dk"}, {&out[2], "dv"}},
-                    d.segments ? &in[4] : nullptr, &seg));
+                    d.segments ? &in[tensors] : nullptr, &seg));
   const TensorView& dout = in[0];
   pr.q = &in[1], pr.k = &in[2], pr.v = &in[3];
   pr.seg = d.segments ? seg.data() : nullptr;
+  if (d.stats) {
+    LORA_RETURN_IF_ERROR(ExpectLse(p, d, in[5]));
+    pr.out = &in[4];
+    pr.lse = in[5].as<float>();
+  }
   const TensorView &dq = out[0], &dk = out[1], &dv = out[2];
   const AttentionTasks& run = Tasks(AllBf16(in, 4));
   const int nt = Threads(ctx);
   BwdStats st;
-  st.H = d.H, st.T = d.T;
   st.lse.resize(static_cast<size_t>(d.B * d.H * d.T));
   st.dd.resize(st.lse.size());
 

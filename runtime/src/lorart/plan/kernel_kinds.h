@@ -45,9 +45,9 @@ enum class OperandType { kFloat, kF32, kI64, kBool, kIndex, kWeight, kAny };
 enum class ElemType { kF32, kBF16, kF16, kI32, kI64, kBool, kNF4, kOther };
 
 // One entry of a kind's operand list (kernel_kinds.def's IN, IN_IF, IN_N and
-// OUT, OUT_N): `count` operands of `type` with `elements` elements each. IN
-// is one operand; IN_IF one when its condition holds, else none; IN_N and
-// OUT_N a run of operands of any size.
+// OUT, OUT_IF, OUT_N): `count` operands of `type` with `elements` elements
+// each. IN and OUT are one operand; IN_IF and OUT_IF one when its condition
+// holds, else none; IN_N and OUT_N a run of operands of any size.
 struct OperandSpec {
   enum class Arity { kOne, kIf, kRepeated };
   const char* name;
@@ -122,6 +122,9 @@ inline const std::vector<KindSpec>& AllKinds() {
 #define OUT_N(n, name, type) LORA_OPERAND_(name, true, type, kRepeated, #n, n, "", nullptr)
 #define OUT(name, type, ...) \
   LORA_OPERAND_(name, true, type, kOne, "", 1, #__VA_ARGS__, LORA_ELEMENTS_(__VA_ARGS__))
+#define OUT_IF(cond, name, type, ...)                                       \
+  LORA_OPERAND_(name, true, type, kIf, #cond, (cond) ? 1 : 0, #__VA_ARGS__, \
+                LORA_ELEMENTS_(__VA_ARGS__))
 #define LORA_KERNEL(kind, operands, flops, params)                          \
   KindSpec{#kind, {operands},                                             \
            [](const IntParams& p) -> double {                             \
@@ -139,6 +142,7 @@ inline const std::vector<KindSpec>& AllKinds() {
 #undef IN_N
 #undef OUT_N
 #undef OUT
+#undef OUT_IF
 #undef LORA_ELEMENTS_
 #undef LORA_OPERAND_
 #undef LORA_PARAM

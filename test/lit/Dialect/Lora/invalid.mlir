@@ -1295,3 +1295,57 @@ func.func @f(%x: tensor<4xf32>) {
   %y = lora.all_reduce_sum %x : (tensor<4xf32>) -> tensor<2xf32>
   return
 }
+
+// -----
+
+// An lse whose head dimension is not num_heads.
+func.func @f(%q: tensor<2x3x8xf32>, %k: tensor<2x3x4xf32>) {
+  // expected-error @+1 {{lse dimension 1 is 3 but must be 4 (num_heads)}}
+  %o, %l = lora.attention_with_lse %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 2 : i64} : (tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>) -> (tensor<2x3x8xf32>, tensor<2x3x3xf32>)
+  return
+}
+
+// -----
+
+// An lse of rank 2.
+func.func @f(%q: tensor<2x3x8xf32>, %k: tensor<2x3x4xf32>) {
+  // expected-error @+1 {{lse must have rank 3}}
+  %o, %l = lora.attention_with_lse %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 2 : i64} : (tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>) -> (tensor<2x3x8xf32>, tensor<6x3xf32>)
+  return
+}
+
+// -----
+
+// An lse in bf16 (the statistics are f32).
+func.func @f(%q: tensor<2x3x8xf32>, %k: tensor<2x3x4xf32>) {
+  // expected-error @+1 {{result #1 must be ranked tensor of 32-bit float values}}
+  %o, %l = lora.attention_with_lse %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 2 : i64} : (tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>) -> (tensor<2x3x8xf32>, tensor<2x4x3xbf16>)
+  return
+}
+
+// -----
+
+// A backward with the forward's output but no lse.
+func.func @f(%q: tensor<2x3x8xf32>, %k: tensor<2x3x4xf32>) {
+  // expected-error @+1 {{takes the forward's 'out' and 'lse' together or neither}}
+  %0:3 = "lora.attention_grad"(%q, %q, %k, %k, %q) <{head_dim = 2 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0>}> : (tensor<2x3x8xf32>, tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>, tensor<2x3x8xf32>) -> (tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>)
+  return
+}
+
+// -----
+
+// A saved output of another type than q.
+func.func @f(%q: tensor<2x3x8xf32>, %k: tensor<2x3x4xf32>, %o: tensor<2x3x8xbf16>, %l: tensor<2x4x3xf32>) {
+  // expected-error @+1 {{out type 'tensor<2x3x8xbf16>' must equal q type 'tensor<2x3x8xf32>'}}
+  %0:3 = lora.attention_grad %q, %q, %k, %k saved(%o, %l) {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 2 : i64} : (tensor<2x3x8xf32>, tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>, tensor<2x3x8xbf16>, tensor<2x4x3xf32>) -> (tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>)
+  return
+}
+
+// -----
+
+// A saved lse over another sequence length.
+func.func @f(%q: tensor<2x3x8xf32>, %k: tensor<2x3x4xf32>, %l: tensor<2x4x5xf32>) {
+  // expected-error @+1 {{lse dimension 2 (5) must equal q dimension 1 (3)}}
+  %0:3 = lora.attention_grad %q, %q, %k, %k saved(%q, %l) {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 2 : i64} : (tensor<2x3x8xf32>, tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<2x4x5xf32>) -> (tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>)
+  return
+}

@@ -166,3 +166,18 @@ func.func @collectives(%sync: tensor<f32>, %n: tensor<f32>) -> tensor<f32> {
   %all = lora.all_reduce_sum %n : (tensor<f32>) -> tensor<f32>
   return %all : tensor<f32>
 }
+
+// -----
+
+// Attention with its saved softmax statistics (lora-save-attention-stats),
+// and a backward that reads them.
+// CHECK-LABEL: func.func @attention_saved
+func.func @attention_saved(%q: tensor<2x8x64xbf16>, %k: tensor<2x8x32xbf16>, %do: tensor<2x8x64xbf16>, %s: tensor<2x8xi32>) -> (tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>) {
+  // CHECK: %[[O:.*]], %[[L:.*]] = lora.attention_with_lse %{{.*}}, %{{.*}}, %{{.*}} segments %{{.*}} {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64} : (tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>, tensor<2x8xi32>) -> (tensor<2x8x64xbf16>, tensor<2x4x8xf32>)
+  %o, %lse = lora.attention_with_lse %q, %k, %k segments %s {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : (tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>, tensor<2x8xi32>) -> (tensor<2x8x64xbf16>, tensor<2x4x8xf32>)
+  // CHECK: lora.attention_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} saved(%[[O]], %[[L]]) segments %{{.*}} {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64}
+  %dq, %dk, %dv = lora.attention_grad %do, %q, %k, %k saved(%o, %lse) segments %s {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : (tensor<2x8x64xbf16>, tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>, tensor<2x8x64xbf16>, tensor<2x4x8xf32>, tensor<2x8xi32>) -> (tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>)
+  // CHECK: lora.attention_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} segments
+  %a:3 = lora.attention_grad %do, %q, %k, %k segments %s {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : (tensor<2x8x64xbf16>, tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>, tensor<2x8xi32>) -> (tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>)
+  return %dq, %dk, %a#2 : tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>
+}

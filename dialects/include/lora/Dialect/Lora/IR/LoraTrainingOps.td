@@ -195,16 +195,52 @@ def Lora_RopeGradOp : Lora_GradOp<"rope_grad"> {
   let assemblyFormat = "$dy `,` $positions attr-dict `:` functional-type(operands, results)";
 }
 
-def Lora_AttentionGradOp : Lora_GradOp<"attention_grad"> {
+def Lora_AttentionWithLseOp : Lora_Op<"attention_with_lse", [Pure]> {
+  let summary = "`lora.attention` that also returns each query row's softmax logsumexp";
+  let description = [{
+    The forward of `lora.attention` (same operands and attributes), with a
+    second result `lse` `[batch, num_heads, seq]` f32: `log Σ_j exp(s_ij)`
+    over the keys query `i` of head `h` may attend to (`+inf` for a row with
+    none). `lora-save-attention-stats` makes it from a forward attention
+    whose backward can read its output and `lse` (`saved`), so the backward
+    does not recompute the forward.
+
+    ```mlir
+    %o, %lse = lora.attention_with_lse %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : (tensor<2x64x64xf32>, tensor<2x64x32xf32>, tensor<2x64x32xf32>) -> (tensor<2x64x64xf32>, tensor<2x4x64xf32>)
+    ```
+  }];
+  let arguments = (ins Lora_FloatTensor:$q, Lora_FloatTensor:$k,
+                       Lora_FloatTensor:$v,
+                       Optional<Lora_IndexTensor>:$segment_ids,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads,
+                       I64Attr:$head_dim,
+                       OptionalAttr<Lora_PositiveF64>:$scale,
+                       OptionalAttr<I64Attr>:$sliding_window);
+  let results = (outs Lora_FloatTensor:$result, RankedTensorOf<[F32]>:$lse);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v (`segments` $segment_ids^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Lora_AttentionGradOp : Lora_GradOp<"attention_grad", [AttrSizedOperandSegments]> {
   let summary = "gradients of causal grouped-query attention: `dq`, `dk`, `dv`";
   let description = [{
     Recomputes the attention probabilities from `q` and `k` block by block
     (FlashAttention's backward): no `[seq, seq]` matrix is kept from the
     forward. Key/value gradients of a GQA group are summed over its query
     heads.
+
+    With `saved(%out, %lse)` (the results of the forward's
+    `lora.attention_with_lse`, set by `lora-save-attention-stats`) the row
+    statistics come from the forward: `lse` directly and
+    `D = rowsum(dout ∘ out)`, where without them the backward first
+    recomputes the forward's output (two tile products of the nine).
   }];
   let arguments = (ins Lora_FloatTensor:$dout, Lora_FloatTensor:$q,
                        Lora_FloatTensor:$k, Lora_FloatTensor:$v,
+                       Optional<Lora_FloatTensor>:$out,
+                       Optional<RankedTensorOf<[F32]>>:$lse,
                        Optional<Lora_IndexTensor>:$segment_ids,
                        I64Attr:$num_heads, I64Attr:$num_kv_heads,
                        I64Attr:$head_dim,
@@ -213,7 +249,7 @@ def Lora_AttentionGradOp : Lora_GradOp<"attention_grad"> {
   let results = (outs Lora_FloatTensor:$dq, Lora_FloatTensor:$dk,
                       Lora_FloatTensor:$dv);
   let assemblyFormat = [{
-    $dout `,` $q `,` $k `,` $v (`segments` $segment_ids^)? attr-dict `:` functional-type(operands, results)
+    $dout `,` $q `,` $k `,` $v (`saved` `(` $out^ `,` $lse `)`)? (`segments` $segment_ids^)? attr-dict `:` functional-type(operands, results)
   }];
 }
 
