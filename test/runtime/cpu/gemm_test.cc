@@ -147,6 +147,31 @@ TEST(GemmTest, ConvertedPanels) {
   EXPECT_LT(GemmError(r, 52), 1e-2);
 }
 
+// A converted product with a long K (as an LM head's dx = dlogits·W, K =
+// vocab) is summed over K blocks in f32: in C itself (f32) or in a scratch
+// rounded into C once (bf16, f16), beta applied once, every transpose.
+TEST(GemmTest, LongKInBlocks) {
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (DType ct : {DType::F32, DType::BF16, DType::F16}) {
+        Problem p;
+        p.ta = ta;
+        p.tb = tb;
+        p.M = 9;
+        p.N = 21;
+        p.K = 9001;  // three blocks of at most 4096, the last shorter
+        p.pad = 5;
+        p.at = DType::BF16;
+        p.bt = ta ? DType::F32 : DType::BF16;
+        p.ct = ct;
+        p.alpha = 0.5f;
+        p.beta = 0.75f;
+        const double tol = ct == DType::F32 ? (p.bt == DType::F32 ? 1e-2 : 1e-5) : 8e-3;
+        EXPECT_LT(GemmError(p, 60 + ta * 2 + tb), tol)
+            << "ta=" << ta << " tb=" << tb << " c=" << schema::EnumNameDType(ct);
+      }
+}
+
 TEST(GemmTest, EmptyAndZeroK) {
   Owned c(DType::F32, {6});
   for (int i = 0; i < 6; ++i) c.set(i, float(i + 1));

@@ -97,10 +97,10 @@ std::shared_ptr<const Matmul> Create(const Key& key) {
   return m;
 }
 
-// Per-thread scratch: converted operand panels, the f32 output panel and
-// oneDNN's scratchpad.
+// Per-thread scratch: converted operand panels, the f32 output panel, the
+// f32 sums of a K-blocked product and oneDNN's scratchpad.
 struct Scratch {
-  std::vector<uint8_t> a, b, c, pad;
+  std::vector<uint8_t> a, b, c, acc, pad;
 };
 Scratch& ThreadScratch() {
   thread_local Scratch scratch;
@@ -239,7 +239,55 @@ void ScaleC(int64_t M, int64_t N, float beta, void* c, DType c_type, int64_t ldc
       StoreFloat(cv, i * ldc + j, beta == 0.0f ? 0.0f : beta * LoadFloat(cv, i * ldc + j));
 }
 
+// The longest K a converted product takes whole: its operand panels are
+// [pm, K] and [K, pn] within kPanelElems, so a longer K would make them thin
+// (an LM head's dx = dlogits·W has K = vocab: 65-row panels, W converted
+// again for every one of them, and products of poor shape).
+constexpr int64_t kKBlock = 4096;
+// Elements of the f32 sums of a K-blocked product with a non-f32 result (a
+// block of C's rows at a time; 16 MiB).
+constexpr int64_t kAccElems = int64_t{1} << 22;
+
 }  // namespace
+
+// A product whose operands need converting, with K > kKBlock: K in blocks of
+// at most kKBlock, each a Gemm summed in f32 (in C itself when C is f32,
+// else in a scratch of C's rows rounded into C once at the end), so every
+// operand element is converted about once and each product has panels of
+// normal shape. The meaning is Gemm's: the same rounding of the operands, f32
+// sums, one rounding of the result.
+static Status KBlocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       GemmMatrix a, GemmMatrix b, float beta, void* c, DType c_type, int64_t ldc,
+                       int num_threads) {
+  const int64_t blocks = (K + kKBlock - 1) / kKBlock, kb = (K + blocks - 1) / blocks;
+  const bool f32 = c_type == DType::F32;
+  const int64_t rows = f32 ? M : std::max<int64_t>(1, std::min<int64_t>(M, kAccElems / N));
+  const size_t as = ElemSize(a.dtype), bs = ElemSize(b.dtype), cs = ElemSize(c_type);
+  const uint8_t* a_bytes = static_cast<const uint8_t*>(a.data);
+  const uint8_t* b_bytes = static_cast<const uint8_t*>(b.data);
+  uint8_t* c_bytes = static_cast<uint8_t*>(c);
+  for (int64_t m0 = 0; m0 < M; m0 += rows) {
+    const int64_t mm = std::min(rows, M - m0);
+    uint8_t* cp = c_bytes + m0 * ldc * cs;
+    float* acc = reinterpret_cast<float*>(cp);
+    int64_t ld_acc = ldc;
+    if (!f32) {
+      acc = static_cast<float*>(Reserve(ThreadScratch().acc, static_cast<size_t>(mm * N) * 4));
+      ld_acc = N;
+      if (beta != 0.0f) Convert2D(cp, c_type, ldc, mm, N, acc, DType::F32, N);
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += kb) {
+      const int64_t kk = std::min(kb, K - k0);
+      const GemmMatrix a_blk{a_bytes + (trans_a ? k0 * a.ld + m0 : m0 * a.ld + k0) * as, a.dtype,
+                             a.ld};
+      const GemmMatrix b_blk{b_bytes + (trans_b ? k0 : k0 * b.ld) * bs, b.dtype, b.ld};
+      LORA_RETURN_IF_ERROR(Gemm(trans_a, trans_b, mm, N, kk, alpha, a_blk, b_blk,
+                                k0 == 0 ? beta : 1.0f, acc, DType::F32, ld_acc, num_threads));
+    }
+    if (!f32) Convert2D(acc, DType::F32, N, mm, N, cp, c_type, ldc);
+  }
+  return OkStatus();
+}
 
 Status Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, GemmMatrix a,
             GemmMatrix b, float beta, void* c, DType c_type, int64_t ldc, int num_threads) {
@@ -279,6 +327,8 @@ Status Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float a
   if (!need_a && !need_b && !need_c)
     return RunMatmul(trans_a, trans_b, M, N, K, alpha, a.data, a.ld, b.data, b.ld, dt, beta, c,
                      c_type, ldc);
+  if ((need_a || need_b) && K > kKBlock)
+    return KBlocked(trans_a, trans_b, M, N, K, alpha, a, b, beta, c, c_type, ldc, num_threads);
 
   // Panels: the converted part of A is [pm, K], of B [K, pn], of C [pm, pn].
   constexpr int64_t kPanelElems = int64_t{1} << 21;
