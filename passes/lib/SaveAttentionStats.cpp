@@ -1,5 +1,4 @@
-//===- SaveAttentionStats.cpp - the attention backward reads the forward's stats
-//-===//
+//===- SaveAttentionStats.cpp - the backward reads the forward's stats ---===//
 //
 // lora-save-attention-stats: a `lora.attention_grad` gets the output and the
 // softmax logsumexp of its forward (`lora.attention` made

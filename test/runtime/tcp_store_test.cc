@@ -262,6 +262,29 @@ TEST(TcpStoreTest, BroadcastsInARowKeepTheirOwnKeys) {
   for (int r = 0; r < world; ++r) EXPECT_TRUE(st[r].ok()) << r << ": " << st[r].ToString();
 }
 
+TEST(TcpStoreTest, RankZeroServesARankThatJoinsAfterItFinished) {
+  // Rank 0 broadcasts (the root does not wait) and leaves before rank 1 has
+  // even connected (a slow start under load): its store must stay up until
+  // rank 1 has taken the value, not close because every rank that had
+  // joined has left.
+  const int port = FreePort(), world = 2;
+  std::atomic<bool> zero_finished{false};
+  std::vector<Status> st = OnRanks(world, [&](int r) -> Status {
+    if (r == 1) {
+      while (!zero_finished) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // rank 0 is leaving
+    }
+    std::unique_ptr<Collective> c;
+    LORA_RETURN_IF_ERROR(Join(port, r, world, 20, &c));
+    int v = r == 0 ? 42 : -1;
+    LORA_RETURN_IF_ERROR(c->Broadcast(&v, sizeof v, 0, "before rank 1 joined"));
+    if (v != 42) return InternalError(StrFormat("rank %d got %d", r, v));
+    if (r == 0) zero_finished = true;
+    return OkStatus();  // rank 0's store drains here
+  });
+  for (int r = 0; r < world; ++r) EXPECT_TRUE(st[r].ok()) << r << ": " << st[r].ToString();
+}
+
 TEST(TcpStoreTest, RankZeroFindsItsPortTaken) {
   const int port = FreePort();
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -1,4 +1,4 @@
-// kernel_kinds.def's operand declarations (IN, IN_IF, IN_N, OUT) against the
+// kernel_kinds.def's operand declarations (IN, IN_IF, IN_N, OUT, OUT_IF) against the
 // CPU kernels, kind by kind. Operands built exactly as declared run; one
 // operand a size off, of a wrong dtype, or missing is refused by the CPU
 // kernel and by kernels::CheckOperands alike. The plan loader checks every
@@ -293,6 +293,27 @@ TEST(KernelOperands, ConditionalAndRepeatedOperands) {
   EXPECT_EQ(kernels::OperandsText(*fused),
             "x [m, k], W [n, k] Weight, bias [n] if bias, A [rank, k] if rank > 0, B [n, rank] if "
             "rank > 0 -> y [m, n]");
+
+  // OUT_IF and IN_IF: the forward's lse output and the backward's saved
+  // operands follow save_lse and saved_stats.
+  for (const char* kind : {"attention_fwd", "attention_bwd"}) {
+    const kernels::KindSpec* att = kernels::FindKind(kind);
+    ASSERT_NE(att, nullptr);
+    const bool fwd = std::string(kind) == "attention_fwd";
+    for (int64_t saved : {0, 1}) {
+      KernelParams a = ParamsFor(*att);
+      a.Set(fwd ? "save_lse" : "saved_stats", saved);
+      params.p = &a;
+      Operands att_ops = Build(Expand(*att, params), false, 0, rng);
+      EXPECT_EQ(att_ops.in.size(), (fwd ? 4u : 5u) + (fwd ? 0 : 2 * saved)) << kind;
+      EXPECT_EQ(att_ops.out.size(), fwd ? 1u + saved : 3u) << kind;
+      EXPECT_EQ(Declared(*att, a, att_ops.in, att_ops.out), "") << kind;
+      EXPECT_TRUE(RunKernel(kind, a, att_ops.in, att_ops.out).ok()) << kind << " " << saved;
+    }
+  }
+  EXPECT_NE(kernels::OperandsText(*kernels::FindKind("attention_fwd"))
+                .find("lse [batch, num_heads, seq] F32 if save_lse"),
+            std::string::npos);
 
   const kernels::KindSpec* norm = kernels::FindKind("global_norm");
   ASSERT_NE(norm, nullptr);

@@ -173,14 +173,17 @@ class TcpStore::Server {
         o.port, o.port_source.c_str()));
   }
 
-  // While draining: done when the job failed, or every rank that joined has
-  // left, or the deadline passed.
+  // While draining: done when the job failed, or the deadline passed, or
+  // every rank that joined has left and no collective waits for a rank to
+  // finish it. The last matters when rank 0 finishes first: the root of a
+  // broadcast does not wait, so a slow rank may not even have connected yet
+  // when rank 0 leaves, and the store must still be there for it.
   bool Drained() const {
     if (!draining_) return false;
     if (!failed_.empty() || Clock::now() > drain_deadline_) return true;
     for (const Client& c : clients_)
       if (c.rank >= 0 && !c.bye && !c.closed) return false;
-    return true;
+    return done_.empty();
   }
 
   void Loop() {
