@@ -177,19 +177,18 @@ struct LowerToKernelsPass
       p.dropout = training ? dropout.convertToDouble() : 0.0;
       p.rng_stream = rngStream(op);
     };
-    auto attention = [&](auto p, Value q, bool seg, int64_t heads, int64_t kv,
-                         int64_t hd, double scale,
-                         std::optional<int64_t> window) {
-      ArrayRef<int64_t> s = shapeOf(q);
+    // Any of the attention ops (forward, forward with lse, backward).
+    auto attention = [&](auto p, auto o) {
+      ArrayRef<int64_t> s = shapeOf(o.getQ());
       p.batch = s[0];
       p.seq = s[1];
-      p.num_heads = heads;
-      p.num_kv_heads = kv;
-      p.head_dim = hd;
-      p.scale = scale;
+      p.num_heads = o.getNumHeads();
+      p.num_kv_heads = o.getNumKvHeads();
+      p.head_dim = o.getHeadDim();
+      p.scale = scaleOf(o);
       p.causal = 1;
-      p.segments = seg ? 1 : 0;
-      p.sliding_window = window.value_or(0);
+      p.segments = o.getSegmentIds() ? 1 : 0;
+      p.sliding_window = o.getSlidingWindow().value_or(0);
       p.block_q = attentionBlock;
       p.block_k = attentionBlock;
       return kernelAttr(ctx, p);
@@ -361,28 +360,18 @@ struct LowerToKernelsPass
                           o.getTheta().convertToDouble(), o.getScalingAttr());
             })
             .Case([&](AttentionOp o) {
-              return attention(params::attention_fwd{}, o.getQ(),
-                               static_cast<bool>(o.getSegmentIds()),
-                               o.getNumHeads(), o.getNumKvHeads(),
-                               o.getHeadDim(), o.getEffectiveScale(),
-                               o.getSlidingWindow());
+              return attention(params::attention_fwd{}, o);
             })
             .Case([&](AttentionWithLseOp o) {
               params::attention_fwd p;
               p.save_lse = 1;
-              return attention(
-                  p, o.getQ(), static_cast<bool>(o.getSegmentIds()),
-                  o.getNumHeads(), o.getNumKvHeads(), o.getHeadDim(),
-                  scaleOf(o), o.getSlidingWindow());
+              return attention(p, o);
             })
             .Case([&](AttentionGradOp o) {
               params::attention_bwd p;
               if (o.getOut())
                 p.saved_stats = 1;
-              return attention(
-                  p, o.getQ(), static_cast<bool>(o.getSegmentIds()),
-                  o.getNumHeads(), o.getNumKvHeads(), o.getHeadDim(),
-                  scaleOf(o), o.getSlidingWindow());
+              return attention(p, o);
             })
             .Case([&](SwiGLUOp o) {
               return elementwise(params::swiglu_fwd{}, o.getGate());

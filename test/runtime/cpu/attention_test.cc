@@ -277,11 +277,15 @@ struct Grads {
         dv(c.dtype, {c.B, c.T, c.KV * c.D}) {}
 };
 
-Grads Backward(const Config& c, Operands& x, Owned& dout, int threads = 2) {
+// The backward; with `saved`, from the forward's saved output and lse
+// (saved_stats).
+Grads Backward(const Config& c, Operands& x, Owned& dout, int threads = 2, Saved* saved = nullptr) {
   Grads g(c);
   std::vector<Owned*> in = {&dout, &x.q, &x.k, &x.v};
+  if (saved) in.insert(in.end(), {&saved->o, &saved->lse});
   if (c.segments) in.push_back(&x.seg);
-  Status s = RunKernel("attention_bwd", Params(c), in, {&g.dq, &g.dk, &g.dv}, 0, threads);
+  Status s = RunKernel("attention_bwd", saved ? SavedParams(c, "saved_stats") : Params(c), in,
+                       {&g.dq, &g.dk, &g.dv}, 0, threads);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return g;
 }
@@ -321,15 +325,6 @@ TEST(AttentionTest, BackwardMatchesNaiveGradients) {
 // recomputing backward's gradients in f32 (the same O and L values), at
 // every thread count, and the reference gradients in bf16 (D from the
 // rounded O).
-Grads BackwardSaved(const Config& c, Operands& x, Owned& dout, Saved& sv, int threads = 2) {
-  Grads g(c);
-  std::vector<Owned*> in = {&dout, &x.q, &x.k, &x.v, &sv.o, &sv.lse};
-  if (c.segments) in.push_back(&x.seg);
-  Status s = RunKernel("attention_bwd", SavedParams(c, "saved_stats"), in, {&g.dq, &g.dk, &g.dv}, 0,
-                       threads);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return g;
-}
 
 TEST(AttentionTest, SavedStatisticsGiveTheRecomputedGradients) {
   ForEachLevel([&] {
@@ -353,7 +348,7 @@ TEST(AttentionTest, SavedStatisticsGiveTheRecomputedGradients) {
       }
       const Grads want = Backward(c, x, dout);
       for (int threads : {1, 3}) {
-        const Grads got = BackwardSaved(c, x, dout, sv, threads);
+        const Grads got = Backward(c, x, dout, threads, &sv);
         EXPECT_EQ(got.dq.bytes, want.dq.bytes) << "T=" << c.T << " threads=" << threads;
         EXPECT_EQ(got.dk.bytes, want.dk.bytes) << "T=" << c.T << " threads=" << threads;
         EXPECT_EQ(got.dv.bytes, want.dv.bytes) << "T=" << c.T << " threads=" << threads;
@@ -367,7 +362,7 @@ TEST(AttentionTest, SavedStatisticsGiveTheRecomputedGradients) {
       std::mt19937_64 rng(bseed++);
       FillUniform(dout, rng);
       Saved sv = ForwardSaved(bf, x);
-      const Grads g = BackwardSaved(bf, x, dout, sv);
+      const Grads g = Backward(bf, x, dout, 2, &sv);
       const Reference r = Naive(bf, x, &dout);
       EXPECT_LT(NormalizedError(g.dq.floats(), r.dq), 2e-2) << "bf16 T=" << bf.T;
       EXPECT_LT(NormalizedError(g.dk.floats(), r.dk), 2e-2) << "bf16 T=" << bf.T;
@@ -495,7 +490,7 @@ TEST(AttentionTest, DISABLED_Perf) {
     auto t2 = std::chrono::steady_clock::now();
     Saved sv = ForwardSaved(c, x);
     auto t3 = std::chrono::steady_clock::now();
-    Grads gs = BackwardSaved(c, x, dout, sv);
+    Grads gs = Backward(c, x, dout, 2, &sv);
     auto t4 = std::chrono::steady_clock::now();
     const double fs = std::chrono::duration<double>(t1 - t0).count();
     const double bs = std::chrono::duration<double>(t2 - t1).count();
