@@ -277,6 +277,14 @@ struct Grads {
         dv(c.dtype, {c.B, c.T, c.KV * c.D}) {}
 };
 
+// An output gradient of fresh uniform values.
+Owned RandomDout(const Config& c, uint64_t seed) {
+  Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
+  std::mt19937_64 rng(seed);
+  FillUniform(dout, rng);
+  return dout;
+}
+
 // The backward; with `saved`, from the forward's saved output and lse
 // (saved_stats).
 Grads Backward(const Config& c, Operands& x, Owned& dout, int threads = 2, Saved* saved = nullptr) {
@@ -295,9 +303,7 @@ TEST(AttentionTest, BackwardMatchesNaiveGradients) {
     uint64_t seed = 31;
     for (const Config& c : Configs()) {
       Operands x(c, seed++);
-      Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
-      std::mt19937_64 rng(seed++);
-      FillUniform(dout, rng);
+      Owned dout = RandomDout(c, seed++);
       Grads g = Backward(c, x, dout);
       Reference r = Naive(c, x, &dout);
       EXPECT_LT(NormalizedError(g.dq.floats(), r.dq), 1e-5) << "T=" << c.T << " KV=" << c.KV;
@@ -308,9 +314,7 @@ TEST(AttentionTest, BackwardMatchesNaiveGradients) {
     for (Config bf : Configs()) {
       bf.dtype = DType::BF16;
       Operands x(bf, bseed++);
-      Owned dout(bf.dtype, {bf.B, bf.T, bf.H * bf.D});
-      std::mt19937_64 rng(bseed++);
-      FillUniform(dout, rng);
+      Owned dout = RandomDout(bf, bseed++);
       Grads g = Backward(bf, x, dout);
       Reference r = Naive(bf, x, &dout);
       EXPECT_LT(NormalizedError(g.dq.floats(), r.dq), 2e-2) << "bf16 T=" << bf.T;
@@ -331,9 +335,7 @@ TEST(AttentionTest, SavedStatisticsGiveTheRecomputedGradients) {
     uint64_t seed = 131;
     for (const Config& c : Configs()) {
       Operands x(c, seed++);
-      Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
-      std::mt19937_64 rng(seed++);
-      FillUniform(dout, rng);
+      Owned dout = RandomDout(c, seed++);
       Saved sv = ForwardSaved(c, x);
       EXPECT_EQ(sv.o.floats(), Forward(c, x)) << "T=" << c.T;
       const Reference r = Naive(c, x);
@@ -358,9 +360,7 @@ TEST(AttentionTest, SavedStatisticsGiveTheRecomputedGradients) {
     for (Config bf : Configs()) {
       bf.dtype = DType::BF16;
       Operands x(bf, bseed++);
-      Owned dout(bf.dtype, {bf.B, bf.T, bf.H * bf.D});
-      std::mt19937_64 rng(bseed++);
-      FillUniform(dout, rng);
+      Owned dout = RandomDout(bf, bseed++);
       Saved sv = ForwardSaved(bf, x);
       const Grads g = Backward(bf, x, dout, 2, &sv);
       const Reference r = Naive(bf, x, &dout);
@@ -394,9 +394,7 @@ TEST(AttentionTest, BackwardIsDeterministicAcrossThreadCounts) {
   ForEachLevel([&] {
     Config c = Configs()[kLongConfig];
     Operands x(c, 51);
-    Owned dout(c.dtype, {c.B, c.T, c.H * c.D});
-    std::mt19937_64 rng(52);
-    FillUniform(dout, rng);
+    Owned dout = RandomDout(c, 52);
     Grads one = Backward(c, x, dout, 1), two = Backward(c, x, dout, 2),
           three = Backward(c, x, dout, 3);
     EXPECT_EQ(one.dq.bytes, two.dq.bytes);
