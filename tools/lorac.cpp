@@ -185,7 +185,7 @@ cl::opt<int64_t> ceChunk("ce-chunk",
                          cl::desc("Tokens per chunk of the LM-head "
                                   "cross-entropy (0: the largest multiple "
                                   "of 64 whose f32 logits and gradient fit "
-                                  "in 64 MiB)"),
+                                  "in 64 MiB; at least 512 on the CPU)"),
                          cl::init(0), cl::sub(compileCmd),
                          cl::cat(compileCat));
 cl::opt<std::string> target("target", cl::desc("Kernel target: cpu or cuda"),
@@ -360,7 +360,11 @@ std::string num(double v) {
 }
 
 /// Tokens per chunk of the LM-head loss: the flag, or the largest multiple
-/// of 64 whose float32 logits and their gradient take at most 64 MiB.
+/// of 64 whose float32 logits and their gradient take at most 64 MiB; on the
+/// CPU at least kCpuMinLmHeadChunk, the rows from which its chunk products
+/// run at their full rate (docs/compiler.md, `--ce-chunk`).
+constexpr int64_t kCpuMinLmHeadChunk = 512;
+
 int64_t lmHeadChunk(ModuleOp module) {
   if (ceChunk > 0)
     return ceChunk;
@@ -370,6 +374,8 @@ int64_t lmHeadChunk(ModuleOp module) {
       vocab = v.getInt();
   int64_t chunk = (int64_t(64) << 20) / (8 * vocab);
   chunk = std::max<int64_t>(64, chunk / 64 * 64);
+  if (target == "cpu")
+    chunk = std::max(chunk, kCpuMinLmHeadChunk);
   return std::min<int64_t>(chunk, microBatch * seqLen);
 }
 

@@ -1,8 +1,8 @@
 // Gemm (oneDNN matmul) against the double-precision GemmReference: every
 // transpose, strided operands, alpha/beta, the element-type pairs, panelled
 // conversions, bad arguments, the primitive cache and concurrent calls.
-// GemmTest.DISABLED_Perf1024 prints GFLOP/s (run it with
-// --gtest_also_run_disabled_tests --gtest_filter=GemmTest.DISABLED_Perf1024).
+// GemmTest.DISABLED_Perf1024 and DISABLED_PerfShapes print GFLOP/s (run them with
+// --gtest_also_run_disabled_tests --gtest_filter='GemmTest.DISABLED_Perf*').
 #include "lorart/cpu/gemm.h"
 
 #include <chrono>
@@ -266,6 +266,40 @@ TEST(GemmTest, DISABLED_Perf1024) {
         std::printf("gemm 1024^3 %-4s trans_a=%d trans_b=%d (f32 out, 2 threads): %.1f GFLOP/s\n",
                     schema::EnumNameDType(dt), ta, tb, 2.0 * n * n * n * reps / sec * 1e-9);
       }
+  }
+}
+
+// f32 products of the LM-head chunks (TinyLlama: vocab 32000, hidden 2048;
+// 256, 512 and 1024 rows: logits, then dx) and of its MLP projections, in
+// TFLOP/s: what lorac's CPU minimum of 512 rows a chunk rests on
+// (docs/compiler.md, --ce-chunk).
+TEST(GemmTest, DISABLED_PerfShapes) {
+  std::mt19937_64 rng(91);
+  struct S {
+    bool ta, tb;
+    int64_t M, N, K;
+  };
+  const S shapes[] = {{false, true, 256, 32000, 2048},  {false, true, 512, 32000, 2048},
+                      {false, true, 1024, 32000, 2048}, {false, false, 256, 2048, 32000},
+                      {false, false, 512, 2048, 32000}, {false, false, 1024, 2048, 32000},
+                      {false, true, 1024, 5632, 2048},  {false, false, 1024, 2048, 5632}};
+  for (const S& s : shapes) {
+    const int64_t lda = s.ta ? s.M : s.K, ldb = s.tb ? s.K : s.N;
+    Owned a(DType::F32, {s.M * s.K}), b(DType::F32, {s.K * s.N}), c(DType::F32, {s.M * s.N});
+    FillUniform(a, rng);
+    FillUniform(b, rng);
+    auto run = [&] {
+      return Gemm(s.ta, s.tb, s.M, s.N, s.K, 1.0f, {a.view.data, DType::F32, lda},
+                  {b.view.data, DType::F32, ldb}, 0.0f, c.view.data, DType::F32, s.N, 2);
+    };
+    ASSERT_TRUE(run().ok());
+    const int reps = 3;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) ASSERT_TRUE(run().ok());
+    double sec =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+    std::printf("ta=%d tb=%d M=%ld N=%ld K=%ld: %.1f ms %.3f TFLOP/s\n", s.ta, s.tb, (long)s.M,
+                (long)s.N, (long)s.K, sec * 1e3, 2.0 * s.M * s.N * s.K / sec / 1e12);
   }
 }
 
