@@ -447,8 +447,8 @@ TEST(LinearTest, DropoutMasksAreKeepDropoutManyAtATime) {
         ASSERT_EQ(keep[i] != 0, KeepDropout(seed, stream, first + i, p))
             << "p=" << p << " element " << i;
     }
-  // DropoutApply: the same mask, kept values times the f32 factor, dropped
-  // ones zero even when not finite.
+  // DropoutApply and ApplyKeepMaskTo: the same mask, kept values times the
+  // f32 factor, dropped ones zero even when not finite.
   std::vector<float> values(keep.size()), before;
   for (double p : probs) {
     const uint64_t seed = rng(), stream = rng() % 1000, first = rng() >> 20;
@@ -458,12 +458,20 @@ TEST(LinearTest, DropoutMasksAreKeepDropoutManyAtATime) {
     before = values;
     DropoutApply(seed, stream, first, static_cast<int64_t>(values.size()), p, values.data());
     const float inv = p > 0.0 ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
+    // ApplyKeepMaskTo (DropInput's f32 path): the same values from a copy.
+    std::vector<float> copied(values.size(), 1.0f);
+    DropoutKeepMask(seed, stream, first, static_cast<int64_t>(keep.size()), p, keep.data());
+    ApplyKeepMaskTo(keep.data(), static_cast<int64_t>(keep.size()), inv, before.data(),
+                    copied.data());
     for (size_t i = 0; i < values.size(); ++i) {
       const float want = KeepDropout(seed, stream, first + i, p) ? before[i] * inv : 0.0f;
-      if (std::isnan(want))
+      if (std::isnan(want)) {
         ASSERT_TRUE(std::isnan(values[i])) << "p=" << p << " element " << i;
-      else
+        ASSERT_TRUE(std::isnan(copied[i])) << "p=" << p << " element " << i;
+      } else {
         ASSERT_EQ(values[i], want) << "p=" << p << " element " << i;
+        ASSERT_EQ(copied[i], want) << "p=" << p << " element " << i;
+      }
     }
   }
   // Probabilities next to a hash value: the comparison is exact at the edge.

@@ -153,6 +153,11 @@ LORART_CPU_CLONES void ApplyKeepMask(const uint8_t* __restrict keep, int64_t n, 
   for (int64_t i = 0; i < n; ++i) values[i] = KeptOrZero(values[i] * inv, keep[i]);
 }
 
+LORART_CPU_CLONES void ApplyKeepMaskTo(const uint8_t* __restrict keep, int64_t n, float inv,
+                                       const float* __restrict src, float* __restrict dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = KeptOrZero(src[i] * inv, keep[i]);
+}
+
 // The mask a block at a time, then applied: one loop mixing the 64-bit
 // hash with the f32 select vectorizes poorly (AVX2: 2.4× the time of the
 // two loops).

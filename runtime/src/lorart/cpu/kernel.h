@@ -181,6 +181,9 @@ void DropoutKeepMask(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, 
                      uint8_t* keep);
 // values[i] = keep[i] ? values[i] · inv : 0 (a mask DropoutKeepMask drew).
 void ApplyKeepMask(const uint8_t* keep, int64_t n, float inv, float* values);
+// The same from src into dst (not overlapping): dropout of an f32 tensor
+// without first copying it.
+void ApplyKeepMaskTo(const uint8_t* keep, int64_t n, float inv, const float* src, float* dst);
 // keep ? v : +0, on the bits, branch-free: GCC vectorizes loops of it (it
 // left the `?:` select a branch per element).
 inline float KeptOrZero(float v, uint8_t keep) {

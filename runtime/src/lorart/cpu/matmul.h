@@ -361,19 +361,19 @@ inline const void* DropInput(const KernelContext& ctx, const Adapter& ad, const 
   const int64_t blocks = (count + kBlock - 1) / kBlock;
 #pragma omp parallel for num_threads(Threads(ctx)) schedule(static) if (count >= (1 << 15))
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    float scratch[kBlock];
     const int64_t e0 = blk * kBlock, len = std::min(kBlock, count - e0);
-    // f32 is masked in place in the output; other types through an f32 block.
-    float* buf = x.dtype == DType::F32 ? o.as<float>() + e0 : scratch;
-    ToFloat(x, e0, len, buf);
-    if (keep) {
-      DropoutKeepMask(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0), len, ad.dropout,
-                      keep + e0);
-      ApplyKeepMask(keep + e0, len, DropScale(ad.dropout), buf);
-    } else {
-      DropoutApply(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0), len, ad.dropout, buf);
+    uint8_t drawn[kBlock];
+    uint8_t* kp = keep ? keep + e0 : drawn;
+    DropoutKeepMask(ctx.step_seed, ad.stream, static_cast<uint64_t>(e0), len, ad.dropout, kp);
+    const float inv = DropScale(ad.dropout);
+    if (x.dtype == DType::F32) {  // masked straight from x into the output
+      ApplyKeepMaskTo(kp, len, inv, x.as<const float>() + e0, o.as<float>() + e0);
+      continue;
     }
-    if (buf == scratch) FromFloat(buf, len, o, e0);
+    float buf[kBlock];  // other types through an f32 block
+    ToFloat(x, e0, len, buf);
+    ApplyKeepMask(kp, len, inv, buf);
+    FromFloat(buf, len, o, e0);
   }
   return out;
 }
