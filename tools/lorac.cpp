@@ -185,9 +185,9 @@ cl::opt<int64_t> ceChunk("ce-chunk",
                          cl::desc("Tokens per chunk of the LM-head "
                                   "cross-entropy (0: the largest multiple "
                                   "of 64 whose f32 logits and gradient fit "
-                                  "in 64 MiB; at least 512 on the CPU)"),
-                         cl::init(0), cl::sub(compileCmd),
-                         cl::cat(compileCat));
+                                  "in 64 MiB; on the CPU at least 512 "
+                                  "within 256 MiB)"),
+                         cl::init(0), cl::sub(compileCmd), cl::cat(compileCat));
 cl::opt<std::string> target("target", cl::desc("Kernel target: cpu or cuda"),
                             cl::init("cpu"), cl::sub(compileCmd),
                             cl::cat(compileCat));
@@ -361,9 +361,12 @@ std::string num(double v) {
 
 /// Tokens per chunk of the LM-head loss: the flag, or the largest multiple
 /// of 64 whose float32 logits and their gradient take at most 64 MiB; on the
-/// CPU at least kCpuMinLmHeadChunk, the rows from which its chunk products
-/// run at their full rate (docs/compiler.md, `--ce-chunk`).
+/// CPU at least kCpuMinLmHeadChunk rows, from which its chunk products run at
+/// their full rate, as far as kCpuLmHeadChunkBytes allows (docs/compiler.md,
+/// `--ce-chunk`).
+constexpr int64_t kLmHeadChunkBytes = int64_t(64) << 20;
 constexpr int64_t kCpuMinLmHeadChunk = 512;
+constexpr int64_t kCpuLmHeadChunkBytes = int64_t(256) << 20;
 
 int64_t lmHeadChunk(ModuleOp module) {
   if (ceChunk > 0)
@@ -372,10 +375,15 @@ int64_t lmHeadChunk(ModuleOp module) {
   if (auto cfg = module->getAttrOfType<DictionaryAttr>(lora::kModelConfigAttrName))
     if (auto v = cfg.getAs<IntegerAttr>("vocab_size"))
       vocab = v.getInt();
-  int64_t chunk = (int64_t(64) << 20) / (8 * vocab);
-  chunk = std::max<int64_t>(64, chunk / 64 * 64);
+  // The rows whose f32 logits and gradient fit in `bytes`, in multiples of
+  // 64, at least 64.
+  auto rowsIn = [&](int64_t bytes) {
+    return std::max<int64_t>(64, bytes / (8 * vocab) / 64 * 64);
+  };
+  int64_t chunk = rowsIn(kLmHeadChunkBytes);
   if (target == "cpu")
-    chunk = std::max(chunk, kCpuMinLmHeadChunk);
+    chunk = std::max(
+        chunk, std::min(kCpuMinLmHeadChunk, rowsIn(kCpuLmHeadChunkBytes)));
   return std::min<int64_t>(chunk, microBatch * seqLen);
 }
 
