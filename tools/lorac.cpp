@@ -185,8 +185,9 @@ cl::opt<int64_t> ceChunk("ce-chunk",
                          cl::desc("Tokens per chunk of the LM-head "
                                   "cross-entropy (0: the largest multiple "
                                   "of 64 whose f32 logits and gradient fit "
-                                  "in 64 MiB; on the CPU at least 512 "
-                                  "within 256 MiB)"),
+                                  "in 64 MiB; on the CPU without "
+                                  "--memory-budget at least 512 within "
+                                  "256 MiB)"),
                          cl::init(0), cl::sub(compileCmd), cl::cat(compileCat));
 cl::opt<std::string> target("target", cl::desc("Kernel target: cpu or cuda"),
                             cl::init("cpu"), cl::sub(compileCmd),
@@ -362,8 +363,8 @@ std::string num(double v) {
 /// Tokens per chunk of the LM-head loss: the flag, or the largest multiple
 /// of 64 whose float32 logits and their gradient take at most 64 MiB; on the
 /// CPU at least kCpuMinLmHeadChunk rows, from which its chunk products run at
-/// their full rate, as far as kCpuLmHeadChunkBytes allows (docs/compiler.md,
-/// `--ce-chunk`).
+/// their full rate, as far as kCpuLmHeadChunkBytes allows, unless a
+/// --memory-budget asks for memory first (docs/compiler.md, `--ce-chunk`).
 constexpr int64_t kLmHeadChunkBytes = int64_t(64) << 20;
 constexpr int64_t kCpuMinLmHeadChunk = 512;
 constexpr int64_t kCpuLmHeadChunkBytes = int64_t(256) << 20;
@@ -374,14 +375,14 @@ int64_t lmHeadChunk(ModuleOp module) {
   int64_t vocab = 32000;
   if (auto cfg = module->getAttrOfType<DictionaryAttr>(lora::kModelConfigAttrName))
     if (auto v = cfg.getAs<IntegerAttr>("vocab_size"))
-      vocab = v.getInt();
+      vocab = std::max<int64_t>(1, v.getInt()); // the verifier names a bad one
   // The rows whose f32 logits and gradient fit in `bytes`, in multiples of
   // 64, at least 64.
   auto rowsIn = [&](int64_t bytes) {
     return std::max<int64_t>(64, bytes / (8 * vocab) / 64 * 64);
   };
   int64_t chunk = rowsIn(kLmHeadChunkBytes);
-  if (target == "cpu")
+  if (target == "cpu" && memoryBudget.empty())
     chunk = std::max(
         chunk, std::min(kCpuMinLmHeadChunk, rowsIn(kCpuLmHeadChunkBytes)));
   return std::min<int64_t>(chunk, microBatch * seqLen);
@@ -607,7 +608,8 @@ int runCompile() {
     if (rep->totalBytes() > budget)
       return error(formatv("the plan needs {0}, over --memory-budget {1}: "
                            "use --remat auto (or layer), a smaller "
-                           "--micro-batch/--seq-len, or --quantize-base nf4",
+                           "--micro-batch/--seq-len/--ce-chunk, or "
+                           "--quantize-base nf4",
                            lora::formatBytes(rep->totalBytes()),
                            lora::formatBytes(budget)));
   }

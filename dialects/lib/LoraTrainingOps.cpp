@@ -309,11 +309,7 @@ LogicalResult AttentionGradOp::verify() {
   if (static_cast<bool>(getOut()) != static_cast<bool>(getLse()))
     return emitOpError() << "takes the forward's 'out' and 'lse' together "
                             "or neither";
-  if (getOut() &&
-      (failed(expectSameType(*this, "out", getOut().getType(), "q",
-                             getQ().getType())) ||
-       failed(verifyAttentionLse(*this, getQ(), getLse(), getNumHeads()))))
-    return failure();
+  // q, k, v first: the saved operands' checks read q's dimensions.
   if (failed(verifyAttentionOperands(*this, getQ(), getK(), getV(),
                                      getSegmentIds(), getNumHeads(),
                                      getNumKvHeads(), getHeadDim(),
@@ -326,6 +322,11 @@ LogicalResult AttentionGradOp::verify() {
                             getK().getType())) ||
       failed(expectSameType(*this, "dv", getDv().getType(), "v",
                             getV().getType())))
+    return failure();
+  if (getOut() &&
+      (failed(expectSameType(*this, "out", getOut().getType(), "q",
+                             getQ().getType())) ||
+       failed(verifyAttentionLse(*this, getQ(), getLse(), getNumHeads()))))
     return failure();
   return success();
 }

@@ -417,7 +417,8 @@ mlir::lora::chooseRematForBudget(OwningOpRef<ModuleOp> &module,
            << formatBytes(*smallest) << " (every one of the " << layers.size()
            << " decoder layers recomputed; without recomputation "
            << formatBytes(*none)
-           << "); lower --micro-batch or --seq-len, or use --quantize-base nf4";
+           << "); lower --micro-batch, --seq-len or --ce-chunk, or use "
+              "--quantize-base nf4";
   // The smallest k that fits (the peak falls as more layers are recomputed).
   size_t lo = 1, hi = layers.size();
   best = std::move(all);

@@ -285,6 +285,24 @@ TEST(TcpStoreTest, RankZeroServesARankThatJoinsAfterItFinished) {
   for (int r = 0; r < world; ++r) EXPECT_TRUE(st[r].ok()) << r << ": " << st[r].ToString();
 }
 
+TEST(TcpStoreTest, RankZeroLeavesOnceEveryRankSaidBye) {
+  // Rank 0 broadcasts a value rank 1 never takes (plans with other
+  // collectives): once rank 1 has said bye nobody can finish it, so rank 0's
+  // store stops at once instead of waiting out the 60 s timeout.
+  const int port = FreePort(), world = 2;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<Status> st = OnRanks(world, [&](int r) -> Status {
+    std::unique_ptr<Collective> c;
+    LORA_RETURN_IF_ERROR(Join(port, r, world, 60, &c));
+    int v = 42;
+    if (r == 0) LORA_RETURN_IF_ERROR(c->Broadcast(&v, sizeof v, 0, "only rank 0's"));
+    return OkStatus();
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (int r = 0; r < world; ++r) EXPECT_TRUE(st[r].ok()) << r << ": " << st[r].ToString();
+  EXPECT_LT(s, 30.0) << "rank 0 waited for a collective no rank was left to finish";
+}
+
 TEST(TcpStoreTest, RankZeroFindsItsPortTaken) {
   const int port = FreePort();
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -174,13 +174,16 @@ class TcpStore::Server {
   }
 
   // While draining: done when the job failed, or the deadline passed, or
-  // every rank that joined has left and no collective waits for a rank to
-  // finish it. The last matters when rank 0 finishes first: the root of a
-  // broadcast does not wait, so a slow rank may not even have connected yet
-  // when rank 0 leaves, and the store must still be there for it.
+  // every rank of the world has said bye (nobody is left to finish a
+  // collective), or every rank that joined has left and no collective waits
+  // for a rank to finish it. The last matters when rank 0 finishes first:
+  // the root of a broadcast does not wait, so a slow rank may not even have
+  // connected yet when rank 0 leaves, and the store must still be there for
+  // it.
   bool Drained() const {
     if (!draining_) return false;
     if (!failed_.empty() || Clock::now() > drain_deadline_) return true;
+    if (states_.find_first_not_of('2') == std::string::npos) return true;
     for (const Client& c : clients_)
       if (c.rank >= 0 && !c.bye && !c.closed) return false;
     return done_.empty();

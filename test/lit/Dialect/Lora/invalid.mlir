@@ -1343,6 +1343,15 @@ func.func @f(%q: tensor<2x3x8xf32>, %k: tensor<2x3x4xf32>, %o: tensor<2x3x8xbf16
 
 // -----
 
+// A q of the wrong rank with saved operands: q is checked before them.
+func.func @f(%q: tensor<2xf32>, %l: tensor<2x4x3xf32>) {
+  // expected-error @+1 {{q must have rank 3, got 'tensor<2xf32>'}}
+  %0:3 = lora.attention_grad %q, %q, %q, %q saved(%q, %l) {num_heads = 4 : i64, num_kv_heads = 4 : i64, head_dim = 2 : i64} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2x4x3xf32>) -> (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>)
+  return
+}
+
+// -----
+
 // A saved lse over another sequence length.
 func.func @f(%q: tensor<2x3x8xf32>, %k: tensor<2x3x4xf32>, %l: tensor<2x4x5xf32>) {
   // expected-error @+1 {{lse dimension 2 (5) must equal q dimension 1 (3)}}
