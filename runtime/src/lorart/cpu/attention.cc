@@ -25,7 +25,8 @@
 // single sweep with atomic dQ (9 when the forward is recomputed), for
 // bitwise-reproducible gradients with full parallelism over query and key
 // blocks. In f32 the saved path gives bitwise the recomputing path's
-// gradients (the same O and L values); in bf16, D reads the rounded O.
+// gradients (the same O and L values); in bf16 and f16, D reads the
+// rounded O.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
