@@ -375,7 +375,7 @@ int64_t lmHeadChunk(ModuleOp module) {
   int64_t vocab = 32000;
   if (auto cfg = module->getAttrOfType<DictionaryAttr>(lora::kModelConfigAttrName))
     if (auto v = cfg.getAs<IntegerAttr>("vocab_size"))
-      vocab = std::max<int64_t>(1, v.getInt()); // the verifier names a bad one
+      vocab = v.getInt();
   // The rows whose f32 logits and gradient fit in `bytes`, in multiples of
   // 64, at least 64.
   auto rowsIn = [&](int64_t bytes) {

@@ -447,8 +447,9 @@ TEST(LinearTest, DropoutMasksAreKeepDropoutManyAtATime) {
         ASSERT_EQ(keep[i] != 0, KeepDropout(seed, stream, first + i, p))
             << "p=" << p << " element " << i;
     }
-  // DropoutApply and ApplyKeepMaskTo: the same mask, kept values times the
-  // f32 factor, dropped ones zero even when not finite.
+  // ApplyKeepMask (in place) and ApplyKeepMaskTo (from a copy) with the mask
+  // DropoutKeepMask drew: kept values times the f32 factor, dropped ones zero
+  // even when not finite.
   std::vector<float> values(keep.size()), before;
   for (double p : probs) {
     const uint64_t seed = rng(), stream = rng() % 1000, first = rng() >> 20;
@@ -456,11 +457,10 @@ TEST(LinearTest, DropoutMasksAreKeepDropoutManyAtATime) {
     values[3] = std::numeric_limits<float>::infinity();
     values[5] = std::numeric_limits<float>::quiet_NaN();
     before = values;
-    DropoutApply(seed, stream, first, static_cast<int64_t>(values.size()), p, values.data());
     const float inv = p > 0.0 ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
-    // ApplyKeepMaskTo (DropInput's f32 path): the same values from a copy.
-    std::vector<float> copied(values.size(), 1.0f);
     DropoutKeepMask(seed, stream, first, static_cast<int64_t>(keep.size()), p, keep.data());
+    ApplyKeepMask(keep.data(), static_cast<int64_t>(keep.size()), inv, values.data());
+    std::vector<float> copied(values.size(), 1.0f);
     ApplyKeepMaskTo(keep.data(), static_cast<int64_t>(keep.size()), inv, before.data(),
                     copied.data());
     for (size_t i = 0; i < values.size(); ++i) {

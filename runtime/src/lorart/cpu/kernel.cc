@@ -158,22 +158,6 @@ LORART_CPU_CLONES void ApplyKeepMaskTo(const uint8_t* __restrict keep, int64_t n
   for (int64_t i = 0; i < n; ++i) dst[i] = KeptOrZero(src[i] * inv, keep[i]);
 }
 
-// The mask a block at a time, then applied: one loop mixing the 64-bit
-// hash with the f32 select vectorizes poorly (AVX2: 2.4× the time of the
-// two loops).
-void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
-                  float* values) {
-  if (p <= 0.0) return;
-  const float inv = static_cast<float>(1.0 / (1.0 - p));
-  constexpr int64_t kBlock = 1024;
-  uint8_t keep[kBlock];
-  for (int64_t i = 0; i < n; i += kBlock) {
-    const int64_t len = std::min(kBlock, n - i);
-    DropoutKeepMask(seed, stream, first + static_cast<uint64_t>(i), len, p, keep);
-    ApplyKeepMask(keep, len, inv, values + i);
-  }
-}
-
 LORART_CPU_CLONES void ToFloat(const TensorView& t, int64_t offset, int64_t n, float* out) {
   switch (t.dtype) {
     case DType::F32:

@@ -193,10 +193,6 @@ inline float KeptOrZero(float v, uint8_t keep) {
   std::memcpy(&v, &bits, sizeof v);
   return v;
 }
-// values[i] = KeepDropout(seed, stream, first + i, p) ? values[i] / (1 - p) : 0
-// (the factor rounded to f32 once), the same rule in one vectorized pass.
-void DropoutApply(uint64_t seed, uint64_t stream, uint64_t first, int64_t n, double p,
-                  float* values);
 
 // bf16 <-> f32 (round to nearest even; NaN stays NaN).
 inline float Bf16ToFloat(uint16_t h) {
