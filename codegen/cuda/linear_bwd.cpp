@@ -429,7 +429,8 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
   // dy may be f32 for the weight-only product (`linear_bwd_x` of the LM
   // head under a preference objective: the logits' gradient is f32).
   const bool dyOk = g.dyType == "__nv_bfloat16" || (g.rank == 0 && g.dyType == "float");
-  if (!dyOk || (g.rank > 0 && g.xType != "__nv_bfloat16") || g.dxType != "__nv_bfloat16") {
+  if (!dyOk || (g.rank > 0 && g.xType != "__nv_bfloat16") ||
+      (g.dx && g.dxType != "__nv_bfloat16")) {
     *why = "activations are not bf16";
     return std::nullopt;
   }
@@ -449,6 +450,10 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
     *why = "neither a weight nor an adapter";
     return std::nullopt;
   }
+  if (!g.dx && g.rank == 0) {
+    *why = "no gradient to compute";
+    return std::nullopt;
+  }
   const int64_t rp = g.rank > 0 ? roundUp(g.rank, 16) : 0;
   const bool drop = g.rank > 0 && g.dropout > 0;
   std::string base = "lora_linear_bwd_m" + std::to_string(g.m) + "_n" + std::to_string(g.n) +
@@ -458,14 +463,14 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
                                        : "_bf16")
                              : "_now") +
                      (g.rank ? "_r" + std::to_string(g.rank) : "") + (drop ? "_drop" : "") +
-                     (g.dyType == "float" ? "_dyf32" : "");
+                     (g.dyType == "float" ? "_dyf32" : "") + (g.dx ? "" : "_nodx");
   // One parameter list for every step: the launch's inputs, its outputs,
   // the workspace, the dropout key.
   std::string params = "const " + g.dyType + "* __restrict__ dy";
   if (g.rank) params += ", const __nv_bfloat16* __restrict__ x";
   if (g.hasW) params += g.wNf4 ? ", const unsigned char* __restrict__ w" : ", const __nv_bfloat16* __restrict__ w";
   if (g.rank) params += ", const __nv_bfloat16* __restrict__ a_, const __nv_bfloat16* __restrict__ b_";
-  params += ", __nv_bfloat16* __restrict__ dx";
+  if (g.dx) params += ", __nv_bfloat16* __restrict__ dx";
   if (g.rank)
     params += ", " + g.daType + "* __restrict__ da_, " + g.dbType + "* __restrict__ db_, void* __restrict__ ws_";
   if (drop) params += ", const unsigned long long* __restrict__ key_";
@@ -504,8 +509,8 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
   dx = subst(dx, {{"MAIN_LOOP", mainLoop}, {"EPILOGUE", epi}});
 
   Source s;
-  s.code = std::string(mmaPrelude()) + subst(kCommon, v) + tile + (g.rank ? subst(kUg, v) : "") +
-           subst(dx, v);
+  s.code = std::string(mmaPrelude()) + subst(kCommon, v) + (g.dx ? tile : "") +
+           (g.rank ? subst(kUg, v) : "") + (g.dx ? subst(dx, v) : "");
   const int64_t ldsBytes = (32 + 8) * 2;
   const int64_t dxMain = g.hasW ? dyWTileSharedBytes() : 0;
   const int64_t dxEpi = g.rank ? (64 * rp + rp * 64) * 4 : 0;
@@ -522,7 +527,9 @@ std::optional<Source> emitLinearBwd(const LinearBwd &g, std::string *why) {
     s.shared = (64 + rp) * ldsBytes + 32 * (rp + 8) * 2;
     Step db{base + "_db", (g.n + 63) / 64, 1, 1, 256, 0};
     Step da{base + "_da", (g.k + 63) / 64, 1, 1, 256, 0};
-    s.next = {db, da, dxStep};
+    s.next = {db, da};
+    if (g.dx)
+      s.next.push_back(dxStep);
     s.workspace = 2 * g.m * rp * 4;
   } else {
     s.entry = dxStep.entry;
@@ -581,7 +588,10 @@ $TABLES$
 namespace {
 constexpr long M = $M$, N = $N$, K = $K$, R = $R$;
 $WFN$$XDFN$}  // namespace
-$ADAPTER_KERNELS$
+$ADAPTER_KERNELS$$DX_KERNEL$)";
+
+// dx = dy·deq(W) (+ s·drop'(g·A)), rounded once.
+const char *kSimtDx = R"(
 // dx = dy·deq(W)$DX_DOC$, rounded once.
 extern "C" __global__ void __launch_bounds__(256, 1) $BASE$_dx($PARAMS$) {
   const long k0 = blockIdx.x * 64L, m0 = blockIdx.y * 64L;
@@ -657,7 +667,7 @@ $KEY$  const float* g = (const float*)ws_ + M * R;
 
 std::optional<Source> emitSimtLinearBwd(const LinearBwd &g, std::string *why) {
   const bool adapter = g.rank > 0;
-  if (!floatType(g.dyType) || !floatType(g.dxType) ||
+  if (!floatType(g.dyType) || (g.dx && !floatType(g.dxType)) ||
       (adapter && (!floatType(g.xType) || !floatType(g.daType) || !floatType(g.dbType) ||
                    !floatType(g.aType) || !floatType(g.bType))) ||
       (g.hasW && !g.wNf4 && !floatType(g.wType))) {
@@ -668,12 +678,17 @@ std::optional<Source> emitSimtLinearBwd(const LinearBwd &g, std::string *why) {
     *why = "neither a weight nor an adapter";
     return std::nullopt;
   }
+  if (!g.dx && !adapter) {
+    *why = "no gradient to compute";
+    return std::nullopt;
+  }
   const bool drop = adapter && g.dropout > 0;
   const std::string wType = g.wNf4 ? "unsigned char" : g.wType;
   std::string base = "lora_simt_linear_bwd_" + tag(g.dyType) + "_m" + std::to_string(g.m) + "_n" +
                      std::to_string(g.n) + "_k" + std::to_string(g.k) +
                      (g.hasW ? weightTag(g.wNf4, g.blockSize, g.doubleQuantBlock, "_w") : "") +
-                     (adapter ? "_r" + std::to_string(g.rank) : "") + (drop ? "_drop" : "");
+                     (adapter ? "_r" + std::to_string(g.rank) : "") + (drop ? "_drop" : "") +
+                     (g.dx ? "" : "_nodx");
   std::string params = "const " + g.dyType + "* __restrict__ dy";
   if (adapter)
     params += ", const " + g.xType + "* __restrict__ x";
@@ -681,7 +696,8 @@ std::optional<Source> emitSimtLinearBwd(const LinearBwd &g, std::string *why) {
     params += ", const " + wType + "* __restrict__ w";
   if (adapter)
     params += ", const " + g.aType + "* __restrict__ a_, const " + g.bType + "* __restrict__ b_";
-  params += ", " + g.dxType + "* __restrict__ dx";
+  if (g.dx)
+    params += ", " + g.dxType + "* __restrict__ dx";
   if (adapter)
     params += ", " + g.daType + "* __restrict__ da, " + g.dbType + "* __restrict__ db, void* __restrict__ ws_";
   if (drop)
@@ -718,6 +734,7 @@ std::optional<Source> emitSimtLinearBwd(const LinearBwd &g, std::string *why) {
                                    doubleLiteral(g.dropout) + ") ? t : 0.f;\n"
                              : "    v = " + floatLiteral(s) + " * a2;\n";
   }
+  v["DX_KERNEL"] = g.dx ? subst(kSimtDx, v) : "";
   Source s;
   s.code = std::string(mmaPrelude()) + kSimtPrelude + subst(kLinearBwd, v);
   // _ug, _db, _da, then _dx (dx may be read by nothing earlier, but it comes
@@ -729,7 +746,8 @@ std::optional<Source> emitSimtLinearBwd(const LinearBwd &g, std::string *why) {
     s.gridZ = 2;
     s.next.push_back({base + "_db", tiles(g.rank), tiles(g.n), 1, 256, 0});
     s.next.push_back({base + "_da", tiles(g.k), tiles(g.rank), 1, 256, 0});
-    s.next.push_back({base + "_dx", tiles(g.k), tiles(g.m), 1, 256, 0});
+    if (g.dx)
+      s.next.push_back({base + "_dx", tiles(g.k), tiles(g.m), 1, 256, 0});
     s.workspace = 2 * g.m * g.rank * 4;
   } else {
     s.entry = base + "_dx";
@@ -810,14 +828,18 @@ Emitted linearBwd(const KernelDesc &d, const P &p, bool hasX, bool hasW) {
       g.scaling = p.scaling;
       g.dropout = p.dropout;
     }
+    if constexpr (!std::is_same_v<P, kernels::params::linear_bwd_x>)
+      g.dx = p.no_dx.value_or(0) == 0;
+    const size_t o = g.dx ? 1 : 0;  // dx, when wanted, comes first
     g.xType = d.inputs[1].type;
-    g.daType = d.outputs[1].type;
-    g.dbType = d.outputs[2].type;
+    g.daType = d.outputs[o].type;
+    g.dbType = d.outputs[o + 1].type;
     g.aType = a.type;
     g.bType = b.type;
   }
   g.dyType = d.inputs[0].type;
-  g.dxType = d.outputs[0].type;
+  if (g.dx)
+    g.dxType = d.outputs[0].type;
   g.hasW = w != nullptr;
   if (w) {
     // A dense W of any float type (the LM head under DPO: an f32 dy

@@ -13,11 +13,12 @@ namespace lorac::cuda {
 
 /// The backward of a linear layer with bf16 activations
 /// (linear_bwd.cpp): `linear_bwd_x` (hasW, rank 0), `lora_bwd` (!hasW)
-/// and `fused_linear_bwd` (both). Arguments: dy, [x], [w], [a, b], dx,
-/// [da, db, workspace], [dropout key].
+/// and `fused_linear_bwd` (both). Arguments: dy, [x], [w], [a, b], [dx],
+/// [da, db, workspace], [dropout key]. `dx` false (no_dx, adapters only):
+/// no dx argument and no `_dx` launch.
 struct LinearBwd {
   int64_t m = 0, n = 0, k = 0, rank = 0;
-  bool hasW = true, wNf4 = false;
+  bool hasW = true, wNf4 = false, dx = true;
   int64_t blockSize = 0, doubleQuantBlock = 0;
   double scaling = 0, dropout = 0;
   std::string dyType, xType, dxType, daType, dbType;

@@ -77,12 +77,18 @@ LogicalResult AdapterOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
                                   SmallVectorImpl<Value> &out) {
   if (!grads[0] || !anyNeeded(need))
     return success();
+  // dx only where it is needed: without it the kernel computes dA and dB
+  // alone.
   auto g = b.create<AdapterGradOp>(
-      getLoc(), getX().getType(), getA().getType(), getB().getType(),
-      grads[0], getX(), getA(), getB(), getAlphaAttr(), getDropoutAttr());
-  for (unsigned i = 0; i < 3; ++i)
-    if (need[i])
-      out[i] = g->getResult(i);
+      getLoc(), need[0] ? getX().getType() : Type(), getA().getType(),
+      getB().getType(), grads[0], getX(), getA(), getB(), getAlphaAttr(),
+      getDropoutAttr());
+  if (need[0])
+    out[0] = g.getDx();
+  if (need[1])
+    out[1] = g.getDa();
+  if (need[2])
+    out[2] = g.getDb();
   return success();
 }
 
@@ -218,10 +224,12 @@ LogicalResult FusedLinearOp::buildVJP(OpBuilder &b, ArrayRef<Value> grads,
     return failure();
   if (getA()) {
     if (need[xi] || need[ai] || need[ai + 1]) {
+      // dx only where it is needed: without it the kernel skips dy·deq(W)
+      // and the adapter's dx term.
       auto g = b.create<FusedLinearGradOp>(
-          getLoc(), getX().getType(), getA().getType(), getB().getType(), dy,
-          getX(), getWeight(), getA(), getB(), getAlphaAttr(),
-          getDropoutAttr());
+          getLoc(), need[xi] ? getX().getType() : Type(), getA().getType(),
+          getB().getType(), dy, getX(), getWeight(), getA(), getB(),
+          getAlphaAttr(), getDropoutAttr());
       if (need[xi])
         out[xi] = g.getDx();
       if (need[ai])

@@ -214,8 +214,8 @@ LogicalResult BiasGradOp::verify() {
 }
 
 LogicalResult AdapterGradOp::verify() {
-  if (failed(expectSameType(*this, "dx", getDx().getType(), "x",
-                            getX().getType())) ||
+  if ((getDx() && failed(expectSameType(*this, "dx", getDx().getType(), "x",
+                                        getX().getType()))) ||
       failed(expectSameType(*this, "da", getDa().getType(), "A",
                             getA().getType())) ||
       failed(expectSameType(*this, "db", getDb().getType(), "B",
@@ -234,14 +234,14 @@ LogicalResult AdapterGradOp::verify() {
 }
 
 LogicalResult FusedLinearGradOp::verify() {
-  if (failed(expectSameType(*this, "dx", getDx().getType(), "x",
-                            getX().getType())) ||
+  if ((getDx() && failed(expectSameType(*this, "dx", getDx().getType(), "x",
+                                        getX().getType()))) ||
       failed(expectSameType(*this, "da", getDa().getType(), "A",
                             getA().getType())) ||
       failed(expectSameType(*this, "db", getDb().getType(), "B",
                             getB().getType())) ||
-      failed(verifyLinearShapes(*this, "x", getX(), getWeight(), "dy",
-                                getDy())))
+      failed(
+          verifyLinearShapes(*this, "x", getX(), getWeight(), "dy", getDy())))
     return failure();
   return verifyAdapterWeights(*this, getX(), getA(), getB(), getDy(),
                               getDropout().convertToDouble());

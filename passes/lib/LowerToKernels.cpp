@@ -342,6 +342,8 @@ struct LowerToKernelsPass
               p.n = shapeOf(o.getB())[0];
               p.k = shapeOf(o.getA())[1];
               adapter(p, r, o.getAlpha().convertToDouble() / r, o.getDropout());
+              if (!o.getDx())
+                p.no_dx = 1;
               return kernelAttr(ctx, p);
             })
             .Case([&](FusedLinearGradOp o) {
@@ -349,6 +351,8 @@ struct LowerToKernelsPass
               matmul(p, o.getX(), o.getWeight());
               int64_t r = shapeOf(o.getA())[0];
               adapter(p, r, o.getAlpha().convertToDouble() / r, o.getDropout());
+              if (!o.getDx())
+                p.no_dx = 1;
               return kernelAttr(ctx, p);
             })
             .Case([&](RopeOp o) {

@@ -39,12 +39,14 @@ struct Case {
   bool nf4;
   int64_t double_quant;
   double dropout;
+  bool no_dx = false;  // the input gradient not wanted: dA and dB only
 };
 
 std::string Name(const Case& c) {
   return std::string(c.kind) + "_m" + std::to_string(c.m) + "_n" + std::to_string(c.n) + "_k" +
          std::to_string(c.k) + "_r" + std::to_string(c.rank) +
-         (c.nf4 ? "_nf4_" + std::to_string(c.double_quant) : "") + (c.dropout > 0 ? "_drop" : "");
+         (c.nf4 ? "_nf4_" + std::to_string(c.double_quant) : "") + (c.dropout > 0 ? "_drop" : "") +
+         (c.no_dx ? "_nodx" : "");
 }
 
 lorac::cuda::LinearBwd Template(const Case& c) {
@@ -59,6 +61,7 @@ lorac::cuda::LinearBwd Template(const Case& c) {
   g.doubleQuantBlock = c.double_quant;
   g.scaling = 2.0 / std::max<int64_t>(c.rank, 1);
   g.dropout = c.dropout;
+  g.dx = !c.no_dx;
   g.dyType = g.xType = g.dxType = "__nv_bfloat16";
   g.daType = g.dbType = "float";
   return g;
@@ -113,7 +116,8 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
     in.push_back(view(a.data(), DType::BF16, {r, c.k}));
     in.push_back(view(b.data(), DType::BF16, {c.n, r}));
   }
-  std::vector<TensorView> out = {view(dx_cpu.data(), DType::BF16, {c.m, c.k})};
+  std::vector<TensorView> out;
+  if (!c.no_dx) out.push_back(view(dx_cpu.data(), DType::BF16, {c.m, c.k}));
   if (has_adapter) {
     out.push_back(view(da_cpu.data(), DType::F32, {r, c.k}));
     out.push_back(view(db_cpu.data(), DType::F32, {c.n, r}));
@@ -134,6 +138,7 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
     p.Set("dropout", c.dropout);
     p.Set("rng_stream", static_cast<int64_t>(stream));
   }
+  if (c.no_dx) p.Set("no_dx", int64_t{1});
   lorart::cpu::KernelFn fn;
   ASSERT_TRUE(lorart::cpu::LookupKernel(kind, &fn).ok());
   lorart::cpu::KernelContext ctx;
@@ -149,7 +154,7 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
     args.push_back(a.data());
     args.push_back(b.data());
   }
-  args.push_back(dx_sim.data());
+  if (!c.no_dx) args.push_back(dx_sim.data());
   std::vector<uint8_t> workspace(static_cast<size_t>(src->workspace) + 16, 0xcd);
   uint64_t key = lorart::cpu::DropoutKey(seed, stream);
   if (has_adapter) {
@@ -169,9 +174,10 @@ TEST_P(LinearBwdSim, MatchesTheCpuBackend) {
     }
     EXPECT_LE(err / scale, bound) << what;
   };
-  compare(
-      "dx", [&](size_t i) { return lorart::cpu::Bf16ToFloat(dx_cpu[i]); },
-      [&](size_t i) { return lorart::cpu::Bf16ToFloat(dx_sim[i]); }, dx_cpu.size(), 1e-2);
+  if (!c.no_dx)
+    compare(
+        "dx", [&](size_t i) { return lorart::cpu::Bf16ToFloat(dx_cpu[i]); },
+        [&](size_t i) { return lorart::cpu::Bf16ToFloat(dx_sim[i]); }, dx_cpu.size(), 1e-2);
   if (has_adapter) {
     // f32 sums of bf16 products in different orders — and u, g are
     // themselves f32 sums rounded to bf16 where they meet dy or x, so an
@@ -192,17 +198,20 @@ TEST_P(LinearBwdSim, CompilesWithoutSpills) {
   lora_sim_test::ExpectNoSpills(*src);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, LinearBwdSim,
-    ::testing::Values(
-        // kind, m, n, k, rank, nf4, double_quant, dropout
-        Case{"fused_linear_bwd", 80, 72, 88, 8, false, 0, 0.0},
-        Case{"fused_linear_bwd", 96, 128, 64, 16, true, 256, 0.1},
-        Case{"fused_linear_bwd", 64, 64, 128, 24, true, 0, 0.0},
-        Case{"lora_bwd", 72, 64, 96, 64, false, 0, 0.05},
-        Case{"linear_bwd_x", 100, 136, 64, 0, true, 256, 0.0},
-        Case{"linear_bwd_x", 64, 200, 72, 0, false, 0, 0.0}),
-    [](const ::testing::TestParamInfo<Case>& info) { return Name(info.param); });
+INSTANTIATE_TEST_SUITE_P(Shapes, LinearBwdSim,
+                         ::testing::Values(
+                             // kind, m, n, k, rank, nf4, double_quant, dropout
+                             Case{"fused_linear_bwd", 80, 72, 88, 8, false, 0, 0.0},
+                             Case{"fused_linear_bwd", 96, 128, 64, 16, true, 256, 0.1},
+                             Case{"fused_linear_bwd", 64, 64, 128, 24, true, 0, 0.0},
+                             Case{"lora_bwd", 72, 64, 96, 64, false, 0, 0.05},
+                             Case{"fused_linear_bwd", 96, 128, 64, 16, true, 256, 0.1, true},
+                             Case{"lora_bwd", 72, 64, 96, 8, false, 0, 0.0, true},
+                             Case{"linear_bwd_x", 100, 136, 64, 0, true, 256, 0.0},
+                             Case{"linear_bwd_x", 64, 200, 72, 0, false, 0, 0.0}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return Name(info.param);
+                         });
 
 TEST(LinearBwdTemplate, RefusesWhatItDoesNotCover) {
   auto g = Template(Case{"fused_linear_bwd", 64, 64, 64, 8, false, 0, 0.0});
@@ -218,6 +227,29 @@ TEST(LinearBwdTemplate, RefusesWhatItDoesNotCover) {
   g.rank = 65;
   EXPECT_FALSE(lorac::cuda::emitLinearBwd(g, &why).has_value());
   EXPECT_EQ(why, "rank above 64");
+  g = Template(Case{"linear_bwd_x", 64, 64, 64, 0, false, 0, 0.0, true});
+  EXPECT_FALSE(lorac::cuda::emitLinearBwd(g, &why).has_value());
+  EXPECT_EQ(why, "no gradient to compute");
+}
+
+// Without dx the source has no _dx kernel and no dx argument, and the
+// launches stop after _da.
+TEST(LinearBwdTemplate, WithoutDxLaunchesNoDxKernel) {
+  for (bool simt : {false, true}) {
+    auto g = Template(Case{"fused_linear_bwd", 64, 64, 64, 8, false, 0, 0.1, true});
+    std::string why;
+    auto src = simt ? lorac::cuda::emitSimtLinearBwd(g, &why) : lorac::cuda::emitLinearBwd(g, &why);
+    ASSERT_TRUE(src.has_value()) << why;
+    EXPECT_EQ(src->code.find("_dx("), std::string::npos) << simt;
+    EXPECT_EQ(src->code.find("__restrict__ dx"), std::string::npos) << simt;
+    ASSERT_EQ(src->next.size(), 2u) << simt;
+    EXPECT_NE(src->next.back().entry.find("_da"), std::string::npos) << simt;
+    g.dx = true;
+    src = simt ? lorac::cuda::emitSimtLinearBwd(g, &why) : lorac::cuda::emitLinearBwd(g, &why);
+    ASSERT_TRUE(src.has_value()) << why;
+    EXPECT_NE(src->code.find("_dx("), std::string::npos) << simt;
+    EXPECT_EQ(src->next.size(), 3u) << simt;
+  }
 }
 
 }  // namespace

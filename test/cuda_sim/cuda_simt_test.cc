@@ -158,13 +158,18 @@ struct LinearCase {
   double dropout;
   bool bias;
   bool dy_f32 = false;  // an f32 dy against a bf16 W (the LM head under DPO)
+  bool no_dx = false;   // the input gradient not wanted: dA and dB only
 };
 
 std::string Name(const LinearCase& c) {
-  return std::string(c.kind) + "_" + (c.dtype == DType::F32 ? "f32" : c.dtype == DType::F16 ? "f16" : "bf16") +
-         "_m" + std::to_string(c.m) + "_n" + std::to_string(c.n) + "_k" + std::to_string(c.k) + "_r" +
-         std::to_string(c.rank) + (c.nf4 ? "_nf4_" + std::to_string(c.double_quant) : "") +
-         (c.dropout > 0 ? "_drop" : "") + (c.bias ? "_bias" : "") + (c.dy_f32 ? "_dyf32" : "");
+  return std::string(c.kind) + "_" +
+         (c.dtype == DType::F32   ? "f32"
+          : c.dtype == DType::F16 ? "f16"
+                                  : "bf16") +
+         "_m" + std::to_string(c.m) + "_n" + std::to_string(c.n) + "_k" + std::to_string(c.k) +
+         "_r" + std::to_string(c.rank) + (c.nf4 ? "_nf4_" + std::to_string(c.double_quant) : "") +
+         (c.dropout > 0 ? "_drop" : "") + (c.bias ? "_bias" : "") + (c.dy_f32 ? "_dyf32" : "") +
+         (c.no_dx ? "_nodx" : "");
 }
 
 std::optional<cuda::Source> LinearSource(const LinearCase& c, std::string* why) {
@@ -187,6 +192,7 @@ std::optional<cuda::Source> LinearSource(const LinearCase& c, std::string* why) 
   g.dyType = g.xType = g.dxType = g.aType = g.bType = g.wType = t;
   if (c.dy_f32) g.dyType = g.dxType = "float";
   g.daType = g.dbType = "float";
+  g.dx = !c.no_dx;
   return cuda::emitSimtLinearBwd(g, why);
 }
 
@@ -246,13 +252,17 @@ TEST_P(SimtLinearSim, MatchesTheCpuBackend) {
     }
     // With an f32 dy, an f32 dx: its tolerance shows whether dy was rounded
     // to bf16 against the bf16 W as the CPU does.
-    out.push_back(Make(c.dy_f32 ? DType::F32 : c.dtype, {c.m, c.k}));
+    if (c.no_dx)
+      p.Set("no_dx", int64_t{1});
+    else
+      out.push_back(Make(c.dy_f32 ? DType::F32 : c.dtype, {c.m, c.k}));
     if (c.rank) {
       out.push_back(Make(DType::F32, {r, c.k}));
       out.push_back(Make(DType::F32, {c.n, r}));
       // dA and dB sum over the m tokens of 16-bit-rounded intermediates.
       const double t = RoundedIntermediateTolerance(c.dtype, c.m);
-      tolerances = {Tolerance(out[0].view.dtype), t, t};
+      tolerances = {t, t};
+      if (!c.no_dx) tolerances.insert(tolerances.begin(), Tolerance(out[0].view.dtype));
     }
   }
   Compare(*src, p, std::move(in), std::move(out), rng, 1.0, tolerances);
@@ -279,6 +289,9 @@ INSTANTIATE_TEST_SUITE_P(
         LinearCase{"fused_linear_bwd", DType::F16, 64, 96, 72, 16, true, 0, 0.0, false},
         LinearCase{"fused_linear_bwd", DType::BF16, 80, 64, 64, 128, true, 256, 0.1, false},
         LinearCase{"lora_bwd", DType::F32, 72, 64, 96, 8, false, 0, 0.05, false},
+        LinearCase{"fused_linear_bwd", DType::F16, 70, 128, 64, 8, true, 256, 0.1, false, false,
+                   true},
+        LinearCase{"lora_bwd", DType::F32, 72, 64, 96, 8, false, 0, 0.0, false, false, true},
         LinearCase{"linear_bwd_x", DType::F32, 100, 136, 64, 0, true, 256, 0.0, false},
         LinearCase{"linear_bwd_x", DType::F16, 64, 200, 72, 0, false, 0, 0.0, false},
         LinearCase{"linear_bwd_x", DType::BF16, 40, 100, 36, 0, false, 0, 0.0, false, true},

@@ -27,7 +27,9 @@
 // CHECK: lora.linear_grad_x %{{.*}}, %{{.*}} : (tensor<2x8x64xf32>, !lora.nf4<64x64, block_size = 64, double_quant = 256>) -> tensor<2x8x64xf32>
 // Two uses of the adapter output: their gradients are summed.
 // CHECK: %[[DSUM:.*]] = lora.add
-// CHECK: %{{.*}}, %[[DA:.*]], %[[DB:.*]] = lora.adapter_grad %[[DSUM]], %[[X]], %[[A]], %[[B]] {alpha = 8.000000e+00 : f64}
+// Nothing below the adapter is trained (x comes from a frozen norm over a
+// frozen embedding): its gradient op has no dx result.
+// CHECK: %[[DA:.*]], %[[DB:.*]] = lora.adapter_grad %[[DSUM]], %[[X]], %[[A]], %[[B]] {alpha = 8.000000e+00 : f64} : ({{.*}}) -> (tensor<4x64xf32>, tensor<64x4xf32>)
 // No gradient for frozen weights, nor below the first trainable value.
 // CHECK-NOT: lora.linear_grad_w
 // CHECK-NOT: lora.embedding_grad
@@ -95,6 +97,34 @@ module {
     %d = lora.adapter %x, %a2, %b2 {alpha = 2.0 : f64} : (tensor<2x8x64xf32>, tensor<2x64xf32>, tensor<64x2xf32>) -> tensor<2x8x64xf32>
     %y2 = lora.add %y, %d : (tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
     %logits = lora.lm_head %y2, %e : (tensor<2x8x64xf32>, tensor<100x64xf32>) -> tensor<2x8x100xf32>
+    %loss, %n = lora.cross_entropy %logits, %t, %m : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>) -> (tensor<f32>, tensor<i64>)
+    return %loss, %n : tensor<f32>, tensor<i64>
+  }
+}
+
+// -----
+
+// Two fused layers with adapters: the first one's input gradient is not
+// wanted (no dx result: its kernel skips dy·W and the adapter's dx term);
+// the second one's flows into the first, so it keeps its dx.
+// CHECK-LABEL: func.func @train_step
+// CHECK: %[[DX2:.*]], %[[DA2:.*]], %[[DB2:.*]] = lora.fused_linear_grad %{{.*}}, %[[H1:.*]], %{{.*}}, %{{.*}}, %{{.*}} {alpha = 8.000000e+00 : f64} : ({{.*}}) -> (tensor<2x8x64xf32>, tensor<4x64xf32>, tensor<64x4xf32>)
+// CHECK: %[[DA1:.*]], %[[DB1:.*]] = lora.fused_linear_grad %[[DX2]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {alpha = 8.000000e+00 : f64} : ({{.*}}) -> (tensor<4x64xf32>, tensor<64x4xf32>)
+// CHECK: return %{{.*}}, %{{.*}}, %[[DA1]], %[[DB1]], %[[DA2]], %[[DB2]]
+// FULL-LABEL: func.func @train_step
+module {
+  func.func @forward(%tokens: tensor<2x8xi32> {lora.input = "tokens"}, %t: tensor<2x8xi32> {lora.input = "targets"}, %m: tensor<2x8xi1> {lora.input = "loss_mask"}) -> (tensor<f32>, tensor<i64>) attributes {lora.objective = "sft"} {
+    %e = lora.param "embed" frozen : tensor<100x64xf32>
+    %x = lora.embedding %e, %tokens : (tensor<100x64xf32>, tensor<2x8xi32>) -> tensor<2x8x64xf32>
+    %w1 = lora.param "w1" frozen : tensor<64x64xf32>
+    %a1 = lora.param "a1" trainable : tensor<4x64xf32>
+    %b1 = lora.param "b1" trainable : tensor<64x4xf32>
+    %h1 = lora.fused_linear %x, %w1 adapter(%a1, %b1) {alpha = 8.0 : f64} : (tensor<2x8x64xf32>, tensor<64x64xf32>, tensor<4x64xf32>, tensor<64x4xf32>) -> tensor<2x8x64xf32>
+    %w2 = lora.param "w2" frozen : tensor<64x64xf32>
+    %a2 = lora.param "a2" trainable : tensor<4x64xf32>
+    %b2 = lora.param "b2" trainable : tensor<64x4xf32>
+    %h2 = lora.fused_linear %h1, %w2 adapter(%a2, %b2) {alpha = 8.0 : f64} : (tensor<2x8x64xf32>, tensor<64x64xf32>, tensor<4x64xf32>, tensor<64x4xf32>) -> tensor<2x8x64xf32>
+    %logits = lora.lm_head %h2, %e : (tensor<2x8x64xf32>, tensor<100x64xf32>) -> tensor<2x8x100xf32>
     %loss, %n = lora.cross_entropy %logits, %t, %m : (tensor<2x8x100xf32>, tensor<2x8xi32>, tensor<2x8xi1>) -> (tensor<f32>, tensor<i64>)
     return %loss, %n : tensor<f32>, tensor<i64>
   }

@@ -66,3 +66,22 @@ func.func @norms(%x: tensor<2x8x64xf32>, %w: tensor<64xf32>, %g: tensor<16xf32>)
   %dx, %dg = lora.rms_norm_grad %b, %a, %g {eps = 1.0e-06 : f64} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<16xf32>) -> (tensor<2x8x64xf32>, tensor<16xf32>)
   return %b, %dx, %dg : tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<16xf32>
 }
+
+// -----
+
+// Gradient ops of the linear family: with a dx result the kernel has three
+// outputs; without one (lora-autodiff found nothing that needs it) the
+// kernel gets no_dx = 1 and two outputs.
+// CHECK-LABEL: func.func @train_step
+// CHECK: lora.fused_linear_grad {{.*}}lora.kernel = {dropout = 1.000000e-01 : f64, k = 32 : i64, kind = "fused_linear_bwd", m = 16 : i64, n = 64 : i64, rank = 4 : i64, rng_stream = {{-?[0-9]+}} : i64, scaling = 2.000000e+00 : f64, weight_format = "dense"}
+// CHECK: lora.fused_linear_grad {{.*}}lora.kernel = {dropout = 1.000000e-01 : f64, k = 32 : i64, kind = "fused_linear_bwd", m = 16 : i64, n = 64 : i64, no_dx = 1 : i64, rank = 4 : i64, rng_stream = {{-?[0-9]+}} : i64, scaling = 2.000000e+00 : f64, weight_format = "dense"}
+// CHECK: lora.adapter_grad {{.*}}lora.kernel = {dropout = 0.000000e+00 : f64, k = 32 : i64, kind = "lora_bwd", m = 16 : i64, n = 64 : i64, no_dx = 1 : i64, rank = 4 : i64, rng_stream = 0 : i64, scaling = 2.000000e+00 : f64}
+func.func @train_step(%dy: tensor<2x8x64xf32>, %x: tensor<2x8x32xf32>) -> (tensor<2x8x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>, tensor<4x32xf32>, tensor<64x4xf32>, tensor<4x32xf32>, tensor<64x4xf32>) {
+  %w = lora.param "w" frozen : tensor<64x32xf32>
+  %a = lora.param "a" trainable : tensor<4x32xf32>
+  %b = lora.param "b" trainable : tensor<64x4xf32>
+  %dx, %da, %db = lora.fused_linear_grad %dy, %x, %w, %a, %b {alpha = 8.0 : f64, dropout = 0.1 : f64} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<64x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> (tensor<2x8x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>)
+  %da2, %db2 = lora.fused_linear_grad %dy, %x, %w, %a, %b {alpha = 8.0 : f64, dropout = 0.1 : f64} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<64x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> (tensor<4x32xf32>, tensor<64x4xf32>)
+  %da3, %db3 = lora.adapter_grad %dy, %x, %a, %b {alpha = 8.0 : f64} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> (tensor<4x32xf32>, tensor<64x4xf32>)
+  return %dx, %da, %db, %da2, %db2, %da3, %db3 : tensor<2x8x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>, tensor<4x32xf32>, tensor<64x4xf32>, tensor<4x32xf32>, tensor<64x4xf32>
+}

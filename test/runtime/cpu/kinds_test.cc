@@ -51,6 +51,11 @@ TEST(KernelKinds, FlopModel) {
   EXPECT_EQ(kernels::KernelFlops("lora_bwd", p), 2.0 * 32 * 4 * (3 * 16 + 2 * 64));
   EXPECT_EQ(kernels::KernelFlops("fused_linear_bwd", p),
             2.0 * 32 * 64 * 16 + 2.0 * 32 * 4 * (3 * 16 + 2 * 64));
+  // Without dx (no_dx): neither dy·W nor the adapter's dx term g·A.
+  p.v["no_dx"] = 1;
+  EXPECT_EQ(kernels::KernelFlops("lora_bwd", p), 2.0 * 32 * 4 * (2 * 16 + 2 * 64));
+  EXPECT_EQ(kernels::KernelFlops("fused_linear_bwd", p), 2.0 * 32 * 4 * (2 * 16 + 2 * 64));
+  p.v.erase("no_dx");
   // Causal attention: the T(T+1)/2 allowed pairs; without the mask, T².
   MapParams a;
   a.v = {{"batch", 2}, {"num_heads", 3}, {"seq", 10}, {"head_dim", 8}, {"causal", 1}};

@@ -375,6 +375,52 @@ TEST(LinearTest, FusedLinearBwdMatchesReference) {
   });
 }
 
+// no_dx (the input gradient is not wanted): fused_linear_bwd and lora_bwd
+// write only dA and dB, bit for bit the gradients of the full kernel, at
+// every level; a bad no_dx or a dx operand with no_dx is refused.
+TEST(LinearTest, BackwardWithoutDxGivesTheSameAdapterGradients) {
+  std::mt19937_64 rng(27);
+  const int64_t shapes[][4] = {{9, 11, 64, 4}, {37, 70, 96, 8}};
+  const uint64_t seed = 5, stream = 77;
+  ForEachLevel([&] {
+    for (const auto& sh : shapes)
+      for (bool fused : {true, false})
+        for (DType dt : {DType::F32, DType::BF16})
+          for (double drop : {0.0, 0.2}) {
+            const int64_t m = sh[0], n = sh[1], k = sh[2], r = sh[3];
+            const char* kind = fused ? "fused_linear_bwd" : "lora_bwd";
+            auto x = Rand(dt, {m, k}, rng), dy = Rand(dt, {m, n}, rng), w = Rand(dt, {n, k}, rng);
+            auto A = Rand(dt, {r, k}, rng), B = Rand(dt, {n, r}, rng);
+            auto dx = Zeros(dt, {m, k});
+            auto dA = Zeros(DType::F32, {r, k}), dB = Zeros(DType::F32, {n, r});
+            auto dA2 = Zeros(DType::F32, {r, k}), dB2 = Zeros(DType::F32, {n, r});
+            std::vector<Owned*> in = {dy.get(), x.get()};
+            if (fused) in.push_back(w.get());
+            in.push_back(A.get());
+            in.push_back(B.get());
+            Params p = Matmul(m, n, k);
+            WithAdapter(p, r, 1.25, drop, stream);
+            Status s = RunKernel(kind, p, in, {dx.get(), dA.get(), dB.get()}, seed);
+            ASSERT_TRUE(s.ok()) << s.ToString();
+            p.I("no_dx", 1);
+            s = RunKernel(kind, p, in, {dA2.get(), dB2.get()}, seed);
+            ASSERT_TRUE(s.ok()) << s.ToString();
+            const std::string what = std::string(kind) + " m=" + std::to_string(m) + " " +
+                                     schema::EnumNameDType(dt) + " p=" + std::to_string(drop);
+            EXPECT_EQ(dA->floats(), dA2->floats()) << what;
+            EXPECT_EQ(dB->floats(), dB2->floats()) << what;
+            // A dx operand is one output too many with no_dx; no_dx is 0 or 1.
+            s = RunKernel(kind, p, in, {dx.get(), dA2.get(), dB2.get()}, seed);
+            EXPECT_FALSE(s.ok()) << what;
+            p.I("no_dx", 2);
+            s = RunKernel(kind, p, in, {dA2.get(), dB2.get()}, seed);
+            ASSERT_FALSE(s.ok()) << what;
+            EXPECT_NE(s.ToString().find("'no_dx' must be 0 or 1, got 2"), std::string::npos)
+                << s.ToString();
+          }
+  });
+}
+
 TEST(LinearTest, FusedLinearFwdWithoutAdapterIsLinear) {
   std::mt19937_64 rng(6);
   const int64_t m = 4, n = 5, k = 6;

@@ -39,7 +39,7 @@ KernelParams ParamsFor(const kernels::KindSpec& spec) {
     switch (ps.type) {
       case kernels::ParamType::kInt: {
         int64_t v = 3;
-        if (n == "bias" || n == "causal" || n == "segments") v = 1;
+        if (n == "bias" || n == "causal" || n == "segments" || n == "no_dx") v = 1;
         if (n == "ipo" || n == "sliding_window") v = 0;
         if (n == "rank" || n == "tensors" || n == "sequences" || n == "pairs" ||
             n == "chunk_size" || n == "batch" || n == "num_heads" || n == "block_q" ||

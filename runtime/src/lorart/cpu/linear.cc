@@ -127,21 +127,22 @@ Status BiasBwd(const KernelContext& ctx, const KernelParams& p, const std::vecto
   return OkStatus();
 }
 
-// The adapter operands (A [r, k], B [n, r]) and the three gradients (dx, dA,
-// dB) of lora_bwd and fused_linear_bwd.
+// The adapter operands (A [r, k], B [n, r]) and the gradients (dx unless
+// no_dx, dA, dB) of lora_bwd and fused_linear_bwd.
 Status ExpectAdapterBackward(const KernelParams& p, const TensorView& a, const TensorView& b,
-                             const std::vector<TensorView>& out, int64_t m, int64_t n, int64_t k,
-                             int64_t r) {
+                             const std::vector<TensorView>& out, bool with_dx, int64_t m, int64_t n,
+                             int64_t k, int64_t r) {
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, a, r * k, "the adapter's A"));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, b, n * r, "the adapter's B"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], m * k, "dx"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[1], r * k, "dA"));
-  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[2], n * r, "dB"));
+  const size_t o = with_dx ? 1 : 0;
+  if (with_dx) LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[0], m * k, "dx"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[o], r * k, "dA"));
+  LORA_RETURN_IF_ERROR(ExpectFloatN(p, out[o + 1], n * r, "dB"));
   return OkStatus();
 }
 
 // lora_bwd ([dy, x, a, b]) and fused_linear_bwd ([dy, x, w, a, b]) ->
-// [dx, da, db].
+// [dx, da, db], or [da, db] with no_dx.
 template <class P>
 Status AdapterBwdKernel(const KernelContext& ctx, const KernelParams& p,
                         const std::vector<TensorView>& in, const std::vector<TensorView>& out) {
@@ -151,15 +152,21 @@ Status AdapterBwdKernel(const KernelContext& ctx, const KernelParams& p,
   LORA_RETURN_IF_ERROR(MatmulSizes(p, &prm, &m, &n, &k));
   Adapter ad;
   LORA_RETURN_IF_ERROR(ReadAdapter(p, prm, true, &ad));
-  const size_t ia = with_weight ? 3 : 2;
-  LORA_RETURN_IF_ERROR(ExpectArity(p, in, ia + 2, out, 3));
+  const int64_t no_dx = prm.no_dx.value_or(0);
+  if (no_dx != 0 && no_dx != 1)
+    return InvalidArgumentError(StrFormat("kernel '%s': parameter 'no_dx' must be 0 or 1, got %lld",
+                                          p.kind().c_str(), static_cast<long long>(no_dx)));
+  const bool with_dx = no_dx == 0;
+  const size_t ia = with_weight ? 3 : 2, o = with_dx ? 1 : 0;
+  LORA_RETURN_IF_ERROR(ExpectArity(p, in, ia + 2, out, o + 2));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[0], m * n, "dy"));
   LORA_RETURN_IF_ERROR(ExpectFloatN(p, in[1], m * k, "x"));
   Weight w;
   if constexpr (with_weight) LORA_RETURN_IF_ERROR(BindWeight(p, prm, in[2], n, k, &w));
-  LORA_RETURN_IF_ERROR(ExpectAdapterBackward(p, in[ia], in[ia + 1], out, m, n, k, ad.rank));
+  LORA_RETURN_IF_ERROR(
+      ExpectAdapterBackward(p, in[ia], in[ia + 1], out, with_dx, m, n, k, ad.rank));
   return AdapterBackward(ctx, in[0], in[1], with_weight ? &w : nullptr, in[ia], in[ia + 1], ad,
-                         out[0], out[1], out[2], m, n, k);
+                         with_dx ? &out[0] : nullptr, out[o], out[o + 1], m, n, k);
 }
 
 Status LoraBwd(const KernelContext& ctx, const KernelParams& p, const std::vector<TensorView>& in,

@@ -556,15 +556,15 @@ inline Status InputGradient(const KernelContext& ctx, const TensorView& dy, cons
 
 // The adapter's gradients (and dx through the optional frozen weight):
 // u = drop(x)·Aᵀ, g = dy·B, dB = s·dyᵀ·u, dA = s·gᵀ·drop(x),
-// dx = dy·deq(W) + s·drop'(g·A).
+// dx = dy·deq(W) + s·drop'(g·A). `dx` null: no input gradient (no_dx).
 inline Status AdapterBackward(const KernelContext& ctx, const TensorView& dy, const TensorView& x,
                               const Weight* w, const TensorView& a, const TensorView& b,
-                              const Adapter& ad, const TensorView& dx, const TensorView& da,
+                              const Adapter& ad, const TensorView* dx, const TensorView& da,
                               const TensorView& db, int64_t m, int64_t n, int64_t k) {
   const int T = Threads(ctx);
   const int64_t r = ad.rank;
   // With dropout the mask is drawn once, for drop(x) and again for dx.
-  uint8_t* keep = ad.dropout > 0.0 ? Scratch<uint8_t>(kKeepAll, m * k) : nullptr;
+  uint8_t* keep = ad.dropout > 0.0 && dx != nullptr ? Scratch<uint8_t>(kKeepAll, m * k) : nullptr;
   const void* xd = DropInput(ctx, ad, x, m * k, keep);
   float* u = Scratch<float>(kU, m * r);
   float* g = Scratch<float>(kG, m * r);
@@ -576,7 +576,8 @@ inline Status AdapterBackward(const KernelContext& ctx, const TensorView& dy, co
                             0.0f, db.data, db.dtype, r, T));
   LORA_RETURN_IF_ERROR(Gemm(true, false, r, k, m, ad.scaling, Mat(g, DType::F32, r),
                             Mat(xd, x.dtype, k), 0.0f, da.data, da.dtype, k, T));
-  return InputGradient(ctx, dy, w, g, &a, ad, dx, m, n, k, keep);
+  if (dx == nullptr) return OkStatus();
+  return InputGradient(ctx, dy, w, g, &a, ad, *dx, m, n, k, keep);
 }
 
 // ----------------------------------------------------------------------------

@@ -1358,3 +1358,22 @@ func.func @f(%q: tensor<2x3x8xf32>, %k: tensor<2x3x4xf32>, %l: tensor<2x4x5xf32>
   %0:3 = lora.attention_grad %q, %q, %k, %k saved(%q, %l) {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 2 : i64} : (tensor<2x3x8xf32>, tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<2x4x5xf32>) -> (tensor<2x3x8xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>)
   return
 }
+
+// -----
+
+// Without dx (lora-autodiff's form where the input gradient is not wanted),
+// the two results are dA and dB: a dx-shaped first result is refused.
+func.func @f(%dy: tensor<2x8x64xf32>, %x: tensor<2x8x32xf32>, %w: tensor<64x32xf32>, %a: tensor<4x32xf32>, %b: tensor<64x4xf32>) {
+  // expected-error @+1 {{da type 'tensor<2x8x32xf32>' must equal A type 'tensor<4x32xf32>'}}
+  %0:2 = lora.fused_linear_grad %dy, %x, %w, %a, %b {alpha = 8.0 : f64} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<64x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> (tensor<2x8x32xf32>, tensor<64x4xf32>)
+  return
+}
+
+// -----
+
+// The adapter's gradient without dx: dB must still match B.
+func.func @f(%dy: tensor<2x8x64xf32>, %x: tensor<2x8x32xf32>, %a: tensor<4x32xf32>, %b: tensor<64x4xf32>) {
+  // expected-error @+1 {{db type 'tensor<4x32xf32>' must equal B type 'tensor<64x4xf32>'}}
+  %0:2 = lora.adapter_grad %dy, %x, %a, %b {alpha = 8.0 : f64} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> (tensor<4x32xf32>, tensor<4x32xf32>)
+  return
+}

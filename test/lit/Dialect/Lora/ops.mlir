@@ -181,3 +181,13 @@ func.func @attention_saved(%q: tensor<2x8x64xbf16>, %k: tensor<2x8x32xbf16>, %do
   %a:3 = lora.attention_grad %do, %q, %k, %k segments %s {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : (tensor<2x8x64xbf16>, tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>, tensor<2x8xi32>) -> (tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>)
   return %dq, %dk, %a#2 : tensor<2x8x64xbf16>, tensor<2x8x32xbf16>, tensor<2x8x32xbf16>
 }
+
+// The linear family's gradient ops with and without the input gradient dx.
+// CHECK-LABEL: func.func @linear_grads_without_dx
+// CHECK: %{{.*}}, %{{.*}} = lora.fused_linear_grad
+// CHECK: %{{.*}}, %{{.*}} = lora.adapter_grad
+func.func @linear_grads_without_dx(%dy: tensor<2x8x64xf32>, %x: tensor<2x8x32xf32>, %w: tensor<64x32xf32>, %a: tensor<4x32xf32>, %b: tensor<64x4xf32>) -> (tensor<4x32xf32>, tensor<64x4xf32>, tensor<4x32xf32>, tensor<64x4xf32>) {
+  %da, %db = lora.fused_linear_grad %dy, %x, %w, %a, %b {alpha = 8.0 : f64} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<64x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> (tensor<4x32xf32>, tensor<64x4xf32>)
+  %da2, %db2 = lora.adapter_grad %dy, %x, %a, %b {alpha = 8.0 : f64} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> (tensor<4x32xf32>, tensor<64x4xf32>)
+  return %da, %db, %da2, %db2 : tensor<4x32xf32>, tensor<64x4xf32>, tensor<4x32xf32>, tensor<64x4xf32>
+}

@@ -151,13 +151,15 @@ def Lora_AdapterGradOp : Lora_GradOp<"adapter_grad"> {
   let summary = "gradients of a LoRA adapter: `dx`, `dA`, `dB`";
   let description = [{
     With `s = alpha/r`, `u = drop(x)·Aᵀ`: `dB = s·dyᵀ·u`, `dA = s·(dy·B)ᵀ·drop(x)`,
-    `dx = s·drop'((dy·B)·A)` (the same dropout mask as the forward).
+    `dx = s·drop'((dy·B)·A)` (the same dropout mask as the forward). `dx` is
+    optional: `lora-autodiff` leaves it out where nothing needs the input's
+    gradient, and the kernel then computes only `dA` and `dB`.
   }];
   let arguments = (ins Lora_FloatTensor:$dy, Lora_FloatTensor:$x,
                        Lora_FloatTensor:$a, Lora_FloatTensor:$b,
                        Lora_PositiveF64:$alpha,
                        DefaultValuedAttr<F64Attr, "0.0">:$dropout);
-  let results = (outs Lora_FloatTensor:$dx, Lora_FloatTensor:$da,
+  let results = (outs Optional<Lora_FloatTensor>:$dx, Lora_FloatTensor:$da,
                       Lora_FloatTensor:$db);
   let assemblyFormat = "$dy `,` $x `,` $a `,` $b attr-dict `:` functional-type(operands, results)";
 }
@@ -167,13 +169,20 @@ def Lora_FusedLinearGradOp : Lora_GradOp<"fused_linear_grad"> {
   let description = [{
     One kernel for the input gradient through the (possibly NF4) frozen weight
     and the adapter, and the adapter's weight gradients; the dequantized
-    weight is never a buffer.
+    weight is never a buffer. `dx` is optional: `lora-autodiff` leaves it out
+    where nothing needs the input's gradient (the q/k/v projections of the
+    first layer, whose input comes from a frozen embedding), and the kernel
+    then skips `dy·deq(W)` and the adapter's `dx` term.
+
+    ```mlir
+    %da, %db = lora.fused_linear_grad %dy, %x, %w, %a, %b {alpha = 32.0 : f64} : (tensor<4x128x256xf32>, tensor<4x128x512xf32>, tensor<256x512xf32>, tensor<16x512xf32>, tensor<256x16xf32>) -> (tensor<16x512xf32>, tensor<256x16xf32>)
+    ```
   }];
   let arguments = (ins Lora_FloatTensor:$dy, Lora_FloatTensor:$x,
                        Lora_WeightType:$weight, Lora_FloatTensor:$a,
                        Lora_FloatTensor:$b, Lora_PositiveF64:$alpha,
                        DefaultValuedAttr<F64Attr, "0.0">:$dropout);
-  let results = (outs Lora_FloatTensor:$dx, Lora_FloatTensor:$da,
+  let results = (outs Optional<Lora_FloatTensor>:$dx, Lora_FloatTensor:$da,
                       Lora_FloatTensor:$db);
   let assemblyFormat = "$dy `,` $x `,` $weight `,` $a `,` $b attr-dict `:` functional-type(operands, results)";
 }
