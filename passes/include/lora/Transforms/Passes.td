@@ -241,6 +241,13 @@ def Autodiff : Pass<"lora-autodiff", "::mlir::ModuleOp"> {
     for values that depend on a trainable parameter and that the loss depends
     on: no weight gradient is built for a frozen weight, while the input
     gradient through it (possibly NF4, dequantized in the kernel) is.
+    A multi-result gradient op is built with only what is needed: where the
+    input of a `lora.fused_linear` or `lora.adapter` needs no gradient (the
+    first layer's q/k/v projections read a frozen embedding through a frozen
+    norm), its `lora.fused_linear_grad` / `lora.adapter_grad` has no `dx`
+    result, and its kernel (`no_dx`) skips `dy·deq(W)` and the adapter's dx
+    term: the work PyTorch's autograd skips for a tensor that does not
+    require a gradient.
     Gradients of values used several times are summed with `lora.add`.
     `@train_step` returns the loss, the token count and one gradient per
     trainable parameter (of the summed, unnormalised loss), each result
