@@ -160,6 +160,27 @@ def setup_untied():
     shutil.copy(w("model", "tokenizer.model"), d)
 
 
+def setup_rope_scaled():
+    d = w("scaled")
+    write(w("scaled.json"), json.dumps(config_with(rope_scaling={"rope_type": "linear",
+                                                                 "factor": 2.0})))
+    must([tool("lorart"), "init-model", "--config", w("scaled.json"), "-o", d, "--dtype", "f32"])
+    shutil.copy(w("model", "tokenizer.model"), d)
+
+
+def setup_windowed():
+    """A Mistral plan compiled without a window, and the same model with one."""
+    for name, window in (("nowindow", None), ("window", 8)):
+        cfg = config_with(architectures=["MistralForCausalLM"], model_type="mistral",
+                          sliding_window=window)
+        write(w(name + ".json"), json.dumps(cfg))
+        must([tool("lorart"), "init-model", "--config", w(name + ".json"), "-o", w(name),
+              "--dtype", "f32"])
+        shutil.copy(w("model", "tokenizer.model"), w(name))
+    must([tool("lorac"), "compile", w("nowindow"), "--dtype", "f32", "--micro-batch", "2",
+          "--seq-len", "32", "-o", w("nowindow.bin")])
+
+
 def setup_checkpoint():
     must(TRAIN + ["--base", w("model"), "--steps", "2", "--save-every", "2", "-o", w("ckpt_run")])
 
@@ -292,6 +313,13 @@ CASES = [
     ("base: 3 layers for a 2-layer plan", setup_three_layers,
      TRAIN + ["--base", w("three"), "--steps", "1", "-o", w("three_out")], 1,
      "num_hidden_layers is 3, but the plan was compiled for 2", [w("three_out")]),
+    ("base: RoPE scaling the plan was not compiled for", setup_rope_scaled,
+     TRAIN + ["--base", w("scaled"), "--steps", "1", "-o", w("scaled_out")], 1,
+     "rope_scaling is linear (factor 2), but the plan was compiled for none", [w("scaled_out")]),
+    ("base: a sliding window the plan was not compiled for", setup_windowed,
+     [tool("lorart"), "eval", w("nowindow.bin"), "--base", w("window"), "--data",
+      w("data.jsonl"), "--threads", "2"], 1,
+     "the sliding window is 8, but the plan was compiled for none", []),
     ("base: tie_word_embeddings differs", setup_untied,
      TRAIN + ["--base", w("untied"), "--steps", "1", "-o", w("untied_out")], 1,
      "tie_word_embeddings is", [w("untied_out")]),

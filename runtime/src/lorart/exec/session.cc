@@ -213,6 +213,28 @@ StatusOr<DeviceKind> ParseDevice(const std::string& name, int* cuda_ordinal) {
 
 namespace {
 
+// "none", or the scaling's kind and every parameter the kind reads (from a
+// config.json, or from the plan).
+std::string DescribeRopeScaling(const std::optional<hf::RopeScaling>& r) {
+  if (!r) return "none";
+  if (r->type == "linear") return StrFormat("linear (factor %g)", r->factor);
+  return StrFormat(
+      "%s (factor %g, low_freq_factor %g, high_freq_factor %g, "
+      "original_max_position_embeddings %lld)",
+      r->type.c_str(), r->factor, r->lowFreqFactor, r->highFreqFactor,
+      static_cast<long long>(r->originalMaxPositionEmbeddings));
+}
+std::string DescribeRopeScaling(const schema::RopeScaling* r) {
+  if (r == nullptr || r->kind() == schema::RopeScalingKind::None) return "none";
+  hf::RopeScaling h;
+  h.type = r->kind() == schema::RopeScalingKind::Linear ? "linear" : "llama3";
+  h.factor = r->factor();
+  h.lowFreqFactor = r->low_freq_factor();
+  h.highFreqFactor = r->high_freq_factor();
+  h.originalMaxPositionEmbeddings = static_cast<int64_t>(r->original_max_position_embeddings());
+  return DescribeRopeScaling(std::optional<hf::RopeScaling>(h));
+}
+
 // The first difference between the plan's model and the base directory's
 // config.json (if it has one), and any tensor of a layer the plan lacks.
 Status CheckBaseMatchesPlan(const Plan& plan, const std::string& model_dir,
@@ -259,6 +281,19 @@ Status CheckBaseMatchesPlan(const Plan& plan, const std::string& model_dir,
                     StrFormat("%g", m->rms_norm_eps()));
     if (c.ropeTheta != m->rope_theta())
       return differ("rope_theta", StrFormat("%g", c.ropeTheta), StrFormat("%g", m->rope_theta()));
+    // RoPE scaling and the attention window change every position's
+    // attention: compared in full, with the values the compiler took.
+    const std::string base_scaling = DescribeRopeScaling(c.ropeScaling);
+    const std::string plan_scaling = DescribeRopeScaling(m->rope_scaling());
+    if (base_scaling != plan_scaling) return differ("rope_scaling", base_scaling, plan_scaling);
+    const uint64_t window = static_cast<uint64_t>(c.slidingWindow.value_or(0));
+    if (window != m->sliding_window()) {
+      auto shown = [](uint64_t w) { return w == 0 ? std::string("none") : std::to_string(w); };
+      return differ("the sliding window", shown(window), shown(m->sliding_window()));
+    }
+    if (c.outputBias != m->output_bias())
+      return differ("the o_proj bias", yes(c.outputBias), yes(m->output_bias()));
+    if (c.mlpBias != m->mlp_bias()) return differ("mlp_bias", yes(c.mlpBias), yes(m->mlp_bias()));
   }
   // A base with more layers than the plan (and no config.json to say so).
   const std::string prefix = "model.layers.";
