@@ -210,6 +210,19 @@ def setup_narrow_targets():
     write(path, json.dumps(cfg))
 
 
+def setup_alpha8_adapter():
+    shutil.copytree(w("adapter"), w("alpha8_adapter"))
+    path = w("alpha8_adapter", "adapter_config.json")
+    cfg = json.load(open(path))
+    cfg["lora_alpha"] = 8
+    write(path, json.dumps(cfg))
+
+
+def setup_qv_plan():
+    must([tool("lorac"), "compile", w("model"), "--dtype", "f32", "--micro-batch", "2",
+          "--seq-len", "32", "--lora-targets", "q_proj,v_proj", "-o", w("qv.bin")])
+
+
 def setup_deep_mlir():
     write(w("deep.mlir"), "module attributes {x = " + "[" * 20000 + "]" * 20000 + "} {}\n")
 
@@ -376,6 +389,16 @@ CASES = [
      setup_narrow_targets,
      [tool("lorart"), "merge", "--base", w("model"), "--adapter", w("narrow_adapter"),
       "-o", w("merged_narrow")], 1, "is not targeted by", [w("merged_narrow")]),
+    ("eval: an adapter of another lora_alpha than the plan's", setup_alpha8_adapter,
+     [tool("lorart"), "eval", w("plan.bin"), "--base", w("model"), "--adapter",
+      w("alpha8_adapter"), "--data", w("data.jsonl"), "--threads", "2"], 1,
+     "lora_alpha is 8, but the plan was compiled for lora_alpha 32", []),
+    ("run: --init-adapter whose config targets fewer modules than the plan", None,
+     TRAIN + ["--base", w("model"), "--steps", "1", "--init-adapter", w("narrow_adapter"),
+              "-o", w("narrow_out")], 1, "is not targeted by it", [w("narrow_out")]),
+    ("eval: an adapter with modules the plan does not adapt", setup_qv_plan,
+     [tool("lorart"), "eval", w("qv.bin"), "--base", w("model"), "--adapter", w("adapter"),
+      "--data", w("data.jsonl"), "--threads", "2"], 1, "is not one this plan trains", []),
     # Not errors: a record far longer than a row trains on its first seq_len
     # tokens, in memory a small multiple of the record (the file is mapped,
     # the record parsed once, a prefix of it tokenized; docs/data.md).

@@ -226,8 +226,8 @@ TEST(HfConfig, AdapterConfigTargetsReachLoraOptions) {
   StatusOr<hf::LoraOptions> r1 = hf::ParsePeftAdapterConfig(ex);
   ASSERT_FALSE(r1.ok());
   EXPECT_EQ(r1.status().message(),
-            ex + ": key 'exclude_modules' is not supported yet by lorac import; list the modules "
-                 "to adapt in 'target_modules' instead");
+            ex + ": key 'exclude_modules' is not supported yet (lorac's adapters take target "
+                 "names or a regex); list the modules to adapt in 'target_modules' instead");
   std::string lp = Config(R"({"target_modules": ["q_proj"], "layers_to_transform": [0],
                                "layers_pattern": "h"})");
   StatusOr<hf::LoraOptions> r2 = hf::ParsePeftAdapterConfig(lp);

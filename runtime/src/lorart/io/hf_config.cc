@@ -1192,7 +1192,7 @@ StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
   if (bias != "none")
     return fail(path, "key 'bias': '" + bias +
                           "' is not supported (only \"none\")");
-  for (const char *k : {"use_dora", "use_rslora", "fan_in_fan_out"}) {
+  for (const char *k : {"use_dora", "use_rslora", "fan_in_fan_out", "lora_bias"}) {
     bool on;
     ASSIGN_OR_RETURN_ERR(on, r.boolOr(k, false));
     if (on)
@@ -1202,6 +1202,10 @@ StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
     if (r.has(k) && !(r.obj[k].is_object() && r.obj[k].empty()))
       return fail(path, Format("key '{0}': per-module ranks/alphas are "
                                       "not supported yet", {k}));
+  if (r.has("layer_replication") && !r.obj["layer_replication"].is_null())
+    return fail(path,
+                "key 'layer_replication': replicated layers are not "
+                "supported");
   if (r.has("modules_to_save") &&
       !(r.obj["modules_to_save"].is_array() &&
         r.obj["modules_to_save"].empty()))
@@ -1212,15 +1216,16 @@ StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
   // lorac's AttachAdapters takes names or a regex and layer indices: what
   // it cannot express is refused, never dropped.
   if (rule.excludes())
-    return fail(path, "key 'exclude_modules' is not supported yet by lorac "
-                      "import; list the modules to adapt in "
-                      "'target_modules' instead");
+    return fail(path,
+                "key 'exclude_modules' is not supported yet (lorac's "
+                "adapters take target names or a regex); list the "
+                "modules to adapt in 'target_modules' instead");
   // "layers" finds the same index as no pattern in a Llama-family name.
   for (const std::string &p : rule.layersPattern())
     if (p != "layers")
       return fail(path, "key 'layers_pattern': '" + p +
-                            "' is not supported by lorac import (only "
-                            "\"layers\", the decoder layers' name)");
+                            "' is not supported (only \"layers\", the "
+                            "decoder layers' name)");
   if (!rule.regex().empty()) {
     o.targetRegex = rule.regex();
   } else {

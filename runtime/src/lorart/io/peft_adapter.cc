@@ -1,11 +1,14 @@
 #include "lorart/io/peft_adapter.h"
 
-#include <vector>
-
+#include <cmath>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
 
 #include "lorart/cpu/kernel.h"
 #include "lorart/io/files.h"
+#include "lorart/io/hf_config.h"
+#include "lorart/io/json.h"
 #include "lorart/io/mapped_file.h"
 #include "lorart/io/safetensors.h"
 #include "lorart/io/safetensors_write.h"
@@ -15,11 +18,81 @@ namespace lorart {
 using cpu::TensorView;
 using schema::Role;
 
+namespace {
+
+// The module of a PEFT tensor name "base_model.model.<module>.lora_A.weight"
+// (or lora_B), or "" for any other name.
+std::string ModuleOf(const std::string& name) {
+  static constexpr char kPrefix[] = "base_model.model.";
+  static constexpr size_t kPrefixLen = sizeof kPrefix - 1, kSuffixLen = sizeof ".lora_A.weight" - 1;
+  if (name.rfind(kPrefix, 0) != 0 || name.size() <= kPrefixLen + kSuffixLen) return "";
+  const std::string tail = name.substr(name.size() - kSuffixLen);
+  if (tail != ".lora_A.weight" && tail != ".lora_B.weight") return "";
+  return name.substr(kPrefixLen, name.size() - kPrefixLen - kSuffixLen);
+}
+
+// The directory's adapter_config.json describes the adapter the plan trains:
+// the same r and lora_alpha (so the same scaling), no option lorac does not
+// implement (hf::ParsePeftAdapterConfig refuses DoRA, rsLoRA, per-module
+// patterns, ...), every module the plan adapts targeted (PEFT would not load
+// the others), and no LoRA tensor in the file that the plan has no place for.
+// Otherwise the adapter would be applied with another meaning than the one
+// it was trained with.
+Status CheckAdapterMatchesPlan(const Plan& plan, const std::string& dir,
+                               const SafetensorsHeader& header, const std::string& path) {
+  const schema::LoraConfig* lora = plan.lora();
+  if (!lora)
+    return InvalidArgumentError(StrFormat(
+        "%s: this plan trains no adapter (full fine-tuning): it cannot load a LoRA adapter",
+        dir.c_str()));
+  const std::string cfg_path = dir + "/adapter_config.json";
+  LORA_ASSIGN_OR_RETURN(hf::LoraOptions o, hf::ParsePeftAdapterConfig(cfg_path));
+  const std::string recompile =
+      " (recompile the plan for this adapter: lorac compile --adapter-config " + cfg_path + ")";
+  if (o.rank != static_cast<int64_t>(lora->r()))
+    return InvalidArgumentError(StrFormat("%s: r is %lld, but the plan was compiled for r = %u%s",
+                                          cfg_path.c_str(), static_cast<long long>(o.rank),
+                                          lora->r(), recompile.c_str()));
+  if (std::fabs(o.alpha - lora->alpha()) > 1e-9 * std::fabs(lora->alpha()))
+    return InvalidArgumentError(StrFormat(
+        "%s: lora_alpha is %g, but the plan was compiled for lora_alpha %g: the adapter would be "
+        "scaled by %g instead of %g%s",
+        cfg_path.c_str(), o.alpha, lora->alpha(), lora->alpha() / lora->r(),
+        o.alpha / static_cast<double>(o.rank), recompile.c_str()));
+  LORA_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(cfg_path));
+  Json json;
+  LORA_RETURN_IF_ERROR(ParseJson(text, cfg_path, "adapter config", &json));
+  LORA_ASSIGN_OR_RETURN(hf::TargetRule rule, hf::ReadPeftTargets(json, cfg_path));
+  std::set<std::string> trained;
+  for (uint32_t id = 0; id < plan.num_tensors(); ++id) {
+    const schema::Tensor& t = plan.tensor(id);
+    if (t.role() != Role::Trainable) continue;
+    const std::string name = t.name()->str();
+    trained.insert(name);
+    const std::string module = ModuleOf(name);
+    if (!module.empty() && !rule.Matches(module))
+      return InvalidArgumentError(StrFormat(
+          "%s: module '%s' is not targeted by it (%s), but the plan adapts it: PEFT would load "
+          "this adapter without it%s",
+          cfg_path.c_str(), module.c_str(), rule.Describe().c_str(), recompile.c_str()));
+  }
+  for (const TensorInfo& t : header.tensors)
+    if (!trained.count(t.name))
+      return InvalidArgumentError(StrFormat(
+          "%s: tensor '%s' is not one this plan trains: loading the adapter without it would "
+          "change the model%s",
+          path.c_str(), t.name.c_str(), recompile.c_str()));
+  return OkStatus();
+}
+
+}  // namespace
+
 Status LoadAdapter(Session* session, const std::string& dir) {
   const Plan& plan = session->plan();
   std::string path = dir + "/adapter_model.safetensors";
   SafetensorsHeader header;
   LORA_RETURN_IF_ERROR(ReadSafetensorsHeader(path, &header));
+  LORA_RETURN_IF_ERROR(CheckAdapterMatchesPlan(plan, dir, header, path));
   MappedFile file;
   LORA_RETURN_IF_ERROR(file.Open(path));
   for (uint32_t id = 0; id < plan.num_tensors(); ++id) {
