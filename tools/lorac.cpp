@@ -22,15 +22,16 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Config/llvm-config.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/SHA256.h"
-#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
+#include <cmath>
 
 using namespace llvm;
 using namespace mlir;
@@ -432,22 +433,23 @@ std::optional<std::string> checkCompileFlags() {
   auto bad = [](const Twine &t) { return std::optional<std::string>(t.str()); };
   if (objective != "sft" && objective != "pretrain" && objective != "dpo")
     return bad("--objective must be sft, pretrain or dpo, got '" + objective + "'");
-  if (ewcLambda < 0)
-    return bad("--ewc-lambda must be >= 0, got " + num(ewcLambda));
+  auto finite = [](double v) { return std::isfinite(v); };
+  if (!(ewcLambda >= 0) || !finite(ewcLambda))
+    return bad("--ewc-lambda must be a number >= 0, got " + num(ewcLambda));
   if (dpoReplayWeight > 0 && objective != "dpo")
     return bad("--dpo-replay-weight needs --objective dpo (SFT and pretraining plans take "
                "lorart run --replay as they are)");
   if (ewcLambda > 0 && objective == "dpo")
     return bad("--ewc-lambda is not available with --objective dpo yet");
   if (objective == "dpo") {
-    if (!(dpoBeta > 0.0))
+    if (!(dpoBeta > 0.0) || !finite(dpoBeta))
       return bad("--dpo-beta must be positive, got " + num(dpoBeta));
     if (dpoLoss != "sigmoid" && dpoLoss != "ipo")
       return bad("--dpo-loss must be sigmoid or ipo, got '" + dpoLoss + "'");
-    if (dpoReplayWeight < 0)
+    if (!(dpoReplayWeight >= 0) || !finite(dpoReplayWeight))
       return bad("--dpo-replay-weight must be >= 0, got " + num(dpoReplayWeight));
   }
-  if (!(bucketMb > 0.0))
+  if (!(bucketMb > 0.0) || !finite(bucketMb))
     return bad("--bucket-mb must be positive, got " + num(bucketMb));
   if (reportRanks < 1)
     return bad("--ranks must be at least 1, got " +
@@ -458,8 +460,10 @@ std::optional<std::string> checkCompileFlags() {
   if (seqLen <= 1)
     return bad("--seq-len must be at least 2, got " +
                Twine(static_cast<int64_t>(seqLen)));
-  if (gradAccum <= 0)
-    return bad("--grad-accum must be positive, got " +
+  // lorart run's bound too: far above a real run, low enough that a
+  // mistyped value is refused instead of training for days.
+  if (gradAccum <= 0 || gradAccum > 65536)
+    return bad("--grad-accum must be in [1, 65536], got " +
                Twine(static_cast<int64_t>(gradAccum)));
   if (ceChunk < 0)
     return bad("--ce-chunk must be >= 0 (0: automatic), got " +
@@ -481,21 +485,22 @@ std::optional<std::string> checkCompileFlags() {
                "' is not a size (e.g. 24GiB, 512MiB, 1.5GB, 4096)");
   if (target != "cpu" && target != "cuda")
     return bad("--target must be cpu or cuda, got '" + target + "'");
-  if (!(lr > 0.0))
-    return bad("--lr must be positive, got " + std::to_string(lr));
-  if (minLr < 0.0 || minLr > lr)
-    return bad("--min-lr must be in [0, --lr], got " + std::to_string(minLr));
+  if (!(lr > 0.0) || !finite(lr))
+    return bad("--lr must be a positive number, got " + num(lr));
+  if (!(minLr >= 0.0 && minLr <= lr))
+    return bad("--min-lr must be in [0, --lr], got " + num(minLr));
   if (schedule != "cosine" && schedule != "linear" && schedule != "constant")
     return bad("--schedule must be cosine, linear or constant, got '" +
                schedule + "'");
   if (!(beta1 >= 0.0 && beta1 < 1.0) || !(beta2 >= 0.0 && beta2 < 1.0))
     return bad("--beta1 and --beta2 must be in [0, 1)");
-  if (!(adamEps > 0.0))
-    return bad("--adam-eps must be positive");
-  if (weightDecay < 0.0)
-    return bad("--weight-decay must be >= 0");
-  if (maxGradNorm < 0.0)
-    return bad("--max-grad-norm must be >= 0 (0: no clipping)");
+  if (!(adamEps > 0.0) || !finite(adamEps))
+    return bad("--adam-eps must be a positive number, got " + num(adamEps));
+  if (!(weightDecay >= 0.0) || !finite(weightDecay))
+    return bad("--weight-decay must be a number >= 0, got " + num(weightDecay));
+  if (!(maxGradNorm >= 0.0) || !finite(maxGradNorm))
+    return bad("--max-grad-norm must be a number >= 0 (0: no clipping), got " +
+               num(maxGradNorm));
   if (compileOutput.empty() && !report && reportJson.empty() && emitMlir.empty())
     return bad("nothing to do: give -o train.bin, --report, --report-json or "
                "--emit-mlir");

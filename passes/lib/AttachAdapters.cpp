@@ -14,6 +14,7 @@
 namespace mlir::lora {
 #define GEN_PASS_DEF_ATTACHADAPTERS
 #include "lora/Transforms/Passes.h.inc"
+#include <cmath>
 } // namespace mlir::lora
 
 using namespace mlir;
@@ -123,7 +124,7 @@ struct AttachAdaptersPass
     if (rank <= 0)
       return module.emitError()
              << "option 'rank' must be positive, got " << static_cast<int64_t>(rank);
-    if (!(alpha > 0.0))
+    if (!(alpha > 0.0) || !std::isfinite(static_cast<double>(alpha)))
       return module.emitError()
              << "option 'alpha' must be positive, got " << static_cast<double>(alpha);
     if (!(dropout >= 0.0 && dropout < 1.0))

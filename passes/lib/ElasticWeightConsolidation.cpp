@@ -17,6 +17,7 @@
 namespace mlir::lora {
 #define GEN_PASS_DEF_ELASTICWEIGHTCONSOLIDATION
 #include "lora/Transforms/Passes.h.inc"
+#include <cmath>
 } // namespace mlir::lora
 
 using namespace mlir;
@@ -41,7 +42,7 @@ struct ElasticWeightConsolidationPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (!(lambda > 0.0)) {
+    if (!(lambda > 0.0) || !std::isfinite(static_cast<double>(lambda))) {
       module.emitError() << "option 'lambda' must be positive, got " << double(lambda);
       return signalPassFailure();
     }

@@ -10,6 +10,7 @@
 namespace mlir::lora {
 #define GEN_PASS_DEF_OBJECTIVE
 #include "lora/Transforms/Passes.h.inc"
+#include <cmath>
 } // namespace mlir::lora
 
 using namespace mlir;
@@ -30,7 +31,7 @@ struct ObjectivePass : public lora::impl::ObjectiveBase<ObjectivePass> {
       return signalPassFailure();
     }
     if (objective == "dpo") {
-      if (!(beta > 0.0)) {
+      if (!(beta > 0.0) || !std::isfinite(static_cast<double>(beta))) {
         module.emitError() << "dpo: option 'beta' must be positive, got " << double(beta);
         return signalPassFailure();
       }

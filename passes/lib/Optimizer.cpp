@@ -18,6 +18,7 @@
 namespace mlir::lora {
 #define GEN_PASS_DEF_OPTIMIZER
 #include "lora/Transforms/Passes.h.inc"
+#include <cmath>
 } // namespace mlir::lora
 
 using namespace mlir;
@@ -156,13 +157,14 @@ struct OptimizerPass : public lora::impl::OptimizerBase<OptimizerPass> {
     if (!in01(beta2))
       return module.emitError() << "option 'beta2' must be in [0, 1), got "
                                 << static_cast<double>(beta2);
-    if (!(eps > 0.0))
+    auto finite = [](double x) { return std::isfinite(x); };
+    if (!(eps > 0.0) || !finite(eps))
       return module.emitError() << "option 'eps' must be positive, got "
                                 << static_cast<double>(eps);
-    if (weightDecay < 0.0)
+    if (!(weightDecay >= 0.0) || !finite(weightDecay))
       return module.emitError() << "option 'weight-decay' must be >= 0, got "
                                 << static_cast<double>(weightDecay);
-    if (maxGradNorm < 0.0)
+    if (!(maxGradNorm >= 0.0) || !finite(maxGradNorm))
       return module.emitError()
              << "option 'max-grad-norm' must be >= 0 (0: no clipping), got "
              << static_cast<double>(maxGradNorm);

@@ -164,6 +164,48 @@ Status DistFlags::RankGpu(const DeviceFlags& device, const dist::Collective& c,
   return OkStatus();
 }
 
+// The most micro-batches one optimizer step may accumulate: far above any
+// real run (a few hundred), low enough that a mistyped value is refused
+// instead of training for days.
+constexpr int64_t kMaxGradAccum = 1 << 16;
+
+// The numeric flags of `lorart run`, before anything is opened: a value
+// outside its range is refused, never replaced by the plan's default (the
+// sentinels are 0 for --steps/--grad-accum/--lr and -1 for --min-lr and
+// --warmup-steps).
+template <class Options>
+Status CheckRunFlags(const Options& o, bool replay_ratio_given) {
+  auto bad = [](const char* flag, const std::string& value, const char* want) {
+    return InvalidArgumentError(StrFormat("%s must be %s, got %s", flag, want, value.c_str()));
+  };
+  auto num = [](double v) { return StrFormat("%g", v); };
+  auto whole = [](int64_t v) { return std::to_string(v); };
+  if (o.steps < 0) return bad("--steps", whole(o.steps), ">= 0 (0: from --epochs)");
+  if (!(o.epochs > 0) || !std::isfinite(o.epochs))
+    return bad("--epochs", num(o.epochs), "a positive number");
+  if (o.grad_accum < 0 || o.grad_accum > kMaxGradAccum)
+    return bad(
+        "--grad-accum", whole(o.grad_accum),
+        StrFormat("in [0, %lld] (0: the plan's)", static_cast<long long>(kMaxGradAccum)).c_str());
+  if (!(o.lr >= 0) || !std::isfinite(o.lr)) return bad("--lr", num(o.lr), ">= 0 (0: the plan's)");
+  if (!(o.min_lr >= 0 || o.min_lr == -1) || !std::isfinite(o.min_lr))
+    return bad("--min-lr", num(o.min_lr), ">= 0 (-1: the plan's)");
+  if (o.warmup < -1) return bad("--warmup-steps", whole(o.warmup), ">= 0 (-1: the plan's)");
+  for (auto [flag, v] : {std::pair<const char*, int64_t>{"--eval-every", o.eval_every},
+                         {"--patience", o.patience},
+                         {"--save-every", o.save_every},
+                         {"--max-skipped", o.max_skipped}})
+    if (v < 0) return bad(flag, whole(v), ">= 0");
+  if (!(o.spike > 1) || !std::isfinite(o.spike))
+    return bad("--spike-factor", num(o.spike),
+               "a number above 1 (a loss this many times the mean)");
+  if (o.threads < 0) return bad("--threads", whole(o.threads), ">= 0 (0: all)");
+  if (o.output.empty()) return InvalidArgumentError("-o must name the output directory, got ''");
+  if (replay_ratio_given && o.replay.empty())
+    return InvalidArgumentError("--replay-ratio needs --replay (the general text it mixes in)");
+  return OkStatus();
+}
+
 Command AddRunCommand(CLI::App& root, std::ostream& out) {
   struct Options {
     std::string plan, data, eval, base, output = "lora-out", resume, init_adapter, replay, fisher;
@@ -219,7 +261,9 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
   a->add_flag("--allow-nonfinite-weights", o->allow_nonfinite,
               "Bind base weights with NaN/Inf values (refused by default)");
   o->dist.Add(a);
-  c.run = [o, &out]() -> Status {
+  const CLI::Option* replay_ratio_flag = a->get_option("--replay-ratio");
+  c.run = [o, &out, replay_ratio_flag]() -> Status {
+    LORA_RETURN_IF_ERROR(CheckRunFlags(*o, replay_ratio_flag->count() > 0));
     std::unique_ptr<dist::Collective> coll;
     LORA_RETURN_IF_ERROR(o->dist.Open(&coll));
     // Only rank 0 prints; every rank's errors reach stderr.
@@ -271,6 +315,12 @@ Command AddRunCommand(CLI::App& root, std::ostream& out) {
       t.steps = o->steps;
       t.epochs = o->epochs;
       t.grad_accum = o->grad_accum > 0 ? o->grad_accum : std::max<int64_t>(1, d.grad_accum());
+      if (t.grad_accum > kMaxGradAccum)
+        return InvalidArgumentError(StrFormat(
+            "%s: the plan's gradient accumulation is %lld micro-batches, above %lld: give "
+            "--grad-accum",
+            o->plan.c_str(), static_cast<long long>(t.grad_accum),
+            static_cast<long long>(kMaxGradAccum)));
       t.lr = o->lr > 0 ? o->lr : d.lr();
       t.min_lr = o->min_lr >= 0 ? o->min_lr : d.min_lr();
       t.warmup_steps = o->warmup >= 0 ? o->warmup : static_cast<int64_t>(d.warmup_steps());

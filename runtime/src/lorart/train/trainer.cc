@@ -218,6 +218,15 @@ Status Trainer::Run(TrainResult* result) {
   LORA_RETURN_IF_ERROR(CheckRanksCanRun(session_->plan(), static_cast<int>(world)));
   // Micro-batches of the data per optimizer step, over all ranks.
   const int64_t slots = o_.grad_accum * world;
+  // Without --steps the run is --epochs of the data: one optimizer step must
+  // fit in it, or a large --grad-accum would silently cycle the data.
+  if (o_.steps == 0 && static_cast<double>(slots) > o_.epochs * static_cast<double>(per_epoch))
+    return InvalidArgumentError(StrFormat(
+        "one optimizer step takes %lld micro-batches (--grad-accum %lld x %lld ranks), more than "
+        "--epochs %g of this data holds (%lld micro-batches an epoch): lower --grad-accum, raise "
+        "--epochs or give --steps",
+        static_cast<long long>(slots), static_cast<long long>(o_.grad_accum),
+        static_cast<long long>(world), o_.epochs, static_cast<long long>(per_epoch)));
   int64_t total =
       o_.steps > 0
           ? o_.steps
