@@ -25,6 +25,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Config/llvm-config.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/SHA256.h"
@@ -307,6 +308,59 @@ int writeFile(StringRef path, llvm::function_ref<void(raw_ostream &)> write) {
         return Error::success();
       }))
     return error(path + ": " + toString(std::move(e)));
+  return 0;
+}
+
+/// Writes several files all or nothing: each into a temporary file beside
+/// it first, and only when every one is written are they renamed into
+/// place. So an output path that cannot be written (a missing directory, a
+/// directory of that name) fails the command before any output is replaced.
+int writeFiles(ArrayRef<std::pair<std::string, std::string>> files) {
+  SmallVector<std::string> temps;
+  auto cleanup = [&] {
+    for (const std::string &t : temps)
+      if (!t.empty())
+        llvm::sys::fs::remove(t);
+  };
+  for (const auto &[path, content] : files) {
+    if (path == "-") { // standard output, written last
+      temps.emplace_back();
+      continue;
+    }
+    if (llvm::sys::fs::is_directory(path)) {
+      cleanup();
+      return error(path + ": is a directory");
+    }
+    int fd = -1;
+    SmallString<256> temp;
+    if (std::error_code ec =
+            llvm::sys::fs::createUniqueFile(path + ".tmp-%%%%%%%%", fd, temp)) {
+      cleanup();
+      return error(path + ": " + ec.message());
+    }
+    temps.push_back(std::string(temp));
+    llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
+    os << content;
+    os.close();
+    if (os.has_error()) {
+      std::string msg = os.error().message();
+      os.clear_error();
+      cleanup();
+      return error(path + ": " + msg);
+    }
+  }
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (files[i].first == "-")
+      continue;
+    if (std::error_code ec = llvm::sys::fs::rename(temps[i], files[i].first)) {
+      cleanup();
+      return error(files[i].first + ": " + ec.message());
+    }
+  }
+  for (const auto &[path, content] : files)
+    if (path == "-")
+      outs() << content;
+  outs().flush();
   return 0;
 }
 
@@ -619,6 +673,8 @@ int runCompile() {
                            lora::formatBytes(budget)));
   }
 
+  std::vector<std::pair<std::string, std::string>>
+      outputs; // written all or nothing
   if (!compileOutput.empty()) {
     lora::PlanOptions po;
     po.objective = objective;
@@ -658,24 +714,25 @@ int runCompile() {
     if (!fits.ok())
       errs() << "lorac: warning: " << fits.message()
              << " (on this machine; lorart run checks the machine it runs on)\n";
-    if (int rc = writeFile(compileOutput,
-                           [&](raw_ostream &os) { os << *bytes; }))
-      return rc;
+    outputs.emplace_back(compileOutput, std::move(*bytes));
   }
-  if (!emitMlir.empty())
-    if (int rc = writeFile(emitMlir,
-                           [&](raw_ostream &os) { printModule(*module, os); }))
-      return rc;
+  if (!emitMlir.empty()) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    printModule(*module, os);
+    outputs.emplace_back(emitMlir, std::move(text));
+  }
+  if (!reportJson.empty()) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    lora::printReportJson(*rep, os);
+    outputs.emplace_back(reportJson, std::move(text));
+  }
   if (report) {
     outs() << "pipeline: " << fullPipeline << "\n";
     lora::printReport(*rep, outs());
   }
-  if (!reportJson.empty())
-    if (int rc = writeFile(reportJson, [&](raw_ostream &os) {
-          lora::printReportJson(*rep, os);
-        }))
-      return rc;
-  return 0;
+  return writeFiles(outputs);
 }
 
 int runSummary() {
