@@ -90,8 +90,11 @@ Status OpenAdapter(const std::string& dir, Adapter* a) {
                                 " is not LORA");
   if (!c.contains("r") || !c["r"].is_number_integer() || c["r"].get<int64_t>() <= 0)
     return InvalidArgumentError(cfg_path + ": field 'r' must be a positive integer");
-  if (!c.contains("lora_alpha") || !c["lora_alpha"].is_number())
-    return InvalidArgumentError(cfg_path + ": field 'lora_alpha' must be a number");
+  if (!c.contains("lora_alpha") || !c["lora_alpha"].is_number() ||
+      !(c["lora_alpha"].get<double>() > 0) || !std::isfinite(c["lora_alpha"].get<double>()))
+    return InvalidArgumentError(
+        cfg_path + ": field 'lora_alpha' must be a positive number" +
+        (c.contains("lora_alpha") ? ", got " + c["lora_alpha"].dump() : ""));
   if (Flag(c, "fan_in_fan_out"))
     return InvalidArgumentError(cfg_path + ": fan_in_fan_out adapters (GPT-2 Conv1D) are not "
                                            "supported");
@@ -380,12 +383,21 @@ Status MergeInto(const MergeOptions& o, const std::string& tmp, std::ostream& lo
       const TensorInfo& t = *it.info;
       const uint8_t* src = files[it.shard].data() + base.shards[it.shard].DataOffset() + t.begin;
       buffers.emplace_back();
+      const std::string what = base.shards[it.shard].path + ": '" + t.name + "'";
+      const std::string module_of =
+          t.name.size() > 7 && t.name.rfind(".weight") == t.name.size() - 7
+              ? t.name.substr(0, t.name.size() - 7)
+              : std::string();
       if (!IsFloatDType(t.dtype)) {
+        if (adapter.modules.count(module_of))
+          return InvalidArgumentError(what + " is not a float tensor, but the adapter adapts '" +
+                                      module_of + "': there is no weight to fold it into");
         buffers.back().assign(src, src + t.ByteSize());
       } else {
         std::vector<float> w(static_cast<size_t>(t.NumElements()));
-        LORA_RETURN_IF_ERROR(DecodeFloats(t.dtype, src, t.NumElements(), w.data(),
-                                          base.shards[it.shard].path + ": '" + t.name + "'"));
+        LORA_RETURN_IF_ERROR(DecodeFloats(t.dtype, src, t.NumElements(), w.data(), what));
+        LORA_RETURN_IF_ERROR(CheckFiniteValues(w.data(), t.NumElements(), what,
+                                               " (the merged model would carry it)"));
         if (nf4_tensors.count(t.name)) {
           // The NF4 round trip the adapter was trained against, bit for bit
           // as BindWeights quantizes.
@@ -399,10 +411,7 @@ Status MergeInto(const MergeOptions& o, const std::string& tmp, std::ostream& lo
           if (!o.verify_plan.empty()) dequantized[t.name] = w;
           ++r->dequantized;
         }
-        std::string module = t.name.size() > 7 && t.name.rfind(".weight") == t.name.size() - 7
-                                 ? t.name.substr(0, t.name.size() - 7)
-                                 : std::string();
-        auto m = adapter.modules.find(module);
+        auto m = adapter.modules.find(module_of);
         if (m != adapter.modules.end()) {
           std::vector<float> a, b;
           LORA_RETURN_IF_ERROR(adapter.Floats(*m->second.a, &a));
@@ -420,7 +429,19 @@ Status MergeInto(const MergeOptions& o, const std::string& tmp, std::ostream& lo
             float* wr = w.data() + row * in;
             for (int64_t c = 0; c < in; ++c) wr[c] = static_cast<float>(wr[c] + acc[c]);
           }
+          LORA_RETURN_IF_ERROR(CheckFiniteValues(
+              w.data(), t.NumElements(), "folding the adapter into " + what,
+              StrFormat(" (scaling %g: the adapter's weights or lora_alpha are too large)",
+                        scaling)));
           ++r->adapted;
+        }
+        if (it.out == DType::kF16) {  // f16 overflows to inf above 65504
+          for (int64_t e = 0; e < t.NumElements(); ++e)
+            if (std::fabs(w[static_cast<size_t>(e)]) > 65504.0f)
+              return InvalidArgumentError(StrFormat(
+                  "%s: element %lld is %g, beyond float16's range (65504): merge with --dtype "
+                  "bf16 or f32",
+                  what.c_str(), static_cast<long long>(e), w[static_cast<size_t>(e)]));
         }
         EncodeFloats(w, it.out, &buffers.back());
         if (!force && (m != adapter.modules.end())) out_dtype = it.out;
@@ -502,13 +523,17 @@ Status AverageInto(const AverageOptions& o, const std::string& tmp, std::ostream
   if (w.empty()) w.assign(n, 1.0);
   if (w.size() != n)
     return InvalidArgumentError(StrFormat("--weights: %zu weights for %zu inputs", w.size(), n));
-  double sum = 0;
+  double largest = 0;
   for (double x : w) {
     if (!(x >= 0) || !std::isfinite(x))
       return InvalidArgumentError("--weights must be finite and non-negative");
-    sum += x;
+    largest = std::max(largest, x);
   }
-  if (sum <= 0) return InvalidArgumentError("--weights sum to zero");
+  if (largest <= 0) return InvalidArgumentError("--weights sum to zero");
+  // Scaled by the largest first, so that the sum of huge weights cannot
+  // overflow (1e308 + 1e308 would be inf, and every weight 0).
+  double sum = 0;
+  for (double& x : w) sum += (x /= largest);
   for (double& x : w) x /= sum;
 
   std::vector<Adapter> adapters(n);
