@@ -64,7 +64,8 @@ TEST(HfConfig, ErrorsNameTheFileAndTheKey) {
   } cases[] = {
       {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": "x"})",
        "key 'hidden_size' must be a positive integer, got \"x\""},
-      {R"({"architectures": ["GPT2LMHeadModel"]})", "key 'architectures': unsupported architecture 'GPT2LMHeadModel' (supported: "
+      {R"({"architectures": ["GPT2LMHeadModel"]})",
+       "key 'architectures': unsupported architecture 'GPT2LMHeadModel' (supported: "
        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)"},
       {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
           "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
@@ -75,7 +76,11 @@ TEST(HfConfig, ErrorsNameTheFileAndTheKey) {
           "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
           "rope_theta": 10000, "rope_parameters": {"rope_type": "default", "rope_theta": 500000}})",
        "keys 'rope_theta' (10000) and 'rope_parameters.rope_theta' (500000) disagree"},
-      {"{not json", "1:3: invalid JSON"},
+      {"{not json",
+       "1:3: invalid JSON: syntax error while parsing object key - invalid literal; last read: "
+       "'{no'; expected string literal"},
+      // Python's json keeps the last of two equal keys; we refuse them.
+      {R"({"hidden_size": 64, "hidden_size": 128})", "has the key 'hidden_size' twice"},
       // A number no double holds (nlohmann throws out_of_range for it, which
       // used to abort lorac), absurd sizes, hostile nesting.
       {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 1e400})",

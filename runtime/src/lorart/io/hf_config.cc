@@ -73,10 +73,20 @@ StatusOr<json> loadJsonObject(const std::string &path) {
     return fail(path, Format("{0}: JSON nests deeper than {1} levels",
                              {where(deep), kMaxJsonDepth}));
   json j;
+  DuplicateKeys dups;
   try {
-    j = json::parse(text.begin(), text.end());
+    j = json::parse(text.begin(), text.end(), dups.Callback());
   } catch (const json::parse_error &e) {
-    return fail(path, where(e.byte > 0 ? e.byte - 1 : 0) + ": invalid JSON");
+    // nlohmann's reason, without its own position ("syntax error while
+    // parsing value - invalid literal; last read: 'NaN'").
+    std::string reason = JsonExceptionReason(e);
+    if (size_t colon = reason.find(": ");
+        reason.rfind("parse error", 0) == 0 && colon != std::string::npos)
+      reason.erase(0, colon + 2);
+    if (reason.size() > 200) reason = reason.substr(0, 200) + "...";
+    for (char &c : reason)  // bytes of the file itself: one printable line
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    return fail(path, where(e.byte > 0 ? e.byte - 1 : 0) + ": invalid JSON: " + reason);
   } catch (const json::exception &e) {
     // e.g. out_of_range.406 "number overflow parsing '1e400'".
     std::string reason = e.what();
@@ -85,6 +95,9 @@ StatusOr<json> loadJsonObject(const std::string &path) {
       reason.erase(0, bracket + 2);
     return fail(path, "invalid JSON: " + reason);
   }
+  // Python's json (transformers, PEFT) keeps the last of two equal keys;
+  // which one was meant is anyone's guess.
+  if (!dups.first().empty()) return fail(path, dups.first());
   if (!j.is_object())
     return fail(path, "expected a JSON object at the top level");
   return j;

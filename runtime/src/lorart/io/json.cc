@@ -1,5 +1,6 @@
 #include "lorart/io/json.h"
 
+#include <memory>
 #include <unordered_set>
 #include <vector>
 
@@ -47,6 +48,54 @@ struct Frame {
 
 }  // namespace
 
+struct DuplicateKeys::State {
+  std::vector<Frame> stack;
+  std::string pending_key;
+  std::string duplicate;  // the first duplicate key found, as a message
+};
+
+DuplicateKeys::DuplicateKeys() : state_(std::make_shared<State>()) {}
+
+const std::string& DuplicateKeys::first() const { return state_->duplicate; }
+
+Json::parser_callback_t DuplicateKeys::Callback() {
+  std::shared_ptr<State> st = state_;
+  return [st](int /*depth*/, Json::parse_event_t event, Json& parsed) -> bool {
+    std::vector<Frame>& stack = st->stack;
+    switch (event) {
+      case Json::parse_event_t::object_start:
+      case Json::parse_event_t::array_start: {
+        std::string name;
+        if (!stack.empty())
+          name = stack.back().is_object ? st->pending_key : stack.back().name + "[]";
+        stack.push_back(Frame{event == Json::parse_event_t::object_start, std::move(name), {}});
+        break;
+      }
+      case Json::parse_event_t::object_end:
+      case Json::parse_event_t::array_end:
+        if (!stack.empty()) stack.pop_back();
+        break;
+      case Json::parse_event_t::key: {
+        const std::string* key = parsed.get_ptr<const std::string*>();
+        if (key == nullptr || stack.empty()) break;
+        if (st->duplicate.empty() && !stack.back().keys.insert(*key).second) {
+          if (stack.size() == 1) {
+            st->duplicate = StrFormat("has the key %s twice", Quote(*key).c_str());
+          } else {
+            st->duplicate = StrFormat("has the key %s twice in %s", Quote(*key).c_str(),
+                                      Quote(stack.back().name).c_str());
+          }
+        }
+        st->pending_key = *key;
+        break;
+      }
+      case Json::parse_event_t::value:
+        break;
+    }
+    return true;
+  };
+}
+
 const char* JsonTypeName(const Json& value) {
   switch (value.type()) {
     case Json::value_t::null: return "null";
@@ -89,42 +138,8 @@ Status ParseJson(std::string_view text, const std::string& path, const char* wha
     return InvalidArgumentError(StrFormat("%s: %s nests deeper than %d levels at byte %zu",
                                           path.c_str(), what, kMaxJsonDepth, deep_at));
   }
-  std::vector<Frame> stack;
-  std::string pending_key;
-  std::string duplicate;  // first duplicate key found, as a message
-  Json::parser_callback_t callback = [&](int /*depth*/, Json::parse_event_t event,
-                                         Json& parsed) -> bool {
-    switch (event) {
-      case Json::parse_event_t::object_start:
-      case Json::parse_event_t::array_start: {
-        std::string name;
-        if (!stack.empty()) name = stack.back().is_object ? pending_key : stack.back().name + "[]";
-        stack.push_back(Frame{event == Json::parse_event_t::object_start, std::move(name), {}});
-        break;
-      }
-      case Json::parse_event_t::object_end:
-      case Json::parse_event_t::array_end:
-        if (!stack.empty()) stack.pop_back();
-        break;
-      case Json::parse_event_t::key: {
-        const std::string* key = parsed.get_ptr<const std::string*>();
-        if (key == nullptr || stack.empty()) break;
-        if (duplicate.empty() && !stack.back().keys.insert(*key).second) {
-          if (stack.size() == 1) {
-            duplicate = StrFormat("has the key %s twice", Quote(*key).c_str());
-          } else {
-            duplicate = StrFormat("has the key %s twice in %s", Quote(*key).c_str(),
-                                  Quote(stack.back().name).c_str());
-          }
-        }
-        pending_key = *key;
-        break;
-      }
-      case Json::parse_event_t::value:
-        break;
-    }
-    return true;
-  };
+  DuplicateKeys dups;
+  Json::parser_callback_t callback = dups.Callback();
   try {
     *out = Json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true,
                        /*ignore_comments=*/false);
@@ -146,9 +161,9 @@ Status ParseJson(std::string_view text, const std::string& path, const char* wha
     return InvalidArgumentError(StrFormat("%s: %s could not be parsed: %s", path.c_str(), what,
                                           EscapeForMessage(e.what(), 300).c_str()));
   }
-  if (!duplicate.empty()) {
+  if (!dups.first().empty()) {
     *out = Json();
-    return InvalidArgumentError(StrFormat("%s: %s %s", path.c_str(), what, duplicate.c_str()));
+    return InvalidArgumentError(StrFormat("%s: %s %s", path.c_str(), what, dups.first().c_str()));
   }
   return OkStatus();
 }

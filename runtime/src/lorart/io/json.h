@@ -3,10 +3,10 @@
 #ifndef LORART_IO_JSON_H_
 #define LORART_IO_JSON_H_
 
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "lorart/base/status.h"
 
@@ -26,6 +26,21 @@ bool JsonTooDeep(std::string_view text, size_t* offset);
 // The reason of a nlohmann exception without its "[json.exception.KIND.N] "
 // prefix: "number overflow parsing '1e400'".
 std::string JsonExceptionReason(const std::exception& e);
+
+// Finds duplicate keys while nlohmann parses: pass Callback() to
+// Json::parse, then first() is "" or the first duplicate as a message
+// ("has the key \"x\" twice in \"y\""). Python's json keeps the last of
+// two equal keys silently; configs that have them are refused instead.
+class DuplicateKeys {
+ public:
+  DuplicateKeys();
+  Json::parser_callback_t Callback();
+  const std::string& first() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
 
 // Parses `text` into `out`. Errors (INVALID_ARGUMENT) are one line, start with
 // "<path>: <what> ", and say why: "is not valid JSON: syntax error at byte 17
