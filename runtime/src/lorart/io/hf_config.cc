@@ -83,10 +83,14 @@ StatusOr<json> loadJsonObject(const std::string &path) {
     if (size_t colon = reason.find(": ");
         reason.rfind("parse error", 0) == 0 && colon != std::string::npos)
       reason.erase(0, colon + 2);
-    if (reason.size() > 200) reason = reason.substr(0, 200) + "...";
-    for (char &c : reason)  // bytes of the file itself: one printable line
-      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-    return fail(path, where(e.byte > 0 ? e.byte - 1 : 0) + ": invalid JSON: " + reason);
+    if (reason.size() > 200)
+      reason = reason.substr(0, 200) + "...";
+    for (char &c : reason) // bytes of the file itself: one printable line
+      if (static_cast<unsigned char>(c) < 0x20 ||
+          static_cast<unsigned char>(c) >= 0x7f)
+        c = '?';
+    return fail(path, where(e.byte > 0 ? e.byte - 1 : 0) +
+                          ": invalid JSON: " + reason);
   } catch (const json::exception &e) {
     // e.g. out_of_range.406 "number overflow parsing '1e400'".
     std::string reason = e.what();
@@ -97,7 +101,8 @@ StatusOr<json> loadJsonObject(const std::string &path) {
   }
   // Python's json (transformers, PEFT) keeps the last of two equal keys;
   // which one was meant is anyone's guess.
-  if (!dups.first().empty()) return fail(path, dups.first());
+  if (!dups.first().empty())
+    return fail(path, dups.first());
   if (!j.is_object())
     return fail(path, "expected a JSON object at the top level");
   return j;
@@ -1205,7 +1210,8 @@ StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
   if (bias != "none")
     return fail(path, "key 'bias': '" + bias +
                           "' is not supported (only \"none\")");
-  for (const char *k : {"use_dora", "use_rslora", "fan_in_fan_out", "lora_bias"}) {
+  for (const char *k :
+       {"use_dora", "use_rslora", "fan_in_fan_out", "lora_bias"}) {
     bool on;
     ASSIGN_OR_RETURN_ERR(on, r.boolOr(k, false));
     if (on)
@@ -1216,9 +1222,8 @@ StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
       return fail(path, Format("key '{0}': per-module ranks/alphas are "
                                       "not supported yet", {k}));
   if (r.has("layer_replication") && !r.obj["layer_replication"].is_null())
-    return fail(path,
-                "key 'layer_replication': replicated layers are not "
-                "supported");
+    return fail(path, "key 'layer_replication': replicated layers are not "
+                      "supported");
   if (r.has("modules_to_save") &&
       !(r.obj["modules_to_save"].is_array() &&
         r.obj["modules_to_save"].empty()))
@@ -1229,10 +1234,9 @@ StatusOr<LoraOptions> ParsePeftAdapterConfig(const std::string &path) {
   // lorac's AttachAdapters takes names or a regex and layer indices: what
   // it cannot express is refused, never dropped.
   if (rule.excludes())
-    return fail(path,
-                "key 'exclude_modules' is not supported yet (lorac's "
-                "adapters take target names or a regex); list the "
-                "modules to adapt in 'target_modules' instead");
+    return fail(path, "key 'exclude_modules' is not supported yet (lorac's "
+                      "adapters take target names or a regex); list the "
+                      "modules to adapt in 'target_modules' instead");
   // "layers" finds the same index as no pattern in a Llama-family name.
   for (const std::string &p : rule.layersPattern())
     if (p != "layers")
