@@ -79,6 +79,21 @@ TEST(HfConfig, ErrorsNameTheFileAndTheKey) {
       {"{not json",
        "1:3: invalid JSON: syntax error while parsing object key - invalid literal; last read: "
        "'{no'; expected string literal"},
+      // Token ids inside the vocabulary (every one of a list), a dtype torch
+      // knows, an epsilon below 1.
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+          "eos_token_id": [2, 100]})",
+       "key 'eos_token_id': token id 100 is outside the vocabulary (vocab_size 100)"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+          "torch_dtype": "float128"})",
+       "key 'torch_dtype': 'float128' is not a floating-point dtype (float32, bfloat16, float16, "
+       "float64 or auto)"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+          "rms_norm_eps": 1e300})",
+       "key 'rms_norm_eps' must be below 1, got 1.000000e+300"},
       // Python's json keeps the last of two equal keys; we refuse them.
       {R"({"hidden_size": 64, "hidden_size": 128})", "has the key 'hidden_size' twice"},
       // A number no double holds (nlohmann throws out_of_range for it, which

@@ -708,14 +708,35 @@ TEST(JinjaFuzzRegressions, RepetitionsAreBounded) {
   EXPECT_NE(RenderText("{{ [1, 2, 3, 4] * 2**62 }}").find("would exceed"), std::string::npos);
   EXPECT_NE(RenderText("{{ 'a'.center(2**62, '😀') }}").find("would exceed"), std::string::npos);
   EXPECT_EQ(RenderText("{{ 'a'.center(5, '😀') }}"), "😀😀a😀😀");
-  // A list doubled in a loop: its length is checked as a repetition's is.
+  // A list doubled in a loop: the slots the render's lists hold are counted
+  // against four times the output limit (its length alone, checked as a
+  // repetition's is, let it reach gigabytes at the default limit).
   RenderOptions o;
   o.max_output_bytes = 1 << 20;
   EXPECT_NE(RenderText("{% set ns = namespace(l=[1]) %}{% for i in range(64) %}"
                        "{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | length }}",
                        o)
-                .find("would exceed 1048576 bytes"),
+                .find("the template's strings, lists and dicts would hold more than 4194304 bytes"),
             std::string::npos);
+}
+
+// Many large strings kept at once: each is below the output limit, together
+// they are not (4096 strings of 1 MiB took 4 GiB and rendered).
+TEST(JinjaFuzzRegressions, LiveValuesAreBounded) {
+  RenderOptions o;
+  o.max_output_bytes = 1 << 20;
+  const std::string keep_many =
+      "{% set ns = namespace(l=[]) %}{% for i in range(64) %}"
+      "{% set ns.l = ns.l + [('x' * 100000) ~ i] %}{% endfor %}{{ ns.l | length }}";
+  EXPECT_NE(RenderText(keep_many, o).find("would hold more than 4194304 bytes"), std::string::npos);
+  // The same strings made and dropped one at a time are fine: only what is
+  // held at once counts.
+  EXPECT_EQ(RenderText("{% for i in range(200) %}{% set s = ('x' * 100000) ~ i %}{% endfor %}"
+                       "{{ (('y' * 100000) | length) }}",
+                       o),
+            "100000");
+  // A render's account starts empty: the failure above leaves nothing behind.
+  EXPECT_EQ(RenderText("{{ ['a', 'b'] | join('-') }}", o), "a-b");
 }
 
 // Widths and precisions past the output limit built the whole string (a

@@ -42,10 +42,15 @@ bool PathExists(const std::string& path) {
 }
 
 StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  // A directory opens like a file and reads as nothing: refused by name.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    return InvalidArgumentError(path + ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFoundError(path + ": cannot be read");
   std::stringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) return InvalidArgumentError(path + ": read failed");
   return ss.str();
 }
 

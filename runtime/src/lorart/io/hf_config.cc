@@ -740,16 +740,28 @@ Status rejectUnimplemented(const Reader &r) {
 }
 
 /// bos/eos ids may be an integer or (Llama 3.1) a list; we keep the first.
-StatusOr<std::optional<int64_t>> readTokenId(const Reader &r, const char *key) {
+/// Every one must be an integer in [0, vocab).
+StatusOr<std::optional<int64_t>> readTokenId(const Reader &r, const char *key,
+                                             int64_t vocab) {
   if (!r.has(key))
     return std::optional<int64_t>();
-  json v = r.obj[key];
-  if (v.is_array() && !v.empty())
-    v = v[0];
-  if (!v.is_number_integer() || v.get<int64_t>() < 0)
-    return fail(r.path, Format("key '{0}' must be a non-negative "
-                                      "integer or a list of them, got {1}", {key, show(r.obj[key])}));
-  return std::optional<int64_t>(v.get<int64_t>());
+  const json &given = r.obj[key];
+  std::vector<json> ids;
+  if (given.is_array() && !given.empty())
+    ids.assign(given.begin(), given.end());
+  else
+    ids.push_back(given);
+  for (const json &v : ids) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0)
+      return fail(r.path, Format("key '{0}' must be a non-negative integer or "
+                                 "a list of them, got {1}",
+                                 {key, show(given)}));
+    if (v.get<int64_t>() >= vocab)
+      return fail(r.path, Format("key '{0}': token id {1} is outside the "
+                                 "vocabulary (vocab_size {2})",
+                                 {key, v.get<int64_t>(), vocab}));
+  }
+  return std::optional<int64_t>(ids[0].get<int64_t>());
 }
 
 } // namespace
@@ -806,6 +818,9 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string &path) {
                                     "embeddings", {c.headDim}));
 
   ASSIGN_OR_RETURN_ERR(c.rmsNormEps, r.positiveNumberOr("rms_norm_eps", 1e-6));
+  if (c.rmsNormEps >= 1.0) // added to a mean square; real models use 1e-5..1e-6
+    return fail(path, Format("key 'rms_norm_eps' must be below 1, got {0}",
+                             {c.rmsNormEps}));
   std::vector<std::string> layerTypes;
   ASSIGN_OR_RETURN_ERR(layerTypes, readLayerTypes(r, c.numHiddenLayers));
   RETURN_IF_ERR(readRope(r, layerTypes, c));
@@ -844,8 +859,10 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string &path) {
   if (r.has("max_position_embeddings"))
     ASSIGN_OR_RETURN_ERR(c.maxPositionEmbeddings,
                          r.positiveInt("max_position_embeddings"));
-  ASSIGN_OR_RETURN_ERR(c.bosTokenId, readTokenId(r, "bos_token_id"));
-  ASSIGN_OR_RETURN_ERR(c.eosTokenId, readTokenId(r, "eos_token_id"));
+  ASSIGN_OR_RETURN_ERR(c.bosTokenId,
+                       readTokenId(r, "bos_token_id", c.vocabSize));
+  ASSIGN_OR_RETURN_ERR(c.eosTokenId,
+                       readTokenId(r, "eos_token_id", c.vocabSize));
   // transformers 5 writes `dtype`, 4.x `torch_dtype`.
   std::string torchDtype, dtype;
   ASSIGN_OR_RETURN_ERR(torchDtype, r.stringOr("torch_dtype", ""));
@@ -854,6 +871,18 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string &path) {
     return fail(path, "keys 'torch_dtype' (\"" + torchDtype +
                           "\") and 'dtype' (\"" + dtype + "\") disagree");
   c.torchDtype = dtype.empty() ? torchDtype : dtype;
+  // transformers maps the name onto a torch dtype and fails on any other.
+  static const char *const kTorchDtypes[] = {"float32", "float16", "bfloat16",
+                                             "float64", "float",   "half",
+                                             "double",  "auto"};
+  if (!c.torchDtype.empty() &&
+      std::find(std::begin(kTorchDtypes), std::end(kTorchDtypes),
+                c.torchDtype) == std::end(kTorchDtypes))
+    return fail(path, "key '" +
+                          std::string(dtype.empty() ? "torch_dtype" : "dtype") +
+                          "': '" + c.torchDtype +
+                          "' is not a floating-point dtype (float32, "
+                          "bfloat16, float16, float64 or auto)");
   ASSIGN_OR_RETURN_ERR(c.initializerRange,
                        r.positiveNumberOr("initializer_range", 0.02));
   return c;

@@ -80,6 +80,11 @@ class Evaluator : public Interp {
     limits.max_bytes = options_.max_output_bytes;
     limits.max_steps = options_.max_loop_iterations;
     limits.max_depth = 1000;  // about Python's recursion limit
+    // Everything the render's values hold at once: four outputs' worth (a
+    // 50 MiB message, its rendering and the copies a template's string
+    // concatenation makes stay well below it).
+    limits.max_live_bytes =
+        options_.max_output_bytes > SIZE_MAX / 4 ? SIZE_MAX - 1 : 4 * options_.max_output_bytes;
     ValueLimitsScope limits_scope(limits);
     auto globals = std::make_shared<Scope>();
     for (const auto& name : GlobalNames()) globals->Set(name, MakeGlobal(name));

@@ -40,16 +40,38 @@ struct JinjaError {
 // Containers destroy the values they hold with DestroyIteratively: a list
 // nested 10^5 deep (a template can build one in a loop) would overflow the
 // stack destroying itself recursively.
+// The bytes held by the strings, lists and dicts a render creates (their
+// characters and slots), against ValueLimits::max_live_bytes: a template can
+// double a list in a loop, or keep thousands of megabyte strings, and take
+// all the machine's memory long before its output reaches its limit. Each
+// container or string charged remembers its account and refunds it when
+// destroyed (on whatever thread, whenever); values made outside a render
+// are not counted.
+struct LiveBytes;
+struct Charge {
+  std::shared_ptr<LiveBytes> account;
+  size_t bytes = 0;
+  Charge() = default;
+  Charge(const Charge&) = delete;
+  Charge& operator=(const Charge&) = delete;
+  ~Charge();
+  // Charges `bytes` more to this render's account (this object's own once
+  // it has one); over the limit it raises a template error.
+  void Add(size_t more);
+};
+
 struct ListRep {
   std::vector<Value> items;
+  Charge charge;
   ListRep() = default;
-  ListRep(const ListRep&) = default;
+  ListRep(const ListRep& other);
   ~ListRep();
 };
 struct DictRep {
   std::vector<std::pair<Value, Value>> entries;
+  Charge charge;
   DictRep() = default;
-  DictRep(const DictRep&) = default;
+  DictRep(const DictRep& other);
   ~DictRep();
 };
 // Destroys `values` (leaving it empty); the containers released meanwhile
@@ -82,6 +104,7 @@ struct ValueLimits {
   size_t max_bytes = SIZE_MAX;
   int64_t max_steps = INT64_MAX;
   int max_depth = 1 << 30;
+  size_t max_live_bytes = SIZE_MAX;  // see Charge; SIZE_MAX: not counted
 };
 // Installs `limits` on this thread for its lifetime.
 class ValueLimitsScope {
@@ -94,6 +117,7 @@ class ValueLimitsScope {
  private:
   ValueLimits saved_;
   int64_t saved_steps_;
+  std::shared_ptr<LiveBytes> saved_account_;
 };
 
 // ---------------------------------------------------------------------------

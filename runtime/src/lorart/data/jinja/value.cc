@@ -1,5 +1,6 @@
 // LabelledString, Value, Unicode helpers and Python's str/repr/json/==/<.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -26,11 +27,43 @@ void Unsupported(const std::string& construct) {
 // ---------------------------------------------------------------------------
 // Destruction of nested values, limits of value operations
 
+struct LiveBytes {
+  std::atomic<size_t> bytes{0};
+  size_t limit = SIZE_MAX;
+};
+
 namespace {
 thread_local std::vector<Value>* t_pending = nullptr;  // the outermost DestroyIteratively's queue
 thread_local ValueLimits t_limits;
 thread_local int64_t t_steps = 0;  // comparison steps of the render so far
+thread_local std::shared_ptr<LiveBytes> t_account;  // the render's, when it counts
 }  // namespace
+
+void Charge::Add(size_t more) {
+  if (!account) account = t_account;
+  if (!account || more == 0) return;
+  const size_t now = account->bytes.fetch_add(more) + more;
+  if (now > account->limit) {
+    account->bytes.fetch_sub(more);
+    Fail(StrFormat("the template's strings, lists and dicts would hold more than %zu bytes",
+                   account->limit));
+  }
+  bytes += more;
+}
+
+Charge::~Charge() {
+  if (account) account->bytes.fetch_sub(bytes);
+}
+
+// What a list or dict holds: its slots (the values they point to are charged
+// on their own).
+static size_t SlotBytes(const std::vector<Value>& v) { return v.capacity() * sizeof(Value); }
+static size_t SlotBytes(const std::vector<std::pair<Value, Value>>& v) {
+  return v.capacity() * sizeof(std::pair<Value, Value>);
+}
+
+ListRep::ListRep(const ListRep& other) : items(other.items) { charge.Add(SlotBytes(items)); }
+DictRep::DictRep(const DictRep& other) : entries(other.entries) { charge.Add(SlotBytes(entries)); }
 
 void DestroyIteratively(std::vector<Value>* values) {
   if (t_pending != nullptr) {  // inside the loop below: it destroys them
@@ -71,14 +104,19 @@ NamespaceObj::~NamespaceObj() {
 }
 
 ValueLimitsScope::ValueLimitsScope(const ValueLimits& limits)
-    : saved_(t_limits), saved_steps_(t_steps) {
+    : saved_(t_limits), saved_steps_(t_steps), saved_account_(t_account) {
   t_limits = limits;
   t_steps = 0;
+  if (limits.max_live_bytes != SIZE_MAX) {
+    t_account = std::make_shared<LiveBytes>();
+    t_account->limit = limits.max_live_bytes;
+  }
 }
 
 ValueLimitsScope::~ValueLimitsScope() {
   t_limits = saved_;
   t_steps = saved_steps_;
+  t_account = saved_account_;
 }
 
 // A str/repr/tojson result may not pass the output limit.
@@ -194,13 +232,22 @@ Value Value::String(std::string s, uint32_t label) { return String(LabelledStrin
 Value Value::String(LabelledString s) {
   Value v;
   v.kind_ = Kind::kString;
-  v.str_ = std::make_shared<const LabelledString>(std::move(s));
+  if (!t_account || s.empty()) {
+    v.str_ = std::make_shared<const LabelledString>(std::move(s));
+    return v;
+  }
+  // Charged before it is kept; refunded by the deleter.
+  auto charge = std::make_shared<Charge>();
+  charge->Add(s.size());
+  v.str_ = std::shared_ptr<const LabelledString>(new LabelledString(std::move(s)),
+                                                 [charge](const LabelledString* p) { delete p; });
   return v;
 }
 Value Value::List(std::vector<Value> items) {
   Value v;
   v.kind_ = Kind::kList;
   v.list_ = std::make_shared<ListRep>();
+  v.list_->charge.Add(SlotBytes(items));
   v.list_->items = std::move(items);
   return v;
 }
@@ -312,6 +359,8 @@ const std::vector<std::pair<Value, Value>>& Value::entries() const {
 void Value::Append(Value v) {
   if (!list_) list_ = std::make_shared<ListRep>();
   if (list_.use_count() > 1) list_ = std::make_shared<ListRep>(*list_);
+  if (list_->items.size() == list_->items.capacity())  // the vector grows
+    list_->charge.Add(SlotBytes(list_->items) + sizeof(Value));
   list_->items.push_back(std::move(v));
 }
 
@@ -326,6 +375,8 @@ void Value::Insert(Value key, Value v) {
       return;
     }
   }
+  if (dict_->entries.size() == dict_->entries.capacity())  // the vector grows
+    dict_->charge.Add(SlotBytes(dict_->entries) + sizeof(std::pair<Value, Value>));
   dict_->entries.emplace_back(std::move(key), std::move(v));
 }
 
