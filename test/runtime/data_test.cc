@@ -145,6 +145,8 @@ TEST(DataJsonlTest, UnknownAndMixedShapes) {
   EXPECT_EQ(m, "d.jsonl:7: field 'text' must be a string, not an integer 5");
   m = ErrorOf(R"({"instruction": "i", "input": ["x"], "output": "o"})");
   EXPECT_EQ(m, "d.jsonl:7: field 'input' must be a string, not an array [\"x\"]");
+  m = ErrorOf(R"({"text": null})");  // null once, not "null null"
+  EXPECT_EQ(m, "d.jsonl:7: field 'text' must be a string, not null");
   m = ErrorOf(R"({"text": "a", "text": "b"})");
   EXPECT_EQ(m, "d.jsonl:7: record has the key 'text' twice");
 }

@@ -171,6 +171,13 @@ TEST(StringsTest, QuoteEscapesToOneLine) {
   EXPECT_EQ(Quote(std::string("a\nb\0c'\\", 7)), "'a\\nb\\x00c\\'\\\\'");
   EXPECT_EQ(Quote("abcdef", 3), "'abc...'");
   EXPECT_EQ(Quote("caf\xc3\xa9"), "'caf\xc3\xa9'");  // UTF-8 kept
+  EXPECT_EQ(Quote("\xf0\x9f\x98\x80!"), "'\xf0\x9f\x98\x80!'");  // 4-byte sequences too
+  // Bytes that are not UTF-8 are escaped: a lone continuation byte, a
+  // sequence cut short (also by max_bytes), a lead byte no sequence has.
+  EXPECT_EQ(Quote("~\x80sx"), "'~\\x80sx'");
+  EXPECT_EQ(Quote("a\xc3"), "'a\\xc3'");
+  EXPECT_EQ(Quote("\xe2\x82\xac", 2), "'\\xe2\\x82...'");
+  EXPECT_EQ(Quote("\xff\xc0\xaf"), "'\\xff\\xc0\\xaf'");
 }
 
 TEST(StringsTest, NaturalLess) {

@@ -21,8 +21,25 @@ std::string EscapeForMessage(std::string_view s, size_t max_bytes) {
       default:
         if (c < 0x20 || c == 0x7f) {
           out += StrFormat("\\x%02x", c);
-        } else {
+        } else if (c < 0x80) {
           out += static_cast<char>(c);
+        } else {
+          // A whole UTF-8 sequence is kept (names and text in any script);
+          // a byte that does not start one is escaped, so a message never
+          // carries invalid UTF-8 to the terminal.
+          const size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                             : c >= 0xe0 && c <= 0xef ? 3
+                             : c >= 0xf0 && c <= 0xf4 ? 4
+                                                      : 0;
+          bool whole = len > 0 && i + len <= n;
+          for (size_t k = 1; whole && k < len; ++k)
+            whole = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+          if (!whole) {
+            out += StrFormat("\\x%02x", c);
+          } else {
+            out.append(s.data() + i, len);
+            i += len - 1;
+          }
         }
     }
   }

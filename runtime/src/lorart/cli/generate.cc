@@ -164,6 +164,12 @@ Command AddGenerateCommand(CLI::App& root, std::ostream& out) {
     auto answer = [&](data::Record& record) -> Status {
       std::vector<int32_t> prompt;
       LORA_RETURN_IF_ERROR(PromptTokens(record, tmpl, *tok, &prompt));
+      for (int32_t id : prompt)
+        if (id < 0 || id >= g.vocab)
+          return InvalidArgumentError(StrFormat(
+              "token id %d of the prompt is outside the model's vocabulary (%lld): the tokenizer "
+              "of %s does not belong to this model",
+              id, static_cast<long long>(g.vocab), o->base.c_str()));
       LORA_ASSIGN_OR_RETURN(std::vector<int32_t> gen, g.Continue(prompt));
       LORA_ASSIGN_OR_RETURN(std::string text, tok->Decode(gen));
       std::string reference;

@@ -1,5 +1,6 @@
 // lorart run: trains with a compiled plan. lorart eval: loss and perplexity
 // of the base model or base + adapter on a data file.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -201,6 +202,11 @@ Status CheckRunFlags(const Options& o, bool replay_ratio_given) {
                "a number above 1 (a loss this many times the mean)");
   if (o.threads < 0) return bad("--threads", whole(o.threads), ">= 0 (0: all)");
   if (o.output.empty()) return InvalidArgumentError("-o must name the output directory, got ''");
+  struct stat st;
+  if (::stat(o.output.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+    return InvalidArgumentError(o.output +
+                                ": exists and is not a directory (-o names the output "
+                                "directory)");
   if (replay_ratio_given && o.replay.empty())
     return InvalidArgumentError("--replay-ratio needs --replay (the general text it mixes in)");
   return OkStatus();

@@ -42,13 +42,19 @@ bool IsBlank(std::string_view line) {
   return true;
 }
 
+// A value for "must be X, not ..." messages: its type and a snippet of it
+// ("an integer 5", "an array [1, 2]"), or just "null".
+std::string Described(const Json& value) {
+  if (value.is_null()) return "null";
+  return std::string(JsonTypeName(value)) + " " + JsonSnippet(value);
+}
+
 // `obj[key]` as a string, or an error naming the field.
 Status GetString(const Json& obj, const char* key, const std::string& where, std::string* out) {
   const Json& value = obj.at(key);
   if (!value.is_string()) {
-    return InvalidArgumentError(StrFormat("%s: field '%s' must be a string, not %s %s",
-                                          where.c_str(), key, JsonTypeName(value),
-                                          JsonSnippet(value).c_str()));
+    return InvalidArgumentError(StrFormat("%s: field '%s' must be a string, not %s", where.c_str(),
+                                          key, Described(value).c_str()));
   }
   *out = value.get<std::string>();
   return OkStatus();
@@ -57,9 +63,8 @@ Status GetString(const Json& obj, const char* key, const std::string& where, std
 Status ParseRole(const Json& value, const std::string& field, const std::string& where,
                  Role* out) {
   if (!value.is_string()) {
-    return InvalidArgumentError(StrFormat("%s: %s must be a string, not %s %s", where.c_str(),
-                                          field.c_str(), JsonTypeName(value),
-                                          JsonSnippet(value).c_str()));
+    return InvalidArgumentError(StrFormat("%s: %s must be a string, not %s", where.c_str(),
+                                          field.c_str(), Described(value).c_str()));
   }
   const std::string& role = value.get_ref<const std::string&>();
   if (role == "system") {
@@ -103,9 +108,9 @@ Status ParseChat(const Json& obj, const std::string& where, Record* out) {
     LORA_RETURN_IF_ERROR(ParseRole(m.at("role"), name + ".role", where, &message.role));
     const Json& content = m.at("content");
     if (!content.is_string()) {
-      return InvalidArgumentError(StrFormat("%s: %s.content must be a string, not %s %s",
-                                            where.c_str(), name.c_str(), JsonTypeName(content),
-                                            JsonSnippet(content).c_str()));
+      return InvalidArgumentError(StrFormat("%s: %s.content must be a string, not %s",
+                                            where.c_str(), name.c_str(),
+                                            Described(content).c_str()));
     }
     message.content = content.get<std::string>();
     // An optional system message first, then user/assistant alternating,
@@ -157,9 +162,8 @@ Status ParseRecord(std::string_view line, const std::string& where, Record* out)
     return parsed;
   }
   if (!obj.is_object()) {
-    return InvalidArgumentError(StrFormat("%s: a record must be a JSON object, not %s %s; %s",
-                                          where.c_str(), JsonTypeName(obj),
-                                          JsonSnippet(obj).c_str(), kAcceptedFormats));
+    return InvalidArgumentError(StrFormat("%s: a record must be a JSON object, not %s; %s",
+                                          where.c_str(), Described(obj).c_str(), kAcceptedFormats));
   }
 
   // Which formats does the record have keys of?
@@ -325,10 +329,10 @@ Status ParsePreferenceRecord(std::string_view line, const std::string& where,
       return OkStatus();
     }
     if (!v.is_array() || v.empty())
-      return InvalidArgumentError(StrFormat("%s: field '%s' must be a string or a non-empty list "
-                                            "of chat messages, not %s %s",
-                                            where.c_str(), key, JsonTypeName(v),
-                                            JsonSnippet(v).c_str()));
+      return InvalidArgumentError(
+          StrFormat("%s: field '%s' must be a string or a non-empty list "
+                    "of chat messages, not %s",
+                    where.c_str(), key, Described(v).c_str()));
     *list = v;
     return OkStatus();
   };

@@ -175,8 +175,9 @@ constexpr const char* kModelSideFiles[] = {
 Status CheckOutput(const std::string& out) {
   if (out.empty()) return InvalidArgumentError("-o: an output directory is required");
   if (PathExists(out))
-    return InvalidArgumentError(out + ": already exists (merging never overwrites; remove it or "
-                                      "choose another -o)");
+    return InvalidArgumentError(out +
+                                ": already exists (lorart merge and average never overwrite "
+                                "an output; remove it or choose another -o)");
   return OkStatus();
 }
 
