@@ -249,6 +249,36 @@ int error(const Twine &msg) {
   return 1;
 }
 
+/// MLIR's source-manager diagnostics, except that a location in a JSON file
+/// (the importer locates model-level errors at config.json:1:1) is printed
+/// without its source line: a one-line config.json would be echoed whole.
+class Diagnostics : public SourceMgrDiagnosticHandler {
+public:
+  Diagnostics(llvm::SourceMgr &mgr, MLIRContext *ctx)
+      : SourceMgrDiagnosticHandler(mgr, ctx), ctx(ctx) {
+    // Registered after the base handler: asked first.
+    id = ctx->getDiagEngine().registerHandler([this](Diagnostic &d) {
+      if (!inJson(d.getLocation()))
+        return failure(); // the base handler's
+      emitDiagnostic(d.getLocation(), d.str(), d.getSeverity(),
+                     /*displaySourceLine=*/false);
+      for (Diagnostic &note : d.getNotes())
+        emitDiagnostic(note.getLocation(), note.str(), note.getSeverity(),
+                       /*displaySourceLine=*/!inJson(note.getLocation()));
+      return success();
+    });
+  }
+  ~Diagnostics() { ctx->getDiagEngine().eraseHandler(id); }
+
+private:
+  static bool inJson(Location loc) {
+    auto file = loc->findInstanceOf<FileLineColLoc>();
+    return file && file.getFilename().getValue().ends_with(".json");
+  }
+  MLIRContext *ctx;
+  DiagnosticEngine::HandlerID id;
+};
+
 void setupContext(MLIRContext &ctx) {
   DialectRegistry registry;
   registry.insert<lora::LoraDialect, func::FuncDialect>();
@@ -576,7 +606,7 @@ int runCompile() {
   MLIRContext ctx;
   setupContext(ctx);
   llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler handler(sourceMgr, &ctx);
+  Diagnostics handler(sourceMgr, &ctx);
 
   // The input: a lora module, or a model directory / config.json imported
   // on the fly with the LoRA flags.
@@ -739,7 +769,7 @@ int runSummary() {
   MLIRContext ctx;
   setupContext(ctx);
   llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler handler(sourceMgr, &ctx);
+  Diagnostics handler(sourceMgr, &ctx);
   std::string err;
   auto file = openInputFile(summaryInput, &err);
   if (!file)
