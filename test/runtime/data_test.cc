@@ -233,6 +233,41 @@ TEST(DataTokenizerTest, TrainedModelEncodesAndDecodes) {
   ASSERT_TRUE(shown.ok());
 }
 
+// A tokenizer.model directory takes BOS, EOS and pad from its
+// tokenizer_config.json, as transformers' LlamaTokenizer does, and refuses a
+// config that is not an object or names a token the model lacks.
+TEST(DataTokenizerTest, SentencePieceDirectoryReadsTokenizerConfig) {
+  TempDir dir;
+  std::string corpus;
+  for (const std::string& line : ::lorart::testing::DataTestCorpus()) corpus += line + "\n";
+  WriteFile(dir.Join("corpus.txt"), corpus);
+  TokenizerTrainOptions options = ::lorart::testing::DataTestTokenizerOptions();
+  options.user_defined_symbols = {"[INST]", "[/INST]"};
+  ASSERT_TRUE(TrainTokenizer(dir.Join("corpus.txt"), dir.Join("tokenizer.model"), options).ok());
+  StatusOr<std::unique_ptr<Tokenizer>> plain = Tokenizer::Load(dir.path());
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ((*plain)->eos_id(), 2);
+  WriteFile(dir.Join("tokenizer_config.json"),
+            R"({"bos_token": {"content": "<s>"}, "eos_token": "[/INST]", "pad_token": null})");
+  StatusOr<std::unique_ptr<Tokenizer>> t = Tokenizer::Load(dir.path());
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t)->bos_id(), 1);
+  EXPECT_EQ((*t)->eos_id(), 4);
+  EXPECT_EQ((*t)->eos_token(), "[/INST]");
+  EXPECT_EQ((*t)->pad_id(), 4);  // no pad: EOS
+  const std::pair<const char*, const char*> bad[] = {
+      {"[]", "tokenizer_config.json: (top level): must be an object, not an array"},
+      {R"({"eos_token": 2})", "tokenizer_config.json: eos_token: must be a string, not an integer"},
+      {R"({"bos_token": "<nonexistent>"})",
+       "tokenizer_config.json: bos_token: '<nonexistent>' is not a token of "}};
+  for (const auto& [text, want] : bad) {
+    WriteFile(dir.Join("tokenizer_config.json"), text);
+    StatusOr<std::unique_ptr<Tokenizer>> r = Tokenizer::Load(dir.path());
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(r.status().message().find(want), std::string::npos) << r.status().message();
+  }
+}
+
 TEST(DataTokenizerTest, TrainingIsDeterministicAndWritesTheModelFile) {
   TempDir dir;
   std::string corpus;

@@ -1,5 +1,7 @@
 #include "lorart/data/tokenizer.h"
 
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -12,12 +14,12 @@
 #include <unordered_map>
 #include <utility>
 
-#include <sentencepiece_processor.h>
-#include <sentencepiece_trainer.h>
-
 #include "lorart/base/strings.h"
 #include "lorart/data/hf/hf_tokenizer.h"
+#include "lorart/data/hf/json_fields.h"
 #include "lorart/data/sentencepiece_model.h"
+#include "lorart/io/files.h"
+#include "lorart/io/json.h"
 #include "lorart/io/mapped_file.h"
 
 namespace lorart {
@@ -269,6 +271,52 @@ bool InByteRanges(const std::vector<ByteRange>& ranges, uint32_t begin, uint32_t
 
 Tokenizer::~Tokenizer() = default;
 
+// The special tokens of tokenizer_config.json, for either kind of tokenizer.
+Status Tokenizer::LoadSpecialTokens(std::string_view config_text, const std::string& config_name) {
+  Json root;
+  LORA_RETURN_IF_ERROR(ParseJson(config_text, config_name, "tokenizer config", &root));
+  hf::JsonFields f(config_name);
+  LORA_RETURN_IF_ERROR(f.ExpectObject(root, ""));
+  // A name: "<s>", {"content": "<s>", ...} or null/absent ("" then).
+  // An explicit null is present: the model has no such token.
+  auto name = [&](const char* key, std::string* out, bool* present) -> Status {
+    *present = root.find(key) != root.end();
+    const Json* v = f.Find(root, key);
+    out->clear();
+    if (v == nullptr) return OkStatus();
+    if (v->is_object()) return f.GetString(*v, key, "content", true, out);
+    return f.AsString(*v, key, out);
+  };
+  // BOS and EOS must be tokens of the tokenizer: transformers would add an
+  // unknown one as a new token, which the model's embeddings do not have.
+  auto known = [&](const char* key, const std::string& text, int32_t* id) -> Status {
+    *id = text.empty() ? -1 : PieceToId(text);
+    if (!text.empty() && *id < 0) {
+      return f.Error(key, StrFormat("%s is not a token of %s", Quote(text).c_str(), path_.c_str()));
+    }
+    return OkStatus();
+  };
+  std::string text;
+  bool present;
+  LORA_RETURN_IF_ERROR(name("bos_token", &text, &present));
+  if (present) {
+    bos_token_ = text;
+    LORA_RETURN_IF_ERROR(known("bos_token", text, &bos_id_));
+  }
+  LORA_RETURN_IF_ERROR(name("eos_token", &text, &present));
+  if (present) {
+    eos_token_ = text;
+    LORA_RETURN_IF_ERROR(known("eos_token", text, &eos_id_));
+  }
+  LORA_RETURN_IF_ERROR(name("unk_token", &text, &present));
+  if (present && PieceToId(text) >= 0) unk_id_ = PieceToId(text);
+  // An unknown pad token is not an error: pad positions carry no loss and
+  // are never attended to, so any id serves (the caller falls back to EOS).
+  LORA_RETURN_IF_ERROR(name("pad_token", &text, &present));
+  if (present) pad_id_ = !text.empty() ? PieceToId(text) : -1;
+  return OkStatus();
+}
+
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& path) {
   if (IsDirectory(path)) {
     std::string json = JoinPath(path, "tokenizer.json");
@@ -283,7 +331,15 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& path) {
     }
     MappedFile mapped;
     LORA_RETURN_IF_ERROR(mapped.Open(model));
-    return FromBytes(mapped.view(), model);
+    LORA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> sp, FromBytes(mapped.view(), model));
+    // transformers' LlamaTokenizer takes BOS, EOS and pad from
+    // tokenizer_config.json beside a tokenizer.model too.
+    if (Exists(config)) {
+      LORA_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(config));
+      LORA_RETURN_IF_ERROR(sp->LoadSpecialTokens(text, config));
+      if (sp->pad_id_ < 0) sp->pad_id_ = sp->eos_id_ >= 0 ? sp->eos_id_ : 0;
+    }
+    return sp;
   }
   if (!Exists(path)) {
     return NotFoundError(StrFormat(

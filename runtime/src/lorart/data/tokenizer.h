@@ -117,6 +117,10 @@ class Tokenizer {
 
  protected:
   Tokenizer() = default;
+  // BOS, EOS, unk and pad from tokenizer_config.json's text (a name, an
+  // {"content": ...} object or null): BOS and EOS must be tokens of this
+  // tokenizer; a null one means the model has none. Errors name the file.
+  Status LoadSpecialTokens(std::string_view config_text, const std::string& config_name);
 
   std::string path_;
   int32_t vocab_size_ = 0;

@@ -64,7 +64,6 @@ class HfTokenizer : public Tokenizer {
     return t ? &t->content : model_->IdToPiece(id);
   }
   StatusOr<std::string> DecodeImpl(const std::vector<int32_t>& ids, bool skip_special) const;
-  Status LoadConfig(std::string_view config_text, const std::string& config_name);
 
   std::unique_ptr<hf::Normalizer> normalizer_;
   std::unique_ptr<hf::PreTokenizer> pre_tokenizer_;
@@ -203,53 +202,9 @@ StatusOr<std::unique_ptr<Tokenizer>> HfTokenizer::Build(std::string_view json_te
     t->eos_token_ = t->IdToPiece(t->eos_id_);
   }
   t->pad_id_ = -1;
-  if (!config_text.empty()) LORA_RETURN_IF_ERROR(t->LoadConfig(config_text, config_name));
+  if (!config_text.empty()) LORA_RETURN_IF_ERROR(t->LoadSpecialTokens(config_text, config_name));
   if (t->pad_id_ < 0) t->pad_id_ = t->eos_id_ >= 0 ? t->eos_id_ : 0;
   return std::unique_ptr<Tokenizer>(std::move(t));
-}
-
-Status HfTokenizer::LoadConfig(std::string_view config_text, const std::string& config_name) {
-  Json root;
-  LORA_RETURN_IF_ERROR(ParseJson(config_text, config_name, "tokenizer config", &root));
-  JsonFields f(config_name);
-  LORA_RETURN_IF_ERROR(f.ExpectObject(root, ""));
-  // A name: "<s>", {"content": "<s>", ...} or null/absent ("" then).
-  // An explicit null is present: the model has no such token.
-  auto name = [&](const char* key, std::string* out, bool* present) -> Status {
-    *present = root.find(key) != root.end();
-    const Json* v = f.Find(root, key);
-    out->clear();
-    if (v == nullptr) return OkStatus();
-    if (v->is_object()) return f.GetString(*v, key, "content", true, out);
-    return f.AsString(*v, key, out);
-  };
-  // BOS and EOS must be tokens of tokenizer.json: transformers would add an
-  // unknown one as a new token, which the model's embeddings do not have.
-  auto known = [&](const char* key, const std::string& text, int32_t* id) -> Status {
-    *id = text.empty() ? -1 : PieceToId(text);
-    if (!text.empty() && *id < 0) {
-      return f.Error(key, StrFormat("%s is not a token of %s", Quote(text).c_str(),
-                                    path_.c_str()));
-    }
-    return OkStatus();
-  };
-  std::string text;
-  bool present;
-  LORA_RETURN_IF_ERROR(name("bos_token", &text, &present));
-  if (present) {
-    bos_token_ = text;
-    LORA_RETURN_IF_ERROR(known("bos_token", text, &bos_id_));
-  }
-  LORA_RETURN_IF_ERROR(name("eos_token", &text, &present));
-  if (present) {
-    eos_token_ = text;
-    LORA_RETURN_IF_ERROR(known("eos_token", text, &eos_id_));
-  }
-  LORA_RETURN_IF_ERROR(name("unk_token", &text, &present));
-  if (present && PieceToId(text) >= 0) unk_id_ = PieceToId(text);
-  LORA_RETURN_IF_ERROR(name("pad_token", &text, &present));
-  pad_id_ = present && !text.empty() ? PieceToId(text) : -1;
-  return OkStatus();
 }
 
 Status HfTokenizer::EncodeWithSpecial(std::string_view text,
