@@ -6,12 +6,11 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <set>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "lorart/base/strings.h"
 #include "lorart/cpu/kernel.h"
@@ -19,6 +18,7 @@
 #include "lorart/exec/session.h"
 #include "lorart/io/files.h"
 #include "lorart/io/hf_config.h"
+#include "lorart/io/hf_layout.h"
 #include "lorart/io/json.h"
 #include "lorart/io/mapped_file.h"
 #include "lorart/io/peft_adapter.h"
@@ -309,6 +309,26 @@ Status MergeInto(const MergeOptions& o, const std::string& tmp, std::ostream& lo
 
   SafetensorsModel base;
   LORA_RETURN_IF_ERROR(OpenSafetensorsModelHeaders(o.base_dir, &base));
+  // The base holds every tensor its config.json implies, in its shape: the
+  // merged directory is that model (a missing lm_head would give a model
+  // transformers refuses or initializes at random).
+  {
+    LORA_ASSIGN_OR_RETURN(hf::ModelConfig cfg, hf::ParseModelConfig(o.base_dir + "/config.json"));
+    for (const HfTensorSpec& spec : LlamaFamilyTensors(cfg)) {
+      const SafetensorsHeader* shard = nullptr;
+      const TensorInfo* t = base.Find(spec.name, &shard);
+      if (!t)
+        return NotFoundError(
+            StrFormat("%s: the base has no tensor '%s', which its config.json "
+                      "implies",
+                      o.base_dir.c_str(), spec.name.c_str()));
+      if (t->shape != spec.shape)
+        return InvalidArgumentError(
+            StrFormat("%s: tensor '%s' has shape %s, but the base's config.json implies %s",
+                      shard->path.c_str(), spec.name.c_str(), ShapeToString(t->shape).c_str(),
+                      ShapeToString(spec.shape).c_str()));
+    }
+  }
   std::vector<MappedFile> files(base.shards.size());
   for (size_t i = 0; i < base.shards.size(); ++i)
     LORA_RETURN_IF_ERROR(files[i].Open(base.shards[i].path));
