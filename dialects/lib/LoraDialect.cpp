@@ -61,6 +61,59 @@ bool isStringArray(Attribute a) {
 }
 } // namespace
 
+/// The graph computes the model the config describes: its attention ops use
+/// the config's heads and head_dim, its RoPE ops the config's head_dim and
+/// rope_theta. train.bin records the config, and lorart checks a base model
+/// against it, so a graph that disagreed would run another model's weights
+/// through the wrong attention.
+LogicalResult verifyGraphMatchesConfig(Operation *module, DictionaryAttr dict) {
+  auto intOf = [&](StringRef key) {
+    return cast<IntegerAttr>(dict.get(key)).getInt();
+  };
+  const int64_t heads = intOf("num_attention_heads");
+  const int64_t kvHeads = intOf("num_key_value_heads");
+  const int64_t headDim = intOf("head_dim");
+  const double theta =
+      cast<FloatAttr>(dict.get("rope_theta")).getValueAsDouble();
+  auto mismatch = [&](Operation *op, StringRef what, auto got, auto want) {
+    return op->emitOpError()
+           << what << " " << got << " differs from the module's lora.model ("
+           << want << ")";
+  };
+  auto attention = [&](Operation *op, int64_t h, int64_t kv,
+                       int64_t d) -> LogicalResult {
+    if (h != heads)
+      return mismatch(op, "num_heads", h, heads);
+    if (kv != kvHeads)
+      return mismatch(op, "num_kv_heads", kv, kvHeads);
+    if (d != headDim)
+      return mismatch(op, "head_dim", d, headDim);
+    return success();
+  };
+  auto rope = [&](Operation *op, int64_t d, double t) -> LogicalResult {
+    if (d != headDim)
+      return mismatch(op, "head_dim", d, headDim);
+    if (t != theta)
+      return mismatch(op, "theta", t, theta);
+    return success();
+  };
+  WalkResult r = module->walk([&](Operation *op) {
+    LogicalResult ok = success();
+    if (auto a = dyn_cast<AttentionOp>(op))
+      ok = attention(op, a.getNumHeads(), a.getNumKvHeads(), a.getHeadDim());
+    else if (auto a = dyn_cast<AttentionWithLseOp>(op))
+      ok = attention(op, a.getNumHeads(), a.getNumKvHeads(), a.getHeadDim());
+    else if (auto a = dyn_cast<AttentionGradOp>(op))
+      ok = attention(op, a.getNumHeads(), a.getNumKvHeads(), a.getHeadDim());
+    else if (auto p = dyn_cast<RopeOp>(op))
+      ok = rope(op, p.getHeadDim(), p.getTheta().convertToDouble());
+    else if (auto p = dyn_cast<RopeGradOp>(op))
+      ok = rope(op, p.getHeadDim(), p.getTheta().convertToDouble());
+    return failed(ok) ? WalkResult::interrupt() : WalkResult::advance();
+  });
+  return failure(r.wasInterrupted());
+}
+
 namespace {
 /// In a lora model every lora.param of one name is one persistent tensor:
 /// its type agrees wherever it is declared (train.bin holds it once). (The
@@ -187,6 +240,8 @@ LogicalResult LoraDialect::verifyOperationAttribute(Operation *op,
              << "attribute '" << name << "': num_attention_heads (" << heads
              << ") must be a multiple of num_key_value_heads (" << kvHeads
              << ")";
+    if (failed(verifyGraphMatchesConfig(op, dict)))
+      return failure();
     return verifyParamsAgree(op);
   }
 

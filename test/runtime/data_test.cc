@@ -233,16 +233,23 @@ TEST(DataTokenizerTest, TrainedModelEncodesAndDecodes) {
   ASSERT_TRUE(shown.ok());
 }
 
-// A tokenizer.model directory takes BOS, EOS and pad from its
-// tokenizer_config.json, as transformers' LlamaTokenizer does, and refuses a
-// config that is not an object or names a token the model lacks.
-TEST(DataTokenizerTest, SentencePieceDirectoryReadsTokenizerConfig) {
-  TempDir dir;
+// The test corpus in DIR/corpus.txt, and the tokenizer options both tests
+// below train with ([INST] and [/INST] as user-defined symbols, ids 3 and 4).
+TokenizerTrainOptions WriteCorpus(const TempDir& dir) {
   std::string corpus;
   for (const std::string& line : ::lorart::testing::DataTestCorpus()) corpus += line + "\n";
   WriteFile(dir.Join("corpus.txt"), corpus);
   TokenizerTrainOptions options = ::lorart::testing::DataTestTokenizerOptions();
   options.user_defined_symbols = {"[INST]", "[/INST]"};
+  return options;
+}
+
+// A tokenizer.model directory takes BOS, EOS and pad from its
+// tokenizer_config.json, as transformers' LlamaTokenizer does, and refuses a
+// config that is not an object or names a token the model lacks.
+TEST(DataTokenizerTest, SentencePieceDirectoryReadsTokenizerConfig) {
+  TempDir dir;
+  TokenizerTrainOptions options = WriteCorpus(dir);
   ASSERT_TRUE(TrainTokenizer(dir.Join("corpus.txt"), dir.Join("tokenizer.model"), options).ok());
   StatusOr<std::unique_ptr<Tokenizer>> plain = Tokenizer::Load(dir.path());
   ASSERT_TRUE(plain.ok()) << plain.status().ToString();
@@ -270,11 +277,7 @@ TEST(DataTokenizerTest, SentencePieceDirectoryReadsTokenizerConfig) {
 
 TEST(DataTokenizerTest, TrainingIsDeterministicAndWritesTheModelFile) {
   TempDir dir;
-  std::string corpus;
-  for (const std::string& line : ::lorart::testing::DataTestCorpus()) corpus += line + "\n";
-  WriteFile(dir.Join("corpus.txt"), corpus);
-  TokenizerTrainOptions options = ::lorart::testing::DataTestTokenizerOptions();
-  options.user_defined_symbols = {"[INST]", "[/INST]"};
+  TokenizerTrainOptions options = WriteCorpus(dir);
   for (const char* type : {"unigram", "bpe"}) {
     options.model_type = type;
     std::string first = dir.Join(std::string(type) + "1.model");

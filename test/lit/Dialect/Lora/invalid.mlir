@@ -1377,3 +1377,26 @@ func.func @f(%dy: tensor<2x8x64xf32>, %x: tensor<2x8x32xf32>, %a: tensor<4x32xf3
   %0:2 = lora.adapter_grad %dy, %x, %a, %b {alpha = 8.0 : f64} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> (tensor<4x32xf32>, tensor<4x32xf32>)
   return
 }
+
+// -----
+
+// The graph's attention must be the config's: a module whose lora.model says
+// 8 heads while its attention runs 4 is refused (its plan would record 8).
+module attributes {lora.model = {architecture = "LlamaForCausalLM", hidden_size = 64 : i64, intermediate_size = 128 : i64, num_hidden_layers = 1 : i64, num_attention_heads = 8 : i64, num_key_value_heads = 2 : i64, head_dim = 8 : i64, vocab_size = 100 : i64, rms_norm_eps = 1.0e-05 : f64, rope_theta = 10000.0 : f64, tie_word_embeddings = true, attention_bias = false}} {
+  func.func @f(%q: tensor<2x3x64xf32>, %k: tensor<2x3x32xf32>) -> tensor<2x3x64xf32> {
+    // expected-error @+1 {{'lora.attention' op num_heads 4 differs from the module's lora.model (8)}}
+    %0 = lora.attention %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : (tensor<2x3x64xf32>, tensor<2x3x32xf32>, tensor<2x3x32xf32>) -> tensor<2x3x64xf32>
+    return %0 : tensor<2x3x64xf32>
+  }
+}
+
+// -----
+
+// RoPE's base too.
+module attributes {lora.model = {architecture = "LlamaForCausalLM", hidden_size = 64 : i64, intermediate_size = 128 : i64, num_hidden_layers = 1 : i64, num_attention_heads = 4 : i64, num_key_value_heads = 2 : i64, head_dim = 16 : i64, vocab_size = 100 : i64, rms_norm_eps = 1.0e-05 : f64, rope_theta = 10000.0 : f64, tie_word_embeddings = true, attention_bias = false}} {
+  func.func @f(%q: tensor<2x3x64xf32>, %pos: tensor<2x3xi32>) -> tensor<2x3x64xf32> {
+    // expected-error @+1 {{'lora.rope' op theta 5.000000e+05 differs from the module's lora.model (1.000000e+04)}}
+    %0 = lora.rope %q, %pos {head_dim = 16 : i64, theta = 5.0e+05 : f64} : (tensor<2x3x64xf32>, tensor<2x3xi32>) -> tensor<2x3x64xf32>
+    return %0 : tensor<2x3x64xf32>
+  }
+}
