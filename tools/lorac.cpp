@@ -29,10 +29,12 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/SHA256.h"
+#include "llvm/Support/Signals.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 #include <cmath>
+#include <unistd.h>
 
 using namespace llvm;
 using namespace mlir;
@@ -342,33 +344,46 @@ int writeFile(StringRef path, llvm::function_ref<void(raw_ostream &)> write) {
 }
 
 /// Writes several files all or nothing: each into a temporary file beside
-/// it first, and only when every one is written are they renamed into
-/// place. So an output path that cannot be written (a missing directory, a
-/// directory of that name) fails the command before any output is replaced.
+/// it first (removed if a signal ends lorac), and only when every one is
+/// written are they renamed into place. So an output path that cannot be
+/// written (a missing directory, a directory of that name) fails the command
+/// before any output is replaced. "-" is standard output, and an existing
+/// path that is not a regular file (/dev/null, /dev/stdout) is written in
+/// place, last: renaming over it would replace the device.
 int writeFiles(ArrayRef<std::pair<std::string, std::string>> files) {
-  SmallVector<std::string> temps;
+  SmallVector<std::string> temps(files.size());
+  SmallVector<bool> direct(files.size(), false);
   auto cleanup = [&] {
     for (const std::string &t : temps)
-      if (!t.empty())
+      if (!t.empty()) {
         llvm::sys::fs::remove(t);
+        llvm::sys::DontRemoveFileOnSignal(t);
+      }
   };
-  for (const auto &[path, content] : files) {
-    if (path == "-") { // standard output, written last
-      temps.emplace_back();
+  for (size_t i = 0; i < files.size(); ++i) {
+    const auto &[path, content] = files[i];
+    llvm::sys::fs::file_status st;
+    const bool exists = !llvm::sys::fs::status(path, st);
+    if (path == "-" || (exists && !llvm::sys::fs::is_directory(st) &&
+                        !llvm::sys::fs::is_regular_file(st))) {
+      direct[i] = true;
       continue;
     }
-    if (llvm::sys::fs::is_directory(path)) {
+    if (exists && llvm::sys::fs::is_directory(st)) {
       cleanup();
       return error(path + ": is a directory");
     }
+    // Named by hand: createUniqueFile would also replace a '%' of the path.
+    std::string temp =
+        path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(i);
     int fd = -1;
-    SmallString<256> temp;
-    if (std::error_code ec =
-            llvm::sys::fs::createUniqueFile(path + ".tmp-%%%%%%%%", fd, temp)) {
+    if (std::error_code ec = llvm::sys::fs::openFileForWrite(
+            temp, fd, llvm::sys::fs::CD_CreateNew)) {
       cleanup();
       return error(path + ": " + ec.message());
     }
-    temps.push_back(std::string(temp));
+    temps[i] = temp;
+    llvm::sys::RemoveFileOnSignal(temp);
     llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
     os << content;
     os.close();
@@ -380,17 +395,36 @@ int writeFiles(ArrayRef<std::pair<std::string, std::string>> files) {
     }
   }
   for (size_t i = 0; i < files.size(); ++i) {
-    if (files[i].first == "-")
+    if (direct[i])
       continue;
     if (std::error_code ec = llvm::sys::fs::rename(temps[i], files[i].first)) {
       cleanup();
       return error(files[i].first + ": " + ec.message());
     }
+    llvm::sys::DontRemoveFileOnSignal(temps[i]);
+    temps[i].clear();
   }
-  for (const auto &[path, content] : files)
-    if (path == "-")
-      outs() << content;
-  outs().flush();
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (!direct[i])
+      continue;
+    if (files[i].first == "-") {
+      outs() << files[i].second;
+      outs().flush();
+      continue;
+    }
+    std::error_code ec;
+    llvm::raw_fd_ostream os(files[i].first, ec);
+    if (!ec) {
+      os << files[i].second;
+      os.close();
+      if (os.has_error()) {
+        ec = os.error();
+        os.clear_error();
+      }
+    }
+    if (ec)
+      return error(files[i].first + ": " + ec.message());
+  }
   return 0;
 }
 

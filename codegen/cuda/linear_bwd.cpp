@@ -828,8 +828,12 @@ Emitted linearBwd(const KernelDesc &d, const P &p, bool hasX, bool hasW) {
       g.scaling = p.scaling;
       g.dropout = p.dropout;
     }
-    if constexpr (!std::is_same_v<P, kernels::params::linear_bwd_x>)
-      g.dx = p.no_dx.value_or(0) == 0;
+    if constexpr (!std::is_same_v<P, kernels::params::linear_bwd_x>) {
+      const int64_t noDx = p.no_dx.value_or(0);
+      if (noDx != 0 && noDx != 1)
+        return notCovered("parameter 'no_dx' must be 0 or 1");
+      g.dx = noDx == 0;
+    }
     const size_t o = g.dx ? 1 : 0;  // dx, when wanted, comes first
     g.xType = d.inputs[1].type;
     g.daType = d.outputs[o].type;

@@ -97,18 +97,25 @@ LogicalResult verifyGraphMatchesConfig(Operation *module, DictionaryAttr dict) {
       return mismatch(op, "theta", t, theta);
     return success();
   };
+  // The module's attribute is verified before the ops inside it: their
+  // attributes are read raw, and an op missing one is left to its own
+  // verifier.
+  auto i64 = [](Operation *op, StringRef name) {
+    return op->getAttrOfType<IntegerAttr>(name);
+  };
   WalkResult r = module->walk([&](Operation *op) {
     LogicalResult ok = success();
-    if (auto a = dyn_cast<AttentionOp>(op))
-      ok = attention(op, a.getNumHeads(), a.getNumKvHeads(), a.getHeadDim());
-    else if (auto a = dyn_cast<AttentionWithLseOp>(op))
-      ok = attention(op, a.getNumHeads(), a.getNumKvHeads(), a.getHeadDim());
-    else if (auto a = dyn_cast<AttentionGradOp>(op))
-      ok = attention(op, a.getNumHeads(), a.getNumKvHeads(), a.getHeadDim());
-    else if (auto p = dyn_cast<RopeOp>(op))
-      ok = rope(op, p.getHeadDim(), p.getTheta().convertToDouble());
-    else if (auto p = dyn_cast<RopeGradOp>(op))
-      ok = rope(op, p.getHeadDim(), p.getTheta().convertToDouble());
+    if (isa<AttentionOp, AttentionWithLseOp, AttentionGradOp>(op)) {
+      IntegerAttr h = i64(op, "num_heads"), kv = i64(op, "num_kv_heads"),
+                  d = i64(op, "head_dim");
+      if (h && kv && d)
+        ok = attention(op, h.getInt(), kv.getInt(), d.getInt());
+    } else if (isa<RopeOp, RopeGradOp>(op)) {
+      IntegerAttr d = i64(op, "head_dim");
+      auto t = op->getAttrOfType<FloatAttr>("theta");
+      if (d && t)
+        ok = rope(op, d.getInt(), t.getValueAsDouble());
+    }
     return failed(ok) ? WalkResult::interrupt() : WalkResult::advance();
   });
   return failure(r.wasInterrupted());

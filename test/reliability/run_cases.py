@@ -181,6 +181,17 @@ def setup_windowed():
           "--seq-len", "32", "-o", w("nowindow.bin")])
 
 
+def setup_mlp_bias():
+    """A model with MLP biases (the plan does not record them: binding checks
+    their tensors), compiled for itself."""
+    d = w("mlpbias")
+    write(w("mlpbias.json"), json.dumps(config_with(mlp_bias=True)))
+    must([tool("lorart"), "init-model", "--config", w("mlpbias.json"), "-o", d, "--dtype", "f32"])
+    shutil.copy(w("model", "tokenizer.model"), d)
+    must([tool("lorac"), "compile", d, "--dtype", "f32", "--micro-batch", "2", "--seq-len", "32",
+          "-o", w("mlpbias.bin")])
+
+
 def setup_checkpoint():
     must(TRAIN + ["--base", w("model"), "--steps", "2", "--save-every", "2", "-o", w("ckpt_run")])
 
@@ -333,6 +344,10 @@ CASES = [
      [tool("lorart"), "eval", w("nowindow.bin"), "--base", w("window"), "--data",
       w("data.jsonl"), "--threads", "2"], 1,
      "the sliding window is 8, but the plan was compiled for none", []),
+    ("base: MLP biases, with a plan compiled for them (not an error)", setup_mlp_bias,
+     [tool("lorart"), "run", w("mlpbias.bin"), "--data", w("data.jsonl"), "--no-progress",
+      "--threads", "2", "--base", w("mlpbias"), "--steps", "1", "--spike-factor", "inf",
+      "-o", w("mlpbias_out")], 0, "wrote", []),
     ("base: tie_word_embeddings differs", setup_untied,
      TRAIN + ["--base", w("untied"), "--steps", "1", "-o", w("untied_out")], 1,
      "tie_word_embeddings is", [w("untied_out")]),

@@ -197,9 +197,9 @@ Status CheckRunFlags(const Options& o, bool replay_ratio_given) {
                          {"--save-every", o.save_every},
                          {"--max-skipped", o.max_skipped}})
     if (v < 0) return bad(flag, whole(v), ">= 0");
-  if (!(o.spike > 1) || !std::isfinite(o.spike))
+  if (!(o.spike > 1))  // inf: never skip a step for its loss
     return bad("--spike-factor", num(o.spike),
-               "a number above 1 (a loss this many times the mean)");
+               "a number above 1 (a loss this many times the mean; inf: off)");
   if (o.threads < 0) return bad("--threads", whole(o.threads), ">= 0 (0: all)");
   if (o.output.empty()) return InvalidArgumentError("-o must name the output directory, got ''");
   struct stat st;

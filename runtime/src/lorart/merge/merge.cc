@@ -312,8 +312,11 @@ Status MergeInto(const MergeOptions& o, const std::string& tmp, std::ostream& lo
   // The base holds every tensor its config.json implies, in its shape: the
   // merged directory is that model (a missing lm_head would give a model
   // transformers refuses or initializes at random).
-  {
-    LORA_ASSIGN_OR_RETURN(hf::ModelConfig cfg, hf::ParseModelConfig(o.base_dir + "/config.json"));
+  // (Only for the architectures lorac reads: merge itself folds any PEFT
+  // LoRA adapter into any base whose adapted weights are found.)
+  if (StatusOr<hf::ModelConfig> parsed = hf::ParseModelConfig(o.base_dir + "/config.json");
+      parsed.ok()) {
+    const hf::ModelConfig& cfg = *parsed;
     for (const HfTensorSpec& spec : LlamaFamilyTensors(cfg)) {
       const SafetensorsHeader* shard = nullptr;
       const TensorInfo* t = base.Find(spec.name, &shard);

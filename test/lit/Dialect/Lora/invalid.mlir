@@ -1400,3 +1400,15 @@ module attributes {lora.model = {architecture = "LlamaForCausalLM", hidden_size 
     return %0 : tensor<2x3x64xf32>
   }
 }
+
+// -----
+
+// An attention op without its attributes under a lora.model gets its own
+// verifier's error (the config check skips it rather than reading nothing).
+module attributes {lora.model = {architecture = "LlamaForCausalLM", hidden_size = 64 : i64, intermediate_size = 128 : i64, num_hidden_layers = 1 : i64, num_attention_heads = 4 : i64, num_key_value_heads = 2 : i64, head_dim = 16 : i64, vocab_size = 100 : i64, rms_norm_eps = 1.0e-05 : f64, rope_theta = 10000.0 : f64, tie_word_embeddings = true, attention_bias = false}} {
+  func.func @f(%q: tensor<2x3x64xf32>, %k: tensor<2x3x32xf32>) -> tensor<2x3x64xf32> {
+    // expected-error @+1 {{requires attribute 'num_heads'}}
+    %0 = "lora.attention"(%q, %k, %k) <{num_kv_heads = 2 : i64, head_dim = 16 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>}> : (tensor<2x3x64xf32>, tensor<2x3x32xf32>, tensor<2x3x32xf32>) -> tensor<2x3x64xf32>
+    return %0 : tensor<2x3x64xf32>
+  }
+}
