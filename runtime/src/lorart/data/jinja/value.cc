@@ -236,11 +236,16 @@ Value Value::String(LabelledString s) {
     v.str_ = std::make_shared<const LabelledString>(std::move(s));
     return v;
   }
-  // Charged before it is kept; refunded by the deleter.
-  auto charge = std::make_shared<Charge>();
-  charge->Add(s.size());
-  v.str_ = std::shared_ptr<const LabelledString>(new LabelledString(std::move(s)),
-                                                 [charge](const LabelledString* p) { delete p; });
+  // The string and its charge in one allocation (the pointer aliases the
+  // string); charged before it is kept, refunded when the last copy goes.
+  struct Charged {
+    LabelledString text;
+    Charge charge;
+  };
+  auto held = std::make_shared<Charged>();
+  held->charge.Add(s.size());
+  held->text = std::move(s);
+  v.str_ = std::shared_ptr<const LabelledString>(held, &held->text);
   return v;
 }
 Value Value::List(std::vector<Value> items) {
